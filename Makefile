@@ -1,0 +1,31 @@
+# Set-up and common tasks. Each target creates .venv from the project's own files.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= all
+
+.PHONY: demo test test-slow lint bench clean
+
+$(BIN)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/python -m idf_jax.demo
+
+test: $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/ruff check .
+
+bench: $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/python benchmarks/bench_samplers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

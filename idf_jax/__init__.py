@@ -1,0 +1,23 @@
+"""idf-jax: the Industriverse Diffusion Framework in JAX.
+
+Everything is an energy E(x) over a PyTree x; the target is p(x) ∝ exp(-E(x)/T).
+This module is the single front door: every public name is re-exported here.
+"""
+
+from . import diagnostics as diagnostics
+from .diagnostics import ess as ess
+from .diagnostics import rhat as rhat
+from .diagnostics import summary as summary
+from .run import Trace as Trace
+from .run import sample as sample
+from .samplers import HMCInfo as HMCInfo
+from .samplers import LangevinInfo as LangevinInfo
+from .samplers import LangevinState as LangevinState
+from .samplers import Sampler as Sampler
+from .samplers import UnderdampedState as UnderdampedState
+from .samplers import hmc as hmc
+from .samplers import mala as mala
+from .samplers import ula as ula
+from .samplers import underdamped_langevin as underdamped_langevin
+
+__version__ = "0.1.0"
