@@ -102,8 +102,9 @@ def _check_args(x0_batch, num_steps, thin, burn_in):
     if n < 1:
         raise ValueError("x0_batch has zero chains")
     for l in leaves:
-        if not jnp.issubdtype(jnp.result_type(l), jnp.floating):
-            raise ValueError(f"x0_batch leaves must be float arrays, got dtype {jnp.result_type(l)}")
+        dt = jnp.result_type(l)
+        if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+            raise ValueError(f"x0_batch leaves must be numeric arrays, got dtype {dt}")
     return num_steps, thin, int(burn_in), int(n)
 
 
