@@ -342,38 +342,8 @@ def sample(
         )
     n_total = n + pad
 
-    chain_keys = jax.random.split(key, n)
-    init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
-    if pad:
-        chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
-        init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
-
-    state = jax.vmap(sampler.init)(x0_batch, init_keys)
-    # The carry is donated to the chunk runners: never alias the caller's arrays.
-    state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
-    for field in ("position", "energy"):
-        if not hasattr(state, field):
-            raise ValueError(f"sampler state must have a `{field}` field, got {type(state).__name__}")
-    info_shape = jax.eval_shape(
-        lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[1],
-        chain_keys,
-        state,
-    )
-    has_ee = hasattr(info_shape, "energy_error")
-    carry = _Carry(
-        state=state,
-        frozen=jnp.zeros((n_total,), bool),
-        num_divergent=jnp.zeros((n_total,), jnp.int32),
-        active_steps=jnp.zeros((n_total,), jnp.int32),
-        sums=_info_sums_zero(info_shape, n_total),
-        hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
-        ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
-        ee_abs_max=jnp.zeros((n_total,), jnp.float32),
-        positions=jax.tree.map(
-            lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
-        ),
-        energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
-    )
+    carry, chain_keys = _prepare_fn(sampler, n, pad, num_draws)(x0_batch, key)
+    has_ee = carry.hist.shape[1] > 0
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
         carry = jax.device_put(carry, sharding)
@@ -432,6 +402,51 @@ def sample(
     return _finish(carry, n, has_ee)
 
 
+@functools.lru_cache(maxsize=64)
+def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
+    """Jitted construction of the initial carry (init of every chain, empty buffers)."""
+
+    def prepare(x0_batch, key):
+        chain_keys = jax.random.split(key, n)
+        init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
+        if pad:
+            chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
+            init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
+        n_total = n + pad
+        state = jax.vmap(sampler.init)(x0_batch, init_keys)
+        # The carry is donated to the chunk runners: never alias the caller's arrays.
+        state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
+        for field in ("position", "energy"):
+            if not hasattr(state, field):
+                raise ValueError(
+                    f"sampler state must have a `{field}` field, got {type(state).__name__}"
+                )
+        info_shape = jax.eval_shape(
+            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[1],
+            chain_keys,
+            state,
+        )
+        has_ee = hasattr(info_shape, "energy_error")
+        carry = _Carry(
+            state=state,
+            frozen=jnp.zeros((n_total,), bool),
+            num_divergent=jnp.zeros((n_total,), jnp.int32),
+            active_steps=jnp.zeros((n_total,), jnp.int32),
+            sums=_info_sums_zero(info_shape, n_total),
+            hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
+            ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
+            ee_abs_max=jnp.zeros((n_total,), jnp.float32),
+            positions=jax.tree.map(
+                lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
+            ),
+            energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
+        )
+        return carry, chain_keys
+
+    return jax.jit(prepare)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
     c = jax.tree.map(lambda l: l[:n], carry)
     denom = jnp.maximum(c.active_steps, 1).astype(jnp.float32)
