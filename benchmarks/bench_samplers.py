@@ -132,8 +132,12 @@ def bench(name, system, chains, steps, thin, repeats):
     bj_hmc = blackjax.hmc(lambda z: -flat_e(z), p["hmc"], jnp.ones(flat_x0.shape[1]), p["L"])
     runs = {
         "idf mala": lambda: idf.sample(idf_mala, key, x0, steps, thin=thin).positions,
-        "blackjax mala": (lambda f: lambda: f(key, x0))(blackjax_runner(bj_mala, energy, x0, steps, thin, key)),
-        "bare mala loop": (lambda f: lambda: f(key, x0))(bare_runner(energy, p["mala"], steps, thin)),
+        "blackjax mala": (lambda f: lambda: f(key, x0))(
+            blackjax_runner(bj_mala, energy, x0, steps, thin, key)
+        ),
+        "bare mala loop": (lambda f: lambda: f(key, x0))(
+            bare_runner(energy, p["mala"], steps, thin)
+        ),
         "idf hmc": lambda: idf.sample(idf_hmc, key, x0, steps, thin=thin).positions,
         "blackjax hmc": (lambda f: lambda: f(key, flat_x0))(
             blackjax_runner(bj_hmc, flat_e, flat_x0, steps, thin, key)
@@ -141,7 +145,9 @@ def bench(name, system, chains, steps, thin, repeats):
     }
     secs = {k: timed(f, repeats) for k, f in runs.items()}
     rate = {k: chains * steps / v for k, v in secs.items()}
-    print(f"\n## {name}: {chains} chains x {steps} steps, thin {thin}, float32, {jax.devices()[0].platform}")
+    print(
+        f"\n## {name}: {chains} chains x {steps} steps, thin {thin}, float32, {jax.devices()[0].platform}"
+    )
     print("| runner | seconds | chain-steps/s |")
     print("|---|---:|---:|")
     for k in runs:

@@ -62,7 +62,16 @@ def main(argv=None) -> dict:
     }
     m2 = exact_second_moment()
     table = Table(title=f"Summary ({burn} burn-in steps, thin {thin}); exact <x^2> = {m2:.4f}")
-    for col in ("sampler", "<E>", "<x^2>", "accept", "min ESS", "max R-hat", "divergent", "chain-steps/s"):
+    for col in (
+        "sampler",
+        "<E>",
+        "<x^2>",
+        "accept",
+        "min ESS",
+        "max R-hat",
+        "divergent",
+        "chain-steps/s",
+    ):
         table.add_column(col, justify="left" if col == "sampler" else "right")
     results = {}
     for name, s in samplers.items():
@@ -83,8 +92,13 @@ def main(argv=None) -> dict:
         )
         r = results[name]
         table.add_row(
-            name, f"{r['mean_energy']:.3f}", f"{r['second_moment']:.4f}", f"{r['acceptance']:.3f}",
-            f"{r['min_ess']:.0f}", f"{r['max_rhat']:.3f}", str(r["divergent"]),
+            name,
+            f"{r['mean_energy']:.3f}",
+            f"{r['second_moment']:.4f}",
+            f"{r['acceptance']:.3f}",
+            f"{r['min_ess']:.0f}",
+            f"{r['max_rhat']:.3f}",
+            str(r["divergent"]),
             f"{args.chains * args.steps / seconds:.3g}",
         )
     console.print(table)

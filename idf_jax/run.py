@@ -83,17 +83,13 @@ def _check_args(x0_batch, num_steps, thin, burn_in):
         raise ValueError(f"burn_in ({burn_in}) must be smaller than num_steps ({num_steps})")
     kept = num_steps - burn_in
     if kept % thin:
-        raise ValueError(
-            f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}"
-        )
+        raise ValueError(f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}")
     leaves = jax.tree.leaves(x0_batch)
     if not leaves:
         raise ValueError("x0_batch is empty: give a PyTree of arrays with a leading chain axis")
     shapes = [jnp.shape(l) for l in leaves]
     if any(len(s) == 0 for s in shapes):
-        raise ValueError(
-            f"x0_batch leaves need a leading chain axis, got shapes {shapes}"
-        )
+        raise ValueError(f"x0_batch leaves need a leading chain axis, got shapes {shapes}")
     n = shapes[0][0]
     if any(s[0] != n for s in shapes):
         raise ValueError(
@@ -269,7 +265,11 @@ def _load_checkpoint(path: str, template: _Carry, meta: dict) -> tuple[_Carry, i
         raise ValueError(f"checkpoint {path!r} cannot be read: {e}") from e
     steps_done = saved.pop("steps_done", None)
     if saved != meta:
-        diff = {k: (saved.get(k), meta.get(k)) for k in set(saved) | set(meta) if saved.get(k) != meta.get(k)}
+        diff = {
+            k: (saved.get(k), meta.get(k))
+            for k in set(saved) | set(meta)
+            if saved.get(k) != meta.get(k)
+        }
         raise ValueError(
             f"checkpoint {path!r} was written by a different run (saved, now): {diff}; "
             "delete it or pass another path"
@@ -340,7 +340,6 @@ def sample(
         x0_batch = jax.tree.map(
             lambda l: jnp.concatenate([l, jnp.repeat(l[-1:], pad, axis=0)]), x0_batch
         )
-    n_total = n + pad
 
     carry, chain_keys = _prepare_fn(sampler, n, pad, num_draws)(x0_batch, key)
     has_ee = carry.hist.shape[1] > 0
@@ -364,8 +363,13 @@ def sample(
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
         meta = dict(
-            num_chains=n, num_steps=num_steps, thin=thin, burn_in=burn_in,
-            key=_key_fingerprint(key), burn_chunk=burn_chunk, draw_chunk=draw_chunk,
+            num_chains=n,
+            num_steps=num_steps,
+            thin=thin,
+            burn_in=burn_in,
+            key=_key_fingerprint(key),
+            burn_chunk=burn_chunk,
+            draw_chunk=draw_chunk,
             layout=str(jax.tree.structure(carry)),
         )
         if os.path.exists(checkpoint):
@@ -383,9 +387,7 @@ def sample(
             else:
                 draw0 = (steps_done - burn_in) // thin
                 num = min(draw_chunk, num_draws - draw0)
-                carry = keep_fn(
-                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num
-                )
+                carry = keep_fn(chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num)
                 steps_done += num * thin
             if chunked:
                 jax.block_until_ready(carry)
@@ -422,7 +424,9 @@ def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
                     f"sampler state must have a `{field}` field, got {type(state).__name__}"
                 )
         info_shape = jax.eval_shape(
-            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[1],
+            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[
+                1
+            ],
             chain_keys,
             state,
         )
@@ -472,8 +476,11 @@ class _Progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._p = Progress(
-            TextColumn("sampling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-            TimeRemainingColumn(), transient=False,
+            TextColumn("sampling"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self._p.start()
         self._task = self._p.add_task("sample", total=total, completed=done)

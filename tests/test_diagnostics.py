@@ -47,7 +47,9 @@ def test_summary_returns_numbers_and_prints(key, capsys):
     import jax
     import jax.numpy as jnp
 
-    tr = idf.sample(idf.mala(lambda x: 0.5 * jnp.sum(x**2), 0.5), key, jnp.zeros((8, 12)), 400, thin=2)
+    tr = idf.sample(
+        idf.mala(lambda x: 0.5 * jnp.sum(x**2), 0.5), key, jnp.zeros((8, 12)), 400, thin=2
+    )
     out = idf.summary(tr)
     assert out["chains"] == 8 and out["draws"] == 200
     assert out["position"]["x"]["ess_bulk"].shape == (12,)
