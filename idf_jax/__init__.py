@@ -21,3 +21,6 @@ from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
+
+# --- anneal area: schedules, annealing, adaptation, engine facade
+from . import schedules as schedules
