@@ -21,3 +21,9 @@ from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
+
+# --- anneal area: schedules, annealing, adaptation, engine facade
+from . import relax as relax
+from . import schedules as schedules
+from .anneal import EquilibriumResult as EquilibriumResult
+from .anneal import sample_equilibrium as sample_equilibrium
