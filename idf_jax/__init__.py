@@ -21,3 +21,8 @@ from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
+
+# --- thermodynamics (replica exchange, diffusion, thermo metrics, validation) ---
+from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
+from .samplers import ReplicaExchangeState as ReplicaExchangeState
+from .samplers import replica_exchange as replica_exchange
