@@ -26,3 +26,6 @@ __version__ = "0.1.0"
 from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
 from .samplers import ReplicaExchangeState as ReplicaExchangeState
 from .samplers import replica_exchange as replica_exchange
+from . import thermo as thermo
+from .thermo import boltzmann_weights as boltzmann_weights
+from .thermo import free_energy as free_energy

@@ -141,7 +141,8 @@ def test_vmap_and_grad_through_replica_exchange():
 
 @pytest.mark.parametrize(
     "temps, msg",
-    [([1.0], "at least 2"), ([1.0, 0.5], "increasing"), ([1.0, -2.0], "> 0"), ([[1.0, 2.0]], "1-D")],
+    [([1.0], "at least 2"), ([1.0, 0.5], "increasing"), ([1.0, -2.0], "> 0"),
+     ([[1.0, 2.0]], "1-D")],
 )
 def test_bad_ladders_raise(temps, msg):
     with pytest.raises(ValueError, match=msg):
