@@ -29,3 +29,6 @@ from .samplers import replica_exchange as replica_exchange
 from . import thermo as thermo
 from .thermo import boltzmann_weights as boltzmann_weights
 from .thermo import free_energy as free_energy
+from . import validate as validate
+from .validate import energy_law_fidelity as energy_law_fidelity
+from .validate import entropy_coherence as entropy_coherence
