@@ -1,0 +1,1 @@
+"""NVP: Next Vector Prediction, the physics-informed next-state forecaster."""
