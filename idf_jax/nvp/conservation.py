@@ -71,6 +71,10 @@ def check_spec(spec: dict | None, channels: tuple[str, ...]) -> None:
         need(ch, "util_channels")
     for ch in spec.get("layout", []):
         need(ch, "layout")
+    for hf in spec.get("heat_flows", []):
+        need(hf["flow"], "heat_flows")
+        for ch in hf["hot"]:
+            need(ch, "heat_flows")
     if spec.get("storage") and not float(spec.get("dt", 0)) > 0:
         raise ValueError("balance spec needs dt > 0 (seconds)")
 

@@ -290,8 +290,9 @@ def row_balance_spec(params: DatacenterParams) -> dict:
                for i in range(r)],
         util_channels=["cpu"],
         layout=[f"temp_{i}" for i in range(r)],
-        heat_flows=[dict(flow="cooling", hot="mean:" + ",".join(f"temp_{i}" for i in range(r)),
-                         cold_const=None)],
+        # CRAH coil: heat flows from the rack air to chilled water at ~ setpoint - 6 = 12 C.
+        heat_flows=[dict(flow="cooling", hot=[f"temp_{i}" for i in range(r)], cold_value=12.0,
+                         offset_k=273.15)],
         unit_energy="kJ",
     )
 
