@@ -75,7 +75,7 @@ def read_header(path: str) -> tuple[dict, bytes]:
 
 
 def load(path: str) -> tuple[NVPModel, NVPConfig, Normalizer, dict | None, dict]:
-    """(model, config, normalizer, balance_spec, header); ValueError on a corrupt/mismatched file."""
+    """(model, config, normalizer, balance_spec, header); ValueError if corrupt or mismatched."""
     header, payload = read_header(path)
     try:
         cfg = NVPConfig.from_json(header["config"])

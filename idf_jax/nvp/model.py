@@ -124,7 +124,7 @@ def utilisation_entropy(u: Float[Array, "... K"]) -> Float[Array, "..."]:
     return -jnp.sum(p * jnp.log(p), axis=-1)
 
 
-def embed_features(y: Float[Array, "L C"], mask: Bool[Array, "L"], norm: Normalizer,
+def embed_features(y: Float[Array, "L C"], mask: Bool[Array, " L"], norm: Normalizer,
                    bal: conservation.Balance, util_idx: tuple[int, ...]):
     """(z, features) of one physical window: z (L, C), features (L, 2C + 2); padding -> 0."""
     dtype = y.dtype
@@ -200,7 +200,7 @@ class NVPModel(eqx.Module):
         self.window = cfg.window
 
     def __call__(self, feats: Float[Array, "L F"], z: Float[Array, "L C"],
-                 mask: Bool[Array, "L"]) -> tuple[Float[Array, "C"], Float[Array, "C"]]:
+                 mask: Bool[Array, " L"]) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
         length = feats.shape[0]
         if length != self.window:
             raise ValueError(f"window length {length} != model window {self.window}")
@@ -226,7 +226,8 @@ class Forecast(NamedTuple):
 
 
 def forecast(model: NVPModel, bal: conservation.Balance, norm: Normalizer,
-             util_idx: tuple[int, ...], y: Float[Array, "L C"], mask: Bool[Array, "L"]) -> Forecast:
+             util_idx: tuple[int, ...], y: Float[Array, "L C"],
+             mask: Bool[Array, " L"]) -> Forecast:
     """Next state of one physical window `y` (left-padded, `mask` marks real steps).
 
     The conservation layer conditions the Gaussian N(mean_raw, var_raw) on the energy balance

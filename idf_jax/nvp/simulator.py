@@ -47,7 +47,7 @@ ROW_CHANNELS_TEMPLATE = ("cpu", "power", "cooling", "cooling_power", "t_out")
 class DatacenterParams(eqx.Module):
     """Physical and workload parameters (SI-ish units: kW, kJ/K, deg C, seconds)."""
 
-    t_out_hourly: Float[Array, "hours"]
+    t_out_hourly: Float[Array, " hours"]
     num_racks: int = eqx.field(static=True, default=4)
     servers_per_rack: int = eqx.field(static=True, default=40)
     dt: float = eqx.field(static=True, default=900.0)
@@ -70,7 +70,7 @@ class DatacenterParams(eqx.Module):
     burst_prob: float = 0.02
     burst_size: float = 0.15
     start_hour: float = 0.0
-    base_weights: Float[Array, "racks"] | None = None
+    base_weights: Float[Array, " racks"] | None = None
 
 
 class DatacenterState(NamedTuple):

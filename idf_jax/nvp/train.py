@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -74,17 +73,32 @@ def train(train_series: list[np.ndarray], val_series: list[np.ndarray],
           model_cfg: NVPConfig, spec: dict | None = None, cfg: TrainConfig = TrainConfig(),
           *, checkpoint: str | None = None, resume: bool = False, progress: bool = True,
           extra_meta: dict | None = None) -> TrainResult:
-    """Fit NVP; returns the best model (by validation loss) and the per-epoch history."""
+    """Fit NVP on all one-step windows of the (T, C) training series; returns the best model
+    (by validation loss on the windows of `val_series`) and the per-epoch history."""
     channels = model_cfg.channels
     train_series = [nvp_data.array_to_telemetry(s, channels) for s in train_series]
     val_series = [nvp_data.array_to_telemetry(s, channels) for s in val_series]
+    w, mh = model_cfg.window, model_cfg.min_history
+    tr = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in train_series)
+    va = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in val_series)
+    norm = fit_normalizer(train_series, make_physics(spec, channels).balance)
+    return train_windows(tr, va, norm, model_cfg, spec, cfg, checkpoint=checkpoint,
+                         resume=resume, progress=progress, extra_meta=extra_meta)
+
+
+def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: dict | None,
+                  cfg: TrainConfig = TrainConfig(), *, checkpoint: str | None = None,
+                  resume: bool = False, progress: bool = True,
+                  extra_meta: dict | None = None) -> TrainResult:
+    """Fit NVP on pre-cut windows ``(inputs (N, L, C), masks (N, L), targets (N, C))``
+    with normalisation `norm` (fitted on training data only)."""
+    channels = model_cfg.channels
     phys = make_physics(spec, channels)
-    norm = fit_normalizer(train_series, phys.balance)
     w = model_cfg.window
-    xs, ms, ts = nvp_data.concat_windows(
-        nvp_data.windows(s, w, min_history=model_cfg.min_history) for s in train_series)
-    xv, mv, tv = nvp_data.concat_windows(
-        nvp_data.windows(s, w, min_history=model_cfg.min_history) for s in val_series)
+    (xs, ms, ts), (xv, mv, tv) = train_w, val_w
+    for name, arr in (("training", xs), ("validation", xv)):
+        if arr.ndim != 3 or arr.shape[1:] != (w, len(channels)):
+            raise ValueError(f"{name} windows must be (N, {w}, {len(channels)}), got {arr.shape}")
     xs, ts, xv, tv = (a.astype(np.float32) for a in (xs, ts, xv, tv))
     weights = LossWeights(*cfg.weights)
 
@@ -206,9 +220,15 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-            self._p = Progress(TextColumn("NVP train"), BarColumn(), TextColumn("{task.fields[msg]}"),
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            self._p = Progress(TextColumn("NVP train"), BarColumn(),
+                               TextColumn("{task.fields[msg]}"),
                                TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
             self._p.__enter__()
             self._task = self._p.add_task("train", total=self.epochs * self.steps, msg="")
