@@ -255,7 +255,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run)")
     args = ap.parse_args()
-    epochs = 2 if args.quick else 12
+    epochs = 1 if args.quick else 12
     out = ["# NVP forecasting: held-out time ranges, one step ahead", "",
            "Command: `PYTHONPATH=. python experiments/nvp_forecast.py` on a 2-core CPU shared "
            "with other jobs (timings are loaded-machine wall times).", "",
@@ -272,7 +272,7 @@ def main():
     xs, chs = simulator.row_telemetry(obs)
     spec = simulator.row_balance_spec(params)
     tcfg = TrainConfig(epochs=epochs, batch_size=64, learning_rate=3e-3, patience=4, seed=0,
-                       max_epoch_windows=6144)
+                       max_epoch_windows=512 if args.quick else 6144)
     tab, ext = run_dataset("sim", xs, chs, spec, 96, 32, tcfg, dict(d_model=32, num_layers=2))
     ext["std"] = xs.std(0)
     out += fmt_table("Simulator (row preset, 15-min steps, 9 channels)", chs, tab, ext)
