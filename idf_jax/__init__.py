@@ -21,3 +21,7 @@ from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
+
+# --- nvp: Next Vector Prediction (physics-informed forecaster) ---
+from . import nvp as nvp  # noqa: E402
+from .nvp import NVPPredictor as NVPPredictor  # noqa: E402

@@ -86,7 +86,7 @@ def load(path: str) -> tuple[NVPModel, NVPConfig, Normalizer, dict | None, dict]
     c = cfg.num_channels
     if any(getattr(norm, k).shape != (c,) for k in ("mean", "std", "diff_std")):
         raise ValueError(f"NVP checkpoint {path}: normalizer does not match {c} channels")
-    skeleton = NVPModel(cfg, key=jax.random.key(0))
+    skeleton = eqx.filter_eval_shape(NVPModel, cfg, key=jax.random.key(0))  # shapes only
     try:
         model = eqx.tree_deserialise_leaves(io.BytesIO(payload), skeleton)
     except Exception as e:  # shape / dtype / count mismatch reported by equinox or numpy

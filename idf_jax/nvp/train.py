@@ -72,7 +72,7 @@ def _batches(n: int, batch: int, key, limit: int | None):
 def train(train_series: list[np.ndarray], val_series: list[np.ndarray],
           model_cfg: NVPConfig, spec: dict | None = None, cfg: TrainConfig = TrainConfig(),
           *, checkpoint: str | None = None, resume: bool = False, progress: bool = True,
-          extra_meta: dict | None = None) -> TrainResult:
+          extra_meta: dict | None = None, stop_after: int | None = None) -> TrainResult:
     """Fit NVP on all one-step windows of the (T, C) training series; returns the best model
     (by validation loss on the windows of `val_series`) and the per-epoch history."""
     channels = model_cfg.channels
@@ -83,15 +83,20 @@ def train(train_series: list[np.ndarray], val_series: list[np.ndarray],
     va = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in val_series)
     norm = fit_normalizer(train_series, make_physics(spec, channels).balance)
     return train_windows(tr, va, norm, model_cfg, spec, cfg, checkpoint=checkpoint,
-                         resume=resume, progress=progress, extra_meta=extra_meta)
+                         resume=resume, progress=progress, extra_meta=extra_meta,
+                         stop_after=stop_after)
 
 
 def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: dict | None,
                   cfg: TrainConfig = TrainConfig(), *, checkpoint: str | None = None,
                   resume: bool = False, progress: bool = True,
-                  extra_meta: dict | None = None) -> TrainResult:
+                  extra_meta: dict | None = None, stop_after: int | None = None) -> TrainResult:
     """Fit NVP on pre-cut windows ``(inputs (N, L, C), masks (N, L), targets (N, C))``
-    with normalisation `norm` (fitted on training data only)."""
+    with normalisation `norm` (fitted on training data only).
+
+    `resume=True` continues from `<checkpoint>.state` (same data and TrainConfig give the same
+    result as an uninterrupted run); `stop_after=k` ends this call after k epochs, as if the
+    process were stopped (the state file allows resuming)."""
     channels = model_cfg.channels
     phys = make_physics(spec, channels)
     w = model_cfg.window
@@ -180,6 +185,8 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
                     epoch=epoch + 1, best_val=best_val, best_epoch=best_epoch, bad=bad,
                     history=history))
             if bad >= cfg.patience:
+                break
+            if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
                 break
     return TrainResult(best_model, model_cfg, norm, history, best_epoch, float(best_val),
                        checkpoint)
