@@ -37,3 +37,6 @@ from .thermo import free_energy as free_energy
 from . import validate as validate
 from .validate import energy_law_fidelity as energy_law_fidelity
 from .validate import entropy_coherence as entropy_coherence
+# --- nvp: Next Vector Prediction (physics-informed forecaster) ---
+from . import nvp as nvp  # noqa: E402
+from .nvp import NVPPredictor as NVPPredictor  # noqa: E402
