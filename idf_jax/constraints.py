@@ -231,7 +231,8 @@ def _check_list(constraints) -> tuple[Constraint, ...]:
         return (constraints,)
     if not isinstance(constraints, Sequence):
         raise ValueError(
-            f"constraints must be a Constraint or a sequence of them, got {type(constraints).__name__}"
+            "constraints must be a Constraint or a sequence of them, "
+            f"got {type(constraints).__name__}"
         )
     for c in constraints:
         if not isinstance(c, Constraint):

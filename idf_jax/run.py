@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -403,7 +404,12 @@ def sample(
         if bar is not None:
             bar.close()
 
-    return _finish(carry, n, has_ee)
+    # The carry is donated so the (chains, draws, ...) buffer is not copied at the end
+    # (peak memory stays ~1x the draws). Small buffers that cannot be reused (e.g. int
+    # counters whose output shape differs) make JAX warn; that is expected here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+        return _finish(carry, n, has_ee)
 
 
 def _to_global(tree, sharding):
@@ -473,7 +479,7 @@ def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
     return jax.jit(prepare)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
+@functools.partial(jax.jit, static_argnums=(1, 2), donate_argnums=0)
 def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
     c = jax.tree.map(lambda l: l[:n], carry)
     denom = jnp.maximum(c.active_steps, 1).astype(jnp.float32)
