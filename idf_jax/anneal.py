@@ -259,7 +259,7 @@ def sample_equilibrium(
         key, x0, jnp.asarray(temps_in, jnp.float32), eta_in
     )
     if not bool(ok):
-        raise ValueError("every initial state has a non-finite energy")
+        raise ValueError("every initial state has a non-finite energy or gradient")
     temps = np.asarray(temps)
 
     feasible = viol <= 1e-6
@@ -325,11 +325,10 @@ def _make_pipeline(
     def pipeline(key, x0, temps_in, eta_in):
         if proj is not None:
             x0 = jax.vmap(proj)(x0)
-        e0, _ = eg(x0)
-        ok = jnp.any(jnp.isfinite(e0))
+        e0, g_start = eg(x0)
+        ok = jnp.any(jnp.isfinite(e0) & jax.vmap(_tree.all_finite)(g_start))
         if prerelax_steps:
             # First MD move dt^2 |F| = 1% of the RMS state scale (FIRE then adapts dt).
-            _, g_start = eg(x0)
             dt = jnp.sqrt(0.01 * _rms(x0) / jnp.maximum(_gnorm(g_start), 1e-30))
             dt = jnp.where(jnp.isfinite(dt) & (dt > 0), dt, 1e-6)
             x0, _ = pre(x0, dt)
