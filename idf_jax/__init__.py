@@ -27,3 +27,6 @@ from . import relax as relax
 from . import schedules as schedules
 from .anneal import EquilibriumResult as EquilibriumResult
 from .anneal import sample_equilibrium as sample_equilibrium
+from .adapt import AdaptationResult as AdaptationResult
+from .adapt import adapt as adapt
+from .adapt import adapt_run as adapt_run
