@@ -216,14 +216,26 @@ def adapt_run(
     def probe(eps):
         s = build(eps, ones)
         _, info = jax.vmap(s.step)(jax.random.split(k_probe, n), state0)
-        return jnp.nanmean(jnp.asarray(info.acceptance_rate, jnp.float32))
+        acc = jnp.asarray(info.acceptance_rate, jnp.float32)
+        fractional = jnp.any((acc > 0.0) & (acc < 1.0))
+        return jnp.nanmean(acc), fractional
+
+    # A Metropolis acceptance probability is continuous in (0, 1); an unadjusted sampler
+    # reports exactly 1 (or 0 on divergence) whatever the step size.
+    seen_fractional = False
+
+    def probe_acc(e):
+        nonlocal seen_fractional
+        m, f = probe(e)
+        seen_fractional = seen_fractional or bool(f)
+        return float(m)
 
     if initial_step_size is None:
         eps = 0.1
-        direction = 1.0 if float(probe(eps)) > target_acceptance else -1.0
+        direction = 1.0 if probe_acc(eps) > target_acceptance else -1.0
         for _ in range(30):
             nxt = eps * 2.0**direction
-            acc = float(probe(nxt))
+            acc = probe_acc(nxt)
             if (direction > 0 and not acc > target_acceptance) or (
                 direction < 0 and acc > target_acceptance
             ):
@@ -233,6 +245,15 @@ def adapt_run(
             eps = nxt
     else:
         eps = float(initial_step_size)
+        if adapt_step_size:
+            for f in (0.25, 1.0, 4.0, 16.0):
+                probe_acc(eps * f)
+    if adapt_step_size and not seen_fractional:
+        raise ValueError(
+            "the sampler's acceptance is always exactly 0 or 1: an unadjusted sampler (ula, "
+            "underdamped_langevin) cannot be tuned by an acceptance target; choose its "
+            "step size otherwise and pass adapt_step_size=False, initial_step_size=..."
+        )
 
     collect, window_end = (
         _windows(num_steps)
