@@ -30,3 +30,16 @@ from .anneal import sample_equilibrium as sample_equilibrium
 from .adapt import AdaptationResult as AdaptationResult
 from .adapt import adapt as adapt
 from .adapt import adapt_run as adapt_run
+# --- thermodynamics (replica exchange, diffusion, thermo metrics, validation) ---
+from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
+from .samplers import ReplicaExchangeState as ReplicaExchangeState
+from .samplers import replica_exchange as replica_exchange
+from . import thermo as thermo
+from .thermo import boltzmann_weights as boltzmann_weights
+from .thermo import free_energy as free_energy
+from . import validate as validate
+from .validate import energy_law_fidelity as energy_law_fidelity
+from .validate import entropy_coherence as entropy_coherence
+# --- nvp: Next Vector Prediction (physics-informed forecaster) ---
+from . import nvp as nvp  # noqa: E402
+from .nvp import NVPPredictor as NVPPredictor  # noqa: E402

@@ -132,7 +132,9 @@ class Box(Constraint):
         lo, hi = self._bounds(x)
         over = jax.tree.map(
             lambda a, l, h: jnp.sum(jnp.maximum(a - h, 0.0) ** 2 + jnp.maximum(l - a, 0.0) ** 2),
-            x, lo, hi,
+            x,
+            lo,
+            hi,
         )
         return sum(jax.tree.leaves(over))
 
