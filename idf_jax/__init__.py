@@ -43,3 +43,5 @@ from .validate import entropy_coherence as entropy_coherence
 # --- nvp: Next Vector Prediction (physics-informed forecaster) ---
 from . import nvp as nvp  # noqa: E402
 from .nvp import NVPPredictor as NVPPredictor  # noqa: E402
+from . import engine as engine  # noqa: E402
+from .engine import EnergyDiffusionEngine as EnergyDiffusionEngine  # noqa: E402
