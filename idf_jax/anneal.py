@@ -210,13 +210,8 @@ def sample_equilibrium(
     cs = _constraints.parse(constraints)
     example = jax.tree.map(lambda l: l[0], x0_batch)
     _constraints.validate(cs, example, energy_fn)
-    penalised = _constraints.apply_constraints(energy_fn, cs)
-    proj_c = _constraints.project_all(cs) if _constraints.has_projection(cs) else None
-    if project is not None and proj_c is not None:
-        proj = lambda x: project(proj_c(x))  # noqa: E731
-    else:
-        proj = project if project is not None else proj_c
-    relax_method = _relax.resolve_method(relax, has_projection=proj is not None)
+    has_proj = project is not None or _constraints.has_projection(cs)
+    relax_method = _relax.resolve_method(relax, has_projection=has_proj)
 
     prerelax_steps = int(prerelax_steps)
     if prerelax_steps < 0:
@@ -240,21 +235,11 @@ def sample_equilibrium(
         default_t = False
     eta_in = jnp.full((n,), float(step_size) if step_size is not None else -1.0, jnp.float32)
 
-    pipeline = _make_pipeline(
-        penalised,
-        energy_fn,
-        proj,
-        n,
-        num_steps,
-        float(target_acceptance),
-        float(adapt_rate),
-        record_every,
-        prerelax_steps,
-        relax_method,
-        relax_steps,
-        default_t,
-        lambda x, e: _constraints.total_violation(cs, x, e),
+    config = (
+        n, num_steps, float(target_acceptance), float(adapt_rate), record_every,
+        prerelax_steps, relax_method, relax_steps, default_t,
     )
+    pipeline = _cached_pipeline(energy_fn, cs, project, config)
     ok, carry, trace_e, best_x, best_e, temps, raw, viol = pipeline(
         key, x0, jnp.asarray(temps_in, jnp.float32), eta_in
     )
@@ -297,6 +282,38 @@ def sample_equilibrium(
 
 def _bc(mask, leaf):
     return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
+
+
+_CACHE: dict = {}
+_CACHE_SIZE = 8
+
+
+def _cached_pipeline(energy_fn, cs, project, config):
+    """The compiled pipeline for (energy_fn, constraints, project, config), reused across
+    calls with the same objects (so repeated runs skip compilation); uncached when a
+    constraint is not hashable."""
+    try:
+        key = (energy_fn, cs, project, config)
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    penalised = _constraints.apply_constraints(energy_fn, cs)
+    proj_c = _constraints.project_all(cs) if _constraints.has_projection(cs) else None
+    if project is not None and proj_c is not None:
+        proj = lambda x: project(proj_c(x))  # noqa: E731
+    else:
+        proj = project if project is not None else proj_c
+    pipeline = _make_pipeline(
+        penalised, energy_fn, proj, *config,
+        lambda x, e: _constraints.total_violation(cs, x, e),
+    )
+    if key is not None:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = pipeline
+    return pipeline
 
 
 def _make_pipeline(
