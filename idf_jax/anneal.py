@@ -144,7 +144,7 @@ def sample_equilibrium(
     relax_steps: int = 500,
     prerelax_steps: int = 100,
     record_every: int | None = None,
-    t_end_ratio: float = 1e-3,
+    t_end_ratio: float = 1e-2,
 ) -> EquilibriumResult:
     """Anneal every chain of `x0_batch` towards low energy, then relax to the nearest minimum.
 

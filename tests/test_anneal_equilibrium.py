@@ -74,8 +74,8 @@ def test_default_schedule_starts_from_initial_energies_and_records():
     )
     e0 = np.asarray(jax.vmap(tilted_double_well)(x0))
     t0 = idf.anneal.default_start_temperature(e0, 2)
-    # T at steps 99, 199, 299 of a geometric schedule from t0 to t0 * 1e-3
-    ref = t0 * (1e-3) ** (np.array([99, 199, 299]) / 299)
+    # T at steps 99, 199, 299 of a geometric schedule from t0 to t0 * 1e-2
+    ref = t0 * (1e-2) ** (np.array([99, 199, 299]) / 299)
     np.testing.assert_allclose(np.asarray(res.temperatures), ref, rtol=1e-4)
     assert res.energy_trace.shape == (16, 3)
     assert float(res.best_energy) == pytest.approx(_global_min()[0], abs=1e-4)
