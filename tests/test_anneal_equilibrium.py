@@ -254,3 +254,22 @@ def test_lj13_global_minimum_from_random_starts():
     )
     assert float(res.best_energy) == pytest.approx(LJ13_MIN, abs=1e-3)
     assert int(res.num_reached) >= 1
+
+
+def test_constraint_penalties_jit_vmap_grad():
+    # Penalised energies must stay differentiable (finite gradient inside the box, where
+    # the overshoot is exactly zero) and batch under vmap / jit.
+    cs = [C.Box(-1.0, 1.0, weight=10.0, mode="penalty"), C.EnergyMax(0.5, weight=2.0)]
+    pen = C.apply_constraints(lambda x: jnp.sum(x**2), cs)
+    g_in = jax.grad(pen)(jnp.array([0.1, -0.2]))
+    np.testing.assert_allclose(np.asarray(g_in), [0.2, -0.4], rtol=1e-6)
+    # Outside the box, with E = sum x^2 = 2.25 > 0.5: d/dx [E + 10 (x0 - 1)^2 + 2 (E - 0.5)^2]
+    # = 2 x0 + 20 (x0 - 1) + 4 (E - 0.5) 2 x0.
+    x = jnp.array([1.5, 0.0])
+    e = 2.25
+    ref = [2 * 1.5 + 20 * 0.5 + 2 * 2 * (e - 0.5) * 2 * 1.5, 0.0]
+    np.testing.assert_allclose(np.asarray(jax.grad(pen)(x)), ref, rtol=1e-5)
+    xs = jnp.array([[0.1, -0.2], [1.5, 0.0]])
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(jax.vmap(pen))(xs)), [pen(xs[0]), pen(xs[1])], rtol=1e-6
+    )
