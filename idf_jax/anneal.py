@@ -159,8 +159,16 @@ def sample_equilibrium(
     steric clash (a random start can sit at E ~ 1e10, which says nothing about the
     energy scale); annealing starts from there. The default schedule is geometric from
     T_0 = `default_start_temperature` (judged from those initial energies) down to
-    T_0 * t_end_ratio. Each chain's initial step size is 0.5 / lambda_max, the largest
-    Hessian eigenvalue at its start (power iteration on Hessian-vector products).
+    T_0 * t_end_ratio (default T_0 / 100: the relaxation finishes the descent). Each
+    chain's initial step size is 0.5 / lambda_max, the largest Hessian eigenvalue at its
+    start (power iteration on finite-difference Hessian-vector products).
+
+    The compiled pipeline is cached per (energy_fn, constraints, project, sizes), so a
+    repeated call with the same objects does not recompile.
+
+    Example (LJ13 from random starts; see tests/test_anneal_equilibrium.py):
+        >>> res = idf.sample_equilibrium(lj, key, x0, num_steps=2000, target=-44.326801)
+        >>> res.best_energy, res.num_reached
 
     Args:
         energy_fn: E(x) -> scalar for one state.
