@@ -27,6 +27,9 @@ from . import relax as relax
 from . import schedules as schedules
 from .anneal import EquilibriumResult as EquilibriumResult
 from .anneal import sample_equilibrium as sample_equilibrium
+from .adapt import AdaptationResult as AdaptationResult
+from .adapt import adapt as adapt
+from .adapt import adapt_run as adapt_run
 # --- thermodynamics (replica exchange, diffusion, thermo metrics, validation) ---
 from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
 from .samplers import ReplicaExchangeState as ReplicaExchangeState
@@ -40,3 +43,5 @@ from .validate import entropy_coherence as entropy_coherence
 # --- nvp: Next Vector Prediction (physics-informed forecaster) ---
 from . import nvp as nvp  # noqa: E402
 from .nvp import NVPPredictor as NVPPredictor  # noqa: E402
+from . import engine as engine  # noqa: E402
+from .engine import EnergyDiffusionEngine as EnergyDiffusionEngine  # noqa: E402

@@ -128,7 +128,7 @@ class Box(Constraint):
         lo, hi = self._bounds(x)
         return jax.tree.map(jnp.clip, x, lo, hi)
 
-    def violation(self, x, energy=None):
+    def _sq_overshoot(self, x):
         lo, hi = self._bounds(x)
         over = jax.tree.map(
             lambda a, l, h: jnp.sum(jnp.maximum(a - h, 0.0) ** 2 + jnp.maximum(l - a, 0.0) ** 2),
@@ -136,12 +136,17 @@ class Box(Constraint):
             lo,
             hi,
         )
-        return jnp.sqrt(sum(jax.tree.leaves(over)))
+        return sum(jax.tree.leaves(over))
+
+    def violation(self, x, energy=None):
+        return jnp.sqrt(self._sq_overshoot(x))
 
     def penalty(self, x, energy=None):
+        # weight * sum(overshoot^2), written without the sqrt of `violation` so that its
+        # gradient is finite (zero) inside the box.
         if self.mode == "project":
             return jnp.zeros(())
-        return self.weight * self.violation(x) ** 2
+        return self.weight * self._sq_overshoot(x)
 
 
 class Equality(Constraint):
