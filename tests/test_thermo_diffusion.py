@@ -34,13 +34,16 @@ def _check_mixture(x, label):
     np.testing.assert_allclose(x[~right].std(0), [0.5, 0.5], atol=0.1, err_msg=label)
 
 
-@pytest.mark.parametrize("sde", [D.VPSDE(), D.VESDE(0.01, 20.0)], ids=["vp", "ve"])
+@pytest.mark.parametrize(
+    "sde", [D.VPSDE(), pytest.param(D.VESDE(0.01, 20.0), marks=pytest.mark.slow)], ids=["vp", "ve"]
+)
 def test_reverse_sde_reproduces_mixture(sde):
     score = D.gaussian_mixture_score(sde, WEIGHTS, MEANS, STDS)
     x = D.sample_reverse(sde, score, jax.random.key(0), (2,), N, num_steps=300)
     _check_mixture(x, "reverse SDE")
 
 
+@pytest.mark.slow
 def test_reverse_sde_with_corrector():
     sde = D.VPSDE()
     score = D.gaussian_mixture_score(sde, WEIGHTS, MEANS, STDS)
@@ -48,7 +51,9 @@ def test_reverse_sde_with_corrector():
     _check_mixture(x, "predictor-corrector")
 
 
-@pytest.mark.parametrize("sde", [D.VPSDE(), D.VESDE(0.01, 20.0)], ids=["vp", "ve"])
+@pytest.mark.parametrize(
+    "sde", [D.VPSDE(), pytest.param(D.VESDE(0.01, 20.0), marks=pytest.mark.slow)], ids=["vp", "ve"]
+)
 def test_probability_flow_ode_reproduces_mixture(sde):
     score = D.gaussian_mixture_score(sde, WEIGHTS, MEANS, STDS)
     x = D.sample_probability_flow(sde, score, jax.random.key(1), (2,), N)
@@ -127,6 +132,7 @@ def test_dsm_loss_energy_network_minimised_at_true_variance():
     assert grads[0] < 0 < grads[1], grads  # descent moves theta toward 4 from both sides
 
 
+@pytest.mark.slow
 def test_dsm_loss_exact_score_beats_wrong_score():
     sde = D.VESDE(0.01, 20.0)
     score = D.gaussian_mixture_score(sde, WEIGHTS, MEANS, STDS)
