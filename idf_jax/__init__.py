@@ -31,13 +31,18 @@ from .adapt import AdaptationResult as AdaptationResult
 from .adapt import adapt as adapt
 from .adapt import adapt_run as adapt_run
 # --- thermodynamics (replica exchange, diffusion, thermo metrics, validation) ---
+from . import diffusion as diffusion
+from . import thermo as thermo
+from . import validate as validate
+from .diffusion import VESDE as VESDE
+from .diffusion import VPSDE as VPSDE
+from .diffusion import forward_diffuse as forward_diffuse
+from .diffusion import reverse_denoise as reverse_denoise
 from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
 from .samplers import ReplicaExchangeState as ReplicaExchangeState
 from .samplers import replica_exchange as replica_exchange
-from . import thermo as thermo
 from .thermo import boltzmann_weights as boltzmann_weights
 from .thermo import free_energy as free_energy
-from . import validate as validate
 from .validate import energy_law_fidelity as energy_law_fidelity
 from .validate import entropy_coherence as entropy_coherence
 # --- nvp: Next Vector Prediction (physics-informed forecaster) ---

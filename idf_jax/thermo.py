@@ -362,6 +362,7 @@ def knn_entropy(
     n, d = x.shape
     if k >= n:
         raise ValueError(f"k ({k}) must be smaller than the number of samples ({n})")
+    block_size = min(block_size, n)
     sq = jnp.sum(x * x, axis=1)
     num_blocks = -(-n // block_size)
     pad = num_blocks * block_size - n
