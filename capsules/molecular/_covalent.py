@@ -167,10 +167,12 @@ def _capsule(p: MMFFParameters, mol, name: str, max_embed: int) -> Capsule:
         noise = 0.01 * jax.random.normal(k_noise, x.shape, x.dtype)
         return x + jnp.where(again, noise, 0.0)
 
+    energy_jit = jax.jit(energy_fn)
+
     def decode(x) -> Molecule:
         x = np.asarray(x, dtype=np.float64)
         with jax.enable_x64(True):
-            e = float(mmff_energy(p, jnp.asarray(x, dtype=jnp.float64)))
+            e = float(energy_jit(jnp.asarray(x, dtype=jnp.float64)))
         return Molecule(p.elements, x, e, smiles=p.smiles, comment=f"MMFF94 kcal/mol {name}")
 
     return Capsule(
