@@ -153,7 +153,7 @@ def test_formulas_and_errors():
 
 
 def test_generate_equilibrium_structure_water():
-    opt = MolecularDiffusionCapsule(num_chains=2, num_stages=1, steps_per_stage=50)
+    opt = MolecularDiffusionCapsule(num_chains=2, num_steps=50)
     mol = opt.generate_equilibrium_structure("H2O", temperature=300)
     assert mol.elements == ("O", "H", "H") and mol.smiles == "O"
     # MMFF94 water minimum: bonds at r0 = 0.969 A, angle 103.978 deg, E = 0
