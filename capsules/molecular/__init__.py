@@ -1,0 +1,30 @@
+"""Molecular capsules: Lennard-Jones clusters and covalent molecules under MMFF94.
+
+- `lennard_jones_cluster(n, epsilon, sigma)`: LJ_n in reduced units, hand-derived force.
+- `from_smiles(smiles)`, `from_formula(formula)`: MMFF94 (RDKit parameters, JAX energy).
+- `MolecularDiffusionCapsule().generate_equilibrium_structure(formula_or_smiles, T)`.
+"""
+
+from ._covalent import AMBIGUOUS_FORMULAS as AMBIGUOUS_FORMULAS
+from ._covalent import FORMULA_SMILES as FORMULA_SMILES
+from ._covalent import embed_conformers as embed_conformers
+from ._covalent import formula_to_smiles as formula_to_smiles
+from ._covalent import from_formula as from_formula
+from ._covalent import from_smiles as from_smiles
+from ._diffusion import KB_KCAL_MOL_K as KB_KCAL_MOL_K
+from ._diffusion import MolecularDiffusionCapsule as MolecularDiffusionCapsule
+from ._lj import LJ_GLOBAL_MINIMA as LJ_GLOBAL_MINIMA
+from ._lj import lennard_jones_cluster as lennard_jones_cluster
+from ._lj import lj_energy as lj_energy
+from ._lj import lj_energy_autodiff as lj_energy_autodiff
+from ._mmff import MMFFBatch as MMFFBatch
+from ._mmff import MMFFParameters as MMFFParameters
+from ._mmff import batch_parameters as batch_parameters
+from ._mmff import mmff_energy as mmff_energy
+from ._mmff import mmff_energy_batch as mmff_energy_batch
+from ._mmff import mmff_parameters as mmff_parameters
+from ._mmff import mmff_terms as mmff_terms
+from ._mmff import pad_positions as pad_positions
+from ._molecule import Molecule as Molecule
+from ._relax import RelaxResult as RelaxResult
+from ._relax import relax as relax
