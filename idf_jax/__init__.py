@@ -21,3 +21,9 @@ from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
+
+# --- physical capsules (issue 4): lattice block Gibbs
+from .samplers.gibbs import GibbsInfo as GibbsInfo
+from .samplers.gibbs import IsingGibbsState as IsingGibbsState
+from .samplers.gibbs import PottsGibbsState as PottsGibbsState
+from .samplers.gibbs import block_gibbs as block_gibbs
