@@ -54,10 +54,10 @@ def onsager_energy(temperature: float, J: float = 1.0) -> float:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     K = J / temperature
     k = 2.0 * np.sinh(2 * K) / np.cosh(2 * K) ** 2
+    a = 2 * np.tanh(2 * K) ** 2 - 1  # vanishes at T_c, where K1(k=1) diverges
     # scipy's ellipk takes the parameter m = k^2.
-    return float(
-        -J / np.tanh(2 * K) * (1 + 2 / np.pi * (2 * np.tanh(2 * K) ** 2 - 1) * ellipk(k**2))
-    )
+    term = 0.0 if abs(a) < 1e-12 else a * ellipk(min(k**2, 1.0))
+    return float(-J / np.tanh(2 * K) * (1 + 2 / np.pi * term))
 
 
 def yang_magnetization(temperature: float, J: float = 1.0) -> float:

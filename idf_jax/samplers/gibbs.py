@@ -247,6 +247,8 @@ def block_gibbs(capsule: Any, temperature: float) -> Sampler:
     """
     params = _read_model(capsule)
     check_positive("temperature", temperature)
-    if params["model"] == "ising":
-        return _ising_sampler(params, temperature)
-    return _potts_sampler(params, temperature)
+    make = _ising_sampler if params["model"] == "ising" else _potts_sampler
+    init, step = make(params, temperature)
+    # jit-wrapped so repeated tracing (idf.sample's shape probes, vmap of init) hits the
+    # jaxpr caches; inside an outer jit they are inlined and cost nothing.
+    return Sampler(jax.jit(init), jax.jit(step))
