@@ -41,7 +41,9 @@ def fibonacci_sequence(n: int) -> str:
     while len(b) < n:
         a, b = b, a + b
     if len(b) != n:
-        raise ValueError(f"no Fibonacci AB sequence has length {n} (lengths: 1, 2, 3, 5, 8, 13, 21, 34, 55, ...)")
+        raise ValueError(
+            f"no Fibonacci AB sequence has length {n} (lengths: 1, 2, 3, 5, 8, 13, 21, 34, 55, ...)"
+        )
     return b
 
 
@@ -108,7 +110,9 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
 
     def energy_fn(x: Float[Array, "..."]) -> Float[Array, ""]:
         if x.shape != shape:
-            raise ValueError(f"ab_protein(len {n}, dim={dim}) states have shape {shape}, got {x.shape}")
+            raise ValueError(
+                f"ab_protein(len {n}, dim={dim}) states have shape {shape}, got {x.shape}"
+            )
         pos = ab_coordinates(x, dim)
         d = pos[i] - pos[j]
         r2 = jnp.maximum(jnp.sum(d * d, axis=-1), 1e-12)
@@ -132,7 +136,9 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
         e = float(energy_fn(jnp.asarray(x)))
         p3 = pos if dim == 3 else np.concatenate([pos, np.zeros((n, 1))], axis=1)
         lines = [str(n), f"AB {seq} dim={dim} E={e:.6f} (A=C, B=N)"]
-        lines += [f"{'C' if c == 'A' else 'N'} {a:.6f} {b:.6f} {z:.6f}" for c, (a, b, z) in zip(seq, p3)]
+        lines += [
+            f"{'C' if c == 'A' else 'N'} {a:.6f} {b:.6f} {z:.6f}" for c, (a, b, z) in zip(seq, p3)
+        ]
         return {"sequence": seq, "positions": pos, "energy": e, "xyz": "\n".join(lines) + "\n"}
 
     return Capsule(

@@ -147,7 +147,9 @@ def yukawa_trap(n: int, kappa: float = 0.0, dim: int = 2) -> Capsule:
 
     def energy_fn(x: Float[Array, "n d"]) -> Float[Array, ""]:
         if x.shape != (n, dim):
-            raise ValueError(f"yukawa_trap(n={n}, dim={dim}) states have shape ({n}, {dim}), got {x.shape}")
+            raise ValueError(
+                f"yukawa_trap(n={n}, dim={dim}) states have shape ({n}, {dim}), got {x.shape}"
+            )
         r = _pair_distances(x)
         return jnp.sum(x * x) + jnp.sum(jnp.exp(-kappa * r) / r)
 

@@ -16,8 +16,7 @@ import optax
 import idf_jax as idf
 
 
-def relax(energy_fn, x0_batch, steps: int = 2000, project=None):
-    """L-BFGS (optax, zoom line search) on every start; returns (x, E) batched."""
+def _relax_one(energy_fn, steps, project=None):
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(energy_fn)
 
@@ -34,11 +33,60 @@ def relax(energy_fn, x0_batch, steps: int = 2000, project=None):
             x = project(x)
         return x, energy_fn(x)
 
-    return jax.jit(jax.vmap(one))(x0_batch)
+    return one
 
 
-def anneal(energy_fn, key, x0_batch, temperatures, steps_per_temperature: int, step_size: float,
-           project=None, record=None):
+def relax(energy_fn, x0_batch, steps: int = 2000, project=None):
+    """L-BFGS (optax, zoom line search) on every start; returns (x, E) batched."""
+    return jax.jit(jax.vmap(_relax_one(energy_fn, steps, project)))(x0_batch)
+
+
+def basin_hopping(
+    energy_fn,
+    key,
+    x0_batch,
+    hops: int,
+    relax_steps: int,
+    kick: float,
+    temperature: float,
+    project=None,
+):
+    """Basin hopping (Wales & Doye 1997), every chain in parallel: kick all coordinates by
+    N(0, kick^2), relax with L-BFGS, accept the new minimum with probability
+    min(1, exp(-(E_new - E_old) / T)). Returns (best x, best E, (chains, hops) history)."""
+    relax_one = _relax_one(energy_fn, relax_steps, project)
+
+    def one(key, x0):
+        x, e = relax_one(x0)
+
+        def body(carry, k):
+            x, e, bx, be = carry
+            k1, k2 = jax.random.split(jax.random.fold_in(key, k))
+            xn, en = relax_one(x + kick * jax.random.normal(k1, x.shape))
+            en = jnp.where(jnp.isfinite(en), en, jnp.inf)
+            accept = jnp.log(jax.random.uniform(k2)) < -(en - e) / temperature
+            x, e = jnp.where(accept, xn, x), jnp.where(accept, en, e)
+            better = e < be
+            bx, be = jnp.where(better, x, bx), jnp.where(better, e, be)
+            return (x, e, bx, be), be
+
+        (_, _, bx, be), hist = jax.lax.scan(body, (x, e, x, e), jnp.arange(hops))
+        return bx, be, hist
+
+    keys = jax.random.split(key, jax.tree.leaves(x0_batch)[0].shape[0])
+    return jax.jit(jax.vmap(one))(keys, x0_batch)
+
+
+def anneal(
+    energy_fn,
+    key,
+    x0_batch,
+    temperatures,
+    steps_per_temperature: int,
+    step_size: float,
+    project=None,
+    record=None,
+):
     """MALA at each temperature of a decreasing ladder; returns the final states and the
     (chains, total_draws) energy history (one draw every 10 steps)."""
     x = x0_batch
@@ -51,3 +99,35 @@ def anneal(energy_fn, key, x0_batch, temperatures, steps_per_temperature: int, s
             x = jax.vmap(project)(x)
         history.append(np.asarray(tr.energies))
     return x, np.concatenate(history, axis=1)
+
+
+def anneal_scan(
+    energy_fn,
+    key,
+    x0_batch,
+    t_start: float,
+    t_end: float,
+    num_steps: int,
+    step_size: float,
+    project=None,
+):
+    """One jitted annealing run: MALA with a geometric temperature schedule
+    T_k = t_start (t_end / t_start)^(k / (num_steps - 1)) and step size eta_k = step_size T_k,
+    every chain in parallel; returns the final states, shape like x0_batch."""
+    ratio = (t_end / t_start) ** (1.0 / max(num_steps - 1, 1))
+
+    def one(key, x0):
+        def body(x, k):
+            T = t_start * ratio**k
+            sampler = idf.mala(energy_fn, step_size=step_size * T, temperature=T)
+            state, _ = sampler.step(jax.random.fold_in(key, k), sampler.init(x))
+            x = state.position
+            if project is not None:
+                x = project(x)
+            return x, None
+
+        x, _ = jax.lax.scan(body, x0, jnp.arange(num_steps, dtype=jnp.float32))
+        return x
+
+    keys = jax.random.split(key, jax.tree.leaves(x0_batch)[0].shape[0])
+    return jax.jit(jax.vmap(one))(keys, x0_batch)

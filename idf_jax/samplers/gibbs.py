@@ -91,9 +91,7 @@ def _colour_masks(L: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _nb_sum(s):
     """Sum of the four periodic nearest neighbours of every site (same dtype as s)."""
-    return (
-        jnp.roll(s, 1, -2) + jnp.roll(s, -1, -2) + jnp.roll(s, 1, -1) + jnp.roll(s, -1, -1)
-    )
+    return jnp.roll(s, 1, -2) + jnp.roll(s, -1, -2) + jnp.roll(s, 1, -1) + jnp.roll(s, -1, -1)
 
 
 def _random_words(key, n: int):
