@@ -1,7 +1,8 @@
 """Study: Thomson minima on the sphere and shell structure of trapped Yukawa clusters.
 
-Thomson: for N = 2..12 (and 24, 32), many random starts relaxed with L-BFGS after a
-short annealing; the best energy is compared with the known minima.
+Thomson: for N = 2..12 (and 24, 32), many random starts annealed with
+`idf.sample_equilibrium` (projected MALA on the sphere, then relaxation); the best energy
+is compared with the known minima.
 Yukawa: 2-D clusters E = sum r^2 + sum exp(-kappa r)/r for N = 2..30 at kappa = 0
 (Coulomb, Bedanov & Peeters 1994) and kappa = 2; shell occupations of the best minimum
 are compared with the Coulomb configurations of Bedanov & Peeters.
@@ -21,8 +22,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _search import anneal_scan, relax  # noqa: E402
-
+import idf_jax as idf  # noqa: E402
 from capsules import plasma  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "results")
@@ -79,28 +79,29 @@ BEDANOV_PEETERS = {
 }
 
 
-def best_minimum(cap, key, starts, anneal_steps, relax_steps, step_size):
-    x0 = cap.init(key, starts)
-    if anneal_steps:
-        x0 = anneal_scan(
-            cap.energy_fn,
-            jax.random.fold_in(key, 1),
-            x0,
-            0.1,
-            1e-4,
-            anneal_steps,
-            step_size,
-            project=cap.project,
-        )
-    x, e = relax(cap.energy_fn, x0, relax_steps, project=cap.project)
-    e = np.where(np.isfinite(np.asarray(e)), np.asarray(e), np.inf)
-    k = int(np.argmin(e))
-    return np.asarray(x[k]), float(e[k]), e
+KAPPA2 = (6, 10, 12, 16, 19, 20)  # sizes also run with screening kappa = 2
+
+
+def best_minimum(cap, key, starts, num_steps):
+    """idf.sample_equilibrium from `starts` random states; (best x, best E, all E)."""
+    res = idf.sample_equilibrium(
+        cap.energy_fn,
+        key,
+        cap.init(key, starts),
+        num_steps=num_steps,
+        project=cap.project,
+        relax_steps=500,
+    )
+    e = np.asarray(res.energy, np.float64)
+    e = np.where(np.isfinite(e), e, np.inf)
+    return np.asarray(res.best_position), float(res.best_energy), e
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--starts", type=int, default=64)
+    ap.add_argument("--starts", type=int, default=32)
+    ap.add_argument("--max-n", type=int, default=20, help="largest Yukawa cluster")
+    ap.add_argument("--steps", type=int, default=1000, help="annealing steps per start")
     args = ap.parse_args()
     import matplotlib
 
@@ -109,7 +110,10 @@ def main():
 
     os.makedirs(OUT, exist_ok=True)
     lines = ["# Plasma capsules: Thomson minima and Yukawa cluster shells\n"]
-    lines.append(f"Best of {args.starts} starts (short MALA anneal, then L-BFGS, float32).\n")
+    lines.append(
+        f"Best of {args.starts} starts: `idf.sample_equilibrium`, {args.steps} annealing steps "
+        "then L-BFGS relaxation (float32).\n"
+    )
     lines.append(
         "## Thomson problem\n\n| N | best E | known minimum | difference | starts reaching it |"
     )
@@ -117,7 +121,7 @@ def main():
     structures = {}
     for n, ref in THOMSON_REF.items():
         cap = plasma.thomson(n)
-        x, e, all_e = best_minimum(cap, jax.random.key(n), args.starts, 500, 400, 1e-3)
+        x, e, all_e = best_minimum(cap, jax.random.key(n), args.starts, args.steps)
         hit = int(np.sum(np.abs(all_e - ref) < 1e-5 * ref))
         lines.append(f"| {n} | {e:.6f} | {ref:.6f} | {e - ref:+.1e} | {hit}/{args.starts} |")
         print(f"thomson {n}: {e:.6f} (ref {ref:.6f}) {hit}/{args.starts}", flush=True)
@@ -151,25 +155,29 @@ def main():
     show = {}
     matches = 0
     for n, ref in BEDANOV_PEETERS.items():
+        if n > args.max_n:
+            continue
         row = [str(n)]
-        for kappa in (0.0, 2.0):
+        for kappa in (0.0, 2.0) if n in KAPPA2 else (0.0,):
             cap = plasma.yukawa_trap(n, kappa)
-            x, e, _ = best_minimum(cap, jax.random.key(100 + n), args.starts, 0, 600, 0)
+            x, e, _ = best_minimum(cap, jax.random.key(100 + n), args.starts, args.steps)
             shells = cap.decode(x)["shells"]
             if kappa == 0.0:
                 ok = shells == ref
                 matches += ok
                 row += [f"{e / n:.6f}", str(shells), str(ref), "yes" if ok else "**no**"]
-                if n in (10, 19, 30):
+                if n in (10, 19, args.max_n):
                     show[n] = x
                     with open(os.path.join(OUT, f"yukawa_{n}.xyz"), "w") as f:
                         f.write(cap.decode(x)["xyz"])
             else:
                 row += [f"{e / n:.6f}", str(shells)]
+        if n not in KAPPA2:
+            row += ["", ""]
         lines.append("| " + " | ".join(row) + " |")
         print(" ".join(row), flush=True)
     lines.append(
-        f"\nShell configurations matching Bedanov & Peeters: {matches}/{len(BEDANOV_PEETERS)}.\n"
+        f"\nShell configurations matching Bedanov & Peeters: {matches}/{sum(n <= args.max_n for n in BEDANOV_PEETERS)}.\n"
     )
     lines.append("Command: `PYTHONPATH=. python experiments/plasma_clusters.py`\n")
     with open(os.path.join(OUT, "plasma_clusters.md"), "w") as f:
