@@ -50,11 +50,21 @@ def basin_hopping(
     kick: float,
     temperature: float,
     project=None,
+    method: str = "fire",
+    dt: float = 0.02,
 ):
     """Basin hopping (Wales & Doye 1997), every chain in parallel: kick all coordinates by
-    N(0, kick^2), relax with L-BFGS, accept the new minimum with probability
-    min(1, exp(-(E_new - E_old) / T)). Returns (best x, best E, (chains, hops) history)."""
-    relax_one = _relax_one(energy_fn, relax_steps, project)
+    N(0, kick^2), relax, accept the new minimum with probability
+    min(1, exp(-(E_new - E_old) / T)). The local relaxation is FIRE (`idf_jax.relax`, one
+    gradient per step, cheap to compile) or L-BFGS. Returns (best x, best E, (chains, hops)
+    history of the best energy)."""
+    if method == "fire":
+        from idf_jax.relax import fire_one
+
+        fire = fire_one(energy_fn, project, relax_steps, 1e-6, 10.0)
+        relax_one = lambda x: fire(x, jnp.float32(dt))
+    else:
+        relax_one = _relax_one(energy_fn, relax_steps, project)
 
     def one(key, x0):
         x, e = relax_one(x0)
