@@ -52,9 +52,11 @@ def basin_hopping(
     project=None,
     method: str = "fire",
     dt: float = 0.02,
+    kick_fraction: float = 1.0,
 ):
     """Basin hopping (Wales & Doye 1997), every chain in parallel: kick all coordinates by
-    N(0, kick^2), relax, accept the new minimum with probability
+    N(0, kick^2) (each coordinate
+    only with probability `kick_fraction`: pivot-like moves for chains), relax, accept the new minimum with probability
     min(1, exp(-(E_new - E_old) / T)). The local relaxation is FIRE (`idf_jax.relax`, one
     gradient per step, cheap to compile) or L-BFGS. Returns (best x, best E, (chains, hops)
     history of the best energy)."""
@@ -72,7 +74,9 @@ def basin_hopping(
         def body(carry, k):
             x, e, bx, be = carry
             k1, k2 = jax.random.split(jax.random.fold_in(key, k))
-            xn, en = relax_one(x + kick * jax.random.normal(k1, x.shape))
+            k1, k3 = jax.random.split(k1)
+            chosen = jax.random.uniform(k3, x.shape) < kick_fraction
+            xn, en = relax_one(x + kick * chosen * jax.random.normal(k1, x.shape))
             en = jnp.where(jnp.isfinite(en), en, jnp.inf)
             accept = jnp.log(jax.random.uniform(k2)) < -(en - e) / temperature
             x, e = jnp.where(accept, xn, x), jnp.where(accept, en, e)
