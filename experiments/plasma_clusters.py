@@ -112,7 +112,8 @@ def main():
     lines = ["# Plasma capsules: Thomson minima and Yukawa cluster shells\n"]
     lines.append(
         f"Best of {args.starts} starts: `idf.sample_equilibrium`, {args.steps} annealing steps "
-        "then L-BFGS relaxation (float32).\n"
+        "then FIRE relaxation (its default), energies in float32 (the small negative "
+        "differences are float32 rounding of the pair sums).\n"
     )
     lines.append(
         "## Thomson problem\n\n| N | best E | known minimum | difference | starts reaching it |"
@@ -179,7 +180,8 @@ def main():
     lines.append(
         f"\nShell configurations matching Bedanov & Peeters: {matches}/{sum(n <= args.max_n for n in BEDANOV_PEETERS)}.\n"
     )
-    lines.append("Command: `PYTHONPATH=. python experiments/plasma_clusters.py`\n")
+    cmd = " ".join(["PYTHONPATH=. python experiments/plasma_clusters.py", *sys.argv[1:]])
+    lines.append(f"Command: `{cmd}`\n")
     with open(os.path.join(OUT, "plasma_clusters.md"), "w") as f:
         f.write("\n".join(lines))
 
