@@ -185,12 +185,15 @@ def main():
     with open(os.path.join(OUT, "plasma_clusters.md"), "w") as f:
         f.write("\n".join(lines))
 
-    fig, ax = plt.subplots(1, 3, figsize=(10, 3.5))
-    for a, (n, x) in zip(ax, show.items()):
+    fig, ax = plt.subplots(1, len(show), figsize=(3.4 * len(show), 3.5), squeeze=False)
+    for a, (n, x) in zip(ax[0], show.items()):
         c = x - x.mean(axis=0)
         a.scatter(c[:, 0], c[:, 1], s=30)
-        r = np.linalg.norm(c, axis=1)
-        for rad in np.unique(np.round(r, 1)):
+        r = np.sort(np.linalg.norm(c, axis=1))
+        start = 0
+        for size in plasma.shell_occupations(c):  # one circle per shell, at its mean radius
+            rad = r[start : start + size].mean()
+            start += size
             a.add_patch(plt.Circle((0, 0), rad, fill=False, color="gray", lw=0.5))
         a.set_aspect("equal")
         a.set_title(f"N={n} shells {plasma.shell_occupations(c)}")
