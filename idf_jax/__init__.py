@@ -50,3 +50,8 @@ from . import nvp as nvp  # noqa: E402
 from .nvp import NVPPredictor as NVPPredictor  # noqa: E402
 from . import engine as engine  # noqa: E402
 from .engine import EnergyDiffusionEngine as EnergyDiffusionEngine  # noqa: E402
+# --- physical capsules (issue 4): lattice block Gibbs
+from .samplers.gibbs import GibbsInfo as GibbsInfo
+from .samplers.gibbs import IsingGibbsState as IsingGibbsState
+from .samplers.gibbs import PottsGibbsState as PottsGibbsState
+from .samplers.gibbs import block_gibbs as block_gibbs
