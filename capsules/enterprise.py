@@ -169,9 +169,18 @@ def parse_config(config: Mapping[str, Any]) -> DatacenterModel:
     if not isinstance(config, Mapping):
         raise ValueError(f"config must be a dict, got {type(config).__name__}")
     known = {
-        "servers", "workloads", "server_availability", "recirculation", "inlet_max_c",
-        "setpoint_min_c", "setpoint_max_c", "setpoint_step_c", "constraints", "penalty_kw",
-        "placement", "setpoint_c",
+        "servers",
+        "workloads",
+        "server_availability",
+        "recirculation",
+        "inlet_max_c",
+        "setpoint_min_c",
+        "setpoint_max_c",
+        "setpoint_step_c",
+        "constraints",
+        "penalty_kw",
+        "placement",
+        "setpoint_c",
     }
     unknown = set(config) - known
     if unknown:
@@ -215,7 +224,9 @@ def parse_config(config: Mapping[str, Any]) -> DatacenterModel:
     grid = t_lo + step * np.arange(int(math.floor((t_hi - t_lo) / step + 1e-9)) + 1)
     cons = config.get("constraints", {})
     if not isinstance(cons, Mapping):
-        raise ValueError("config: 'constraints' must be a dict like {'uptime': 0.999, 'latency_max': 100}")
+        raise ValueError(
+            "config: 'constraints' must be a dict like {'uptime': 0.999, 'latency_max': 100}"
+        )
     bad = set(cons) - set(_KNOWN_CONSTRAINTS)
     if bad:
         raise ValueError(
@@ -244,7 +255,7 @@ def parse_config(config: Mapping[str, Any]) -> DatacenterModel:
             f"{np.clip(cap, 0, None).sum():.4g} req/s within latency_max"
         )
     q = 1.0 - a
-    best_uptime = (1.0 - q ** S) ** len(wnames)
+    best_uptime = (1.0 - q**S) ** len(wnames)
     if best_uptime < U:
         raise ValueError(
             f"constraints: uptime {U} is unreachable: even with every workload replicated on "
@@ -253,8 +264,19 @@ def parse_config(config: Mapping[str, Any]) -> DatacenterModel:
     pen = _num(config, "penalty_kw", "config", default=10.0 * float(pmax.sum()))
     f = lambda v: jnp.asarray(v, jnp.float32)
     return DatacenterModel(
-        tuple(snames), tuple(wnames), f(idle), f(pmax), f(mu), f(lam), f(a), f(rec), f(t_in),
-        f(grid), f(U), f(L), f(pen),
+        tuple(snames),
+        tuple(wnames),
+        f(idle),
+        f(pmax),
+        f(mu),
+        f(lam),
+        f(a),
+        f(rec),
+        f(t_in),
+        f(grid),
+        f(U),
+        f(L),
+        f(pen),
     )
 
 
@@ -275,8 +297,15 @@ def _physics(m: DatacenterModel, x, setpoint):
     q = 1.0 - m.availability
     uptime = jnp.prod(1.0 - q**n_rep)
     return dict(
-        load=load, on=on, util=util, p_server=p_server, p_it=p_it, p_cool=p_cool,
-        inlet=inlet, uptime=uptime, n_rep=n_rep,
+        load=load,
+        on=on,
+        util=util,
+        p_server=p_server,
+        p_it=p_it,
+        p_cool=p_cool,
+        inlet=inlet,
+        uptime=uptime,
+        n_rep=n_rep,
     )
 
 
@@ -329,7 +358,7 @@ def _is_feasible(m, x):
 
 def _relaxed(m: DatacenterModel, state):
     x = jax.nn.sigmoid(state["logits"])
-    t_lo, t_hi = float(m.setpoint_grid[0]), float(m.setpoint_grid[-1])
+    t_lo, t_hi = m.setpoint_grid[0], m.setpoint_grid[-1]
     t = t_lo + (t_hi - t_lo) * jax.nn.sigmoid(state["setpoint"])
     return x, t
 
@@ -347,7 +376,8 @@ def decode_placement(m: DatacenterModel, x, setpoint=None) -> dict:
     p_fac = float(ph["p_it"] + ph["p_cool"])
     return {
         "placement": {
-            w: [m.server_names[s] for s in np.nonzero(x[i])[0]] for i, w in enumerate(m.workload_names)
+            w: [m.server_names[s] for s in np.nonzero(x[i])[0]]
+            for i, w in enumerate(m.workload_names)
         },
         "active_servers": [m.server_names[s] for s in np.nonzero(on)[0]],
         "setpoint_c": t,
@@ -527,11 +557,22 @@ def milp_reference(config_or_model, relax: bool = False, time_limit: float | Non
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    m = config_or_model if isinstance(config_or_model, DatacenterModel) else parse_config(config_or_model)
+    m = (
+        config_or_model
+        if isinstance(config_or_model, DatacenterModel)
+        else parse_config(config_or_model)
+    )
     W, S = m.shape
     idle, pmax, mu, lam, rec, grid = (
         np.asarray(a, np.float64)
-        for a in (m.idle_kw, m.max_kw, m.service_rate, m.request_rate, m.recirculation, m.setpoint_grid)
+        for a in (
+            m.idle_kw,
+            m.max_kw,
+            m.service_rate,
+            m.request_rate,
+            m.recirculation,
+            m.setpoint_grid,
+        )
     )
     cap = mu - 1000.0 / float(m.latency_max_ms)
     nx, ny, nz = W * S, S, W * S
@@ -563,9 +604,17 @@ def milp_reference(config_or_model, relax: bool = False, time_limit: float | Non
     q = 1.0 - float(m.availability)
     logs = [math.log(1.0 - q**j) if q**j < 1 else -1e6 for j in range(1, S + 1)]
     for w in range(W):
-        add([(ix(w, s), 1.0) for s in range(S)] + [(iz(w, j), -float(j)) for j in range(1, S + 1)], 0.0, 0.0)
+        add(
+            [(ix(w, s), 1.0) for s in range(S)] + [(iz(w, j), -float(j)) for j in range(1, S + 1)],
+            0.0,
+            0.0,
+        )
         add([(iz(w, j), 1.0) for j in range(1, S + 1)], 1.0, 1.0)
-    add([(iz(w, j), logs[j - 1]) for w in range(W) for j in range(1, S + 1)], math.log(float(m.uptime)), np.inf)
+    add(
+        [(iz(w, j), logs[j - 1]) for w in range(W) for j in range(1, S + 1)],
+        math.log(float(m.uptime)),
+        np.inf,
+    )
     # inlet rows: (D P)_r = sum_s D_rs (idle_s y_s + dyn_s sum_w lambda_w x_ws)
     inlet_rows = []
     for r in range(S):
@@ -586,14 +635,24 @@ def milp_reference(config_or_model, relax: bool = False, time_limit: float | Non
             for w in range(W):
                 ub[ix(w, s)] = 0.0
     bounds = Bounds(np.zeros(n), ub)
-    best = {"facility_power_kw": np.inf, "setpoint_c": None, "placement": None, "status": "infeasible"}
+    best = {
+        "facility_power_kw": np.inf,
+        "setpoint_c": None,
+        "placement": None,
+        "status": "infeasible",
+    }
     for t in grid:
         A = np.vstack([A_base, np.array(inlet_rows)])
         l = np.concatenate([lo, np.full(S, -np.inf)])
         h = np.concatenate([hi, np.full(S, float(m.inlet_max_c) - t)])
         opts = {"time_limit": time_limit} if time_limit else {}
-        res = milp(c, constraints=LinearConstraint(A, l, h), integrality=integrality,
-                   bounds=bounds, options=opts)
+        res = milp(
+            c,
+            constraints=LinearConstraint(A, l, h),
+            integrality=integrality,
+            bounds=bounds,
+            options=opts,
+        )
         if res.x is None:
             continue
         p_fac = float(res.fun) * (1.0 + 1.0 / float(cop(t)))
@@ -650,7 +709,9 @@ class EnterpriseDiffusionCapsule:
             raise ValueError("num_chains and num_steps must be >= 1")
         self.num_chains, self.num_steps, self.seed = int(num_chains), int(num_steps), seed
 
-    def optimize_infrastructure(self, current_config: Mapping[str, Any], goal: str = "minimize_energy") -> dict:
+    def optimize_infrastructure(
+        self, current_config: Mapping[str, Any], goal: str = "minimize_energy"
+    ) -> dict:
         """Find the lowest-power feasible configuration and compare it with the current one.
 
         Args:
@@ -679,12 +740,15 @@ class EnterpriseDiffusionCapsule:
         x0 = jax.random.bernoulli(k0, 0.5, (self.num_chains, W, S)).astype(jnp.int32)
         x0 = x0.at[0].set(jnp.asarray(x_cur))
         scale = float(np.mean(m.max_kw))
-        temps = jnp.geomspace(scale, 1e-3 * max(float(np.min(m.max_kw - m.idle_kw)), 1e-3 * scale),
-                              self.num_steps).astype(jnp.float32)
+        temps = jnp.geomspace(
+            scale, 1e-3 * max(float(np.min(m.max_kw - m.idle_kw)), 1e-3 * scale), self.num_steps
+        ).astype(jnp.float32)
         bx, be, _, _ = anneal_placement(m, k1, x0, temps)
         be = np.asarray(be)
         if not np.isfinite(be).any():
-            raise ValueError("no feasible configuration found: check the constraints and capacities")
+            raise ValueError(
+                "no feasible configuration found: check the constraints and capacities"
+            )
         x_best = np.asarray(bx[int(np.argmin(be))])
         best = decode_placement(m, x_best)
         cons = _constraint_report(m, x_best, best)
@@ -721,15 +785,20 @@ def _constraint_report(m: DatacenterModel, x, dec) -> dict:
     t_max = float(m.setpoint_grid[-1])
     return {
         "uptime": {
-            "value": uptime, "limit": U, "slack": uptime - U,
+            "value": uptime,
+            "limit": U,
+            "slack": uptime - U,
             "binding": bool(drop_breaks) and all(drop_breaks),
         },
         "latency_max": {
-            "value": max_lat, "limit": L, "slack": L - max_lat,
+            "value": max_lat,
+            "limit": L,
+            "slack": L - max_lat,
             "binding": max_lat >= 0.9 * L,
         },
         "inlet_temperature": {
-            "value": dec["max_inlet_c"], "limit": t_in,
+            "value": dec["max_inlet_c"],
+            "limit": t_in,
             "slack": t_in - dec["max_inlet_c"],
             "binding": dec["setpoint_c"] < t_max - 1e-9,
         },
