@@ -163,6 +163,7 @@ def test_gbm_ou_paths_moments_and_gradients():
     assert np.isfinite(float(g)) and float(g) > 0  # faster reversion -> closer to m = 1
 
 
+@pytest.mark.slow
 def test_gbm_calibration_recovers_parameters():
     dt, n = 1.0 / 252, 504
     mu, sigma = 0.1, 0.3
@@ -210,3 +211,11 @@ def test_bad_dynamics_inputs():
         mk.calibrate_gbm(np.linspace(-1, 1, 20), 0.01, key=jax.random.key(0))
     with pytest.raises(ValueError, match="non-finite"):
         mk.calibrate_ou(np.r_[np.zeros(20), np.nan], 0.01, key=jax.random.key(0))
+
+
+def test_gbm_calibration_small_runs_and_descends():
+    dt = 1.0 / 252
+    obs = np.asarray(mk.gbm_paths(jax.random.key(7), 10.0, 0.05, 0.2, dt, 60)[0])
+    res = mk.calibrate_gbm(obs, dt, key=jax.random.key(8), num_paths=2, num_iters=25, lr=0.1)
+    assert res.loss_history[-1] < 0.1 * res.loss_history[0]
+    assert np.isfinite(res.params["mu"]) and res.params["sigma"] > 0
