@@ -285,6 +285,7 @@ def save_grid(path, samples, nrow: int = 10, title: str | None = None) -> None:
     os.close(fd)
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

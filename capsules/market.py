@@ -25,6 +25,7 @@ differentiating through diffrax (`ForwardMode`, a handful of parameters).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -319,22 +320,50 @@ def _ou_stats(x):
     return jnp.stack([jnp.mean(x, -1), jnp.sqrt(var), rho, jnp.std(dx, -1)], -1)
 
 
-def _fit(loss, p0, num_iters, lr):
+def _sim_stats(kind, p, d, key, n, num_paths, dt, substeps):
+    """Mean summary statistics of `num_paths` simulated paths at parameters p (fixed key)."""
+    if kind == "gbm":
+        mu = d["scale"] * p["mu_z"]
+        paths = gbm_paths(key, d["y0"], mu, jnp.exp(p["log_sigma"]), dt, n, num_paths)
+        return jnp.mean(_gbm_stats(paths, dt), 0)
+    m = d["obs"][0] + d["sd"] * p["mean_z"]
+    paths = ou_paths(
+        key,
+        d["y0"],
+        jnp.exp(p["log_theta"]),
+        m,
+        jnp.exp(p["log_sigma"]),
+        dt,
+        n,
+        num_paths,
+        substeps,
+    )
+    return jnp.mean(_ou_stats(paths), 0)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("kind", "n", "num_paths", "dt", "substeps", "num_iters", "lr")
+)
+def _fit(p0, d, key, *, kind, n, num_paths, dt, substeps, num_iters, lr):
+    """Adam on the standardised moment loss; gradients by forward mode through diffrax.
+
+    Module-level and jitted on (shapes, static settings), so repeated calibrations of series
+    of the same length reuse one compilation."""
     opt = optax.adam(lr)
+
+    def loss(p):
+        st = _sim_stats(kind, p, d, key, n, num_paths, dt, substeps)
+        return jnp.sum(((st - d["obs"]) / d["scale"]) ** 2)
+
     grad = jax.jacfwd(loss)  # few parameters, diffrax ForwardMode: forward-mode gradient
 
-    @jax.jit
-    def run(p):
-        def body(carry, _):
-            p, s = carry
-            g = grad(p)
-            upd, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, upd), s), loss(p)
+    def body(carry, _):
+        p, s = carry
+        upd, s = opt.update(grad(p), s, p)
+        return (optax.apply_updates(p, upd), s), loss(p)
 
-        return jax.lax.scan(body, (p, opt.init(p)), None, length=num_iters)
-
-    (p, _), hist = run(p0)
-    return p, np.asarray(hist)
+    (p, _), hist = jax.lax.scan(body, (p0, opt.init(p0)), None, length=num_iters)
+    return p, hist, _sim_stats(kind, p, d, key, n, num_paths, dt, substeps)
 
 
 def _check_series(series, what):
@@ -369,16 +398,22 @@ def calibrate_gbm(
     scale = jnp.maximum(obs[1], 1e-6)  # returns and volatility in units of the observed vol
     n = len(s) - 1
 
-    def stats(p):
-        mu = scale * p["mu_z"]
-        paths = gbm_paths(key, float(s[0]), mu, jnp.exp(p["log_sigma"]), dt, n, num_paths)
-        return jnp.mean(_gbm_stats(paths, dt), 0)
-
-    loss = lambda p: jnp.sum(((stats(p) - obs) / scale) ** 2)
+    d = {"obs": obs, "scale": scale, "y0": jnp.asarray(s[0], jnp.float32)}
     p0 = {"mu_z": jnp.zeros(()), "log_sigma": jnp.log(scale)}
-    p, hist = _fit(loss, p0, num_iters, lr)
+    p, hist, sim = _fit(
+        p0,
+        d,
+        key,
+        kind="gbm",
+        n=n,
+        num_paths=int(num_paths),
+        dt=float(dt),
+        substeps=1,
+        num_iters=int(num_iters),
+        lr=float(lr),
+    )
     out = {"mu": float(scale * p["mu_z"]), "sigma": float(jnp.exp(p["log_sigma"]))}
-    return CalibrationResult(out, hist, np.asarray(obs), np.asarray(stats(p)))
+    return CalibrationResult(out, np.asarray(hist), np.asarray(obs), np.asarray(sim))
 
 
 def calibrate_ou(
@@ -407,31 +442,28 @@ def calibrate_ou(
     theta0 = -np.log(rho) / dt
     sigma0 = float(obs[3]) / np.sqrt(dt)
 
-    def stats(p):
-        paths = ou_paths(
-            key,
-            float(x[0]),
-            jnp.exp(p["log_theta"]),
-            obs[0] + sd * p["mean_z"],
-            jnp.exp(p["log_sigma"]),
-            dt,
-            n,
-            num_paths,
-            substeps,
-        )
-        return jnp.mean(_ou_stats(paths), 0)
-
-    loss = lambda p: jnp.sum(((stats(p) - obs) / scale) ** 2)
     # a deliberately crude start: a 3x off theta, sigma from increments, m at the first value
     p0 = {
         "log_theta": jnp.log(jnp.asarray(theta0 / 3.0, jnp.float32)),
         "mean_z": (jnp.asarray(x[0], jnp.float32) - obs[0]) / sd,
         "log_sigma": jnp.log(jnp.asarray(sigma0, jnp.float32)),
     }
-    p, hist = _fit(loss, p0, num_iters, lr)
+    d = {"obs": obs, "scale": scale, "sd": sd, "y0": jnp.asarray(x[0], jnp.float32)}
+    p, hist, sim = _fit(
+        p0,
+        d,
+        key,
+        kind="ou",
+        n=n,
+        num_paths=int(num_paths),
+        dt=float(dt),
+        substeps=int(substeps),
+        num_iters=int(num_iters),
+        lr=float(lr),
+    )
     out = {
         "theta": float(jnp.exp(p["log_theta"])),
         "mean": float(obs[0] + sd * p["mean_z"]),
         "sigma": float(jnp.exp(p["log_sigma"])),
     }
-    return CalibrationResult(out, hist, np.asarray(obs), np.asarray(stats(p)))
+    return CalibrationResult(out, np.asarray(hist), np.asarray(obs), np.asarray(sim))
