@@ -106,7 +106,9 @@ def main():
     cap = mk.portfolio(mu, cov, 3.0)
     B = cap.params["basis"]
     temp = 2e-3
-    step = 0.5 / np.linalg.eigvalsh(3.0 * B.T @ cov @ B).max()
+    # eta <= 1 / curvature, and small enough that the noise sqrt(2 eta T) ~ 0.03 stays
+    # mostly inside the simplex (the wall rejects proposals that leave it)
+    step = min(0.5 / np.linalg.eigvalsh(3.0 * B.T @ cov @ B).max(), 0.03**2 / (2 * temp))
     tr = idf.sample(idf.mala(cap.energy_fn, step, temperature=temp), jax.random.key(9),
                     cap.init(jax.random.key(10), 8), 2000, burn_in=1000, thin=5)
     w = np.asarray(jax.vmap(jax.vmap(cap.params["to_weights"]))(tr.positions)).reshape(-1, 5)
