@@ -31,6 +31,7 @@ Physics (one row of `R` racks, telemetry step `dt` seconds, everything explicit-
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -253,14 +254,17 @@ def simulate(
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     action = default_action(params) if action is None else action
     state = init_state(params) if state is None else state
-
-    def body(s, k):
-        s, o = step(params, s, action, k)
-        return s, o
-
-    keys = jax.random.split(key, num_steps + burn_in)
-    _, obs = jax.lax.scan(body, state, keys)
+    obs = _rollout(params, state, action, key, int(num_steps) + int(burn_in))
     return {k: np.asarray(v)[burn_in:] for k, v in obs.items()}
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _rollout(params, state, action, key, n):
+    def body(s, k):
+        return step(params, s, action, k)
+
+    _, obs = jax.lax.scan(body, state, jax.random.split(key, n))
+    return obs
 
 
 def row_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
