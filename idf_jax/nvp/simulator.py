@@ -26,7 +26,18 @@ Physics (one row of `R` racks, telemetry step `dt` seconds, everything explicit-
   (`weather.load_tmy3`), linearly interpolated to `dt`.
 
 `simulate` rolls the model forward with `lax.scan`; `step` is the pure environment transition
-``step(params, state, action, key) -> (state, observation)`` for a decision loop (EIL).
+``step(params, state, action, key) -> (state, observation)`` for a decision loop (EIL)::
+
+    params = simulator.make_params()                       # 4 racks x 40 servers, dt = 900 s
+    state = simulator.init_state(params)
+    act = simulator.default_action(params)._replace(setpoint=jnp.asarray(20.0),
+                                                   power_cap=jnp.asarray(30.0))
+    state, obs = simulator.step(params, state, act, jax.random.key(0))
+    obs["power"], obs["cooling_power"], obs["pue"], obs["unserved"], obs["temps"]
+    x, channels = simulator.row_telemetry(simulator.simulate(params, key, 96))  # (96, 9)
+
+`rack_params` / `rack_telemetry` / `rack_balance_spec` give the blueprint's three-channel
+one-server view ({'cpu', 'power' W, 'temp' F}) that the packaged default checkpoint uses.
 """
 
 from __future__ import annotations
