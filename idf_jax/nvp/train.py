@@ -235,7 +235,7 @@ def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
     ac, dc = a - am, d - dm
     gram, rhs = ac.T @ ac, ac.T @ dc
     best = None
-    for lam in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+    for lam in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0):
         w = np.linalg.solve(gram + lam * len(a) * np.eye(gram.shape[0]), rhs)
         err = np.mean(((av - am) @ w + dm - dv) ** 2)
         if best is None or err < best[0]:
