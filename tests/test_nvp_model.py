@@ -101,6 +101,21 @@ def _leaves(m):
     return [np.asarray(a) for a in jax.tree.leaves(eqx.filter(m, eqx.is_inexact_array))]
 
 
+def test_one_epoch_trains_and_checkpoints(tmp_path):
+    x, names, spec = _rack_series()
+    cfg = NVPConfig(channels=names, window=W, d_model=8, num_heads=2, num_layers=1)
+    tc = TrainConfig(epochs=1, batch_size=32, seed=1, max_epoch_windows=64)
+    p = str(tmp_path / "one.ckpt")
+    res = train([x[:550]], [x[550:]], cfg, spec, tc, checkpoint=p, progress=False)
+    assert len(res.history) == 1 and np.isfinite(res.best_val)
+    assert res.normalizer.var_scale.shape == (3,)  # calibrated on validation
+    model, cfg2, norm, spec2, _ = checkpoint.load(p)
+    assert cfg2 == cfg and spec2 == spec
+    np.testing.assert_allclose(norm.var_scale, res.normalizer.var_scale)
+    assert all(np.array_equal(a, b) for a, b in zip(_leaves(model), _leaves(res.model)))
+
+
+@pytest.mark.slow
 def test_training_deterministic_resumable_checkpointed(tmp_path):
     x, names, spec = _rack_series()
     cfg = NVPConfig(channels=names, window=W, d_model=8, num_heads=2, num_layers=1)
