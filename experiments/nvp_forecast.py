@@ -175,7 +175,7 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
     res = train_on_windows(x, idx_tr, idx_va, cfg, spec, tcfg)
     train_s = time.perf_counter() - t0
     xw, mw, yte = windows_at(x, idx_te, window)
-    mean, var, mean_raw, _ = nvp_predict(res, spec, xw, mw)
+    mean_raw, _, mean, var = nvp_predict(res, spec, xw, mw)  # Forecast field order
     sd = np.sqrt(var)
     xv, mv, yva = windows_at(x, idx_va, window)
 

@@ -4,6 +4,20 @@ Modules: `simulator` (datacenter telemetry simulator / EIL environment), `weathe
 pvlib), `data` (windows and input checks), `model` (causal transformer), `conservation`
 (energy-balance projection), `loss` (physics-informed loss), `train` (optax training),
 `checkpoint` (self-contained files), `predictor` (`NVPPredictor`).
+
+Default checkpoint: `NVPPredictor()` without a path loads `checkpoints/rack_default.ckpt`
+(~80 KB), trained by `experiments/nvp_default_checkpoint.py` on 60 days of the simulator's
+one-server preset (5-minute steps; channels cpu 0-1, power W, temp deg F; energy balance
+C dT = (P - UA (T - T_setpoint)) dt). It answers the blueprint example::
+
+    nvp = NVPPredictor()
+    p = nvp.predict_next(telemetry_history=[{'cpu': 0.75, 'power': 850, 'temp': 72},
+                                            {'cpu': 0.78, 'power': 865, 'temp': 73},
+                                            {'cpu': 0.81, 'power': 880, 'temp': 74}])
+    p['power'], p['interval']['power'], p['confidence'], p['energy_valid']
+
+Train your own: `nvp.train.train([train_array], [val_array], NVPConfig(channels=...), spec)`
+with a balance spec (see `conservation`, `simulator.row_balance_spec`) or `spec=None`.
 """
 
 from . import checkpoint as checkpoint

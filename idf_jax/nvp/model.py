@@ -85,15 +85,18 @@ class Normalizer(NamedTuple):
     e_mean: float         # stored energy E statistics (0, 1 without a balance)
     e_std: float
     flow_scale: float     # typical gross energy flow per step (for the L_energy scale)
+    var_scale: np.ndarray | None = None  # (C,) interval calibration on validation (None: 1)
 
     def to_json(self) -> dict:
-        return {k: (np.asarray(v).tolist()) for k, v in self._asdict().items()}
+        return {k: (None if v is None else np.asarray(v).tolist())
+                for k, v in self._asdict().items()}
 
     @classmethod
     def from_json(cls, d: dict) -> Normalizer:
         return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
                    np.asarray(d["diff_std"], np.float64), float(d["e_mean"]), float(d["e_std"]),
-                   float(d["flow_scale"]))
+                   float(d["flow_scale"]),
+                   None if d.get("var_scale") is None else np.asarray(d["var_scale"], np.float64))
 
 
 def fit_normalizer(series: list[np.ndarray], bal: conservation.Balance) -> Normalizer:
@@ -239,4 +242,6 @@ def forecast(model: NVPModel, bal: conservation.Balance, norm: Normalizer,
     mean_raw = jnp.asarray(norm.mean, y.dtype) + std * mu
     var_raw = jnp.exp(lv) * std**2
     mean, var = conservation.project(bal, mean_raw, var_raw, y[-1])
+    if norm.var_scale is not None:  # calibration of the predictive spread (see train.calibrate)
+        var = var * jnp.asarray(norm.var_scale, y.dtype)
     return Forecast(mean_raw, var_raw, mean, var)

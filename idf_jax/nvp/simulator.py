@@ -26,11 +26,23 @@ Physics (one row of `R` racks, telemetry step `dt` seconds, everything explicit-
   (`weather.load_tmy3`), linearly interpolated to `dt`.
 
 `simulate` rolls the model forward with `lax.scan`; `step` is the pure environment transition
-``step(params, state, action, key) -> (state, observation)`` for a decision loop (EIL).
+``step(params, state, action, key) -> (state, observation)`` for a decision loop (EIL)::
+
+    params = simulator.make_params()                       # 4 racks x 40 servers, dt = 900 s
+    state = simulator.init_state(params)
+    act = simulator.default_action(params)._replace(setpoint=jnp.asarray(20.0),
+                                                   power_cap=jnp.asarray(30.0))
+    state, obs = simulator.step(params, state, act, jax.random.key(0))
+    obs["power"], obs["cooling_power"], obs["pue"], obs["unserved"], obs["temps"]
+    x, channels = simulator.row_telemetry(simulator.simulate(params, key, 96))  # (96, 9)
+
+`rack_params` / `rack_telemetry` / `rack_balance_spec` give the blueprint's three-channel
+one-server view ({'cpu', 'power' W, 'temp' F}) that the packaged default checkpoint uses.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -253,14 +265,17 @@ def simulate(
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     action = default_action(params) if action is None else action
     state = init_state(params) if state is None else state
-
-    def body(s, k):
-        s, o = step(params, s, action, k)
-        return s, o
-
-    keys = jax.random.split(key, num_steps + burn_in)
-    _, obs = jax.lax.scan(body, state, keys)
+    obs = _rollout(params, state, action, key, int(num_steps) + int(burn_in))
     return {k: np.asarray(v)[burn_in:] for k, v in obs.items()}
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _rollout(params, state, action, key, n):
+    def body(s, k):
+        return step(params, s, action, k)
+
+    _, obs = jax.lax.scan(body, state, jax.random.split(key, n))
+    return obs
 
 
 def row_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:

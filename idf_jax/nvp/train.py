@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -40,6 +41,8 @@ class TrainConfig:
     short_history_frac: float = 0.25  # share of training windows shortened at random (masking)
     weights: tuple[float, float, float] = (1.0, 0.1, 1e-3)  # l1 energy, l2 entropy, l3 diffusion
     max_epoch_windows: int | None = None  # subsample this many windows per epoch (None: all)
+    ridge_init: bool = True  # linear AR path = closed-form ridge fit, then frozen (see below)
+    calibrate: bool = True   # scale predictive variances to 90% coverage on validation
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -113,11 +116,20 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
     sched = optax.warmup_cosine_decay_schedule(
         0.0, cfg.learning_rate, max(1, int(cfg.warmup_frac * total)), max(total, 2),
         end_value=cfg.learning_rate * 0.02)
-    opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
-                      optax.adamw(sched, weight_decay=cfg.weight_decay))
+    adamw = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
+                        optax.adamw(sched, weight_decay=cfg.weight_decay))
 
     root = jax.random.key(cfg.seed)
     model = NVPModel(model_cfg, key=jax.random.fold_in(root, 0))
+    if cfg.ridge_init:
+        model = ridge_init(model, norm, (xs, ms, ts), (xv, mv, tv))
+        labels = jax.tree.map(lambda _: "train", eqx.filter(model, eqx.is_inexact_array))
+        labels = eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), labels,
+                             ("freeze", "freeze"))
+        opt = optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()},
+                                    lambda _: labels)  # labels is a (callable) Module
+    else:
+        opt = adamw
     opt_state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     start_epoch, best_val, best_epoch, bad, history = 0, np.inf, -1, 0, []
     best_model = model
@@ -188,8 +200,70 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
                 break
             if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
                 break
+    if cfg.calibrate:
+        norm = calibrate(best_model, phys, norm, (xv, mv, tv))
+        if checkpoint:
+            meta = dict(best_epoch=best_epoch, best_val=float(best_val),
+                        train_config=_cfg_json(cfg), **(extra_meta or {}))
+            ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta)
     return TrainResult(best_model, model_cfg, norm, history, best_epoch, float(best_val),
                        checkpoint)
+
+
+def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
+    """Set the linear autoregressive path to the closed-form ridge regression of the next
+    normalised increment on the (full) normalised window, strength chosen on validation:
+
+        W = argmin |Z W + b - (z_next - z_last)|^2 + lam N |W|^2
+
+    The transformer and both heads are then trained on top of it (the path stays frozen), so
+    the network learns what a linear autoregression cannot (nonlinearity, variance, physics).
+    """
+    def design(w):
+        x, m, t = w
+        full = m.all(axis=1)
+        x, t = x[full].astype(np.float64), t[full].astype(np.float64)
+        z = (x - norm.mean) / norm.std
+        d = (t - norm.mean) / norm.std - z[:, -1]
+        return z.reshape(len(z), -1), d
+
+    a, d = design(train_w)
+    av, dv = design(val_w)
+    if len(a) < 2 or len(av) < 1:
+        return model
+    am, dm = a.mean(0), d.mean(0)
+    ac, dc = a - am, d - dm
+    gram, rhs = ac.T @ ac, ac.T @ dc
+    best = None
+    for lam in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+        w = np.linalg.solve(gram + lam * len(a) * np.eye(gram.shape[0]), rhs)
+        err = np.mean(((av - am) @ w + dm - dv) ** 2)
+        if best is None or err < best[0]:
+            best = (err, w)
+    w = best[1]
+    b = dm - am @ w
+    dtype = model.skip.weight.dtype
+    return eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), model,
+                       (jnp.asarray(w.T, dtype), jnp.asarray(b, dtype)))
+
+
+def calibrate(model: NVPModel, phys, norm: Normalizer, val_w, level: float = 0.9) -> Normalizer:
+    """Per-channel variance scale s^2 so that the central `level` Gaussian interval of the
+    projected forecast covers exactly `level` of the validation targets:
+    s = quantile_level(|y - mu*| / sd*) / z_level."""
+    from scipy.stats import norm as gauss
+
+    from .model import forecast
+
+    xv, mv, tv = val_w
+    base = norm._replace(var_scale=None)
+    fn = jax.jit(jax.vmap(lambda y, m: forecast(model, phys.balance, base, phys.util_idx, y, m)))
+    fc = fn(jnp.asarray(xv, jnp.float32), jnp.asarray(mv))
+    mean, var = np.asarray(fc.mean, np.float64), np.asarray(fc.var, np.float64)
+    r = np.abs(np.asarray(tv, np.float64) - mean) / np.sqrt(np.maximum(var, 1e-30))
+    s = np.quantile(r, level, axis=0) / gauss.ppf(0.5 + level / 2)
+    s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    return norm._replace(var_scale=s**2)
 
 
 def _cfg_json(cfg: TrainConfig) -> dict:
