@@ -175,7 +175,9 @@ class EnergyReading:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise ValueError(f"{name} must be a number, got boolean {value!r}")
+    if not isinstance(value, int | float):
         # numpy / jax scalars: accept anything with a real __float__ that is not a string
         if isinstance(value, str | bytes) or not hasattr(value, "__float__"):
             raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
