@@ -145,6 +145,11 @@ _predict = eqx.filter_jit(predict)
 
 
 @eqx.filter_jit
+def _uncapped_it(model, state, action):
+    return predict(model, state, action._replace(power_cap=jnp.asarray(jnp.inf)))["power_it"]
+
+
+@eqx.filter_jit
 def _summary(scorer, state, action, ratio):
     return scorer.summary(state, action, ratio)
 
@@ -169,10 +174,9 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
     t_out_k = state.t_out + KELVIN
 
     def with_param(theta):
-        return jax.lax.cond(
-            which == 0,
-            lambda: action._replace(setpoint=theta),
-            lambda: action._replace(power_cap=theta * hi),
+        return action._replace(
+            setpoint=jnp.where(which == 0, theta, action.setpoint),
+            power_cap=jnp.where(which == 1, theta * hi, action.power_cap),
         )
 
     def cost_of(theta):
@@ -289,38 +293,39 @@ class EILOptimizer:
         cfg = self.sources[source]
         model = self._scorers[source].model
         m = rec.metrics
-        r_n, n_r = model.num_racks, model.servers_per_rack
+        r_n, n_r = model.num_racks, float(model.servers_per_rack)
         rack_t = [m.get(f"temp_{i}") for i in range(r_n)]
         temps = np.array([t if t is not None else m["temp"] for t in rack_t], np.float32)
         prev = self._applied.get(source)
         servers = m.get("servers_on")
         if servers is None:
-            on = prev.servers_on if prev is not None else jnp.full((r_n,), float(n_r))
+            on = prev.servers_on if prev is not None else np.full((r_n,), n_r)
         else:
-            if prev is not None and abs(float(jnp.sum(prev.servers_on)) - servers) < 0.5:
+            if prev is not None and abs(float(np.sum(prev.servers_on)) - servers) < 0.5:
                 on = prev.servers_on
             else:
-                on = jnp.full((r_n,), servers / r_n)
-        on = jnp.asarray(on, jnp.float32)
+                on = np.full((r_n,), servers / r_n)
+        on = np.asarray(on, np.float32)
         if "demand" in m:
             demand = m["demand"]
         else:
-            demand = m["cpu"] * float(jnp.sum(on)) / model.num_servers
-        weights = prev.weights if prev is not None else jnp.full((r_n,), 1.0 / r_n)
+            demand = m["cpu"] * float(np.sum(on)) / (r_n * n_r)
+        weights = prev.weights if prev is not None else np.full((r_n,), 1.0 / r_n)
         cap = m.get("power_cap")
-        cap_kw = (cap * model.num_servers * model.p_peak_kw if cap is not None and cap < 1.0
+        cap_kw = (cap * r_n * n_r * float(model.p_peak_kw) if cap is not None and cap < 1.0
                   else (float(prev.power_cap) if prev is not None else math.inf))
+        f32 = np.float32
+        sp = m.get("setpoint", float(prev.setpoint) if prev is not None else cfg.setpoint)
         action = PlantAction(
-            setpoint=jnp.asarray(m.get("setpoint", prev.setpoint if prev is not None
-                                       else cfg.setpoint), jnp.float32),
-            power_cap=jnp.asarray(cap_kw, jnp.float32),
+            setpoint=np.asarray(sp, f32),
+            power_cap=np.asarray(cap_kw, f32),
             servers_on=on,
-            weights=jnp.asarray(weights, jnp.float32),
+            weights=np.asarray(weights, f32),
         )
         state = PlantState(
-            temps=jnp.asarray(temps),
-            demand=jnp.asarray(demand, jnp.float32),
-            t_out=jnp.asarray(m.get("outside_temp", cfg.outside_temp), jnp.float32),
+            temps=np.asarray(temps, f32),
+            demand=np.asarray(demand, f32),
+            t_out=np.asarray(m.get("outside_temp", cfg.outside_temp), f32),
         )
         return rec, state, action
 
@@ -350,53 +355,52 @@ class EILOptimizer:
 
     # ------------------------------------------------------------------ act
     def _candidates(self, source, state, cur):
+        """All candidate actions as one stacked PlantAction of numpy arrays (K, ...)."""
         model = self._scorers[source].model
-        r_n, n_r = model.num_racks, model.servers_per_rack
+        r_n, n_r = model.num_racks, float(model.servers_per_rack)
+        n_all = r_n * n_r
         lo, hi = self.setpoint_range
-        acts, types, params, irrev = [cur], ["no_op"], [{}], [0.0]
-
-        def add(a, t, p, i):
-            acts.append(a)
-            types.append(t)
-            params.append(p)
-            irrev.append(i)
-
-        for sp in np.linspace(lo, hi, _N_SETPOINTS):
-            add(cur._replace(setpoint=jnp.asarray(sp, jnp.float32)), "cooling_setpoint",
-                {"setpoint_c": float(sp)}, 0.0)
-        uncapped = float(_predict(model, state, cur._replace(power_cap=jnp.asarray(jnp.inf)))[
-            "power_it"])
-        for frac in (0.85, 0.9, 0.95, 0.98):
-            cap = frac * uncapped
-            add(cur._replace(power_cap=jnp.asarray(cap, jnp.float32)), "power_capping",
-                {"power_cap_kw": cap}, 0.0)
-        add(cur._replace(power_cap=jnp.asarray(jnp.inf, jnp.float32)), "power_capping",
-            {"power_cap_kw": math.inf}, 0.0)
+        c_sp = float(cur.setpoint)
+        c_cap = float(cur.power_cap)
+        c_on = np.asarray(cur.servers_on, np.float64)
         w = np.asarray(cur.weights, np.float64)
         w = w / w.sum()
+        sp, cap, on, wt = [c_sp], [c_cap], [c_on], [w]
+        types, params, irrev = ["no_op"], [{}], [0.0]
+        for x in np.linspace(lo, hi, _N_SETPOINTS):
+            sp.append(float(x)), cap.append(c_cap), on.append(c_on), wt.append(w)
+            types.append("cooling_setpoint"), params.append({"setpoint_c": float(x)})
+            irrev.append(0.0)
+        uncapped = float(_uncapped_it(model, state, cur))
+        for frac in (0.85, 0.9, 0.95, 0.98, math.inf):
+            x = frac * uncapped
+            sp.append(c_sp), cap.append(x), on.append(c_on), wt.append(w)
+            types.append("power_capping"), params.append({"power_cap_kw": x})
+            irrev.append(0.0)
         d = float(state.demand)
-        need = min(model.num_servers, d * model.num_servers)
-        cur_on = np.asarray(cur.servers_on, np.float64)
-        for tot in np.linspace(need, model.num_servers, _N_SERVERS):
-            on = np.minimum(np.ceil(tot * w), n_r)
-            add(cur._replace(servers_on=jnp.asarray(on, jnp.float32)), "server_on_off",
-                {"servers_on": [int(x) for x in on]},
-                self.switch_kwh * float(np.abs(on - cur_on).sum()))
+        need = min(n_all, d * n_all)
+        for tot in np.linspace(need, n_all, _N_SERVERS):
+            x = np.minimum(np.ceil(tot * w), n_r)
+            sp.append(c_sp), cap.append(c_cap), on.append(x), wt.append(w)
+            types.append("server_on_off"), params.append({"servers_on": [int(v) for v in x]})
+            irrev.append(self.switch_kwh * float(np.abs(x - c_on).sum()))
         temps = np.asarray(state.temps, np.float64)
         variants = [
             np.full(r_n, 1.0 / r_n),
-            cur_on / max(cur_on.sum(), 1e-9),
+            c_on / max(c_on.sum(), 1e-9),
             np.maximum(temps.max() + 1.0 - temps, 1e-3),
-            np.maximum(np.asarray(cur_on) - d * model.num_servers * w, 0.0) + 1e-3,
+            np.maximum(c_on - d * n_all * w, 0.0) + 1e-3,
         ]
         for v in variants[:_N_WEIGHTS]:
             v = v / v.sum()
-            moved = 0.5 * float(np.abs(v - w).sum()) * d * model.num_servers
-            add(cur._replace(weights=jnp.asarray(v, jnp.float32)), "workload_migration",
-                {"weights": [float(x) for x in v]}, self.migrate_kwh * moved)
-        stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x, jnp.float32) for x in xs]),
-                               *acts)
-        return stacked, types, params, np.asarray(irrev, np.float32)
+            moved = 0.5 * float(np.abs(v - w).sum()) * d * n_all
+            sp.append(c_sp), cap.append(c_cap), on.append(c_on), wt.append(v)
+            types.append("workload_migration"), params.append({"weights": [float(x) for x in v]})
+            irrev.append(self.migrate_kwh * moved)
+        f32 = np.float32
+        stacked = PlantAction(np.asarray(sp, f32), np.asarray(cap, f32),
+                              np.stack(on).astype(f32), np.stack(wt).astype(f32))
+        return stacked, types, params, np.asarray(irrev, f32)
 
     def _limits(self, source, constraints):
         cfg = self.sources[source]
@@ -482,8 +486,7 @@ class EILOptimizer:
                         lo, hi = self.setpoint_range
                         lr = 0.25
                     else:
-                        hi = float(_predict(scorer.model, state, cur._replace(
-                            power_cap=jnp.asarray(jnp.inf)))["power_it"])
+                        hi = float(_uncapped_it(scorer.model, state, cur))
                         lo = 0.5 * hi
                         lr = 0.01
                     ref, c_ref, v_ref = _refine(
@@ -523,7 +526,7 @@ class EILOptimizer:
                 "plant_action": _json_safe(applied._asdict()),
             }
             self.ledger.append("prediction", pid, payload)
-            self._applied[source] = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), chosen)
+            self._applied[source] = jax.tree.map(lambda x: np.asarray(x, np.float32), chosen)
             return {
                 "type": best_type,
                 "params": best_params,

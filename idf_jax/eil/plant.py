@@ -46,8 +46,8 @@ class PlantModel(eqx.Module):
     """Physical parameters (kW, kJ/K, °C, s). Per-rack quantities are per rack."""
 
     num_racks: int = eqx.field(static=True, default=1)
-    servers_per_rack: int = eqx.field(static=True, default=3000)
-    dt: float = eqx.field(static=True, default=900.0)
+    servers_per_rack: float = 3000.0
+    dt: float = 900.0
     p_idle_kw: float = 0.10
     p_peak_kw: float = 0.25
     heat_capacity_kj_per_k: float = 1800.0 * 75
@@ -62,7 +62,7 @@ class PlantModel(eqx.Module):
     demand_sigma: float = 0.05
 
     @property
-    def num_servers(self) -> int:
+    def num_servers(self):
         return self.num_racks * self.servers_per_rack
 
 
