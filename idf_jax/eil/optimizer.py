@@ -192,7 +192,7 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
     lo_t = jnp.where(which == 0, lo, lo / hi)
     hi_t = jnp.where(which == 0, hi, 1.0)
     theta0 = jnp.where(which == 0, action.setpoint, jnp.minimum(action.power_cap / hi, 1.0))
-    opt = optax.adam(lr)
+    opt = optax.adam(lr)  # lr is a traced scalar: one compilation for both parameters
 
     def body(carry, _):
         theta, st = carry
@@ -493,7 +493,7 @@ class EILOptimizer:
                         scorer, state, cur, a_j, base["e_h"], base["s_h"],
                         jnp.asarray(irrev[j]), ratio, wj, lj, jnp.asarray(which),
                         jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32),
-                        self.refine_steps, lr)
+                        self.refine_steps, jnp.asarray(lr, jnp.float32))
                     if float(v_ref) <= 1e-9 and float(c_ref) < best_cost - 1e-9:
                         chosen, best_cost, best_type = ref, float(c_ref), types[j]
                         best_params = ({"setpoint_c": float(ref.setpoint)} if which == 0

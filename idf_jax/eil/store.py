@@ -27,8 +27,10 @@ rejected at the outside temperature ``T_out``, carrying entropy
 ``entropy = energy / T_out`` [kJ/K] (Clausius, dS = dQ/T, T in kelvin). When
 ``outside_temp`` is not reported, the source's configured default is used.
 
-Storage: one SQLite database (WAL journal, ``synchronous=FULL``), table ``readings``;
-each accepted reading is written in its own transaction. A rejected reading raises
+Storage: one SQLite database (WAL journal), table ``readings``; each accepted reading is
+written in its own transaction. The store uses ``synchronous=NORMAL`` by default
+(atomic, survives a killed process; a power cut may drop the last readings), the proof
+ledger ``FULL``; pass ``synchronous='FULL'`` for fully durable telemetry. A rejected reading raises
 ``ValueError`` naming the problem and writes nothing.
 """
 
@@ -255,13 +257,20 @@ def to_energy(
     return energy, energy / t_out
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """Open a SQLite connection in WAL mode with full fsync and explicit transactions."""
+def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open a SQLite connection in WAL mode with explicit transactions.
+
+    ``synchronous='FULL'`` fsyncs the WAL at every commit (durable across power loss);
+    ``'NORMAL'`` is atomic and survives a killed process but may lose the last commits
+    on power loss (SQLite docs, "WAL mode").
+    """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if path != ":memory:" and mode.lower() != "wal":
         raise RuntimeError(f"could not enable WAL journal on {path!r} (got {mode!r})")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
 
 
@@ -282,11 +291,12 @@ CREATE INDEX IF NOT EXISTS readings_source ON readings(source, id);
 class TelemetryStore:
     """Per-source reading history in SQLite (one transaction per reading)."""
 
-    def __init__(self, path: str, sources: dict[str, SourceConfig]):
+    def __init__(self, path: str, sources: dict[str, SourceConfig], *,
+                 synchronous: str = "NORMAL"):
         self.path = path
         self.sources = dict(sources)
         self._lock = threading.Lock()
-        self._conn = connect(path)
+        self._conn = connect(path, synchronous)
         self._conn.executescript(_SCHEMA)
         self._last: dict[str, EnergyReading] = {}
 
