@@ -83,17 +83,13 @@ def _check_args(x0_batch, num_steps, thin, burn_in):
         raise ValueError(f"burn_in ({burn_in}) must be smaller than num_steps ({num_steps})")
     kept = num_steps - burn_in
     if kept % thin:
-        raise ValueError(
-            f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}"
-        )
+        raise ValueError(f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}")
     leaves = jax.tree.leaves(x0_batch)
     if not leaves:
         raise ValueError("x0_batch is empty: give a PyTree of arrays with a leading chain axis")
     shapes = [jnp.shape(l) for l in leaves]
     if any(len(s) == 0 for s in shapes):
-        raise ValueError(
-            f"x0_batch leaves need a leading chain axis, got shapes {shapes}"
-        )
+        raise ValueError(f"x0_batch leaves need a leading chain axis, got shapes {shapes}")
     n = shapes[0][0]
     if any(s[0] != n for s in shapes):
         raise ValueError(
@@ -218,6 +214,9 @@ def _chunk_fns(sampler: Sampler, thin: int, has_energy_error: bool, mesh: Mesh |
                     mesh=mesh,
                     in_specs=spec + (PartitionSpec(),) * extra,
                     out_specs=chains,
+                    # Sampler code is written for one chain and knows nothing of the
+                    # mesh; chains never communicate, so skip varying-axis checks.
+                    check_vma=False,
                 )
                 return f(chain_keys, carry, *scalars)
 
@@ -266,7 +265,11 @@ def _load_checkpoint(path: str, template: _Carry, meta: dict) -> tuple[_Carry, i
         raise ValueError(f"checkpoint {path!r} cannot be read: {e}") from e
     steps_done = saved.pop("steps_done", None)
     if saved != meta:
-        diff = {k: (saved.get(k), meta.get(k)) for k in set(saved) | set(meta) if saved.get(k) != meta.get(k)}
+        diff = {
+            k: (saved.get(k), meta.get(k))
+            for k in set(saved) | set(meta)
+            if saved.get(k) != meta.get(k)
+        }
         raise ValueError(
             f"checkpoint {path!r} was written by a different run (saved, now): {diff}; "
             "delete it or pass another path"
@@ -337,40 +340,9 @@ def sample(
         x0_batch = jax.tree.map(
             lambda l: jnp.concatenate([l, jnp.repeat(l[-1:], pad, axis=0)]), x0_batch
         )
-    n_total = n + pad
 
-    chain_keys = jax.random.split(key, n)
-    init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
-    if pad:
-        chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
-        init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
-
-    state = jax.vmap(sampler.init)(x0_batch, init_keys)
-    # The carry is donated to the chunk runners: never alias the caller's arrays.
-    state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
-    for field in ("position", "energy"):
-        if not hasattr(state, field):
-            raise ValueError(f"sampler state must have a `{field}` field, got {type(state).__name__}")
-    info_shape = jax.eval_shape(
-        lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[1],
-        chain_keys,
-        state,
-    )
-    has_ee = hasattr(info_shape, "energy_error")
-    carry = _Carry(
-        state=state,
-        frozen=jnp.zeros((n_total,), bool),
-        num_divergent=jnp.zeros((n_total,), jnp.int32),
-        active_steps=jnp.zeros((n_total,), jnp.int32),
-        sums=_info_sums_zero(info_shape, n_total),
-        hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
-        ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
-        ee_abs_max=jnp.zeros((n_total,), jnp.float32),
-        positions=jax.tree.map(
-            lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
-        ),
-        energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
-    )
+    carry, chain_keys = _prepare_fn(sampler, n, pad, num_draws)(x0_batch, key)
+    has_ee = carry.hist.shape[1] > 0
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
         carry = jax.device_put(carry, sharding)
@@ -391,8 +363,13 @@ def sample(
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
         meta = dict(
-            num_chains=n, num_steps=num_steps, thin=thin, burn_in=burn_in,
-            key=_key_fingerprint(key), burn_chunk=burn_chunk, draw_chunk=draw_chunk,
+            num_chains=n,
+            num_steps=num_steps,
+            thin=thin,
+            burn_in=burn_in,
+            key=_key_fingerprint(key),
+            burn_chunk=burn_chunk,
+            draw_chunk=draw_chunk,
             layout=str(jax.tree.structure(carry)),
         )
         if os.path.exists(checkpoint):
@@ -410,9 +387,7 @@ def sample(
             else:
                 draw0 = (steps_done - burn_in) // thin
                 num = min(draw_chunk, num_draws - draw0)
-                carry = keep_fn(
-                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num
-                )
+                carry = keep_fn(chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num)
                 steps_done += num * thin
             if chunked:
                 jax.block_until_ready(carry)
@@ -429,6 +404,53 @@ def sample(
     return _finish(carry, n, has_ee)
 
 
+@functools.lru_cache(maxsize=64)
+def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
+    """Jitted construction of the initial carry (init of every chain, empty buffers)."""
+
+    def prepare(x0_batch, key):
+        chain_keys = jax.random.split(key, n)
+        init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
+        if pad:
+            chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
+            init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
+        n_total = n + pad
+        state = jax.vmap(sampler.init)(x0_batch, init_keys)
+        # The carry is donated to the chunk runners: never alias the caller's arrays.
+        state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
+        for field in ("position", "energy"):
+            if not hasattr(state, field):
+                raise ValueError(
+                    f"sampler state must have a `{field}` field, got {type(state).__name__}"
+                )
+        info_shape = jax.eval_shape(
+            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[
+                1
+            ],
+            chain_keys,
+            state,
+        )
+        has_ee = hasattr(info_shape, "energy_error")
+        carry = _Carry(
+            state=state,
+            frozen=jnp.zeros((n_total,), bool),
+            num_divergent=jnp.zeros((n_total,), jnp.int32),
+            active_steps=jnp.zeros((n_total,), jnp.int32),
+            sums=_info_sums_zero(info_shape, n_total),
+            hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
+            ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
+            ee_abs_max=jnp.zeros((n_total,), jnp.float32),
+            positions=jax.tree.map(
+                lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
+            ),
+            energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
+        )
+        return carry, chain_keys
+
+    return jax.jit(prepare)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
     c = jax.tree.map(lambda l: l[:n], carry)
     denom = jnp.maximum(c.active_steps, 1).astype(jnp.float32)
@@ -454,8 +476,11 @@ class _Progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._p = Progress(
-            TextColumn("sampling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-            TimeRemainingColumn(), transient=False,
+            TextColumn("sampling"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self._p.start()
         self._task = self._p.add_task("sample", total=total, completed=done)
