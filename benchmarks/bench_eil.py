@@ -72,7 +72,7 @@ def main():
         costs = []
         for i in range(len(types)):
             ai = jax.tree.map(lambda x: x[i], cands)
-            s = _summary(scorer, state, ai, ratio)
+            s = _summary(scorer, state, ai, ratio, jnp.float32(3.09))
             costs.append(float(s["e_h"]) + float(irrev[i]))
         int(np.argmin(costs))
         loop.append(time.perf_counter() - t)

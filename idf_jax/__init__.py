@@ -40,3 +40,7 @@ from .validate import entropy_coherence as entropy_coherence
 # --- nvp: Next Vector Prediction (physics-informed forecaster) ---
 from . import nvp as nvp  # noqa: E402
 from .nvp import NVPPredictor as NVPPredictor  # noqa: E402
+# --- eil: Energy Intelligence Layer (sense -> act -> prove, regime detection, proof ledger) ---
+from . import eil as eil  # noqa: E402
+from .eil import EILOptimizer as EILOptimizer  # noqa: E402
+from .eil import detect_regime_shift as detect_regime_shift  # noqa: E402

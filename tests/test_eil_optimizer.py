@@ -178,7 +178,7 @@ def test_vmapped_scores_equal_single_evaluations(eil):
     assert float(cost[0]) == pytest.approx(0.0, abs=1e-3)  # no_op against itself
     for i in (1, 5, 14, 20, 30):
         a = jax.tree.map(lambda x: x[i], cands)
-        s = _summary(scorer, state, a, jnp.float32(1.0))
+        s = _summary(scorer, state, a, jnp.float32(1.0), jnp.float32(3.09))
         tk = float(state.t_out) + KELVIN
         c = (float(w[0]) * float(s["e_h"] - base["e_h"]) / 3600
              + float(w[1]) * tk * float(s["s_h"] - base["s_h"]) / 3600 + float(w[2]) * irrev[i])

@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.scipy.special import ndtri
 
 from .ledger import KEY_ENV, Ledger
 from .plant import KELVIN, PlantAction, PlantModel, PlantState, predict
@@ -112,8 +113,13 @@ class _Scorer(eqx.Module):
         _, outs = jax.lax.scan(body, state.temps, None, length=self.horizon)
         return outs
 
-    def summary(self, state, action, ratio):
+    def summary(self, state, action, ratio, z):
+        """Horizon totals and constraint margins. Temperatures and peak power are checked
+        in the high-demand scenario d + z sigma (z = Phi^-1(uptime)): chance constraints
+        at the same quantile as the uptime target."""
         outs = self.rollout(state, action)
+        hi_state = state._replace(demand=state.demand + z * self.model.demand_sigma)
+        outs_hi = self.rollout(hi_state, action)
         m = self.model
         c_now = jnp.clip(outs["power_it"][0] / jnp.maximum(outs["cooling_power"][0]
                                                           - m.fan_kw, 1e-6), 1.0, 20.0)
@@ -123,8 +129,8 @@ class _Scorer(eqx.Module):
         return dict(
             e_h=e_h, s_h=s_h,
             uptime=jnp.min(outs["uptime"]),
-            temp_max=jnp.max(outs["temp_max"]),
-            power_max=ratio * jnp.max(outs["power"]),
+            temp_max=jnp.maximum(jnp.max(outs["temp_max"]), jnp.max(outs_hi["temp_max"])),
+            power_max=ratio * jnp.maximum(jnp.max(outs["power"]), jnp.max(outs_hi["power"])),
             unserved=jnp.max(outs["unserved"]),
             first={k: v[0] for k, v in outs.items() if k != "temps"},
         )
@@ -150,14 +156,15 @@ def _uncapped_it(model, state, action):
 
 
 @eqx.filter_jit
-def _summary(scorer, state, action, ratio):
-    return scorer.summary(state, action, ratio)
+def _summary(scorer, state, action, ratio, z):
+    return scorer.summary(state, action, ratio, z)
 
 
 @eqx.filter_jit
 def _score_all(scorer, state, noop, cands, irrev, ratio, w, limits):
-    base = scorer.summary(state, noop, ratio)
-    summ = jax.vmap(lambda a: scorer.summary(state, a, ratio))(cands)
+    z = ndtri(limits[0])
+    base = scorer.summary(state, noop, ratio, z)
+    summ = jax.vmap(lambda a: scorer.summary(state, a, ratio, z))(cands)
     t_out_k = state.t_out + KELVIN
     d_e = (summ["e_h"] - base["e_h"]) / 3600.0
     d_s = t_out_k * (summ["s_h"] - base["s_h"]) / 3600.0
@@ -180,7 +187,7 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
         )
 
     def cost_of(theta):
-        s = scorer.summary(state, with_param(theta), ratio)
+        s = scorer.summary(state, with_param(theta), ratio, ndtri(limits[0]))
         c = (w[0] * (s["e_h"] - base_e) / 3600.0 + w[1] * t_out_k * (s["s_h"] - base_s) / 3600.0
              + w[2] * irrev)
         return c, _violation(s, limits)
@@ -345,13 +352,31 @@ class EILOptimizer:
             a = self.calibration_rate
             self._ratio[src] = r if old is None else (1 - a) * old + a * r
 
-    def _demand_sigma(self, source: str) -> float:
+    def _demand_sigma(self, source: str, uptime: float) -> float:
+        """Demand noise per interval used by the chance constraints [share of servers].
+
+        sigma = max(configured floor, std of one-step demand changes, q / z) over the last
+        two days (192 readings), where q is the largest one-step rise seen and
+        z = Phi^-1(uptime): the Gaussian model is widened until it covers the worst
+        observed rise at the requested quantile (bursty load is heavier-tailed than a
+        Gaussian). Uses the 'demand' channel, else cpu * servers_on.
+        """
         cfg = self.sources[source]
-        hist = self.store.history(source, limit=97)
-        d = [h.metrics.get("demand") for h in hist]
-        d = np.array([x for x in d if x is not None])
-        s = float(np.std(np.diff(d))) if d.size > 8 else 0.0
-        return max(cfg.demand_sigma, s)
+        hist = self.store.history(source, limit=193)
+        n_all = self._scorers[source].model.num_servers
+        d = []
+        for h in hist:
+            m = h.metrics
+            if "demand" in m:
+                d.append(m["demand"])
+            elif "servers_on" in m:
+                d.append(m["cpu"] * m["servers_on"] / float(n_all))
+        d = np.asarray(d)
+        if d.size < 9:
+            return cfg.demand_sigma
+        diff = np.diff(d)
+        z = float(ndtri(uptime))
+        return max(cfg.demand_sigma, float(np.std(diff)), float(diff.max()) / max(z, 1e-6))
 
     # ------------------------------------------------------------------ act
     def _candidates(self, source, state, cur):
@@ -452,7 +477,7 @@ class EILOptimizer:
             limits = self._limits(source, constraints)
             rec, state, cur = self._current(source)
             scorer = self._scorers[source]
-            sigma = self._demand_sigma(source)
+            sigma = self._demand_sigma(source, limits[0])
             if sigma != scorer.model.demand_sigma:
                 scorer = eqx.tree_at(lambda s: s.model.demand_sigma, scorer,
                                      jnp.asarray(sigma, jnp.float32))
@@ -498,7 +523,7 @@ class EILOptimizer:
                         chosen, best_cost, best_type = ref, float(c_ref), types[j]
                         best_params = ({"setpoint_c": float(ref.setpoint)} if which == 0
                                        else {"power_cap_kw": float(ref.power_cap)})
-            final = _summary(scorer, state, chosen, ratio)
+            final = _summary(scorer, state, chosen, ratio, jnp.float32(ndtri(limits[0])))
             noop_first = base["first"]
             r = float(ratio)
             first = {k: float(v) for k, v in final["first"].items()}
