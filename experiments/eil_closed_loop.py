@@ -12,9 +12,13 @@ Controllers
   (target 70 % utilisation plus two spares), supply setpoint raised by 0.5 °C while the hottest
   rack is below 29 °C and lowered by 1 °C above 30 °C (within 16-24 °C).
 - eil: `EILOptimizer` with goal 'minimize_energy', constraints uptime >= 0.999 and rack
-  temperature <= 32 °C. It observes (sense only) during the one-day burn-in, then each interval:
+  temperature <= 32 °C. It observes (sense only) during the two-day burn-in, then each interval:
   sense (telemetry of the last interval) -> act (apply the returned operating point) -> step
   the simulator -> prove the prediction against the outcome.
+
+- eil-declared: the same, with the operator's declared burst headroom (load may rise by 30 % of
+  the fleet within one interval) as the floor of the demand noise, instead of only what the
+  two days of history showed.
 
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
@@ -39,7 +43,35 @@ OUT = os.path.join(os.path.dirname(__file__), "results", "eil.md")
 TEMP_MAX = 32.0
 UPTIME = 0.999
 WEEK = 7 * 96
+BURN = 2 * 96
+# operator-declared burst headroom: load may rise by up to 30 % of the fleet within one
+# interval (the simulator's bursts reach 0.15 * 1.5 = 22.5 % plus AR noise); as a Gaussian
+# sigma at the uptime quantile: 0.30 / Phi^-1(0.999)
+DECLARED_SIGMA = 0.30 / 3.090232306167813
 WEEKS = {"January (week 2)": 7 * 24, "July (week 28)": 27 * 7 * 24}
+
+
+NOTES = """
+## Reading the table
+
+- The fixed baseline's uptime violations are its own: with the simulator's base load shares
+  (1.3 : 0.7 across the row) rack 0 gets 32.5 % of the work on 25 % of the servers and
+  saturates at peak demand. The rule controller keeps those shares and inherits them. EIL's
+  operating point starts from uniform shares (readings carry no per-rack shares, so EIL
+  assumes uniform ones) and its first decision applies them: an implicit migration that is
+  neither counted as a `workload_migration` decision nor charged irreversibility.
+- Where the savings come from: switching idle servers off (idle power is 40 % of peak) and
+  raising the supply setpoint (a higher chiller COP, more economiser hours in winter).
+- Why EIL saves less than the rule set: it keeps chance-constrained headroom for uptime 0.999
+  (servers for demand + z sigma on every rack, temperatures checked at that demand). The
+  load has bursts (2 % per interval, up to ~22 % of the fleet). With sigma learned from two
+  days of history ('eil') a burst larger than any seen before still overloads a rack (1-2
+  violations per week); with the operator's declared 30 % burst headroom ('eil-declared')
+  there are none, at the price of a few points of savings. The blueprint's 20 % target is
+  not reached without violations here; the rule set beats it only by breaking uptime.
+- Invalid proofs (about 1 in 10): the forecast holds demand at its last value (persistence);
+  a burst or a fast ramp inside the interval moves the energy by more than the 5 % tolerance.
+"""
 
 
 def plant_for(params) -> PlantModel:
@@ -75,7 +107,7 @@ def reading(source, obs, action, params, step):
         m["power_cap"] = min(1.0, max(0.1, cap / (params.num_racks * params.servers_per_rack
                                                   * float(params.p_peak_kw))))
     return {"source": source, "metrics": m, "interval_s": float(params.dt),
-            "timestamp": float((step + 96) * params.dt)}
+            "timestamp": float((step + BURN) * params.dt)}
 
 
 def to_action(pa: dict, params) -> sim.Action:
@@ -104,29 +136,30 @@ def run_week(name, start_hour, controller, key):
     step = jax.jit(lambda s, a, k: sim.step(params, s, a, k))
     state = sim.init_state(params)
     action = sim.default_action(params)
-    keys = jax.random.split(key, WEEK + 96)
+    keys = jax.random.split(key, WEEK + BURN)
     eil = None
-    if controller == "eil":
+    if controller.startswith("eil"):
+        floor = DECLARED_SIGMA if controller == "eil-declared" else 0.04
         cfg = SourceConfig("row-1", num_servers=params.num_racks * params.servers_per_rack,
                            idle_kw=float(params.p_idle_kw), peak_kw=float(params.p_peak_kw),
                            interval_s=float(params.dt), temp_max=TEMP_MAX, setpoint=18.0,
-                           demand_sigma=0.04, plant=plant_for(params))
+                           demand_sigma=floor, plant=plant_for(params))
         eil = EILOptimizer(sources=[cfg])
-    # one day at the default operating point: thermal burn-in; EIL only observes (sense)
-    for t, k in enumerate(keys[:96]):
+    # two days at the default operating point: thermal burn-in; EIL only observes (sense)
+    for t, k in enumerate(keys[:BURN]):
         state, obs = step(state, action, k)
         if eil is not None:
-            eil.sense(reading("row-1", obs, action, params, t - 96))
+            eil.sense(reading("row-1", obs, action, params, t - BURN))
     energy = viol = decisions = valid = proofs = 0
     viol_temp = viol_up = 0
     pft = 0.0
     latencies, types = [], {}
     max_temp = 0.0
-    for t, k in enumerate(keys[96:]):
+    for t, k in enumerate(keys[BURN:]):
         pid = None
         if controller == "rule":
             action = rule_action(obs, action, params)
-        elif controller == "eil":
+        elif controller.startswith("eil"):
             t0 = time.perf_counter()
             eil.sense(reading("row-1", obs, action, params, t))
             a = eil.act(goal="minimize_energy", constraints={"uptime": UPTIME,
@@ -169,7 +202,7 @@ def main():
     key = jax.random.key(7)
     rows = []
     for name, start in WEEKS.items():
-        for ctrl in ("fixed", "rule", "eil"):
+        for ctrl in ("fixed", "rule", "eil", "eil-declared"):
             t = time.perf_counter()
             r = run_week(name, start, ctrl, key)
             r["wall_s"] = time.perf_counter() - t
@@ -195,10 +228,11 @@ def main():
             f"{r['pft']:.1f} |")
     lines += ["", "EIL decisions by type and latency (sense -> act, this loaded machine):", ""]
     for r in rows:
-        if r["controller"] == "eil":
-            lines.append(f"- {r['week']}: {r['types']}; p50 {r['latency_p50']:.1f} ms, p99 "
+        if r["controller"].startswith("eil"):
+            lines.append(f"- {r['week']}, {r['controller']}: {r['types']}; p50 {r['latency_p50']:.1f} ms, p99 "
                          f"{r['latency_p99']:.1f} ms; ledger verified: {r['ledger_ok']} "
                          f"({r['ledger_records']} records)")
+    lines += NOTES.splitlines()
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -255,3 +255,24 @@ def test_plant_jit_vmap_grad():
     eps = 1e-2
     fd = (f(jnp.float32(22.0 + eps)) - f(jnp.float32(22.0 - eps))) / (2 * eps)
     assert np.isfinite(g) and float(g) == pytest.approx(float(fd), rel=2e-2, abs=1.0)
+
+
+def test_nvp_predictor_drives_the_exogenous_forecast():
+    nvp = pytest.importorskip("idf_jax.nvp")
+    pred = nvp.NVPPredictor()
+    e = EILOptimizer(predictor=pred)
+    hist = [{"cpu": 0.75, "power": 850, "temp": 72}, {"cpu": 0.78, "power": 865, "temp": 73},
+            {"cpu": 0.81, "power": 880, "temp": 74}]
+    for m in hist[: max(1, pred.min_history)]:
+        e.sense({"source": "datacenter-01", "metrics": m})
+    for m in hist:
+        e.sense({"source": "datacenter-01", "metrics": m})
+    a = e.act()
+    assert a["forecast"]["method"] == "nvp"
+    expect = pred.predict_next(telemetry_history=[
+        {c: h.metrics[c] for c in pred.channels} for h in e.store.history("datacenter-01")])
+    assert a["forecast"]["demand"] == pytest.approx(min(max(expect["cpu"], 0), 1), rel=1e-5)
+    assert e.ledger.get("prediction", a["prediction_id"]).payload["forecast_method"] == "nvp"
+    e.close()
+    with pytest.raises(ValueError, match="predict_next"):
+        EILOptimizer(predictor=object())

@@ -5,6 +5,14 @@ picks an action with the planning forecaster (`plant`); ``prove(prediction_id,
 actual_state)`` checks the forecast against the outcome and mints a proof-of-prediction
 (PFT) record on the signed ledger (`ledger`).
 
+Forecaster. The action-conditioned forecast is `idf_jax.eil.plant` — the simulator's
+documented physics as a differentiable model, with its power scale calibrated online
+against the sensed facility power. The exogenous part (next interval's load and outside
+temperature) is persistence by default, or the one-step forecast of an NVP predictor
+(``EILOptimizer(predictor=idf_jax.nvp.NVPPredictor(...))``) trained on the source's
+channels. The NVP transformer itself is not action-conditioned, so it cannot score
+actions on its own; EIL combines the two.
+
 Act. Candidates come from a typed action space, each changing one lever of the
 current operating point (so sequential decisions move coordinate by coordinate):
 
@@ -50,6 +58,7 @@ tests. With a ``db_path`` the key must come from ``ledger_key=`` or
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import shutil
@@ -84,6 +93,7 @@ GOALS = {
 CONSTRAINT_KEYS = ("uptime", "temp_max", "power_max", "unserved_max")
 _ACTUAL_KEYS = ("energy", "entropy", "power", "temp")
 
+_DEMAND_MEMORY = 673  # one week of 15-min readings (+1 for differences)
 _N_SETPOINTS = 12
 _N_CAPS = 5
 _N_SERVERS = 12
@@ -232,6 +242,7 @@ class EILOptimizer:
         migrate_kwh: float = 0.01,
         refine_steps: int = 30,
         calibration_rate: float = 0.3,
+        predictor: Any = None,
     ):
         if sources is None:
             sources = [SourceConfig("datacenter-01")]
@@ -252,6 +263,14 @@ class EILOptimizer:
                 f"setpoint_range must satisfy 5 <= lo < hi <= 40, got {setpoint_range}")
         if not (0 < calibration_rate <= 1):
             raise ValueError("calibration_rate must be in (0, 1]")
+        if predictor is not None:
+            chans = getattr(predictor, "channels", None)
+            if not callable(getattr(predictor, "predict_next", None)) or not chans:
+                raise ValueError("predictor must have predict_next(telemetry_history=...) and "
+                                 "channels (e.g. idf_jax.nvp.NVPPredictor)")
+            if not ({"demand", "cpu", "outside_temp"} & set(chans)):
+                raise ValueError("predictor forecasts none of 'demand', 'cpu', 'outside_temp'")
+        self.predictor = predictor
         self._tmpdir = None
         if db_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="idf-eil-")
@@ -273,6 +292,7 @@ class EILOptimizer:
         self._last_source: str | None = None
         self._applied: dict[str, PlantAction] = {}
         self._ratio: dict[str, float] = {}
+        self._demand_hist: dict[str, collections.deque] = {}
         # float parameters as arrays so jit traces them (no recompiles when they change)
         self._scorers = {
             n: _Scorer(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), c.plant_model()),
@@ -285,8 +305,14 @@ class EILOptimizer:
         """Validate, convert and store one reading; returns its energy representation
         (``energy`` kJ over the interval, ``entropy`` kJ/K) and the stored metrics."""
         with self._lock:
+            src = telemetry.get("source") if isinstance(telemetry, dict) else None
+            if src in self.sources:
+                self._demand_history(src)  # load earlier history before appending
             rec = self.store.append(telemetry)
             self._last_source = rec.source
+            d = self._demand_of(rec.source, rec.metrics)
+            if d is not None:
+                self._demand_history(rec.source).append(d)
             self._calibrate(rec)
             out = rec.as_dict()
             out["units"] = {"energy": "kJ", "entropy": "kJ/K", "interval_s": "s"}
@@ -352,31 +378,40 @@ class EILOptimizer:
             a = self.calibration_rate
             self._ratio[src] = r if old is None else (1 - a) * old + a * r
 
+    def _demand_of(self, source: str, metrics: dict) -> float | None:
+        if "demand" in metrics:
+            return metrics["demand"]
+        if "servers_on" in metrics:
+            return metrics["cpu"] * metrics["servers_on"] / float(
+                self._scorers[source].model.num_servers)
+        return None
+
+    def _demand_history(self, source: str) -> collections.deque:
+        if source not in self._demand_hist:  # first use (e.g. a reopened database)
+            dq = collections.deque(maxlen=_DEMAND_MEMORY)
+            for h in self.store.history(source, limit=_DEMAND_MEMORY):
+                d = self._demand_of(source, h.metrics)
+                if d is not None:
+                    dq.append(d)
+            self._demand_hist[source] = dq
+        return self._demand_hist[source]
+
     def _demand_sigma(self, source: str, uptime: float) -> float:
         """Demand noise per interval used by the chance constraints [share of servers].
 
-        sigma = max(configured floor, std of one-step demand changes, q / z) over the last
-        two days (192 readings), where q is the largest one-step rise seen and
+        sigma = max(configured floor, std of one-step demand changes, 1.1 q / z) over the
+        last week of readings (672), where q is the largest one-step rise seen and
         z = Phi^-1(uptime): the Gaussian model is widened until it covers the worst
-        observed rise at the requested quantile (bursty load is heavier-tailed than a
-        Gaussian). Uses the 'demand' channel, else cpu * servers_on.
+        observed rise (plus 10 %) at the requested quantile — bursty load is far
+        heavier-tailed than a Gaussian. Uses the 'demand' channel, else cpu * servers_on.
         """
         cfg = self.sources[source]
-        hist = self.store.history(source, limit=193)
-        n_all = self._scorers[source].model.num_servers
-        d = []
-        for h in hist:
-            m = h.metrics
-            if "demand" in m:
-                d.append(m["demand"])
-            elif "servers_on" in m:
-                d.append(m["cpu"] * m["servers_on"] / float(n_all))
-        d = np.asarray(d)
+        d = np.asarray(self._demand_history(source))
         if d.size < 9:
             return cfg.demand_sigma
         diff = np.diff(d)
         z = float(ndtri(uptime))
-        return max(cfg.demand_sigma, float(np.std(diff)), float(diff.max()) / max(z, 1e-6))
+        return max(cfg.demand_sigma, float(np.std(diff)), 1.1 * float(diff.max()) / max(z, 1e-6))
 
     # ------------------------------------------------------------------ act
     def _candidates(self, source, state, cur):
@@ -427,6 +462,43 @@ class EILOptimizer:
                               np.stack(on).astype(f32), np.stack(wt).astype(f32))
         return stacked, types, params, np.asarray(irrev, f32)
 
+    def _exogenous_forecast(self, source, state, cur):
+        """Next-interval demand / outside temperature for planning.
+
+        Without a predictor: persistence (the last reading). With one (an
+        `idf_jax.nvp.NVPPredictor` trained on this source's channels, same units): its
+        one-step forecast from the recent history replaces the last values of 'demand'
+        (or 'cpu' -> demand = cpu * servers_on / N) and 'outside_temp'.
+        """
+        if self.predictor is None:
+            return state, {"method": "persistence"}
+        chans = tuple(self.predictor.channels)
+        window = int(getattr(self.predictor, "window", 32))
+        hist = self.store.history(source, limit=window)
+        missing = [c for c in chans if c not in hist[-1].metrics]
+        if missing:
+            raise ValueError(f"predictor needs channels {missing} that source {source!r} "
+                             "does not report")
+        records = [{c: h.metrics[c] for c in chans} for h in hist
+                   if all(c in h.metrics for c in chans)]
+        min_h = int(getattr(self.predictor, "min_history", 1))
+        if len(records) < min_h:
+            return state, {"method": "persistence",
+                           "reason": f"history {len(records)} < predictor minimum {min_h}"}
+        p = self.predictor.predict_next(telemetry_history=records)
+        model = self._scorers[source].model
+        demand = state.demand
+        if "demand" in chans:
+            demand = float(np.clip(p["demand"], 0.0, 2.0))
+        elif "cpu" in chans:
+            on = float(np.sum(cur.servers_on))
+            demand = float(np.clip(p["cpu"], 0.0, 1.0)) * on / float(model.num_servers)
+        t_out = float(p["outside_temp"]) if "outside_temp" in chans else state.t_out
+        state = state._replace(demand=np.asarray(demand, np.float32),
+                               t_out=np.asarray(t_out, np.float32))
+        return state, {"method": "nvp", "confidence": float(p.get("confidence", float("nan"))),
+                       "demand": float(demand), "outside_temp": float(t_out)}
+
     def _limits(self, source, constraints):
         cfg = self.sources[source]
         if constraints is None:
@@ -476,6 +548,7 @@ class EILOptimizer:
                 raise ValueError(f"unknown source {source!r}")
             limits = self._limits(source, constraints)
             rec, state, cur = self._current(source)
+            state, fc_info = self._exogenous_forecast(source, state, cur)
             scorer = self._scorers[source]
             sigma = self._demand_sigma(source, limits[0])
             if sigma != scorer.model.demand_sigma:
@@ -547,7 +620,7 @@ class EILOptimizer:
                 "reading_timestamp": rec.timestamp, "decided_at": time.time(),
                 "tolerance": self.tolerance, "temp_tolerance": self.temp_tolerance,
                 "constraints": dict(zip(CONSTRAINT_KEYS, limits)), "feasible": feasible,
-                "expected_cost": best_cost,
+                "expected_cost": best_cost, "forecast_method": fc_info["method"],
                 "plant_action": _json_safe(applied._asdict()),
             }
             self.ledger.append("prediction", pid, payload)
@@ -564,6 +637,7 @@ class EILOptimizer:
                 "candidates_scored": int(cost.shape[0]),
                 "num_feasible": int(feas.sum()),
                 "plant_action": applied._asdict(),
+                "forecast": fc_info,
                 "units": {"energy": "kJ", "entropy": "kJ/K", "power": "kW", "temp": "degC",
                           "energy_savings": "kJ", "energy_savings_horizon": "kWh",
                           "expected_cost": "kWh"},
