@@ -127,9 +127,11 @@ class _Scorer(eqx.Module):
         """Horizon totals and constraint margins. Temperatures and peak power are checked
         in the high-demand scenario d + z sigma (z = Phi^-1(uptime)): chance constraints
         at the same quantile as the uptime target."""
-        outs = self.rollout(state, action)
-        hi_state = state._replace(demand=state.demand + z * self.model.demand_sigma)
-        outs_hi = self.rollout(hi_state, action)
+        demands = jnp.stack([jnp.asarray(state.demand, jnp.float32),
+                             state.demand + z * self.model.demand_sigma])
+        both = jax.vmap(lambda d: self.rollout(state._replace(demand=d), action))(demands)
+        outs = jax.tree.map(lambda x: x[0], both)
+        outs_hi = jax.tree.map(lambda x: x[1], both)
         m = self.model
         c_now = jnp.clip(outs["power_it"][0] / jnp.maximum(outs["cooling_power"][0]
                                                           - m.fan_kw, 1e-6), 1.0, 20.0)
@@ -160,9 +162,16 @@ def _violation(s, limits):
 _predict = eqx.filter_jit(predict)
 
 
-@eqx.filter_jit
-def _uncapped_it(model, state, action):
-    return predict(model, state, action._replace(power_cap=jnp.asarray(jnp.inf)))["power_it"]
+def _uncapped_it(model, state, action) -> float:
+    """IT power [kW] of `action` without a cap (numpy; same formula as `plant.predict`)."""
+    n_r = float(model.servers_per_rack)
+    on = np.clip(np.asarray(action.servers_on, np.float64), 0.0, n_r)
+    w = np.maximum(np.asarray(action.weights, np.float64), 0.0)
+    w = w / max(w.sum(), 1e-12)
+    work = float(state.demand) * model.num_racks * n_r * w
+    u = np.where(on > 0, np.minimum(1.0, work / np.maximum(on, 1e-6)), 0.0)
+    idle, peak = float(model.p_idle_kw), float(model.p_peak_kw)
+    return float(np.sum(on * (idle + (peak - idle) * (2 * u - np.power(u + 1e-12, 1.4)))))
 
 
 @eqx.filter_jit
@@ -196,10 +205,12 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
             power_cap=jnp.where(which == 1, theta * hi, action.power_cap),
         )
 
-    def cost_of(theta):
+    def cost_of(theta, with_summary=False):
         s = scorer.summary(state, with_param(theta), ratio, ndtri(limits[0]))
         c = (w[0] * (s["e_h"] - base_e) / 3600.0 + w[1] * t_out_k * (s["s_h"] - base_s) / 3600.0
              + w[2] * irrev)
+        if with_summary:
+            return c, _violation(s, limits), s
         return c, _violation(s, limits)
 
     def objective(theta):
@@ -220,8 +231,8 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
         return (theta, st), None
 
     (theta, _), _ = jax.lax.scan(body, (theta0, opt.init(theta0)), None, length=steps)
-    c, v = cost_of(theta)
-    return with_param(theta), c, v
+    c, v, summ = cost_of(theta, with_summary=True)
+    return with_param(theta), c, v, summ
 
 
 class EILOptimizer:
@@ -569,6 +580,7 @@ class EILOptimizer:
             else:  # nothing feasible: least violation, reported as infeasible
                 idx = int(np.argmin(viol + 1e-9 * cost))
             chosen = jax.tree.map(lambda x: x[idx], cands)
+            final = jax.tree.map(lambda x: x[idx], summ)
             best_cost, best_type, best_params = float(cost[idx]), types[idx], dict(params[idx])
             # refine the best feasible continuous candidate
             if feasible and self.refine_steps > 0:
@@ -587,16 +599,16 @@ class EILOptimizer:
                         hi = float(_uncapped_it(scorer.model, state, cur))
                         lo = 0.5 * hi
                         lr = 0.01
-                    ref, c_ref, v_ref = _refine(
+                    ref, c_ref, v_ref, s_ref = _refine(
                         scorer, state, cur, a_j, base["e_h"], base["s_h"],
                         jnp.asarray(irrev[j]), ratio, wj, lj, jnp.asarray(which),
                         jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32),
                         self.refine_steps, jnp.asarray(lr, jnp.float32))
                     if float(v_ref) <= 1e-9 and float(c_ref) < best_cost - 1e-9:
                         chosen, best_cost, best_type = ref, float(c_ref), types[j]
+                        final = s_ref
                         best_params = ({"setpoint_c": float(ref.setpoint)} if which == 0
                                        else {"power_cap_kw": float(ref.power_cap)})
-            final = _summary(scorer, state, chosen, ratio, jnp.float32(ndtri(limits[0])))
             noop_first = base["first"]
             r = float(ratio)
             first = {k: float(v) for k, v in final["first"].items()}
