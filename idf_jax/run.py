@@ -345,8 +345,8 @@ def sample(
     has_ee = carry.hist.shape[1] > 0
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
-        carry = jax.device_put(carry, sharding)
-        chain_keys = jax.device_put(chain_keys, sharding)
+        carry = _to_global(carry, sharding)
+        chain_keys = _to_global(chain_keys, sharding)
 
     burn_fn, keep_fn = _chunk_fns(sampler, thin, has_ee, mesh)
 
@@ -361,6 +361,8 @@ def sample(
     steps_done = 0
     meta = None
     if checkpoint is not None:
+        if jax.process_count() > 1:
+            raise ValueError("checkpoint is not supported in multi-process runs (jax.distributed)")
         checkpoint = os.fspath(checkpoint)
         meta = dict(
             num_chains=n,
@@ -375,7 +377,7 @@ def sample(
         if os.path.exists(checkpoint):
             carry, steps_done = _load_checkpoint(checkpoint, carry, meta)
             if mesh is not None:
-                carry = jax.device_put(carry, sharding)
+                carry = _to_global(carry, sharding)
 
     bar = _Progress(num_steps, steps_done) if progress else None
     try:
@@ -402,6 +404,27 @@ def sample(
             bar.close()
 
     return _finish(carry, n, has_ee)
+
+
+def _to_global(tree, sharding):
+    """Place host-identical values on `sharding`; works when the mesh spans processes.
+
+    Single process: a plain device_put. Multi-process (jax.distributed): every process
+    holds the same values, and each builds its addressable shards from them.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def one(leaf):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(leaf)
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=impl)
+        host = np.asarray(leaf)
+        spec = PartitionSpec("chains") if host.ndim else PartitionSpec()
+        shard = jax.sharding.NamedSharding(sharding.mesh, spec)
+        return jax.make_array_from_callback(host.shape, shard, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
 
 
 @functools.lru_cache(maxsize=64)

@@ -298,3 +298,14 @@ def test_sharded_over_8_cpu_devices_matches_one_device():
     """
     res = _run_py(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
     assert "ok" in res.stdout, res.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_under_jax_distributed_match_one_process():
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "distributed_cpu.py")],
+        env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"),
+        capture_output=True, text=True, timeout=900,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "max |two-process - one-process| = 0" in res.stdout
