@@ -9,7 +9,9 @@ Side by side in one process:
   same penalty.
 
 Run: PYTHONPATH=. python benchmarks/bench_eil.py [--decisions 200]
-Target (issue 7): sense -> act p99 < 250 ms on a 2-core CPU, aim 20 ms.
+Target (issue 7): sense -> act p99 < 250 ms on a 2-core CPU, aim 20 ms. Wall-clock
+percentiles depend on what else runs on the machine; the CPU-time row (process_time,
+all threads) is the load-independent cost of one decision.
 """
 
 from __future__ import annotations
@@ -50,15 +52,19 @@ def main():
     eil.prove(a["prediction_id"], {"energy": a["predicted_state"]["energy"]})
     print(f"first decision (includes jit compilation): {time.perf_counter() - t0:.1f} s")
 
-    sense_act, full, loop = [], [], []
+    sense_act, full, loop, cpu = [], [], [], []
     src = "datacenter-01"
     scorer = eil._scorers[src]
+    _, state, cur = eil._current(src)
+    jax.block_until_ready(_summary(scorer, state, cur, jnp.float32(1.0), jnp.float32(3.09)))
     for _ in range(args.decisions):
         r = reading(rng)
+        c = time.process_time()
         t = time.perf_counter()
         eil.sense(r)
         a = eil.act(goal="minimize_energy", constraints={"uptime": 0.999})
         t1 = time.perf_counter()
+        cpu.append(time.process_time() - c)
         eil.prove(a["prediction_id"], {"energy": a["predicted_state"]["energy"] * 1.01})
         t2 = time.perf_counter()
         sense_act.append(t1 - t)
@@ -82,6 +88,8 @@ def main():
     print("|---|---|---|")
     print(f"| sense -> act (vmapped, + Adam refinement) | {pct(sense_act, 50):.1f} | "
           f"{pct(sense_act, 99):.1f} |")
+    print(f"| sense -> act, CPU time of this process (all threads) | {pct(cpu, 50):.1f} | "
+          f"{pct(cpu, 99):.1f} |")
     print(f"| sense -> act -> prove (ledger writes) | {pct(full, 50):.1f} | {pct(full, 99):.1f} |")
     print(f"| sense -> score in a Python loop (blueprint style) | {pct(loop, 50):.1f} | "
           f"{pct(loop, 99):.1f} |")
