@@ -55,3 +55,7 @@ from .samplers.gibbs import GibbsInfo as GibbsInfo
 from .samplers.gibbs import IsingGibbsState as IsingGibbsState
 from .samplers.gibbs import PottsGibbsState as PottsGibbsState
 from .samplers.gibbs import block_gibbs as block_gibbs
+# --- eil: Energy Intelligence Layer (sense -> act -> prove, regime detection, proof ledger) ---
+from . import eil as eil  # noqa: E402
+from .eil import EILOptimizer as EILOptimizer  # noqa: E402
+from .eil import detect_regime_shift as detect_regime_shift  # noqa: E402

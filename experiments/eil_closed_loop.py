@@ -1,0 +1,244 @@
+"""EIL in the loop on the datacenter simulator, against a fixed setpoint and a rule-based controller.
+
+Environment: `idf_jax.nvp.simulator` row preset (4 racks x 40 servers, dt = 15 min), driven by
+the real TMY3 dry-bulb temperature shipped in pvlib (Greensboro NC, 723170TYA.CSV). Two
+simulated weeks (672 steps each): one in January, one in July. All three controllers see the
+same demand path (common random numbers: the workload noise depends only on the key).
+
+Controllers
+- fixed: supply setpoint 18 °C, all servers on, no power cap, base load shares (the simulator's
+  default operating point).
+- rule: a common operator rule set: every interval, servers on per rack = ceil(load / 0.7) + 2
+  (target 70 % utilisation plus two spares), supply setpoint raised by 0.5 °C while the hottest
+  rack is below 29 °C and lowered by 1 °C above 30 °C (within 16-24 °C).
+- eil: `EILOptimizer` with goal 'minimize_energy', constraints uptime >= 0.999 and rack
+  temperature <= 32 °C. It observes (sense only) during the two-day burn-in, then each interval:
+  sense (telemetry of the last interval) -> act (apply the returned operating point) -> step
+  the simulator -> prove the prediction against the outcome.
+
+- eil-declared: the same, with the operator's declared burst headroom (load may rise by 30 % of
+  the fleet within one interval) as the floor of the demand noise, instead of only what the
+  two days of history showed.
+
+Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
+or any rack above 32 °C.
+
+Run: PYTHONPATH=. python experiments/eil_closed_loop.py -> experiments/results/eil.md
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig
+from idf_jax.nvp import simulator as sim
+
+OUT = os.path.join(os.path.dirname(__file__), "results", "eil.md")
+TEMP_MAX = 32.0
+UPTIME = 0.999
+WEEK = 7 * 96
+BURN = 2 * 96
+# operator-declared burst headroom: load may rise by up to 30 % of the fleet within one
+# interval (the simulator's bursts reach 0.15 * 1.5 = 22.5 % plus AR noise); as a Gaussian
+# sigma at the uptime quantile: 0.30 / Phi^-1(0.999)
+DECLARED_SIGMA = 0.30 / 3.090232306167813
+WEEKS = {"January (week 2)": 7 * 24, "July (week 28)": 27 * 7 * 24}
+
+
+NOTES = """
+## Reading the table
+
+- The fixed baseline's uptime violations are its own: with the simulator's base load shares
+  (1.3 : 0.7 across the row) rack 0 gets 32.5 % of the work on 25 % of the servers and
+  saturates at peak demand. The rule controller keeps those shares and inherits them. EIL's
+  operating point starts from uniform shares (readings carry no per-rack shares, so EIL
+  assumes uniform ones) and its first decision applies them: an implicit migration that is
+  neither counted as a `workload_migration` decision nor charged irreversibility.
+- Where the savings come from: switching idle servers off (idle power is 40 % of peak) and
+  raising the supply setpoint (a higher chiller COP, more economiser hours in winter).
+- Why EIL saves less than the rule set: it keeps chance-constrained headroom for uptime 0.999
+  (servers for demand + z sigma on every rack, temperatures checked at that demand). The
+  load has bursts (2 % per interval, up to ~22 % of the fleet). With sigma learned from two
+  days of history ('eil') a burst larger than any seen before still overloads a rack (1-2
+  violations per week); with the operator's declared 30 % burst headroom ('eil-declared')
+  there are none, at the price of a few points of savings. The blueprint's 20 % target is
+  not reached without violations here; the rule set beats it only by breaking uptime.
+- Invalid proofs (about 1 in 10): the forecast holds demand at its last value (persistence);
+  a burst or a fast ramp inside the interval moves the energy by more than the 5 % tolerance.
+"""
+
+
+def plant_for(params) -> PlantModel:
+    return PlantModel(
+        num_racks=params.num_racks, servers_per_rack=float(params.servers_per_rack),
+        dt=float(params.dt), p_idle_kw=float(params.p_idle_kw), p_peak_kw=float(params.p_peak_kw),
+        heat_capacity_kj_per_k=float(params.heat_capacity_kj_per_k),
+        ua_kw_per_k=float(params.ua_kw_per_k),
+        row_conductance_kw_per_k=float(params.row_conductance_kw_per_k),
+        envelope_kw_per_k=float(params.envelope_kw_per_k),
+        cooling_capacity_kw=float(params.cooling_capacity_kw),
+        cop_carnot_fraction=float(params.cop_carnot_fraction), cop_max=float(params.cop_max),
+        cop_free=float(params.cop_free), fan_kw=float(params.fan_kw), demand_sigma=0.04,
+    )
+
+
+def reading(source, obs, action, params, step):
+    temps = np.asarray(obs["temps"], float)
+    m = {
+        "cpu": float(obs["cpu"]),
+        "power": float(obs["power"] + obs["cooling_power"]),
+        "it_power": float(obs["power"]),
+        "cooling_power": float(obs["cooling_power"]),
+        "temp": float(temps.mean()),
+        "outside_temp": float(obs["t_out"]),
+        "setpoint": float(action.setpoint),
+        "servers_on": float(np.sum(action.servers_on)),
+        "demand": float(obs["demand"]),
+    }
+    m.update({f"temp_{i}": float(t) for i, t in enumerate(temps)})
+    cap = float(action.power_cap)
+    if math.isfinite(cap):
+        m["power_cap"] = min(1.0, max(0.1, cap / (params.num_racks * params.servers_per_rack
+                                                  * float(params.p_peak_kw))))
+    return {"source": source, "metrics": m, "interval_s": float(params.dt),
+            "timestamp": float((step + BURN) * params.dt)}
+
+
+def to_action(pa: dict, params) -> sim.Action:
+    return sim.Action(
+        setpoint=jnp.asarray(pa["setpoint"], jnp.float32),
+        power_cap=jnp.asarray(pa["power_cap"], jnp.float32),
+        servers_on=jnp.asarray(pa["servers_on"], jnp.float32),
+        weights=jnp.asarray(pa["weights"], jnp.float32),
+    )
+
+
+def rule_action(obs, prev: sim.Action, params) -> sim.Action:
+    n = params.servers_per_rack
+    w = np.asarray(params.base_weights, float)
+    load = float(obs["demand"]) * params.num_racks * n * w
+    on = np.minimum(np.ceil(load / 0.7) + 2, n)
+    hot = float(np.max(obs["temps"]))
+    sp = float(prev.setpoint)
+    sp = sp + 0.5 if hot < 29.0 else (sp - 1.0 if hot > 30.0 else sp)
+    sp = min(max(sp, 16.0), 24.0)
+    return prev._replace(setpoint=jnp.float32(sp), servers_on=jnp.asarray(on, jnp.float32))
+
+
+def run_week(name, start_hour, controller, key):
+    params = sim.make_params(start_hour=float(start_hour))
+    step = jax.jit(lambda s, a, k: sim.step(params, s, a, k))
+    state = sim.init_state(params)
+    action = sim.default_action(params)
+    keys = jax.random.split(key, WEEK + BURN)
+    eil = None
+    if controller.startswith("eil"):
+        floor = DECLARED_SIGMA if controller == "eil-declared" else 0.04
+        cfg = SourceConfig("row-1", num_servers=params.num_racks * params.servers_per_rack,
+                           idle_kw=float(params.p_idle_kw), peak_kw=float(params.p_peak_kw),
+                           interval_s=float(params.dt), temp_max=TEMP_MAX, setpoint=18.0,
+                           demand_sigma=floor, plant=plant_for(params))
+        eil = EILOptimizer(sources=[cfg])
+    # two days at the default operating point: thermal burn-in; EIL only observes (sense)
+    for t, k in enumerate(keys[:BURN]):
+        state, obs = step(state, action, k)
+        if eil is not None:
+            eil.sense(reading("row-1", obs, action, params, t - BURN))
+    energy = viol = decisions = valid = proofs = 0
+    viol_temp = viol_up = 0
+    pft = 0.0
+    latencies, types = [], {}
+    max_temp = 0.0
+    for t, k in enumerate(keys[BURN:]):
+        pid = None
+        if controller == "rule":
+            action = rule_action(obs, action, params)
+        elif controller.startswith("eil"):
+            t0 = time.perf_counter()
+            eil.sense(reading("row-1", obs, action, params, t))
+            a = eil.act(goal="minimize_energy", constraints={"uptime": UPTIME,
+                                                             "temp_max": TEMP_MAX})
+            latencies.append(time.perf_counter() - t0)
+            action = to_action(a["plant_action"], params)
+            pid = a["prediction_id"]
+            decisions += 1
+            types[a["type"]] = types.get(a["type"], 0) + 1
+        state, obs = step(state, action, k)
+        e_kj = float(obs["power"] + obs["cooling_power"]) * params.dt
+        energy += e_kj / 3600.0
+        hot = float(np.max(obs["temps"]))
+        max_temp = max(max_temp, hot)
+        bad_t = hot > TEMP_MAX
+        bad_u = float(obs["unserved"]) > 1 - UPTIME
+        viol += bad_t or bad_u
+        viol_temp += bad_t
+        viol_up += bad_u
+        if pid is not None:
+            r = eil.prove(pid, {"energy": e_kj, "entropy": e_kj / (float(obs["t_out"]) + 273.15),
+                                "temp": float(np.mean(obs["temps"]))})
+            proofs += 1
+            valid += r["valid"]
+            pft += r["pft_amount"]
+    out = dict(week=name, controller=controller, energy_kwh=energy, violations=int(viol),
+               viol_temp=int(viol_temp), viol_uptime=int(viol_up), max_temp=max_temp,
+               decisions=decisions, proofs=proofs, valid=int(valid), pft=pft, types=types,
+               latency_p50=1e3 * float(np.median(latencies)) if latencies else None,
+               latency_p99=1e3 * float(np.percentile(latencies, 99)) if latencies else None)
+    if eil is not None:
+        ver = eil.verify_ledger()
+        out["ledger_ok"] = ver["ok"]
+        out["ledger_records"] = ver["count"]
+        eil.close()
+    return out
+
+
+def main():
+    key = jax.random.key(7)
+    rows = []
+    for name, start in WEEKS.items():
+        for ctrl in ("fixed", "rule", "eil", "eil-declared"):
+            t = time.perf_counter()
+            r = run_week(name, start, ctrl, key)
+            r["wall_s"] = time.perf_counter() - t
+            rows.append(r)
+            print(r, flush=True)
+    lines = ["# EIL closed loop on the datacenter simulator", "",
+             "Environment: `idf_jax.nvp.simulator` row preset (4 racks x 40 servers, 15-min "
+             "steps), real TMY3 outside air (pvlib 723170TYA, Greensboro NC); two simulated "
+             "weeks, 672 decisions each; same demand path for every controller. "
+             f"Constraints: uptime >= {UPTIME} (unserved <= 0.1 % per interval) and every rack "
+             f"<= {TEMP_MAX} °C. Machine: 2 shared CPU cores (loaded).", "",
+             "| week | controller | energy (kWh) | saved vs fixed | violations (temp / uptime) "
+             "| hottest rack (°C) | decisions | proofs valid / made | validity | PFT minted |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = next(b for b in rows if b["week"] == r["week"] and b["controller"] == "fixed")
+        saved = 100 * (1 - r["energy_kwh"] / base["energy_kwh"])
+        vr = f"{100 * r['valid'] / r['proofs']:.1f} %" if r["proofs"] else "—"
+        lines.append(
+            f"| {r['week']} | {r['controller']} | {r['energy_kwh']:.1f} | {saved:+.1f} % | "
+            f"{r['violations']} ({r['viol_temp']} / {r['viol_uptime']}) | {r['max_temp']:.1f} | "
+            f"{r['decisions'] or '—'} | {r['valid']} / {r['proofs']} | {vr} | "
+            f"{r['pft']:.1f} |")
+    lines += ["", "EIL decisions by type and latency (sense -> act, this loaded machine):", ""]
+    for r in rows:
+        if r["controller"].startswith("eil"):
+            lines.append(f"- {r['week']}, {r['controller']}: {r['types']}; p50 {r['latency_p50']:.1f} ms, p99 "
+                         f"{r['latency_p99']:.1f} ms; ledger verified: {r['ledger_ok']} "
+                         f"({r['ledger_records']} records)")
+    lines += NOTES.splitlines()
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(OUT + ".tmp", OUT)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

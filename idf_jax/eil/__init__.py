@@ -1,0 +1,27 @@
+"""EIL, the Energy Intelligence Layer: sense -> act -> prove with a verifiable ledger.
+
+- `EILOptimizer`: ``sense(reading)``, ``act(goal, constraints)``, ``prove(prediction_id,
+  actual_state)``, ``verify_ledger()``, ``regime()`` (see `idf_jax.eil.optimizer`).
+- `detect_regime_shift`, `pelt`: penalised change-point detection (`idf_jax.eil.regime`).
+- `Ledger`: append-only, hash-chained, HMAC-signed SQLite ledger (`idf_jax.eil.ledger`).
+- `TelemetryStore`, `SourceConfig`, `CHANNELS`: validated telemetry history (`store`).
+- `PlantModel`, `PlantState`, `PlantAction`, `predict`: the differentiable datacenter
+  forecaster EIL plans with (`plant`).
+"""
+
+from .ledger import DEV_KEY as DEV_KEY
+from .ledger import KEY_ENV as KEY_ENV
+from .ledger import Ledger as Ledger
+from .ledger import VerifyResult as VerifyResult
+from .optimizer import ACTION_TYPES as ACTION_TYPES
+from .optimizer import GOALS as GOALS
+from .optimizer import EILOptimizer as EILOptimizer
+from .plant import PlantAction as PlantAction
+from .plant import PlantModel as PlantModel
+from .plant import PlantState as PlantState
+from .plant import predict as predict
+from .regime import detect_regime_shift as detect_regime_shift
+from .regime import pelt as pelt
+from .store import CHANNELS as CHANNELS
+from .store import SourceConfig as SourceConfig
+from .store import TelemetryStore as TelemetryStore

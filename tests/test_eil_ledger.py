@@ -1,0 +1,188 @@
+"""Proof ledger: hash chain, signatures, tamper detection, crash consistency."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from idf_jax.eil.ledger import DEV_KEY, KEY_ENV, Ledger
+
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    lg = Ledger(str(tmp_path / "l.sqlite"), KEY)
+    for i in range(5):
+        lg.append("prediction", f"p{i}", {"i": i, "energy": 100.0 + i})
+    yield lg
+    lg.close()
+
+
+def _raw(path):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER ledger_no_update")
+    conn.execute("DROP TRIGGER ledger_no_delete")
+    return conn
+
+
+def test_chain_and_verify(ledger):
+    recs = ledger.records()
+    assert [r.seq for r in recs] == [1, 2, 3, 4, 5]
+    assert recs[0].prev_hash == "0" * 64
+    assert all(b.prev_hash == a.hash for a, b in zip(recs, recs[1:]))
+    res = ledger.verify()
+    assert res.ok and res.count == 5 and res.head_hash == recs[-1].hash
+    assert ledger.verify(expected_head=(3, recs[2].hash)).ok
+    assert not ledger.verify(expected_head=(3, recs[1].hash)).ok
+
+
+def test_duplicate_is_not_appended(ledger):
+    assert ledger.append("prediction", "p1", {"x": 1}) is None
+    assert ledger.append("proof", "p1", {"x": 1}) is not None
+    assert ledger.append("proof", "p1", {"x": 2}) is None
+    assert len(ledger) == 6 and ledger.verify().ok
+
+
+def test_triggers_refuse_update_and_delete(ledger):
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        ledger._conn.execute("UPDATE ledger SET payload = '{}' WHERE seq = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        ledger._conn.execute("DELETE FROM ledger WHERE seq = 2")
+
+
+def test_detects_edit(ledger):
+    conn = _raw(ledger.path)
+    conn.execute("""UPDATE ledger SET payload = '{"energy":1.0,"i":2}' WHERE seq = 3""")
+    res = ledger.verify()
+    assert not res.ok and any("record 3" in e and "edited" in e for e in res.errors)
+
+
+def test_detects_edit_with_recomputed_hash(ledger):
+    """Re-hashing the edited record does not help: the signature needs the key."""
+    from idf_jax.eil.ledger import _record_hash
+
+    conn = _raw(ledger.path)
+    seq, kind, pid, created, prev = conn.execute(
+        "SELECT seq, kind, prediction_id, created, prev_hash FROM ledger WHERE seq = 5").fetchone()
+    payload = '{"energy":1.0,"i":4}'
+    h = _record_hash(seq, kind, pid, payload, created, prev)
+    conn.execute("UPDATE ledger SET payload = ?, hash = ? WHERE seq = 5", (payload, h))
+    res = ledger.verify()
+    assert not res.ok and any("signature" in e for e in res.errors)
+
+
+def test_detects_reorder(ledger):
+    conn = _raw(ledger.path)
+    rows = conn.execute("SELECT seq, kind, prediction_id, payload, created, prev_hash, hash,"
+                        " signature FROM ledger WHERE seq IN (2, 3) ORDER BY seq").fetchall()
+    conn.execute("DELETE FROM ledger WHERE seq IN (2, 3)")
+    conn.execute("INSERT INTO ledger VALUES (2, ?, ?, ?, ?, ?, ?, ?)", rows[1][1:])
+    conn.execute("INSERT INTO ledger VALUES (3, ?, ?, ?, ?, ?, ?, ?)", rows[0][1:])
+    res = ledger.verify()
+    assert not res.ok and any("prev_hash" in e for e in res.errors)
+
+
+@pytest.mark.parametrize("seq", [1, 3, 5])
+def test_detects_delete(ledger, seq):
+    conn = _raw(ledger.path)
+    conn.execute("DELETE FROM ledger WHERE seq = ?", (seq,))
+    res = ledger.verify()
+    assert not res.ok and res.count == 4
+
+
+def test_detects_tail_truncation_with_head_rollback_forgery(ledger):
+    conn = _raw(ledger.path)
+    rec4 = ledger.records()[3]
+    conn.execute("DELETE FROM ledger WHERE seq = 5")
+    conn.execute("UPDATE ledger_head SET count = 4, hash = ?", (rec4.hash,))  # unsigned
+    res = ledger.verify()
+    assert not res.ok and any("head" in e for e in res.errors)
+
+
+def test_wrong_key_fails_verification(tmp_path, ledger):
+    other = Ledger(ledger.path, b"z" * 32)
+    res = other.verify()
+    assert not res.ok and any("signature" in e for e in res.errors)
+    other.close()
+
+
+def test_key_configuration(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(ValueError, match="no ledger signing key"):
+        Ledger(str(tmp_path / "a.sqlite"))
+    with pytest.raises(ValueError, match="16 bytes"):
+        Ledger(str(tmp_path / "a.sqlite"), b"short")
+    dev = Ledger(str(tmp_path / "b.sqlite"), allow_dev_key=True)
+    assert dev.is_dev_key and dev._key == DEV_KEY
+    dev.close()
+    monkeypatch.setenv(KEY_ENV, "ab" * 32)
+    lg = Ledger(str(tmp_path / "c.sqlite"))
+    assert lg._key == bytes.fromhex("ab" * 32) and not lg.is_dev_key
+    lg.close()
+
+
+def test_bad_arguments(ledger):
+    with pytest.raises(ValueError, match="kind"):
+        ledger.append("mint", "p", {})
+    with pytest.raises(ValueError):
+        ledger.append("proof", "p", {"x": float("nan")})
+    assert ledger.verify().ok and len(ledger) == 5
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from idf_jax.eil.ledger import Ledger
+    path, key = sys.argv[1], sys.argv[2].encode()
+    lg = Ledger(path, key)
+    n = 0
+    def hook():
+        # first 3 records commit normally; the 4th stalls inside its transaction
+        if n == 3:
+            print("IN_TRANSACTION", flush=True)
+            time.sleep(60)
+    lg._between_insert_and_head = hook
+    for i in range(10):
+        lg.append("prediction", f"w{i}", {"i": i})
+        n += 1
+        print("COMMITTED", i, flush=True)
+""")
+
+
+def test_writer_killed_mid_transaction_leaves_consistent_ledger(tmp_path):
+    path = str(tmp_path / "crash.sqlite")
+    Ledger(path, KEY).close()
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, path, KEY.decode()],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    lines = []
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+            if line.startswith("IN_TRANSACTION"):
+                break
+        assert lines and lines[-1] == "IN_TRANSACTION", lines
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    lg = Ledger(path, KEY)
+    res = lg.verify()
+    assert res.ok, res.errors
+    assert res.count == 3  # the half-written 4th record was rolled back
+    assert [r.prediction_id for r in lg.records()] == ["w0", "w1", "w2"]
+    # and the ledger keeps working
+    lg.append("prediction", "after", {"ok": True})
+    assert lg.verify().ok and len(lg) == 4
+    lg.close()

@@ -1,0 +1,278 @@
+"""EILOptimizer: the blueprint example, act (scoring, constraints, refinement), prove."""
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from idf_jax.eil import EILOptimizer, SourceConfig
+from idf_jax.eil.ledger import KEY_ENV
+from idf_jax.eil.optimizer import GOALS, _predict, _score_all, _summary
+from idf_jax.eil.plant import (
+    KELVIN,
+    PlantAction,
+    PlantModel,
+    PlantState,
+    cop,
+    predict,
+    server_power,
+)
+
+READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}}
+
+
+def test_blueprint_example(capsys):
+    from idf_jax.eil import EILOptimizer
+
+    # --- the blueprint's "EIL Optimization API" example, as written ---
+    # Initialize optimizer
+    eil = EILOptimizer()
+
+    # Submit telemetry
+    eil.sense({
+        'source': 'datacenter-01',
+        'metrics': {'cpu': 0.85, 'power': 920, 'temp': 76}
+    })
+
+    # Request optimal action
+    action = eil.act(
+        goal='minimize_energy',
+        constraints={'uptime': 0.999}
+    )
+
+    print(f"Optimal action: {action['type']}")
+    print(f"Expected energy savings: {action['energy_savings']}")
+
+    # Validate and mint proof
+    proof_result = eil.prove(
+        prediction_id=action['prediction_id'],
+        actual_state={'energy': 3150.0, 'entropy': 149.2}
+    )
+
+    if proof_result['valid']:
+        print(f"PFT minted: {proof_result['pft_amount']}")
+    # --- end of example ---
+    out = capsys.readouterr().out
+    assert "Optimal action: " in out and "Expected energy savings: " in out
+    # 3150 kJ is far from ~0.8 GJ predicted for a 920 kW hall over 15 min: no PFT
+    assert proof_result["valid"] is False and proof_result["pft_amount"] == 0.0
+    assert action["feasible"] and action["predicted_state"]["uptime"] >= 0.999
+    assert action["type"] in ("no_op", "cooling_setpoint", "power_capping", "server_on_off",
+                              "workload_migration")
+    assert eil.verify_ledger()["ok"] and eil.verify_ledger()["count"] == 2
+    tmp = os.path.dirname(eil.db_path)
+    eil.close()
+    assert not os.path.exists(tmp)  # the scratch database is removed
+
+
+@pytest.fixture(scope="module")
+def eil():
+    e = EILOptimizer()
+    yield e
+    e.close()
+
+
+def test_prove_valid_formula_and_duplicate(eil):
+    eil.sense(READING)
+    a = eil.act()
+    pred = a["predicted_state"]
+    n0 = len(eil.ledger)
+    actual = {"energy": pred["energy"] * 1.01, "entropy": pred["entropy"] * 0.99,
+              "temp": pred["temp"] + 1.0}
+    r = eil.prove(a["prediction_id"], actual)
+    assert r["valid"] and not r["duplicate"]
+    acc = 1 - abs(pred["energy"] - actual["energy"]) / actual["energy"]
+    assert r["accuracy"] == pytest.approx(acc, rel=1e-9)
+    rec = eil.ledger.get("prediction", a["prediction_id"]).payload
+    savings = max(0.0, rec["baseline_energy"] - actual["energy"]) / 3600
+    assert r["verified_savings"] == pytest.approx(savings)
+    assert r["pft_amount"] == pytest.approx(acc * (1 + savings), abs=1e-6)
+    assert len(eil.ledger) == n0 + 1
+    again = eil.prove(a["prediction_id"], actual)
+    assert again["duplicate"] and again["pft_amount"] == 0.0 and again["valid"]
+    assert len(eil.ledger) == n0 + 1  # nothing new minted
+    assert eil.verify_ledger()["ok"]
+
+
+def test_prove_invalid_outside_tolerance(eil):
+    eil.sense(READING)
+    a = eil.act()
+    e = a["predicted_state"]["energy"]
+    r = eil.prove(a["prediction_id"], {"energy": e * 1.2})
+    assert not r["valid"] and r["pft_amount"] == 0.0
+    # a verdict is final: a later, matching outcome mints nothing
+    r2 = eil.prove(a["prediction_id"], {"energy": e})
+    assert r2["duplicate"] and not r2["valid"] and r2["pft_amount"] == 0.0
+    eil.sense(READING)
+    b = eil.act()
+    t = b["predicted_state"]["temp"]
+    r3 = eil.prove(b["prediction_id"], {"energy": b["predicted_state"]["energy"], "temp": t + 2})
+    assert not r3["valid"]  # temperature off by 2 K > 1.5 K tolerance
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"entropy": 1.0}, "energy"),
+    ({"energy": "a lot"}, "number"),
+    ({"energy": math.nan}, "finite"),
+    ({"energy": 1.0, "mood": 3}, "unknown"),
+    ({"energy": -5.0}, "> 0"),
+])
+def test_prove_bad_input(eil, bad, match):
+    eil.sense(READING)
+    a = eil.act()
+    n = len(eil.ledger)
+    with pytest.raises(ValueError, match=match):
+        eil.prove(a["prediction_id"], bad)
+    assert len(eil.ledger) == n
+
+
+def test_prove_unknown_id(eil):
+    with pytest.raises(ValueError, match="unknown prediction_id"):
+        eil.prove("nope", {"energy": 1.0})
+
+
+def test_act_bad_arguments(eil):
+    eil.sense(READING)
+    with pytest.raises(ValueError, match="goal"):
+        eil.act(goal="maximize_profit")
+    with pytest.raises(ValueError, match="unknown constraints"):
+        eil.act(constraints={"latency": 3})
+    with pytest.raises(ValueError, match="uptime"):
+        eil.act(constraints={"uptime": 1.5})
+    with pytest.raises(ValueError, match="source"):
+        eil.act(source="elsewhere")
+    fresh = EILOptimizer()
+    with pytest.raises(ValueError, match="sense"):
+        fresh.act()
+    fresh.close()
+
+
+def test_temperature_constraint_is_respected(eil):
+    eil.sense(READING)
+    free = eil.act()
+    eil.sense(READING)
+    limit = free["predicted_state"]["temp_max"] - 3.0
+    tight = eil.act(constraints={"uptime": 0.999, "temp_max": limit})
+    if tight["feasible"]:
+        assert tight["predicted_state"]["temp_max"] <= limit + 1e-3
+    eil.sense(READING)
+    impossible = eil.act(constraints={"temp_max": -10.0})
+    assert impossible["feasible"] is False and impossible["num_feasible"] == 0
+
+
+def test_vmapped_scores_equal_single_evaluations(eil):
+    eil.sense(READING)
+    src = "datacenter-01"
+    _, state, cur = eil._current(src)
+    scorer = eil._scorers[src]
+    cands, types, params, irrev = eil._candidates(src, state, cur)
+    w = jnp.asarray(GOALS["balanced"], jnp.float32)
+    lim = jnp.asarray((0.999, 85.0, 1e9, 0.001), jnp.float32)
+    cost, viol, d_e, summ, base = _score_all(scorer, state, cur, cands, jnp.asarray(irrev),
+                                             jnp.float32(1.0), w, lim)
+    assert cost.shape == (len(types),) and set(types) == {
+        "no_op", "cooling_setpoint", "power_capping", "server_on_off", "workload_migration"}
+    assert float(cost[0]) == pytest.approx(0.0, abs=1e-3)  # no_op against itself
+    for i in (1, 5, 14, 20, 30):
+        a = jax.tree.map(lambda x: x[i], cands)
+        s = _summary(scorer, state, a, jnp.float32(1.0), jnp.float32(3.09))
+        tk = float(state.t_out) + KELVIN
+        c = (float(w[0]) * float(s["e_h"] - base["e_h"]) / 3600
+             + float(w[1]) * tk * float(s["s_h"] - base["s_h"]) / 3600 + float(w[2]) * irrev[i])
+        assert float(cost[i]) == pytest.approx(c, rel=1e-4, abs=1e-3)
+
+
+def test_file_backed_needs_key(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(ValueError, match="signing key"):
+        EILOptimizer(str(tmp_path / "e.sqlite"))
+    e = EILOptimizer(str(tmp_path / "e.sqlite"), ledger_key=b"s" * 32)
+    e.sense(READING)
+    a = e.act()
+    e.close()
+    # reopen: history and ledger persist, and verify with the same key
+    e2 = EILOptimizer(str(tmp_path / "e.sqlite"), ledger_key=b"s" * 32)
+    assert e2.store.count("datacenter-01") == 1
+    assert e2.ledger.get("prediction", a["prediction_id"]) is not None
+    assert e2.verify_ledger()["ok"]
+    e2.close()
+
+
+def test_regime_from_sensed_history():
+    e = EILOptimizer(sources=[SourceConfig("dc", interval_s=60)])
+    rng = np.random.default_rng(0)
+    for p in np.r_[np.full(40, 500.0), np.full(40, 800.0)] + rng.normal(0, 5, 80):
+        e.sense({"source": "dc", "metrics": {"cpu": 0.5, "power": float(p), "temp": 50}})
+    r = e.regime()
+    assert r["change_points"] == [40] and r["current_regime"] == "high"
+    e.close()
+
+
+# ---------------------------------------------------------------- the plant model
+def _plant():
+    m = PlantModel(num_racks=3, servers_per_rack=10, dt=300.0, heat_capacity_kj_per_k=500.0,
+                   ua_kw_per_k=0.5, row_conductance_kw_per_k=0.1, envelope_kw_per_k=0.02,
+                   cooling_capacity_kw=100.0, fan_kw=0.5)
+    s = PlantState(jnp.array([25.0, 27.0, 30.0]), jnp.float32(0.5), jnp.float32(30.0))
+    a = PlantAction(jnp.float32(20.0), jnp.float32(jnp.inf), jnp.array([10.0, 10.0, 10.0]),
+                    jnp.array([0.5, 0.3, 0.2]))
+    return m, s, a
+
+
+def test_plant_known_answers():
+    m, s, a = _plant()
+    assert float(server_power(m, 0.0)) == pytest.approx(m.p_idle_kw)
+    assert float(server_power(m, 1.0)) == pytest.approx(m.p_peak_kw, rel=1e-5)
+    assert float(cop(m, jnp.float32(10.0), jnp.float32(20.0))) == m.cop_free
+    out = _predict(m, s, a)
+    u = np.array([0.5 * 30 * 0.5 / 10, 0.5 * 30 * 0.3 / 10, 0.5 * 30 * 0.2 / 10])
+    p_rack = 10 * (m.p_idle_kw + (m.p_peak_kw - m.p_idle_kw) * (2 * u - u ** 1.4))
+    assert float(out["power_it"]) == pytest.approx(p_rack.sum(), rel=1e-5)
+    T = np.array([25.0, 27.0, 30.0])
+    q = m.ua_kw_per_k * (T - 20.0)
+    # energy balance of the row: C sum dT = dt (P_IT - Q - g_env sum (T - T_out))
+    lhs = m.heat_capacity_kj_per_k * float(jnp.sum(out["temps"] - s.temps))
+    rhs = m.dt * (p_rack.sum() - q.sum() - m.envelope_kw_per_k * (T - 30.0).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-4)
+    assert float(out["energy"]) == pytest.approx(float(out["power"]) * m.dt, rel=1e-6)
+    assert float(out["entropy_gen"]) >= 0
+    assert float(out["unserved"]) == 0.0 and 0.999 < float(out["uptime"]) <= 1.0
+    capped = _predict(m, s, a._replace(power_cap=jnp.float32(0.9 * float(out["power_it"]))))
+    assert float(capped["power_it"]) == pytest.approx(0.9 * float(out["power_it"]), rel=1e-4)
+    assert float(capped["unserved"]) > 0
+
+
+def test_plant_jit_vmap_grad():
+    m, s, a = _plant()
+    f = jax.jit(lambda sp: predict(m, s, a._replace(setpoint=sp))["energy"])
+    sps = jnp.linspace(16.0, 27.0, 7)
+    batched = jax.vmap(f)(sps)
+    assert np.allclose(batched, [f(x) for x in sps], rtol=1e-5)
+    g = jax.grad(f)(jnp.float32(22.0))
+    eps = 1e-2
+    fd = (f(jnp.float32(22.0 + eps)) - f(jnp.float32(22.0 - eps))) / (2 * eps)
+    assert np.isfinite(g) and float(g) == pytest.approx(float(fd), rel=2e-2, abs=1.0)
+
+
+def test_nvp_predictor_drives_the_exogenous_forecast():
+    nvp = pytest.importorskip("idf_jax.nvp")
+    pred = nvp.NVPPredictor()
+    e = EILOptimizer(predictor=pred)
+    hist = [{"cpu": 0.75, "power": 850, "temp": 72}, {"cpu": 0.78, "power": 865, "temp": 73},
+            {"cpu": 0.81, "power": 880, "temp": 74}]
+    for m in hist[: max(1, pred.min_history)]:
+        e.sense({"source": "datacenter-01", "metrics": m})
+    for m in hist:
+        e.sense({"source": "datacenter-01", "metrics": m})
+    a = e.act()
+    assert a["forecast"]["method"] == "nvp"
+    expect = pred.predict_next(telemetry_history=[
+        {c: h.metrics[c] for c in pred.channels} for h in e.store.history("datacenter-01")])
+    assert a["forecast"]["demand"] == pytest.approx(min(max(expect["cpu"], 0), 1), rel=1e-5)
+    assert e.ledger.get("prediction", a["prediction_id"]).payload["forecast_method"] == "nvp"
+    e.close()
+    with pytest.raises(ValueError, match="predict_next"):
+        EILOptimizer(predictor=object())

@@ -1,0 +1,104 @@
+"""Regime detection: PELT against ruptures and known answers."""
+
+import numpy as np
+import pytest
+
+from idf_jax.eil.regime import default_penalty, detect_regime_shift, pelt, robust_sigma
+
+BLUEPRINT_KEYS = {"current_regime", "stability_score", "transition_probability",
+                  "next_likely_regime"}
+
+
+def _piecewise(rng, n, cps, levels, noise=1.0):
+    y = np.empty(n)
+    for a, b, lv in zip([0] + cps, cps + [n], levels):
+        y[a:b] = lv
+    return y + noise * rng.normal(size=n)
+
+
+def test_known_change_points():
+    rng = np.random.default_rng(1)
+    y = _piecewise(rng, 300, [100, 200], [0.0, 5.0, 1.0])
+    bk = pelt(y)
+    assert len(bk) == 3 and abs(bk[0] - 100) <= 3 and abs(bk[1] - 200) <= 3 and bk[2] == 300
+
+
+def test_no_change_on_pure_noise():
+    rng = np.random.default_rng(2)
+    assert pelt(rng.normal(size=500)) == [500]
+
+
+@pytest.mark.parametrize("cost", ["l2", "normal"])
+def test_matches_ruptures_exactly(cost):
+    """Same cost, penalty and min_size, jump=1: PELT is exact, so the answers coincide."""
+    rpt = pytest.importorskip("ruptures")
+    import warnings
+
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        n = int(rng.integers(60, 120))
+        cps = sorted(int(c) for c in rng.choice(np.arange(10, n - 10), 2, replace=False))
+        y = _piecewise(rng, n, cps, list(rng.normal(0, 3, 3)), noise=rng.uniform(0.5, 2))
+        pen = default_penalty(y, cost)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = rpt.Pelt(model=cost, min_size=3, jump=1).fit(y).predict(pen=pen)
+        assert pelt(y, pen, min_size=3, cost=cost) == ref
+
+
+def test_variance_change_needs_normal_cost():
+    rng = np.random.default_rng(4)
+    y = np.concatenate([rng.normal(0, 1, 200), rng.normal(0, 5, 200)])
+    bk = pelt(y, cost="normal", min_size=5)
+    assert len(bk) == 2 and abs(bk[0] - 200) <= 10
+
+
+def test_robust_sigma_recovers_noise_scale():
+    rng = np.random.default_rng(5)
+    y = _piecewise(rng, 20000, [5000, 12000], [0, 10, -4], noise=2.0)
+    # MAD of differences: relative s.e. ~ 1.1/sqrt(n) -> 3 % is > 3 s.e.
+    assert robust_sigma(y) == pytest.approx(2.0, rel=0.03)
+
+
+def test_detect_regime_shift_contract():
+    rng = np.random.default_rng(6)
+    y = _piecewise(rng, 300, [100, 200], [10.0, 20.0, 10.0], noise=0.5)
+    r = detect_regime_shift(y)
+    assert BLUEPRINT_KEYS <= set(r)
+    assert r["change_points"] == [100, 200]
+    assert r["current_regime"] == "low"
+    assert r["next_likely_regime"] == "high"  # the observed successor of 'low'
+    assert 0 < r["stability_score"] <= 1
+    # hazard (k+1)/(n+2) with k=2, n=300
+    assert r["transition_probability"] == pytest.approx(3 / 302)
+    assert r["num_regimes"] == 3
+
+
+def test_stability_lower_for_volatile_series():
+    rng = np.random.default_rng(7)
+    calm = rng.normal(0, 1, 400)
+    volatile = calm * np.repeat(np.tile([0.2, 5.0], 4), 50)
+    assert (detect_regime_shift(calm)["stability_score"]
+            > detect_regime_shift(volatile)["stability_score"])
+
+
+def test_single_regime_trend_direction():
+    y = np.linspace(0, 1, 50) + 0.001 * np.random.default_rng(8).normal(size=50)
+    r = detect_regime_shift(y, penalty=1e9)
+    assert r["current_regime"] == "normal" and r["next_likely_regime"] == "high"
+
+
+@pytest.mark.parametrize("bad", [np.ones((3, 3)), [1.0], [1.0, np.nan, 2.0]])
+def test_bad_input(bad):
+    with pytest.raises(ValueError):
+        detect_regime_shift(bad)
+
+
+def test_bad_arguments():
+    y = np.arange(20.0)
+    with pytest.raises(ValueError, match="cost"):
+        pelt(y, cost="rbf")
+    with pytest.raises(ValueError, match="penalty"):
+        pelt(y, penalty=-1.0)
+    with pytest.raises(ValueError, match="min_size"):
+        pelt(y, min_size=0)
