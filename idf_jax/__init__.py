@@ -21,3 +21,11 @@ from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
+
+
+# --- runtime (CLI, service, notebook magics) ---------------------------------------------
+def load_ipython_extension(ipython):
+    """`%load_ext idf_jax`: registers `%idf_visualize` and `%idf_simulate` (IPython loaded lazily)."""
+    from .notebook import load_ipython_extension as _load
+
+    _load(ipython)

@@ -41,3 +41,27 @@ def ensure_registered() -> str:
 
 
 ensure_registered()
+
+LJ_NAME = "testing.lj_cluster"
+
+
+def _lj_cluster(n: int = 2) -> Capsule:
+    """Lennard-Jones cluster in reduced units: E = sum_{i<j} 4 (r^-12 - r^-6); dimer minimum
+    at r = 2^(1/6) with E = -1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    iu = jnp.triu_indices(n, 1)
+
+    def energy_fn(x):
+        d2 = jnp.sum((x[:, None] - x[None]) ** 2, -1)[iu]
+        inv6 = 1.0 / d2**3
+        return jnp.sum(4.0 * (inv6**2 - inv6))
+
+    def init(key, num_chains):
+        return 1.5 * jax.random.normal(key, (num_chains, n, 3))
+
+    return Capsule(name=LJ_NAME, energy_fn=energy_fn, init=init, decode=lambda x: x, params={"n": n})
+
+
+if LJ_NAME not in capsules._base._REGISTRY:
+    register(LJ_NAME, "Lennard-Jones cluster (runtime tests)")(_lj_cluster)
