@@ -218,6 +218,9 @@ def _chunk_fns(sampler: Sampler, thin: int, has_energy_error: bool, mesh: Mesh |
                     mesh=mesh,
                     in_specs=spec + (PartitionSpec(),) * extra,
                     out_specs=chains,
+                    # Sampler code is written for one chain and knows nothing of the
+                    # mesh; chains never communicate, so skip varying-axis checks.
+                    check_vma=False,
                 )
                 return f(chain_keys, carry, *scalars)
 
