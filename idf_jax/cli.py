@@ -546,10 +546,17 @@ def serve(
 
     Example: IDF_API_KEYS=change-me-please idf serve --config config.yaml --port 8000
     """
+    import logging
+
     import uvicorn
 
     from .service import create_app, load_config
 
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    idf_log = logging.getLogger("idf_jax")
+    idf_log.addHandler(handler)
+    idf_log.setLevel(log_level.upper())
     cfg = _load_yaml(config)
     service_cfg = dict(cfg.get("service", {}) or {})
     if insecure_no_auth:

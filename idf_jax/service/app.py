@@ -296,6 +296,13 @@ def _eil_importable() -> bool:
 
 def create_app(config: ServiceConfig) -> FastAPI:
     """Build the service for `config` (see `idf_jax.service.load_config`)."""
+    import importlib
+
+    for mod in config.capsule_modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise ValueError(f"service.capsule_modules: cannot import {mod!r}: {e}") from e
     metrics = Metrics()
     hub = _Hub()
     state: dict[str, Any] = {"ready": False, "draining": False, "nvp": None, "eil": None}

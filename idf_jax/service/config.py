@@ -51,6 +51,8 @@ class ServiceConfig:
         `batch_max_size` series or its first request has waited `batch_max_wait_ms`.
     max_concurrent_jobs: sampling / equilibrium jobs run at once (others queue).
     sampler_cache_size: compiled samplers kept for repeated identical jobs.
+    capsule_modules: extra Python modules imported at start-up, so capsules they register
+        with `@capsules.register` are served (e.g. a team's own capsule package).
     """
 
     api_keys: tuple[str, ...] = ()
@@ -62,6 +64,7 @@ class ServiceConfig:
     batch_max_wait_ms: float = 2.0
     max_concurrent_jobs: int = 2
     sampler_cache_size: int = 32
+    capsule_modules: tuple[str, ...] = ()
 
     def __post_init__(self):
         if any(not isinstance(k, str) or len(k) < 8 for k in self.api_keys):
@@ -105,6 +108,9 @@ def load_config(mapping: Mapping[str, Any] | None = None, *, env: Mapping[str, s
     eil = dict(data.pop("eil", None) or {})
     if env.get("IDF_LEDGER_KEY") and "ledger_key" not in eil:
         eil["ledger_key"] = env["IDF_LEDGER_KEY"]
+    mods = list(data.pop("capsule_modules", None) or [])
+    mods += [m.strip() for m in env.get("IDF_CAPSULE_MODULES", "").split(",") if m.strip()]
+    data["capsule_modules"] = tuple(dict.fromkeys(mods))
     if env.get("IDF_NVP_MODEL") and not data.get("nvp_model_path"):
         data["nvp_model_path"] = env["IDF_NVP_MODEL"]
     return ServiceConfig(
