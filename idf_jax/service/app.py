@@ -158,6 +158,35 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+_PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+class _Auth:
+    """Pure ASGI middleware: 401 for HTTP requests without a valid key, before the body is
+    read or validated (so an unauthenticated client learns nothing from validation errors)."""
+
+    def __init__(self, app, check):
+        self.app, self.check = app, check
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in _PUBLIC:
+            return await self.app(scope, receive, send)
+        token = None
+        for k, v in scope.get("headers", ()):
+            if k == b"authorization":
+                raw = v.decode("latin-1")
+                if raw[:7].lower() == "bearer ":
+                    token = raw[7:].strip()
+                break
+        if self.check(token):
+            return await self.app(scope, receive, send)
+        body = json.dumps({"detail": "missing or invalid API key (Authorization: Bearer <key>)"}).encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
+
+
 class _HTTPMetrics:
     """Pure ASGI middleware: request counts and latencies by route template."""
 
@@ -704,5 +733,6 @@ def create_app(config: ServiceConfig) -> FastAPI:
         hub.publish({"type": "decision", "decision": out, "origin": origin})
 
     app.add_middleware(_BodyLimit, limit=config.limits.max_body_bytes)
+    app.add_middleware(_Auth, check=check_key)
     app.add_middleware(_HTTPMetrics, metrics=metrics)
     return app
