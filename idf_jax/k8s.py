@@ -5,7 +5,9 @@ service configuration, a Deployment (probes on /healthz and /readyz, resource re
 and limits, API keys read from a referenced Secret, Prometheus scrape annotations), a
 Service, and a HorizontalPodAutoscaler (autoscaling/v2, CPU utilisation). The Secret
 itself is never rendered: keys stay out of manifests; create it with
-`kubectl -n NS create secret generic idf-api-keys --from-literal=api-keys=KEY1,KEY2`.
+`kubectl -n NS create secret generic idf-api-keys --from-literal=api-keys=KEY1,KEY2
+--from-literal=ledger-key=HEX` (the EIL ledger's HMAC key). The ledger database sits on
+the pod's `data` volume (an emptyDir: mount a PersistentVolumeClaim there to keep it).
 
 `write_helm_chart(spec, folder)` writes the same objects as a Helm chart: the templates
 are these manifests with the tunable fields replaced by `.Values` references, and
@@ -103,6 +105,9 @@ def _render(spec, v=None) -> list[dict[str, Any]]:
     config_name = f"{spec.name}-config"
     service_cfg = dict(spec.service_config)
     service_cfg.pop("api_keys", None)  # keys come from the Secret, never a ConfigMap
+    # the EIL ledger lives on the pod's data volume, signed with the Secret's ledger-key
+    if service_cfg.get("eil") is None:
+        service_cfg["eil"] = {"db_path": "/var/lib/idf/eil.sqlite"}
     config_yaml = yaml.safe_dump({"service": service_cfg}, sort_keys=True)
     probe = lambda path, delay: {
         "httpGet": {"path": path, "port": "http"},
@@ -119,7 +124,7 @@ def _render(spec, v=None) -> list[dict[str, Any]]:
         "env": [
             {"name": "IDF_API_KEYS", "valueFrom": {"secretKeyRef": {
                 "name": v("api_key_secret"), "key": "api-keys"}}},
-            {"name": "IDF_LEDGER_KEY", "valueFrom": {"secretKeyRef": {
+            {"name": "IDF_EIL_LEDGER_KEY", "valueFrom": {"secretKeyRef": {
                 "name": v("api_key_secret"), "key": "ledger-key", "optional": True}}},
             {"name": "XLA_FLAGS", "value": "--xla_cpu_multi_thread_eigen=true"},
         ],

@@ -38,7 +38,8 @@ def test_manifests_validate_against_kubernetes_schemas():
     assert env["IDF_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "idf-api-keys"
     # API keys never land in a ConfigMap
     assert "secret-key-1" not in json.dumps(objs)
-    assert yaml.safe_load(cm["data"]["config.yaml"]) == {"service": {"limits": {"max_chains": 256}}}
+    assert yaml.safe_load(cm["data"]["config.yaml"]) == {"service": {
+        "limits": {"max_chains": 256}, "eil": {"db_path": "/var/lib/idf/eil.sqlite"}}}
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
 

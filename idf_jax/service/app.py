@@ -245,11 +245,12 @@ class _NVP:
     def __init__(self, path: str, config: ServiceConfig, metrics: Metrics):
         from ..nvp import NVPPredictor
 
-        self.predictor = NVPPredictor(model_path=path)
+        self.predictor = NVPPredictor(model_path=None if path == "default" else path)
         self.limits = config.limits
+        # predict_batch pads to a power of two itself (one compiled shape per size)
         self.batcher = MicroBatcher(
             self._predict_batch, max_size=config.batch_max_size,
-            max_wait_s=config.batch_max_wait_ms / 1000.0,
+            max_wait_s=config.batch_max_wait_ms / 1000.0, pad_pow2=False,
             on_batch=lambda n: (metrics.batch_size.observe(n), metrics.predictions.inc(n)),
         )
 
@@ -291,11 +292,7 @@ class _EIL:
 
     async def verify(self):
         def run():
-            if hasattr(self.eil, "verify_ledger"):
-                return self.eil.verify_ledger()
-            from ..eil import verify_ledger
-
-            return verify_ledger(self.eil.ledger)
+            return self.eil.verify_ledger()
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
@@ -310,6 +307,14 @@ class _EIL:
         if self.eil is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, run)
         self._executor.shutdown(wait=True)
+
+
+def _nvp_importable() -> bool:
+    try:
+        from ..nvp import NVPPredictor  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _eil_importable() -> bool:
@@ -341,11 +346,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if config.nvp_model_path:
+        if config.nvp_model_path and (config.nvp_model_path != "default" or _nvp_importable()):
             state["nvp"] = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: _NVP(config.nvp_model_path, config, metrics)
             )
-        if _eil_importable():
+        if config.eil is not False and _eil_importable():
             eil = _EIL(dict(config.eil or {}))
             await eil.start()
             state["eil"] = eil
@@ -554,6 +559,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # ---------------------------------------------------------------- EIL
 
+    def _act_kwargs(req: ActRequest) -> dict:
+        kw = {"goal": req.goal, "constraints": dict(req.constraints)}
+        if req.source is not None:
+            kw["source"] = req.source
+        if req.weights is not None:
+            kw["weights"] = tuple(req.weights)
+        return kw
+
     def _eil():
         eil = state["eil"]
         if eil is None:
@@ -567,6 +580,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         except KeyError as e:
             return _error(404, field, f"not found: {e.args[0] if e.args else e}", "not_found")
         except ValueError as e:
+            if str(e).startswith("unknown prediction_id"):
+                return _error(404, field, str(e), "not_found")
             raise JobError(field, str(e)) from e
 
     @v1.post("/eil/sense", tags=["eil"], responses={503: {"description": "no EIL"}})
@@ -581,7 +596,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @v1.post("/eil/act", tags=["eil"], responses={503: {"description": "no EIL"}})
     async def eil_act(req: ActRequest):
         """Choose the action of least entropic cost for `goal` under `constraints`."""
-        out = await _eil_call("goal", "act", goal=req.goal, constraints=dict(req.constraints))
+        out = await _eil_call("goal", "act", **_act_kwargs(req))
         if isinstance(out, Response):
             return out
         out = jsonable(out)
@@ -607,10 +622,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @v1.get("/ledger/verify", tags=["eil"], responses={503: {"description": "no EIL"}})
     async def ledger_verify():
         """Re-check the hash chain and signatures of the whole proof ledger."""
-        out = await _eil().verify()
-        if isinstance(out, bool):
-            out = {"valid": out}
-        return jsonable(out)
+        return jsonable(await _eil().verify())
 
     app.include_router(v1)
 
@@ -720,7 +732,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         try:
             req = ActRequest(**msg)
             eil = _eil()
-            out = jsonable(await eil.call("act", goal=req.goal, constraints=dict(req.constraints)))
+            out = jsonable(await eil.call("act", **_act_kwargs(req)))
         except ValidationError as e:
             await out_q.put({"type": "error", "status": 422, "detail": jsonable(
                 [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()])})

@@ -1,8 +1,9 @@
 """Service configuration: API keys, request limits, batching and storage settings.
 
 Loaded from a YAML/JSON mapping (the `service:` section of a project `config.yaml`)
-and the environment: `IDF_API_KEYS` (comma-separated) adds keys, `IDF_LEDGER_KEY`
-sets the EIL ledger signing key, `IDF_NVP_MODEL` the NVP checkpoint path.
+and the environment: `IDF_API_KEYS` (comma-separated) adds keys, `IDF_NVP_MODEL` sets
+the NVP checkpoint path, `IDF_CAPSULE_MODULES` adds capsule modules. The EIL ledger's
+signing key is read by the ledger itself from `IDF_EIL_LEDGER_KEY` (or `eil.ledger_key`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class ServiceConfig:
     api_keys: accepted Bearer tokens (compared in constant time).
     auth_disabled: accept requests without a key (local development only).
     limits: `Limits`.
-    nvp_model_path: NVP checkpoint served by `/v1/nvp/predict` (None: route answers 503).
-    eil: keyword arguments for `EILOptimizer(**eil)` (e.g. db path, ledger key).
+    nvp_model_path: NVP checkpoint served by `/v1/nvp/predict`: a path, "default" (the
+        checkpoint packaged with `idf_jax.nvp`), or None (no NVP: the route answers 503).
+    eil: keyword arguments for `EILOptimizer(**eil)` (e.g. `db_path`, `allow_dev_key`);
+        None: a scratch EIL (temporary database, insecure development key); False: no EIL.
     batch_max_size, batch_max_wait_ms: NVP micro-batching: a batch is sent when it holds
         `batch_max_size` series or its first request has waited `batch_max_wait_ms`.
     max_concurrent_jobs: sampling / equilibrium jobs run at once (others queue).
@@ -58,8 +61,8 @@ class ServiceConfig:
     api_keys: tuple[str, ...] = ()
     auth_disabled: bool = False
     limits: Limits = Limits()
-    nvp_model_path: str | None = None
-    eil: Mapping[str, Any] | None = None
+    nvp_model_path: str | None = "default"
+    eil: Mapping[str, Any] | None | bool = None
     batch_max_size: int = 64
     batch_max_wait_ms: float = 2.0
     max_concurrent_jobs: int = 2
@@ -105,14 +108,15 @@ def load_config(mapping: Mapping[str, Any] | None = None, *, env: Mapping[str, s
             raise ValueError(f"service.limits.{k} must be an integer >= 1, got {v!r}")
     keys = list(data.pop("api_keys", None) or [])
     keys += [k.strip() for k in env.get("IDF_API_KEYS", "").split(",") if k.strip()]
-    eil = dict(data.pop("eil", None) or {})
-    if env.get("IDF_LEDGER_KEY") and "ledger_key" not in eil:
-        eil["ledger_key"] = env["IDF_LEDGER_KEY"]
+    eil = data.pop("eil", None)
+    if eil is not None and eil is not False and not isinstance(eil, Mapping):
+        raise ValueError("service.eil must be a mapping of EILOptimizer arguments, null or false")
     mods = list(data.pop("capsule_modules", None) or [])
     mods += [m.strip() for m in env.get("IDF_CAPSULE_MODULES", "").split(",") if m.strip()]
     data["capsule_modules"] = tuple(dict.fromkeys(mods))
     if env.get("IDF_NVP_MODEL") and not data.get("nvp_model_path"):
         data["nvp_model_path"] = env["IDF_NVP_MODEL"]
     return ServiceConfig(
-        api_keys=tuple(dict.fromkeys(keys)), limits=Limits(**limits), eil=eil or None, **data
+        api_keys=tuple(dict.fromkeys(keys)), limits=Limits(**limits),
+        eil=dict(eil) if isinstance(eil, Mapping) else eil, **data
     )

@@ -97,11 +97,15 @@ class SenseRequest(_Model):
     source: Name
     metrics: dict[Name, Number] = Field(min_length=1)
     timestamp: Number | None = None
+    interval_s: Number | None = Field(None, description="seconds the reading covers")
 
 
 class ActRequest(_Model):
     goal: Name = "minimize_energy"
     constraints: dict[Name, Number] = Field(default_factory=dict)
+    source: Name | None = Field(None, description="telemetry source (default: last sensed)")
+    weights: list[Number] | None = Field(None, min_length=3, max_length=3,
+                                         description="w1 (energy), w2 (entropy), w3 (irreversibility)")
 
 
 class ProveRequest(_Model):
