@@ -22,6 +22,24 @@ from .samplers import underdamped_langevin as underdamped_langevin
 
 __version__ = "0.1.0"
 
+# --- anneal area: schedules, annealing, adaptation, engine facade
+from . import relax as relax
+from . import schedules as schedules
+from .anneal import EquilibriumResult as EquilibriumResult
+from .anneal import sample_equilibrium as sample_equilibrium
+# --- thermodynamics (replica exchange, diffusion, thermo metrics, validation) ---
+from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
+from .samplers import ReplicaExchangeState as ReplicaExchangeState
+from .samplers import replica_exchange as replica_exchange
+from . import thermo as thermo
+from .thermo import boltzmann_weights as boltzmann_weights
+from .thermo import free_energy as free_energy
+from . import validate as validate
+from .validate import energy_law_fidelity as energy_law_fidelity
+from .validate import entropy_coherence as entropy_coherence
+# --- nvp: Next Vector Prediction (physics-informed forecaster) ---
+from . import nvp as nvp  # noqa: E402
+from .nvp import NVPPredictor as NVPPredictor  # noqa: E402
 
 # --- runtime (CLI, service, notebook magics) ---------------------------------------------
 def load_ipython_extension(ipython):

@@ -40,9 +40,7 @@ def sq_norm(x):
 def weighted_sq_norm(x, w):
     """sum w * x**2 with `w` a scalar or a PyTree like `x`."""
     if _is_tree_like(w, x):
-        return sum(
-            jnp.sum(b * a * a) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(w))
-        )
+        return sum(jnp.sum(b * a * a) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(w)))
     return w * sq_norm(x)
 
 

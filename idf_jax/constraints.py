@@ -28,6 +28,10 @@ __all__ = [
     "apply_constraints",
     "project_all",
     "total_violation",
+    "parse",
+    "validate",
+    "has_projection",
+    "KNOWN_NAMES",
 ]
 
 PyTree = Any
@@ -51,6 +55,14 @@ class Constraint(eqx.Module):
 
     def violation(self, x: PyTree, energy=None):
         return jnp.zeros(())
+
+    @property
+    def projects(self) -> bool:
+        """True when `project` is a non-trivial exact projection."""
+        return False
+
+    def check(self, x: PyTree, energy_fn=None) -> None:
+        """Raise ValueError when the constraint cannot apply to states shaped like `x`."""
 
 
 class Box(Constraint):
@@ -76,6 +88,40 @@ class Box(Constraint):
         hi = hi if _tree_like(hi, x) else jax.tree.map(lambda _: hi, x)
         return lo, hi
 
+    @property
+    def projects(self) -> bool:
+        return self.mode == "project"
+
+    def check(self, x, energy_fn=None):
+        for name, b in (("lower", self.lower), ("upper", self.upper)):
+            if b is None:
+                continue
+            if _tree_like(b, x):
+                pairs = zip(jax.tree.leaves(b), jax.tree.leaves(x))
+            elif jax.tree.structure(b).num_leaves == 1:
+                pairs = ((b, leaf) for leaf in jax.tree.leaves(x))
+            else:
+                raise ValueError(
+                    f"Box {name} bound has PyTree structure {jax.tree.structure(b)}, "
+                    f"which matches neither a scalar nor the state's {jax.tree.structure(x)}"
+                )
+            for bl, xl in pairs:
+                bs, xs = jnp.shape(bl), jnp.shape(xl)
+                try:
+                    out = jnp.broadcast_shapes(bs, xs)
+                except ValueError:
+                    out = None
+                if out != tuple(xs):
+                    raise ValueError(
+                        f"Box {name} bound of shape {bs} is inconsistent with a state leaf of "
+                        f"shape {xs}"
+                    )
+        if self.lower is not None and self.upper is not None:
+            lo, hi = self._bounds(x)
+            bad = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a > b), lo, hi))
+            if any(bool(v) for v in bad if not isinstance(v, jax.core.Tracer)):
+                raise ValueError("Box has lower > upper somewhere")
+
     def project(self, x):
         if self.mode != "project":
             return x
@@ -86,7 +132,9 @@ class Box(Constraint):
         lo, hi = self._bounds(x)
         over = jax.tree.map(
             lambda a, l, h: jnp.sum(jnp.maximum(a - h, 0.0) ** 2 + jnp.maximum(l - a, 0.0) ** 2),
-            x, lo, hi,
+            x,
+            lo,
+            hi,
         )
         return jnp.sqrt(sum(jax.tree.leaves(over)))
 
@@ -103,6 +151,18 @@ class Equality(Constraint):
     target: Any = 0.0
     weight: float = eqx.field(static=True, default=1e3)
 
+    def check(self, x, energy_fn=None):
+        out = _eval_shape("Equality", self.fn, x)
+        ts = jnp.shape(self.target)
+        try:
+            ok = jnp.broadcast_shapes(out, ts) == tuple(out)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"Equality target of shape {ts} is inconsistent with fn(x) of shape {out}"
+            )
+
     def violation(self, x, energy=None):
         return jnp.sqrt(jnp.sum((jnp.asarray(self.fn(x)) - self.target) ** 2))
 
@@ -115,6 +175,9 @@ class Inequality(Constraint):
 
     fn: Callable = eqx.field(static=True)
     weight: float = eqx.field(static=True, default=1e3)
+
+    def check(self, x, energy_fn=None):
+        _eval_shape("Inequality", self.fn, x)
 
     def violation(self, x, energy=None):
         return jnp.sqrt(jnp.sum(jnp.maximum(jnp.asarray(self.fn(x)), 0.0) ** 2))
@@ -129,6 +192,13 @@ class EnergyMax(Constraint):
     value: float
     weight: float = eqx.field(static=True, default=1.0)
 
+    def check(self, x, energy_fn=None):
+        v = self.value
+        if not isinstance(v, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(jnp.asarray(v)))):
+            raise ValueError(f"EnergyMax value must be finite, got {v!r}")
+        if jnp.ndim(v) != 0:
+            raise ValueError(f"EnergyMax value must be a scalar, got shape {jnp.shape(v)}")
+
     def violation(self, x, energy=None):
         if energy is None:
             raise ValueError("EnergyMax needs the energy of the state")
@@ -136,6 +206,16 @@ class EnergyMax(Constraint):
 
     def penalty(self, x, energy=None):
         return self.weight * self.violation(x, energy) ** 2
+
+
+def _eval_shape(name, fn, x):
+    try:
+        out = jax.eval_shape(fn, x)
+    except Exception as err:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"{name} constraint fn fails on a state shaped like x: {err}") from err
+    if not hasattr(out, "shape"):
+        raise ValueError(f"{name} constraint fn must return one array, got {out!r}")
+    return tuple(out.shape)
 
 
 def _tree_like(s, x) -> bool:
@@ -190,3 +270,55 @@ def total_violation(constraints, x, energy) -> jax.Array:
     """Sum of violations of every constraint at one state."""
     cs = _check_list(constraints)
     return sum((c.violation(x, energy) for c in cs), jnp.zeros(()))
+
+
+# ------------------------------------------------------------ named specs and checks
+
+#: Names `parse` accepts in a dict spec, with what each builds.
+KNOWN_NAMES = {
+    "energy_max": "EnergyMax(value): E(x) <= value, by penalty",
+    "box": "Box(lower, upper) from a (lower, upper) pair, by projection",
+    "lower": "Box(lower=value), by projection",
+    "upper": "Box(upper=value), by projection",
+}
+
+
+def parse(spec) -> tuple[Constraint, ...]:
+    """Constraints from None, a `Constraint`, a sequence of them, or a dict spec.
+
+    A dict maps names in `KNOWN_NAMES` to values, e.g.
+    `{'energy_max': 1000.0, 'box': (-5.0, 5.0)}`; an unknown name is a ValueError that
+    lists the known ones. Ensemble-level conditions (like the blueprint's
+    'entropy_min') are not per-state constraints: `idf_jax.engine` handles them.
+    """
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - set(KNOWN_NAMES))
+        if unknown:
+            raise ValueError(
+                f"unknown constraint name(s) {unknown}; known names: {sorted(KNOWN_NAMES)}"
+            )
+        out: list[Constraint] = []
+        if "energy_max" in spec:
+            out.append(EnergyMax(float(spec["energy_max"])))
+        if "box" in spec:
+            box = spec["box"]
+            if not isinstance(box, (tuple, list)) or len(box) != 2:
+                raise ValueError(f"'box' must be a (lower, upper) pair, got {box!r}")
+            out.append(Box(lower=box[0], upper=box[1]))
+        if "lower" in spec or "upper" in spec:
+            out.append(Box(lower=spec.get("lower"), upper=spec.get("upper")))
+        return tuple(out)
+    return _check_list(spec)
+
+
+def validate(constraints, x: PyTree, energy_fn=None) -> tuple[Constraint, ...]:
+    """Check every constraint against one example state; ValueError on inconsistent shapes."""
+    cs = parse(constraints)
+    for c in cs:
+        c.check(x, energy_fn)
+    return cs
+
+
+def has_projection(constraints) -> bool:
+    """True when some constraint projects exactly (e.g. a Box in 'project' mode)."""
+    return any(c.projects for c in parse(constraints))

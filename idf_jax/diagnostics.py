@@ -179,8 +179,11 @@ def _print(out: dict, max_components: int) -> None:
 
     def row(name, s):
         table.add_row(
-            name, f"{float(s['mean']):.4g}", f"{float(s['sd']):.4g}",
-            f"{float(s['ess_bulk']):.0f}", f"{float(s['rhat']):.3f}",
+            name,
+            f"{float(s['mean']):.4g}",
+            f"{float(s['sd']):.4g}",
+            f"{float(s['ess_bulk']):.0f}",
+            f"{float(s['rhat']):.3f}",
         )
 
     row("energy", out["energy"])
@@ -188,12 +191,17 @@ def _print(out: dict, max_components: int) -> None:
         size = np.size(s["mean"])
         if size <= max_components:
             for idx in np.ndindex(np.shape(s["mean"])):
-                row(f"{name}{list(idx) if idx else ''}", {k: np.asarray(v)[idx] for k, v in s.items()})
+                row(
+                    f"{name}{list(idx) if idx else ''}",
+                    {k: np.asarray(v)[idx] for k, v in s.items()},
+                )
         else:
             table.add_row(
                 f"{name} ({size} comps)",
-                f"{np.mean(s['mean']):.4g} (avg)", f"{np.mean(s['sd']):.4g} (avg)",
-                f"{np.nanmin(s['ess_bulk']):.0f} (min)", f"{np.nanmax(s['rhat']):.3f} (max)",
+                f"{np.mean(s['mean']):.4g} (avg)",
+                f"{np.mean(s['sd']):.4g} (avg)",
+                f"{np.nanmin(s['ess_bulk']):.0f} (min)",
+                f"{np.nanmax(s['rhat']):.3f} (max)",
             )
     console = Console()
     console.print(table)

@@ -83,17 +83,13 @@ def _check_args(x0_batch, num_steps, thin, burn_in):
         raise ValueError(f"burn_in ({burn_in}) must be smaller than num_steps ({num_steps})")
     kept = num_steps - burn_in
     if kept % thin:
-        raise ValueError(
-            f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}"
-        )
+        raise ValueError(f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}")
     leaves = jax.tree.leaves(x0_batch)
     if not leaves:
         raise ValueError("x0_batch is empty: give a PyTree of arrays with a leading chain axis")
     shapes = [jnp.shape(l) for l in leaves]
     if any(len(s) == 0 for s in shapes):
-        raise ValueError(
-            f"x0_batch leaves need a leading chain axis, got shapes {shapes}"
-        )
+        raise ValueError(f"x0_batch leaves need a leading chain axis, got shapes {shapes}")
     n = shapes[0][0]
     if any(s[0] != n for s in shapes):
         raise ValueError(
@@ -269,7 +265,11 @@ def _load_checkpoint(path: str, template: _Carry, meta: dict) -> tuple[_Carry, i
         raise ValueError(f"checkpoint {path!r} cannot be read: {e}") from e
     steps_done = saved.pop("steps_done", None)
     if saved != meta:
-        diff = {k: (saved.get(k), meta.get(k)) for k in set(saved) | set(meta) if saved.get(k) != meta.get(k)}
+        diff = {
+            k: (saved.get(k), meta.get(k))
+            for k in set(saved) | set(meta)
+            if saved.get(k) != meta.get(k)
+        }
         raise ValueError(
             f"checkpoint {path!r} was written by a different run (saved, now): {diff}; "
             "delete it or pass another path"
@@ -340,44 +340,13 @@ def sample(
         x0_batch = jax.tree.map(
             lambda l: jnp.concatenate([l, jnp.repeat(l[-1:], pad, axis=0)]), x0_batch
         )
-    n_total = n + pad
 
-    chain_keys = jax.random.split(key, n)
-    init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
-    if pad:
-        chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
-        init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
-
-    state = jax.vmap(sampler.init)(x0_batch, init_keys)
-    # The carry is donated to the chunk runners: never alias the caller's arrays.
-    state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
-    for field in ("position", "energy"):
-        if not hasattr(state, field):
-            raise ValueError(f"sampler state must have a `{field}` field, got {type(state).__name__}")
-    info_shape = jax.eval_shape(
-        lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[1],
-        chain_keys,
-        state,
-    )
-    has_ee = hasattr(info_shape, "energy_error")
-    carry = _Carry(
-        state=state,
-        frozen=jnp.zeros((n_total,), bool),
-        num_divergent=jnp.zeros((n_total,), jnp.int32),
-        active_steps=jnp.zeros((n_total,), jnp.int32),
-        sums=_info_sums_zero(info_shape, n_total),
-        hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
-        ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
-        ee_abs_max=jnp.zeros((n_total,), jnp.float32),
-        positions=jax.tree.map(
-            lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
-        ),
-        energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
-    )
+    carry, chain_keys = _prepare_fn(sampler, n, pad, num_draws)(x0_batch, key)
+    has_ee = carry.hist.shape[1] > 0
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
-        carry = jax.device_put(carry, sharding)
-        chain_keys = jax.device_put(chain_keys, sharding)
+        carry = _to_global(carry, sharding)
+        chain_keys = _to_global(chain_keys, sharding)
 
     burn_fn, keep_fn = _chunk_fns(sampler, thin, has_ee, mesh)
 
@@ -392,16 +361,23 @@ def sample(
     steps_done = 0
     meta = None
     if checkpoint is not None:
+        if jax.process_count() > 1:
+            raise ValueError("checkpoint is not supported in multi-process runs (jax.distributed)")
         checkpoint = os.fspath(checkpoint)
         meta = dict(
-            num_chains=n, num_steps=num_steps, thin=thin, burn_in=burn_in,
-            key=_key_fingerprint(key), burn_chunk=burn_chunk, draw_chunk=draw_chunk,
+            num_chains=n,
+            num_steps=num_steps,
+            thin=thin,
+            burn_in=burn_in,
+            key=_key_fingerprint(key),
+            burn_chunk=burn_chunk,
+            draw_chunk=draw_chunk,
             layout=str(jax.tree.structure(carry)),
         )
         if os.path.exists(checkpoint):
             carry, steps_done = _load_checkpoint(checkpoint, carry, meta)
             if mesh is not None:
-                carry = jax.device_put(carry, sharding)
+                carry = _to_global(carry, sharding)
 
     bar = _Progress(num_steps, steps_done) if progress else None
     try:
@@ -413,9 +389,7 @@ def sample(
             else:
                 draw0 = (steps_done - burn_in) // thin
                 num = min(draw_chunk, num_draws - draw0)
-                carry = keep_fn(
-                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num
-                )
+                carry = keep_fn(chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num)
                 steps_done += num * thin
             if chunked:
                 jax.block_until_ready(carry)
@@ -432,6 +406,74 @@ def sample(
     return _finish(carry, n, has_ee)
 
 
+def _to_global(tree, sharding):
+    """Place host-identical values on `sharding`; works when the mesh spans processes.
+
+    Single process: a plain device_put. Multi-process (jax.distributed): every process
+    holds the same values, and each builds its addressable shards from them.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def one(leaf):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(leaf)
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=impl)
+        host = np.asarray(leaf)
+        spec = PartitionSpec("chains") if host.ndim else PartitionSpec()
+        shard = jax.sharding.NamedSharding(sharding.mesh, spec)
+        return jax.make_array_from_callback(host.shape, shard, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
+
+
+@functools.lru_cache(maxsize=64)
+def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
+    """Jitted construction of the initial carry (init of every chain, empty buffers)."""
+
+    def prepare(x0_batch, key):
+        chain_keys = jax.random.split(key, n)
+        init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
+        if pad:
+            chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
+            init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
+        n_total = n + pad
+        state = jax.vmap(sampler.init)(x0_batch, init_keys)
+        # The carry is donated to the chunk runners: never alias the caller's arrays.
+        state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
+        for field in ("position", "energy"):
+            if not hasattr(state, field):
+                raise ValueError(
+                    f"sampler state must have a `{field}` field, got {type(state).__name__}"
+                )
+        info_shape = jax.eval_shape(
+            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[
+                1
+            ],
+            chain_keys,
+            state,
+        )
+        has_ee = hasattr(info_shape, "energy_error")
+        carry = _Carry(
+            state=state,
+            frozen=jnp.zeros((n_total,), bool),
+            num_divergent=jnp.zeros((n_total,), jnp.int32),
+            active_steps=jnp.zeros((n_total,), jnp.int32),
+            sums=_info_sums_zero(info_shape, n_total),
+            hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
+            ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
+            ee_abs_max=jnp.zeros((n_total,), jnp.float32),
+            positions=jax.tree.map(
+                lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
+            ),
+            energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
+        )
+        return carry, chain_keys
+
+    return jax.jit(prepare)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
     c = jax.tree.map(lambda l: l[:n], carry)
     denom = jnp.maximum(c.active_steps, 1).astype(jnp.float32)
@@ -457,8 +499,11 @@ class _Progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._p = Progress(
-            TextColumn("sampling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-            TimeRemainingColumn(), transient=False,
+            TextColumn("sampling"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self._p.start()
         self._task = self._p.add_task("sample", total=total, completed=done)

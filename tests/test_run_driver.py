@@ -34,7 +34,9 @@ def test_shapes_thinning_and_burn_in(key, x0):
     )
     assert np.all(np.asarray(tr.stats["num_active_steps"]) == 100)
     # the last draw is the final state
-    np.testing.assert_array_equal(np.asarray(tr.positions[:, -1]), np.asarray(tr.final_state.position))
+    np.testing.assert_array_equal(
+        np.asarray(tr.positions[:, -1]), np.asarray(tr.final_state.position)
+    )
 
 
 def test_thin_one_draw_equals_manual_loop(key, x0):
@@ -44,7 +46,9 @@ def test_thin_one_draw_equals_manual_loop(key, x0):
     state = jax.vmap(s.init)(x0)
     for i in range(5):
         state, _ = jax.vmap(s.step)(jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i), state)
-        np.testing.assert_allclose(np.asarray(tr.positions[:, i]), np.asarray(state.position), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(tr.positions[:, i]), np.asarray(state.position), rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("make", [lambda: idf.mala(iso, 0.3), lambda: idf.hmc(iso, 0.2, 3)])
@@ -61,7 +65,15 @@ def test_progress_and_chunks_give_identical_results(key, x0, make):
 
 def test_callback_reports_progress(key, x0):
     seen = []
-    idf.sample(idf.ula(iso, 0.1), key, x0, 100, thin=2, burn_in=10, callback=lambda d, t: seen.append((d, t)))
+    idf.sample(
+        idf.ula(iso, 0.1),
+        key,
+        x0,
+        100,
+        thin=2,
+        burn_in=10,
+        callback=lambda d, t: seen.append((d, t)),
+    )
     assert seen[-1] == (100, 100) and all(b[0] > a[0] for a, b in zip(seen, seen[1:]))
 
 
@@ -98,10 +110,29 @@ def test_infinite_energy_is_a_rejection_not_a_divergence(key):
         (lambda: idf.hmc(iso, 0.1, 0), "num_integration_steps"),
         (lambda: idf.underdamped_langevin(iso, 0.1, friction=-1.0), "friction"),
         (lambda: idf.underdamped_langevin(iso, 0.1, 1.0, mass=0.0), "mass"),
-        (lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros((4, 2)), 0), "num_steps"),
-        (lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros((4, 2)), 10, thin=3), "thin"),
-        (lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros((4, 2)), 10, burn_in=10), "burn_in"),
-        (lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), {"a": jnp.zeros((4, 2)), "b": jnp.zeros((3, 2))}, 10), "x0_batch"),
+        (
+            lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros((4, 2)), 0),
+            "num_steps",
+        ),
+        (
+            lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros((4, 2)), 10, thin=3),
+            "thin",
+        ),
+        (
+            lambda: idf.sample(
+                idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros((4, 2)), 10, burn_in=10
+            ),
+            "burn_in",
+        ),
+        (
+            lambda: idf.sample(
+                idf.ula(iso, 0.1),
+                jax.random.key(0),
+                {"a": jnp.zeros((4, 2)), "b": jnp.zeros((3, 2))},
+                10,
+            ),
+            "x0_batch",
+        ),
         (lambda: idf.sample(idf.ula(iso, 0.1), jax.random.key(0), jnp.zeros(()), 10), "x0_batch"),
         (lambda: idf.sample(idf.ula(iso, 0.1), 0, jnp.zeros((4, 2)), 10), "key"),
     ],
@@ -187,8 +218,12 @@ def test_repeated_runs_do_not_recompile(key, x0):
 def _run_py(code, env_extra=None, check=True):
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", **(env_extra or {}))
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-        check=check, timeout=300,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=300,
     )
 
 
@@ -209,14 +244,31 @@ def test_checkpoint_survives_a_killed_process_and_resumes_identically(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no half-written file
     E = lambda x: jnp.sum(x**4 - 2 * x**2)
     s = idf.mala(E, 0.1)
-    resumed = idf.sample(s, jax.random.key(3), jnp.zeros((8, 2)), 400, thin=4, burn_in=40,
-                         checkpoint=ck, chunk_draws=5)
+    resumed = idf.sample(
+        s,
+        jax.random.key(3),
+        jnp.zeros((8, 2)),
+        400,
+        thin=4,
+        burn_in=40,
+        checkpoint=ck,
+        chunk_draws=5,
+    )
     straight = idf.sample(s, jax.random.key(3), jnp.zeros((8, 2)), 400, thin=4, burn_in=40)
     chex.assert_trees_all_equal(resumed.positions, straight.positions)
     chex.assert_trees_all_close(resumed.stats, straight.stats, rtol=1e-6)
     # a checkpoint from another run is refused with a clear message
     with pytest.raises(ValueError, match="different run"):
-        idf.sample(s, jax.random.key(4), jnp.zeros((8, 2)), 400, thin=4, burn_in=40, checkpoint=ck, chunk_draws=5)
+        idf.sample(
+            s,
+            jax.random.key(4),
+            jnp.zeros((8, 2)),
+            400,
+            thin=4,
+            burn_in=40,
+            checkpoint=ck,
+            chunk_draws=5,
+        )
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, key):
@@ -246,3 +298,14 @@ def test_sharded_over_8_cpu_devices_matches_one_device():
     """
     res = _run_py(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
     assert "ok" in res.stdout, res.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_under_jax_distributed_match_one_process():
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "distributed_cpu.py")],
+        env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"),
+        capture_output=True, text=True, timeout=900,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "max |two-process - one-process| = 0" in res.stdout

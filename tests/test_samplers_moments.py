@@ -100,7 +100,9 @@ def test_underdamped_with_mass_reproduces_boltzmann_histogram(key):
     grid = np.linspace(-4, 4, 400001)
     dens = np.exp(-(grid**4 - 2 * grid**2) / T)
     dens /= dens.sum()
-    p_exact = np.array([dens[(grid >= a) & (grid < b)].sum() for a, b in zip(edges[:-1], edges[1:])])
+    p_exact = np.array(
+        [dens[(grid >= a) & (grid < b)].sum() for a, b in zip(edges[:-1], edges[1:])]
+    )
     ind = (x[..., None] >= edges[:-1]) & (x[..., None] < edges[1:])
     assert_within(ind.astype(np.float64), p_exact, z=5.0, what="histogram bin probabilities")
     # A thermostat that ignored the mass would sample at the wrong temperature:

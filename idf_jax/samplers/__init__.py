@@ -10,3 +10,6 @@ from .langevin import UnderdampedState as UnderdampedState
 from .langevin import mala as mala
 from .langevin import ula as ula
 from .langevin import underdamped_langevin as underdamped_langevin
+from .tempering import ReplicaExchangeInfo as ReplicaExchangeInfo
+from .tempering import ReplicaExchangeState as ReplicaExchangeState
+from .tempering import replica_exchange as replica_exchange

@@ -23,7 +23,14 @@ from ._base import (
     safe_log_accept,
 )
 
-__all__ = ["LangevinState", "LangevinInfo", "UnderdampedState", "ula", "mala", "underdamped_langevin"]
+__all__ = [
+    "LangevinState",
+    "LangevinInfo",
+    "UnderdampedState",
+    "ula",
+    "mala",
+    "underdamped_langevin",
+]
 
 
 class LangevinState(NamedTuple):

@@ -1,0 +1,179 @@
+"""idf mala / hmc vs BlackJAX mala / hmc vs a bare vmap(value_and_grad) loop, in one process.
+
+Same energy, same chains, same steps, same float type (float32), same thinning: every
+runner vmaps over chains, scans over steps and keeps every `thin`-th position. Timings
+exclude compilation (each runner is run once to warm up, then timed best-of-`repeats`).
+
+    python benchmarks/bench_samplers.py            # full sizes from the issue
+    python benchmarks/bench_samplers.py --quick    # small sizes, a smoke run
+
+Prints chain-steps per second and the ratios time(idf) / time(peer): <= 1.0 means idf is
+no slower than the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import idf_jax as idf
+
+
+def gaussian_100d():
+    prec = jnp.asarray(np.logspace(0.0, 2.0, 100), jnp.float32)  # condition number 100
+
+    def energy(x):
+        return 0.5 * jnp.sum(prec * x**2)
+
+    def init(key, n):
+        return jax.random.normal(key, (n, 100)) / jnp.sqrt(prec)
+
+    return energy, init, dict(mala=0.008, hmc=0.1, L=10)
+
+
+def lj38():
+    n = 38
+
+    def energy(x):
+        d = x[:, None, :] - x[None, :, :]
+        r2 = jnp.sum(d**2, -1) + jnp.eye(n)
+        inv6 = 1.0 / r2**3
+        e = 4.0 * (inv6**2 - inv6)
+        return 0.5 * jnp.sum(jnp.where(jnp.eye(n, dtype=bool), 0.0, e))
+
+    grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
+    base = jnp.asarray(grid * 1.12, jnp.float32)
+
+    def init(key, k):
+        return base + 0.02 * jax.random.normal(key, (k, n, 3))
+
+    return energy, init, dict(mala=1e-4, hmc=2e-3, L=10)
+
+
+def thinned_scan(step, state, keys, thin):
+    """Scan over steps; keep every `thin`-th position (like idf.sample)."""
+    num = keys.shape[0] // thin
+
+    def outer(s, ks):
+        s, _ = jax.lax.scan(lambda s, k: (step(k, s)[0], None), s, ks)
+        return s, s.position
+
+    return jax.lax.scan(outer, state, keys.reshape(num, thin))
+
+
+def blackjax_runner(kernel, energy_fn, x0, num_steps, thin, key):
+    def run(key, x0):
+        def one(k, x):
+            st = kernel.init(x)
+            keys = jax.random.split(k, num_steps)
+            return thinned_scan(kernel.step, st, keys, thin)
+
+        return jax.vmap(one)(jax.random.split(key, x0.shape[0]), x0)
+
+    return jax.jit(run)
+
+
+def bare_runner(energy_fn, step_size, num_steps, thin):
+    """Hand-written MALA: one vmap(value_and_grad) per step, nothing else."""
+    vg = jax.value_and_grad(energy_fn)
+
+    class S(NamedTuple):
+        position: jax.Array
+        energy: jax.Array
+        grad: jax.Array
+
+    def step(key, s):
+        x, e, g = s
+        k1, k2 = jax.random.split(key)
+        y = x - step_size * g + jnp.sqrt(2 * step_size) * jax.random.normal(k1, x.shape)
+        ey, gy = vg(y)
+        lq = lambda a, b, gb: -jnp.sum((a - b + step_size * gb) ** 2) / (4 * step_size)
+        log_r = -(ey - e) + lq(x, y, gy) - lq(y, x, g)
+        acc = jnp.log(jax.random.uniform(k2)) < log_r
+        return S(jnp.where(acc, y, x), jnp.where(acc, ey, e), jnp.where(acc, gy, g)), None
+
+    def run(key, x0):
+        def one(k, x):
+            e, g = vg(x)
+            keys = jax.random.split(k, num_steps)
+            return thinned_scan(step, S(x, e, g), keys, thin)
+
+        return jax.vmap(one)(jax.random.split(key, x0.shape[0]), x0)
+
+    return jax.jit(run)
+
+
+def timed(fn, repeats):
+    jax.block_until_ready(fn())  # warm-up / compile
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench(name, system, chains, steps, thin, repeats):
+    energy, init, p = system()
+    key = jax.random.key(0)
+    x0 = init(key, chains)
+    idf_mala = idf.mala(energy, p["mala"])
+    idf_hmc = idf.hmc(energy, p["hmc"], p["L"])
+    bj_mala = blackjax.mala(lambda x: -energy(x), p["mala"])
+    # BlackJAX HMC takes a flat inverse mass: run it on flattened positions.
+    flat_e = lambda z: energy(z.reshape(x0.shape[1:]))
+    flat_x0 = x0.reshape(chains, -1)
+    bj_hmc = blackjax.hmc(lambda z: -flat_e(z), p["hmc"], jnp.ones(flat_x0.shape[1]), p["L"])
+    runs = {
+        "idf mala": lambda: idf.sample(idf_mala, key, x0, steps, thin=thin).positions,
+        "blackjax mala": (lambda f: lambda: f(key, x0))(
+            blackjax_runner(bj_mala, energy, x0, steps, thin, key)
+        ),
+        "bare mala loop": (lambda f: lambda: f(key, x0))(
+            bare_runner(energy, p["mala"], steps, thin)
+        ),
+        "idf hmc": lambda: idf.sample(idf_hmc, key, x0, steps, thin=thin).positions,
+        "blackjax hmc": (lambda f: lambda: f(key, flat_x0))(
+            blackjax_runner(bj_hmc, flat_e, flat_x0, steps, thin, key)
+        ),
+    }
+    secs = {k: timed(f, repeats) for k, f in runs.items()}
+    rate = {k: chains * steps / v for k, v in secs.items()}
+    print(
+        f"\n## {name}: {chains} chains x {steps} steps, thin {thin}, float32, {jax.devices()[0].platform}"
+    )
+    print("| runner | seconds | chain-steps/s |")
+    print("|---|---:|---:|")
+    for k in runs:
+        print(f"| {k} | {secs[k]:.3f} | {rate[k]:.3g} |")
+    ratios = {
+        "idf mala / blackjax mala": secs["idf mala"] / secs["blackjax mala"],
+        "idf mala / bare loop": secs["idf mala"] / secs["bare mala loop"],
+        "idf hmc / blackjax hmc": secs["idf hmc"] / secs["blackjax hmc"],
+    }
+    for k, v in ratios.items():
+        print(f"- time ratio {k}: **{v:.2f}**")
+    return secs, ratios
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    if a.quick:
+        bench("Gaussian 100-d (cond 100)", gaussian_100d, 64, 100, 10, 1)
+        bench("LJ38", lj38, 16, 20, 10, 1)
+    else:
+        bench("Gaussian 100-d (cond 100)", gaussian_100d, 1024, 1000, 10, a.repeats)
+        bench("LJ38", lj38, 1024, 200, 10, a.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The NVP model: a pre-norm causal transformer over an energy embedding of each step.
+
+Per step t of a window (physical telemetry y_t, C channels) the embedding input is
+
+    [ z_t,  dz_t,  E~_t,  S_t ]          (2C + 2 numbers)
+
+with z = (y - mean) / std the normalised channels, dz_t = (z_t - z_{t-1}) / std(dz) the
+finite-difference gradient, E~ the normalised stored energy E = sum_k c_k y_k of the balance
+spec (0 when none), and S the Shannon entropy (nats) of the utilisation distribution
+(binary entropy -u ln u - (1-u) ln(1-u) for one utilisation channel, the entropy of the
+normalised load shares for several). A linear embedding plus a sinusoidal positional encoding
+feeds `num_layers` pre-norm blocks (x + MHA(LN x) under a causal and padding mask; x + MLP(LN x)).
+From the last position two heads give, per channel, the mean increment and the log-variance of
+the next normalised value; a linear autoregressive skip over the masked window adds to the mean:
+
+    mu = z_T + W_skip vec(z * mask) + head_mu(h_T),    log v = 11 tanh((head_lv(h_T) + 5) / 11) - 5
+
+Histories shorter than the window are left-padded and masked, so one compiled shape serves all
+lengths (pad-and-mask).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from . import conservation
+
+
+@dataclasses.dataclass(frozen=True)
+class NVPConfig:
+    """Hyper-parameters of the architecture (stored in the checkpoint JSON)."""
+
+    channels: tuple[str, ...]
+    window: int = 48
+    d_model: int = 32
+    num_heads: int = 2
+    num_layers: int = 2
+    mlp_ratio: int = 2
+    min_history: int = 2
+
+    def __post_init__(self):
+        if len(self.channels) < 1 or len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels must be distinct names, got {self.channels}")
+        if self.window < 2 or self.min_history < 1 or self.min_history > self.window:
+            raise ValueError(
+                f"need 1 <= min_history <= window and window >= 2, got "
+                f"min_history={self.min_history}, window={self.window}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} not divisible by num_heads={self.num_heads}")
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def num_features(self) -> int:
+        return 2 * len(self.channels) + 2
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> NVPConfig:
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+class Normalizer(NamedTuple):
+    """Normalisation statistics of the training data (physical units), stored in checkpoints."""
+
+    mean: np.ndarray      # (C,)
+    std: np.ndarray       # (C,)
+    diff_std: np.ndarray  # (C,) std of the normalised one-step difference
+    e_mean: float         # stored energy E statistics (0, 1 without a balance)
+    e_std: float
+    flow_scale: float     # typical gross energy flow per step (for the L_energy scale)
+
+    def to_json(self) -> dict:
+        return {k: (np.asarray(v).tolist()) for k, v in self._asdict().items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Normalizer:
+        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
+                   np.asarray(d["diff_std"], np.float64), float(d["e_mean"]), float(d["e_std"]),
+                   float(d["flow_scale"]))
+
+
+def fit_normalizer(series: list[np.ndarray], bal: conservation.Balance) -> Normalizer:
+    """Statistics over a list of (T, C) training series."""
+    x = np.concatenate(series, axis=0)
+    mean = x.mean(0)
+    std = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
+    dz = np.concatenate([np.diff((s - mean) / std, axis=0) for s in series], axis=0)
+    diff_std = np.where(dz.std(0) > 1e-12, dz.std(0), 1.0)
+    if bal.defined:
+        e = x @ bal.storage
+        e_mean, e_std = float(e.mean()), float(max(e.std(), 1e-12))
+        flows = np.concatenate([conservation.flow_scale(bal, s[1:], s[:-1]) for s in series])
+        flow = float(max(np.mean(flows), 1e-12))
+    else:
+        e_mean, e_std, flow = 0.0, 1.0, 1.0
+    return Normalizer(mean, std, diff_std, e_mean, e_std, flow)
+
+
+def utilisation_entropy(u: Float[Array, "... K"]) -> Float[Array, "..."]:
+    """Entropy (nats) of the utilisation distribution: binary for K=1, load shares for K>1."""
+    eps = 1e-6
+    if u.shape[-1] == 1:
+        p = jnp.clip(u[..., 0], eps, 1 - eps)
+        return -(p * jnp.log(p) + (1 - p) * jnp.log1p(-p))
+    w = jnp.clip(u, eps, None)
+    p = w / jnp.sum(w, axis=-1, keepdims=True)
+    return -jnp.sum(p * jnp.log(p), axis=-1)
+
+
+def embed_features(y: Float[Array, "L C"], mask: Bool[Array, " L"], norm: Normalizer,
+                   bal: conservation.Balance, util_idx: tuple[int, ...]):
+    """(z, features) of one physical window: z (L, C), features (L, 2C + 2); padding -> 0."""
+    dtype = y.dtype
+    m = mask[:, None].astype(dtype)
+    z = (y - jnp.asarray(norm.mean, dtype)) / jnp.asarray(norm.std, dtype) * m
+    prev = jnp.concatenate([z[:1], z[:-1]], axis=0)
+    prev_valid = jnp.concatenate([mask[:1], mask[:-1]])[:, None].astype(dtype)
+    dz = (z - prev) * prev_valid * m / jnp.asarray(norm.diff_std, dtype)
+    e = ((y @ jnp.asarray(bal.storage, dtype)) - norm.e_mean) / norm.e_std
+    if util_idx:
+        s = utilisation_entropy(y[:, jnp.asarray(util_idx)])
+    else:
+        s = jnp.zeros(y.shape[0], dtype)
+    feats = jnp.concatenate([z, dz, (e * mask)[:, None], (s * mask)[:, None]], axis=1)
+    return z, feats
+
+
+def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
+    """PE[t, 2i] = sin(t / 10000^(2i/d)), PE[t, 2i+1] = cos(...) (Vaswani et al. 2017)."""
+    pos = np.arange(length)[:, None]
+    rate = np.exp(-math.log(10000.0) * (np.arange(0, dim, 2) / dim))
+    pe = np.zeros((length, dim), np.float32)
+    pe[:, 0::2] = np.sin(pos * rate)
+    pe[:, 1::2] = np.cos(pos * rate)[:, : dim // 2]
+    return pe
+
+
+class Block(eqx.Module):
+    ln1: eqx.nn.LayerNorm
+    attn: eqx.nn.MultiheadAttention
+    ln2: eqx.nn.LayerNorm
+    mlp1: eqx.nn.Linear
+    mlp2: eqx.nn.Linear
+
+    def __init__(self, d: int, heads: int, ratio: int, *, key: PRNGKeyArray):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.ln1 = eqx.nn.LayerNorm(d)
+        self.attn = eqx.nn.MultiheadAttention(heads, d, use_query_bias=True,
+                                              use_output_bias=True, key=k1)
+        self.ln2 = eqx.nn.LayerNorm(d)
+        self.mlp1 = eqx.nn.Linear(d, ratio * d, key=k2)
+        self.mlp2 = eqx.nn.Linear(ratio * d, d, key=k3)
+
+    def __call__(self, x: Float[Array, "L d"], attn_mask: Bool[Array, "L L"]):
+        h = jax.vmap(self.ln1)(x)
+        x = x + self.attn(h, h, h, mask=attn_mask, inference=True)
+        h = jax.vmap(self.ln2)(x)
+        return x + jax.vmap(self.mlp2)(jax.nn.gelu(jax.vmap(self.mlp1)(h)))
+
+
+class NVPModel(eqx.Module):
+    """Causal transformer forecaster; `__call__(feats, z, mask) -> (mu, log_var)` normalised."""
+
+    embed: eqx.nn.Linear
+    blocks: list[Block]
+    ln_f: eqx.nn.LayerNorm
+    head_mu: eqx.nn.Linear
+    head_lv: eqx.nn.Linear
+    skip: eqx.nn.Linear
+    window: int = eqx.field(static=True)
+
+    def __init__(self, cfg: NVPConfig, *, key: PRNGKeyArray):
+        keys = jax.random.split(key, cfg.num_layers + 4)
+        c, d = cfg.num_channels, cfg.d_model
+        self.embed = eqx.nn.Linear(cfg.num_features, d, key=keys[0])
+        self.blocks = [Block(d, cfg.num_heads, cfg.mlp_ratio, key=k) for k in keys[4:]]
+        self.ln_f = eqx.nn.LayerNorm(d)
+        zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin,
+                                       (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+        self.head_mu = zero(eqx.nn.Linear(d, c, key=keys[1]))
+        self.head_lv = eqx.nn.Linear(d, c, key=keys[2])
+        self.skip = zero(eqx.nn.Linear(cfg.window * c, c, key=keys[3]))
+        self.window = cfg.window
+
+    def __call__(self, feats: Float[Array, "L F"], z: Float[Array, "L C"],
+                 mask: Bool[Array, " L"]) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
+        length = feats.shape[0]
+        if length != self.window:
+            raise ValueError(f"window length {length} != model window {self.window}")
+        pos = sinusoidal_encoding(length, self.embed.out_features)  # constant under jit
+        x = jax.vmap(self.embed)(feats) + jnp.asarray(pos, feats.dtype)
+        i = jnp.arange(length)
+        attn_mask = (i[None, :] <= i[:, None]) & (mask[None, :] | (i[None, :] == i[:, None]))
+        for blk in self.blocks:
+            x = blk(x, attn_mask)
+        h = self.ln_f(x[-1])
+        mu = z[-1] + self.skip(z.reshape(-1)) + self.head_mu(h)
+        lv = 11.0 * jnp.tanh((self.head_lv(h) + 5.0) / 11.0) - 5.0
+        return mu, lv
+
+
+class Forecast(NamedTuple):
+    """One-step forecast in physical units: raw network output and its balance projection."""
+
+    mean_raw: jax.Array
+    var_raw: jax.Array
+    mean: jax.Array
+    var: jax.Array
+
+
+def forecast(model: NVPModel, bal: conservation.Balance, norm: Normalizer,
+             util_idx: tuple[int, ...], y: Float[Array, "L C"],
+             mask: Bool[Array, " L"]) -> Forecast:
+    """Next state of one physical window `y` (left-padded, `mask` marks real steps).
+
+    The conservation layer conditions the Gaussian N(mean_raw, var_raw) on the energy balance
+    between the last observed step y[-1] and the prediction (`conservation.project`).
+    """
+    z, feats = embed_features(y, mask, norm, bal, util_idx)
+    mu, lv = model(feats, z, mask)
+    std = jnp.asarray(norm.std, y.dtype)
+    mean_raw = jnp.asarray(norm.mean, y.dtype) + std * mu
+    var_raw = jnp.exp(lv) * std**2
+    mean, var = conservation.project(bal, mean_raw, var_raw, y[-1])
+    return Forecast(mean_raw, var_raw, mean, var)

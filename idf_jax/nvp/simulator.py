@@ -1,0 +1,338 @@
+"""Datacenter telemetry simulator: a documented lumped physical model, usable as an environment.
+
+Physics (one row of `R` racks, telemetry step `dt` seconds, everything explicit-Euler at `dt`):
+
+* **Workload.** Demand `d_t` (fraction of total server capacity) is a daily profile
+  ``base + amp * (1 - cos(2 pi (h - 3) / 24)) / 2`` (peak at 15:00) minus a weekend dip, plus an
+  AR(1) term ``a_t = phi a_{t-1} + sigma eps`` and decaying bursts ``b_t = 0.7 b_{t-1} + jump``.
+  Rack `r` receives the share `w_r` (workload migration action) of the work; its utilisation is
+  ``u_r = min(1, d N w_r / n_r)`` with `n_r` servers on (servers on/off action).
+* **Server power** (Fan, Weber & Barroso 2007): ``P(u) = P_idle + (P_peak - P_idle)(2u - u^1.4)``
+  per server that is on, 0 for servers off. A power cap throttles the dynamic part (DVFS):
+  ``P = P_idle_tot + f * P_dyn``, ``f = clip((cap - P_idle_tot) / P_dyn, 0, 1)``; the served
+  utilisation is ``f * u`` and the rest of the demand is reported as `unserved`.
+* **Thermal RC model.** Each rack air/equipment node has heat capacity `C` (kJ/K):
+  ``C (T_r' - T_r) = dt [P_r' - Q_r' + G (L T)_r - g_env (T_r - T_out')]`` with `L` the path-graph
+  Laplacian along the row (conductance `G`, kW/K), envelope conductance `g_env` (kW/K) to the
+  outside air, and CRAH heat removal ``Q_r' = UA (T_r - T_sup)_+`` (kW) scaled down together
+  when the total exceeds the cooling capacity. Powers are interval averages (what meters report),
+  temperatures are end-of-interval values, so the row total obeys the *exact* discrete balance
+  ``sum_r C (T_r' - T_r) = dt [P_IT' - Q' - g_env sum_r (T_r - T_out')]`` (the conduction cancels).
+* **Cooling power** from a coefficient-of-performance curve: a chiller at a fraction `eta` of the
+  Carnot COP between chilled water ``T_sup - 6`` and the condenser ``T_out + 5`` (K), clipped to
+  ``[1.5, cop_max]``; when ``T_out < T_sup - 4`` the economiser (free cooling) gives ``cop_free``.
+  ``P_cool = Q / COP + P_fan``.
+* **Outside air** ``T_out`` is the real hourly TMY3 dry-bulb temperature shipped with pvlib
+  (`weather.load_tmy3`), linearly interpolated to `dt`.
+
+`simulate` rolls the model forward with `lax.scan`; `step` is the pure environment transition
+``step(params, state, action, key) -> (state, observation)`` for a decision loop (EIL).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .weather import DEFAULT_TMY3, load_tmy3
+
+ROW_CHANNELS_TEMPLATE = ("cpu", "power", "cooling", "cooling_power", "t_out")
+
+
+class DatacenterParams(eqx.Module):
+    """Physical and workload parameters (SI-ish units: kW, kJ/K, deg C, seconds)."""
+
+    t_out_hourly: Float[Array, " hours"]
+    num_racks: int = eqx.field(static=True, default=4)
+    servers_per_rack: int = eqx.field(static=True, default=40)
+    dt: float = eqx.field(static=True, default=900.0)
+    p_idle_kw: float = 0.10
+    p_peak_kw: float = 0.25
+    heat_capacity_kj_per_k: float = 1800.0
+    ua_kw_per_k: float = 1.0
+    row_conductance_kw_per_k: float = 0.3
+    envelope_kw_per_k: float = 0.05
+    cooling_capacity_kw: float = 60.0
+    cop_carnot_fraction: float = 0.45
+    cop_max: float = 8.0
+    cop_free: float = 15.0
+    fan_kw: float = 2.0
+    demand_base: float = 0.30
+    demand_daily_amp: float = 0.35
+    weekend_dip: float = 0.08
+    ar_coef: float = 0.9
+    ar_sigma: float = 0.025
+    burst_prob: float = 0.02
+    burst_size: float = 0.15
+    start_hour: float = 0.0
+    base_weights: Float[Array, " racks"] | None = None
+
+
+class DatacenterState(NamedTuple):
+    """Simulator state: step index, rack temperatures (R,) deg C, AR and burst workload terms."""
+
+    step: jax.Array
+    temps: jax.Array
+    ar: jax.Array
+    burst: jax.Array
+
+
+class Action(NamedTuple):
+    """Controls applied over the next interval.
+
+    setpoint: CRAH supply-air temperature (deg C); power_cap: IT power cap (kW, inf = none);
+    servers_on: servers on per rack (R,) (0..servers_per_rack); weights: workload share per rack
+    (R,) (migration; normalised to sum 1).
+    """
+
+    setpoint: jax.Array
+    power_cap: jax.Array
+    servers_on: jax.Array
+    weights: jax.Array
+
+
+def make_params(
+    *, station: str = DEFAULT_TMY3, num_racks: int = 4, servers_per_rack: int = 40,
+    dt: float = 900.0, **overrides
+) -> DatacenterParams:
+    """Parameters driven by the real TMY3 outside-air temperature of `station`."""
+    if num_racks < 1 or servers_per_rack < 1:
+        raise ValueError("num_racks and servers_per_rack must be >= 1")
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0 seconds, got {dt}")
+    weather = load_tmy3(station)
+    weights = overrides.pop("base_weights", None)
+    if weights is None:
+        weights = np.linspace(1.3, 0.7, num_racks)
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (num_racks,) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"base_weights must be {num_racks} non-negative numbers, got {weights}")
+    params = DatacenterParams(
+        t_out_hourly=jnp.asarray(weather.temp_air, jnp.float32),
+        num_racks=num_racks, servers_per_rack=servers_per_rack, dt=float(dt),
+        base_weights=jnp.asarray(weights / weights.sum(), jnp.float32), **overrides,
+    )
+    stable = dt * (params.ua_kw_per_k + 2 * params.row_conductance_kw_per_k
+                   + params.envelope_kw_per_k) / params.heat_capacity_kj_per_k
+    if stable >= 1.0:
+        raise ValueError(f"dt={dt} s too large for the thermal time constant (dt*k/C={stable:.2f})")
+    return params
+
+
+def default_action(params: DatacenterParams, setpoint: float = 18.0) -> Action:
+    """No intervention: all servers on, base workload shares, no power cap."""
+    r = params.num_racks
+    return Action(
+        setpoint=jnp.asarray(setpoint, jnp.float32),
+        power_cap=jnp.asarray(jnp.inf, jnp.float32),
+        servers_on=jnp.full((r,), float(params.servers_per_rack), jnp.float32),
+        weights=params.base_weights,
+    )
+
+
+def init_state(params: DatacenterParams, temp: float = 22.0) -> DatacenterState:
+    return DatacenterState(
+        step=jnp.asarray(0, jnp.int32),
+        temps=jnp.full((params.num_racks,), temp, jnp.float32),
+        ar=jnp.asarray(0.0, jnp.float32),
+        burst=jnp.asarray(0.0, jnp.float32),
+    )
+
+
+def outside_temp(params: DatacenterParams, step: jax.Array) -> jax.Array:
+    """TMY3 dry-bulb temperature (deg C) averaged over interval `step` (linear interpolation)."""
+    hour = params.start_hour + (step.astype(jnp.float32) + 0.5) * params.dt / 3600.0
+    n = params.t_out_hourly.shape[0]
+    h0 = jnp.floor(hour)
+    frac = hour - h0
+    i0 = h0.astype(jnp.int32) % n
+    return (1 - frac) * params.t_out_hourly[i0] + frac * params.t_out_hourly[(i0 + 1) % n]
+
+
+def server_power(params: DatacenterParams, u: jax.Array) -> jax.Array:
+    """kW of one server at utilisation u in [0, 1] (Fan et al. 2007, r = 1.4)."""
+    u = jnp.clip(u, 0.0, 1.0)
+    return params.p_idle_kw + (params.p_peak_kw - params.p_idle_kw) * (
+        2 * u - jnp.power(u + 1e-12, 1.4))
+
+
+def cop(params: DatacenterParams, t_out: jax.Array, setpoint: jax.Array) -> jax.Array:
+    """Coefficient of performance of the cooling plant (heat removed / electricity)."""
+    t_cold = setpoint - 6.0 + 273.15
+    t_hot = t_out + 5.0 + 273.15
+    chiller = params.cop_carnot_fraction * t_cold / jnp.maximum(t_hot - t_cold, 1.0)
+    chiller = jnp.clip(chiller, 1.5, params.cop_max)
+    return jnp.where(t_out < setpoint - 4.0, params.cop_free, chiller)
+
+
+def demand_profile(params: DatacenterParams, step: jax.Array) -> jax.Array:
+    hour = params.start_hour + step.astype(jnp.float32) * params.dt / 3600.0
+    hod = jnp.mod(hour, 24.0)
+    day = jnp.floor(hour / 24.0)
+    daily = 0.5 * (1 - jnp.cos(2 * jnp.pi * (hod - 3.0) / 24.0))
+    weekend = (jnp.mod(day, 7.0) >= 5.0).astype(jnp.float32)
+    return params.demand_base + params.demand_daily_amp * daily - params.weekend_dip * weekend
+
+
+def step(
+    params: DatacenterParams, state: DatacenterState, action: Action, key: PRNGKeyArray
+) -> tuple[DatacenterState, dict[str, jax.Array]]:
+    """Advance one interval of `dt` seconds; returns (state, observation dict).
+
+    Observation keys: cpu, power (kW IT), cooling (kW heat removed), cooling_power (kW
+    electric), t_out (deg C), temps (R,), rack_cpu (R,), rack_power (R,), unserved (fraction of
+    demand not served), pue, setpoint, demand.
+    """
+    k_ar, k_b, k_s = jax.random.split(key, 3)
+    ar = params.ar_coef * state.ar + params.ar_sigma * jax.random.normal(k_ar)
+    jump = jax.random.bernoulli(k_b, params.burst_prob) * params.burst_size * (
+        0.5 + jax.random.uniform(k_s))
+    burst = 0.7 * state.burst + jump
+    demand = jnp.clip(demand_profile(params, state.step) + ar + burst, 0.02, 1.0)
+
+    n_total = params.num_racks * params.servers_per_rack
+    on = jnp.clip(action.servers_on, 0.0, params.servers_per_rack)
+    w = jnp.maximum(action.weights, 0.0)
+    w = w / jnp.maximum(jnp.sum(w), 1e-12)
+    work = demand * n_total * w                       # server-equivalents per rack
+    u = jnp.where(on > 0, jnp.minimum(1.0, work / jnp.maximum(on, 1e-6)), 0.0)
+    p_idle = on * params.p_idle_kw
+    p_dyn = on * (server_power(params, u) - params.p_idle_kw)
+    cap_room = action.power_cap - jnp.sum(p_idle)
+    f = jnp.clip(cap_room / jnp.maximum(jnp.sum(p_dyn), 1e-9), 0.0, 1.0)
+    u_served = u * f
+    rack_power = p_idle + f * p_dyn
+    served = jnp.sum(on * u_served)
+    unserved = jnp.clip(1.0 - served / jnp.maximum(demand * n_total, 1e-9), 0.0, 1.0)
+
+    t_out = outside_temp(params, state.step)
+    temps = state.temps
+    q = params.ua_kw_per_k * jnp.maximum(temps - action.setpoint, 0.0)
+    q = q * jnp.minimum(1.0, params.cooling_capacity_kw / jnp.maximum(jnp.sum(q), 1e-9))
+    lap = _row_laplacian_apply(temps)
+    env = params.envelope_kw_per_k * (temps - t_out)
+    net = rack_power - q + params.row_conductance_kw_per_k * lap - env
+    new_temps = temps + params.dt / params.heat_capacity_kj_per_k * net
+
+    q_total = jnp.sum(q)
+    p_it = jnp.sum(rack_power)
+    p_cool = q_total / cop(params, t_out, action.setpoint) + params.fan_kw
+    obs = dict(
+        cpu=jnp.sum(on * u_served) / jnp.maximum(jnp.sum(on), 1e-9),
+        power=p_it, cooling=q_total, cooling_power=p_cool, t_out=t_out, temps=new_temps,
+        rack_cpu=u_served, rack_power=rack_power, unserved=unserved,
+        pue=(p_it + p_cool) / jnp.maximum(p_it, 1e-9), setpoint=action.setpoint, demand=demand,
+    )
+    return DatacenterState(state.step + 1, new_temps, ar, burst), obs
+
+
+def _row_laplacian_apply(t: jax.Array) -> jax.Array:
+    """(L t)_r = sum over row neighbours (t_n - t_r): path graph, free (Neumann) ends."""
+    if t.shape[0] == 1:
+        return jnp.zeros_like(t)
+    left = jnp.concatenate([t[:1], t[:-1]])
+    right = jnp.concatenate([t[1:], t[-1:]])
+    return (left - t) + (right - t)
+
+
+def simulate(
+    params: DatacenterParams, key: PRNGKeyArray, num_steps: int, *,
+    action: Action | None = None, state: DatacenterState | None = None,
+    burn_in: int = 96,
+) -> dict[str, np.ndarray]:
+    """Roll `num_steps` intervals under a fixed `action`; returns numpy arrays per observation.
+
+    `burn_in` steps are run first (not returned) so the thermal state starts near equilibrium.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    action = default_action(params) if action is None else action
+    state = init_state(params) if state is None else state
+
+    def body(s, k):
+        s, o = step(params, s, action, k)
+        return s, o
+
+    keys = jax.random.split(key, num_steps + burn_in)
+    _, obs = jax.lax.scan(body, state, keys)
+    return {k: np.asarray(v)[burn_in:] for k, v in obs.items()}
+
+
+def row_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(T, C) telemetry matrix and channel names of the row preset: cpu, power, cooling,
+    cooling_power, t_out, temp_0..temp_{R-1}."""
+    temps = obs["temps"]
+    names = ROW_CHANNELS_TEMPLATE + tuple(f"temp_{r}" for r in range(temps.shape[1]))
+    cols = [obs[c] for c in ROW_CHANNELS_TEMPLATE] + [temps[:, r] for r in range(temps.shape[1])]
+    return np.stack(cols, axis=1).astype(np.float64), names
+
+
+def row_balance_spec(params: DatacenterParams) -> dict:
+    """Energy balance of the row preset, in the channel units of `row_telemetry`.
+
+    ``sum_r C (temp_r' - temp_r) = dt [power' - cooling' - g_env sum_r (temp_r - t_out')]``
+    (kJ = s * kW). Valid while no rack is below the supply setpoint (the CRAH term is then
+    the observed `cooling` channel itself, so it holds exactly whatever the setpoint).
+    """
+    r = params.num_racks
+    c = float(params.heat_capacity_kj_per_k)
+    return dict(
+        dt=float(params.dt),
+        storage={f"temp_{i}": c for i in range(r)},
+        inflow={"power": 1.0},
+        outflow={"cooling": 1.0},
+        leaks=[dict(hot=f"temp_{i}", cold="t_out", g=float(params.envelope_kw_per_k))
+               for i in range(r)],
+        util_channels=["cpu"],
+        layout=[f"temp_{i}" for i in range(r)],
+        # CRAH coil: heat flows from the rack air to chilled water at ~ setpoint - 6 = 12 C.
+        heat_flows=[dict(flow="cooling", hot=[f"temp_{i}" for i in range(r)], cold_value=12.0,
+                         offset_k=273.15)],
+        unit_energy="kJ",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The blueprint's three-channel preset: one server enclosure, telemetry {cpu, power (W), temp (F)}.
+
+def rack_params(*, dt: float = 300.0, station: str = DEFAULT_TMY3, **overrides) -> DatacenterParams:
+    """One server (P_idle 400 W, P_peak 1000 W) whose enclosure air node is cooled by supply air
+    at the setpoint with UA = 0.2 kW/K (equilibrium ~ setpoint + P/UA), no envelope leak."""
+    base = dict(
+        p_idle_kw=0.40, p_peak_kw=1.00, heat_capacity_kj_per_k=180.0, ua_kw_per_k=0.2,
+        row_conductance_kw_per_k=0.0, envelope_kw_per_k=0.0, cooling_capacity_kw=1e6,
+        fan_kw=0.0, demand_base=0.35, demand_daily_amp=0.45, ar_sigma=0.03,
+    )
+    base.update(overrides)
+    return make_params(station=station, num_racks=1, servers_per_rack=1, dt=dt, **base)
+
+
+def rack_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(T, 3) telemetry of the rack preset: cpu (0..1), power (W), temp (deg F)."""
+    temp_f = obs["temps"][:, 0] * 9.0 / 5.0 + 32.0
+    x = np.stack([obs["cpu"], obs["power"] * 1000.0, temp_f], axis=1).astype(np.float64)
+    return x, ("cpu", "power", "temp")
+
+
+def rack_balance_spec(params: DatacenterParams, setpoint_c: float = 18.0) -> dict:
+    """Balance of the rack preset in its units (J, W, deg F):
+    ``C_F (temp' - temp) = dt [power' - UA_F (temp - setpoint_F)]`` with C_F = C*1000*5/9 J/F,
+    UA_F = UA*1000*5/9 W/F (exact while temp >= setpoint)."""
+    to_f = 1000.0 * 5.0 / 9.0
+    return dict(
+        dt=float(params.dt),
+        storage={"temp": float(params.heat_capacity_kj_per_k) * to_f},
+        inflow={"power": 1.0},
+        outflow={},
+        leaks=[dict(hot="temp", cold=None, cold_value=setpoint_c * 9.0 / 5.0 + 32.0,
+                    g=float(params.ua_kw_per_k) * to_f)],
+        util_channels=["cpu"],
+        layout=[],
+        heat_flows=[],
+        unit_energy="J",
+    )
