@@ -20,7 +20,7 @@ JOB = dict(capsule=NAME, params={"dim": 4}, sampler="mala", chains=16, steps=300
 @pytest.fixture(scope="module")
 def client():
     cfg = ServiceConfig(
-        api_keys=(API_KEY,),
+        api_keys=(API_KEY,), nvp_model_path=None,
         limits=Limits(max_chains=64, max_steps=2000, max_dimensions=64, max_body_bytes=20_000,
                       max_draws_returned=50_000),
     )
@@ -200,3 +200,76 @@ def test_micro_batcher_gathers_concurrent_items():
     # 20 items, batches of at most 8 padded to a power of two: 8 + 8 + 4 (padded)
     assert calls[:3] == [8, 8, 4]
     assert bad[0] == 10 and isinstance(bad[1], ValueError)
+
+
+def test_equilibrium_finds_the_minimum(client):
+    pytest.importorskip("idf_jax.anneal")
+    body = dict(capsule=NAME, params={"dim": 3, "sigma": 2.0}, chains=4, steps=200, seed=0)
+    r = client.post("/v1/equilibrium", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    s = r.json()["summary"]
+    # E = |x|^2 / (2 sigma^2): the unique minimum is E = 0 at x = 0; the final relaxation
+    # (a gradient method on a convex quadratic) converges there from any start.
+    assert 0.0 <= s["best_energy"] < 1e-6
+    assert np.abs(np.asarray(s["best_position"]["x"])).max() < 1e-2
+    assert len(s["energy_per_chain"]) == 4
+    r = client.post("/v1/equilibrium", json=dict(body, chains=65), headers=AUTH)
+    assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body", "chains"]
+
+
+HISTORY = [{"cpu": 0.75, "power": 850.0, "temp": 72.0}, {"cpu": 0.78, "power": 865.0, "temp": 73.0},
+           {"cpu": 0.81, "power": 880.0, "temp": 74.0}]
+
+
+@pytest.fixture(scope="module")
+def nvp_client():
+    nvp = pytest.importorskip("idf_jax.nvp")
+    cfg = ServiceConfig(api_keys=(API_KEY,), nvp_model_path="default", batch_max_wait_ms=50.0)
+    with TestClient(create_app(cfg)) as c:
+        yield c, nvp.NVPPredictor()
+
+
+def test_nvp_predict_matches_the_library(nvp_client):
+    client, predictor = nvp_client
+    r = client.post("/v1/nvp/predict", json={"history": HISTORY}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    got, want = r.json()["prediction"], predictor.predict_next(telemetry_history=HISTORY)
+    for ch in ("cpu", "power", "temp", "confidence"):
+        assert got[ch] == pytest.approx(want[ch], rel=1e-5)
+    assert got["energy_valid"] == want["energy_valid"]
+    assert got["interval"]["power"] == pytest.approx(list(want["interval"]["power"]), rel=1e-5)
+    r = client.post("/v1/nvp/predict", json={"histories": [HISTORY, HISTORY[:2]]}, headers=AUTH)
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+
+
+@pytest.mark.parametrize("history, needle", [
+    ([{"cpu": 0.5, "power": 800.0}], "missing"),
+    ([{"cpu": 0.5, "power": 800.0, "temp": 70.0, "fan": 1.0}], "fan"),
+    ([{"cpu": 0.5, "power": 800.0, "temp": 70.0}], "at least"),
+])
+def test_nvp_bad_history_is_422_naming_the_problem(nvp_client, history, needle):
+    client, _ = nvp_client
+    r = client.post("/v1/nvp/predict", json={"history": history}, headers=AUTH)
+    assert r.status_code == 422 and needle in r.text
+
+
+def test_nvp_concurrent_requests_are_micro_batched(nvp_client):
+    import concurrent.futures
+
+    client, predictor = nvp_client
+
+    def metric(name):
+        text = client.get("/metrics", headers=AUTH).text
+        return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + " "))
+
+    calls0, items0 = metric("idf_nvp_batch_size_count"), metric("idf_nvp_batch_size_sum")
+    hist = [dict(h, cpu=h["cpu"] + 0.001 * k) for k, h in enumerate(HISTORY)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        rs = list(pool.map(lambda i: client.post("/v1/nvp/predict", json={"history": hist},
+                                                 headers=AUTH), range(48)))
+    assert all(r.status_code == 200 for r in rs)
+    calls, items = metric("idf_nvp_batch_size_count") - calls0, metric("idf_nvp_batch_size_sum") - items0
+    assert items == 48
+    assert calls < 48  # requests shared vmapped calls
+    want = predictor.predict_next(telemetry_history=hist)["power"]
+    assert all(r.json()["prediction"]["power"] == pytest.approx(want, rel=1e-5) for r in rs)

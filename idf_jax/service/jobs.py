@@ -355,11 +355,15 @@ def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict
         res = fn(
             capsule.energy_fn, k_run, x0, num_steps=job.steps,
             constraints=list(capsule.constraints) or None, relax=job.relax,
+            project=capsule.project,
         )
     except ValueError as e:
         raise JobError("params", str(e)) from e
     energies = np.asarray(res.energy, dtype=np.float64).reshape(job.chains, -1)[:, 0]
-    best = int(np.nanargmin(np.where(np.isfinite(energies), energies, np.inf)))
+    if hasattr(res, "best_chain"):  # lowest energy among feasible chains
+        best = int(np.asarray(res.best_chain))
+    else:
+        best = int(np.nanargmin(np.where(np.isfinite(energies), energies, np.inf)))
     best_pos = jax.tree.map(lambda l: jnp.asarray(l)[best], res.position)
     summary = {
         "chains": job.chains,
@@ -368,4 +372,8 @@ def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict
         "best_chain": best,
         "best_position": positions_as_lists(best_pos),
     }
+    if hasattr(res, "violation"):
+        summary["violation_per_chain"] = [_num(v) for v in np.asarray(res.violation).reshape(-1)]
+    if hasattr(res, "acceptance_rate"):
+        summary["acceptance_rate"] = _num(np.mean(np.asarray(res.acceptance_rate)))
     return res, capsule, summary
