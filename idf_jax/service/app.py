@@ -254,6 +254,22 @@ class _NVP:
             on_batch=lambda n: (metrics.batch_size.observe(n), metrics.predictions.inc(n)),
         )
 
+    def warm_up(self):
+        """Compile every batch shape the batcher can send (powers of two up to max_size), so
+        no request waits for a compilation."""
+        import numpy as np
+
+        p = self.predictor
+        h = np.ones((max(p.min_history, 1), len(p.channels)))
+        size = 1
+        while True:
+            p.predict_batch([h] * size)
+            if size >= self.batcher.max_size:
+                break
+            size *= 2
+        if hasattr(p, "clear_cache"):
+            p.clear_cache()
+
     def _predict_batch(self, histories):
         out = self.predictor.predict_batch(histories)
         if isinstance(out, dict):  # a dict of per-series lists -> list of dicts
@@ -261,8 +277,29 @@ class _NVP:
             out = [{k: out[k][i] for k in keys} for i in range(len(histories))]
         return [jsonable(o) for o in out]
 
-    async def predict(self, histories):
-        return await self.batcher.submit_many(histories)
+    def to_array(self, history: list[dict], where: str):
+        """(T, C) float64 array in the model's channel order; ValueError naming the problem."""
+        import numpy as np
+
+        chans = self.predictor.channels
+        want = set(chans)
+        for i, rec in enumerate(history):
+            if rec.keys() != want:
+                missing, extra = sorted(want - rec.keys()), sorted(rec.keys() - want)
+                raise ValueError(
+                    f"{where} record {i}: channels do not match the model's {list(chans)}"
+                    + (f"; missing {missing}" if missing else "") + (f"; extra {extra}" if extra else "")
+                )
+        x = np.array([[rec[c] for c in chans] for rec in history], dtype=np.float64)
+        if x.shape[0] < self.predictor.min_history:
+            raise ValueError(f"{where} has {x.shape[0]} steps; this model needs at least "
+                             f"{self.predictor.min_history}")
+        return x
+
+    async def predict(self, histories, where: str):
+        arrays = [self.to_array(h, where if len(histories) == 1 else f"{where}.{i}")
+                  for i, h in enumerate(histories)]
+        return await self.batcher.submit_many(arrays)
 
     async def close(self):
         await self.batcher.close()
@@ -347,9 +384,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if config.nvp_model_path and (config.nvp_model_path != "default" or _nvp_importable()):
-            state["nvp"] = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: _NVP(config.nvp_model_path, config, metrics)
-            )
+            def make_nvp():
+                nvp = _NVP(config.nvp_model_path, config, metrics)
+                nvp.warm_up()
+                return nvp
+
+            state["nvp"] = await asyncio.get_running_loop().run_in_executor(None, make_nvp)
         if config.eil is not False and _eil_importable():
             eil = _EIL(dict(config.eil or {}))
             await eil.start()
@@ -548,7 +588,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 field = "history" if req.history is not None else f"histories.{i}"
                 raise JobError(field, f"{len(h)} samples, over the limit {lim.max_history}", 413)
         try:
-            preds = await nvp.predict(histories)
+            preds = await nvp.predict(histories, "history" if req.history is not None else "histories")
         except ValueError as e:
             raise JobError("history" if req.history is not None else "histories", str(e)) from e
         except BatcherClosed as e:
