@@ -140,3 +140,47 @@ def test_dashboards_render_from_metrics():
     con.print(render_dashboard("http", m, None, 0.0))
     text = con.export_text()
     assert "/v1/sample" in text and "1" in text
+
+
+@pytest.mark.slow
+def test_equilibrium_command_writes_results(capsys, tmp_path):
+    pytest.importorskip("idf_jax.anneal")
+    out = tmp_path / "eq"
+    rc, stdout, err = run(capsys, "equilibrium", "--capsule", NAME, "--param", "dim=3", "--chains", "4",
+                          "--steps", "100", "--out", str(out))
+    assert rc == 0, err
+    with np.load(out / "equilibrium.npz") as z:
+        assert z["position_x"].shape == (4, 3) and z["energy"].shape == (4,)
+        assert z["energy"].min() < 1e-6  # the Gaussian's minimum E = 0 at x = 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["best_energy"] < 1e-6
+    assert (out / "equilibrium.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
+    nvp = pytest.importorskip("idf_jax.nvp")
+    data = tmp_path / "data"
+    data.mkdir()
+    t = np.arange(200)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        cpu = 0.5 + 0.3 * np.sin(2 * np.pi * (t + 17 * k) / 24) + 0.02 * rng.standard_normal(200)
+        power = 300.0 + 600.0 * cpu
+        temp = 65.0 + 10.0 * np.convolve(cpu, np.ones(4) / 4, mode="same")
+        rows = "\n".join(f"{a:.5f},{b:.3f},{c:.3f}" for a, b, c in zip(cpu, power, temp))
+        (data / f"s{k}.csv").write_text("cpu,power,temp\n" + rows + "\n")
+    ckpt = tmp_path / "models" / "nvp.ckpt"
+    cfg = {"nvp": {"channels": ["cpu", "power", "temp"], "window": 8, "d_model": 16, "num_heads": 2,
+                   "num_layers": 1, "epochs": 2, "batch_size": 16, "checkpoint": str(ckpt)}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rc, stdout, err = run(capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data))
+    assert rc == 0, err
+    assert "best validation loss" in stdout
+    p = nvp.NVPPredictor(model_path=str(ckpt))
+    pred = p.predict_next(telemetry_history=[{"cpu": 0.5, "power": 600.0, "temp": 70.0}] * 4)
+    assert np.isfinite(pred["power"])
+    cfg["nvp"]["bogus"] = 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rc, _, err = run(capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data))
+    assert rc == 1 and "bogus" in err
