@@ -33,7 +33,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "bench-key-0123456789"
-HISTORY = [{"cpu": 0.70 + 0.01 * i, "power": 840.0 + 8 * i, "temp": 71.0 + 0.4 * i} for i in range(24)]
+HISTORY = [
+    {"cpu": 0.70 + 0.01 * i, "power": 840.0 + 8 * i, "temp": 71.0 + 0.4 * i} for i in range(24)
+]
 
 
 def free_port() -> int:
@@ -44,15 +46,42 @@ def free_port() -> int:
 
 def start_server(batch_max_size: int, wait_ms: float, port: int, log):
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    json.dump({"service": {"batch_max_size": batch_max_size, "batch_max_wait_ms": wait_ms,
-                           "nvp_model_path": "default", "eil": False,
-                           "limits": {"max_body_bytes": 1 << 20}}}, cfg)
+    json.dump(
+        {
+            "service": {
+                "batch_max_size": batch_max_size,
+                "batch_max_wait_ms": wait_ms,
+                "nvp_model_path": "default",
+                "eil": False,
+                "limits": {"max_body_bytes": 1 << 20},
+            }
+        },
+        cfg,
+    )
     cfg.close()
-    env = dict(os.environ, IDF_API_KEYS=KEY, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ,
+        IDF_API_KEYS=KEY,
+        PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "idf_jax.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--config", cfg.name, "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "idf_jax.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--config",
+            cfg.name,
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -72,13 +101,17 @@ def start_server(batch_max_size: int, wait_ms: float, port: int, log):
 
 def request_bytes(port: int) -> bytes:
     body = json.dumps({"history": HISTORY}).encode()
-    head = (f"POST /v1/nvp/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/nvp/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head + body
 
 
-async def connection(port: int, req: bytes, t_end: float, t_measure: float, lat: list, errors: list):
+async def connection(
+    port: int, req: bytes, t_end: float, t_measure: float, lat: list, errors: list
+):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while True:
@@ -109,8 +142,9 @@ async def load(port: int, connections: int, warmup: float, duration: float):
     errors: list = []
     t_measure = time.perf_counter() + warmup
     t_end = t_measure + duration
-    await asyncio.gather(*(connection(port, req, t_end, t_measure, lat, errors)
-                           for _ in range(connections)))
+    await asyncio.gather(
+        *(connection(port, req, t_end, t_measure, lat, errors) for _ in range(connections))
+    )
     return lat, errors
 
 
@@ -131,10 +165,19 @@ def run_one(name, batch, wait_ms, args):
     if errors:
         print(f"  {name}: {len(errors)} errors, first: {errors[0]}")
     rate = len(lat) / args.duration
-    row = dict(name=name, rate=rate, p50=1e3 * pct(lat, 0.50), p99=1e3 * pct(lat, 0.99),
-               mean=1e3 * statistics.fmean(lat) if lat else float("nan"), n=len(lat), errors=len(errors))
-    print(f"  {name:10s} {rate:9.0f} pred/s   p50 {row['p50']:6.1f} ms   p99 {row['p99']:6.1f} ms"
-          f"   ({row['n']} requests, {row['errors']} errors)")
+    row = dict(
+        name=name,
+        rate=rate,
+        p50=1e3 * pct(lat, 0.50),
+        p99=1e3 * pct(lat, 0.99),
+        mean=1e3 * statistics.fmean(lat) if lat else float("nan"),
+        n=len(lat),
+        errors=len(errors),
+    )
+    print(
+        f"  {name:10s} {rate:9.0f} pred/s   p50 {row['p50']:6.1f} ms   p99 {row['p99']:6.1f} ms"
+        f"   ({row['n']} requests, {row['errors']} errors)"
+    )
     return row
 
 
@@ -157,14 +200,18 @@ def main():
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
-          f"{args.connections} connections, {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up")
+    print(
+        f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
+        f"{args.connections} connections, {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up"
+    )
     lib = library_reference()
     print(f"  library   {lib:9.0f} pred/s   (in-process predict_batch of 64, no HTTP)")
     b = run_one("batched", 64, 2.0, args)
     u = run_one("unbatched", 1, 0.0, args)
-    print(f"batched / unbatched throughput: {b['rate'] / u['rate']:.2f}x; "
-          f"p99 ratio (unbatched / batched): {u['p99'] / b['p99']:.2f}x")
+    print(
+        f"batched / unbatched throughput: {b['rate'] / u['rate']:.2f}x; "
+        f"p99 ratio (unbatched / batched): {u['p99'] / b['p99']:.2f}x"
+    )
     ok = b["rate"] >= 1000 and b["p99"] < 50
     print(f"target (>= 1000 pred/s, p99 < 50 ms): {'met' if ok else 'NOT met'}")
 

@@ -44,7 +44,11 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
             f"{sorted(model_fields | train_fields | _RUN_KEYS)}"
         )
     channels = cfg.get("channels")
-    if not channels or not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+    if (
+        not channels
+        or not isinstance(channels, (list, tuple))
+        or not all(isinstance(c, str) for c in channels)
+    ):
         raise ValueError("nvp.channels must list the telemetry columns, e.g. [cpu, power, temp]")
     files = sorted(data.glob("*.csv")) if data.is_dir() else [data]
     if not files:
@@ -53,8 +57,13 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"nvp.val_fraction must be in (0, 1), got {val_fraction}")
     model_cfg = NVPConfig(channels=tuple(channels), **{k: cfg[k] for k in model_fields if k in cfg})
-    train_cfg = TrainConfig(**{k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k])
-                               for k in train_fields if k in cfg})
+    train_cfg = TrainConfig(
+        **{
+            k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k])
+            for k in train_fields
+            if k in cfg
+        }
+    )
     train_series, val_series = [], []
     need = model_cfg.min_history + 1
     for f in files:
@@ -66,12 +75,18 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
                 f"ranges of at least {need} rows each"
             )
         train_series.append(values[: len(values) - n_val])
-        val_series.append(values[len(values) - n_val:])
+        val_series.append(values[len(values) - n_val :])
     ckpt = str(cfg.get("checkpoint", "models/nvp.ckpt"))
     Path(ckpt).parent.mkdir(parents=True, exist_ok=True)
     res = train(
-        train_series, val_series, model_cfg, cfg.get("balance"), train_cfg,
-        checkpoint=ckpt, resume=bool(cfg.get("resume", False)), progress=True,
+        train_series,
+        val_series,
+        model_cfg,
+        cfg.get("balance"),
+        train_cfg,
+        checkpoint=ckpt,
+        resume=bool(cfg.get("resume", False)),
+        progress=True,
         extra_meta={"data": [str(f) for f in files]},
     )
     return (

@@ -27,7 +27,8 @@ app = typer.Typer(
         "idf-jax: energy-based diffusion from the command line.\n\n"
         "Examples:\n\n"
         "  idf capsules\n\n"
-        "  idf sample --capsule molecular.lennard_jones_cluster --param n=13 --chains 256 --steps 10000\n\n"
+        "  idf sample --capsule molecular.lennard_jones_cluster --param n=13 "
+        "--chains 256 --steps 10000\n\n"
         "  idf serve --config config.yaml --port 8000\n\n"
         "  idf deploy --cluster k8s-prod --namespace idf --dry-run"
     ),
@@ -55,8 +56,9 @@ def _load_yaml(path: Path | None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise typer.BadParameter(f"{path} is not valid YAML: {str(e).splitlines()[0]}",
-                                 param_hint="--config") from e
+        raise typer.BadParameter(
+            f"{path} is not valid YAML: {str(e).splitlines()[0]}", param_hint="--config"
+        ) from e
     if not isinstance(data, dict):
         raise typer.BadParameter(f"{path} must hold a mapping at top level", param_hint="--config")
     return data
@@ -74,7 +76,9 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
         try:
             out[k] = yaml.safe_load(v)
         except yaml.YAMLError as e:
-            raise typer.BadParameter(f"cannot parse value of {k}: {v!r}", param_hint="--param") from e
+            raise typer.BadParameter(
+                f"cannot parse value of {k}: {v!r}", param_hint="--param"
+            ) from e
     return out
 
 
@@ -105,7 +109,9 @@ def _leaf_arrays(tree) -> dict[str, Any]:
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     out = {}
     for path, leaf in flat:
-        name = "x" + "".join(c if c.isalnum() or c == "_" else "_" for c in jax.tree_util.keystr(path))
+        name = "x" + "".join(
+            c if c.isalnum() or c == "_" else "_" for c in jax.tree_util.keystr(path)
+        )
         out[name.rstrip("_") or "x"] = np.asarray(leaf)
     return out
 
@@ -135,8 +141,9 @@ def save_trace(trace, out: Path, *, plots: bool = True) -> list[Path]:
         az = None
     if az is not None:
         posterior = {k: v for k, v in _leaf_arrays(trace.positions).items()}
-        idata = az.from_dict(posterior=posterior,
-                             sample_stats={"energy": np.asarray(trace.energies)})
+        idata = az.from_dict(
+            posterior=posterior, sample_stats={"energy": np.asarray(trace.energies)}
+        )
         nc = out / "samples.nc"
         _atomic_write(nc, lambda tmp: idata.to_netcdf(tmp))
         written.append(nc)
@@ -215,7 +222,9 @@ def _config_text(name: str, domain: str) -> str:
         else:
             note = "  # not registered in this install yet; see `idf capsules`"
     params_yaml = yaml.safe_dump(params, default_flow_style=False).strip() if params else "{}"
-    params_block = "\n".join("    " + line for line in params_yaml.splitlines()) if params else "    {}"
+    params_block = (
+        "\n".join("    " + line for line in params_yaml.splitlines()) if params else "    {}"
+    )
     return f"""# idf-jax project "{name}" ({domain} domain).
 # Every command reads this file with --config; command-line options override it.
 
@@ -290,11 +299,14 @@ def init(
 
     if domain not in capsules.DOMAINS:
         raise typer.BadParameter(
-            f"unknown domain {domain!r}; choose one of {', '.join(capsules.DOMAINS)}", param_hint="--domain"
+            f"unknown domain {domain!r}; choose one of {', '.join(capsules.DOMAINS)}",
+            param_hint="--domain",
         )
     root = Path(name)
     if root.exists() and any(root.iterdir()) and not force:
-        raise typer.BadParameter(f"{name!r} exists and is not empty (use --force)", param_hint="NAME")
+        raise typer.BadParameter(
+            f"{name!r} exists and is not empty (use --force)", param_hint="NAME"
+        )
     for sub in ("data", "results", "models"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     text = _config_text(root.name, domain)
@@ -322,12 +334,21 @@ def capsules_cmd(
     reg = capsules.registry()
     if domain is not None:
         if domain not in capsules.DOMAINS:
-            raise typer.BadParameter(f"unknown domain {domain!r}; choose one of {', '.join(capsules.DOMAINS)}",
-                                     param_hint="--domain")
+            raise typer.BadParameter(
+                f"unknown domain {domain!r}; choose one of {', '.join(capsules.DOMAINS)}",
+                param_hint="--domain",
+            )
         reg = {k: v for k, v in reg.items() if k.startswith(domain + ".")}
     if as_json:
-        typer.echo(json.dumps({k: {"description": v.description, "parameters": v.parameters}
-                               for k, v in reg.items()}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    k: {"description": v.description, "parameters": v.parameters}
+                    for k, v in reg.items()
+                },
+                indent=2,
+            )
+        )
         return
     from rich.table import Table
 
@@ -346,7 +367,9 @@ def capsules_cmd(
 @app.command()
 def sample(
     capsule: str | None = typer.Option(None, help="registered capsule name (see `idf capsules`)"),
-    param: list[str] | None = typer.Option(None, "--param", "-p", help="capsule parameter KEY=VALUE (repeat)"),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="capsule parameter KEY=VALUE (repeat)"
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="project config.yaml"),
     sampler: str | None = typer.Option(None, help="mala | ula | underdamped | hmc"),
     chains: int | None = typer.Option(None, min=1),
@@ -364,22 +387,35 @@ def sample(
 ):
     """Sample a capsule's Boltzmann distribution; save NPZ (+NetCDF) and PNG plots.
 
-    Example: idf sample --capsule molecular.lennard_jones_cluster --param n=13 --chains 256 --steps 10000
+    Example: idf sample --capsule molecular.lennard_jones_cluster --param n=13 --chains 256
+    --steps 10000
     """
     from .service.jobs import SampleJob, build_capsule, run_sample, summarize_trace
 
     cfg = _load_yaml(config)
-    ccap, csam, csmp = cfg.get("capsule", {}) or {}, cfg.get("sampler", {}) or {}, cfg.get("sample", {}) or {}
+    ccap, csam, csmp = (
+        cfg.get("capsule", {}) or {},
+        cfg.get("sampler", {}) or {},
+        cfg.get("sample", {}) or {},
+    )
     name = capsule or ccap.get("name")
     if not name:
-        raise typer.BadParameter("give --capsule (or capsule.name in --config)", param_hint="--capsule")
-    params = {**(ccap.get("params") or {}), **_parse_params(param)} if name == ccap.get("name") \
+        raise typer.BadParameter(
+            "give --capsule (or capsule.name in --config)", param_hint="--capsule"
+        )
+    params = (
+        {**(ccap.get("params") or {}), **_parse_params(param)}
+        if name == ccap.get("name")
         else _parse_params(param)
+    )
     job = SampleJob(
-        capsule=name, params=params,
+        capsule=name,
+        params=params,
         sampler=_pick(sampler, csam, "kind", "mala"),
-        chains=_pick(chains, csmp, "chains", 16), steps=_pick(steps, csmp, "steps", 1000),
-        thin=_pick(thin, csmp, "thin", 1), burn_in=_pick(burn_in, csmp, "burn_in", 0),
+        chains=_pick(chains, csmp, "chains", 16),
+        steps=_pick(steps, csmp, "steps", 1000),
+        thin=_pick(thin, csmp, "thin", 1),
+        burn_in=_pick(burn_in, csmp, "burn_in", 0),
         step_size=_pick(step_size, csam, "step_size", 1e-3),
         temperature=_pick(temperature, csam, "temperature", 1.0),
         friction=_pick(friction, csam, "friction", 1.0),
@@ -389,7 +425,10 @@ def sample(
     out_dir = Path(_pick(out, csmp, "out", "results/sample"))
     build_capsule(job.capsule, job.params)  # fail fast on a bad capsule or parameters
     con = _console()
-    con.print(f"[bold]{job.capsule}[/] {job.params}: {job.chains} chains x {job.steps} steps of {job.sampler}")
+    con.print(
+        f"[bold]{job.capsule}[/] {job.params}: "
+        f"{job.chains} chains x {job.steps} steps of {job.sampler}"
+    )
     t0 = time.perf_counter()
     trace, cap = run_sample(job, progress=progress)
     elapsed = time.perf_counter() - t0
@@ -398,12 +437,20 @@ def sample(
     idf_summary(trace, print_table=True)
     written = save_trace(trace, out_dir, plots=plots)
     s = summarize_trace(trace)
-    s.update(capsule=job.capsule, params=dict(job.params), sampler=job.sampler, steps=job.steps,
-             elapsed_s=elapsed, seed=job.seed)
+    s.update(
+        capsule=job.capsule,
+        params=dict(job.params),
+        sampler=job.sampler,
+        steps=job.steps,
+        elapsed_s=elapsed,
+        seed=job.seed,
+    )
     _write_json(out_dir / "summary.json", s)
     written.append(out_dir / "summary.json")
-    con.print(f"{job.chains * job.steps / elapsed:,.0f} chain-steps/s; wrote "
-              + ", ".join(str(p) for p in written))
+    con.print(
+        f"{job.chains * job.steps / elapsed:,.0f} chain-steps/s; wrote "
+        + ", ".join(str(p) for p in written)
+    )
 
 
 # --------------------------------------------------------------------------- equilibrium
@@ -412,7 +459,9 @@ def sample(
 @app.command()
 def equilibrium(
     capsule: str | None = typer.Option(None, help="registered capsule name"),
-    param: list[str] | None = typer.Option(None, "--param", "-p", help="capsule parameter KEY=VALUE"),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="capsule parameter KEY=VALUE"
+    ),
     config: Path | None = typer.Option(None, "--config", "-c"),
     chains: int | None = typer.Option(None, min=1),
     steps: int | None = typer.Option(None, min=1),
@@ -433,19 +482,29 @@ def equilibrium(
     ccap, ceq = cfg.get("capsule", {}) or {}, cfg.get("equilibrium", {}) or {}
     name = capsule or ccap.get("name")
     if not name:
-        raise typer.BadParameter("give --capsule (or capsule.name in --config)", param_hint="--capsule")
-    params = {**(ccap.get("params") or {}), **_parse_params(param)} if name == ccap.get("name") \
+        raise typer.BadParameter(
+            "give --capsule (or capsule.name in --config)", param_hint="--capsule"
+        )
+    params = (
+        {**(ccap.get("params") or {}), **_parse_params(param)}
+        if name == ccap.get("name")
         else _parse_params(param)
+    )
     job = EquilibriumJob(
-        capsule=name, params=params, chains=_pick(chains, ceq, "chains", 16),
-        steps=_pick(steps, ceq, "steps", 2000), seed=_pick(seed, ceq, "seed", 0),
+        capsule=name,
+        params=params,
+        chains=_pick(chains, ceq, "chains", 16),
+        steps=_pick(steps, ceq, "steps", 2000),
+        seed=_pick(seed, ceq, "seed", 0),
         relax=_pick(relax, ceq, "relax", True),
     )
     out_dir = Path(_pick(out, ceq, "out", "results/equilibrium"))
     con = _console()
     from rich.status import Status
 
-    with Status(f"annealing {job.chains} chains of {job.capsule} for {job.steps} steps", console=con):
+    with Status(
+        f"annealing {job.chains} chains of {job.capsule} for {job.steps} steps", console=con
+    ):
         t0 = time.perf_counter()
         res, cap, summary = run_equilibrium(job)
         elapsed = time.perf_counter() - t0
@@ -456,8 +515,12 @@ def equilibrium(
     for c in ("best energy", "median", "worst", "chains within 1e-4 of best"):
         t.add_column(c, justify="right")
     best = float(np.nanmin(energies))
-    t.add_row(f"{best:.6f}", f"{np.nanmedian(energies):.6f}", f"{np.nanmax(energies):.6f}",
-              str(int(np.sum(np.abs(energies - best) <= 1e-4 * max(1.0, abs(best))))))
+    t.add_row(
+        f"{best:.6f}",
+        f"{np.nanmedian(energies):.6f}",
+        f"{np.nanmax(energies):.6f}",
+        str(int(np.sum(np.abs(energies - best) <= 1e-4 * max(1.0, abs(best))))),
+    )
     con.print(t)
     arrays = {f"position_{k}": v for k, v in _leaf_arrays(res.position).items()}
     arrays["energy"] = energies
@@ -493,7 +556,9 @@ def equilibrium(
         ax.set_ylabel("best energy")
         ax.set_title(f"{job.capsule}: best energy per chain")
         fig.tight_layout()
-        _atomic_write(out_dir / "equilibrium.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        _atomic_write(
+            out_dir / "equilibrium.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110)
+        )
         plt.close(fig)
         written.append(out_dir / "equilibrium.png")
     con.print("wrote " + ", ".join(str(p) for p in written))
@@ -537,10 +602,16 @@ def train(
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),
     port: int = typer.Option(8000, min=1, max=65535),
-    config: Path | None = typer.Option(None, "--config", "-c", help="project config.yaml (service section)"),
-    insecure_no_auth: bool = typer.Option(False, help="accept requests without an API key (development)"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="project config.yaml (service section)"
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False, help="accept requests without an API key (development)"
+    ),
     log_level: str = typer.Option("info"),
-    graceful_timeout: int = typer.Option(30, min=1, help="seconds to finish in-flight requests on shutdown"),
+    graceful_timeout: int = typer.Option(
+        30, min=1, help="seconds to finish in-flight requests on shutdown"
+    ),
 ):
     """Start the HTTP/WebSocket service (uvicorn). API keys: IDF_API_KEYS or service.api_keys.
 
@@ -563,8 +634,12 @@ def serve(
         service_cfg["auth_disabled"] = True
     conf = load_config(service_cfg)
     uvicorn.run(
-        create_app(conf), host=host, port=port, log_level=log_level,
-        timeout_graceful_shutdown=graceful_timeout, ws="websockets-sansio" if _has("websockets") else "auto",
+        create_app(conf),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_timeout,
+        ws="websockets-sansio" if _has("websockets") else "auto",
     )
 
 
@@ -616,7 +691,9 @@ def scrape(url: str, api_key: str | None, timeout: float = 5.0) -> dict[str, lis
 
 
 def _total(m, name, **match) -> float:
-    return sum(v for labels, v in m.get(name, []) if all(labels.get(k) == w for k, w in match.items()))
+    return sum(
+        v for labels, v in m.get(name, []) if all(labels.get(k) == w for k, w in match.items())
+    )
 
 
 def render_dashboard(name: str, m: dict, prev: dict | None, dt: float):
@@ -645,9 +722,15 @@ def render_dashboard(name: str, m: dict, prev: dict | None, dt: float):
         ]
         for label, metric, match in rows:
             r = rate(metric, **match)
-            t.add_row(label, f"{_total(m, metric, **match):,.0f}", "-" if math.isnan(r) else f"{r:,.1f}")
+            t.add_row(
+                label, f"{_total(m, metric, **match):,.0f}", "-" if math.isnan(r) else f"{r:,.1f}"
+            )
         bs_n = _total(m, "idf_nvp_batch_size_count")
-        t.add_row("mean NVP batch", f"{_total(m, 'idf_nvp_batch_size_sum') / bs_n:.1f}" if bs_n else "-", "")
+        t.add_row(
+            "mean NVP batch",
+            f"{_total(m, 'idf_nvp_batch_size_sum') / bs_n:.1f}" if bs_n else "-",
+            "",
+        )
         t.add_row("open streams", f"{_total(m, 'idf_ws_connections'):.0f}", "")
         return t
     if name == "http":
@@ -656,15 +739,25 @@ def render_dashboard(name: str, m: dict, prev: dict | None, dt: float):
             t.add_column(c, justify="left" if c == "route" else "right")
         routes = sorted({lab["route"] for lab, _ in m.get("idf_http_requests_total", [])})
         for route in routes:
-            buckets = [(float(lab["le"]), v) for lab, v in m.get("idf_http_request_duration_seconds_bucket", [])
-                       if lab.get("route") == route]
-            errs = sum(v for lab, v in m.get("idf_http_requests_total", [])
-                       if lab.get("route") == route and lab.get("status", "").startswith(("4", "5")))
+            buckets = [
+                (float(lab["le"]), v)
+                for lab, v in m.get("idf_http_request_duration_seconds_bucket", [])
+                if lab.get("route") == route
+            ]
+            errs = sum(
+                v
+                for lab, v in m.get("idf_http_requests_total", [])
+                if lab.get("route") == route and lab.get("status", "").startswith(("4", "5"))
+            )
             r = rate("idf_http_requests_total", route=route)
-            t.add_row(route, f"{_total(m, 'idf_http_requests_total', route=route):,.0f}",
-                      "-" if math.isnan(r) else f"{r:,.1f}",
-                      f"{1e3 * _histogram_quantile(buckets, 0.5):.1f}",
-                      f"{1e3 * _histogram_quantile(buckets, 0.99):.1f}", f"{errs:,.0f}")
+            t.add_row(
+                route,
+                f"{_total(m, 'idf_http_requests_total', route=route):,.0f}",
+                "-" if math.isnan(r) else f"{r:,.1f}",
+                f"{1e3 * _histogram_quantile(buckets, 0.5):.1f}",
+                f"{1e3 * _histogram_quantile(buckets, 0.99):.1f}",
+                f"{errs:,.0f}",
+            )
         return t
     raise ValueError(f"unknown dashboard {name!r}; choose one of {DASHBOARDS}")
 
@@ -673,7 +766,9 @@ def render_dashboard(name: str, m: dict, prev: dict | None, dt: float):
 def monitor(
     url: str = typer.Option("http://127.0.0.1:8000", help="service base URL"),
     dashboard: str = typer.Option("energy-metrics", help=f"one of {', '.join(DASHBOARDS)}"),
-    api_key: str | None = typer.Option(None, envvar="IDF_API_KEY", help="Bearer key (or IDF_API_KEY)"),
+    api_key: str | None = typer.Option(
+        None, envvar="IDF_API_KEY", help="Bearer key (or IDF_API_KEY)"
+    ),
     interval: float = typer.Option(2.0, min=0.05, help="seconds between refreshes"),
     iterations: int = typer.Option(0, min=0, help="stop after N refreshes (0: until Ctrl-C)"),
 ):
@@ -682,8 +777,10 @@ def monitor(
     Example: idf monitor --dashboard energy-metrics --url http://127.0.0.1:8000
     """
     if dashboard not in DASHBOARDS:
-        raise typer.BadParameter(f"unknown dashboard {dashboard!r}; choose one of {', '.join(DASHBOARDS)}",
-                                 param_hint="--dashboard")
+        raise typer.BadParameter(
+            f"unknown dashboard {dashboard!r}; choose one of {', '.join(DASHBOARDS)}",
+            param_hint="--dashboard",
+        )
     import httpx
     from rich.live import Live
 
@@ -696,7 +793,9 @@ def monitor(
     prev, t_prev = None, time.monotonic()
     m = get()
     n = 0
-    with Live(render_dashboard(dashboard, m, None, 0.0), console=_console(), auto_refresh=False) as live:
+    with Live(
+        render_dashboard(dashboard, m, None, 0.0), console=_console(), auto_refresh=False
+    ) as live:
         while True:
             n += 1
             if iterations and n >= iterations:
@@ -714,12 +813,18 @@ def monitor(
 def deploy(
     cluster: str | None = typer.Option(None, help="kubeconfig context of the target cluster"),
     namespace: str = typer.Option("idf", help="Kubernetes namespace"),
-    config: Path | None = typer.Option(None, "--config", "-c", help="project config.yaml (deploy, service)"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="project config.yaml (deploy, service)"
+    ),
     image: str | None = typer.Option(None, help="container image"),
     replicas: int | None = typer.Option(None, min=1),
     name: str = typer.Option("idf", help="name of the Kubernetes objects"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the manifests instead of applying"),
-    helm: Path | None = typer.Option(None, "--helm", help="write the manifests as a Helm chart into DIR"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the manifests instead of applying"
+    ),
+    helm: Path | None = typer.Option(
+        None, "--helm", help="write the manifests as a Helm chart into DIR"
+    ),
     kubeconfig: Path | None = typer.Option(None, help="kubeconfig file (default: ~/.kube/config)"),
 ):
     """Render the Kubernetes manifests (ConfigMap, Deployment, Service, HPA) and apply them.
@@ -743,8 +848,12 @@ def deploy(
     known = set(DeploySpec.__dataclass_fields__) - {"namespace", "name", "service_config"}
     bad = set(dep) - known
     if bad:
-        raise typer.BadParameter(f"unknown deploy keys {sorted(bad)}; known: {sorted(known)}", param_hint="--config")
-    spec = DeploySpec(namespace=namespace, name=name, service_config=cfg.get("service", {}) or {}, **dep)
+        raise typer.BadParameter(
+            f"unknown deploy keys {sorted(bad)}; known: {sorted(known)}", param_hint="--config"
+        )
+    spec = DeploySpec(
+        namespace=namespace, name=name, service_config=cfg.get("service", {}) or {}, **dep
+    )
     objs = render_manifests(spec)
     if helm is not None:
         paths = write_helm_chart(spec, helm)
@@ -754,9 +863,13 @@ def deploy(
         typer.echo(to_yaml(objs), nl=False)
         return
     if not cluster:
-        raise typer.BadParameter("give --cluster (a kubeconfig context), or --dry-run / --helm DIR",
-                                 param_hint="--cluster")
-    done = apply_manifests(objs, context=cluster, kubeconfig=str(kubeconfig) if kubeconfig else None)
+        raise typer.BadParameter(
+            "give --cluster (a kubeconfig context), or --dry-run / --helm DIR",
+            param_hint="--cluster",
+        )
+    done = apply_manifests(
+        objs, context=cluster, kubeconfig=str(kubeconfig) if kubeconfig else None
+    )
     _console().print(f"applied to {cluster}/{namespace}: " + ", ".join(done))
 
 

@@ -61,7 +61,9 @@ class DeploySpec:
         for f in ("namespace", "name", "api_key_secret"):
             v = getattr(self, f)
             if not isinstance(v, str) or not _DNS.match(v):
-                raise ValueError(f"{f} must be a DNS-1123 label (lowercase, digits, '-'), got {v!r}")
+                raise ValueError(
+                    f"{f} must be a DNS-1123 label (lowercase, digits, '-'), got {v!r}"
+                )
         if not isinstance(self.image, str) or not self.image or " " in self.image:
             raise ValueError(f"image must be a container image reference, got {self.image!r}")
         for f in ("replicas", "min_replicas", "max_replicas"):
@@ -70,23 +72,36 @@ class DeploySpec:
                 raise ValueError(f"{f} must be an integer >= 1, got {v!r}")
         if self.min_replicas > self.max_replicas:
             raise ValueError(
-                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+                f"min_replicas ({self.min_replicas}) must not exceed "
+                f"max_replicas ({self.max_replicas})"
             )
         if not (isinstance(self.port, int) and 1 <= self.port <= 65535):
             raise ValueError(f"port must be in 1..65535, got {self.port!r}")
         if not (isinstance(self.target_cpu_percent, int) and 1 <= self.target_cpu_percent <= 100):
-            raise ValueError(f"target_cpu_percent must be in 1..100, got {self.target_cpu_percent!r}")
+            raise ValueError(
+                f"target_cpu_percent must be in 1..100, got {self.target_cpu_percent!r}"
+            )
         for f in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
             v = getattr(self, f)
             if not isinstance(v, str) or not _QTY.match(v):
-                raise ValueError(f"{f} must be a Kubernetes quantity like '500m' or '2Gi', got {v!r}")
+                raise ValueError(
+                    f"{f} must be a Kubernetes quantity like '500m' or '2Gi', got {v!r}"
+                )
 
 
 # Fields of DeploySpec that the Helm chart exposes as values (name -> is a string).
 HELM_VALUES = {
-    "image": True, "replicas": False, "port": False, "cpu_request": True,
-    "memory_request": True, "cpu_limit": True, "memory_limit": True, "min_replicas": False,
-    "max_replicas": False, "target_cpu_percent": False, "api_key_secret": True,
+    "image": True,
+    "replicas": False,
+    "port": False,
+    "cpu_request": True,
+    "memory_request": True,
+    "cpu_limit": True,
+    "memory_limit": True,
+    "min_replicas": False,
+    "max_replicas": False,
+    "target_cpu_percent": False,
+    "api_key_secret": True,
 }
 
 
@@ -98,8 +113,10 @@ def render_manifests(spec: DeploySpec) -> list[dict[str, Any]]:
 def _render(spec, v=None) -> list[dict[str, Any]]:
     """Build the manifests; `v(field)` gives each tunable value (the spec's, or a Helm token)."""
     if v is None:
+
         def v(f):
             return str(getattr(spec, f[:-4])) if f.endswith("_str") else getattr(spec, f)
+
     labels = {"app.kubernetes.io/name": "idf-jax", "app.kubernetes.io/instance": spec.name}
     meta = lambda name: {"name": name, "namespace": spec.namespace, "labels": dict(labels)}
     config_name = f"{spec.name}-config"
@@ -111,21 +128,40 @@ def _render(spec, v=None) -> list[dict[str, Any]]:
     config_yaml = yaml.safe_dump({"service": service_cfg}, sort_keys=True)
     probe = lambda path, delay: {
         "httpGet": {"path": path, "port": "http"},
-        "initialDelaySeconds": delay, "periodSeconds": 10, "timeoutSeconds": 3,
+        "initialDelaySeconds": delay,
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
         "failureThreshold": 3,
     }
     container = {
         "name": "idf",
         "image": v("image"),
         "imagePullPolicy": "IfNotPresent",
-        "args": ["serve", "--host", "0.0.0.0", "--port", v("port_str"),
-                 "--config", "/etc/idf/config.yaml"],
+        "args": [
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            v("port_str"),
+            "--config",
+            "/etc/idf/config.yaml",
+        ],
         "ports": [{"name": "http", "containerPort": v("port"), "protocol": "TCP"}],
         "env": [
-            {"name": "IDF_API_KEYS", "valueFrom": {"secretKeyRef": {
-                "name": v("api_key_secret"), "key": "api-keys"}}},
-            {"name": "IDF_EIL_LEDGER_KEY", "valueFrom": {"secretKeyRef": {
-                "name": v("api_key_secret"), "key": "ledger-key", "optional": True}}},
+            {
+                "name": "IDF_API_KEYS",
+                "valueFrom": {"secretKeyRef": {"name": v("api_key_secret"), "key": "api-keys"}},
+            },
+            {
+                "name": "IDF_EIL_LEDGER_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": v("api_key_secret"),
+                        "key": "ledger-key",
+                        "optional": True,
+                    }
+                },
+            },
             {"name": "XLA_FLAGS", "value": "--xla_cpu_multi_thread_eigen=true"},
         ],
         "resources": {
@@ -136,8 +172,10 @@ def _render(spec, v=None) -> list[dict[str, Any]]:
         "readinessProbe": probe("/readyz", 5),
         "startupProbe": {**probe("/healthz", 0), "failureThreshold": 30},
         "securityContext": {
-            "runAsNonRoot": True, "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/idf", "readOnly": True},
@@ -156,7 +194,8 @@ def _render(spec, v=None) -> list[dict[str, Any]]:
                 "metadata": {
                     "labels": dict(labels),
                     "annotations": {
-                        "prometheus.io/scrape": "true", "prometheus.io/path": "/metrics",
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/path": "/metrics",
                         "prometheus.io/port": v("port_str"),
                     },
                 },
@@ -174,24 +213,47 @@ def _render(spec, v=None) -> list[dict[str, Any]]:
         },
     }
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(config_name),
-         "data": {"config.yaml": config_yaml}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(config_name),
+            "data": {"config.yaml": config_yaml},
+        },
         deployment,
         {
-            "apiVersion": "v1", "kind": "Service", "metadata": meta(spec.name),
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(spec.name),
             "spec": {
-                "type": "ClusterIP", "selector": dict(labels),
+                "type": "ClusterIP",
+                "selector": dict(labels),
                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
             },
         },
         {
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
             "metadata": meta(spec.name),
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
-                "minReplicas": v("min_replicas"), "maxReplicas": v("max_replicas"),
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                    "type": "Utilization", "averageUtilization": v("target_cpu_percent")}}}],
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": spec.name,
+                },
+                "minReplicas": v("min_replicas"),
+                "maxReplicas": v("max_replicas"),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": v("target_cpu_percent"),
+                            },
+                        },
+                    }
+                ],
             },
         },
     ]
@@ -209,7 +271,9 @@ def write_helm_chart(spec: DeploySpec, folder: str | os.PathLike) -> list[str]:
     """
     folder = os.fspath(folder)
     if os.path.exists(os.path.join(folder, "Chart.yaml")):
-        raise ValueError(f"{folder!r} already holds a Helm chart (Chart.yaml); choose an empty folder")
+        raise ValueError(
+            f"{folder!r} already holds a Helm chart (Chart.yaml); choose an empty folder"
+        )
     token = lambda f: f"__HELM_{f}__"
     objs = _render(spec, token)
     os.makedirs(os.path.join(folder, "templates"), exist_ok=True)
@@ -221,12 +285,25 @@ def write_helm_chart(spec: DeploySpec, folder: str | os.PathLike) -> list[str]:
             fh.write(text)
         written.append(path)
 
-    write("Chart.yaml", yaml.safe_dump({
-        "apiVersion": "v2", "name": spec.name, "description": "idf-jax service",
-        "type": "application", "version": "0.1.0", "appVersion": "0.1.0",
-    }, sort_keys=False))
-    write("values.yaml", "# Values of the idf-jax chart (rendered by `idf deploy --helm`).\n"
-          + yaml.safe_dump({f: getattr(spec, f) for f in HELM_VALUES}, sort_keys=False))
+    write(
+        "Chart.yaml",
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": spec.name,
+                "description": "idf-jax service",
+                "type": "application",
+                "version": "0.1.0",
+                "appVersion": "0.1.0",
+            },
+            sort_keys=False,
+        ),
+    )
+    write(
+        "values.yaml",
+        "# Values of the idf-jax chart (rendered by `idf deploy --helm`).\n"
+        + yaml.safe_dump({f: getattr(spec, f) for f in HELM_VALUES}, sort_keys=False),
+    )
     for obj in objs:
         text = yaml.safe_dump(obj, sort_keys=False)
         text = text.replace(f"namespace: {spec.namespace}", "namespace: {{ .Release.Namespace }}")
@@ -240,8 +317,13 @@ def write_helm_chart(spec: DeploySpec, folder: str | os.PathLike) -> list[str]:
     return written
 
 
-def apply_manifests(objs: list[dict[str, Any]], *, context: str | None = None,
-                    kubeconfig: str | None = None, timeout_s: float = 10.0) -> list[str]:
+def apply_manifests(
+    objs: list[dict[str, Any]],
+    *,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    timeout_s: float = 10.0,
+) -> list[str]:
     """Server-side apply `objs` with the `kubernetes` client; returns "Kind/name" applied.
 
     Uses the kubeconfig context `context` (or the in-cluster config when running in a pod).
@@ -251,14 +333,18 @@ def apply_manifests(objs: list[dict[str, Any]], *, context: str | None = None,
         from kubernetes import client, config
         from kubernetes.dynamic import DynamicClient
     except ImportError as e:  # pragma: no cover - extra not installed
-        raise ValueError("applying needs the `kubernetes` package (pip install 'idf-jax[deploy]')") from e
+        raise ValueError(
+            "applying needs the `kubernetes` package (pip install 'idf-jax[deploy]')"
+        ) from e
     try:
         if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_kube_config(config_file=kubeconfig, context=context)
         else:
             config.load_incluster_config()
     except Exception as e:  # config errors are many types; report them as one
-        raise ConnectionError(f"no usable Kubernetes configuration for context {context!r}: {e}") from e
+        raise ConnectionError(
+            f"no usable Kubernetes configuration for context {context!r}: {e}"
+        ) from e
     api = client.ApiClient()
     api.configuration.retries = 0
     try:
@@ -267,12 +353,18 @@ def apply_manifests(objs: list[dict[str, Any]], *, context: str | None = None,
         for obj in objs:
             res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
             res.server_side_apply(
-                body=obj, name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"),
-                field_manager="idf-cli", force_conflicts=True, _request_timeout=timeout_s,
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=obj["metadata"].get("namespace"),
+                field_manager="idf-cli",
+                force_conflicts=True,
+                _request_timeout=timeout_s,
             )
             done.append(f"{obj['kind']}/{obj['metadata']['name']}")
         return done
     except Exception as e:  # urllib3 / ApiException: the cluster refused or is unreachable
-        raise ConnectionError(f"cluster {context or 'in-cluster'!r} not reachable or refused: {e}") from e
+        raise ConnectionError(
+            f"cluster {context or 'in-cluster'!r} not reachable or refused: {e}"
+        ) from e
     finally:
         api.close()

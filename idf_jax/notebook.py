@@ -25,8 +25,20 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 __all__ = ["IDFMagics", "load_ipython_extension", "read_xyz", "write_xyz"]
 
 # Covalent radii (angstrom) for bond drawing: Cordero et al., Dalton Trans. 2008.
-_RADII = {"H": 0.31, "C": 0.76, "N": 0.71, "O": 0.66, "F": 0.57, "P": 1.07, "S": 1.05,
-          "Cl": 1.02, "Br": 1.20, "I": 1.39, "Si": 1.11, "B": 0.84}
+_RADII = {
+    "H": 0.31,
+    "C": 0.76,
+    "N": 0.71,
+    "O": 0.66,
+    "F": 0.57,
+    "P": 1.07,
+    "S": 1.05,
+    "Cl": 1.02,
+    "Br": 1.20,
+    "I": 1.39,
+    "Si": 1.11,
+    "B": 0.84,
+}
 
 
 def read_xyz(path: str) -> tuple[list[str], np.ndarray]:
@@ -42,7 +54,7 @@ def read_xyz(path: str) -> tuple[list[str], np.ndarray]:
     if n < 1 or len(lines) < n + 2:
         raise ValueError(f"{path}: declares {n} atoms but has {max(len(lines) - 2, 0)} atom lines")
     symbols, pos = [], []
-    for i, line in enumerate(lines[2:n + 2], start=3):
+    for i, line in enumerate(lines[2 : n + 2], start=3):
         parts = line.split()
         try:
             symbols.append(parts[0])
@@ -57,7 +69,9 @@ def read_xyz(path: str) -> tuple[list[str], np.ndarray]:
     return symbols, x
 
 
-def write_xyz(path: str, symbols: list[str], frames: np.ndarray, comments: list[str] | None = None) -> None:
+def write_xyz(
+    path: str, symbols: list[str], frames: np.ndarray, comments: list[str] | None = None
+) -> None:
     """Write frames (f, n, 3) or one frame (n, 3) as a (multi-frame) XYZ file, atomically."""
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 2:
@@ -76,7 +90,9 @@ def write_xyz(path: str, symbols: list[str], frames: np.ndarray, comments: list[
 def _plt():
     import matplotlib
 
-    if "ipykernel" not in str(matplotlib.get_backend()).lower() and not os.environ.get("MPLBACKEND"):
+    if "ipykernel" not in str(matplotlib.get_backend()).lower() and not os.environ.get(
+        "MPLBACKEND"
+    ):
         try:
             from IPython import get_ipython
 
@@ -131,12 +147,27 @@ def _bonds(symbols, x) -> list[tuple[int, int]]:
 
 
 def _draw_molecule(ax, symbols, x):
-    colors = {"H": "#dddddd", "C": "#444444", "N": "#3050f8", "O": "#ff0d0d", "S": "#ffff30",
-              "P": "#ff8000", "F": "#90e050", "Cl": "#1ff01f"}
+    colors = {
+        "H": "#dddddd",
+        "C": "#444444",
+        "N": "#3050f8",
+        "O": "#ff0d0d",
+        "S": "#ffff30",
+        "P": "#ff8000",
+        "F": "#90e050",
+        "Cl": "#1ff01f",
+    }
     for i, j in _bonds(symbols, x):
         ax.plot(*zip(x[i], x[j]), color="0.5", lw=1.5)
-    ax.scatter(x[:, 0], x[:, 1], x[:, 2], s=120, depthshade=True, edgecolors="k",
-               c=[colors.get(s, "#1f77b4") for s in symbols])
+    ax.scatter(
+        x[:, 0],
+        x[:, 1],
+        x[:, 2],
+        s=120,
+        depthshade=True,
+        edgecolors="k",
+        c=[colors.get(s, "#1f77b4") for s in symbols],
+    )
     span = np.ptp(x, axis=0).max() / 2 or 1.0
     c = x.mean(0)
     ax.set_xlim(c[0] - span, c[0] + span)
@@ -202,8 +233,10 @@ class IDFMagics(Magics):
         raise ValueError(f"{name!r} is neither a variable, an .xyz file nor a registered capsule")
 
     @magic_arguments()
-    @argument("target", help="a Trace, Capsule, energy function, molecule, (n,3) array, .xyz path "
-                              "or capsule name")
+    @argument(
+        "target",
+        help="a Trace, Capsule, energy function, molecule, (n,3) array, .xyz path or capsule name",
+    )
     @argument("--3d", dest="three_d", action="store_true", help="3-D view (surface, trajectory)")
     @argument("--animate", metavar="FILE", default=None, help="write an animation (.gif or .mp4)")
     @argument("--out", metavar="FILE", default=None, help="save the figure as PNG")
@@ -285,6 +318,7 @@ class IDFMagics(Magics):
             step = max(1, draws // max(args.frames, 1))
             frames = list(range(1, draws + 1, step))
             if is_mol:
+
                 def update(i):
                     ax.cla()
                     _draw_molecule(ax, ["X"] * leaf.shape[2], leaf[0, frames[i] - 1])
@@ -300,6 +334,7 @@ class IDFMagics(Magics):
                     for k, m in enumerate(marks):
                         m.set_data([flat[k, d, 0]], [flat[k, d, 1]])
                     ax_e.set_xlim(0, max(frames[i], 2))
+
             _save_animation(fig, update, len(frames), args.animate)
         return fig
 
@@ -355,9 +390,16 @@ class IDFMagics(Magics):
     @argument("--temperature", type=float, default=0.1, help="kT (capsule energy units)")
     @argument("--friction", type=float, default=1.0, help="Langevin friction (1 / time)")
     @argument("--every", type=int, default=10, help="record one frame every N steps")
-    @argument("--capsule", default="molecular.lennard_jones_cluster",
-              help="energy: a registered capsule whose state is (n_atoms, 3)")
-    @argument("--param", action="append", help="capsule parameter KEY=VALUE (n defaults to the atom count)")
+    @argument(
+        "--capsule",
+        default="molecular.lennard_jones_cluster",
+        help="energy: a registered capsule whose state is (n_atoms, 3)",
+    )
+    @argument(
+        "--param",
+        action="append",
+        help="capsule parameter KEY=VALUE (n defaults to the atom count)",
+    )
     @argument("--seed", type=int, default=0)
     @argument("--output", default=None, help="write the trajectory as multi-frame XYZ")
     @argument("--var", default="idf_sim", help="user variable that receives the Trace")
@@ -397,12 +439,18 @@ class IDFMagics(Magics):
         self.shell.user_ns[args.var] = trace
         if args.output:
             frames = np.asarray(trace.positions)[0]
-            write_xyz(args.output, symbols, frames,
-                      [f"step {(k + 1) * args.every} energy {e[k]:.8f}" for k in range(len(e))])
+            write_xyz(
+                args.output,
+                symbols,
+                frames,
+                [f"step {(k + 1) * args.every} energy {e[k]:.8f}" for k in range(len(e))],
+            )
         e0 = float(cap.energy_fn(jnp.asarray(x, dtype=leaves[0].dtype)))
-        print(f"{args.capsule}: {len(symbols)} atoms, {args.timesteps} steps of dt={args.dt} at "
-              f"kT={args.temperature}; energy {e0:.6g} -> {e[-1]:.6g} (min {e.min():.6g}); "
-              f"trace in `{args.var}`" + (f", trajectory in {args.output}" if args.output else ""))
+        print(
+            f"{args.capsule}: {len(symbols)} atoms, {args.timesteps} steps of dt={args.dt} at "
+            f"kT={args.temperature}; energy {e0:.6g} -> {e[-1]:.6g} (min {e.min():.6g}); "
+            f"trace in `{args.var}`" + (f", trajectory in {args.output}" if args.output else "")
+        )
         return trace
 
 

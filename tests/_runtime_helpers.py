@@ -29,8 +29,12 @@ def _gaussian(dim: int = 2, sigma: float = 1.0) -> Capsule:
         return 3.0 * sigma * jax.random.normal(key, (num_chains, dim))
 
     return Capsule(
-        name=NAME, energy_fn=energy_fn, init=init, decode=lambda x: {"x": [float(v) for v in x]},
-        params={"dim": dim, "sigma": sigma}, description="isotropic Gaussian (tests)",
+        name=NAME,
+        energy_fn=energy_fn,
+        init=init,
+        decode=lambda x: {"x": [float(v) for v in x]},
+        params={"dim": dim, "sigma": sigma},
+        description="isotropic Gaussian (tests)",
     )
 
 
@@ -60,7 +64,9 @@ def _lj_cluster(n: int = 2) -> Capsule:
     def init(key, num_chains):
         return 1.5 * jax.random.normal(key, (num_chains, n, 3))
 
-    return Capsule(name=LJ_NAME, energy_fn=energy_fn, init=init, decode=lambda x: x, params={"n": n})
+    return Capsule(
+        name=LJ_NAME, energy_fn=energy_fn, init=init, decode=lambda x: x, params={"n": n}
+    )
 
 
 if LJ_NAME not in capsules._base._REGISTRY:

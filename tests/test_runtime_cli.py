@@ -20,8 +20,17 @@ def run(capsys, *args):
 
 
 def test_help_everywhere(capsys):
-    for cmd in ([], ["sample"], ["equilibrium"], ["train"], ["serve"], ["monitor"], ["deploy"],
-                ["capsules"], ["init"]):
+    for cmd in (
+        [],
+        ["sample"],
+        ["equilibrium"],
+        ["train"],
+        ["serve"],
+        ["monitor"],
+        ["deploy"],
+        ["capsules"],
+        ["init"],
+    ):
         rc, out, _ = run(capsys, *cmd, "--help")
         assert rc == 0 and "Usage:" in out, cmd
     rc, out, _ = run(capsys, "sample", "--help")
@@ -57,8 +66,26 @@ def test_bad_options_one_line_nonzero(capsys, args, needle):
 def test_sample_writes_npz_netcdf_plots(capsys, tmp_path):
     out = tmp_path / "res"
     rc, stdout, err = run(
-        capsys, "sample", "--capsule", NAME, "--param", "dim=3", "--chains", "4", "--steps", "60",
-        "--burn-in", "20", "--thin", "2", "--step-size", "0.5", "--seed", "1", "--out", str(out),
+        capsys,
+        "sample",
+        "--capsule",
+        NAME,
+        "--param",
+        "dim=3",
+        "--chains",
+        "4",
+        "--steps",
+        "60",
+        "--burn-in",
+        "20",
+        "--thin",
+        "2",
+        "--step-size",
+        "0.5",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
         "--no-progress",
     )
     assert rc == 0, err
@@ -101,7 +128,9 @@ def test_sample_from_config_file(capsys, tmp_path):
         "sample": {"chains": 3, "steps": 20, "out": str(tmp_path / "r")},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    rc, _, err = run(capsys, "sample", "--config", str(tmp_path / "c.yaml"), "--no-progress", "--no-plots")
+    rc, _, err = run(
+        capsys, "sample", "--config", str(tmp_path / "c.yaml"), "--no-progress", "--no-plots"
+    )
     assert rc == 0, err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["sampler"] == "ula" and s["chains"] == 3 and s["draws"] == 20
@@ -124,11 +153,15 @@ def test_histogram_quantile_exact_on_uniform_buckets():
 def test_dashboards_render_from_metrics():
     m = {
         "idf_samples_drawn_total": [({"kind": "sample"}, 100.0)],
-        "idf_http_requests_total": [({"route": "/v1/sample", "method": "POST", "status": "200"}, 4.0),
-                                    ({"route": "/v1/sample", "method": "POST", "status": "422"}, 1.0)],
+        "idf_http_requests_total": [
+            ({"route": "/v1/sample", "method": "POST", "status": "200"}, 4.0),
+            ({"route": "/v1/sample", "method": "POST", "status": "422"}, 1.0),
+        ],
         "idf_http_request_duration_seconds_bucket": [
-            ({"route": "/v1/sample", "le": "0.1"}, 2.0), ({"route": "/v1/sample", "le": "1.0"}, 5.0),
-            ({"route": "/v1/sample", "le": "+Inf"}, 5.0)],
+            ({"route": "/v1/sample", "le": "0.1"}, 2.0),
+            ({"route": "/v1/sample", "le": "1.0"}, 5.0),
+            ({"route": "/v1/sample", "le": "+Inf"}, 5.0),
+        ],
     }
     prev = {"idf_samples_drawn_total": [({"kind": "sample"}, 40.0)]}
     from rich.console import Console
@@ -146,8 +179,20 @@ def test_dashboards_render_from_metrics():
 def test_equilibrium_command_writes_results(capsys, tmp_path):
     pytest.importorskip("idf_jax.anneal")
     out = tmp_path / "eq"
-    rc, stdout, err = run(capsys, "equilibrium", "--capsule", NAME, "--param", "dim=3", "--chains", "4",
-                          "--steps", "100", "--out", str(out))
+    rc, stdout, err = run(
+        capsys,
+        "equilibrium",
+        "--capsule",
+        NAME,
+        "--param",
+        "dim=3",
+        "--chains",
+        "4",
+        "--steps",
+        "100",
+        "--out",
+        str(out),
+    )
     assert rc == 0, err
     with np.load(out / "equilibrium.npz") as z:
         assert z["position_x"].shape == (4, 3) and z["energy"].shape == (4,)
@@ -171,10 +216,22 @@ def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
         rows = "\n".join(f"{a:.5f},{b:.3f},{c:.3f}" for a, b, c in zip(cpu, power, temp))
         (data / f"s{k}.csv").write_text("cpu,power,temp\n" + rows + "\n")
     ckpt = tmp_path / "models" / "nvp.ckpt"
-    cfg = {"nvp": {"channels": ["cpu", "power", "temp"], "window": 8, "d_model": 16, "num_heads": 2,
-                   "num_layers": 1, "epochs": 2, "batch_size": 16, "checkpoint": str(ckpt)}}
+    cfg = {
+        "nvp": {
+            "channels": ["cpu", "power", "temp"],
+            "window": 8,
+            "d_model": 16,
+            "num_heads": 2,
+            "num_layers": 1,
+            "epochs": 2,
+            "batch_size": 16,
+            "checkpoint": str(ckpt),
+        }
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rc, stdout, err = run(capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data))
+    rc, stdout, err = run(
+        capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data)
+    )
     assert rc == 0, err
     assert "best validation loss" in stdout
     p = nvp.NVPPredictor(model_path=str(ckpt))
@@ -182,5 +239,7 @@ def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
     assert np.isfinite(pred["power"])
     cfg["nvp"]["bogus"] = 1
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rc, _, err = run(capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data))
+    rc, _, err = run(
+        capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data)
+    )
     assert rc == 1 and "bogus" in err

@@ -20,8 +20,12 @@ def _validate(obj):
 
 
 def test_manifests_validate_against_kubernetes_schemas():
-    spec = DeploySpec(namespace="prod", image="registry.example/idf-jax:1.2.3", replicas=3,
-                      service_config={"limits": {"max_chains": 256}, "api_keys": ["secret-key-1"]})
+    spec = DeploySpec(
+        namespace="prod",
+        image="registry.example/idf-jax:1.2.3",
+        replicas=3,
+        service_config={"limits": {"max_chains": 256}, "api_keys": ["secret-key-1"]},
+    )
     objs = render_manifests(spec)
     kinds = [o["kind"] for o in objs]
     assert kinds == ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"]
@@ -38,8 +42,9 @@ def test_manifests_validate_against_kubernetes_schemas():
     assert env["IDF_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "idf-api-keys"
     # API keys never land in a ConfigMap
     assert "secret-key-1" not in json.dumps(objs)
-    assert yaml.safe_load(cm["data"]["config.yaml"]) == {"service": {
-        "limits": {"max_chains": 256}, "eil": {"db_path": "/var/lib/idf/eil.sqlite"}}}
+    assert yaml.safe_load(cm["data"]["config.yaml"]) == {
+        "service": {"limits": {"max_chains": 256}, "eil": {"db_path": "/var/lib/idf/eil.sqlite"}}
+    }
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
 
@@ -51,8 +56,16 @@ def test_schema_validation_catches_a_broken_manifest():
         _validate(dep)
 
 
-@pytest.mark.parametrize("kw", [{"namespace": "Prod"}, {"replicas": 0}, {"cpu_request": "lots"},
-                                {"min_replicas": 5, "max_replicas": 2}, {"port": 70000}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"namespace": "Prod"},
+        {"replicas": 0},
+        {"cpu_request": "lots"},
+        {"min_replicas": 5, "max_replicas": 2},
+        {"port": 70000},
+    ],
+)
 def test_bad_spec_is_a_clear_error(kw):
     with pytest.raises(ValueError):
         DeploySpec(**kw)
@@ -61,7 +74,9 @@ def test_bad_spec_is_a_clear_error(kw):
 def _helm_render(template: str, values: dict, namespace: str) -> str:
     """The subset of Helm's template language the chart uses: .Values refs, quote, .Release.Namespace."""
     text = template.replace("{{ .Release.Namespace }}", namespace)
-    text = re.sub(r"\{\{ \.Values\.(\w+) \| quote \}\}", lambda m: json.dumps(str(values[m[1]])), text)
+    text = re.sub(
+        r"\{\{ \.Values\.(\w+) \| quote \}\}", lambda m: json.dumps(str(values[m[1]])), text
+    )
     text = re.sub(r"\{\{ \.Values\.(\w+) \}\}", lambda m: str(values[m[1]]), text)
     assert "{{" not in text
     return text
@@ -89,13 +104,23 @@ def test_helm_chart_renders_to_the_same_manifests(tmp_path):
 
 def test_cli_dry_run_prints_valid_manifests(capsys, tmp_path):
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"deploy": {"image": "idf:7", "replicas": 2},
-                                   "service": {"batch_max_size": 32}}))
-    rc = main(["deploy", "--cluster", "k8s-prod", "--namespace", "idf", "--config", str(cfg), "--dry-run"])
+    cfg.write_text(
+        yaml.safe_dump(
+            {"deploy": {"image": "idf:7", "replicas": 2}, "service": {"batch_max_size": 32}}
+        )
+    )
+    rc = main(
+        ["deploy", "--cluster", "k8s-prod", "--namespace", "idf", "--config", str(cfg), "--dry-run"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     objs = list(yaml.safe_load_all(out))
-    assert [o["kind"] for o in objs] == ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"]
+    assert [o["kind"] for o in objs] == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+    ]
     for o in objs:
         _validate(o)
     assert objs[1]["spec"]["template"]["spec"]["containers"][0]["image"] == "idf:7"
@@ -105,13 +130,21 @@ def test_cli_dry_run_prints_valid_manifests(capsys, tmp_path):
 
 def test_cli_apply_to_unreachable_cluster_fails_cleanly(capsys, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
-        "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }))
-    rc = main(["deploy", "--cluster", "dead", "--namespace", "idf", "--kubeconfig", str(kubeconfig)])
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "dead",
+                "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    rc = main(
+        ["deploy", "--cluster", "dead", "--namespace", "idf", "--kubeconfig", str(kubeconfig)]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "not reachable" in err[0]
     rc = main(["deploy", "--cluster", "nosuchcontext", "--kubeconfig", str(kubeconfig)])

@@ -18,8 +18,9 @@ from idf_jax.service import Limits, ServiceConfig, create_app
 schemathesis = pytest.importorskip("schemathesis")
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-LIMITS = Limits(max_chains=4, max_steps=40, max_dimensions=8, max_body_bytes=50_000,
-                max_draws_returned=2_000)
+LIMITS = Limits(
+    max_chains=4, max_steps=40, max_dimensions=8, max_body_bytes=50_000, max_draws_returned=2_000
+)
 APP = create_app(ServiceConfig(api_keys=(API_KEY,), limits=LIMITS))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
@@ -28,9 +29,14 @@ def _check(response, path: str):
     status = response.status_code
     if status == 503:
         comps = APP.state.runtime
-        absent = {"/v1/nvp/predict": comps["nvp"] is None, "/v1/equilibrium": True,
-                  "/v1/eil/sense": comps["eil"] is None, "/v1/eil/act": comps["eil"] is None,
-                  "/v1/eil/prove": comps["eil"] is None, "/v1/ledger/verify": comps["eil"] is None}
+        absent = {
+            "/v1/nvp/predict": comps["nvp"] is None,
+            "/v1/equilibrium": True,
+            "/v1/eil/sense": comps["eil"] is None,
+            "/v1/eil/act": comps["eil"] is None,
+            "/v1/eil/prove": comps["eil"] is None,
+            "/v1/ledger/verify": comps["eil"] is None,
+        }
         import idf_jax
 
         if path == "/v1/equilibrium":
@@ -58,19 +64,30 @@ def test_no_server_errors_without_key(case):
         assert response.status_code in (401, 405), response.status_code
 
 
-_number = st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-                    st.sampled_from([0, -1, 1e-300, 1e300]))
+_number = st.one_of(
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, -1, 1e-300, 1e300]),
+)
 _body = st.fixed_dictionaries(
     {"capsule": st.just(NAME)},
     optional={
-        "params": st.dictionaries(st.sampled_from(["dim", "sigma", "other"]),
-                                  st.one_of(_number, st.text(max_size=5), st.booleans(),
-                                            st.lists(_number, max_size=3)), max_size=2),
+        "params": st.dictionaries(
+            st.sampled_from(["dim", "sigma", "other"]),
+            st.one_of(_number, st.text(max_size=5), st.booleans(), st.lists(_number, max_size=3)),
+            max_size=2,
+        ),
         "sampler": st.sampled_from(["mala", "ula", "underdamped", "hmc", "x"]),
-        "chains": st.integers(-2, 6), "steps": st.integers(-2, 50), "thin": st.integers(-1, 5),
-        "burn_in": st.integers(-1, 45), "step_size": _number, "temperature": _number,
-        "friction": _number, "num_integration_steps": st.integers(-1, 4),
-        "seed": st.integers(-1, 2**33), "return_positions": st.sampled_from(["none", "final", "all"]),
+        "chains": st.integers(-2, 6),
+        "steps": st.integers(-2, 50),
+        "thin": st.integers(-1, 5),
+        "burn_in": st.integers(-1, 45),
+        "step_size": _number,
+        "temperature": _number,
+        "friction": _number,
+        "num_integration_steps": st.integers(-1, 4),
+        "seed": st.integers(-1, 2**33),
+        "return_positions": st.sampled_from(["none", "final", "all"]),
     },
 )
 

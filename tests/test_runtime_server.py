@@ -53,16 +53,42 @@ def _wait_healthy(url: str, proc, deadline_s: float = 180.0):
 def server(tmp_path_factory):
     port = _free_port()
     cfg = tmp_path_factory.mktemp("srv") / "config.yaml"
-    cfg.write_text(json.dumps({"service": {"capsule_modules": ["_runtime_helpers"],
-                                           "limits": {"max_chains": 64, "max_steps": 5000}}}))
-    env = dict(os.environ, IDF_API_KEYS=API_KEY,
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    cfg.write_text(
+        json.dumps(
+            {
+                "service": {
+                    "capsule_modules": ["_runtime_helpers"],
+                    "limits": {"max_chains": 64, "max_steps": 5000},
+                }
+            }
+        )
+    )
+    env = dict(
+        os.environ,
+        IDF_API_KEYS=API_KEY,
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    )
     log = cfg.parent / "server.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "idf_jax.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--config", str(cfg), "--graceful-timeout", "60"],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "idf_jax.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                str(cfg),
+                "--graceful-timeout",
+                "60",
+            ],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     proc.log_path = log
     url = f"http://127.0.0.1:{port}"
@@ -80,8 +106,9 @@ def test_websocket_over_loopback(server):
 
     url, _ = server
     job = dict(type="sample", capsule=NAME, chains=4, steps=200, step_size=0.5)
-    with connect(url.replace("http", "ws") + "/v1/stream", additional_headers=AUTH,
-                 open_timeout=30) as ws:
+    with connect(
+        url.replace("http", "ws") + "/v1/stream", additional_headers=AUTH, open_timeout=30
+    ) as ws:
         ws.send(json.dumps(job))
         kinds = []
         for _ in range(500):
@@ -94,10 +121,27 @@ def test_websocket_over_loopback(server):
 
 def test_monitor_reads_live_metrics(server, capsys):
     url, _ = server
-    httpx.post(url + "/v1/sample", json=dict(capsule=NAME, chains=2, steps=10, step_size=0.5),
-               headers=AUTH, timeout=180)
-    rc = main(["monitor", "--url", url, "--api-key", API_KEY, "--dashboard", "http",
-               "--iterations", "2", "--interval", "0.1"])
+    httpx.post(
+        url + "/v1/sample",
+        json=dict(capsule=NAME, chains=2, steps=10, step_size=0.5),
+        headers=AUTH,
+        timeout=180,
+    )
+    rc = main(
+        [
+            "monitor",
+            "--url",
+            url,
+            "--api-key",
+            API_KEY,
+            "--dashboard",
+            "http",
+            "--iterations",
+            "2",
+            "--interval",
+            "0.1",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "/v1/sample" in out
     rc = main(["monitor", "--url", url, "--api-key", "wrong-key-xxxxxxxx", "--iterations", "1"])

@@ -13,16 +13,31 @@ from idf_jax.service import Limits, MicroBatcher, ServiceConfig, create_app, loa
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # One job shape shared by the tests, so the sampler compiles once (the service caches it).
-JOB = dict(capsule=NAME, params={"dim": 4}, sampler="mala", chains=16, steps=300, burn_in=100,
-           thin=2, step_size=0.8, temperature=2.0)
+JOB = dict(
+    capsule=NAME,
+    params={"dim": 4},
+    sampler="mala",
+    chains=16,
+    steps=300,
+    burn_in=100,
+    thin=2,
+    step_size=0.8,
+    temperature=2.0,
+)
 
 
 @pytest.fixture(scope="module")
 def client():
     cfg = ServiceConfig(
-        api_keys=(API_KEY,), nvp_model_path=None,
-        limits=Limits(max_chains=64, max_steps=2000, max_dimensions=64, max_body_bytes=20_000,
-                      max_draws_returned=50_000),
+        api_keys=(API_KEY,),
+        nvp_model_path=None,
+        limits=Limits(
+            max_chains=64,
+            max_steps=2000,
+            max_dimensions=64,
+            max_body_bytes=20_000,
+            max_draws_returned=50_000,
+        ),
     )
     with TestClient(create_app(cfg)) as c:
         yield c
@@ -32,9 +47,14 @@ def test_health_needs_no_key_but_everything_else_does(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["ready"] is True
-    for method, path in [("get", "/metrics"), ("get", "/v1/capsules"), ("post", "/v1/sample"),
-                         ("post", "/v1/nvp/predict"), ("post", "/v1/eil/sense"),
-                         ("get", "/v1/ledger/verify")]:
+    for method, path in [
+        ("get", "/metrics"),
+        ("get", "/v1/capsules"),
+        ("post", "/v1/sample"),
+        ("post", "/v1/nvp/predict"),
+        ("post", "/v1/eil/sense"),
+        ("get", "/v1/ledger/verify"),
+    ]:
         r = getattr(client, method)(path)
         assert r.status_code == 401, (path, r.status_code)
         r = getattr(client, method)(path, headers={"Authorization": "Bearer wrong-key-xxxxxxxx"})
@@ -108,10 +128,12 @@ def test_sample_bad_input_names_the_field(client, change, status, field):
 
 
 def test_non_finite_and_malformed_bodies_are_422(client):
-    raw = '{"capsule": "%s", "step_size": NaN}' % NAME
+    raw = '{"capsule": "' + NAME + '", "step_size": NaN}'
     r = client.post("/v1/sample", content=raw, headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 422 and "step_size" in r.text
-    r = client.post("/v1/sample", content="{not json", headers={**AUTH, "content-type": "application/json"})
+    r = client.post(
+        "/v1/sample", content="{not json", headers={**AUTH, "content-type": "application/json"}
+    )
     assert r.status_code == 422
     r = client.post("/v1/sample", json=[1, 2], headers=AUTH)
     assert r.status_code == 422
@@ -217,8 +239,11 @@ def test_equilibrium_finds_the_minimum(client):
     assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body", "chains"]
 
 
-HISTORY = [{"cpu": 0.75, "power": 850.0, "temp": 72.0}, {"cpu": 0.78, "power": 865.0, "temp": 73.0},
-           {"cpu": 0.81, "power": 880.0, "temp": 74.0}]
+HISTORY = [
+    {"cpu": 0.75, "power": 850.0, "temp": 72.0},
+    {"cpu": 0.78, "power": 865.0, "temp": 73.0},
+    {"cpu": 0.81, "power": 880.0, "temp": 74.0},
+]
 
 
 @pytest.fixture(scope="module")
@@ -242,11 +267,14 @@ def test_nvp_predict_matches_the_library(nvp_client):
     assert r.status_code == 200 and len(r.json()["predictions"]) == 2
 
 
-@pytest.mark.parametrize("history, needle", [
-    ([{"cpu": 0.5, "power": 800.0}], "missing"),
-    ([{"cpu": 0.5, "power": 800.0, "temp": 70.0, "fan": 1.0}], "fan"),
-    ([{"cpu": 0.5, "power": 800.0, "temp": 70.0}], "at least"),
-])
+@pytest.mark.parametrize(
+    "history, needle",
+    [
+        ([{"cpu": 0.5, "power": 800.0}], "missing"),
+        ([{"cpu": 0.5, "power": 800.0, "temp": 70.0, "fan": 1.0}], "fan"),
+        ([{"cpu": 0.5, "power": 800.0, "temp": 70.0}], "at least"),
+    ],
+)
 def test_nvp_bad_history_is_422_naming_the_problem(nvp_client, history, needle):
     client, _ = nvp_client
     r = client.post("/v1/nvp/predict", json={"history": history}, headers=AUTH)
@@ -265,10 +293,17 @@ def test_nvp_concurrent_requests_are_micro_batched(nvp_client):
     calls0, items0 = metric("idf_nvp_batch_size_count"), metric("idf_nvp_batch_size_sum")
     hist = [dict(h, cpu=h["cpu"] + 0.001 * k) for k, h in enumerate(HISTORY)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        rs = list(pool.map(lambda i: client.post("/v1/nvp/predict", json={"history": hist},
-                                                 headers=AUTH), range(48)))
+        rs = list(
+            pool.map(
+                lambda i: client.post("/v1/nvp/predict", json={"history": hist}, headers=AUTH),
+                range(48),
+            )
+        )
     assert all(r.status_code == 200 for r in rs)
-    calls, items = metric("idf_nvp_batch_size_count") - calls0, metric("idf_nvp_batch_size_sum") - items0
+    calls, items = (
+        metric("idf_nvp_batch_size_count") - calls0,
+        metric("idf_nvp_batch_size_sum") - items0,
+    )
     assert items == 48
     assert calls < 48  # requests shared vmapped calls
     want = predictor.predict_next(telemetry_history=hist)["power"]

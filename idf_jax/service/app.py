@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -40,10 +40,10 @@ from starlette.websockets import WebSocketDisconnect
 from .batching import BatcherClosed, MicroBatcher
 from .config import ServiceConfig
 from .jobs import (
+    _LRU,
     EquilibriumJob,
     JobError,
     SampleJob,
-    _LRU,
     equilibrium_available,
     positions_as_lists,
     run_equilibrium,
@@ -148,13 +148,27 @@ class _BodyLimit:
                 await self._reject(send, seen)
 
     async def _reject(self, send, n):
-        body = json.dumps({"detail": [{
-            "loc": ["body"], "type": "limit_exceeded",
-            "msg": f"request body of {n} bytes is over the limit of {self.limit} bytes",
-        }]}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "type": "limit_exceeded",
+                        "msg": f"request body of {n} bytes is over the limit of {self.limit} bytes",
+                    }
+                ]
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -180,10 +194,20 @@ class _Auth:
                 break
         if self.check(token):
             return await self.app(scope, receive, send)
-        body = json.dumps({"detail": "missing or invalid API key (Authorization: Bearer <key>)"}).encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b"Bearer")]})
+        body = json.dumps(
+            {"detail": "missing or invalid API key (Authorization: Bearer <key>)"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -249,8 +273,10 @@ class _NVP:
         self.limits = config.limits
         # predict_batch pads to a power of two itself (one compiled shape per size)
         self.batcher = MicroBatcher(
-            self._predict_batch, max_size=config.batch_max_size,
-            max_wait_s=config.batch_max_wait_ms / 1000.0, pad_pow2=False,
+            self._predict_batch,
+            max_size=config.batch_max_size,
+            max_wait_s=config.batch_max_wait_ms / 1000.0,
+            pad_pow2=False,
             on_batch=lambda n: (metrics.batch_size.observe(n), metrics.predictions.inc(n)),
         )
 
@@ -288,17 +314,22 @@ class _NVP:
                 missing, extra = sorted(want - rec.keys()), sorted(rec.keys() - want)
                 raise ValueError(
                     f"{where} record {i}: channels do not match the model's {list(chans)}"
-                    + (f"; missing {missing}" if missing else "") + (f"; extra {extra}" if extra else "")
+                    + (f"; missing {missing}" if missing else "")
+                    + (f"; extra {extra}" if extra else "")
                 )
         x = np.array([[rec[c] for c in chans] for rec in history], dtype=np.float64)
         if x.shape[0] < self.predictor.min_history:
-            raise ValueError(f"{where} has {x.shape[0]} steps; this model needs at least "
-                             f"{self.predictor.min_history}")
+            raise ValueError(
+                f"{where} has {x.shape[0]} steps; this model needs at least "
+                f"{self.predictor.min_history}"
+            )
         return x
 
     async def predict(self, histories, where: str):
-        arrays = [self.to_array(h, where if len(histories) == 1 else f"{where}.{i}")
-                  for i, h in enumerate(histories)]
+        arrays = [
+            self.to_array(h, where if len(histories) == 1 else f"{where}.{i}")
+            for i, h in enumerate(histories)
+        ]
         return await self.batcher.submit_many(arrays)
 
     async def close(self):
@@ -384,6 +415,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if config.nvp_model_path and (config.nvp_model_path != "default" or _nvp_importable()):
+
             def make_nvp():
                 nvp = _NVP(config.nvp_model_path, config, metrics)
                 nvp.warm_up()
@@ -434,7 +466,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)):
         if not check_key(creds.credentials if creds is not None else None):
             raise HTTPException(
-                401, "missing or invalid API key (Authorization: Bearer <key>)",
+                401,
+                "missing or invalid API key (Authorization: Bearer <key>)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
@@ -445,7 +478,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _on_validation(request, e: RequestValidationError):
         errs = [
-            {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type", "")}
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": str(err.get("msg", "")),
+                "type": err.get("type", ""),
+            }
             for err in e.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": errs})
@@ -497,11 +534,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 raise JobError(
                     f"params.{k}",
                     f"integer parameter {v} is over the limit {lim.max_dimensions} "
-                    "(integer parameters size the state)", 413,
+                    "(integer parameters size the state)",
+                    413,
                 )
             if isinstance(v, list) and len(v) > lim.max_dimensions:
-                raise JobError(f"params.{k}", f"list of {len(v)} values is over the limit "
-                               f"{lim.max_dimensions}", 413)
+                raise JobError(
+                    f"params.{k}",
+                    f"list of {len(v)} values is over the limit {lim.max_dimensions}",
+                    413,
+                )
 
     async def _run_job(fn):
         loop = asyncio.get_running_loop()
@@ -538,14 +579,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 raise JobError(
                     "return_positions",
                     f"{size} values to return, over the limit {config.limits.max_draws_returned}; "
-                    "thin more, or ask for 'final'", 413,
+                    "thin more, or ask for 'final'",
+                    413,
                 )
             out["positions"] = positions_as_lists(pos)
             out["energies"] = jsonable(energies)
         return out
 
-    @v1.post("/sample", response_model=SampleResponse, tags=["sampling"],
-             responses={413: {"description": "over a limit"}})
+    @v1.post(
+        "/sample",
+        response_model=SampleResponse,
+        tags=["sampling"],
+        responses={413: {"description": "over a limit"}},
+    )
     async def sample_route(req: SampleRequest):
         """Draw samples from exp(-E(x)/T) of a capsule with `idf.sample`."""
         job = _sample_job(req)
@@ -555,8 +601,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
         )
         return _sample_payload(req, trace, time.perf_counter() - t0)
 
-    @v1.post("/equilibrium", response_model=EquilibriumResponse, tags=["sampling"],
-             responses={413: {"description": "over a limit"}, 503: {"description": "not built"}})
+    @v1.post(
+        "/equilibrium",
+        response_model=EquilibriumResponse,
+        tags=["sampling"],
+        responses={413: {"description": "over a limit"}, 503: {"description": "not built"}},
+    )
     async def equilibrium_route(req: EquilibriumRequest):
         """Anneal chains of a capsule to low-energy states with `idf.sample_equilibrium`."""
         _check_params(req.params)
@@ -565,13 +615,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
         _, _, summary = await _run_job(lambda: run_equilibrium(job, limits=config.limits))
         metrics.samples.labels("equilibrium").inc(job.chains)
         metrics.steps.inc(job.chains * job.steps)
-        return {"capsule": req.capsule, "summary": jsonable(summary),
-                "elapsed_s": time.perf_counter() - t0}
+        return {
+            "capsule": req.capsule,
+            "summary": jsonable(summary),
+            "elapsed_s": time.perf_counter() - t0,
+        }
 
     # ---------------------------------------------------------------- NVP
 
-    @v1.post("/nvp/predict", tags=["nvp"],
-             responses={413: {"description": "over a limit"}, 503: {"description": "no model"}})
+    @v1.post(
+        "/nvp/predict",
+        tags=["nvp"],
+        responses={413: {"description": "over a limit"}, 503: {"description": "no model"}},
+    )
     async def nvp_predict(req: PredictRequest):
         """Next-state forecast of one history (`history`) or many (`histories`)."""
         if (req.history is None) == (req.histories is None):
@@ -582,13 +638,17 @@ def create_app(config: ServiceConfig) -> FastAPI:
         histories = [req.history] if req.history is not None else req.histories
         lim = config.limits
         if len(histories) > lim.max_series:
-            raise JobError("histories", f"{len(histories)} series, over the limit {lim.max_series}", 413)
+            raise JobError(
+                "histories", f"{len(histories)} series, over the limit {lim.max_series}", 413
+            )
         for i, h in enumerate(histories):
             if len(h) > lim.max_history:
                 field = "history" if req.history is not None else f"histories.{i}"
                 raise JobError(field, f"{len(h)} samples, over the limit {lim.max_history}", 413)
         try:
-            preds = await nvp.predict(histories, "history" if req.history is not None else "histories")
+            preds = await nvp.predict(
+                histories, "history" if req.history is not None else "histories"
+            )
         except ValueError as e:
             raise JobError("history" if req.history is not None else "histories", str(e)) from e
         except BatcherClosed as e:
@@ -640,12 +700,17 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if isinstance(out, Response):
             return out
         out = jsonable(out)
-        metrics.decisions.labels(str(out.get("type", "unknown")) if isinstance(out, dict) else "unknown").inc()
+        metrics.decisions.labels(
+            str(out.get("type", "unknown")) if isinstance(out, dict) else "unknown"
+        ).inc()
         hub.publish({"type": "decision", "decision": out})
         return out
 
-    @v1.post("/eil/prove", tags=["eil"],
-             responses={404: {"description": "unknown prediction"}, 503: {"description": "no EIL"}})
+    @v1.post(
+        "/eil/prove",
+        tags=["eil"],
+        responses={404: {"description": "unknown prediction"}, 503: {"description": "no EIL"}},
+    )
     async def eil_prove(req: ProveRequest):
         """Check a prediction against the observed state; mint a proof when valid."""
         out = await _eil_call("prediction_id", "prove", req.prediction_id, dict(req.actual_state))
@@ -708,10 +773,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 try:
                     msg = await ws.receive_json()
                 except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                    await out_q.put({"type": "error", "status": 422, "detail": "messages must be JSON objects"})
+                    await out_q.put(
+                        {"type": "error", "status": 422, "detail": "messages must be JSON objects"}
+                    )
                     continue
                 if not isinstance(msg, dict):
-                    await out_q.put({"type": "error", "status": 422, "detail": "messages must be JSON objects"})
+                    await out_q.put(
+                        {"type": "error", "status": 422, "detail": "messages must be JSON objects"}
+                    )
                     continue
                 kind = msg.pop("type", None)
                 if kind == "subscribe":
@@ -724,8 +793,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 elif kind == "act":
                     await _ws_act(msg, out_q, origin)
                 else:
-                    await out_q.put({"type": "error", "status": 422,
-                                     "detail": f"unknown message type {kind!r}; use sample, act or subscribe"})
+                    await out_q.put(
+                        {
+                            "type": "error",
+                            "status": 422,
+                            "detail": f"unknown message type {kind!r}; "
+                            "use sample, act or subscribe",
+                        }
+                    )
         except WebSocketDisconnect:
             pass
         finally:
@@ -743,8 +818,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
             req = SampleRequest(**msg)
             job = _sample_job(req)
         except ValidationError as e:
-            await out_q.put({"type": "error", "status": 422, "detail": jsonable(
-                [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()])})
+            await out_q.put(
+                {
+                    "type": "error",
+                    "status": 422,
+                    "detail": jsonable(
+                        [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()]
+                    ),
+                }
+            )
             return
         except JobError as e:
             await out_q.put({"type": "error", "status": e.status, "detail": str(e)})
@@ -752,13 +834,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
         def progress(done, total):
             loop.call_soon_threadsafe(
-                out_q.put_nowait, {"type": "progress", "steps_done": int(done), "num_steps": int(total)}
+                out_q.put_nowait,
+                {"type": "progress", "steps_done": int(done), "num_steps": int(total)},
             )
 
         t0 = time.perf_counter()
         try:
             trace, _ = await _run_job(
-                lambda: run_sample(job, limits=config.limits, callback=progress, cache=sampler_cache)
+                lambda: run_sample(
+                    job, limits=config.limits, callback=progress, cache=sampler_cache
+                )
             )
             payload = _sample_payload(req, trace, time.perf_counter() - t0)
         except JobError as e:
@@ -774,13 +859,24 @@ def create_app(config: ServiceConfig) -> FastAPI:
             eil = _eil()
             out = jsonable(await eil.call("act", **_act_kwargs(req)))
         except ValidationError as e:
-            await out_q.put({"type": "error", "status": 422, "detail": jsonable(
-                [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()])})
+            await out_q.put(
+                {
+                    "type": "error",
+                    "status": 422,
+                    "detail": jsonable(
+                        [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()]
+                    ),
+                }
+            )
             return
         except (JobError, ValueError) as e:
-            await out_q.put({"type": "error", "status": getattr(e, "status", 422), "detail": str(e)})
+            await out_q.put(
+                {"type": "error", "status": getattr(e, "status", 422), "detail": str(e)}
+            )
             return
-        metrics.decisions.labels(str(out.get("type", "unknown")) if isinstance(out, dict) else "unknown").inc()
+        metrics.decisions.labels(
+            str(out.get("type", "unknown")) if isinstance(out, dict) else "unknown"
+        ).inc()
         await out_q.put({"type": "decision", "decision": out})
         hub.publish({"type": "decision", "decision": out, "origin": origin})
 

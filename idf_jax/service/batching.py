@@ -127,7 +127,9 @@ class MicroBatcher:
             results = await loop.run_in_executor(self._executor, self.fn, padded)
             results = list(results)[:n]
             if len(results) != n:
-                raise RuntimeError(f"batched function returned {len(results)} results for {n} items")
+                raise RuntimeError(
+                    f"batched function returned {len(results)} results for {n} items"
+                )
             self.calls += 1
             self.items += n
             if self.on_batch is not None:

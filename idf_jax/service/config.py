@@ -85,7 +85,9 @@ class ServiceConfig:
             raise ValueError(f"batch_max_wait_ms must be >= 0, got {self.batch_max_wait_ms!r}")
 
 
-def load_config(mapping: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None) -> ServiceConfig:
+def load_config(
+    mapping: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None
+) -> ServiceConfig:
     """Build a `ServiceConfig` from a mapping (a config file's `service:` section) and the env.
 
     Unknown keys are a ValueError naming them, so a typo never silently changes nothing.
@@ -117,6 +119,8 @@ def load_config(mapping: Mapping[str, Any] | None = None, *, env: Mapping[str, s
     if env.get("IDF_NVP_MODEL") and not data.get("nvp_model_path"):
         data["nvp_model_path"] = env["IDF_NVP_MODEL"]
     return ServiceConfig(
-        api_keys=tuple(dict.fromkeys(keys)), limits=Limits(**limits),
-        eil=dict(eil) if isinstance(eil, Mapping) else eil, **data
+        api_keys=tuple(dict.fromkeys(keys)),
+        limits=Limits(**limits),
+        eil=dict(eil) if isinstance(eil, Mapping) else eil,
+        **data,
     )

@@ -200,7 +200,9 @@ def _projected(sampler, energy_fn, project):
 
     def _refresh(state):
         e, g = energy_and_grad(energy_fn, state.position)
-        return state._replace(energy=e, grad=g) if hasattr(state, "grad") else state._replace(energy=e)
+        return (
+            state._replace(energy=e, grad=g) if hasattr(state, "grad") else state._replace(energy=e)
+        )
 
     def step(key, state):
         new, info = sampler.step(key, state)
@@ -231,16 +233,29 @@ def run_sample(
     if limits is not None:
         check_limits(job, dims, limits)
     cache = _SAMPLER_CACHE if cache is None else cache
-    key_ = (job.capsule, _freeze(job.params), job.sampler, job.step_size, job.temperature,
-            job.friction, job.num_integration_steps)
+    key_ = (
+        job.capsule,
+        _freeze(job.params),
+        job.sampler,
+        job.step_size,
+        job.temperature,
+        job.friction,
+        job.num_integration_steps,
+    )
     sampler = cache.get_or_make(key_, lambda: _make_sampler(job, capsule))
     key = jax.random.key(job.seed)
     k_init, k_run = jax.random.split(key)
     x0 = _initial_states(capsule, k_init, job.chains)
     try:
         trace = sample(
-            sampler, k_run, x0, job.steps, thin=job.thin, burn_in=job.burn_in,
-            progress=progress, callback=callback,
+            sampler,
+            k_run,
+            x0,
+            job.steps,
+            thin=job.thin,
+            burn_in=job.burn_in,
+            progress=progress,
+            callback=callback,
         )
     except ValueError as e:
         raise JobError(_guess_field_run(str(e)), str(e)) from e
@@ -261,12 +276,20 @@ def _check_job(job: SampleJob) -> None:
         v = getattr(job, f)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise JobError(f, f"must be an integer >= 1, got {v!r}")
-    if isinstance(job.burn_in, bool) or not isinstance(job.burn_in, (int, np.integer)) or job.burn_in < 0:
+    if (
+        isinstance(job.burn_in, bool)
+        or not isinstance(job.burn_in, (int, np.integer))
+        or job.burn_in < 0
+    ):
         raise JobError("burn_in", f"must be an integer >= 0, got {job.burn_in!r}")
     if job.burn_in >= job.steps:
-        raise JobError("burn_in", f"burn_in ({job.burn_in}) must be smaller than steps ({job.steps})")
+        raise JobError(
+            "burn_in", f"burn_in ({job.burn_in}) must be smaller than steps ({job.steps})"
+        )
     if (job.steps - job.burn_in) % job.thin:
-        raise JobError("thin", f"thin ({job.thin}) must divide steps - burn_in = {job.steps - job.burn_in}")
+        raise JobError(
+            "thin", f"thin ({job.thin}) must divide steps - burn_in = {job.steps - job.burn_in}"
+        )
     for f in ("step_size", "temperature", "friction"):
         v = getattr(job, f)
         if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
@@ -301,7 +324,9 @@ def summarize_trace(trace: Trace) -> dict[str, Any]:
     if "acceptance_rate" in trace.stats:
         out["acceptance_rate"] = _num(np.mean(np.asarray(trace.stats["acceptance_rate"])))
     if "mean_abs_energy_error" in trace.stats:
-        out["mean_abs_energy_error"] = _num(np.mean(np.asarray(trace.stats["mean_abs_energy_error"])))
+        out["mean_abs_energy_error"] = _num(
+            np.mean(np.asarray(trace.stats["mean_abs_energy_error"]))
+        )
     return out
 
 
@@ -353,8 +378,12 @@ def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict
     x0 = _initial_states(capsule, k_init, job.chains)
     try:
         res = fn(
-            capsule.energy_fn, k_run, x0, num_steps=job.steps,
-            constraints=list(capsule.constraints) or None, relax=job.relax,
+            capsule.energy_fn,
+            k_run,
+            x0,
+            num_steps=job.steps,
+            constraints=list(capsule.constraints) or None,
+            relax=job.relax,
             project=capsule.project,
         )
     except ValueError as e:

@@ -28,7 +28,9 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
 
 Scalar = StrictBool | StrictInt | StrictFloat | Annotated[str, Field(max_length=1000)]
-ParamValue = Scalar | Annotated[list[StrictInt | StrictFloat | StrictBool | str], Field(max_length=100_000)]
+ParamValue = (
+    Scalar | Annotated[list[StrictInt | StrictFloat | StrictBool | str], Field(max_length=100_000)]
+)
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Number = StrictFloat | StrictInt
 
@@ -90,7 +92,9 @@ class PredictRequest(_Model):
     """One telemetry history (`history`) or several (`histories`), oldest sample first."""
 
     history: list[Reading] | None = Field(None, min_length=1)
-    histories: list[Annotated[list[Reading], Field(min_length=1)]] | None = Field(None, min_length=1)
+    histories: list[Annotated[list[Reading], Field(min_length=1)]] | None = Field(
+        None, min_length=1
+    )
 
 
 class SenseRequest(_Model):
@@ -104,8 +108,12 @@ class ActRequest(_Model):
     goal: Name = "minimize_energy"
     constraints: dict[Name, Number] = Field(default_factory=dict)
     source: Name | None = Field(None, description="telemetry source (default: last sensed)")
-    weights: list[Number] | None = Field(None, min_length=3, max_length=3,
-                                         description="w1 (energy), w2 (entropy), w3 (irreversibility)")
+    weights: list[Number] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="w1 (energy), w2 (entropy), w3 (irreversibility)",
+    )
 
 
 class ProveRequest(_Model):
