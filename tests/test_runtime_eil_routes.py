@@ -42,7 +42,7 @@ def test_blueprint_loop_over_http(app):
         first = r.json()
         assert first["valid"] is True and first["pft_amount"] > 0  # the prediction itself
         again = client.post("/v1/eil/prove", json=proof, headers=AUTH).json()
-        assert again["duplicate"] is True and again["pft_amount"] == first["pft_amount"]
+        assert again["duplicate"] is True and again["pft_amount"] == 0.0  # nothing new minted
         r = client.post("/v1/eil/prove", json={"prediction_id": "nope",
                                               "actual_state": {"energy": 1.0}}, headers=AUTH)
         assert r.status_code == 404
@@ -50,7 +50,8 @@ def test_blueprint_loop_over_http(app):
         assert v["ok"] is True and v["count"] >= 2 and not v["errors"]
         text = client.get("/metrics", headers=AUTH).text
         assert f'idf_eil_decisions_total{{type="{action["type"]}"}} 1.0' in text
-        assert 'idf_eil_proofs_total{valid="true"} 2.0' in text
+        assert 'idf_eil_proofs_total{valid="true"} 1.0' in text  # the duplicate is no new proof
+        assert f"idf_eil_pft_minted_total {first['pft_amount']}" in text
     # the lifespan closed the EIL: the database is consistent and reopens with the same chain
     from idf_jax.eil import EILOptimizer
 

@@ -717,7 +717,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if isinstance(out, Response):
             return out
         out = jsonable(out)
-        if isinstance(out, dict):
+        if isinstance(out, dict) and not out.get("duplicate"):
             metrics.proofs.labels(str(bool(out.get("valid"))).lower()).inc()
             if out.get("pft_amount"):
                 metrics.pft.inc(float(out["pft_amount"]))
