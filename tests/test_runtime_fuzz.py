@@ -50,8 +50,18 @@ def _check(response, path: str):
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_server_errors_with_key(case):
+    """The fast version (default run): a few cases per operation."""
+    response = case.call(headers=AUTH)
+    _check(response, case.path)
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_errors_with_key_thorough(case):
+    """The long version (-m slow): many random cases per operation."""
     response = case.call(headers=AUTH)
     _check(response, case.path)
 
@@ -94,14 +104,19 @@ _body = st.fixed_dictionaries(
 )
 
 
-@given(body=_body)
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_sample_bodies_near_the_valid_region(body):
-    """Bodies built around a real capsule reach the sampler: still never a 5xx."""
+@pytest.fixture(scope="module")
+def client():
     from fastapi.testclient import TestClient
 
-    with TestClient(APP, raise_server_exceptions=False) as client:
-        r = client.post("/v1/sample", json=body, headers=AUTH)
+    with TestClient(APP, raise_server_exceptions=False) as c:
+        yield c
+
+
+@given(body=_body)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_sample_bodies_near_the_valid_region(client, body):
+    """Bodies built around a real capsule reach the sampler: still never a 5xx."""
+    r = client.post("/v1/sample", json=body, headers=AUTH)
     assert r.status_code in (200, 413, 422), (body, r.status_code, r.text[:300])
     if r.status_code == 200:
         s = r.json()["summary"]
