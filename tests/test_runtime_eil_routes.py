@@ -18,7 +18,8 @@ READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "te
 def app(tmp_path_factory):
     db = tmp_path_factory.mktemp("eil") / "eil.sqlite"
     cfg = ServiceConfig(
-        api_keys=(API_KEY,), nvp_model_path=None,
+        api_keys=(API_KEY,),
+        nvp_model_path=None,
         eil={"db_path": str(db), "ledger_key": "00" * 32},
     )
     return create_app(cfg), db
@@ -30,21 +31,29 @@ def test_blueprint_loop_over_http(app):
         r = client.post("/v1/eil/sense", json=READING, headers=AUTH)
         assert r.status_code == 200, r.text
         assert r.json()["result"]["energy"] > 0
-        r = client.post("/v1/eil/act", json={"goal": "minimize_energy",
-                                            "constraints": {"uptime": 0.999}}, headers=AUTH)
+        r = client.post(
+            "/v1/eil/act",
+            json={"goal": "minimize_energy", "constraints": {"uptime": 0.999}},
+            headers=AUTH,
+        )
         assert r.status_code == 200, r.text
         action = r.json()
         assert {"type", "energy_savings", "prediction_id", "predicted_state"} <= set(action)
-        proof = {"prediction_id": action["prediction_id"],
-                 "actual_state": {"energy": action["predicted_state"]["energy"]}}
+        proof = {
+            "prediction_id": action["prediction_id"],
+            "actual_state": {"energy": action["predicted_state"]["energy"]},
+        }
         r = client.post("/v1/eil/prove", json=proof, headers=AUTH)
         assert r.status_code == 200, r.text
         first = r.json()
         assert first["valid"] is True and first["pft_amount"] > 0  # the prediction itself
         again = client.post("/v1/eil/prove", json=proof, headers=AUTH).json()
         assert again["duplicate"] is True and again["pft_amount"] == 0.0  # nothing new minted
-        r = client.post("/v1/eil/prove", json={"prediction_id": "nope",
-                                              "actual_state": {"energy": 1.0}}, headers=AUTH)
+        r = client.post(
+            "/v1/eil/prove",
+            json={"prediction_id": "nope", "actual_state": {"energy": 1.0}},
+            headers=AUTH,
+        )
         assert r.status_code == 404
         v = client.get("/v1/ledger/verify", headers=AUTH).json()
         assert v["ok"] is True and v["count"] >= 2 and not v["errors"]
@@ -60,12 +69,15 @@ def test_blueprint_loop_over_http(app):
     eil.close()
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"source": "nowhere", "metrics": {"cpu": 0.5}}, "metrics"),
-    ({"source": "datacenter-01", "metrics": {"cpu": 7.0}}, "metrics"),
-    ({"source": "datacenter-01", "metrics": {"voltage": 1.0}}, "metrics"),
-    ({"source": "datacenter-01", "metrics": {}}, "metrics"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"source": "nowhere", "metrics": {"cpu": 0.5}}, "metrics"),
+        ({"source": "datacenter-01", "metrics": {"cpu": 7.0}}, "metrics"),
+        ({"source": "datacenter-01", "metrics": {"voltage": 1.0}}, "metrics"),
+        ({"source": "datacenter-01", "metrics": {}}, "metrics"),
+    ],
+)
 def test_bad_readings_are_422(app, body, field):
     application, _ = app
     with TestClient(application) as client:
