@@ -59,3 +59,10 @@ from .samplers.gibbs import block_gibbs as block_gibbs
 from . import eil as eil  # noqa: E402
 from .eil import EILOptimizer as EILOptimizer  # noqa: E402
 from .eil import detect_regime_shift as detect_regime_shift  # noqa: E402
+
+# --- runtime (CLI, service, notebook magics) ---------------------------------------------
+def load_ipython_extension(ipython):
+    """`%load_ext idf_jax`: registers `%idf_visualize` and `%idf_simulate` (IPython loaded lazily)."""
+    from .notebook import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,0 +1,370 @@
+"""Kubernetes manifests for the idf service, rendered from one source.
+
+`render_manifests(DeploySpec(...))` returns the objects (plain dicts): a ConfigMap with the
+service configuration, a Deployment (probes on /healthz and /readyz, resource requests
+and limits, API keys read from a referenced Secret, Prometheus scrape annotations), a
+Service, and a HorizontalPodAutoscaler (autoscaling/v2, CPU utilisation). The Secret
+itself is never rendered: keys stay out of manifests; create it with
+`kubectl -n NS create secret generic idf-api-keys --from-literal=api-keys=KEY1,KEY2
+--from-literal=ledger-key=HEX` (the EIL ledger's HMAC key). The ledger database sits on
+the pod's `data` volume (an emptyDir: mount a PersistentVolumeClaim there to keep it).
+
+`write_helm_chart(spec, folder)` writes the same objects as a Helm chart: the templates
+are these manifests with the tunable fields replaced by `.Values` references, and
+`values.yaml` holds the spec's values, so `helm template` reproduces `render_manifests`.
+`apply_manifests` applies them with the official `kubernetes` client (server-side apply).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "DeploySpec",
+    "render_manifests",
+    "to_yaml",
+    "write_helm_chart",
+    "apply_manifests",
+    "HELM_VALUES",
+]
+
+_DNS = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_QTY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploySpec:
+    """What to deploy where. Resource quantities use Kubernetes notation ("500m", "2Gi")."""
+
+    namespace: str = "idf"
+    name: str = "idf"
+    image: str = "idf-jax:0.1.0"
+    replicas: int = 2
+    port: int = 8000
+    cpu_request: str = "1"
+    memory_request: str = "2Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    min_replicas: int = 2
+    max_replicas: int = 10
+    target_cpu_percent: int = 70
+    api_key_secret: str = "idf-api-keys"
+    service_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for f in ("namespace", "name", "api_key_secret"):
+            v = getattr(self, f)
+            if not isinstance(v, str) or not _DNS.match(v):
+                raise ValueError(
+                    f"{f} must be a DNS-1123 label (lowercase, digits, '-'), got {v!r}"
+                )
+        if not isinstance(self.image, str) or not self.image or " " in self.image:
+            raise ValueError(f"image must be a container image reference, got {self.image!r}")
+        for f in ("replicas", "min_replicas", "max_replicas"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{f} must be an integer >= 1, got {v!r}")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed "
+                f"max_replicas ({self.max_replicas})"
+            )
+        if not (isinstance(self.port, int) and 1 <= self.port <= 65535):
+            raise ValueError(f"port must be in 1..65535, got {self.port!r}")
+        if not (isinstance(self.target_cpu_percent, int) and 1 <= self.target_cpu_percent <= 100):
+            raise ValueError(
+                f"target_cpu_percent must be in 1..100, got {self.target_cpu_percent!r}"
+            )
+        for f in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
+            v = getattr(self, f)
+            if not isinstance(v, str) or not _QTY.match(v):
+                raise ValueError(
+                    f"{f} must be a Kubernetes quantity like '500m' or '2Gi', got {v!r}"
+                )
+
+
+# Fields of DeploySpec that the Helm chart exposes as values (name -> is a string).
+HELM_VALUES = {
+    "image": True,
+    "replicas": False,
+    "port": False,
+    "cpu_request": True,
+    "memory_request": True,
+    "cpu_limit": True,
+    "memory_limit": True,
+    "min_replicas": False,
+    "max_replicas": False,
+    "target_cpu_percent": False,
+    "api_key_secret": True,
+}
+
+
+def render_manifests(spec: DeploySpec) -> list[dict[str, Any]]:
+    """The Kubernetes objects for `spec`, in apply order."""
+    return _render(spec)
+
+
+def _render(spec, v=None) -> list[dict[str, Any]]:
+    """Build the manifests; `v(field)` gives each tunable value (the spec's, or a Helm token)."""
+    if v is None:
+
+        def v(f):
+            return str(getattr(spec, f[:-4])) if f.endswith("_str") else getattr(spec, f)
+
+    labels = {"app.kubernetes.io/name": "idf-jax", "app.kubernetes.io/instance": spec.name}
+    meta = lambda name: {"name": name, "namespace": spec.namespace, "labels": dict(labels)}
+    config_name = f"{spec.name}-config"
+    service_cfg = dict(spec.service_config)
+    service_cfg.pop("api_keys", None)  # keys come from the Secret, never a ConfigMap
+    # the EIL ledger lives on the pod's data volume, signed with the Secret's ledger-key
+    if service_cfg.get("eil") is None:
+        service_cfg["eil"] = {"db_path": "/var/lib/idf/eil.sqlite"}
+    config_yaml = yaml.safe_dump({"service": service_cfg}, sort_keys=True)
+    probe = lambda path, delay: {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": delay,
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+    container = {
+        "name": "idf",
+        "image": v("image"),
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            v("port_str"),
+            "--config",
+            "/etc/idf/config.yaml",
+        ],
+        "ports": [{"name": "http", "containerPort": v("port"), "protocol": "TCP"}],
+        "env": [
+            {
+                "name": "IDF_API_KEYS",
+                "valueFrom": {"secretKeyRef": {"name": v("api_key_secret"), "key": "api-keys"}},
+            },
+            {
+                "name": "IDF_EIL_LEDGER_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": v("api_key_secret"),
+                        "key": "ledger-key",
+                        "optional": True,
+                    }
+                },
+            },
+            {"name": "XLA_FLAGS", "value": "--xla_cpu_multi_thread_eigen=true"},
+        ],
+        "resources": {
+            "requests": {"cpu": v("cpu_request"), "memory": v("memory_request")},
+            "limits": {"cpu": v("cpu_limit"), "memory": v("memory_limit")},
+        },
+        "livenessProbe": probe("/healthz", 10),
+        "readinessProbe": probe("/readyz", 5),
+        "startupProbe": {**probe("/healthz", 0), "failureThreshold": 30},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/idf", "readOnly": True},
+            {"name": "data", "mountPath": "/var/lib/idf"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(spec.name),
+        "spec": {
+            "replicas": v("replicas"),
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {
+                    "labels": dict(labels),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/path": "/metrics",
+                        "prometheus.io/port": v("port_str"),
+                    },
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": config_name}},
+                        {"name": "data", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(config_name),
+            "data": {"config.yaml": config_yaml},
+        },
+        deployment,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(spec.name),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": dict(labels),
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta(spec.name),
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": spec.name,
+                },
+                "minReplicas": v("min_replicas"),
+                "maxReplicas": v("max_replicas"),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": v("target_cpu_percent"),
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def to_yaml(objs: list[dict[str, Any]]) -> str:
+    """A multi-document YAML stream."""
+    return yaml.safe_dump_all(objs, sort_keys=False)
+
+
+def write_helm_chart(spec: DeploySpec, folder: str | os.PathLike) -> list[str]:
+    """Write a Helm chart (Chart.yaml, values.yaml, templates/) for `spec` into `folder`.
+
+    Returns the written paths. The folder must not already hold a chart.
+    """
+    folder = os.fspath(folder)
+    if os.path.exists(os.path.join(folder, "Chart.yaml")):
+        raise ValueError(
+            f"{folder!r} already holds a Helm chart (Chart.yaml); choose an empty folder"
+        )
+    token = lambda f: f"__HELM_{f}__"
+    objs = _render(spec, token)
+    os.makedirs(os.path.join(folder, "templates"), exist_ok=True)
+    written = []
+
+    def write(rel, text):
+        path = os.path.join(folder, rel)
+        with open(path, "w") as fh:
+            fh.write(text)
+        written.append(path)
+
+    write(
+        "Chart.yaml",
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": spec.name,
+                "description": "idf-jax service",
+                "type": "application",
+                "version": "0.1.0",
+                "appVersion": "0.1.0",
+            },
+            sort_keys=False,
+        ),
+    )
+    write(
+        "values.yaml",
+        "# Values of the idf-jax chart (rendered by `idf deploy --helm`).\n"
+        + yaml.safe_dump({f: getattr(spec, f) for f in HELM_VALUES}, sort_keys=False),
+    )
+    for obj in objs:
+        text = yaml.safe_dump(obj, sort_keys=False)
+        text = text.replace(f"namespace: {spec.namespace}", "namespace: {{ .Release.Namespace }}")
+        for f, is_str in HELM_VALUES.items():
+            ref = f"{{{{ .Values.{f} | quote }}}}" if is_str else f"{{{{ .Values.{f} }}}}"
+            text = re.sub(rf"'?{token(f + '_str')}'?", f"{{{{ .Values.{f} | quote }}}}", text)
+            text = re.sub(rf"'?{token(f)}'?", ref, text)
+        if "__HELM_" in text:
+            raise AssertionError(f"unreplaced Helm token in {obj['kind']}")
+        write(f"templates/{obj['kind'].lower()}.yaml", text)
+    return written
+
+
+def apply_manifests(
+    objs: list[dict[str, Any]],
+    *,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    timeout_s: float = 10.0,
+) -> list[str]:
+    """Server-side apply `objs` with the `kubernetes` client; returns "Kind/name" applied.
+
+    Uses the kubeconfig context `context` (or the in-cluster config when running in a pod).
+    Raises ConnectionError with the reason when no cluster is reachable.
+    """
+    try:
+        from kubernetes import client, config
+        from kubernetes.dynamic import DynamicClient
+    except ImportError as e:  # pragma: no cover - extra not installed
+        raise ValueError(
+            "applying needs the `kubernetes` package (pip install 'idf-jax[deploy]')"
+        ) from e
+    try:
+        if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_kube_config(config_file=kubeconfig, context=context)
+        else:
+            config.load_incluster_config()
+    except Exception as e:  # config errors are many types; report them as one
+        raise ConnectionError(
+            f"no usable Kubernetes configuration for context {context!r}: {e}"
+        ) from e
+    api = client.ApiClient()
+    api.configuration.retries = 0
+    try:
+        dyn = DynamicClient(api)
+        done = []
+        for obj in objs:
+            res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            res.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=obj["metadata"].get("namespace"),
+                field_manager="idf-cli",
+                force_conflicts=True,
+                _request_timeout=timeout_s,
+            )
+            done.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        return done
+    except Exception as e:  # urllib3 / ApiException: the cluster refused or is unreachable
+        raise ConnectionError(
+            f"cluster {context or 'in-cluster'!r} not reachable or refused: {e}"
+        ) from e
+    finally:
+        api.close()

@@ -1,0 +1,84 @@
+"""Prometheus metrics of one service instance (its own registry, so apps never share counters).
+
+Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
+- idf_http_requests_total{route, method, status}, idf_http_request_duration_seconds{route}
+- idf_http_requests_in_flight
+- idf_samples_drawn_total{kind}: chain-draws returned by sample / equilibrium jobs
+- idf_sampler_steps_total: chain-steps run
+- idf_nvp_predictions_total, idf_nvp_batch_size (series per vmapped call)
+- idf_eil_readings_total, idf_eil_decisions_total{type}, idf_eil_proofs_total{valid},
+  idf_eil_pft_minted_total
+- idf_ws_connections (open WebSocket streams)
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class Metrics:
+    """The counters, gauges and histograms of one app."""
+
+    def __init__(self):
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "idf_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "idf_http_request_duration_seconds",
+            "HTTP request latency (seconds) by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "idf_http_requests_in_flight", "HTTP requests being served", registry=r
+        )
+        self.samples = Counter(
+            "idf_samples_drawn", "Chain-draws produced by sampling jobs", ["kind"], registry=r
+        )
+        self.steps = Counter("idf_sampler_steps", "Chain-steps run by sampling jobs", registry=r)
+        self.predictions = Counter("idf_nvp_predictions", "NVP predictions served", registry=r)
+        self.batch_size = Histogram(
+            "idf_nvp_batch_size",
+            "Series per vmapped NVP call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.readings = Counter(
+            "idf_eil_readings", "Telemetry readings accepted by EIL", registry=r
+        )
+        self.decisions = Counter(
+            "idf_eil_decisions", "EIL decisions by action type", ["type"], registry=r
+        )
+        self.proofs = Counter("idf_eil_proofs", "EIL proofs by validity", ["valid"], registry=r)
+        self.pft = Counter("idf_eil_pft_minted", "Proof-of-prediction tokens minted", registry=r)
+        self.ws = Gauge("idf_ws_connections", "Open WebSocket streams", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

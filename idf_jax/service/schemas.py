@@ -1,0 +1,131 @@
+"""Request and response models of the service (pydantic v2).
+
+Hard bounds live here (a value that can never be valid: 422 naming the field);
+configurable limits (chains, steps, dimensions, work) are checked against
+`ServiceConfig.limits` in the handlers and answered with 413 naming the field.
+Non-finite floats (NaN, Infinity, which Python's JSON parser accepts) are rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+__all__ = [
+    "SampleRequest",
+    "SampleResponse",
+    "EquilibriumRequest",
+    "EquilibriumResponse",
+    "PredictRequest",
+    "SenseRequest",
+    "ActRequest",
+    "ProveRequest",
+    "CapsuleInfoModel",
+    "ErrorResponse",
+]
+
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+
+Scalar = StrictBool | StrictInt | StrictFloat | Annotated[str, Field(max_length=1000)]
+ParamValue = (
+    Scalar | Annotated[list[StrictInt | StrictFloat | StrictBool | str], Field(max_length=100_000)]
+)
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Number = StrictFloat | StrictInt
+
+
+class _Model(BaseModel):
+    model_config = _STRICT
+
+
+class SampleRequest(_Model):
+    """Sample `chains` chains of a sampler on a registered capsule's energy."""
+
+    capsule: Name = Field(description="registry name, e.g. molecular.lennard_jones_cluster")
+    params: dict[Name, ParamValue] = Field(default_factory=dict, description="capsule parameters")
+    sampler: Literal["mala", "ula", "underdamped", "hmc"] = "mala"
+    chains: int = Field(16, ge=1, description="number of chains (limit: service config)")
+    steps: int = Field(1000, ge=1, description="steps per chain, burn-in included")
+    thin: int = Field(1, ge=1)
+    burn_in: int = Field(0, ge=0)
+    step_size: float = Field(1e-3, gt=0, le=1e6)
+    temperature: float = Field(1.0, gt=0, le=1e12)
+    friction: float = Field(1.0, gt=0, le=1e12)
+    num_integration_steps: int = Field(10, ge=1, le=1000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    return_positions: Literal["none", "final", "all"] = Field(
+        "none", description="positions returned: none, the final draw per chain, or all draws"
+    )
+
+
+class SampleResponse(BaseModel):
+    capsule: str
+    sampler: str
+    summary: dict[str, Any]
+    energies: list[list[float | None]] | None = None
+    positions: dict[str, Any] | None = None
+    elapsed_s: float
+
+
+class EquilibriumRequest(_Model):
+    """Anneal `chains` chains of a capsule to low-energy states (`idf.sample_equilibrium`)."""
+
+    capsule: Name
+    params: dict[Name, ParamValue] = Field(default_factory=dict)
+    chains: int = Field(16, ge=1)
+    steps: int = Field(2000, ge=1)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    relax: bool = True
+
+
+class EquilibriumResponse(BaseModel):
+    capsule: str
+    summary: dict[str, Any]
+    elapsed_s: float
+
+
+Reading = dict[Name, Number]
+
+
+class PredictRequest(_Model):
+    """One telemetry history (`history`) or several (`histories`), oldest sample first."""
+
+    history: list[Reading] | None = Field(None, min_length=1)
+    histories: list[Annotated[list[Reading], Field(min_length=1)]] | None = Field(
+        None, min_length=1
+    )
+
+
+class SenseRequest(_Model):
+    source: Name
+    metrics: dict[Name, Number] = Field(min_length=1)
+    timestamp: Number | None = None
+    interval_s: Number | None = Field(None, description="seconds the reading covers")
+
+
+class ActRequest(_Model):
+    goal: Name = "minimize_energy"
+    constraints: dict[Name, Number] = Field(default_factory=dict)
+    source: Name | None = Field(None, description="telemetry source (default: last sensed)")
+    weights: list[Number] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="w1 (energy), w2 (entropy), w3 (irreversibility)",
+    )
+
+
+class ProveRequest(_Model):
+    prediction_id: Name
+    actual_state: dict[Name, Number] = Field(min_length=1)
+
+
+class CapsuleInfoModel(BaseModel):
+    name: str
+    description: str
+    parameters: dict[str, str]
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
