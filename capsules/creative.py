@@ -34,12 +34,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import Capsule, register
+from idf_jax import diffusion as dfn
 
-try:  # the diffusion layer (idf_jax.diffusion); a minimal stand-in below until it lands
-    from idf_jax import diffusion as dfn
-except ImportError:  # pragma: no cover - depends on which branches are merged
-    from . import _diffusion_fallback as dfn
+from ._base import Capsule, register
 
 __all__ = [
     "DigitClassifier",

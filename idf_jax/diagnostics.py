@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike
 from scipy.special import ndtri
-from scipy.stats import rankdata
 
 __all__ = ["ess", "rhat", "split_rhat", "acceptance_rate", "summary"]
 
@@ -36,6 +35,8 @@ def _split(a: np.ndarray) -> np.ndarray:
 
 def _z_scale(a: np.ndarray) -> np.ndarray:
     """Normal scores of the pooled ranks (Blom's offset 3/8)."""
+    from scipy.stats import rankdata  # imported here: scipy.stats costs ~1 s at import
+
     r = rankdata(a, axis=None, method="average").reshape(a.shape)
     return ndtri((r - 0.375) / (a.size + 0.25))
 
