@@ -15,8 +15,9 @@ $(BIN)/.installed-$(EXTRAS): pyproject.toml
 demo: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/python -m idf_jax.demo
 
+# Two workers, one test file per worker at a time (module fixtures are built once).
 test: $(BIN)/.installed-$(EXTRAS)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-slow: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/python -m pytest -q -m slow
