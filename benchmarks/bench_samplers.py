@@ -2,10 +2,12 @@
 
 Same energy, same chains, same steps, same float type (float32), same thinning: every
 runner vmaps over chains, scans over steps and keeps every `thin`-th position. Timings
-exclude compilation (each runner is run once to warm up, then timed best-of-`repeats`).
+exclude compilation (each runner is run once to warm up, then all are timed round-robin,
+best of `repeats`).
 
     python benchmarks/bench_samplers.py            # full sizes from the issue
     python benchmarks/bench_samplers.py --quick    # small sizes, a smoke run
+    python benchmarks/bench_samplers.py --system gaussian --repeats 5   # one system
 
 Prints chain-steps per second and the ratios time(idf) / time(peer): <= 1.0 means idf is
 no slower than the peer.
@@ -109,13 +111,17 @@ def bare_runner(energy_fn, step_size, num_steps, thin):
     return jax.jit(run)
 
 
-def timed(fn, repeats):
-    jax.block_until_ready(fn())  # warm-up / compile
-    best = float("inf")
+def timed_interleaved(runs, repeats):
+    """Best-of-`repeats` seconds per runner, runners timed round-robin (after one warm-up
+    call each) so that slow drifts of the machine (clock, other load) hit all alike."""
+    for f in runs.values():
+        jax.block_until_ready(f())
+    best = {k: float("inf") for k in runs}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
+        for k, f in runs.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f())
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -143,7 +149,7 @@ def bench(name, system, chains, steps, thin, repeats):
             blackjax_runner(bj_hmc, flat_e, flat_x0, steps, thin, key)
         ),
     }
-    secs = {k: timed(f, repeats) for k, f in runs.items()}
+    secs = timed_interleaved(runs, repeats)
     rate = {k: chains * steps / v for k, v in secs.items()}
     print(
         f"\n## {name}: {chains} chains x {steps} steps, thin {thin}, float32, {jax.devices()[0].platform}"
@@ -165,14 +171,17 @@ def bench(name, system, chains, steps, thin, repeats):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--system", choices=["all", "gaussian", "lj38"], default="all")
     a = ap.parse_args()
     if a.quick:
         bench("Gaussian 100-d (cond 100)", gaussian_100d, 64, 100, 10, 1)
         bench("LJ38", lj38, 16, 20, 10, 1)
     else:
-        bench("Gaussian 100-d (cond 100)", gaussian_100d, 1024, 1000, 10, a.repeats)
-        bench("LJ38", lj38, 1024, 200, 10, a.repeats)
+        if a.system in ("all", "gaussian"):
+            bench("Gaussian 100-d (cond 100)", gaussian_100d, 1024, 1000, 10, a.repeats)
+        if a.system in ("all", "lj38"):
+            bench("LJ38", lj38, 1024, 200, 10, a.repeats)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def mul(x, scale):
 def normal_like(key, x):
     """Standard normal noise with the structure, shapes and dtypes of `x`."""
     leaves, treedef = jax.tree.flatten(x)
-    keys = jax.random.split(key, len(leaves))
+    # One leaf (the common case) uses the key as is: no split on the hot path.
+    keys = [key] if len(leaves) == 1 else jax.random.split(key, len(leaves))
     noise = [jax.random.normal(k, jnp.shape(l), jnp.result_type(l)) for k, l in zip(keys, leaves)]
     return jax.tree.unflatten(treedef, noise)
 

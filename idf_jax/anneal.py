@@ -444,7 +444,10 @@ def _make_run(penalised, energy_fn, proj, n, num_steps, target_acc, kappa, recor
     def run(key, x0, e0, g0, temps, eta0):
         chain_keys = jax.random.split(key, n)
         e0 = jnp.where(jnp.isnan(e0), jnp.inf, e0)
-        carry = _Carry(x0, e0, g0, jnp.log(eta0), x0, e0, jnp.zeros((n,), jnp.float32))
+        # Scalars follow the energy's float type (float32, or float64 under jax_enable_x64).
+        fdt = e0.dtype
+        temps = temps.astype(fdt)
+        carry = _Carry(x0, e0, g0, jnp.log(eta0.astype(fdt)), x0, e0, jnp.zeros((n,), fdt))
 
         def body(c, i):
             ks = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)

@@ -113,7 +113,8 @@ def curvature_one(energy_fn, num_iters: int = 20):
             v = _tree.mul(hv, 1.0 / jnp.maximum(lam, 1e-30))
             return (v, lam), None
 
-        (_, lam), _ = jax.lax.scan(body, (v, jnp.zeros((), jnp.float32)), None, length=num_iters)
+        lam0 = jnp.zeros((), jnp.result_type(*jax.tree.leaves(g0)))
+        (_, lam), _ = jax.lax.scan(body, (v, lam0), None, length=num_iters)
         return jnp.where(jnp.isfinite(lam), lam, jnp.inf)
 
     return one
