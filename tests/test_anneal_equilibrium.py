@@ -273,3 +273,18 @@ def test_constraint_penalties_jit_vmap_grad():
     np.testing.assert_allclose(
         np.asarray(jax.jit(jax.vmap(pen))(xs)), [pen(xs[0]), pen(xs[1])], rtol=1e-6
     )
+
+
+def test_float64_positions_anneal_and_relax():
+    """Under x64 the whole pipeline (annealing scalars, curvature, FIRE, L-BFGS) is float64."""
+    energy = lambda x: jnp.sum((x - 0.5) ** 2 + 0.1 * x**4)
+    # per coordinate the minimum solves 2 (x - 0.5) + 0.4 x^3 = 0
+    root = np.roots([0.4, 0.0, 2.0, -1.0])
+    x_star = float(root[np.abs(root.imag) < 1e-12].real[0])
+    e_min = 3 * ((x_star - 0.5) ** 2 + 0.1 * x_star**4)
+    with jax.enable_x64(True):
+        x0 = jax.random.normal(jax.random.key(0), (8, 3), jnp.float64)
+        for method in ("fire", "lbfgs"):
+            r = idf.sample_equilibrium(energy, jax.random.key(1), x0, num_steps=200, relax=method)
+            assert r.position.dtype == jnp.float64 and r.energy.dtype == jnp.float64
+            np.testing.assert_allclose(float(r.best_energy), e_min, rtol=0, atol=1e-10)
