@@ -82,6 +82,19 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _capsule_and_params(capsule: str | None, param: list[str] | None, ccap: dict):
+    """Capsule name from --capsule or the config's capsule.name; the config's params apply
+    only to the capsule the config names, and --param values override them."""
+    name = capsule or ccap.get("name")
+    if not name:
+        raise typer.BadParameter(
+            "give --capsule (or capsule.name in --config)", param_hint="--capsule"
+        )
+    if name == ccap.get("name"):
+        return name, {**(ccap.get("params") or {}), **_parse_params(param)}
+    return name, _parse_params(param)
+
+
 def _pick(cli_value, section: dict, key: str, default):
     if cli_value is not None:
         return cli_value
@@ -398,16 +411,7 @@ def sample(
         cfg.get("sampler", {}) or {},
         cfg.get("sample", {}) or {},
     )
-    name = capsule or ccap.get("name")
-    if not name:
-        raise typer.BadParameter(
-            "give --capsule (or capsule.name in --config)", param_hint="--capsule"
-        )
-    params = (
-        {**(ccap.get("params") or {}), **_parse_params(param)}
-        if name == ccap.get("name")
-        else _parse_params(param)
-    )
+    name, params = _capsule_and_params(capsule, param, ccap)
     job = SampleJob(
         capsule=name,
         params=params,
@@ -480,16 +484,7 @@ def equilibrium(
 
     cfg = _load_yaml(config)
     ccap, ceq = cfg.get("capsule", {}) or {}, cfg.get("equilibrium", {}) or {}
-    name = capsule or ccap.get("name")
-    if not name:
-        raise typer.BadParameter(
-            "give --capsule (or capsule.name in --config)", param_hint="--capsule"
-        )
-    params = (
-        {**(ccap.get("params") or {}), **_parse_params(param)}
-        if name == ccap.get("name")
-        else _parse_params(param)
-    )
+    name, params = _capsule_and_params(capsule, param, ccap)
     job = EquilibriumJob(
         capsule=name,
         params=params,

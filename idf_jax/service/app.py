@@ -377,6 +377,12 @@ class _EIL:
         self._executor.shutdown(wait=True)
 
 
+def _ws_validation_error(e) -> dict:
+    """A pydantic ValidationError as the WebSocket's error message (status 422)."""
+    detail = [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()]
+    return {"type": "error", "status": 422, "detail": jsonable(detail)}
+
+
 def _nvp_importable() -> bool:
     try:
         from ..nvp import NVPPredictor  # noqa: F401
@@ -818,15 +824,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             req = SampleRequest(**msg)
             job = _sample_job(req)
         except ValidationError as e:
-            await out_q.put(
-                {
-                    "type": "error",
-                    "status": 422,
-                    "detail": jsonable(
-                        [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()]
-                    ),
-                }
-            )
+            await out_q.put(_ws_validation_error(e))
             return
         except JobError as e:
             await out_q.put({"type": "error", "status": e.status, "detail": str(e)})
@@ -859,15 +857,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             eil = _eil()
             out = jsonable(await eil.call("act", **_act_kwargs(req)))
         except ValidationError as e:
-            await out_q.put(
-                {
-                    "type": "error",
-                    "status": 422,
-                    "detail": jsonable(
-                        [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()]
-                    ),
-                }
-            )
+            await out_q.put(_ws_validation_error(e))
             return
         except (JobError, ValueError) as e:
             await out_q.put(
