@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -88,8 +89,9 @@ class Schedule(eqx.Module):
     def __call__(self, step: StepIndex, num_steps: int | None = None) -> Float[Array, ""]:
         return self._at(self.progress(step, num_steps))
 
-    def _at(self, s):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _at(self, s) -> Float[Array, ""]:
+        """The value at progress fraction s in [0, 1]."""
 
 
 class _Constant(Schedule):
