@@ -61,21 +61,28 @@ def _check_sequence(sequence) -> str:
     return seq
 
 
-def _lj_pairs(n):
-    i, j = np.triu_indices(n, 2)  # non-bonded pairs i < j - 1
-    return i, j
+def _pair_mask(n):
+    """(n, n) float mask of the non-bonded pairs i < j - 1 (upper triangle, offset 2)."""
+    return np.triu(np.ones((n, n)), 2)
+
+
+def _coordinate_rows(x, dim: int):
+    """Monomer coordinates as `dim` arrays of shape (N,) (x's, y's[, z's]): the layout the
+    energy uses, so pair differences are (N, N) tables with no small trailing axis."""
+    x = jnp.asarray(x)
+    if dim == 2:
+        phi = jnp.concatenate([jnp.zeros((1,), x.dtype), jnp.cumsum(x)])  # bond directions
+        comps = (jnp.cos(phi), jnp.sin(phi))
+    else:
+        b = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+        comps = (b[:, 0], b[:, 1], b[:, 2])
+    return [jnp.concatenate([jnp.zeros((1,), c.dtype), jnp.cumsum(c)]) for c in comps]
 
 
 def ab_coordinates(x, dim: int):
     """Monomer positions (N, dim) of a state: bend angles (N-2,) in 2-D, bond vectors
     (N-1, 3) in 3-D; monomer 0 at the origin, all bonds of length exactly 1."""
-    x = jnp.asarray(x)
-    if dim == 2:
-        phi = jnp.concatenate([jnp.zeros((1,), x.dtype), jnp.cumsum(x)])  # bond directions
-        bonds = jnp.stack([jnp.cos(phi), jnp.sin(phi)], axis=-1)
-    else:
-        bonds = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-    return jnp.concatenate([jnp.zeros((1, dim), bonds.dtype), jnp.cumsum(bonds, axis=0)])
+    return jnp.stack(_coordinate_rows(x, dim), axis=-1)
 
 
 @register("biomedical.ab_protein", "AB off-lattice protein model (2-D Stillinger / 3-D Irbäck)")
@@ -101,13 +108,18 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
     n = len(seq)
     xi = np.array([1.0 if c == "A" else -1.0 for c in seq])
-    i, j = _lj_pairs(n)
+    # Dense (n, n) pair tables masked to i < j - 1: on CPU the masked dense sum is ~1.5x
+    # faster than gathering the n(n-3)/2+1 pairs by index.
+    mask = _pair_mask(n)
+    xa, xb = xi[:, None], xi[None, :]
     if dim == 2:
-        coeff = jnp.asarray((1.0 + xi[i] + xi[j] + 5.0 * xi[i] * xi[j]) / 8.0, jnp.float32)
+        coeff = jnp.asarray(mask * (1.0 + xa + xb + 5.0 * xa * xb) / 8.0, jnp.float32)
         shape = (n - 2,)
     else:
-        eps = jnp.asarray(np.where((xi[i] > 0) & (xi[j] > 0), 1.0, 0.5), jnp.float32)
+        eps = jnp.asarray(mask * np.where((xa > 0) & (xb > 0), 1.0, 0.5), jnp.float32)
         shape = (n - 1, 3)
+    rep = jnp.asarray(mask, jnp.float32)  # r^-12 is summed over the same pairs
+    off = jnp.asarray(1.0 - mask, jnp.float32)  # masked entries get r^2 >= 1: no 0-division
     kappa1, kappa2 = -1.0, 0.5
 
     def energy_fn(x: Float[Array, "..."]) -> Float[Array, ""]:
@@ -115,13 +127,14 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
             raise ValueError(
                 f"ab_protein(len {n}, dim={dim}) states have shape {shape}, got {x.shape}"
             )
-        pos = ab_coordinates(x, dim)
-        d = pos[i] - pos[j]
-        r2 = jnp.maximum(jnp.sum(d * d, axis=-1), 1e-12)
-        inv6 = 1.0 / r2**3
+        r2 = off
+        for c in _coordinate_rows(x, dim):
+            r2 = r2 + jnp.square(c[:, None] - c[None, :])
+        r2 = jnp.maximum(r2, 1e-12)
+        inv6 = 1.0 / (r2 * r2 * r2)
         if dim == 2:
             bend = 0.25 * jnp.sum(1.0 - jnp.cos(x))
-            return bend + 4.0 * jnp.sum(inv6 * inv6 - coeff * inv6)
+            return bend + 4.0 * jnp.sum(rep * inv6 * inv6 - coeff * inv6)
         b = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
         e_bond = -kappa1 * jnp.sum(b[:-1] * b[1:]) - kappa2 * jnp.sum(b[:-2] * b[2:])
         return e_bond + 4.0 * jnp.sum(eps * (inv6 * inv6 - inv6))
