@@ -176,3 +176,27 @@ def test_bad_input():
         idf.block_gibbs(object(), 1.0)
     with pytest.raises(ValueError, match="shape"):
         idf.block_gibbs(lattice.ising(4), 1.0).init(jnp.ones((6, 6)))
+
+
+def test_philox_known_answer_vectors():
+    """The sampler's random words come from Philox-4x32-10: Random123's known-answer
+    vectors (kat_vectors, philox4x32 10), under jit, and words are balanced bits."""
+    from idf_jax.samplers.gibbs import _random_words, philox4x32
+
+    kat = [
+        ([0] * 4, [0] * 2, [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+        ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+        (
+            [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
+            [0xA4093822, 0x299F31D0],
+            [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+        ),
+    ]
+    f = jax.jit(lambda c, k: philox4x32(tuple(c), tuple(k)))
+    for ctr, key, want in kat:
+        got = f(jnp.array(ctr, jnp.uint32), jnp.array(key, jnp.uint32))
+        assert [int(g) for g in got] == want
+    words = np.asarray(jax.jit(lambda k: _random_words(k, 1 << 16))(jax.random.key(0)))
+    bits = (words[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+    assert np.all(np.abs(bits.mean(axis=0) - 0.5) < 5 * 0.5 / np.sqrt(words.size))
+    assert len(np.unique(words)) > words.size - 5  # no repeated stream
