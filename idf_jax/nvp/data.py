@@ -19,8 +19,11 @@ import numpy as np
 
 def _check_finite_number(v, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        if isinstance(v, (np.ndarray, np.generic)) and np.ndim(v) == 0 and np.issubdtype(
-                np.asarray(v).dtype, np.number):
+        if (
+            isinstance(v, (np.ndarray, np.generic))
+            and np.ndim(v) == 0
+            and np.issubdtype(np.asarray(v).dtype, np.number)
+        ):
             v = float(v)
         else:
             raise ValueError(f"{where} is not a number: {v!r}")
@@ -51,8 +54,9 @@ def _records_fast(records: list, chans: tuple[str, ...]) -> np.ndarray | None:
     return np.array(vals, np.float64).reshape(len(records), n)
 
 
-def records_to_array(records: Sequence[Mapping], channels: Sequence[str] | None = None) -> tuple[
-        np.ndarray, tuple[str, ...]]:
+def records_to_array(
+    records: Sequence[Mapping], channels: Sequence[str] | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """(T, C) float64 array from a list of dicts like ``{'cpu': 0.75, 'power': 850, 'temp': 72}``.
 
     Every record must hold exactly `channels` (default: the first record's keys in order) with a
@@ -80,7 +84,8 @@ def records_to_array(records: Sequence[Mapping], channels: Sequence[str] | None 
             raise ValueError(
                 f"record {i}: channels do not match the model's {list(chans)}"
                 + (f"; missing {missing}" if missing else "")
-                + (f"; unexpected {extra}" if extra else ""))
+                + (f"; unexpected {extra}" if extra else "")
+            )
         for j, ch in enumerate(chans):
             out[i, j] = _check_finite_number(rec[ch], f"record {i} channel {ch!r}")
     return out, chans
@@ -93,8 +98,10 @@ def array_to_telemetry(values, channels: Sequence[str]) -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise ValueError(f"telemetry array is not numeric: {e}") from e
     if x.ndim != 2 or x.shape[1] != len(channels):
-        raise ValueError(f"telemetry array must have shape (T, {len(channels)}) for channels "
-                         f"{list(channels)}, got {x.shape}")
+        raise ValueError(
+            f"telemetry array must have shape (T, {len(channels)}) for channels "
+            f"{list(channels)}, got {x.shape}"
+        )
     bad = ~np.isfinite(x)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -119,8 +126,9 @@ def read_csv(path, channels: Sequence[str] | None = None) -> tuple[np.ndarray, t
                 try:
                     v = float(row[c])
                 except (TypeError, ValueError):
-                    raise ValueError(f"{path}: row {i} column {c!r} is not a number: "
-                                     f"{row[c]!r}") from None
+                    raise ValueError(
+                        f"{path}: row {i} column {c!r} is not a number: {row[c]!r}"
+                    ) from None
                 if not math.isfinite(v):
                     raise ValueError(f"{path}: row {i} column {c!r} is not finite: {v}")
                 vals.append(v)
@@ -138,8 +146,14 @@ def write_csv(path, values: np.ndarray, channels: Sequence[str]) -> None:
         w.writerows(x.tolist())
 
 
-def windows(values: np.ndarray, window: int, *, start: int = 0, stop: int | None = None,
-            min_history: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def windows(
+    values: np.ndarray,
+    window: int,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    min_history: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All one-step pairs whose *target* index lies in [start, stop).
 
     Returns inputs (N, window, C) left-padded with the first available value, masks (N, window)

@@ -81,17 +81,19 @@ class NVPPredictor:
         else:
             x, _ = records_to_array(history, self.channels)
         if x.shape[0] < self.min_history:
-            raise ValueError(f"telemetry history has {x.shape[0]} steps; this model needs at "
-                             f"least {self.min_history}")
-        return x[-self.window:]
+            raise ValueError(
+                f"telemetry history has {x.shape[0]} steps; this model needs at "
+                f"least {self.min_history}"
+            )
+        return x[-self.window :]
 
     def _pad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = x.shape[0]
         y = np.empty((self.window, x.shape[1]), np.float32)
-        y[self.window - n:] = x
+        y[self.window - n :] = x
         y[: self.window - n] = x[0]
         mask = np.zeros(self.window, bool)
-        mask[self.window - n:] = True
+        mask[self.window - n :] = True
         return y, mask
 
     # ------------------------------------------------------------------ outputs
@@ -113,15 +115,17 @@ class NVPPredictor:
             last = np.asarray(last, np.float64)
             rel = conservation.relative_residual(self._balance, mean, last)
             raw = conservation.relative_residual(
-                self._balance, out[:, 2].astype(np.float64), last).tolist()
+                self._balance, out[:, 2].astype(np.float64), last
+            ).tolist()
             valid = (rel <= ENERGY_TOL).tolist()
             rel = rel.tolist()
         else:
             rel = raw = valid = [None] * len(out)
         chans = self.channels
         results = []
-        for m, s, l, h, c, v, r, rr in zip(mean.tolist(), sd.tolist(), lo, hi, conf, valid, rel,
-                                            raw):
+        for m, s, l, h, c, v, r, rr in zip(
+            mean.tolist(), sd.tolist(), lo, hi, conf, valid, rel, raw
+        ):
             res: dict = dict(zip(chans, m))
             res["std"] = dict(zip(chans, s))
             res["interval"] = dict(zip(chans, zip(l, h)))
@@ -172,9 +176,9 @@ class NVPPredictor:
         ms = np.zeros((size, self.window), bool)
         for i, x in enumerate(xs):
             k = x.shape[0]  # left-pad with the first sample, masked (as `_pad`)
-            ys[i, self.window - k:] = x
+            ys[i, self.window - k :] = x
             ys[i, : self.window - k] = x[0]
-            ms[i, self.window - k:] = True
+            ms[i, self.window - k :] = True
         ys[n:], ms[n:] = ys[0], ms[0]
         out = np.asarray(self._vone(ys, ms))
         return self._results(out[:n], np.stack([x[-1] for x in xs]))
