@@ -308,3 +308,46 @@ def test_nvp_concurrent_requests_are_micro_batched(nvp_client):
     assert calls < 48  # requests shared vmapped calls
     want = predictor.predict_next(telemetry_history=hist)["power"]
     assert all(r.json()["prediction"]["power"] == pytest.approx(want, rel=1e-5) for r in rs)
+
+
+def test_nvp_fast_path_agrees_with_the_validated_route(nvp_client):
+    """A canonical `{"history": [...]}` takes the hot path; the same series sent as
+    `histories` goes through FastAPI and pydantic: same numbers. Anything the hot path does
+    not accept unchanged is answered by the validated route (same errors, same metrics)."""
+    client, _ = nvp_client
+    app = client.app
+    seen = []
+    fallback = app.fast_predict.fallback
+
+    async def spy(scope, receive, send):
+        seen.append(scope["path"])
+        return await fallback(scope, receive, send)
+
+    app.fast_predict.fallback = spy
+    try:
+        fast = client.post("/v1/nvp/predict", json={"history": HISTORY}, headers=AUTH)
+        assert fast.status_code == 200 and seen == []
+        slow = client.post("/v1/nvp/predict", json={"histories": [HISTORY]}, headers=AUTH)
+        assert slow.status_code == 200 and len(seen) == 1
+        assert fast.json()["prediction"] == slow.json()["predictions"][0]
+        assert fast.headers["content-type"] == "application/json"
+        json_ct = dict(AUTH, **{"content-type": "application/json"})
+        cases = [
+            ({"history": [dict(h, cpu=True) for h in HISTORY]}, None, AUTH, 422, "cpu"),
+            ({"history": HISTORY, "extra": 1}, None, AUTH, 422, "extra"),
+            ({"history": HISTORY[:1]}, None, AUTH, 422, "at least"),
+            (None, b'{"history":[{"cpu":NaN,"power":1,"temp":2}]}', json_ct, 422, "finite"),
+            ({"history": HISTORY}, None, {"Authorization": "Bearer wrong-key-123"}, 401, "API"),
+        ]
+        for body, raw, headers, status, needle in cases:
+            seen.clear()
+            if raw is None:
+                r = client.post("/v1/nvp/predict", json=body, headers=headers)
+            else:
+                r = client.post("/v1/nvp/predict", content=raw, headers=headers)
+            assert r.status_code == status and needle in r.text, (body, r.text)
+            assert seen == ["/v1/nvp/predict"]  # answered by the full stack
+    finally:
+        app.fast_predict.fallback = fallback
+    text = client.get("/metrics", headers=AUTH).text
+    assert 'route="/v1/nvp/predict",status="200"' in text.replace('method="POST",', "")

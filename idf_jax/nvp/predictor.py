@@ -81,42 +81,60 @@ class NVPPredictor:
         else:
             x, _ = records_to_array(history, self.channels)
         if x.shape[0] < self.min_history:
-            raise ValueError(f"telemetry history has {x.shape[0]} steps; this model needs at "
-                             f"least {self.min_history}")
-        return x[-self.window:]
+            raise ValueError(
+                f"telemetry history has {x.shape[0]} steps; this model needs at "
+                f"least {self.min_history}"
+            )
+        return x[-self.window :]
 
     def _pad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = x.shape[0]
         y = np.empty((self.window, x.shape[1]), np.float32)
-        y[self.window - n:] = x
+        y[self.window - n :] = x
         y[: self.window - n] = x[0]
         mask = np.zeros(self.window, bool)
-        mask[self.window - n:] = True
+        mask[self.window - n :] = True
         return y, mask
 
     # ------------------------------------------------------------------ outputs
     def _result(self, out: np.ndarray, last: np.ndarray) -> dict:
-        mean, var, mean_raw = out[0].astype(np.float64), out[1].astype(np.float64), out[2]
+        return self._results(out[None], last[None])[0]
+
+    def _results(self, out: np.ndarray, last: np.ndarray) -> list[dict]:
+        """Result dicts of n forecasts, `out` (n, 4, C), `last` (n, C): every number computed
+        for the whole batch at once in float64 numpy; only the dicts are built per item."""
+        mean, var = out[:, 0].astype(np.float64), out[:, 1].astype(np.float64)
         sd = np.sqrt(np.maximum(var, 0.0))
-        res: dict = {ch: float(v) for ch, v in zip(self.channels, mean)}
-        res["std"] = {ch: float(s) for ch, s in zip(self.channels, sd)}
-        res["interval"] = {ch: (float(m - Z90 * s), float(m + Z90 * s))
-                           for ch, m, s in zip(self.channels, mean, sd)}
-        conf = [math.erf(d / (s * math.sqrt(2.0))) if s > 0 else 1.0
-                for d, s in zip(self._delta, sd)]
-        res["confidence"] = float(np.mean(conf))
+        half = Z90 * sd
+        lo, hi = (mean - half).tolist(), (mean + half).tolist()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = self._delta / (sd * math.sqrt(2.0))
+        conf = np.array([math.erf(v) for v in z.ravel().tolist()]).reshape(z.shape)
+        conf = np.where(sd > 0, conf, 1.0).mean(axis=-1).tolist()
         if self._balance.defined:
-            rel = float(conservation.relative_residual(self._balance, mean[None], last[None])[0])
-            raw = float(conservation.relative_residual(
-                self._balance, mean_raw.astype(np.float64)[None], last[None])[0])
-            res["energy_valid"] = bool(rel <= ENERGY_TOL)
-            res["energy_residual"] = rel
-            res["energy_residual_raw"] = raw
+            last = np.asarray(last, np.float64)
+            rel = conservation.relative_residual(self._balance, mean, last)
+            raw = conservation.relative_residual(
+                self._balance, out[:, 2].astype(np.float64), last
+            ).tolist()
+            valid = (rel <= ENERGY_TOL).tolist()
+            rel = rel.tolist()
         else:
-            res["energy_valid"] = None
-            res["energy_residual"] = None
-            res["energy_residual_raw"] = None
-        return res
+            rel = raw = valid = [None] * len(out)
+        chans = self.channels
+        results = []
+        for m, s, l, h, c, v, r, rr in zip(
+            mean.tolist(), sd.tolist(), lo, hi, conf, valid, rel, raw
+        ):
+            res: dict = dict(zip(chans, m))
+            res["std"] = dict(zip(chans, s))
+            res["interval"] = dict(zip(chans, zip(l, h)))
+            res["confidence"] = c
+            res["energy_valid"] = v
+            res["energy_residual"] = r
+            res["energy_residual_raw"] = rr
+            results.append(res)
+        return results
 
     # ------------------------------------------------------------------ public API
     def predict_next(self, telemetry_history: Sequence[Mapping] | np.ndarray) -> dict:
@@ -157,10 +175,13 @@ class NVPPredictor:
         ys = np.empty((size, self.window, len(self.channels)), np.float32)
         ms = np.zeros((size, self.window), bool)
         for i, x in enumerate(xs):
-            ys[i], ms[i] = self._pad(x)
+            k = x.shape[0]  # left-pad with the first sample, masked (as `_pad`)
+            ys[i, self.window - k :] = x
+            ys[i, : self.window - k] = x[0]
+            ms[i, self.window - k :] = True
         ys[n:], ms[n:] = ys[0], ms[0]
         out = np.asarray(self._vone(ys, ms))
-        return [self._result(out[i], xs[i][-1]) for i in range(n)]
+        return self._results(out[:n], np.stack([x[-1] for x in xs]))
 
     def predict_array(self, history: np.ndarray) -> dict[str, np.ndarray]:
         """Array form for programs (EIL): mean, var, mean_raw, var_raw (C,) in channel order."""

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -240,6 +241,144 @@ class _HTTPMetrics:
             self.metrics.latency.labels(label).observe(time.perf_counter() - t0)
 
 
+_PREDICT_PATH = "/v1/nvp/predict"
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _error_body(field: str, msg: str, kind: str) -> bytes:
+    return orjson.dumps({"detail": [{"loc": ["body", field], "msg": msg, "type": kind}]})
+
+
+class _FastPredict:
+    """The hot path of POST /v1/nvp/predict: one pure-ASGI function that authenticates
+    (the same constant-time key check), reads the body, and parses a canonical request
+    with orjson and a hand check (`_NVP.parse_fast`), then submits it to the micro-batcher
+    and writes the prediction bytes, counting it in /metrics like `_HTTPMetrics` does.
+
+    Anything else (a missing or wrong key, no or a too-large Content-Length, another
+    content type, a body that is not exactly a valid `{"history": [...]}`, no model loaded)
+    goes, body replayed, to the full FastAPI stack (`fallback`): its middlewares, pydantic
+    validation and the route answer it, so every error (401, 413, 422 naming the field, 503)
+    is the one the route gives. The route also stays the OpenAPI description of this path.
+    """
+
+    def __init__(self, state: dict, config: ServiceConfig, check_key, metrics: Metrics, fallback):
+        self.state, self.check_key, self.metrics = state, check_key, metrics
+        self.limit = config.limits.max_body_bytes
+        self.fallback = fallback
+        self._requests: dict[int, Any] = {}  # status -> counter child
+        self._latency = metrics.latency.labels(_PREDICT_PATH)
+
+    async def __call__(self, scope, receive, send):
+        t0 = time.perf_counter()
+        nvp = self.state["nvp"]
+        auth = length = ctype = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                if auth is None:
+                    auth = v
+            elif k == b"content-length":
+                length = v
+            elif k == b"content-type":
+                ctype = v
+        token = None
+        if auth is not None:
+            raw = auth.decode("latin-1")
+            if raw[:7].lower() == "bearer ":
+                token = raw[7:].strip()
+        if (
+            nvp is None
+            or not self.check_key(token)
+            or length is None
+            or not length.isdigit()
+            or int(length) > self.limit
+            or ctype is None
+            or ctype.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
+            return await self.fallback(scope, receive, send)
+        msg = await receive()
+        msgs = [msg]
+        body = msg.get("body", b"")
+        while msg["type"] == "http.request" and msg.get("more_body", False):
+            msg = await receive()
+            msgs.append(msg)
+            body += msg.get("body", b"")
+        x = None
+        if msg["type"] == "http.request" and len(body) <= self.limit:
+            try:
+                x = nvp.parse_fast(body)
+            except Exception:  # noqa: BLE001 - any doubt: the validated route decides
+                x = None
+        if x is None:
+            return await self.fallback(scope, _replay(msgs, receive), send)
+
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            ctype = b"application/json"
+            try:
+                pred = await nvp.submit(x)
+                status, out = 200, b'{"prediction":' + pred + b"}"
+            except BatcherClosed as e:
+                status, out = 503, _error_body("history", str(e), "unavailable")
+            except ValueError as e:
+                status, out = 422, _error_body("history", str(e), "value_error")
+            except Exception:
+                log.exception("NVP prediction failed")
+                status, out, ctype = 500, b"Internal Server Error", b"text/plain; charset=utf-8"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-length", str(len(out)).encode()),
+                        (b"content-type", ctype),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": out})
+        finally:
+            metrics.in_flight.dec()
+            child = self._requests.get(status)
+            if child is None:
+                child = self._requests[status] = metrics.requests.labels(
+                    _PREDICT_PATH, "POST", str(status)
+                )
+            child.inc()
+            self._latency.observe(time.perf_counter() - t0)
+
+
+def _replay(msgs: list, receive):
+    """A `receive` that gives `msgs` again, then the real ones."""
+    msgs = list(msgs)
+
+    async def replayed():
+        if msgs:
+            return msgs.pop(0)
+        return await receive()
+
+    return replayed
+
+
+class _ServiceApp(FastAPI):
+    """FastAPI, with POST /v1/nvp/predict first offered to its fast path (`_FastPredict`)."""
+
+    fast_predict: _FastPredict | None = None
+
+    async def __call__(self, scope, receive, send):
+        if (
+            self.fast_predict is not None
+            and scope["type"] == "http"
+            and scope["path"] == _PREDICT_PATH
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and not self.root_path
+        ):
+            return await self.fast_predict(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+
 class _Hub:
     """Fan-out of events (EIL decisions, proofs) to subscribed WebSocket clients."""
 
@@ -268,9 +407,15 @@ class _NVP:
 
     def __init__(self, path: str, config: ServiceConfig, metrics: Metrics):
         from ..nvp import NVPPredictor
+        from ..nvp.data import _records_fast
 
+        self._records_fast = _records_fast
         self.predictor = NVPPredictor(model_path=None if path == "default" else path)
         self.limits = config.limits
+        p = self.predictor
+        # the fast path only takes what the validated route would accept unchanged
+        self.fast_min = max(p.min_history, 1)
+        self.fast_ok = all(isinstance(c, str) and 1 <= len(c) <= 200 for c in p.channels)
         # predict_batch pads to a power of two itself (one compiled shape per size)
         self.batcher = MicroBatcher(
             self._predict_batch,
@@ -279,6 +424,10 @@ class _NVP:
             pad_pow2=False,
             on_batch=lambda n: (metrics.batch_size.observe(n), metrics.predictions.inc(n)),
         )
+
+    async def submit(self, x):
+        """One validated (T, C) array -> its prediction as JSON bytes."""
+        return await self.batcher.submit(x)
 
     def warm_up(self):
         """Compile every batch shape the batcher can send (powers of two up to max_size), so
@@ -297,11 +446,44 @@ class _NVP:
             p.clear_cache()
 
     def _predict_batch(self, histories):
-        out = self.predictor.predict_batch(histories)
-        if isinstance(out, dict):  # a dict of per-series lists -> list of dicts
-            keys = list(out)
-            out = [{k: out[k][i] for k in keys} for i in range(len(histories))]
-        return [jsonable(o) for o in out]
+        """Predictions as JSON bytes, one per series (encoded here, in the batch thread).
+
+        A batch is cut into power-of-two chunks (a remainder under 8 is one chunk, padded
+        by `predict_batch`), so 33 series cost a call of 32 and one of 1 rather than one
+        call padded to 64: the model's cost grows with the padded size."""
+        out = []
+        i, n = 0, len(histories)
+        while i < n:
+            left = n - i
+            size = left if left < 8 else 1 << (left.bit_length() - 1)
+            part = self.predictor.predict_batch(histories[i : i + size])
+            if isinstance(part, dict):  # a dict of per-series lists -> list of dicts
+                keys = list(part)
+                part = [{k: part[k][j] for k in keys} for j in range(size)]
+            out.extend(part)
+            i += size
+        return [orjson.dumps(o, default=jsonable, option=_JSON_OPTIONS) for o in out]
+
+    def parse_fast(self, body: bytes):
+        """The (T, C) array of a canonical request body `{"history": [{ch: number, ...}, ...]}`
+        with exactly the model's channels, finite plain numbers, and a length within
+        [min_history, limits.max_history]; None for anything else (or any doubt), which the
+        validated route then answers (with the same result, or the error naming the field)."""
+        if not self.fast_ok:
+            return None
+        try:
+            req = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(req) is not dict or len(req) != 1:
+            return None
+        history = req.get("history")
+        if type(history) is not list or not (
+            self.fast_min <= len(history) <= self.limits.max_history
+        ):
+            return None
+        x = self._records_fast(history, self.predictor.channels)
+        return None if x is None else x[-self.predictor.window :]
 
     def to_array(self, history: list[dict], where: str):
         """(T, C) float64 array in the model's channel order; ValueError naming the problem."""
@@ -446,7 +628,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 log.info("EIL ledger closed")
             log.info("idf service stopped")
 
-    app = FastAPI(
+    app = _ServiceApp(
         title="idf-jax service",
         version="0.1.0",
         description=__doc__,
@@ -660,8 +842,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         except BatcherClosed as e:
             raise JobError("history", str(e), 503) from e
         if req.history is not None:
-            return {"prediction": preds[0]}
-        return {"predictions": preds}
+            body = b'{"prediction":' + preds[0] + b"}"
+        else:
+            body = b'{"predictions":[' + b",".join(preds) + b"]}"
+        return Response(body, media_type="application/json")
 
     # ---------------------------------------------------------------- EIL
 
@@ -873,4 +1057,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.add_middleware(_BodyLimit, limit=config.limits.max_body_bytes)
     app.add_middleware(_Auth, check=check_key)
     app.add_middleware(_HTTPMetrics, metrics=metrics)
+    app.fast_predict = _FastPredict(
+        state, config, check_key, metrics, lambda s, r, se: FastAPI.__call__(app, s, r, se)
+    )
     return app

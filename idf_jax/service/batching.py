@@ -9,6 +9,10 @@ only log2(max_size) + 1 batch shapes and never recompiles in steady state.
 
 If a batched call raises a `ValueError`, its items are retried one by one so only the
 bad item's request fails.
+
+The pending items are a plain list; the runner sleeps on one future that `submit` resolves
+(first item, or a full batch) or a `call_later` timer resolves (the first item's wait is
+over), so a request costs one list append and one future, with no queue or timeout task.
 """
 
 from __future__ import annotations
@@ -54,25 +58,37 @@ class MicroBatcher:
         self.max_wait_s = float(max_wait_s)
         self.pad_pow2 = pad_pow2
         self.on_batch = on_batch
-        self._queue: asyncio.Queue | None = None
+        self._pending: list[tuple[Any, asyncio.Future, float]] = []
+        self._wake: asyncio.Future | None = None  # set when the runner should look again
+        self._full = False  # the runner is waiting for companions; wake it when full
         self._task: asyncio.Task | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="idf-batch")
         self._closed = False
         self.calls = 0
         self.items = 0
 
-    def _ensure_started(self):
+    def _ensure_started(self, loop):
         if self._task is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = loop.create_task(self._run())
+
+    def _poke(self):
+        w = self._wake
+        if w is not None and not w.done():
+            w.set_result(None)
 
     async def submit(self, item: Any) -> Any:
         """Queue one item and wait for its result (exceptions propagate to the caller)."""
         if self._closed:
             raise BatcherClosed("the batcher is shutting down")
-        self._ensure_started()
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, fut))
+        loop = asyncio.get_running_loop()
+        self._ensure_started(loop)
+        fut = loop.create_future()
+        pending = self._pending
+        pending.append((item, fut, loop.time()))
+        # wake the runner when it sleeps for lack of items, or waits for companions and
+        # the batch just filled up (a plain list and one future: no queue, no timer task)
+        if len(pending) == 1 or (self._full and len(pending) >= self.max_size):
+            self._poke()
         return await fut
 
     async def submit_many(self, items: Sequence[Any]) -> list[Any]:
@@ -80,41 +96,31 @@ class MicroBatcher:
 
     async def _run(self):
         loop = asyncio.get_running_loop()
-        q = self._queue
+        pending = self._pending
         while True:
-            first = await q.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = loop.time() + self.max_wait_s
-            stop = False
-            while len(batch) < self.max_size:
+            if not pending:
+                if self._closed:
+                    return
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            wait = pending[0][2] + self.max_wait_s - loop.time()
+            if len(pending) < self.max_size and wait > 0 and not self._closed:
+                # the batch's first item waits up to max_wait_s for companions
+                self._wake = wake = loop.create_future()
+                timer = loop.call_later(wait, self._poke)
+                self._full = True
                 try:
-                    nxt = q.get_nowait()
-                except asyncio.QueueEmpty:
-                    timeout = deadline - loop.time()
-                    if timeout <= 0:
-                        break
-                    try:
-                        nxt = await asyncio.wait_for(q.get(), timeout)
-                    except TimeoutError:
-                        break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+                    await wake
+                finally:
+                    self._full = False
+                    timer.cancel()
+            batch = pending[: self.max_size]
+            del pending[: self.max_size]
             await self._dispatch(loop, batch)
-            if stop:
-                # drain what is left before stopping
-                while not q.empty():
-                    rest = [q.get_nowait() for _ in range(min(q.qsize(), self.max_size))]
-                    rest = [r for r in rest if r is not None]
-                    if rest:
-                        await self._dispatch(loop, rest)
-                return
 
     async def _dispatch(self, loop, batch):
-        live = [(i, f) for i, f in batch if not f.cancelled()]
+        live = [(i, f) for i, f, _ in batch if not f.cancelled()]
         if not live:
             return
         items = [i for i, _ in live]
@@ -166,6 +172,6 @@ class MicroBatcher:
         """Stop accepting items, finish every queued one, and stop the worker."""
         self._closed = True
         if self._task is not None:
-            self._queue.put_nowait(None)
+            self._poke()
             await self._task
         self._executor.shutdown(wait=True)
