@@ -32,7 +32,8 @@ def main() -> None:
     x, names = simulator.rack_telemetry(obs)
     spec = simulator.rack_balance_spec(params)
     tr, va = x[: 60 * DAY], x[60 * DAY:]
-    cfg = NVPConfig(channels=names, window=32, d_model=32, num_heads=2, num_layers=2)
+    cfg = NVPConfig(channels=names, window=32, d_model=32, num_heads=2, num_layers=2,
+                    lin_head=64)
     tcfg = TrainConfig(epochs=10, batch_size=64, learning_rate=3e-3, patience=4, seed=0,
                        max_epoch_windows=8192)
     t0 = time.perf_counter()
@@ -53,7 +54,9 @@ def main() -> None:
         "Command: `PYTHONPATH=. python experiments/nvp_default_checkpoint.py` "
         "(2-core CPU shared with other jobs)", "",
         f"- channels: {list(names)}; window {cfg.window}; d_model {cfg.d_model}; "
-        f"{cfg.num_layers} layers; {cfg.num_heads} heads",
+        f"{cfg.num_layers} layers; {cfg.num_heads} heads; correction MLP over the linear "
+        f"forecast width {cfg.lin_head}; residual scale (normalised) "
+        f"{[round(float(v), 4) for v in res.normalizer.res_std]}",
         f"- file: `idf_jax/nvp/checkpoints/rack_default.ckpt`, {size / 1024:.1f} KiB",
         f"- best epoch {res.best_epoch} of {len(res.history)}; best validation loss "
         f"{res.best_val:.4f}; training wall time {wall:.0f} s",

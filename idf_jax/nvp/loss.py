@@ -4,7 +4,9 @@ Stated honestly (all terms are per-sample means over a batch, in normalised unit
 
 * ``L_pred``: Gaussian negative log-likelihood of the target under the *projected* forecast
   N(mu*, v*) plus the squared error of mu* (the blueprint's MSE; it is the NLL's fixed-variance
-  case and keeps the mean fitted while the variance head learns).
+  case and keeps the mean fitted while the variance head learns). Units: normalised channels,
+  divided further by the linear path's residual std `Normalizer.res_std` when it is set, so
+  every channel's unexplained part weighs the same (the NLL changes only by a constant).
 * ``L_energy``: the squared energy-balance residual of the *raw* network output before the
   conservation layer, ``((E(y') - E(y) - (P_in - P_out) dt) / F)^2`` with F the mean gross
   energy flow per step. The blueprint's |E(t+1) - E(t)|^2 is its closed-system case
@@ -79,10 +81,11 @@ def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
         y, mask)
     dtype = y.dtype
     std = jnp.asarray(norm.std, dtype)
-    mu_z = (fc.mean - jnp.asarray(norm.mean, dtype)) / std
-    v_z = jnp.maximum(fc.var / std**2, 1e-6)
-    t_z = (target - jnp.asarray(norm.mean, dtype)) / std
-    err2 = (t_z - mu_z) ** 2
+    unit = std  # L_pred unit: the linear path's residual std when set, else the channel std
+    if norm.res_std is not None:
+        unit = std * jnp.asarray(norm.res_std, dtype)
+    v_z = jnp.maximum(fc.var / unit**2, 1e-6)
+    err2 = ((target - fc.mean) / unit) ** 2
     l_pred = jnp.mean(0.5 * (jnp.log(v_z) + err2 / v_z)) + jnp.mean(err2)
 
     zero = jnp.zeros((), dtype)

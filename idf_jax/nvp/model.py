@@ -11,12 +11,26 @@ spec (0 when none), and S the Shannon entropy (nats) of the utilisation distribu
 normalised load shares for several). A linear embedding plus a sinusoidal positional encoding
 feeds `num_layers` pre-norm blocks (x + MHA(LN x) under a causal and padding mask; x + MLP(LN x)).
 From the last position two heads give, per channel, the mean increment and the log-variance of
-the next normalised value; a linear autoregressive skip over the masked window adds to the mean:
+the next normalised value; a linear autoregressive skip over the window adds to the mean:
 
-    mu = z_T + W_skip vec(z * mask) + head_mu(h_T),    log v = 11 tanh((head_lv(h_T) + 5) / 11) - 5
+    mu = z_T + W_skip vec(z) + s head_mu(h_T),
+    log v = 2 log s + 11 tanh((head_lv(h_T) + 5) / 11) - 5
+
+with s the per-channel residual scale of the linear path (`Normalizer.res_std`, the std of
+its training residual; 1 when absent). The heads thus work in units of what the linear path
+leaves over: a channel the linear path already predicts almost exactly (a deterministic
+function of the window, e.g. the CRAH heat removal from the last rack temperatures) is not
+drowned in the network's O(1) output noise, and every channel's residual weighs the same in
+training. When `NVPConfig.lin_head` > 0 the mean also gets ``s MLP(lin)``, with
+``lin = z_T + W_skip vec(z)`` the linear forecast: a nonlinear correction that sees the linear
+next-state estimate of every channel, so a channel that is a nonlinear function of the others'
+next values (cooling electricity = heat removed / COP(outside air), with the economiser
+switching at a threshold) is one small MLP away instead of a product to be assembled inside
+the attention stack. It is fitted after the linear path and before the transformer
+(`train.fit_lin_head`).
 
 Histories shorter than the window are left-padded and masked, so one compiled shape serves all
-lengths (pad-and-mask).
+lengths (pad-and-mask); the linear path sees the padding as the oldest real step repeated.
 """
 
 from __future__ import annotations
@@ -45,6 +59,7 @@ class NVPConfig:
     num_layers: int = 2
     mlp_ratio: int = 2
     min_history: int = 2
+    lin_head: int = 0  # width of the correction MLP over the linear forecast (0: none)
 
     def __post_init__(self):
         if len(self.channels) < 1 or len(set(self.channels)) != len(self.channels):
@@ -53,6 +68,8 @@ class NVPConfig:
             raise ValueError(
                 f"need 1 <= min_history <= window and window >= 2, got "
                 f"min_history={self.min_history}, window={self.window}")
+        if self.lin_head < 0:
+            raise ValueError(f"lin_head must be >= 0, got {self.lin_head}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} not divisible by num_heads={self.num_heads}")
 
@@ -86,6 +103,7 @@ class Normalizer(NamedTuple):
     e_std: float
     flow_scale: float     # typical gross energy flow per step (for the L_energy scale)
     var_scale: np.ndarray | None = None  # (C,) interval calibration on validation (None: 1)
+    res_std: np.ndarray | None = None  # (C,) linear-path residual std, normalised (None: 1)
 
     def to_json(self) -> dict:
         return {k: (None if v is None else np.asarray(v).tolist())
@@ -96,7 +114,8 @@ class Normalizer(NamedTuple):
         return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
                    np.asarray(d["diff_std"], np.float64), float(d["e_mean"]), float(d["e_std"]),
                    float(d["flow_scale"]),
-                   None if d.get("var_scale") is None else np.asarray(d["var_scale"], np.float64))
+                   None if d.get("var_scale") is None else np.asarray(d["var_scale"], np.float64),
+                   None if d.get("res_std") is None else np.asarray(d["res_std"], np.float64))
 
 
 def fit_normalizer(series: list[np.ndarray], bal: conservation.Balance) -> Normalizer:
@@ -188,6 +207,7 @@ class NVPModel(eqx.Module):
     head_lv: eqx.nn.Linear
     skip: eqx.nn.Linear
     window: int = eqx.field(static=True)
+    lin_mlp: eqx.nn.MLP | None = None
 
     def __init__(self, cfg: NVPConfig, *, key: PRNGKeyArray):
         keys = jax.random.split(key, cfg.num_layers + 4)
@@ -201,9 +221,16 @@ class NVPModel(eqx.Module):
         self.head_lv = eqx.nn.Linear(d, c, key=keys[2])
         self.skip = zero(eqx.nn.Linear(cfg.window * c, c, key=keys[3]))
         self.window = cfg.window
+        if cfg.lin_head:  # own key stream: the other weights do not depend on lin_head
+            mlp = eqx.nn.MLP(c, c, cfg.lin_head, 2, activation=jax.nn.gelu,
+                             key=jax.random.fold_in(key, 0x11A))
+            self.lin_mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
+                                       (jnp.zeros_like(mlp.layers[-1].weight),
+                                        jnp.zeros_like(mlp.layers[-1].bias)))
 
     def __call__(self, feats: Float[Array, "L F"], z: Float[Array, "L C"],
-                 mask: Bool[Array, " L"]) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
+                 mask: Bool[Array, " L"], res_std: Float[Array, " C"] | None = None,
+                 ) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
         length = feats.shape[0]
         if length != self.window:
             raise ValueError(f"window length {length} != model window {self.window}")
@@ -214,8 +241,20 @@ class NVPModel(eqx.Module):
         for blk in self.blocks:
             x = blk(x, attn_mask)
         h = self.ln_f(x[-1])
-        mu = z[-1] + self.skip(z.reshape(-1)) + self.head_mu(h)
         lv = 11.0 * jnp.tanh((self.head_lv(h) + 5.0) / 11.0) - 5.0
+        # the linear AR forecast; a short history is edge-padded for it (its oldest real step
+        # repeated, not the channel mean), the padding an AR model is fitted for
+        z_lin = jnp.where(mask[:, None], z, z[jnp.argmax(mask)])
+        lin = z[-1] + self.skip(z_lin.reshape(-1))
+        corr = self.head_mu(h)
+        if self.lin_mlp is not None:  # nonlinear correction of the linear forecast
+            corr = corr + self.lin_mlp(lin)
+        if res_std is None:
+            mu = lin + corr
+        else:  # heads in units of the linear path's residual (see the module docstring)
+            s = jnp.asarray(res_std, z.dtype)
+            mu = lin + s * corr
+            lv = lv + 2.0 * jnp.log(s)
         return mu, lv
 
 
@@ -237,7 +276,7 @@ def forecast(model: NVPModel, bal: conservation.Balance, norm: Normalizer,
     between the last observed step y[-1] and the prediction (`conservation.project`).
     """
     z, feats = embed_features(y, mask, norm, bal, util_idx)
-    mu, lv = model(feats, z, mask)
+    mu, lv = model(feats, z, mask, norm.res_std)
     std = jnp.asarray(norm.std, y.dtype)
     mean_raw = jnp.asarray(norm.mean, y.dtype) + std * mu
     var_raw = jnp.exp(lv) * std**2

@@ -43,6 +43,8 @@ class TrainConfig:
     max_epoch_windows: int | None = None  # subsample this many windows per epoch (None: all)
     ridge_init: bool = True  # linear AR path = closed-form ridge fit, then frozen (see below)
     calibrate: bool = True   # scale predictive variances to 90% coverage on validation
+    residual_scale: bool = True  # heads and L_pred in units of the linear path's residual std
+    lin_head_steps: int = 2000  # Adam steps fitting the correction MLP (NVPConfig.lin_head > 0)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -123,9 +125,16 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
     model = NVPModel(model_cfg, key=jax.random.fold_in(root, 0))
     if cfg.ridge_init:
         model = ridge_init(model, norm, (xs, ms, ts), (xv, mv, tv))
+        if cfg.residual_scale:
+            norm = norm._replace(res_std=linear_residual_std(model, norm, (xs, ms, ts)))
         labels = jax.tree.map(lambda _: "train", eqx.filter(model, eqx.is_inexact_array))
         labels = eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), labels,
                              ("freeze", "freeze"))
+        if model.lin_mlp is not None:  # stage 2: the correction MLP, then frozen as well
+            model = fit_lin_head(model, norm, (xs, ms, ts), (xv, mv, tv),
+                                 steps=cfg.lin_head_steps, seed=cfg.seed)
+            labels = eqx.tree_at(lambda m: m.lin_mlp, labels,
+                                 jax.tree.map(lambda _: "freeze", labels.lin_mlp))
         opt = optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()},
                                     lambda _: labels)  # labels is a (callable) Module
     else:
@@ -217,7 +226,8 @@ def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
         W = argmin |Z W + b - (z_next - z_last)|^2 + lam N |W|^2
 
     The transformer and both heads are then trained on top of it (the path stays frozen), so
-    the network learns what a linear autoregression cannot (nonlinearity, variance, physics).
+    the network learns what a linear autoregression cannot (nonlinearity, variance, physics),
+    in units of the path's residual std (`linear_residual_std`, `TrainConfig.residual_scale`).
     """
     def design(w):
         x, m, t = w
@@ -245,6 +255,75 @@ def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
     dtype = model.skip.weight.dtype
     return eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), model,
                        (jnp.asarray(w.T, dtype), jnp.asarray(b, dtype)))
+
+
+def linear_residual_std(model: NVPModel, norm: Normalizer, train_w,
+                        rel_floor: float = 1e-3) -> np.ndarray:
+    """Per-channel std (normalised units) of what the linear AR path leaves unexplained on the
+    full training windows, floored at `rel_floor` times the channel's one-step change
+    (`norm.diff_std`) so that an (almost) exactly linear channel keeps a finite unit.
+
+    Stored as `Normalizer.res_std`: the transformer's heads and L_pred then work in these units
+    (`model.NVPModel`), i.e. the network models the standardised residual of the linear path.
+    """
+    x, m, t = train_w
+    full = m.all(axis=1)
+    x, t = x[full].astype(np.float64), t[full].astype(np.float64)
+    floor = rel_floor * np.asarray(norm.diff_std, np.float64)
+    if len(x) < 2:
+        return np.maximum(np.ones_like(floor), floor)
+    z = (x - norm.mean) / norm.std
+    d = (t - norm.mean) / norm.std - z[:, -1]
+    w = np.asarray(model.skip.weight, np.float64)
+    b = np.asarray(model.skip.bias, np.float64)
+    r = d - (z.reshape(len(z), -1) @ w.T + b)
+    return np.maximum(np.sqrt(np.mean(r**2, axis=0)), floor)
+
+
+def fit_lin_head(model: NVPModel, norm: Normalizer, train_w, val_w, *, steps: int = 2000,
+                 batch: int = 256, lr: float = 3e-3, seed: int = 0) -> NVPModel:
+    """Fit the correction MLP over the linear forecast (`NVPModel.lin_mlp`) to what the frozen
+    linear path leaves over, in units of `norm.res_std`: Adam with cosine decay on the Huber
+    loss (delta 1; robust to the rare unforecastable jumps, e.g. the economiser switching on)
+    over the full training windows. Kept only if it lowers the validation Huber loss of the
+    linear path alone; otherwise the MLP stays zero (the model is the linear path)."""
+    s = np.ones(len(norm.std)) if norm.res_std is None else np.asarray(norm.res_std)
+
+    def design(w):
+        x, m, t = w
+        full = m.all(axis=1)
+        x, t = x[full].astype(np.float64), t[full].astype(np.float64)
+        z = (x - norm.mean) / norm.std
+        w_, b_ = np.asarray(model.skip.weight, np.float64), np.asarray(model.skip.bias)
+        lin = z[:, -1] + z.reshape(len(z), -1) @ w_.T + b_
+        r = ((t - norm.mean) / norm.std - lin) / s
+        return jnp.asarray(lin, jnp.float32), jnp.asarray(r, jnp.float32)
+
+    a, r = design(train_w)
+    av, rv = design(val_w)
+    if len(a) < batch or len(av) < 1 or steps < 1:
+        return model
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, 0.02))
+
+    params, static = eqx.partition(model.lin_mlp, eqx.is_inexact_array)
+
+    def huber(p, x, y):
+        return jnp.mean(optax.huber_loss(jax.vmap(eqx.combine(p, static))(x) - y, delta=1.0))
+
+    @jax.jit
+    def run(p, key):
+        def body(carry, k):
+            p, st = carry
+            i = jax.random.randint(k, (batch,), 0, a.shape[0])
+            u, st = opt.update(jax.grad(huber)(p, a[i], r[i]), st, p)
+            return (optax.apply_updates(p, u), st), None
+        (p, _), _ = jax.lax.scan(body, (p, opt.init(p)), jax.random.split(key, steps))
+        return p
+
+    fitted = run(params, jax.random.fold_in(jax.random.key(seed), 0x11A))
+    if not float(huber(fitted, av, rv)) < float(huber(params, av, rv)):
+        return model
+    return eqx.tree_at(lambda m: m.lin_mlp, model, eqx.combine(fitted, static))
 
 
 def calibrate(model: NVPModel, phys, norm: Normalizer, val_w, level: float = 0.9) -> Normalizer:
