@@ -6,7 +6,8 @@ from hot starts, side by side in this one process, on three workloads: one L=64 
 axis of idf.sample), and one L=256 lattice. Throughput is spin updates per nanosecond
 (lattices x sweeps x L^2 / wall time), best of `--repeats` interleaved timed runs after a
 compile run. The energy per spin of each run's last half of draws is checked against
-Onsager's exact value (finite-size corrections at T = 3 are far below the 1 % tolerance).
+Onsager's exact value: within 1 % or within 3 standard errors (finite-size corrections at
+T = 3 are far below both).
 
     PYTHONPATH=. python benchmarks/bench_lattice.py [--sweeps 400] [--repeats 3] [--temperature 3.0]
 """
@@ -91,6 +92,15 @@ def idf_runner(L, chains, sweeps, draws, temperature):
     return run, energies, thin * draws
 
 
+def _mean_and_error(e):
+    """Mean energy per spin of the last half of the draws and its standard error (draws
+    are `sweeps / draws` = 20 sweeps apart, far beyond the correlation time at T = 3, so
+    they are treated as independent). One L=64 lattice gives only 10 such draws: its
+    standard error (~0.01) is itself ~1 % of the energy."""
+    tail = np.asarray(e)[:, e.shape[1] // 2 :].ravel()
+    return float(tail.mean()), float(tail.std(ddof=1) / np.sqrt(tail.size))
+
+
 def timed(run, seed):
     t = time.perf_counter()
     out = jax.block_until_ready(run(seed))
@@ -137,16 +147,15 @@ def main():
         rate_i = updates_i / min(ti) / 1e9
         e_t = t_en(t_out)
         e_i = i_en(i_out)
-        u_t = float(e_t[:, e_t.shape[1] // 2 :].mean())
-        u_i = float(e_i[:, e_i.shape[1] // 2 :].mean())
-        ok_t = abs(u_t / exact - 1) < 0.01
-        ok_i = abs(u_i / exact - 1) < 0.01
+        (u_t, se_t), (u_i, se_i) = _mean_and_error(e_t), _mean_and_error(e_i)
+        ok_t = abs(u_t / exact - 1) < 0.01 or abs(u_t - exact) < 3 * se_t
+        ok_i = abs(u_i / exact - 1) < 0.01 or abs(u_i - exact) < 3 * se_i
         print(
             f"{name:<9} {L:>4} {chains:>8} {rate_t:>13.4f} {rate_i:>11.4f} {rate_i / rate_t:>6.2f} "
             f"{u_t:>9.4f}{'' if ok_t else '!'} {u_i:>9.4f}{'' if ok_i else '!'}",
             flush=True,
         )
-    print("('!' marks an energy more than 1 % from Onsager)")
+    print("('!' marks an energy more than 1 % and more than 3 standard errors from Onsager)")
 
 
 if __name__ == "__main__":
