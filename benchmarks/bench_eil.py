@@ -109,7 +109,7 @@ def run(eil, params, n, loop_planner=None):
             ctrls = loop_planner.encode(cands.setpoint, cands.power_cap, cands.servers_on,
                                         cands.weights)  # fmt: skip
             f = jnp.float32
-            env = (f(0.097), f(0.1), f(0.25), f(3.09))
+            env = (f(0.097), f(0.1), f(0.25), f(3.09), f(0.0))
             costs = []
             for k in range(len(types)):
                 out = loop_planner.score(

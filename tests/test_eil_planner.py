@@ -116,7 +116,7 @@ def test_gradient_through_forecaster_and_refinement_lowers_cost(params, planner,
     assert why is None
     on, w = np.full(4, 30.0, np.float32), np.full(4, 0.25, np.float32)
     ctrl = jnp.asarray(planner.encode(18.0, np.inf, on, w))
-    env = tuple(jnp.float32(x) for x in (0.1, 0.1, 0.25, 3.09))
+    env = tuple(jnp.float32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0))
     y, mask = jnp.asarray(y), jnp.asarray(mask)
     g_sp = float(planner.gradient(y, mask, ctrl, jnp.asarray(on), jnp.asarray(w), jnp.inf, env))
     assert np.isfinite(g_sp) and g_sp < 0  # a warmer supply saves energy (kJ per °C)

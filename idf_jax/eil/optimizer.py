@@ -319,6 +319,8 @@ class EILOptimizer:
         self.calibration_rate = float(calibration_rate)
         self._lock = threading.RLock()
         self._ctrl_log: dict[str, collections.OrderedDict] = {}
+        self._last_pred: dict[str, tuple[float, float]] = {}
+        self._temp_resid: dict[str, collections.deque] = {}
         self._last_source: str | None = None
         self._applied: dict[str, PlantAction] = {}
         self._ratio: dict[str, float] = {}
@@ -705,16 +707,58 @@ class EILOptimizer:
         y, mask = planner.nvp.pad(np.stack(out))
         return y, mask, None
 
+    def _with_cooler_supply(self, cands, types, params, irrev, cur, drop: float = 2.0):
+        """NVP path: each `server_on_off` candidate that switches servers on also comes with
+        the supply setpoint `drop` K lower (same type; params gain 'setpoint_c'). Adding
+        servers adds heat; when the racks already run at the temperature limit, neither
+        lever alone may be feasible."""
+        c_on = float(np.sum(cur.servers_on))
+        lo = self.setpoint_range[0]
+        sp = float(cur.setpoint)
+        extra = [i for i, t in enumerate(types)
+                 if t == "server_on_off" and float(np.sum(cands.servers_on[i])) > c_on + 0.5]
+        if not extra or sp - drop < lo - 1e-6:
+            return cands, types, params, irrev
+        new_sp = sp - drop
+        f32 = np.float32
+        cands = PlantAction(
+            np.concatenate([cands.setpoint, np.full(len(extra), new_sp, f32)]),
+            np.concatenate([cands.power_cap, cands.power_cap[extra]]),
+            np.concatenate([cands.servers_on, cands.servers_on[extra]]),
+            np.concatenate([cands.weights, cands.weights[extra]]),
+        )
+        types = list(types) + ["server_on_off"] * len(extra)
+        params = list(params) + [dict(params[i], setpoint_c=new_sp) for i in extra]
+        irrev = np.concatenate([irrev, irrev[extra]]).astype(f32)
+        return cands, types, params, irrev
+
+    def _temp_margin(self, source, planner) -> float:
+        """Empirical temperature margin [K] for the NVP path: 1.1 x the largest one-step
+        under-prediction of the hottest rack over the last week of decisions (0 until 8 are
+        known). Updated from the reading that followed the previous decision."""
+        last = self._last_pred.pop(source, None)
+        res = self._temp_resid.setdefault(source, collections.deque(maxlen=_DEMAND_MEMORY))
+        rec = self.store.latest(source)
+        if last is not None and rec is not None and rec.timestamp > last[0]:
+            temps = [rec.metrics.get(f"temp_{r}") for r in range(planner.spec.num_racks)]
+            if all(t is not None for t in temps):
+                res.append(max(temps) - last[1])
+        if len(res) < 8:
+            return 0.0
+        return max(0.0, 1.1 * float(max(res)))
+
     def _plan_nvp(self, source, planner, y, mask, state, cur, w, limits):
         """Score all candidates with the action-conditioned NVP (one vmapped call), drop the
         infeasible ones, refine the best continuous one through the NVP (optax Adam)."""
-        cands, types, params, irrev = self._candidates(source, state, cur)
+        cands, types, params, irrev = self._with_cooler_supply(
+            *self._candidates(source, state, cur), cur)
         model = self._scorers[source].model
         ctrls = planner.encode(cands.setpoint, cands.power_cap, cands.servers_on, cands.weights)
         sigma = self._demand_sigma(source, limits[0])
         z = float(ndtri(limits[0]))
         f32 = jnp.float32
-        env = (f32(sigma), f32(model.p_idle_kw), f32(model.p_peak_kw), f32(z))
+        margin = self._temp_margin(source, planner)
+        env = (f32(sigma), f32(model.p_idle_kw), f32(model.p_peak_kw), f32(z), f32(margin))
         wj = jnp.asarray(w, f32)
         lj = jnp.asarray(limits, f32)
         yj, mj = jnp.asarray(y), jnp.asarray(mask)
@@ -732,7 +776,8 @@ class EILOptimizer:
         final = jax.tree.map(lambda x: x[idx], summ)
         best_cost, best_type, best_params = float(cost[idx]), types[idx], dict(params[idx])
         refined = None
-        if feasible and self.refine_steps > 0:
+        steps = min(self.refine_steps, planner.refine_steps)
+        if feasible and steps > 0:
             cont = [i for i, t in enumerate(types)
                     if t in ("cooling_setpoint", "power_capping") and feas[i]
                     and math.isfinite(float(cands.power_cap[i]) if t == "power_capping"
@@ -748,8 +793,7 @@ class EILOptimizer:
                 r = planner.refine(
                     yj, mj, jnp.asarray(ctrls[j]), jnp.asarray(cands.servers_on[j]),
                     jnp.asarray(cands.weights[j]), caps[j], jnp.asarray(irrev[j]), env,
-                    summ["e_h"][0], summ["s_h"][0], wj, lj, which, lo, hi, lr,
-                    self.refine_steps)
+                    summ["e_h"][0], summ["s_h"][0], wj, lj, which, lo, hi, lr, steps)
                 refined = {"type": types[j], "from": float(cost[j]), "to": float(r["cost"])}
                 if float(r["viol"]) <= 1e-9 and float(r["cost"]) < best_cost - 1e-9:
                     theta = float(r["theta"])
@@ -768,7 +812,9 @@ class EILOptimizer:
             "energy", "entropy", "power", "temp", "temp_max", "cpu", "uptime", "unserved",
             "power_it", "cooling_power", "entropy_gen")}
         e_noop = float(summ["first"]["energy"][0])
-        fc_info = {"method": "nvp-control", "scorer": "nvp",
+        rec = self.store.latest(source)
+        self._last_pred[source] = (rec.timestamp, first["temp_max"])
+        fc_info = {"method": "nvp-control", "scorer": "nvp", "temp_margin": margin,
                    "checkpoint": os.path.basename(planner.nvp.path),
                    "horizon": planner.horizon, "demand": first["demand"],
                    "outside_temp": first["outside_temp"], "demand_sigma": sigma,
