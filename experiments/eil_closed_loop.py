@@ -61,6 +61,13 @@ WEEKS = {"January (week 2)": 7 * 24, "July (week 28)": 27 * 7 * 24}
 NOTES = """
 ## Reading the table
 
+- Scorer. 'eil-nvp' and 'eil-nvp-learned' score every candidate with the learned,
+  action-conditioned NVP transformer (`idf_jax/nvp/checkpoints/eil_row.ckpt`, trained on
+  excited simulator data, never on these weeks' closed-loop data): all candidates in one
+  vmapped call of a 4-step NVP rollout, then Adam (optax) on the best setpoint / cap candidate
+  through the NVP. The 'scored by' line below counts which scorer made each decision (the
+  plant model is only the fallback when a reading lacks an NVP channel). 'eil-plant' is the
+  previous planner (the simulator's physics as a differentiable model, 8-step horizon).
 - The fixed baseline's uptime violations are its own: with the simulator's base load shares
   (1.3 : 0.7 across the row) rack 0 gets 32.5 % of the work on 25 % of the servers and
   saturates at peak demand. The rule controller keeps those shares and inherits them. EIL's
@@ -70,14 +77,24 @@ NOTES = """
 - Where the savings come from: switching idle servers off (idle power is 40 % of peak) and
   raising the supply setpoint (a higher chiller COP, more economiser hours in winter).
 - Why EIL saves less than the rule set: it keeps chance-constrained headroom for uptime 0.999
-  (servers for demand + z sigma on every rack, temperatures checked at that demand). The
-  load has bursts (2 % per interval, up to ~22 % of the fleet). With sigma learned from two
-  days of history ('eil') a burst larger than any seen before still overloads a rack (1-2
-  violations per week); with the operator's declared 30 % burst headroom ('eil-declared')
-  there are none, at the price of a few points of savings. The blueprint's 20 % target is
-  not reached without violations here; the rule set beats it only by breaking uptime.
-- Invalid proofs (about 1 in 10): the forecast holds demand at its last value (persistence);
-  a burst or a fast ramp inside the interval moves the energy by more than the 5 % tolerance.
+  (servers for demand + z sigma on every rack) and keeps the hottest rack under 32 °C with a
+  margin (z predictive standard deviations of the NVP, or the largest recent one-step
+  under-prediction). The load has bursts (2 % per interval, up to ~22 % of the fleet). With
+  sigma learned from two days of history ('eil-nvp-learned') a burst larger than any seen
+  before still overloads a rack (about one violation per week); with the operator's declared
+  30 % burst headroom ('eil-nvp', 'eil-plant') there are none, at the price of a few points of
+  savings. The blueprint's 20 % target is not reached without violations here; the rule set
+  beats it only by breaking uptime.
+- NVP vs plant scorer: about the same savings with zero violations, and more valid proofs:
+  the NVP forecasts next interval's demand (the plant scorer holds it at its last value), so
+  fewer bursts and ramps push the energy outside the 5 % tolerance. The remaining invalid
+  proofs are bursts the forecast cannot anticipate.
+- Temperature violations seen while developing the NVP planner (2-6 per week, up to 32.6 °C)
+  came from single-lever candidates: with the racks at the limit and demand rising, adding
+  servers (needed for uptime) breaks the temperature limit and lowering the setpoint alone
+  breaks uptime. The NVP path therefore also scores each server candidate with a 2 K cooler
+  supply, and checks service for the next interval only (servers can be switched at every
+  decision) while temperatures, which have inertia, are checked over the horizon.
 """
 
 

@@ -708,28 +708,25 @@ class EILOptimizer:
         return y, mask, None
 
     def _with_cooler_supply(self, cands, types, params, irrev, cur, drop: float = 2.0):
-        """NVP path: each `server_on_off` candidate that switches servers on also comes with
-        the supply setpoint `drop` K lower (same type; params gain 'setpoint_c'). Adding
-        servers adds heat; when the racks already run at the temperature limit, neither
-        lever alone may be feasible."""
-        c_on = float(np.sum(cur.servers_on))
-        lo = self.setpoint_range[0]
-        sp = float(cur.setpoint)
-        extra = [i for i, t in enumerate(types)
-                 if t == "server_on_off" and float(np.sum(cands.servers_on[i])) > c_on + 0.5]
-        if not extra or sp - drop < lo - 1e-6:
+        """NVP path: every `server_on_off` candidate also comes with the supply setpoint
+        `drop` K lower (clipped to the setpoint range; same type, params gain 'setpoint_c').
+        Switching servers on adds heat; when the racks already run at the temperature limit,
+        neither lever alone may be feasible. A fixed number of extra candidates, so the
+        jitted scoring keeps one shape."""
+        idx = [i for i, t in enumerate(types) if t == "server_on_off"]
+        if not idx:
             return cands, types, params, irrev
-        new_sp = sp - drop
+        new_sp = max(float(cur.setpoint) - drop, self.setpoint_range[0])
         f32 = np.float32
         cands = PlantAction(
-            np.concatenate([cands.setpoint, np.full(len(extra), new_sp, f32)]),
-            np.concatenate([cands.power_cap, cands.power_cap[extra]]),
-            np.concatenate([cands.servers_on, cands.servers_on[extra]]),
-            np.concatenate([cands.weights, cands.weights[extra]]),
+            np.concatenate([cands.setpoint, np.full(len(idx), new_sp, f32)]),
+            np.concatenate([cands.power_cap, cands.power_cap[idx]]),
+            np.concatenate([cands.servers_on, cands.servers_on[idx]]),
+            np.concatenate([cands.weights, cands.weights[idx]]),
         )
-        types = list(types) + ["server_on_off"] * len(extra)
-        params = list(params) + [dict(params[i], setpoint_c=new_sp) for i in extra]
-        irrev = np.concatenate([irrev, irrev[extra]]).astype(f32)
+        types = list(types) + ["server_on_off"] * len(idx)
+        params = list(params) + [dict(params[i], setpoint_c=new_sp) for i in idx]
+        irrev = np.concatenate([irrev, irrev[idx]]).astype(f32)
         return cands, types, params, irrev
 
     def _temp_margin(self, source, planner) -> float:
