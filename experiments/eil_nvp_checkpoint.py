@@ -55,7 +55,13 @@ def main() -> None:
     )
     tmask = np.array([c in spec.state for c in spec.channels])
     tcfg = TrainConfig(
-        epochs=24, batch_size=64, learning_rate=3e-3, patience=4, seed=0, max_epoch_windows=6144
+        epochs=24,
+        batch_size=64,
+        learning_rate=3e-3,
+        patience=4,
+        seed=0,
+        max_epoch_windows=6144,
+        residual_scale=False,  # the shipped checkpoint predates residual-scaled heads
     )
     path = control.EIL_CHECKPOINT
     t1 = time.perf_counter()
