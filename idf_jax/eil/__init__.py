@@ -5,8 +5,10 @@
 - `detect_regime_shift`, `pelt`: penalised change-point detection (`idf_jax.eil.regime`).
 - `Ledger`: append-only, hash-chained, HMAC-signed SQLite ledger (`idf_jax.eil.ledger`).
 - `TelemetryStore`, `SourceConfig`, `CHANNELS`: validated telemetry history (`store`).
+- `NVPPlanner`: candidate scoring (one vmapped call) and gradient refinement through the
+  action-conditioned NVP (`planner`, `idf_jax.nvp.control`).
 - `PlantModel`, `PlantState`, `PlantAction`, `predict`: the differentiable datacenter
-  forecaster EIL plans with (`plant`).
+  model, EIL's fallback scorer (`plant`).
 """
 
 from .ledger import DEV_KEY as DEV_KEY
@@ -16,6 +18,7 @@ from .ledger import VerifyResult as VerifyResult
 from .optimizer import ACTION_TYPES as ACTION_TYPES
 from .optimizer import GOALS as GOALS
 from .optimizer import EILOptimizer as EILOptimizer
+from .planner import NVPPlanner as NVPPlanner
 from .plant import PlantAction as PlantAction
 from .plant import PlantModel as PlantModel
 from .plant import PlantState as PlantState

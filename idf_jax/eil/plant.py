@@ -1,4 +1,8 @@
-"""The action-conditioned forecaster EIL plans with: a differentiable datacenter model.
+"""A differentiable datacenter model: EIL's fallback scorer and its capacity arithmetic.
+
+EIL scores candidates with the learned, action-conditioned NVP when one is configured
+(`idf_jax.eil.planner`); this model is the scorer otherwise (no checkpoint for the source, or
+readings that lack the NVP's channels), and its server power curve sizes the candidates.
 
 One row of ``R`` racks (``n`` servers each) over one interval of ``dt`` seconds. Given
 the present state (rack temperatures ``T`` (R,) °C, offered load ``d`` as a share of
@@ -23,8 +27,8 @@ all servers, outside temperature ``T_out`` °C) and an action (supply setpoint `
   rack r's load fits its capacity is ``Phi((f on_r - d N w_r) / (sigma N w_r))``;
   ``uptime`` is the product over racks.
 
-Everything is a pure JAX function of (model, state, action), so EIL scores all
-candidates in one vmapped call and refines continuous actions by gradient descent.
+Everything is a pure JAX function of (model, state, action), so EIL can score all
+candidates in one vmapped call and refine continuous actions by gradient descent.
 """
 
 from __future__ import annotations

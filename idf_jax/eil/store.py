@@ -77,6 +77,7 @@ CHANNELS: dict[str, ChannelSpec] = {
     "outside_temp": ChannelSpec("degC", -60.0, 60.0, "outside dry-bulb temperature"),
     "it_power": ChannelSpec("kW", 0.0, 1e6, "IT (server) power"),
     "cooling_power": ChannelSpec("kW", 0.0, 1e6, "cooling plant power"),
+    "cooling_load": ChannelSpec("kW", 0.0, 1e6, "heat removed by the cooling plant"),
     "setpoint": ChannelSpec("degC", 5.0, 40.0, "cooling supply setpoint"),
     "power_cap": ChannelSpec("fraction", 0.1, 1.0, "per-server power cap"),
     "servers_on": ChannelSpec("count", 0.0, 1e7, "powered servers"),

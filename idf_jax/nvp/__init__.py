@@ -18,10 +18,16 @@ C dT = (P - UA (T - T_setpoint)) dt). It answers the blueprint example::
 
 Train your own: `nvp.train.train([train_array], [val_array], NVPConfig(channels=...), spec)`
 with a balance spec (see `conservation`, `simulator.row_balance_spec`) or `spec=None`.
+
+Action-conditioned NVP (`control`): controls are channels of the window marked as inputs
+(not scored in the loss); `control.ControlledNVP()` loads `checkpoints/eil_row.ckpt` (kW / °C
+channels of the simulator's row preset, trained on excited actions by
+`experiments/eil_nvp_checkpoint.py`), whose pure `rollout` EIL vmaps over candidate actions.
 """
 
 from . import checkpoint as checkpoint
 from . import conservation as conservation
+from . import control as control
 from . import data as data
 from . import loss as loss
 from . import model as model

@@ -75,8 +75,14 @@ def path_laplacian(n: int) -> np.ndarray:
 
 def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
                y: Float[Array, "B L C"], mask: Bool[Array, "B L"], target: Float[Array, "B C"],
-               weights: LossWeights = LossWeights()) -> dict[str, jax.Array]:
-    """All loss terms and the weighted total (scalars)."""
+               weights: LossWeights = LossWeights(),
+               target_mask: np.ndarray | None = None) -> dict[str, jax.Array]:
+    """All loss terms and the weighted total (scalars).
+
+    `target_mask` (C,) bool, optional: channels whose prediction error counts in ``L_pred``
+    (None: all). Action-conditioned models (`idf_jax.nvp.control`) pass False for their
+    control channels, which are inputs only (the next row's control is chosen, not predicted).
+    """
     fc = jax.vmap(lambda yy, mm: forecast(model, phys.balance, norm, phys.util_idx, yy, mm))(
         y, mask)
     dtype = y.dtype
@@ -86,7 +92,12 @@ def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
         unit = std * jnp.asarray(norm.res_std, dtype)
     v_z = jnp.maximum(fc.var / unit**2, 1e-6)
     err2 = ((target - fc.mean) / unit) ** 2
-    l_pred = jnp.mean(0.5 * (jnp.log(v_z) + err2 / v_z)) + jnp.mean(err2)
+    if target_mask is None:
+        l_pred = jnp.mean(0.5 * (jnp.log(v_z) + err2 / v_z)) + jnp.mean(err2)
+    else:
+        tm = jnp.asarray(np.asarray(target_mask, bool), dtype)
+        per = (0.5 * (jnp.log(v_z) + err2 / v_z) + err2) * tm
+        l_pred = jnp.sum(per) / (per.shape[0] * jnp.maximum(jnp.sum(tm), 1.0))
 
     zero = jnp.zeros((), dtype)
     if phys.balance.defined:
@@ -119,6 +130,7 @@ def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
     return dict(total=total, pred=l_pred, energy=l_energy, entropy=l_entropy, diffusion=l_diff)
 
 
-def loss_fn(model, phys, norm, y, mask, target, weights=LossWeights()) -> jax.Array:
+def loss_fn(model, phys, norm, y, mask, target, weights=LossWeights(),
+            target_mask=None) -> jax.Array:
     """Scalar total loss (differentiable in `model`)."""
-    return loss_terms(model, phys, norm, y, mask, target, weights)["total"]
+    return loss_terms(model, phys, norm, y, mask, target, weights, target_mask)["total"]

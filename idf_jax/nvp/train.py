@@ -95,13 +95,15 @@ def train(train_series: list[np.ndarray], val_series: list[np.ndarray],
 def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: dict | None,
                   cfg: TrainConfig = TrainConfig(), *, checkpoint: str | None = None,
                   resume: bool = False, progress: bool = True,
-                  extra_meta: dict | None = None, stop_after: int | None = None) -> TrainResult:
+                  extra_meta: dict | None = None, stop_after: int | None = None,
+                  target_mask: np.ndarray | None = None) -> TrainResult:
     """Fit NVP on pre-cut windows ``(inputs (N, L, C), masks (N, L), targets (N, C))``
     with normalisation `norm` (fitted on training data only).
 
     `resume=True` continues from `<checkpoint>.state` (same data and TrainConfig give the same
     result as an uninterrupted run); `stop_after=k` ends this call after k epochs, as if the
-    process were stopped (the state file allows resuming)."""
+    process were stopped (the state file allows resuming). `target_mask` (C,) bool: channels
+    scored by ``L_pred`` (None: all; see `loss.loss_terms`)."""
     channels = model_cfg.channels
     phys = make_physics(spec, channels)
     w = model_cfg.window
@@ -151,7 +153,7 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
     @eqx.filter_jit
     def train_step(model, opt_state, y, mask, target):
         def f(m):
-            terms = loss_terms(m, phys, norm, y, mask, target, weights)
+            terms = loss_terms(m, phys, norm, y, mask, target, weights, target_mask)
             return terms["total"], terms
         (_, terms), grads = eqx.filter_value_and_grad(f, has_aux=True)(model)
         updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
@@ -159,7 +161,7 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
 
     @eqx.filter_jit
     def eval_step(model, y, mask, target):
-        return loss_terms(model, phys, norm, y, mask, target, weights)
+        return loss_terms(model, phys, norm, y, mask, target, weights, target_mask)
 
     def evaluate(model):  # the whole validation set in one call (one compiled shape)
         return {k: float(v) for k, v in eval_step(model, xv, mv, tv).items()}

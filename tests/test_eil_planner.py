@@ -1,0 +1,227 @@
+"""EIL planning through the action-conditioned NVP (idf_jax.eil.planner, idf_jax.nvp.control)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig
+from idf_jax.eil.planner import NVPPlanner
+from idf_jax.nvp import control
+from idf_jax.nvp import simulator as sim
+from idf_jax.nvp.loss import LossWeights, loss_terms, make_physics
+from idf_jax.nvp.model import NVPConfig, NVPModel, fit_normalizer
+from idf_jax.nvp.predictor import DEFAULT_CHECKPOINT
+
+CONSTRAINTS = {"uptime": 0.999, "temp_max": 32.0}
+
+
+@pytest.fixture(scope="module")
+def planner():
+    return NVPPlanner()
+
+
+@pytest.fixture(scope="module")
+def params():
+    return sim.make_params(start_hour=7 * 24.0)
+
+
+@pytest.fixture(scope="module")
+def trace(params):
+    """24 simulated intervals at a fixed operating point (setpoint 20 °C, 30 servers per rack,
+    uniform shares): observations and the action."""
+    act = sim.default_action(params, setpoint=20.0)._replace(
+        servers_on=jnp.full((4,), 30.0), weights=jnp.full((4,), 0.25)
+    )
+    obs = sim.simulate(params, jax.random.key(3), 24, action=act)
+    return obs, act
+
+
+def _source(params, **kw):
+    plant = PlantModel(
+        num_racks=4,
+        servers_per_rack=40.0,
+        dt=900.0,
+        heat_capacity_kj_per_k=float(params.heat_capacity_kj_per_k),
+        ua_kw_per_k=1.0,
+        row_conductance_kw_per_k=0.3,
+        envelope_kw_per_k=0.05,
+        cooling_capacity_kw=60.0,
+        fan_kw=2.0,
+    )
+    return SourceConfig(
+        "row-1", num_servers=160, interval_s=900.0, temp_max=32.0, setpoint=20.0,
+        demand_sigma=0.1, plant=plant, **kw,
+    )  # fmt: skip
+
+
+def _readings(obs, act, with_cooling_load=True):
+    out = []
+    for t in range(len(obs["cpu"])):
+        temps = obs["temps"][t]
+        m = {
+            "cpu": float(obs["cpu"][t]),
+            "power": float(obs["power"][t] + obs["cooling_power"][t]),
+            "it_power": float(obs["power"][t]),
+            "cooling_power": float(obs["cooling_power"][t]),
+            "temp": float(temps.mean()),
+            "outside_temp": float(obs["t_out"][t]),
+            "setpoint": float(act.setpoint),
+            "servers_on": float(np.sum(act.servers_on)),
+            "demand": float(obs["demand"][t]),
+        }
+        if with_cooling_load:
+            m["cooling_load"] = float(obs["cooling"][t])
+        m.update({f"temp_{i}": float(x) for i, x in enumerate(temps)})
+        out.append({"source": "row-1", "metrics": m, "timestamp": 900.0 * t})
+    return out
+
+
+def _eil(params, planner, obs, act, **kw):
+    eil = EILOptimizer(sources=[_source(params)], planner=planner, **kw)
+    for r in _readings(obs, act):
+        eil.sense(r)
+    return eil
+
+
+def test_candidates_scored_in_one_vmapped_nvp_call(params, planner, trace, monkeypatch):
+    obs, act = trace
+    calls = []
+    orig = planner.score
+
+    def spy(y, mask, ctrls, *rest):
+        calls.append((y.shape, ctrls.shape))
+        return orig(y, mask, ctrls, *rest)
+
+    monkeypatch.setattr(planner, "score", spy)
+    with _eil(params, planner, obs, act) as eil:
+        res = eil.act(goal="minimize_energy", constraints=CONSTRAINTS)
+    assert res["forecast"]["scorer"] == "nvp"
+    assert len(calls) == 1  # one call per decision ...
+    (y_shape, c_shape) = calls[0]
+    k = res["candidates_scored"]
+    assert k > 20 and c_shape == (k, len(planner.spec.controls))  # ... batched over candidates
+    assert y_shape == (planner.window, len(planner.spec.channels))
+    assert res["feasible"] and np.isfinite(res["expected_cost"])
+    assert res["predicted_state"]["energy"] > 0
+
+
+def test_gradient_through_forecaster_and_refinement_lowers_cost(params, planner, trace):
+    obs, act = trace
+    with _eil(params, planner, obs, act) as eil:
+        rec = eil.store.latest("row-1")
+        y, mask, why = eil._nvp_window("row-1", planner, rec)
+    assert why is None
+    on, w = np.full(4, 30.0, np.float32), np.full(4, 0.25, np.float32)
+    ctrl = jnp.asarray(planner.encode(18.0, np.inf, on, w))
+    env = tuple(jnp.float32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0))
+    y, mask = jnp.asarray(y), jnp.asarray(mask)
+    g_sp = float(planner.gradient(y, mask, ctrl, jnp.asarray(on), jnp.asarray(w), jnp.inf, env))
+    assert np.isfinite(g_sp) and g_sp < 0  # a warmer supply saves energy (kJ per °C)
+    g_cap = float(
+        planner.gradient(y, mask, ctrl.at[1].set(15.0), jnp.asarray(on), jnp.asarray(w),
+                         jnp.float32(15.0), env, which=1)
+    )  # fmt: skip
+    assert np.isfinite(g_cap) and g_cap > 0  # a lower cap lowers IT energy
+    # refine the setpoint from 18 °C: C(a) must fall and stay feasible
+    noop = planner.score(
+        y, mask, ctrl[None], jnp.asarray(on)[None], jnp.asarray(w)[None],
+        jnp.asarray([jnp.inf]), jnp.zeros(1), env, jnp.asarray([1.0, 0.1, 1.0]),
+        jnp.asarray([0.999, 32.0, 1e9, 0.001]),
+    )[3]  # fmt: skip
+    r = planner.refine(
+        y, mask, ctrl, jnp.asarray(on), jnp.asarray(w), jnp.float32(jnp.inf), jnp.float32(0.0),
+        env, noop["e_h"][0], noop["s_h"][0], jnp.asarray([1.0, 0.1, 1.0]),
+        jnp.asarray([0.999, 32.0, 1e9, 0.001]), 0, 16.0, 27.0, 0.25, 30,
+    )  # fmt: skip
+    assert float(r["cost"]) < float(r["cost0"]) - 1e-3
+    assert float(r["theta"]) > 18.0 and float(r["viol"]) == 0.0
+
+
+def test_nvp_predicts_direction_of_each_control(params, planner, trace):
+    obs, act = trace
+    with _eil(params, planner, obs, act) as eil:
+        y, mask, _ = eil._nvp_window("row-1", planner, eil.store.latest("row-1"))
+    nvp = planner.nvp
+    i = nvp.index
+    y, mask = jnp.asarray(y), jnp.asarray(mask)
+    on, w = np.full(4, 30.0), np.full(4, 0.25)
+
+    def pred(sp=20.0, cap=np.inf, servers=on):
+        c = jnp.asarray(planner.encode(sp, cap, servers, w))
+        return np.asarray(nvp.step(y, mask, c)[0])
+
+    base = pred()
+    assert pred(sp=24.0)[i["cooling_power"]] < base[i["cooling_power"]]  # warmer supply
+    assert pred(sp=24.0)[i["temp_0"]] > base[i["temp_0"]]  # ... warmer racks
+    assert pred(cap=0.7 * base[i["it_power"]])[i["it_power"]] < base[i["it_power"]]  # cap
+    assert pred(servers=np.full(4, 22.0))[i["it_power"]] < base[i["it_power"]]  # servers off
+
+
+def test_infeasible_candidates_are_removed(params, planner, trace, monkeypatch):
+    obs, act = trace
+    seen = {}
+    orig = planner.score
+
+    def spy(*args):
+        out = orig(*args)
+        seen["cost"], seen["viol"] = np.asarray(out[0]), np.asarray(out[1])
+        return out
+
+    monkeypatch.setattr(planner, "score", spy)
+    tight = float(np.max(obs["temps"][-1])) + 0.3  # warm supply air would break this limit
+    with _eil(params, planner, obs, act, refine_steps=0) as eil:
+        res = eil.act(goal="minimize_energy", constraints={"uptime": 0.999, "temp_max": tight})
+    cost, viol = seen["cost"], seen["viol"]
+    feas = viol <= 1e-9
+    assert feas.any() and (~feas).any()
+    assert res["num_feasible"] == int(feas.sum()) < res["candidates_scored"]
+    assert res["feasible"]
+    # the choice is the cheapest feasible one, and an infeasible one would have been cheaper
+    assert res["expected_cost"] == pytest.approx(float(cost[feas].min()), abs=1e-6)
+    assert float(cost[~feas].min()) < res["expected_cost"]
+
+
+def test_falls_back_to_plant_without_nvp_channels(params, planner, trace):
+    obs, act = trace
+    with EILOptimizer(sources=[_source(params)], planner=planner) as eil:
+        for r in _readings(obs, act, with_cooling_load=False):
+            eil.sense(r)
+        res = eil.act(constraints=CONSTRAINTS)
+    assert res["forecast"]["scorer"] == "plant"
+    assert "cooling_load" in res["forecast"]["nvp_unavailable"]
+
+
+def test_controlled_nvp_rejects_plain_checkpoint():
+    with pytest.raises(ValueError, match="action-conditioned"):
+        control.ControlledNVP(DEFAULT_CHECKPOINT)
+
+
+def test_target_mask_ignores_control_channels():
+    chans = ("a", "b", "u")
+    cfg = NVPConfig(channels=chans, window=4, d_model=8, num_heads=2, num_layers=1)
+    model = NVPModel(cfg, key=jax.random.key(0))
+    phys = make_physics(None, chans)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3))
+    norm = fit_normalizer([x], phys.balance)
+    y = jnp.asarray(rng.normal(size=(5, 4, 3)), jnp.float32)
+    mask = jnp.ones((5, 4), bool)
+    t = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    tm = np.array([True, True, False])
+    a = loss_terms(model, phys, norm, y, mask, t, LossWeights(), tm)["pred"]
+    b = loss_terms(model, phys, norm, y, mask, t.at[:, 2].add(5.0), LossWeights(), tm)["pred"]
+    c = loss_terms(model, phys, norm, y, mask, t.at[:, 2].add(5.0), LossWeights())["pred"]
+    assert float(a) == pytest.approx(float(b)) and float(c) != pytest.approx(float(a))
+
+
+def test_excited_series_layout(params):
+    x, spec = control.excited_series(params, jax.random.key(1), 40, seed=1, burn_in=8)
+    assert x.shape == (39, len(spec.channels))
+    ci = [spec.channels.index(c) for c in spec.controls]
+    assert np.all(x[:, ci[0]] >= 16) and np.all(x[:, ci[0]] <= 27)  # setpoint
+    assert np.all(x[:, ci[1]] <= spec.cap_max_kw + 1e-6)  # no cap encoded as the fleet peak
+    shares = x[:, ci[2 + spec.num_racks :]]
+    assert np.allclose(shares.sum(1), 1.0, atol=1e-5)
