@@ -88,11 +88,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.scipy.special import ndtri
 
 from .ledger import KEY_ENV, Ledger
-from .planner import NVPPlanner
+from .planner import NVPPlanner, projected_adam
 from .plant import KELVIN, PlantAction, PlantModel, PlantState, predict
 from .regime import detect_regime_shift
 from .store import SourceConfig, TelemetryStore
@@ -237,17 +236,8 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
     lo_t = jnp.where(which == 0, lo, lo / hi)
     hi_t = jnp.where(which == 0, hi, 1.0)
     theta0 = jnp.where(which == 0, action.setpoint, jnp.minimum(action.power_cap / hi, 1.0))
-    opt = optax.adam(lr)  # lr is a traced scalar: one compilation for both parameters
-
-    def body(carry, _):
-        theta, st = carry
-        g = jax.grad(objective)(theta)
-        g = jnp.where(jnp.isfinite(g), g, 0.0)
-        upd, st = opt.update(g, st, theta)
-        theta = jnp.clip(optax.apply_updates(theta, upd), lo_t, hi_t)
-        return (theta, st), None
-
-    (theta, _), _ = jax.lax.scan(body, (theta0, opt.init(theta0)), None, length=steps)
+    # lr is a traced scalar: one compilation for both parameters
+    theta = projected_adam(objective, theta0, lo_t, hi_t, lr, steps)
     c, v, summ = cost_of(theta, with_summary=True)
     return with_param(theta), c, v, summ
 

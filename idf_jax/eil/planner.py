@@ -46,6 +46,23 @@ __all__ = ["NVPPlanner", "KELVIN"]
 KELVIN = 273.15
 
 
+def projected_adam(objective, theta0, lo, hi, lr, steps: int):
+    """`steps` Adam (optax) steps on a scalar `theta`, each clipped to [lo, hi] (projected
+    gradient descent); non-finite gradients count as 0. `lr` may be traced (one compilation
+    for every parameter). Returns the final theta."""
+    opt = optax.adam(lr)
+
+    def body(carry, _):
+        theta, st = carry
+        g = jax.grad(objective)(theta)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        upd, st = opt.update(g, st, theta)
+        return (jnp.clip(optax.apply_updates(theta, upd), lo, hi), st), None
+
+    (theta, _), _ = jax.lax.scan(body, (theta0, opt.init(theta0)), None, length=steps)
+    return theta
+
+
 def _violation(uptime, temp_hi, power_max, unserved, limits):
     up, tmax, pmax, umax = limits[0], limits[1], limits[2], limits[3]
     return (
@@ -217,17 +234,7 @@ class NVPPlanner:
         lo_t = jnp.where(which == 0, lo, lo / hi)
         hi_t = jnp.where(which == 0, hi, 1.0)
         theta0 = jnp.where(which == 0, ctrl[0], jnp.minimum(cap / hi, 1.0))
-        opt = optax.adam(lr)
-
-        def body(carry, _):
-            theta, st = carry
-            g = jax.grad(objective)(theta)
-            g = jnp.where(jnp.isfinite(g), g, 0.0)
-            upd, st = opt.update(g, st, theta)
-            theta = jnp.clip(optax.apply_updates(theta, upd), lo_t, hi_t)
-            return (theta, st), None
-
-        (theta, _), _ = jax.lax.scan(body, (theta0, opt.init(theta0)), None, length=steps)
+        theta = projected_adam(objective, theta0, lo_t, hi_t, lr, steps)
         c, v, s = cost_of(theta)
         c0, v0, _ = cost_of(theta0)
         ctrl_t, cap_t = with_param(theta)
