@@ -242,6 +242,19 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
     return with_param(theta), c, v, summ
 
 
+def _best_continuous(types, feas, power_cap, cost):
+    """Index of the cheapest feasible continuous candidate (a cooling setpoint, or a power
+    cap with a finite value), or None when there is none."""
+    cont = [
+        i
+        for i, t in enumerate(types)
+        if t in ("cooling_setpoint", "power_capping")
+        and feas[i]
+        and math.isfinite(float(power_cap[i]) if t == "power_capping" else 0.0)
+    ]
+    return min(cont, key=lambda i: cost[i]) if cont else None
+
+
 class EILOptimizer:
     """Sense -> act -> prove over a SQLite store and a signed ledger (module doc)."""
 
@@ -765,12 +778,8 @@ class EILOptimizer:
         refined = None
         steps = min(self.refine_steps, planner.refine_steps)
         if feasible and steps > 0:
-            cont = [i for i, t in enumerate(types)
-                    if t in ("cooling_setpoint", "power_capping") and feas[i]
-                    and math.isfinite(float(cands.power_cap[i]) if t == "power_capping"
-                                      else 0.0)]
-            if cont:
-                j = min(cont, key=lambda i: cost[i])
+            j = _best_continuous(types, feas, cands.power_cap, cost)
+            if j is not None:
                 which = 0 if types[j] == "cooling_setpoint" else 1
                 if which == 0:
                     (lo, hi), lr = self.setpoint_range, 0.25
@@ -839,12 +848,8 @@ class EILOptimizer:
         best_cost, best_type, best_params = float(cost[idx]), types[idx], dict(params[idx])
         # refine the best feasible continuous candidate
         if feasible and self.refine_steps > 0:
-            cont = [i for i, t in enumerate(types)
-                    if t in ("cooling_setpoint", "power_capping") and feas[i]
-                    and math.isfinite(float(cands.power_cap[i]) if t == "power_capping"
-                                      else 0.0)]
-            if cont:
-                j = min(cont, key=lambda i: cost[i])
+            j = _best_continuous(types, feas, cands.power_cap, cost)
+            if j is not None:
                 a_j = jax.tree.map(lambda x: x[j], cands)
                 which = 0 if types[j] == "cooling_setpoint" else 1
                 if which == 0:
