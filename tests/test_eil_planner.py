@@ -89,13 +89,13 @@ def _eil(params, planner, obs, act, **kw):
 def test_candidates_scored_in_one_vmapped_nvp_call(params, planner, trace, monkeypatch):
     obs, act = trace
     calls = []
-    orig = planner.score
+    orig = planner.decide
 
     def spy(y, mask, ctrls, *rest):
         calls.append((y.shape, ctrls.shape))
         return orig(y, mask, ctrls, *rest)
 
-    monkeypatch.setattr(planner, "score", spy)
+    monkeypatch.setattr(planner, "decide", spy)
     with _eil(params, planner, obs, act) as eil:
         res = eil.act(goal="minimize_energy", constraints=CONSTRAINTS)
     assert res["forecast"]["scorer"] == "nvp"
@@ -163,14 +163,14 @@ def test_nvp_predicts_direction_of_each_control(params, planner, trace):
 def test_infeasible_candidates_are_removed(params, planner, trace, monkeypatch):
     obs, act = trace
     seen = {}
-    orig = planner.score
+    orig = planner.decide
 
     def spy(*args):
         out = orig(*args)
-        seen["cost"], seen["viol"] = np.asarray(out[0]), np.asarray(out[1])
+        seen["cost"], seen["viol"] = np.asarray(out["cost"]), np.asarray(out["viol"])
         return out
 
-    monkeypatch.setattr(planner, "score", spy)
+    monkeypatch.setattr(planner, "decide", spy)
     tight = float(np.max(obs["temps"][-1])) + 0.3  # warm supply air would break this limit
     with _eil(params, planner, obs, act, refine_steps=0) as eil:
         res = eil.act(goal="minimize_energy", constraints={"uptime": 0.999, "temp_max": tight})
@@ -225,3 +225,45 @@ def test_excited_series_layout(params):
     assert np.all(x[:, ci[1]] <= spec.cap_max_kw + 1e-6)  # no cap encoded as the fleet peak
     shares = x[:, ci[2 + spec.num_racks :]]
     assert np.allclose(shares.sum(1), 1.0, atol=1e-5)
+
+
+def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, planner, trace):
+    """The planner's rollout (history keys/values computed once for all candidates) equals
+    the plain step-by-step rollout; `decide` (one call) agrees with `score`."""
+    obs, act = trace
+    with _eil(params, planner, obs, act) as eil:
+        y, mask, _ = eil._nvp_window("row-1", planner, eil.store.latest("row-1"))
+    nvp = planner.nvp
+    y, mask = jnp.asarray(y), jnp.asarray(mask)
+    on, w = np.full((3, 4), 30.0, np.float32), np.full((3, 4), 0.25, np.float32)
+    ctrls = jnp.asarray(planner.encode(np.array([17.0, 20.0, 24.0]), np.full(3, np.inf), on, w))
+
+    def reference(c):  # every step a full forward of the window
+        def body(carry, _):
+            yy, mm = carry
+            mean, var = nvp.step(yy, mm, c)
+            return (jnp.concatenate([yy[1:], mean[None]]), jnp.concatenate([mm[1:], mm[-1:]])), (
+                mean, var)
+
+        return jax.lax.scan(body, (y, mask), None, length=planner.horizon)[1]
+
+    a = jax.jit(jax.vmap(reference))(ctrls)
+    b = jax.jit(jax.vmap(lambda c: nvp.rollout(y, mask, c, planner.horizon)))(ctrls)
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=2e-5, atol=1e-4)
+
+    f32 = np.float32
+    env = tuple(f32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0))
+    wts, lim = np.asarray([1.0, 0.1, 1.0], f32), np.asarray([0.999, 32.0, 1e9, 0.001], f32)
+    caps, irrev = np.full(3, np.inf, f32), np.zeros(3, f32)
+    cost, viol, _, summ = planner.score(y, mask, ctrls, on, w, caps, irrev, env, wts, lim)
+    args = (y, mask, ctrls, on, w, caps, irrev, env, wts, lim, [-1, 0, -1], [0, 16, 0],
+            [1, 27, 1], [0, 0.5, 0])
+    d0 = planner.decide(*args, steps=0)  # no refinement: the best scored candidate
+    np.testing.assert_allclose(d0["cost"], np.asarray(cost), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d0["viol"], np.asarray(viol), rtol=1e-5, atol=1e-6)
+    feas = np.asarray(viol) <= 1e-9
+    assert int(d0["idx"]) == int(np.argmin(np.where(feas, cost, np.inf)))
+    assert int(d0["j"]) == -1 and not bool(d0["accepted"])
+    assert float(d0["first"]["energy"]) == pytest.approx(
+        float(summ["first"]["energy"][int(d0["idx"])]), rel=1e-5)

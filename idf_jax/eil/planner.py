@@ -46,15 +46,24 @@ __all__ = ["NVPPlanner", "KELVIN"]
 KELVIN = 273.15
 
 
-def projected_adam(objective, theta0, lo, hi, lr, steps: int):
+def projected_adam(objective, theta0, lo, hi, lr, steps: int, cosine: bool = False):
     """`steps` Adam (optax) steps on a scalar `theta`, each clipped to [lo, hi] (projected
     gradient descent); non-finite gradients count as 0. `lr` may be traced (one compilation
-    for every parameter). Returns the final theta."""
-    opt = optax.adam(lr)
+    for every parameter). Returns the final theta.
+
+    `cosine`: the rate decays as lr (1 + cos(pi k / steps)) / 2 over the steps (a long first
+    move, a fine last one: a few steps both travel and settle). The derivative is taken in
+    forward mode (`jax.jvp` with tangent 1): for one scalar parameter it is the same number
+    as `jax.grad`, at about the cost of one more forward pass and without storing the
+    rollout for a backward pass."""
+    if cosine:
+        opt = optax.adam(lambda k: lr * 0.5 * (1.0 + jnp.cos(jnp.pi * k / max(steps, 1))))
+    else:
+        opt = optax.adam(lr)
 
     def body(carry, _):
         theta, st = carry
-        g = jax.grad(objective)(theta)
+        _, g = jax.jvp(objective, (theta,), (jnp.ones_like(theta),))
         g = jnp.where(jnp.isfinite(g), g, 0.0)
         upd, st = opt.update(g, st, theta)
         return (jnp.clip(optax.apply_updates(theta, upd), lo, hi), st), None
@@ -73,11 +82,49 @@ def _violation(uptime, temp_hi, power_max, unserved, limits):
     )
 
 
+class _OneTransfer:
+    """`jax.jit(fn)` whose pytree result reaches the host in ONE device->host copy: the
+    leaves are raveled into one float32 vector on the device and split again with numpy
+    (one copy per leaf costs ~30 us each on CPU, a large share of a 10 ms decision).
+    Integer leaves come back as float32 and are exact below 2**24."""
+
+    def __init__(self, fn, static_argnames=()):
+        self._fn = fn
+        self._static = tuple(static_argnames)
+        self._jit = jax.jit(
+            lambda *a, **k: jnp.concatenate(
+                [jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(fn(*a, **k))]
+            ),
+            static_argnames=static_argnames,
+        )
+        self._layouts = {}
+
+    def __call__(self, *args, **kwargs):
+        sig = (
+            tuple((np.shape(x), np.result_type(x)) for x in jax.tree.leaves(args)),
+            tuple(sorted(kwargs.items())),
+        )
+        layout = self._layouts.get(sig)
+        if layout is None:
+            out = jax.eval_shape(lambda *a: self._fn(*a, **kwargs), *args)
+            leaves, treedef = jax.tree.flatten(out)
+            layout = (treedef, [(x.shape, x.dtype) for x in leaves])
+            self._layouts[sig] = layout
+        flat = np.asarray(self._jit(*args, **kwargs))
+        treedef, shapes = layout
+        leaves, at = [], 0
+        for shape, dtype in shapes:
+            n = int(np.prod(shape))
+            leaves.append(flat[at : at + n].reshape(shape).astype(dtype))
+            at += n
+        return jax.tree.unflatten(treedef, leaves)
+
+
 class NVPPlanner:
     """Candidate scoring and continuous refinement through an action-conditioned NVP."""
 
     def __init__(
-        self, nvp: ControlledNVP | str | None = None, *, horizon: int = 4, refine_steps: int = 12
+        self, nvp: ControlledNVP | str | None = None, *, horizon: int = 4, refine_steps: int = 6
     ):
         if not isinstance(nvp, ControlledNVP):
             nvp = ControlledNVP(nvp)
@@ -85,7 +132,9 @@ class NVPPlanner:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.nvp = nvp
         self.horizon = int(horizon)
-        self.refine_steps = int(refine_steps)  # Adam steps per decision (each: a grad of a rollout)
+        # Adam steps per decision (each: a forward-mode derivative of one rollout; cosine-decayed
+        # rate, so 6 steps reach ~3.5 x the initial rate and end on a fine step)
+        self.refine_steps = int(refine_steps)
         self.spec = nvp.spec
         ix = nvp.index
         self._i = {
@@ -95,18 +144,21 @@ class NVPPlanner:
         self._temps = np.array([ix[f"temp_{r}"] for r in range(self.spec.num_racks)])
         self._score = jax.jit(self._score_impl)
         self._refine = jax.jit(self._refine_impl, static_argnames=("steps",))
+        self._decide = _OneTransfer(self._decide_impl, static_argnames=("steps",))
+        self._gradient = jax.jit(self._gradient_impl, static_argnames=("which",))
 
     @property
     def window(self) -> int:
         return self.nvp.window
 
     # ---------------------------------------------------------------- one candidate
-    def _evaluate(self, y, mask, ctrl, on, w, cap, env):
+    def _evaluate(self, prefix, y, mask, ctrl, on, w, cap, env):
         """Cost ingredients of one candidate (pure; vmapped by `score`, differentiated by
-        `refine`). `env` = (sigma, p_idle_kw, p_peak_kw, z, temp_margin) scalars."""
+        `refine`). `prefix`: `ControlledNVP.prefix(y, mask, horizon)`, shared by all
+        candidates. `env` = (sigma, p_idle_kw, p_peak_kw, z, temp_margin) scalars."""
         sigma, p_idle, p_peak, z, margin = env
         i = self._i
-        means, vars_ = self.nvp.rollout(y, mask, ctrl, self.horizon)
+        means, vars_ = self.nvp.rollout_from(prefix, y, mask, ctrl)
         dt = self.spec.dt
         p_it = means[:, i["it_power"]]
         p_cool = jnp.maximum(means[:, i["cooling_power"]], 1e-3)
@@ -175,7 +227,8 @@ class NVPPlanner:
 
     # ---------------------------------------------------------------- all candidates
     def _score_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits):
-        summ = jax.vmap(lambda c, o, ww, cp: self._evaluate(y, mask, c, o, ww, cp, env))(
+        prefix = self.nvp.prefix(y, mask, self.horizon)  # once for all K candidates
+        summ = jax.vmap(lambda c, o, ww, cp: self._evaluate(prefix, y, mask, c, o, ww, cp, env))(
             ctrls, ons, ws, caps
         )
         t_out_k = y[-1, self._i["outside_temp"]] + KELVIN
@@ -214,6 +267,7 @@ class NVPPlanner:
     ):
         t_out_k = y[-1, self._i["outside_temp"]] + KELVIN
         cap_max = self.spec.cap_max_kw
+        prefix = self.nvp.prefix(y, mask, self.horizon)  # once, outside the Adam loop
 
         def with_param(theta):
             c = jnp.where(
@@ -223,7 +277,7 @@ class NVPPlanner:
 
         def cost_of(theta):
             c, cp = with_param(theta)
-            s = self._evaluate(y, mask, c, on, w_r, cp, env)
+            s = self._evaluate(prefix, y, mask, c, on, w_r, cp, env)
             cost, v = self._cost(s, base_e, base_s, irrev, t_out_k, w, limits)
             return cost, v, s
 
@@ -234,9 +288,10 @@ class NVPPlanner:
         lo_t = jnp.where(which == 0, lo, lo / hi)
         hi_t = jnp.where(which == 0, hi, 1.0)
         theta0 = jnp.where(which == 0, ctrl[0], jnp.minimum(cap / hi, 1.0))
-        theta = projected_adam(objective, theta0, lo_t, hi_t, lr, steps)
-        c, v, s = cost_of(theta)
-        c0, v0, _ = cost_of(theta0)
+        theta = projected_adam(objective, theta0, lo_t, hi_t, lr, steps, cosine=True)
+        # the end point and the start point in one batched evaluation
+        cs, vs, ss = jax.vmap(cost_of)(jnp.stack([theta, theta0]))
+        c, v, s, c0, v0 = cs[0], vs[0], jax.tree.map(lambda x: x[0], ss), cs[1], vs[1]
         ctrl_t, cap_t = with_param(theta)
         return dict(
             theta=theta, ctrl=ctrl_t, cap=cap_t, cost=c, viol=v, summary=s, cost0=c0, viol0=v0
@@ -264,7 +319,7 @@ class NVPPlanner:
     ):
         """Adam on the setpoint (which=0, °C in [lo, hi]) or the power cap (which=1, kW in
         [lo, hi], optimised as a fraction of hi) of one candidate through the NVP rollout."""
-        f = jnp.float32
+        f = np.float32
         return self._refine(
             y,
             mask,
@@ -278,21 +333,72 @@ class NVPPlanner:
             base_s,
             w,
             limits,
-            jnp.asarray(which),
+            np.int32(which),
             f(lo),
             f(hi),
             f(lr),
             steps=int(steps),
         )
 
-    def gradient(self, y, mask, ctrl, on, w_r, cap, env, which: int = 0):
-        """d E_H / d(setpoint or cap) through the NVP (kJ per °C or per kW): a diagnostic."""
+    # ---------------------------------------------------------------- one decision
+    def _decide_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k,
+                     lo_k, hi_k, lr_k, steps):
+        cost, viol, _, summ = self._score_impl(y, mask, ctrls, ons, ws, caps, irrev, env, w,
+                                               limits)
+        feas = viol <= 1e-9
+        feasible = jnp.any(feas)
+        idx = jnp.where(feasible, jnp.argmin(jnp.where(feas, cost, jnp.inf)),
+                        jnp.argmin(viol + 1e-9 * cost))
+        cont = (which_k >= 0) & feas & ((which_k == 0) | jnp.isfinite(caps))
+        j = jnp.argmin(jnp.where(cont, cost, jnp.inf))
+        def refine(_):
+            return self._refine_impl(y, mask, ctrls[j], ons[j], ws[j], caps[j], irrev[j], env,
+                                     summ["e_h"][0], summ["s_h"][0], w, limits, which_k[j],
+                                     lo_k[j], hi_k[j], lr_k[j], steps)
 
+        def skip(_):
+            shapes = jax.eval_shape(refine, None)
+            return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+        do = jnp.any(cont) & (steps > 0)
+        r = jax.lax.cond(do, refine, skip, None)
+        accept = do & (r["viol"] <= 1e-9) & (r["cost"] < cost[idx] - 1e-9)
+        at_idx = jax.tree.map(lambda x: x[idx], summ)
+        final = jax.tree.map(lambda a, b: jnp.where(accept, a, b), r["summary"], at_idx)
+        return dict(
+            cost=cost, viol=viol, idx=idx, j=jnp.where(do, j, -1), accepted=accept,
+            theta=r["theta"], refined_cost=r["cost"], first=final["first"],
+            e_h=final["e_h"], base_e_h=summ["e_h"][0], base_energy=summ["first"]["energy"][0],
+        )
+
+    def decide(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k, lo_k,
+               hi_k, lr_k, steps: int):
+        """One decision in ONE jitted call and one device->host copy: `score` all K
+        candidates, keep the feasible ones, and `refine` the cheapest feasible continuous
+        candidate (which_k: 0 setpoint, 1 power cap, -1 discrete; its bounds lo_k, hi_k and
+        Adam rate lr_k, as in `refine`) for `steps` Adam steps when there is one.
+
+        Returns numpy: cost, viol (K,); idx (best scored candidate); j (refined candidate,
+        -1 if none); accepted (the refinement beats candidate idx and is feasible); theta;
+        refined_cost; first (next-interval summary of the decision: refined if accepted,
+        else candidate idx); e_h (its horizon energy, kJ); base_e_h, base_energy (no_op)."""
+        f = np.float32
+        return self._decide(y, mask, ctrls, ons, ws, caps, irrev, env, w, limits,
+                            np.asarray(which_k, np.int32), np.asarray(lo_k, f),
+                            np.asarray(hi_k, f), np.asarray(lr_k, f), steps=int(steps))
+
+    def gradient(self, y, mask, ctrl, on, w_r, cap, env, which: int = 0):
+        """d E_H / d(setpoint or cap) through the NVP (kJ per °C or per kW): a diagnostic
+        (reverse mode, `jax.grad`; jitted)."""
+        return self._gradient(y, mask, ctrl, on, w_r, cap, env, which=int(which))
+
+    def _gradient_impl(self, y, mask, ctrl, on, w_r, cap, env, which):
         def e_of(theta):
             c = ctrl.at[0].set(theta) if which == 0 else ctrl.at[1].set(theta)
             cp = cap if which == 0 else theta
-            return self._evaluate(y, mask, c, on, w_r, cp, env)["e_h"]
+            return self._evaluate(prefix, y, mask, c, on, w_r, cp, env)["e_h"]
 
+        prefix = self.nvp.prefix(y, mask, self.horizon)
         x0 = ctrl[0] if which == 0 else ctrl[1]
         return jax.grad(e_of)(x0)
 

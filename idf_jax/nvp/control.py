@@ -43,7 +43,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import simulator as sim
 from .loss import make_physics
-from .model import forecast
+from .model import embed_features, forecast
 
 __all__ = [
     "ControlSpec",
@@ -260,31 +260,60 @@ class ControlledNVP:
         self.storage = np.array([st.get(c, 0.0) for c in cfg.channels], np.float64)
 
     # pure functions (jit / vmap / grad friendly) ------------------------------------------
-    def step(self, y, mask, control):
+    def step(self, y, mask, control, cache=None):
         """Forecast of the next row given the window `y` (L, C) whose last row gets `control`.
 
         Returns (mean (C,), var (C,)) in physical units (balance-projected); the control
-        channels of the result are the held control.
+        channels of the result are the held control. `cache`: keys and values of the
+        window's first rows (`NVPModel.prefix_cache`), not recomputed.
         """
         ci = jnp.asarray(self.control_idx)
         y = y.at[-1, ci].set(control.astype(y.dtype))
-        fc = forecast(self.model, self.phys.balance, self.norm, self.phys.util_idx, y, mask)
+        fc = forecast(self.model, self.phys.balance, self.norm, self.phys.util_idx, y, mask,
+                      cache)
         mean = fc.mean.at[ci].set(control.astype(y.dtype))
         var = fc.var.at[ci].set(0.0)
         return mean, var
 
-    def rollout(self, y, mask, control, steps: int):
-        """Hold `control` for `steps` intervals: means and variances (steps, C)."""
+    def prefix(self, y, mask, steps: int):
+        """What every candidate control's rollout of this window shares, per step h: the keys
+        and values of the window's first L - S positions (S = min(steps, L)), which at step
+        h < steps are still observed history (rows h .. h + L - S - 1 <= L - 2). The model is
+        causal, so those positions see neither the control written into the last row nor
+        any prediction. Computed once, used by `rollout_from` for every candidate, it leaves
+        S positions per step to the candidate instead of L. Stacked over the steps."""
+        y, mask = jnp.asarray(y), jnp.asarray(mask)
+        keep = self.window - min(steps, self.window)
+        # rows past the observed history are placeholders: the cached positions never see them
+        yy = jnp.concatenate([y, jnp.repeat(y[-1:], steps, 0)])
+        mm = jnp.concatenate([mask, jnp.ones((steps,), bool)])
 
-        def body(carry, _):
+        def at(h):
+            yh = jax.lax.dynamic_slice_in_dim(yy, h, self.window)
+            mh = jax.lax.dynamic_slice_in_dim(mm, h, self.window)
+            _, feats = embed_features(yh, mh, self.norm, self.phys.balance, self.phys.util_idx)
+            return self.model.prefix_cache(feats, mh, keep)
+
+        return jax.vmap(at)(jnp.arange(steps))
+
+    def rollout_from(self, prefix, y, mask, control):
+        """`rollout` with the shared part precomputed (`prefix(y, mask, steps)`): jax.vmap it
+        over candidate controls with `prefix` closed over, or differentiate it in `control`.
+        Returns means and variances (steps, C)."""
+
+        def body(carry, cache):
             yy, mm = carry
-            mean, var = self.step(yy, mm, control)
+            mean, var = self.step(yy, mm, control, cache)
             yy = jnp.concatenate([yy[1:], mean[None]], axis=0)
             mm = jnp.concatenate([mm[1:], jnp.ones((1,), bool)])
             return (yy, mm), (mean, var)
 
-        _, (means, vars_) = jax.lax.scan(body, (y, mask), None, length=steps)
+        _, (means, vars_) = jax.lax.scan(body, (jnp.asarray(y), jnp.asarray(mask)), prefix)
         return means, vars_
+
+    def rollout(self, y, mask, control, steps: int):
+        """Hold `control` for `steps` intervals: means and variances (steps, C)."""
+        return self.rollout_from(self.prefix(y, mask, steps), y, mask, control)
 
     def pad(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Left-pad (repeat the first row) / crop a (T, C) history to the model window."""

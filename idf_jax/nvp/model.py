@@ -174,6 +174,11 @@ def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
     return pe
 
 
+def _heads(attn: eqx.nn.MultiheadAttention, proj: eqx.nn.Linear, h):
+    """(S, d) -> (S, heads, d_head): one projection of an attention layer, split by head."""
+    return jax.vmap(proj)(h).reshape(h.shape[0], attn.num_heads, proj.out_features // attn.num_heads)
+
+
 class Block(eqx.Module):
     ln1: eqx.nn.LayerNorm
     attn: eqx.nn.MultiheadAttention
@@ -193,8 +198,32 @@ class Block(eqx.Module):
     def __call__(self, x: Float[Array, "L d"], attn_mask: Bool[Array, "L L"]):
         h = jax.vmap(self.ln1)(x)
         x = x + self.attn(h, h, h, mask=attn_mask, inference=True)
+        return self._mlp(x)
+
+    def _mlp(self, x):
         h = jax.vmap(self.ln2)(x)
         return x + jax.vmap(self.mlp2)(jax.nn.gelu(jax.vmap(self.mlp1)(h)))
+
+    def keys_values(self, x: Float[Array, "P d"]):
+        """The attention keys and values (P, heads, d_head) of the stream `x` entering."""
+        h = jax.vmap(self.ln1)(x)
+        return _heads(self.attn, self.attn.key_proj, h), _heads(self.attn, self.attn.value_proj, h)
+
+    def extend(self, x: Float[Array, "S d"], kv, attn_mask: Bool[Array, "S P+S"]):
+        """The block on the last S positions of a window whose first P positions' keys and
+        values `kv` are cached (`keys_values`): the same arithmetic as `__call__` (equinox's
+        scaled dot-product attention, softmax in float32) restricted to the S queries."""
+        a = self.attn
+        h = jax.vmap(self.ln1)(x)
+        k_new, v_new = _heads(a, a.key_proj, h), _heads(a, a.value_proj, h)
+        k = jnp.concatenate([kv[0], k_new], axis=0)
+        v = jnp.concatenate([kv[1], v_new], axis=0)
+        q = _heads(a, a.query_proj, h) / math.sqrt(a.qk_size)
+        logits = jnp.einsum("shd,Shd->hsS", q, k)
+        logits = jnp.where(attn_mask[None], logits, jnp.finfo(logits.dtype).min)
+        w = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
+        out = jnp.einsum("hsS,Shd->shd", w, v).reshape(x.shape[0], a.num_heads * a.vo_size)
+        return self._mlp(x + jax.vmap(a.output_proj)(out))
 
 
 class NVPModel(eqx.Module):
@@ -240,7 +269,45 @@ class NVPModel(eqx.Module):
         attn_mask = (i[None, :] <= i[:, None]) & (mask[None, :] | (i[None, :] == i[:, None]))
         for blk in self.blocks:
             x = blk(x, attn_mask)
-        h = self.ln_f(x[-1])
+        return self._readout(x[-1], z, mask, res_std)
+
+    def prefix_cache(self, feats: Float[Array, "L F"], mask: Bool[Array, " L"], length: int):
+        """Per-block keys and values of the first `length` positions of a window.
+
+        The model is causal, so those positions do not depend on any later row: a planner
+        that scores many windows sharing their first `length` rows computes them once and
+        runs only the rest through `extend` (exact, up to float rounding)."""
+        pos = jnp.asarray(sinusoidal_encoding(self.window, self.embed.out_features), feats.dtype)
+        x = jax.vmap(self.embed)(feats[:length]) + pos[:length]
+        i = jnp.arange(length)
+        m = mask[:length]
+        attn_mask = (i[None, :] <= i[:, None]) & (m[None, :] | (i[None, :] == i[:, None]))
+        cache = []
+        for n, blk in enumerate(self.blocks):
+            cache.append(blk.keys_values(x))
+            if length and n + 1 < len(self.blocks):  # the last block's output is not needed
+                x = blk(x, attn_mask)
+        return tuple(cache)
+
+    def extend(self, cache, feats: Float[Array, "L F"], z: Float[Array, "L C"],
+               mask: Bool[Array, " L"], res_std: Float[Array, " C"] | None = None):
+        """`__call__` of a full window whose first P positions are in `cache`
+        (`prefix_cache(feats, mask, P)`); only the last L - P positions are computed."""
+        length = feats.shape[0]
+        if length != self.window:
+            raise ValueError(f"window length {length} != model window {self.window}")
+        p = cache[0][0].shape[0]
+        pos = jnp.asarray(sinusoidal_encoding(length, self.embed.out_features), feats.dtype)
+        x = jax.vmap(self.embed)(feats[p:]) + pos[p:]
+        q, j = jnp.arange(p, length), jnp.arange(length)
+        attn_mask = (j[None, :] <= q[:, None]) & (mask[None, :] | (j[None, :] == q[:, None]))
+        for blk, kv in zip(self.blocks, cache):
+            x = blk.extend(x, kv, attn_mask)
+        return self._readout(x[-1], z, mask, res_std)
+
+    def _readout(self, x_last, z, mask, res_std):
+        """Heads on the last position's stream plus the linear path (module docstring)."""
+        h = self.ln_f(x_last)
         lv = 11.0 * jnp.tanh((self.head_lv(h) + 5.0) / 11.0) - 5.0
         # the linear AR forecast; a short history is edge-padded for it (its oldest real step
         # repeated, not the channel mean), the padding an AR model is fitted for
@@ -269,14 +336,19 @@ class Forecast(NamedTuple):
 
 def forecast(model: NVPModel, bal: conservation.Balance, norm: Normalizer,
              util_idx: tuple[int, ...], y: Float[Array, "L C"],
-             mask: Bool[Array, " L"]) -> Forecast:
+             mask: Bool[Array, " L"], cache=None) -> Forecast:
     """Next state of one physical window `y` (left-padded, `mask` marks real steps).
 
     The conservation layer conditions the Gaussian N(mean_raw, var_raw) on the energy balance
     between the last observed step y[-1] and the prediction (`conservation.project`).
+    `cache`: the keys and values of the window's first rows (`NVPModel.prefix_cache`), which
+    then are not recomputed.
     """
     z, feats = embed_features(y, mask, norm, bal, util_idx)
-    mu, lv = model(feats, z, mask, norm.res_std)
+    if cache is None:
+        mu, lv = model(feats, z, mask, norm.res_std)
+    else:
+        mu, lv = model.extend(cache, feats, z, mask, norm.res_std)
     std = jnp.asarray(norm.std, y.dtype)
     mean_raw = jnp.asarray(norm.mean, y.dtype) + std * mu
     var_raw = jnp.exp(lv) * std**2
