@@ -77,8 +77,8 @@ from __future__ import annotations
 import collections
 import math
 import os
-import statistics
 import shutil
+import statistics
 import tempfile
 import threading
 import time

@@ -176,7 +176,8 @@ def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
 
 def _heads(attn: eqx.nn.MultiheadAttention, proj: eqx.nn.Linear, h):
     """(S, d) -> (S, heads, d_head): one projection of an attention layer, split by head."""
-    return jax.vmap(proj)(h).reshape(h.shape[0], attn.num_heads, proj.out_features // attn.num_heads)
+    heads = attn.num_heads
+    return jax.vmap(proj)(h).reshape(h.shape[0], heads, proj.out_features // heads)
 
 
 class Block(eqx.Module):
