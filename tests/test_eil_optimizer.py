@@ -276,3 +276,17 @@ def test_nvp_predictor_drives_the_exogenous_forecast():
     e.close()
     with pytest.raises(ValueError, match="predict_next"):
         EILOptimizer(predictor=object())
+
+
+def test_a_candidate_equal_to_the_current_point_is_labelled_no_op():
+    from idf_jax.eil.optimizer import _same_point
+    from idf_jax.eil.plant import PlantAction
+
+    f = np.float32
+    cur = PlantAction(f(20.0), f(np.inf), np.full(4, 30.0, f), np.full(4, 0.25, f))
+    assert _same_point(cur, cur._replace(weights=np.full(4, 2.0, f)))  # same shares, rescaled
+    assert _same_point(cur, cur._replace(setpoint=f(20.00001)))
+    assert not _same_point(cur, cur._replace(setpoint=f(20.5)))
+    assert not _same_point(cur, cur._replace(power_cap=f(30.0)))
+    assert not _same_point(cur, cur._replace(servers_on=np.asarray([30, 30, 30, 29], f)))
+    assert not _same_point(cur, cur._replace(weights=np.asarray([0.3, 0.2, 0.25, 0.25], f)))

@@ -80,3 +80,23 @@ def test_source_config_checks():
         SourceConfig("x", idle_kw=0.3, peak_kw=0.2)
     with pytest.raises(ValueError, match="unknown channels"):
         SourceConfig("x", channels=("cpu", "power", "temp", "bogus"))
+
+
+def test_recent_history_from_memory_equals_the_database(store, tmp_path):
+    for t in range(3):
+        store.append({"source": "dc", "timestamp": float(t),
+                      "metrics": {"cpu": 0.1 * t, "power": 100.0 + t, "temp": 40.0}})
+    assert [r.timestamp for r in store.history("dc", limit=2)] == [1.0, 2.0]  # seeds the tail
+    for t in range(3, 80):  # past the in-memory tail's length
+        store.append({"source": "dc", "timestamp": float(t),
+                      "metrics": {"cpu": 0.01 * t, "power": 100.0 + t, "temp": 40.0}})
+    fresh = TelemetryStore(str(tmp_path / "t.sqlite"), store.sources)
+    try:
+        for limit in (1, 17, 64, 65, None):
+            a, b = store.history("dc", limit=limit), fresh._query("dc", limit)
+            assert [(r.timestamp, r.metrics, r.energy, r.entropy) for r in a] == [
+                (r.timestamp, r.metrics, r.energy, r.entropy) for r in b]
+        with pytest.raises(ValueError, match="positive"):
+            store.history("dc", limit=0)
+    finally:
+        fresh.close()

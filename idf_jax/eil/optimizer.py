@@ -248,6 +248,18 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
     return with_param(theta), c, v, summ
 
 
+def _same_point(a: PlantAction, b: PlantAction) -> bool:
+    """Whether two operating points are the same (setpoint within 1e-4 °C, cap within
+    1e-4 kW or both uncapped, servers equal, shares within 1e-6)."""
+    ca, cb = float(a.power_cap), float(b.power_cap)
+    caps = (math.isinf(ca) and math.isinf(cb)) or abs(ca - cb) <= 1e-4
+    wa, wb = np.asarray(a.weights, np.float64), np.asarray(b.weights, np.float64)
+    wa, wb = wa / max(wa.sum(), 1e-12), wb / max(wb.sum(), 1e-12)
+    return (caps and abs(float(a.setpoint) - float(b.setpoint)) <= 1e-4
+            and np.array_equal(np.asarray(a.servers_on), np.asarray(b.servers_on))
+            and float(np.max(np.abs(wa - wb))) <= 1e-6)
+
+
 def _best_continuous(types, feas, power_cap, cost):
     """Index of the cheapest feasible continuous candidate (a cooling setpoint, or a power
     cap with a finite value), or None when there is none."""
@@ -622,6 +634,10 @@ class EILOptimizer:
                 if planner is not None:
                     res["fc_info"]["nvp_unavailable"] = why
             chosen, best_type, best_params = res["chosen"], res["type"], res["params"]
+            if best_type != "no_op" and _same_point(chosen, cur):
+                # e.g. a migration to the current shares, or the grid setpoint already set:
+                # it changes nothing, so it is the no-op (a float tie it may have won)
+                best_type, best_params = "no_op", {}
             best_cost, feasible, predicted = res["cost"], res["feasible"], res["predicted"]
             e_noop, fc_info = res["e_noop"], res["fc_info"]
             pid = uuid.uuid4().hex

@@ -36,6 +36,7 @@ ledger ``FULL``; pass ``synchronous='FULL'`` for fully durable telemetry. A reje
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import sqlite3
@@ -289,6 +290,9 @@ CREATE INDEX IF NOT EXISTS readings_source ON readings(source, id);
 """
 
 
+_TAIL = 64  # readings per source kept in memory for `history(limit <= _TAIL)`
+
+
 class TelemetryStore:
     """Per-source reading history in SQLite (one transaction per reading)."""
 
@@ -300,6 +304,10 @@ class TelemetryStore:
         self._conn = connect(path, synchronous)
         self._conn.executescript(_SCHEMA)
         self._last: dict[str, EnergyReading] = {}
+        # the last _TAIL readings per source, read once from the database and then kept up to
+        # date by `append` (this store is its sources' writer, as `latest` already assumes):
+        # a planner's window no longer costs a query and JSON decoding per decision
+        self._tail: dict[str, collections.deque] = {}
 
     def append(self, reading: dict) -> EnergyReading:
         """Validate and store one reading; return its energy representation."""
@@ -321,12 +329,25 @@ class TelemetryStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._last[cfg.name] = rec
+            if cfg.name in self._tail:
+                self._tail[cfg.name].append(rec)
         return rec
 
     def history(self, source: str, limit: int | None = None) -> list[EnergyReading]:
         """The last `limit` readings of `source` (all when None), oldest first."""
         if source not in self.sources:
             raise ValueError(f"unknown source {source!r}")
+        if limit is not None and 0 < int(limit) <= _TAIL:
+            with self._lock:
+                tail = self._tail.get(source)
+                if tail is None:
+                    tail = self._tail[source] = collections.deque(
+                        self._query(source, _TAIL), maxlen=_TAIL)
+                return list(tail)[-int(limit):]
+        with self._lock:
+            return self._query(source, limit)
+
+    def _query(self, source: str, limit: int | None) -> list[EnergyReading]:
         q = "SELECT source, timestamp, interval_s, metrics, energy, entropy FROM readings"
         q += " WHERE source = ? ORDER BY id DESC"
         args: tuple = (source,)
@@ -335,8 +356,7 @@ class TelemetryStore:
                 raise ValueError(f"limit must be positive, got {limit}")
             q += " LIMIT ?"
             args = (source, int(limit))
-        with self._lock:
-            rows = self._conn.execute(q, args).fetchall()
+        rows = self._conn.execute(q, args).fetchall()
         return [
             EnergyReading(s, t, dt, json.loads(m), e, S) for (s, t, dt, m, e, S) in rows[::-1]
         ]
