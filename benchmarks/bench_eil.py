@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig
+from idf_jax.eil import EILOptimizer, row_source
 from idf_jax.eil.planner import NVPPlanner
 from idf_jax.eil.regime import default_penalty, pelt
 from idf_jax.nvp import simulator as sim
@@ -40,16 +40,7 @@ CONSTRAINTS = {"uptime": 0.999, "temp_max": 32.0}
 
 
 def source(params):
-    plant = PlantModel(
-        num_racks=params.num_racks, servers_per_rack=float(params.servers_per_rack),
-        dt=float(params.dt), heat_capacity_kj_per_k=float(params.heat_capacity_kj_per_k),
-        ua_kw_per_k=float(params.ua_kw_per_k),
-        row_conductance_kw_per_k=float(params.row_conductance_kw_per_k),
-        envelope_kw_per_k=float(params.envelope_kw_per_k),
-        cooling_capacity_kw=float(params.cooling_capacity_kw), fan_kw=float(params.fan_kw),
-    )  # fmt: skip
-    return SourceConfig("row-1", num_servers=160, interval_s=900.0, temp_max=32.0,
-                        setpoint=18.0, demand_sigma=0.097, plant=plant)  # fmt: skip
+    return row_source("row-1", params, demand_sigma=0.097, setpoint=18.0, temp_max=32.0)
 
 
 def reading(obs, action, t):
@@ -134,7 +125,7 @@ def main():
     planner = NVPPlanner()
     with EILOptimizer(sources=[source(params)], planner=planner) as eil:
         nvp = run(eil, params, args.decisions, loop_planner=planner)
-    with EILOptimizer(sources=[source(params)], horizon=8) as eil:
+    with EILOptimizer(sources=[source(params)], horizon=8, planner=None) as eil:
         plant = run(eil, params, args.decisions)
     print(
         f"decisions: {args.decisions}, candidates per decision: {nvp['k']}; first decision "

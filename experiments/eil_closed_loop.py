@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig
+from idf_jax.eil import EILOptimizer, row_source
 from idf_jax.eil.planner import NVPPlanner
 from idf_jax.nvp import simulator as sim
 
@@ -96,20 +96,6 @@ NOTES = """
   supply, and checks service for the next interval only (servers can be switched at every
   decision) while temperatures, which have inertia, are checked over the horizon.
 """
-
-
-def plant_for(params) -> PlantModel:
-    return PlantModel(
-        num_racks=params.num_racks, servers_per_rack=float(params.servers_per_rack),
-        dt=float(params.dt), p_idle_kw=float(params.p_idle_kw), p_peak_kw=float(params.p_peak_kw),
-        heat_capacity_kj_per_k=float(params.heat_capacity_kj_per_k),
-        ua_kw_per_k=float(params.ua_kw_per_k),
-        row_conductance_kw_per_k=float(params.row_conductance_kw_per_k),
-        envelope_kw_per_k=float(params.envelope_kw_per_k),
-        cooling_capacity_kw=float(params.cooling_capacity_kw),
-        cop_carnot_fraction=float(params.cop_carnot_fraction), cop_max=float(params.cop_max),
-        cop_free=float(params.cop_free), fan_kw=float(params.fan_kw), demand_sigma=0.04,
-    )
 
 
 def reading(source, obs, action, params, step):
@@ -175,10 +161,7 @@ def run_week(name, start_hour, controller, key):
     eil = None
     if controller.startswith("eil"):
         floor = 0.04 if controller == "eil-nvp-learned" else DECLARED_SIGMA
-        cfg = SourceConfig("row-1", num_servers=params.num_racks * params.servers_per_rack,
-                           idle_kw=float(params.p_idle_kw), peak_kw=float(params.p_peak_kw),
-                           interval_s=float(params.dt), temp_max=TEMP_MAX, setpoint=18.0,
-                           demand_sigma=floor, plant=plant_for(params))
+        cfg = row_source("row-1", params, demand_sigma=floor, setpoint=18.0, temp_max=TEMP_MAX)
         planner = _planner() if controller.startswith("eil-nvp") else None
         eil = EILOptimizer(sources=[cfg], planner=planner)
     # two days at the default operating point: thermal burn-in; EIL only observes (sense)

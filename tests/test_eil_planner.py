@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig
-from idf_jax.eil.planner import NVPPlanner
+from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig, row_source
+from idf_jax.eil.optimizer import _packaged_planner
 from idf_jax.nvp import control
 from idf_jax.nvp import simulator as sim
 from idf_jax.nvp.loss import LossWeights, loss_terms, make_physics
@@ -20,7 +20,7 @@ CONSTRAINTS = {"uptime": 0.999, "temp_max": 32.0}
 
 @pytest.fixture(scope="module")
 def planner():
-    return NVPPlanner()
+    return _packaged_planner(4)  # the instance `EILOptimizer(planner="auto")` uses
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +267,22 @@ def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, 
     assert int(d0["j"]) == -1 and not bool(d0["accepted"])
     assert float(d0["first"]["energy"]) == pytest.approx(
         float(summ["first"]["energy"][int(d0["idx"])]), rel=1e-5)
+
+
+def test_default_optimizer_plans_the_row_source_with_the_packaged_nvp(trace):
+    """`EILOptimizer()` (planner="auto") knows the simulator row ('row-1') and plans it with
+    the packaged NVP; the generic one-zone 'datacenter-01' stays with the plant model."""
+    obs, act = trace
+    with EILOptimizer() as eil:
+        for r in _readings(obs, act):
+            eil.sense(r)
+        res = eil.act(constraints=CONSTRAINTS)
+        assert res["forecast"]["scorer"] == "nvp" and res["forecast"]["method"] == "nvp-control"
+        eil.sense({"source": "datacenter-01", "metrics": {"cpu": 0.5, "power": 500.0,
+                                                          "temp": 60.0}})
+        assert eil.act(source="datacenter-01")["forecast"]["scorer"] == "plant"
+    other = row_source("row-2", sim.make_params(servers_per_rack=20))
+    with EILOptimizer(sources=[row_source(), other], planner=None) as eil:
+        assert not eil._planners
+    with EILOptimizer(sources=[row_source(), other]) as eil:
+        assert set(eil._planners) == {"row-1"}  # 20 servers per rack: not the trained layout

@@ -5,6 +5,8 @@
 - `detect_regime_shift`, `pelt`: penalised change-point detection (`idf_jax.eil.regime`).
 - `Ledger`: append-only, hash-chained, HMAC-signed SQLite ledger (`idf_jax.eil.ledger`).
 - `TelemetryStore`, `SourceConfig`, `CHANNELS`: validated telemetry history (`store`).
+- `row_source`: the simulator's datacenter row as a source, the layout the packaged
+  action-conditioned NVP was trained for (`presets`).
 - `NVPPlanner`: candidate scoring (one vmapped call) and gradient refinement through the
   action-conditioned NVP (`planner`, `idf_jax.nvp.control`).
 - `PlantModel`, `PlantState`, `PlantAction`, `predict`: the differentiable datacenter
@@ -23,6 +25,7 @@ from .plant import PlantAction as PlantAction
 from .plant import PlantModel as PlantModel
 from .plant import PlantState as PlantState
 from .plant import predict as predict
+from .presets import row_source as row_source
 from .regime import detect_regime_shift as detect_regime_shift
 from .regime import pelt as pelt
 from .store import CHANNELS as CHANNELS

@@ -7,16 +7,21 @@ proof-of-prediction (PFT) record on the signed ledger (`ledger`).
 
 Forecaster. Two scorers share the candidate set, the cost and the constraints:
 
-- the learned NVP (``EILOptimizer(planner=NVPPlanner())``, `idf_jax.eil.planner`): the
-  packaged action-conditioned NVP transformer (`idf_jax.nvp.control`, checkpoint
-  ``idf_jax/nvp/checkpoints/eil_row.ckpt``, kW / °C channels of the simulator's row preset)
-  predicts the next states of the facility under each candidate's controls, rolled forward
-  ``min(horizon, 4)`` intervals with the controls held. It needs readings with the state
+- the learned NVP (`idf_jax.eil.planner`): the packaged action-conditioned NVP transformer
+  (`idf_jax.nvp.control`, checkpoint ``idf_jax/nvp/checkpoints/eil_row.ckpt``, kW / °C
+  channels of the simulator's row preset) predicts the next states of the facility under
+  each candidate's controls, rolled forward ``min(horizon, 4)`` intervals with the controls
+  held. ``planner="auto"`` (the default) plans every source whose layout is the one the
+  packaged checkpoint was trained for (racks, servers per rack, interval and server peak
+  power: `idf_jax.eil.presets.row_source`, which the default sources include as ``row-1``)
+  with it, compiled once per process; ``planner=NVPPlanner(path)`` (or a dict source ->
+  planner) gives every (those) source(s) a planner; ``planner=None`` none. It needs readings
+  with the state
   channels it was trained on (demand or cpu + servers_on, it_power or power - cooling_power,
   cooling_load, cooling_power, outside_temp, temp_0..temp_{R-1}); when the latest reading
   lacks one, that decision falls back to the plant model (``forecast['nvp_unavailable']``
   says why).
-- the plant model (`idf_jax.eil.plant`, the default when no planner is configured): the
+- the plant model (`idf_jax.eil.plant`, for the sources without a planner): the
   simulator's documented physics as a differentiable model, with its power scale calibrated
   online against the sensed facility power; the exogenous part (next interval's load and
   outside temperature) is persistence, or the one-step forecast of a (not
@@ -75,6 +80,7 @@ tests. With a ``db_path`` the key must come from ``ledger_key=`` or
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 import shutil
@@ -94,6 +100,7 @@ from jax.scipy.special import ndtri
 from .ledger import KEY_ENV, Ledger
 from .planner import NVPPlanner, projected_adam
 from .plant import KELVIN, PlantAction, PlantModel, PlantState, predict
+from .presets import row_source
 from .regime import detect_regime_shift
 from .store import SourceConfig, TelemetryStore
 
@@ -248,6 +255,36 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
     return with_param(theta), c, v, summ
 
 
+_AUTO = object()  # a source the packaged NVP fits; the planner is loaded at the first act
+
+
+@functools.cache
+def _packaged_spec():
+    from ..nvp.checkpoint import read_header
+    from ..nvp.control import EIL_CHECKPOINT, ControlSpec
+
+    header, _ = read_header(EIL_CHECKPOINT)
+    return ControlSpec.from_json(header["extra"]["control"])
+
+
+def _fits_packaged(cfg: SourceConfig, model: PlantModel) -> bool:
+    """Whether the packaged action-conditioned NVP was trained for this source's layout:
+    racks, servers per rack, interval and fleet peak power."""
+    spec = _packaged_spec()
+    return (model.num_racks == spec.num_racks
+            and float(model.servers_per_rack) == spec.servers_per_rack
+            and float(cfg.interval_s) == spec.dt
+            and math.isclose(spec.num_racks * spec.servers_per_rack * float(model.p_peak_kw),
+                             spec.cap_max_kw, rel_tol=1e-6))
+
+
+@functools.cache
+def _packaged_planner(horizon: int) -> NVPPlanner:
+    """One planner over the packaged checkpoint per horizon and process (one compilation
+    shared by every EILOptimizer)."""
+    return NVPPlanner(horizon=horizon)
+
+
 def _same_point(a: PlantAction, b: PlantAction) -> bool:
     """Whether two operating points are the same (setpoint within 1e-4 °C, cap within
     1e-4 kW or both uncapped, servers equal, shares within 1e-6)."""
@@ -292,10 +329,10 @@ class EILOptimizer:
         refine_steps: int = 30,
         calibration_rate: float = 0.3,
         predictor: Any = None,
-        planner: Any = None,
+        planner: Any = "auto",
     ):
         if sources is None:
-            sources = [SourceConfig("datacenter-01")]
+            sources = [SourceConfig("datacenter-01"), row_source()]
         if isinstance(sources, dict):
             sources = list(sources.values())
         self.sources = {s.name: s for s in sources}
@@ -355,10 +392,14 @@ class EILOptimizer:
         self._planners = self._make_planners(planner)
 
     def _make_planners(self, planner) -> dict:
-        """`planner`: None, an `NVPPlanner` (or a checkpoint path) for every source, or a
-        dict source -> planner. Each must match its source's rack count."""
+        """`planner`: "auto" (the packaged checkpoint for the sources it fits, see the module
+        doc), None, an `NVPPlanner` (or a checkpoint path) for every source, or a dict
+        source -> planner. Each must match its source's rack count."""
         if planner is None:
             return {}
+        if isinstance(planner, str) and planner == "auto":
+            fits = [n for n, c in self.sources.items() if _fits_packaged(c, self._scorers[n].model)]
+            return {n: _AUTO for n in fits}  # loaded (once per process) at the first act
         if not isinstance(planner, dict):
             planner = {n: planner for n in self.sources}
         out = {}
@@ -624,6 +665,8 @@ class EILOptimizer:
             limits = self._limits(source, constraints)
             rec, state, cur = self._current(source)
             planner = self._planners.get(source)
+            if planner is _AUTO:
+                planner = self._planners[source] = _packaged_planner(min(self.horizon, 4))
             res = None
             if planner is not None:
                 y, mask, why = self._nvp_window(source, planner, rec)
