@@ -4,13 +4,16 @@ The decisions are made in a closed loop on the datacenter simulator's row preset
 servers, 15-min steps; the simulator step itself is not timed), two days of readings sensed
 first. Side by side in one process:
 
-- ``nvp``: EILOptimizer.act with the packaged action-conditioned NVP (`NVPPlanner`): all
-  candidates scored in one jitted, vmapped NVP call (4-step rollouts), then Adam refinement of
-  the best setpoint / cap candidate through the NVP;
+- ``nvp``: EILOptimizer.act with the packaged action-conditioned NVP (`NVPPlanner`, what
+  ``planner="auto"`` gives this source): one jitted call (`NVPPlanner.decide`) scores all
+  candidates (vmapped 4-step rollouts; the history's attention keys and values computed once
+  for all of them), removes the infeasible ones and refines the best setpoint / cap candidate
+  by 6 Adam steps through the NVP (forward-mode derivative, cosine-decayed rate);
 - ``loop``: the blueprint's reference loop — the same jitted NVP scoring called once per
   candidate from Python (``for action in candidate_actions: nvp.predict(state, action)``), no
   refinement, to show what vectorising the scoring buys;
-- ``plant``: EILOptimizer.act with the plant-model scorer (the fallback without an NVP);
+- ``plant``: EILOptimizer.act with the plant-model scorer (``planner=None``; the fallback
+  for sources without an NVP);
 - change-point detection on 2000 samples: idf_jax.eil.pelt vs ruptures.Pelt (jump=5),
   same penalty.
 

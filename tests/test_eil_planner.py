@@ -125,19 +125,18 @@ def test_gradient_through_forecaster_and_refinement_lowers_cost(params, planner,
                          jnp.float32(15.0), env, which=1)
     )  # fmt: skip
     assert np.isfinite(g_cap) and g_cap > 0  # a lower cap lowers IT energy
-    # refine the setpoint from 18 °C: C(a) must fall and stay feasible
-    noop = planner.score(
-        y, mask, ctrl[None], jnp.asarray(on)[None], jnp.asarray(w)[None],
-        jnp.asarray([jnp.inf]), jnp.zeros(1), env, jnp.asarray([1.0, 0.1, 1.0]),
-        jnp.asarray([0.999, 32.0, 1e9, 0.001]),
-    )[3]  # fmt: skip
-    r = planner.refine(
-        y, mask, ctrl, jnp.asarray(on), jnp.asarray(w), jnp.float32(jnp.inf), jnp.float32(0.0),
-        env, noop["e_h"][0], noop["s_h"][0], jnp.asarray([1.0, 0.1, 1.0]),
-        jnp.asarray([0.999, 32.0, 1e9, 0.001]), 0, 16.0, 27.0, 0.25, 30,
+    # refine the setpoint from 18 °C (candidate 1, continuous): C(a) must fall, stay feasible
+    f32 = np.float32
+    on3, w3 = np.repeat(on[None], 3, 0), np.repeat(w[None], 3, 0)
+    ctrls = np.repeat(np.asarray(ctrl)[None], 3, 0)
+    d = planner.decide(
+        y, mask, ctrls, on3, w3, np.full(3, np.inf, f32), np.zeros(3, f32), env,
+        np.asarray([1.0, 0.1, 1.0], f32), np.asarray([0.999, 32.0, 1e9, 0.001], f32),
+        [-1, 0, -1], [0, 16, 0], [1, 27, 1], [0, 0.5, 0], steps=6,
     )  # fmt: skip
-    assert float(r["cost"]) < float(r["cost0"]) - 1e-3
-    assert float(r["theta"]) > 18.0 and float(r["viol"]) == 0.0
+    assert int(d["j"]) == 1 and bool(d["accepted"])
+    assert float(d["refined_cost"]) < float(d["cost"][0]) - 1e-3  # cost of staying at 18 °C
+    assert float(d["theta"]) > 18.0
 
 
 def test_nvp_predicts_direction_of_each_control(params, planner, trace):
@@ -149,9 +148,10 @@ def test_nvp_predicts_direction_of_each_control(params, planner, trace):
     y, mask = jnp.asarray(y), jnp.asarray(mask)
     on, w = np.full(4, 30.0), np.full(4, 0.25)
 
+    step = jax.jit(lambda c: nvp.step(y, mask, c)[0])
+
     def pred(sp=20.0, cap=np.inf, servers=on):
-        c = jnp.asarray(planner.encode(sp, cap, servers, w))
-        return np.asarray(nvp.step(y, mask, c)[0])
+        return np.asarray(step(jnp.asarray(planner.encode(sp, cap, servers, w), jnp.float32)))
 
     base = pred()
     assert pred(sp=24.0)[i["cooling_power"]] < base[i["cooling_power"]]  # warmer supply
@@ -172,16 +172,21 @@ def test_infeasible_candidates_are_removed(params, planner, trace, monkeypatch):
 
     monkeypatch.setattr(planner, "decide", spy)
     tight = float(np.max(obs["temps"][-1])) + 0.3  # warm supply air would break this limit
-    with _eil(params, planner, obs, act, refine_steps=0) as eil:
+    with _eil(params, planner, obs, act) as eil:
         res = eil.act(goal="minimize_energy", constraints={"uptime": 0.999, "temp_max": tight})
     cost, viol = seen["cost"], seen["viol"]
     feas = viol <= 1e-9
     assert feas.any() and (~feas).any()
     assert res["num_feasible"] == int(feas.sum()) < res["candidates_scored"]
     assert res["feasible"]
-    # the choice is the cheapest feasible one, and an infeasible one would have been cheaper
-    assert res["expected_cost"] == pytest.approx(float(cost[feas].min()), abs=1e-6)
-    assert float(cost[~feas].min()) < res["expected_cost"]
+    # the choice is the cheapest feasible one (or its refinement), and an infeasible one would
+    # have been cheaper
+    refined = res["forecast"]["refined"]
+    if refined and refined.get("accepted"):
+        assert res["expected_cost"] < float(cost[feas].min())
+    else:
+        assert res["expected_cost"] == pytest.approx(float(cost[feas].min()), abs=1e-6)
+    assert float(cost[~feas].min()) < float(cost[feas].min())
 
 
 def test_falls_back_to_plant_without_nvp_channels(params, planner, trace):
@@ -210,10 +215,12 @@ def test_target_mask_ignores_control_channels():
     y = jnp.asarray(rng.normal(size=(5, 4, 3)), jnp.float32)
     mask = jnp.ones((5, 4), bool)
     t = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
-    tm = np.array([True, True, False])
-    a = loss_terms(model, phys, norm, y, mask, t, LossWeights(), tm)["pred"]
-    b = loss_terms(model, phys, norm, y, mask, t.at[:, 2].add(5.0), LossWeights(), tm)["pred"]
-    c = loss_terms(model, phys, norm, y, mask, t.at[:, 2].add(5.0), LossWeights())["pred"]
+    tm = np.array([True, True, False])  # static (numpy), as in training
+    pred = jax.jit(lambda t: loss_terms(model, phys, norm, y, mask, t, LossWeights(), tm)["pred"])
+    a = pred(t)
+    b = pred(t.at[:, 2].add(5.0))
+    c = jax.jit(lambda t: loss_terms(model, phys, norm, y, mask, t, LossWeights())["pred"])(
+        t.at[:, 2].add(5.0))
     assert float(a) == pytest.approx(float(b)) and float(c) != pytest.approx(float(a))
 
 
@@ -259,14 +266,18 @@ def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, 
     cost, viol, _, summ = planner.score(y, mask, ctrls, on, w, caps, irrev, env, wts, lim)
     args = (y, mask, ctrls, on, w, caps, irrev, env, wts, lim, [-1, 0, -1], [0, 16, 0],
             [1, 27, 1], [0, 0.5, 0])
-    d0 = planner.decide(*args, steps=0)  # no refinement: the best scored candidate
-    np.testing.assert_allclose(d0["cost"], np.asarray(cost), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(d0["viol"], np.asarray(viol), rtol=1e-5, atol=1e-6)
+    d = planner.decide(*args, steps=6)  # the same compilation as the refinement test's
+    np.testing.assert_allclose(d["cost"], np.asarray(cost), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d["viol"], np.asarray(viol), rtol=1e-5, atol=1e-6)
     feas = np.asarray(viol) <= 1e-9
-    assert int(d0["idx"]) == int(np.argmin(np.where(feas, cost, np.inf)))
-    assert int(d0["j"]) == -1 and not bool(d0["accepted"])
-    assert float(d0["first"]["energy"]) == pytest.approx(
-        float(summ["first"]["energy"][int(d0["idx"])]), rel=1e-5)
+    idx = int(np.argmin(np.where(feas, cost, np.inf)))
+    assert int(d["idx"]) == idx
+    assert int(d["j"]) == (1 if feas[1] else -1)  # the one continuous candidate
+    if bool(d["accepted"]):
+        assert float(d["refined_cost"]) < float(cost[idx])
+    else:  # the decision's summary is the scored candidate's
+        assert float(d["first"]["energy"]) == pytest.approx(
+            float(summ["first"]["energy"][idx]), rel=1e-5)
 
 
 def test_default_optimizer_plans_the_row_source_with_the_packaged_nvp(trace):

@@ -31,6 +31,23 @@ OPERATIONS = [result.ok() for result in schema.get_all_operations()]
 _ops = pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_lifespan():
+    """One application start-up for the module. Schemathesis' pytest plugin ends the ASGI
+    lifespan after every test, and this app's start-up (NVP checkpoint load and warm-up, the
+    EIL store) takes seconds: without this, every test would pay it again. The lifespan
+    still runs (started by the first request) and is ended once, after the last test."""
+    from schemathesis.python import asgi
+
+    real = asgi.shutdown_lifespans
+    asgi.shutdown_lifespans = lambda: None
+    try:
+        yield
+    finally:
+        asgi.shutdown_lifespans = real
+        real()
+
+
 def _cases(operation):
     """Valid requests and, where the operation has inputs to break, invalid ones."""
     return st.one_of(
@@ -126,7 +143,9 @@ _body = st.fixed_dictionaries(
 def client():
     from fastapi.testclient import TestClient
 
-    with TestClient(APP, raise_server_exceptions=False) as c:
+    # its own app: APP's lifespan is still running for the schemathesis tests (`_one_lifespan`)
+    app = create_app(ServiceConfig(api_keys=(API_KEY,), limits=LIMITS, batch_max_size=4))
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 

@@ -145,7 +145,7 @@ class NVPPlanner:
         self._score = jax.jit(self._score_impl)
         self._refine = jax.jit(self._refine_impl, static_argnames=("steps",))
         self._decide = _OneTransfer(self._decide_impl, static_argnames=("steps",))
-        self._gradient = jax.jit(self._gradient_impl, static_argnames=("which",))
+        self._gradient = jax.jit(self._gradient_impl)
 
     @property
     def window(self) -> int:
@@ -390,17 +390,16 @@ class NVPPlanner:
     def gradient(self, y, mask, ctrl, on, w_r, cap, env, which: int = 0):
         """d E_H / d(setpoint or cap) through the NVP (kJ per °C or per kW): a diagnostic
         (reverse mode, `jax.grad`; jitted)."""
-        return self._gradient(y, mask, ctrl, on, w_r, cap, env, which=int(which))
+        return self._gradient(y, mask, ctrl, on, w_r, np.float32(cap), env, np.int32(which))
 
     def _gradient_impl(self, y, mask, ctrl, on, w_r, cap, env, which):
-        def e_of(theta):
-            c = ctrl.at[0].set(theta) if which == 0 else ctrl.at[1].set(theta)
-            cp = cap if which == 0 else theta
+        def e_of(theta):  # `which` is traced: one compilation for both parameters
+            c = jnp.where(which == 0, ctrl.at[0].set(theta), ctrl.at[1].set(theta))
+            cp = jnp.where(which == 0, cap, theta)
             return self._evaluate(prefix, y, mask, c, on, w_r, cp, env)["e_h"]
 
         prefix = self.nvp.prefix(y, mask, self.horizon)
-        x0 = ctrl[0] if which == 0 else ctrl[1]
-        return jax.grad(e_of)(x0)
+        return jax.grad(e_of)(jnp.where(which == 0, ctrl[0], ctrl[1]))
 
     def encode(self, setpoint, power_cap_kw, servers_on, weights) -> np.ndarray:
         return encode_controls(self.spec, setpoint, power_cap_kw, servers_on, weights).astype(
