@@ -288,14 +288,14 @@ def test_sharded_over_8_cpu_devices_matches_one_device():
         import jax, jax.numpy as jnp, numpy as np, idf_jax as idf
         assert len(jax.devices()) == 8
         E = lambda x: jnp.sum(x**4 - 2 * x**2)
-        for n in (16, 13):   # 13: padded to a multiple of the device count
+        # 16 chains: 2 per device (MALA); 13: padded to a multiple of the device count (HMC)
+        for n, s in ((16, idf.mala(E, 0.1)), (13, idf.hmc(E, 0.1, 4))):
             x0 = jax.random.normal(jax.random.key(0), (n, 3))
-            for s in (idf.mala(E, 0.1), idf.hmc(E, 0.1, 4)):
-                many = idf.sample(s, jax.random.key(1), x0, 200, thin=4, burn_in=20)
-                one = idf.sample(s, jax.random.key(1), x0, 200, thin=4, burn_in=20, devices=jax.devices()[:1])
-                assert many.positions.shape == (n, 45, 3)
-                np.testing.assert_allclose(np.asarray(many.positions), np.asarray(one.positions), rtol=1e-5, atol=1e-6)
-                np.testing.assert_allclose(np.asarray(many.stats["acceptance_rate"]), np.asarray(one.stats["acceptance_rate"]), rtol=1e-5)
+            many = idf.sample(s, jax.random.key(1), x0, 200, thin=4, burn_in=20)
+            one = idf.sample(s, jax.random.key(1), x0, 200, thin=4, burn_in=20, devices=jax.devices()[:1])
+            assert many.positions.shape == (n, 45, 3)
+            np.testing.assert_allclose(np.asarray(many.positions), np.asarray(one.positions), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(many.stats["acceptance_rate"]), np.asarray(one.stats["acceptance_rate"]), rtol=1e-5)
         x0 = jax.random.normal(jax.random.key(0), (16, 3))
         tr = idf.sample(idf.mala(E, 0.1), jax.random.key(1), x0, 40)
         assert len(tr.positions.sharding.device_set) == 8, tr.positions.sharding
