@@ -51,9 +51,8 @@ def test_thin_one_draw_equals_manual_loop(key, x0):
         )
 
 
-@pytest.mark.parametrize("make", [lambda: idf.mala(iso, 0.3), lambda: idf.hmc(iso, 0.2, 3)])
-def test_progress_and_chunks_give_identical_results(key, x0, make):
-    s = make()
+def test_progress_and_chunks_give_identical_results(key, x0):
+    s = idf.hmc(iso, 0.2, 3)  # the driver's invariance does not depend on the sampler
     a = idf.sample(s, key, x0, 300, thin=3, burn_in=30)
     b = idf.sample(s, key, x0, 300, thin=3, burn_in=30, progress=True)
     c = idf.sample(s, key, x0, 300, thin=3, burn_in=30, chunk_draws=7)

@@ -249,7 +249,9 @@ HISTORY = [
 @pytest.fixture(scope="module")
 def nvp_client():
     nvp = pytest.importorskip("idf_jax.nvp")
-    cfg = ServiceConfig(api_keys=(API_KEY,), nvp_model_path="default", batch_max_wait_ms=50.0)
+    # batches of up to 16 (16 client threads below): five warm-up compilations, not seven
+    cfg = ServiceConfig(api_keys=(API_KEY,), nvp_model_path="default", batch_max_wait_ms=50.0,
+                        batch_max_size=16)
     with TestClient(create_app(cfg)) as c:
         yield c, nvp.NVPPredictor()
 

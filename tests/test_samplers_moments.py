@@ -58,7 +58,7 @@ def test_isotropic_gaussian_all_samplers(key):
 
 def test_variance_scales_linearly_with_temperature(key):
     iso = lambda x: 0.5 * jnp.sum(x**2)
-    for T in (0.25, 1.0, 4.0):
+    for T in (0.25, 4.0):  # T = 1 is test_isotropic_gaussian_all_samplers
         tr = run(idf.mala(iso, 0.4 * T, temperature=T), key, steps=2000, burn=200, thin=2, dim=4)
         assert_within(np.asarray(tr.positions) ** 2, T * np.ones(4), what=f"variance at T={T}")
 
