@@ -8,7 +8,7 @@ first. Side by side in one process:
   ``planner="auto"`` gives this source): one jitted call (`NVPPlanner.decide`) scores all
   candidates (vmapped 4-step rollouts; the history's attention keys and values computed once
   for all of them), removes the infeasible ones and refines the best setpoint / cap candidate
-  by 6 Adam steps through the NVP (forward-mode derivative, cosine-decayed rate);
+  by 4 Adam steps through the NVP (forward-mode derivative, cosine-decayed rate);
 - ``loop``: the blueprint's reference loop — the same jitted NVP scoring called once per
   candidate from Python (``for action in candidate_actions: nvp.predict(state, action)``), no
   refinement, to show what vectorising the scoring buys;

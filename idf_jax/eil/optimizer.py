@@ -831,8 +831,8 @@ class EILOptimizer:
         yj, mj = np.asarray(y, f32), np.asarray(mask, bool)
         caps = np.asarray(cands.power_cap, f32)
         # per candidate: which continuous parameter Adam may refine, its bounds and initial
-        # rate (cosine-decayed: 6 steps travel ~1.75 °C / ~7 % of the cap, more than half the
-        # candidate grid's spacing)
+        # rate (cosine-decayed: 4 steps travel up to ~1.25 °C / ~5 % of the cap, more than
+        # half the candidate grid's spacing)
         sp_lo, sp_hi = self.setpoint_range
         cap_hi = float(_uncapped_it(model, state, cur))
         kinds = {"cooling_setpoint": (0, sp_lo, sp_hi, 0.5),

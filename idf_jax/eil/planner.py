@@ -124,7 +124,7 @@ class NVPPlanner:
     """Candidate scoring and continuous refinement through an action-conditioned NVP."""
 
     def __init__(
-        self, nvp: ControlledNVP | str | None = None, *, horizon: int = 4, refine_steps: int = 6
+        self, nvp: ControlledNVP | str | None = None, *, horizon: int = 4, refine_steps: int = 4
     ):
         if not isinstance(nvp, ControlledNVP):
             nvp = ControlledNVP(nvp)
@@ -133,7 +133,7 @@ class NVPPlanner:
         self.nvp = nvp
         self.horizon = int(horizon)
         # Adam steps per decision (each: a forward-mode derivative of one rollout; cosine-decayed
-        # rate, so 6 steps reach ~3.5 x the initial rate and end on a fine step)
+        # rate, so 4 steps reach ~2.5 x the initial rate and end on a fine step)
         self.refine_steps = int(refine_steps)
         self.spec = nvp.spec
         ix = nvp.index
