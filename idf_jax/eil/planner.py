@@ -226,8 +226,9 @@ class NVPPlanner:
         return c, v
 
     # ---------------------------------------------------------------- all candidates
-    def _score_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits):
-        prefix = self.nvp.prefix(y, mask, self.horizon)  # once for all K candidates
+    def _score_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, prefix=None):
+        if prefix is None:  # once for all K candidates
+            prefix = self.nvp.prefix(y, mask, self.horizon)
         summ = jax.vmap(lambda c, o, ww, cp: self._evaluate(prefix, y, mask, c, o, ww, cp, env))(
             ctrls, ons, ws, caps
         )
@@ -264,10 +265,12 @@ class NVPPlanner:
         hi,
         lr,
         steps,
+        prefix=None,
     ):
         t_out_k = y[-1, self._i["outside_temp"]] + KELVIN
         cap_max = self.spec.cap_max_kw
-        prefix = self.nvp.prefix(y, mask, self.horizon)  # once, outside the Adam loop
+        if prefix is None:  # once, outside the Adam loop
+            prefix = self.nvp.prefix(y, mask, self.horizon)
 
         def with_param(theta):
             c = jnp.where(
@@ -343,8 +346,9 @@ class NVPPlanner:
     # ---------------------------------------------------------------- one decision
     def _decide_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k,
                      lo_k, hi_k, lr_k, steps):
+        prefix = self.nvp.prefix(y, mask, self.horizon)  # shared by scoring and refinement
         cost, viol, _, summ = self._score_impl(y, mask, ctrls, ons, ws, caps, irrev, env, w,
-                                               limits)
+                                               limits, prefix)
         feas = viol <= 1e-9
         feasible = jnp.any(feas)
         idx = jnp.where(feasible, jnp.argmin(jnp.where(feas, cost, jnp.inf)),
@@ -354,7 +358,7 @@ class NVPPlanner:
         def refine(_):
             return self._refine_impl(y, mask, ctrls[j], ons[j], ws[j], caps[j], irrev[j], env,
                                      summ["e_h"][0], summ["s_h"][0], w, limits, which_k[j],
-                                     lo_k[j], hi_k[j], lr_k[j], steps)
+                                     lo_k[j], hi_k[j], lr_k[j], steps, prefix)
 
         def skip(_):
             shapes = jax.eval_shape(refine, None)
