@@ -174,6 +174,13 @@ def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
     return pe
 
 
+def _attention_mask(query_pos, mask):
+    """(S, K) causal mask of queries at `query_pos` over the keys 0..K-1: a query sees the
+    real keys (`mask`, (K,)) up to its own position, and always itself."""
+    j = jnp.arange(mask.shape[0])
+    return (j[None, :] <= query_pos[:, None]) & (mask[None, :] | (j[None, :] == query_pos[:, None]))
+
+
 def _heads(attn: eqx.nn.MultiheadAttention, proj: eqx.nn.Linear, h):
     """(S, d) -> (S, heads, d_head): one projection of an attention layer, split by head."""
     heads = attn.num_heads
@@ -266,8 +273,7 @@ class NVPModel(eqx.Module):
             raise ValueError(f"window length {length} != model window {self.window}")
         pos = sinusoidal_encoding(length, self.embed.out_features)  # constant under jit
         x = jax.vmap(self.embed)(feats) + jnp.asarray(pos, feats.dtype)
-        i = jnp.arange(length)
-        attn_mask = (i[None, :] <= i[:, None]) & (mask[None, :] | (i[None, :] == i[:, None]))
+        attn_mask = _attention_mask(jnp.arange(length), mask)
         for blk in self.blocks:
             x = blk(x, attn_mask)
         return self._readout(x[-1], z, mask, res_std)
@@ -280,9 +286,7 @@ class NVPModel(eqx.Module):
         runs only the rest through `extend` (exact, up to float rounding)."""
         pos = jnp.asarray(sinusoidal_encoding(self.window, self.embed.out_features), feats.dtype)
         x = jax.vmap(self.embed)(feats[:length]) + pos[:length]
-        i = jnp.arange(length)
-        m = mask[:length]
-        attn_mask = (i[None, :] <= i[:, None]) & (m[None, :] | (i[None, :] == i[:, None]))
+        attn_mask = _attention_mask(jnp.arange(length), mask[:length])
         cache = []
         for n, blk in enumerate(self.blocks):
             cache.append(blk.keys_values(x))
@@ -300,8 +304,7 @@ class NVPModel(eqx.Module):
         p = cache[0][0].shape[0]
         pos = jnp.asarray(sinusoidal_encoding(length, self.embed.out_features), feats.dtype)
         x = jax.vmap(self.embed)(feats[p:]) + pos[p:]
-        q, j = jnp.arange(p, length), jnp.arange(length)
-        attn_mask = (j[None, :] <= q[:, None]) & (mask[None, :] | (j[None, :] == q[:, None]))
+        attn_mask = _attention_mask(jnp.arange(p, length), mask)
         for blk, kv in zip(self.blocks, cache):
             x = blk.extend(x, kv, attn_mask)
         return self._readout(x[-1], z, mask, res_std)
