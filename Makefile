@@ -13,7 +13,7 @@ $(BIN)/.installed-$(EXTRAS): pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed-$(EXTRAS)
-	$(BIN)/python -m idf_jax.demo
+	$(BIN)/python -m idf_jax.runtime.demo
 
 # Two workers, one test file per worker at a time (module fixtures are built once).
 test: $(BIN)/.installed-$(EXTRAS)

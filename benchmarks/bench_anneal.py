@@ -88,7 +88,7 @@ def main():
 
     # ---- 1. throughput on LJ13
     x0 = jax.random.uniform(jax.random.key(0), (n, 3 * N), minval=-1.3, maxval=1.3)
-    x0, _ = idf.relax.relax(lj, x0, method="fire", num_steps=100, step_size=1e-3)
+    x0, _ = idf.relax(lj, x0, method="fire", num_steps=100, step_size=1e-3)
     temps = np.geomspace(0.5, 5e-4, steps).astype(np.float32)
     eta = 2e-3
 
@@ -125,7 +125,7 @@ def main():
     t_warm = time.perf_counter() - t
     # Baseline: relaxation alone from the same random starts (same FIRE, 100 + 500 steps).
     t = time.perf_counter()
-    xb, eb = idf.relax.relax(lj, xr, method="fire", num_steps=600, step_size=1e-3, dt_max_factor=1e3)
+    xb, eb = idf.relax(lj, xr, method="fire", num_steps=600, step_size=1e-3, dt_max_factor=1e3)
     jax.block_until_ready(eb)
     t_relax = time.perf_counter() - t
     reached_relax = int(np.sum(np.asarray(eb) <= LJ13_MIN + 1e-3))

@@ -83,7 +83,7 @@ def start_server(batch_max_size: int, wait_ms: float, port: int, log):
         [
             sys.executable,
             "-m",
-            "idf_jax.cli",
+            "idf_jax.runtime.cli",
             "serve",
             "--host",
             "127.0.0.1",

@@ -20,7 +20,7 @@ class Capsule:
             jit / vmap / grad safe.
         init: init(key, num_chains) -> x0_batch with a leading chain axis.
         decode: decode(x) -> a domain object a person can use (one state).
-        constraints: tuple of `idf_jax.constraints` objects the state must satisfy.
+        constraints: tuple of `idf_jax.thermo.constraints` objects the state must satisfy.
         params: the parameters the capsule was built with (JSON-friendly).
         description: one line.
         project: optional map x -> x onto the feasible set kept exactly (e.g. a sphere);

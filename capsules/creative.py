@@ -3,10 +3,10 @@
 Data: `sklearn.datasets.load_digits` (1,797 images, 8x8, intensities 0..16), scaled to
 x = intensity / 8 - 1 in [-1, 1] and flattened to 64 values.
 
-Model: a variance-preserving SDE (Song et al. 2021; `idf_jax.diffusion.VPSDE`) and an
+Model: a variance-preserving SDE (Song et al. 2021; `idf_jax.thermo.diffusion.VPSDE`) and an
 Equinox MLP eps_theta(x_t, t) that predicts the noise, with score(x, t) = -eps_theta / s(t)
 (s(t) the marginal standard deviation). Training minimises the denoising score-matching loss
-`idf_jax.diffusion.dsm_loss` (lambda(t) = s(t)^2 weighting, i.e. ||eps_theta - z||^2) with
+`idf_jax.thermo.diffusion.dsm_loss` (lambda(t) = s(t)^2 weighting, i.e. ||eps_theta - z||^2) with
 optax Adam. Sampling: the reverse SDE (`sample_reverse`, Euler-Maruyama) or the
 probability-flow ODE (`sample_probability_flow`, diffrax Tsit5).
 

@@ -57,11 +57,11 @@ def basin_hopping(
     """Basin hopping (Wales & Doye 1997), every chain in parallel: kick all coordinates by
     N(0, kick^2) (each coordinate
     only with probability `kick_fraction`: pivot-like moves for chains), relax, accept the new minimum with probability
-    min(1, exp(-(E_new - E_old) / T)). The local relaxation is FIRE (`idf_jax.relax`, one
+    min(1, exp(-(E_new - E_old) / T)). The local relaxation is FIRE (`idf_jax.thermo.relax`, one
     gradient per step, cheap to compile) or L-BFGS. Returns (best x, best E, (chains, hops)
     history of the best energy)."""
     if method == "fire":
-        from idf_jax.relax import fire_one
+        from idf_jax.thermo.relax import fire_one
 
         fire = fire_one(energy_fn, project, relax_steps, 1e-6, 10.0)
         relax_one = lambda x: fire(x, jnp.float32(dt))

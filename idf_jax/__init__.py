@@ -1,11 +1,24 @@
 """idf-jax: the Industriverse Diffusion Framework in JAX.
 
 Everything is an energy E(x) over a PyTree x; the target is p(x) ∝ exp(-E(x)/T).
-This module is the single front door: every public name is re-exported here.
+This module is the single front door: every public name is reachable from here.
+
+The core (samplers, the driver, adaptation, diagnostics, thermodynamics) is imported
+eagerly; the modelling layers (`nvp`, `eil`), the blueprint facade (`engine`,
+`EnergyDiffusionEngine`) and the runtime are imported on first use (PEP 562), so
+`import idf_jax` stays light.
 """
 
-# --- core: samplers, the driver, diagnostics -------------------------------------------
+import importlib as _importlib
+
+# --- core: samplers, the driver, adaptation, diagnostics -------------------------------
+from . import adaptation as adaptation
 from . import diagnostics as diagnostics
+from . import run as run
+from . import samplers as samplers
+from .adaptation import AdaptationResult as AdaptationResult
+from .adaptation import adapt as adapt
+from .adaptation import adapt_run as adapt_run
 from .diagnostics import ess as ess
 from .diagnostics import rhat as rhat
 from .diagnostics import summary as summary
@@ -14,10 +27,13 @@ from .run import sample as sample
 from .samplers import HMCInfo as HMCInfo
 from .samplers import LangevinInfo as LangevinInfo
 from .samplers import LangevinState as LangevinState
+from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
+from .samplers import ReplicaExchangeState as ReplicaExchangeState
 from .samplers import Sampler as Sampler
 from .samplers import UnderdampedState as UnderdampedState
 from .samplers import hmc as hmc
 from .samplers import mala as mala
+from .samplers import replica_exchange as replica_exchange
 from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
 from .samplers.gibbs import GibbsInfo as GibbsInfo
@@ -25,44 +41,115 @@ from .samplers.gibbs import IsingGibbsState as IsingGibbsState
 from .samplers.gibbs import PottsGibbsState as PottsGibbsState
 from .samplers.gibbs import block_gibbs as block_gibbs
 
-# --- thermodynamics: schedules, annealing, adaptation, tempering, diffusion, metrics -------
-from . import diffusion as diffusion
-from . import relax as relax
-from . import schedules as schedules
+# --- thermodynamics: schedules, annealing, relaxation, constraints, diffusion, metrics --
 from . import thermo as thermo
-from . import validate as validate
-from .adapt import AdaptationResult as AdaptationResult
-from .adapt import adapt as adapt
-from .adapt import adapt_run as adapt_run
-from .anneal import EquilibriumResult as EquilibriumResult
-from .anneal import sample_equilibrium as sample_equilibrium
-from .diffusion import VESDE as VESDE
-from .diffusion import VPSDE as VPSDE
-from .diffusion import forward_diffuse as forward_diffuse
-from .diffusion import reverse_denoise as reverse_denoise
-from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
-from .samplers import ReplicaExchangeState as ReplicaExchangeState
-from .samplers import replica_exchange as replica_exchange
-from .thermo import boltzmann_weights as boltzmann_weights
-from .thermo import free_energy as free_energy
-from .validate import energy_law_fidelity as energy_law_fidelity
-from .validate import entropy_coherence as entropy_coherence
-
-# --- modelling: NVP forecaster, EIL decision loop, the blueprint's engine facade ----------
-from . import eil as eil
-from . import engine as engine
-from . import nvp as nvp
-from .eil import EILOptimizer as EILOptimizer
-from .eil import detect_regime_shift as detect_regime_shift
-from .engine import EnergyDiffusionEngine as EnergyDiffusionEngine
-from .nvp import NVPPredictor as NVPPredictor
+from .thermo import anneal as anneal
+from .thermo import constraints as constraints
+from .thermo import diffusion as diffusion
+from .thermo import schedules as schedules
+from .thermo import validate as validate
+from .thermo.anneal import EquilibriumResult as EquilibriumResult
+from .thermo.anneal import sample_equilibrium as sample_equilibrium
+from .thermo.diffusion import VESDE as VESDE
+from .thermo.diffusion import VPSDE as VPSDE
+from .thermo.diffusion import forward_diffuse as forward_diffuse
+from .thermo.diffusion import reverse_denoise as reverse_denoise
+from .thermo.metrics import boltzmann_weights as boltzmann_weights
+from .thermo.metrics import free_energy as free_energy
+from .thermo.relax import relax as relax
+from .thermo.validate import energy_law_fidelity as energy_law_fidelity
+from .thermo.validate import entropy_coherence as entropy_coherence
 
 __version__ = "0.1.0"
+
+# --- modelling and the blueprint facade: imported on first use ---------------------------
+# name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "nvp": ("idf_jax.nvp", None),
+    "eil": ("idf_jax.eil", None),
+    "blueprint": ("idf_jax.blueprint", None),
+    "engine": ("idf_jax.blueprint.engine", None),
+    "NVPPredictor": ("idf_jax.nvp", "NVPPredictor"),
+    "EILOptimizer": ("idf_jax.eil", "EILOptimizer"),
+    "detect_regime_shift": ("idf_jax.eil", "detect_regime_shift"),
+    "EnergyDiffusionEngine": ("idf_jax.blueprint.engine", "EnergyDiffusionEngine"),
+}
+
+
+def __getattr__(name: str):
+    """PEP 562: import the modelling layers only when first used."""
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = _importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'idf_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 # --- runtime: `%load_ext idf_jax` (IPython imported lazily) -------------------------------
 def load_ipython_extension(ipython):
     """`%load_ext idf_jax`: registers `%idf_visualize` and `%idf_simulate`."""
-    from .notebook import load_ipython_extension as _load
+    _importlib.import_module("idf_jax.runtime.notebook").load_ipython_extension(ipython)
 
-    _load(ipython)
+
+__all__ = [
+    "AdaptationResult",
+    "EILOptimizer",
+    "EnergyDiffusionEngine",
+    "EquilibriumResult",
+    "GibbsInfo",
+    "HMCInfo",
+    "IsingGibbsState",
+    "LangevinInfo",
+    "LangevinState",
+    "NVPPredictor",
+    "PottsGibbsState",
+    "ReplicaExchangeInfo",
+    "ReplicaExchangeState",
+    "Sampler",
+    "Trace",
+    "UnderdampedState",
+    "VESDE",
+    "VPSDE",
+    "adapt",
+    "adapt_run",
+    "anneal",
+    "adaptation",
+    "blueprint",
+    "block_gibbs",
+    "boltzmann_weights",
+    "constraints",
+    "detect_regime_shift",
+    "diagnostics",
+    "diffusion",
+    "eil",
+    "energy_law_fidelity",
+    "engine",
+    "entropy_coherence",
+    "ess",
+    "forward_diffuse",
+    "free_energy",
+    "hmc",
+    "load_ipython_extension",
+    "mala",
+    "nvp",
+    "relax",
+    "replica_exchange",
+    "reverse_denoise",
+    "rhat",
+    "run",
+    "sample",
+    "sample_equilibrium",
+    "samplers",
+    "schedules",
+    "summary",
+    "thermo",
+    "ula",
+    "underdamped_langevin",
+    "validate",
+]

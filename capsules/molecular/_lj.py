@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from idf_jax.constraints import Inequality
+from idf_jax.thermo.constraints import Inequality
 
 from .._base import Capsule, register
 from ._molecule import Molecule

@@ -1,0 +1,62 @@
+"""Checkpoints of a run's carry: atomic writes (temporary file + os.replace), exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _key_fingerprint(key) -> list[int]:
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.asarray(data).astype(np.int64).ravel().tolist()
+
+
+def _save_checkpoint(path: str, carry: Any, meta: dict) -> None:
+    """Write the carry atomically: a temporary file in the same folder, then os.replace."""
+    leaves = [np.asarray(l) for l in jax.tree.leaves(carry)]
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=np.asarray(json.dumps(meta)), *leaves)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path: str, template: Any, meta: dict) -> tuple[Any, int]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            saved = json.loads(str(z["__meta__"]))
+            leaves = [z[f"arr_{i}"] for i in range(len(z.files) - 1)]
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"checkpoint {path!r} cannot be read: {e}") from e
+    steps_done = saved.pop("steps_done", None)
+    if saved != meta:
+        diff = {
+            k: (saved.get(k), meta.get(k))
+            for k in set(saved) | set(meta)
+            if saved.get(k) != meta.get(k)
+        }
+        raise ValueError(
+            f"checkpoint {path!r} was written by a different run (saved, now): {diff}; "
+            "delete it or pass another path"
+        )
+    t_leaves, treedef = jax.tree.flatten(template)
+    if len(leaves) != len(t_leaves) or any(
+        a.shape != b.shape or a.dtype != b.dtype for a, b in zip(leaves, t_leaves)
+    ):
+        raise ValueError(f"checkpoint {path!r} does not match this sampler's state layout")
+    carry = jax.tree.unflatten(treedef, [jnp.asarray(l) for l in leaves])
+    return carry, int(steps_done)

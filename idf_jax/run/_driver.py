@@ -1,0 +1,431 @@
+"""`sample()`: drive many chains of a sampler (vmap over chains, lax.scan over steps).
+
+Memory is O(chains x draws): thinning happens inside the scan and draws are written
+into a preallocated (chains, draws, ...) buffer, so the number of steps never enters
+the memory bill. The random stream of chain c at step i is `fold_in(key_c, i)`, so a
+run cut into chunks (progress bar, checkpoints) or spread over devices gives the same
+numbers as one uninterrupted scan.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._progress import Progress as _Progress
+from ..samplers._base import Sampler, check_positive_int
+from ._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoint
+from ._stats import (
+    _NUM_BINS,
+    ENERGY_ERROR_BIN_EDGES,
+    _hist_index,
+    _info_sums_zero,
+)
+
+__all__ = ["Trace", "sample", "ENERGY_ERROR_BIN_EDGES"]
+
+PyTree = Any
+
+
+class Trace(NamedTuple):
+    """The result of `sample`.
+
+    positions: PyTree like one state's position, leaves shaped (chains, draws, ...).
+    energies: (chains, draws) energies E(x) of the recorded draws.
+    stats: per-chain summaries, each shaped (chains, ...): the mean over kept steps of
+        every field of the sampler's info (e.g. `acceptance_rate`), `diverged` (bool: the
+        chain hit a non-finite energy or gradient and was frozen), `num_divergent`, and
+        for Hamiltonian samplers `mean_abs_energy_error`, `max_abs_energy_error` and
+        `energy_error_hist` (counts of |dH| over every trajectory, not only the draws).
+    final_state: the sampler state of every chain after the last step.
+    """
+
+    positions: PyTree
+    energies: Float[Array, "chains draws"]
+    stats: dict[str, Array]
+    final_state: PyTree
+
+
+class _Carry(NamedTuple):
+    state: PyTree
+    frozen: Array  # (chains,) bool: diverged, no longer updated
+    num_divergent: Array  # (chains,) int32, over all steps
+    active_steps: Array  # (chains,) int32, kept steps counted into sums
+    sums: PyTree  # info-shaped float sums over kept, non-frozen steps
+    hist: Array  # (chains, bins) int32, |dH| histogram (empty when no energy_error)
+    ee_abs_sum: Array  # (chains,) sum of |dH| over counted trajectories
+    ee_abs_max: Array  # (chains,) max |dH|
+    positions: PyTree  # (chains, draws, ...)
+    energies: Array  # (chains, draws, ...)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_args(x0_batch, num_steps, thin, burn_in):
+    num_steps = check_positive_int("num_steps", num_steps)
+    thin = check_positive_int("thin", thin)
+    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
+        raise ValueError(f"burn_in must be an integer >= 0, got {burn_in!r}")
+    if burn_in >= num_steps:
+        raise ValueError(f"burn_in ({burn_in}) must be smaller than num_steps ({num_steps})")
+    kept = num_steps - burn_in
+    if kept % thin:
+        raise ValueError(f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}")
+    leaves = jax.tree.leaves(x0_batch)
+    if not leaves:
+        raise ValueError("x0_batch is empty: give a PyTree of arrays with a leading chain axis")
+    shapes = [jnp.shape(l) for l in leaves]
+    if any(len(s) == 0 for s in shapes):
+        raise ValueError(f"x0_batch leaves need a leading chain axis, got shapes {shapes}")
+    n = shapes[0][0]
+    if any(s[0] != n for s in shapes):
+        raise ValueError(
+            f"x0_batch leaves disagree on the number of chains (leading axis): {shapes}"
+        )
+    if n < 1:
+        raise ValueError("x0_batch has zero chains")
+    for l in leaves:
+        dt = jnp.result_type(l)
+        if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+            raise ValueError(f"x0_batch leaves must be numeric arrays, got dtype {dt}")
+    return num_steps, thin, int(burn_in), int(n)
+
+
+def _as_key(key):
+    if isinstance(key, (int, np.integer)):
+        raise ValueError("key must be a JAX PRNG key (jax.random.key(seed)), got an int")
+    return key
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def _make_step(sampler: Sampler, has_energy_error: bool):
+    """One transition of every (local) chain at global step index `i`."""
+
+    def step(chain_keys, carry: _Carry, i, counting):
+        keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
+        new_state, info = jax.vmap(sampler.step)(keys, carry.state)
+        diverged = getattr(info, "diverged", None)
+        if diverged is None:
+            diverged = ~jnp.isfinite(new_state.energy)
+        diverged = jnp.reshape(diverged, (diverged.shape[0], -1)).any(axis=1)
+        frozen = carry.frozen
+        state = jax.tree.map(
+            lambda old, new: jnp.where(_bcast(frozen, old), old, new), carry.state, new_state
+        )
+        active = ~frozen & counting
+        sums = jax.tree.map(
+            lambda s, v: s + jnp.where(_bcast(active, v), v.astype(jnp.float32), 0.0),
+            carry.sums,
+            info,
+        )
+        hist = carry.hist
+        if has_energy_error:
+            abs_de = jnp.abs(info.energy_error).astype(jnp.float32)
+            idx = _hist_index(abs_de)
+            hist = hist + (jax.nn.one_hot(idx, _NUM_BINS, dtype=jnp.int32) * active[:, None])
+            ee_sum = carry.ee_abs_sum + jnp.where(active, abs_de, 0.0)
+            ee_max = jnp.maximum(carry.ee_abs_max, jnp.where(active, abs_de, 0.0))
+        else:
+            ee_sum, ee_max = carry.ee_abs_sum, carry.ee_abs_max
+        return carry._replace(
+            state=state,
+            frozen=frozen | diverged,
+            num_divergent=carry.num_divergent + (diverged & ~frozen).astype(jnp.int32),
+            active_steps=carry.active_steps + active.astype(jnp.int32),
+            sums=sums,
+            hist=hist,
+            ee_abs_sum=ee_sum,
+            ee_abs_max=ee_max,
+        )
+
+    return step
+
+
+def _bcast(mask, x):
+    return jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(x) - 1))
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_fns(sampler: Sampler, thin: int, has_energy_error: bool, mesh: Mesh | None):
+    """Jitted chunk runners, cached per sampler so repeated runs do not recompile."""
+    step = _make_step(sampler, has_energy_error)
+
+    def burn(chain_keys, carry, start, *, num):
+        def body(c, j):
+            return step(chain_keys, c, start + j, jnp.asarray(False)), None
+
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(num, dtype=jnp.int32))
+        return carry
+
+    def keep(chain_keys, carry, start, draw0, *, num):
+        def draw(c, d):
+            def inner(c, j):
+                return step(chain_keys, c, start + d * thin + j, jnp.asarray(True)), None
+
+            c, _ = jax.lax.scan(inner, c, jnp.arange(thin, dtype=jnp.int32))
+            positions = jax.tree.map(
+                lambda b, x: jax.lax.dynamic_update_index_in_dim(b, x, draw0 + d, axis=1),
+                c.positions,
+                c.state.position,
+            )
+            energies = jax.lax.dynamic_update_index_in_dim(
+                c.energies, c.state.energy, draw0 + d, axis=1
+            )
+            return c._replace(positions=positions, energies=energies), None
+
+        carry, _ = jax.lax.scan(draw, carry, jnp.arange(num, dtype=jnp.int32))
+        return carry
+
+    if mesh is not None:
+        chains = PartitionSpec("chains")
+        spec = (chains, chains, PartitionSpec())
+
+        def sharded(fn, extra):
+            def wrapped(chain_keys, carry, *scalars, num):
+                f = jax.shard_map(
+                    functools.partial(fn, num=num),
+                    mesh=mesh,
+                    in_specs=spec + (PartitionSpec(),) * extra,
+                    out_specs=chains,
+                    # Sampler code is written for one chain and knows nothing of the
+                    # mesh; chains never communicate, so skip varying-axis checks.
+                    check_vma=False,
+                )
+                return f(chain_keys, carry, *scalars)
+
+            return wrapped
+
+        burn, keep = sharded(burn, 0), sharded(keep, 1)
+
+    return (
+        jax.jit(burn, static_argnames="num", donate_argnums=1),
+        jax.jit(keep, static_argnames="num", donate_argnums=1),
+    )
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _default_chunk(num_draws: int, thin: int, burn_in: int) -> tuple[int, int]:
+    """(burn-in steps per chunk, draws per chunk) giving about 50 chunks per phase."""
+    return max(1, -(-burn_in // 50)), max(1, -(-num_draws // 50))
+
+
+def sample(
+    sampler: Sampler,
+    key: PRNGKeyArray,
+    x0_batch: PyTree,
+    num_steps: int,
+    *,
+    thin: int = 1,
+    burn_in: int = 0,
+    progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    chunk_draws: int | None = None,
+    devices: list | None = None,
+) -> Trace:
+    """Run `sampler` on every chain of `x0_batch` for `num_steps` steps.
+
+    The first `burn_in` steps are discarded; of the remaining `num_steps - burn_in`
+    (which `thin` must divide) every `thin`-th state is recorded, giving
+    `draws = (num_steps - burn_in) / thin`.
+
+    Args:
+        sampler: a `Sampler` (ula, mala, underdamped_langevin, hmc, replica exchange, ...).
+        key: a JAX PRNG key; chain c at step i uses `fold_in(split(key, chains)[c], i)`.
+        x0_batch: PyTree of float arrays with a leading chain axis.
+        num_steps: total steps per chain, burn-in included.
+        thin: keep one state every `thin` steps.
+        burn_in: leading steps not recorded.
+        progress: show a progress bar (the run is cut into chunks; same results).
+        checkpoint: a file path; the run state is written there atomically after every
+            chunk, and a run started with an existing checkpoint resumes from it.
+        callback: `callback(steps_done, num_steps)` on the host after every chunk.
+        chunk_draws: draws per chunk when chunking (default: about 50 chunks).
+        devices: devices to shard the chain axis over (default: all of `jax.devices()`).
+
+    Returns:
+        A `Trace` with positions (chains, draws, ...), energies (chains, draws), stats
+        and the final state.
+    """
+    num_steps, thin, burn_in, n = _check_args(x0_batch, num_steps, thin, burn_in)
+    key = _as_key(key)
+    num_draws = (num_steps - burn_in) // thin
+    devices = list(jax.devices()) if devices is None else list(devices)
+    ndev = len(devices)
+    mesh = Mesh(np.asarray(devices), ("chains",)) if ndev > 1 else None
+    pad = (-n) % ndev
+    if pad:
+        x0_batch = jax.tree.map(
+            lambda l: jnp.concatenate([l, jnp.repeat(l[-1:], pad, axis=0)]), x0_batch
+        )
+
+    carry, chain_keys = _prepare_fn(sampler, n, pad, num_draws)(x0_batch, key)
+    has_ee = carry.hist.shape[1] > 0
+    if mesh is not None:
+        sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
+        carry = _to_global(carry, sharding)
+        chain_keys = _to_global(chain_keys, sharding)
+
+    burn_fn, keep_fn = _chunk_fns(sampler, thin, has_ee, mesh)
+
+    chunked = progress or checkpoint is not None or callback is not None or chunk_draws is not None
+    burn_chunk, draw_chunk = _default_chunk(num_draws, thin, burn_in)
+    if chunk_draws is not None:
+        draw_chunk = check_positive_int("chunk_draws", chunk_draws)
+        burn_chunk = max(1, draw_chunk * thin)
+    if not chunked:
+        burn_chunk, draw_chunk = max(burn_in, 1), num_draws
+
+    steps_done = 0
+    meta = None
+    if checkpoint is not None:
+        if jax.process_count() > 1:
+            raise ValueError("checkpoint is not supported in multi-process runs (jax.distributed)")
+        checkpoint = os.fspath(checkpoint)
+        meta = dict(
+            num_chains=n,
+            num_steps=num_steps,
+            thin=thin,
+            burn_in=burn_in,
+            key=_key_fingerprint(key),
+            burn_chunk=burn_chunk,
+            draw_chunk=draw_chunk,
+            layout=str(jax.tree.structure(carry)),
+        )
+        if os.path.exists(checkpoint):
+            carry, steps_done = _load_checkpoint(checkpoint, carry, meta)
+            if mesh is not None:
+                carry = _to_global(carry, sharding)
+
+    bar = _Progress(num_steps, steps_done) if progress else None
+    try:
+        while steps_done < num_steps:
+            if steps_done < burn_in:
+                num = min(burn_chunk, burn_in - steps_done)
+                carry = burn_fn(chain_keys, carry, jnp.int32(steps_done), num=num)
+                steps_done += num
+            else:
+                draw0 = (steps_done - burn_in) // thin
+                num = min(draw_chunk, num_draws - draw0)
+                carry = keep_fn(chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num)
+                steps_done += num * thin
+            if chunked:
+                jax.block_until_ready(carry)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, carry, {**meta, "steps_done": steps_done})
+            if bar is not None:
+                bar.update(steps_done)
+            if callback is not None:
+                callback(steps_done, num_steps)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # The carry is donated so the (chains, draws, ...) buffer is not copied at the end
+    # (peak memory stays ~1x the draws). Small buffers that cannot be reused (e.g. int
+    # counters whose output shape differs) make JAX warn; that is expected here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+        return _finish(carry, n, has_ee)
+
+
+def _to_global(tree, sharding):
+    """Place host-identical values on `sharding`; works when the mesh spans processes.
+
+    Single process: a plain device_put. Multi-process (jax.distributed): every process
+    holds the same values, and each builds its addressable shards from them.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def one(leaf):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(leaf)
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=impl)
+        host = np.asarray(leaf)
+        spec = PartitionSpec("chains") if host.ndim else PartitionSpec()
+        shard = jax.sharding.NamedSharding(sharding.mesh, spec)
+        return jax.make_array_from_callback(host.shape, shard, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
+
+
+@functools.lru_cache(maxsize=64)
+def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
+    """Jitted construction of the initial carry (init of every chain, empty buffers)."""
+
+    def prepare(x0_batch, key):
+        chain_keys = jax.random.split(key, n)
+        init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
+        if pad:
+            chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
+            init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
+        n_total = n + pad
+        state = jax.vmap(sampler.init)(x0_batch, init_keys)
+        # The carry is donated to the chunk runners: never alias the caller's arrays.
+        state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
+        for field in ("position", "energy"):
+            if not hasattr(state, field):
+                raise ValueError(
+                    f"sampler state must have a `{field}` field, got {type(state).__name__}"
+                )
+        info_shape = jax.eval_shape(
+            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[
+                1
+            ],
+            chain_keys,
+            state,
+        )
+        has_ee = hasattr(info_shape, "energy_error")
+        carry = _Carry(
+            state=state,
+            frozen=jnp.zeros((n_total,), bool),
+            num_divergent=jnp.zeros((n_total,), jnp.int32),
+            active_steps=jnp.zeros((n_total,), jnp.int32),
+            sums=_info_sums_zero(info_shape, n_total),
+            hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
+            ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
+            ee_abs_max=jnp.zeros((n_total,), jnp.float32),
+            positions=jax.tree.map(
+                lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
+            ),
+            energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
+        )
+        return carry, chain_keys
+
+    return jax.jit(prepare)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2), donate_argnums=0)
+def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
+    c = jax.tree.map(lambda l: l[:n], carry)
+    denom = jnp.maximum(c.active_steps, 1).astype(jnp.float32)
+    stats: dict[str, Array] = {}
+    for name, total in zip(c.sums._fields, c.sums):
+        if name in ("diverged", "energy_error"):
+            continue
+        stats[name] = total / _bcast(denom, total)
+    stats["diverged"] = c.frozen
+    stats["num_divergent"] = c.num_divergent
+    stats["num_active_steps"] = c.active_steps
+    if has_ee:
+        stats["energy_error_hist"] = c.hist
+        stats["mean_energy_error"] = c.sums.energy_error / denom
+        stats["mean_abs_energy_error"] = c.ee_abs_sum / denom
+        stats["max_abs_energy_error"] = c.ee_abs_max
+        stats["num_trajectories"] = jnp.sum(c.hist, axis=1)
+    return Trace(c.positions, c.energies, stats, c.state)

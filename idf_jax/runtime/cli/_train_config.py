@@ -1,0 +1,95 @@
+"""`idf train`: train the NVP forecaster from a config section and a folder of CSV telemetry.
+
+The `nvp:` section of a project config.yaml:
+
+    nvp:
+      channels: [cpu, power, temp]   # CSV columns (header names), in model order
+      window: 48                     # NVPConfig fields: window, d_model, num_heads,
+      d_model: 32                    #   num_layers, mlp_ratio, min_history
+      epochs: 30                     # TrainConfig fields: epochs, batch_size, learning_rate,
+      batch_size: 64                 #   weight_decay, warmup_frac, clip_norm, patience, seed, ...
+      val_fraction: 0.2              # the last 20% of every series is the validation range
+      balance: null                  # energy-balance spec of idf_jax.nvp (None: no balance)
+      checkpoint: models/nvp.ckpt
+      resume: false
+
+Each CSV file is one series (a header row, then one sample per row, oldest first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+_RUN_KEYS = {"channels", "val_fraction", "balance", "checkpoint", "resume"}
+
+
+def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
+    """Train NVP on the CSV telemetry under `data` as `nvp_cfg` says; returns a report line."""
+    try:
+        from ...nvp import NVPConfig, TrainConfig
+        from ...nvp.data import read_csv
+        from ...nvp.train import train
+    except ImportError as e:
+        raise ImportError(f"NVP training is not part of this build: {e}") from e
+
+    cfg = dict(nvp_cfg)
+    model_fields = {f.name for f in dataclasses.fields(NVPConfig)} - {"channels"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(cfg) - model_fields - train_fields - _RUN_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown nvp config keys {sorted(unknown)}; known: "
+            f"{sorted(model_fields | train_fields | _RUN_KEYS)}"
+        )
+    channels = cfg.get("channels")
+    if (
+        not channels
+        or not isinstance(channels, (list, tuple))
+        or not all(isinstance(c, str) for c in channels)
+    ):
+        raise ValueError("nvp.channels must list the telemetry columns, e.g. [cpu, power, temp]")
+    files = sorted(data.glob("*.csv")) if data.is_dir() else [data]
+    if not files:
+        raise ValueError(f"no CSV files in {str(data)!r}")
+    val_fraction = float(cfg.get("val_fraction", 0.2))
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"nvp.val_fraction must be in (0, 1), got {val_fraction}")
+    model_cfg = NVPConfig(channels=tuple(channels), **{k: cfg[k] for k in model_fields if k in cfg})
+    train_cfg = TrainConfig(
+        **{
+            k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k])
+            for k in train_fields
+            if k in cfg
+        }
+    )
+    train_series, val_series = [], []
+    need = model_cfg.min_history + 1
+    for f in files:
+        values, _ = read_csv(f, channels)
+        n_val = int(round(len(values) * val_fraction))
+        if len(values) - n_val < need or n_val < need:
+            raise ValueError(
+                f"{f}: {len(values)} rows are too few to split into training and validation "
+                f"ranges of at least {need} rows each"
+            )
+        train_series.append(values[: len(values) - n_val])
+        val_series.append(values[len(values) - n_val :])
+    ckpt = str(cfg.get("checkpoint", "models/nvp.ckpt"))
+    Path(ckpt).parent.mkdir(parents=True, exist_ok=True)
+    res = train(
+        train_series,
+        val_series,
+        model_cfg,
+        cfg.get("balance"),
+        train_cfg,
+        checkpoint=ckpt,
+        resume=bool(cfg.get("resume", False)),
+        progress=True,
+        extra_meta={"data": [str(f) for f in files]},
+    )
+    return (
+        f"trained NVP on {len(files)} series ({', '.join(channels)}): best validation loss "
+        f"{res.best_val:.5g} at epoch {res.best_epoch}; checkpoint {res.checkpoint}"
+    )

@@ -1,0 +1,408 @@
+"""Sampling and equilibrium jobs shared by the CLI and the service.
+
+A job names a registered capsule and a sampler; it builds the capsule's (constrained)
+energy, runs `idf.sample` or `idf.sample_equilibrium`, and summarises the result.
+No domain logic lives here: the energy, initial states and constraints all come from
+the capsule. Built samplers are cached per job description, so a repeated job reuses
+the compiled chunk runners of `idf.sample` instead of recompiling.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...run import Trace, sample
+from ...samplers import hmc, mala, ula, underdamped_langevin
+from ...thermo.constraints import apply_constraints
+
+__all__ = [
+    "SAMPLERS",
+    "JobError",
+    "SampleJob",
+    "EquilibriumJob",
+    "build_capsule",
+    "run_sample",
+    "run_equilibrium",
+    "summarize_trace",
+    "equilibrium_available",
+]
+
+SAMPLERS = ("mala", "ula", "underdamped", "hmc")
+
+
+class JobError(ValueError):
+    """A job that cannot run as asked. `field` names the offending input, `status` is the
+    HTTP status the service answers with (422 invalid, 413 over a limit, 503 missing part)."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleJob:
+    """One sampling run: `chains` chains of `sampler` on capsule `capsule(**params)`.
+
+    step_size: sampler step (units of the state); temperature: kT in energy units;
+    friction: underdamped Langevin friction (1/time); num_integration_steps: HMC leapfrog
+    steps per trajectory. steps counts burn-in; (steps - burn_in) must be divisible by thin.
+    """
+
+    capsule: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sampler: str = "mala"
+    chains: int = 16
+    steps: int = 1000
+    thin: int = 1
+    burn_in: int = 0
+    step_size: float = 1e-3
+    temperature: float = 1.0
+    friction: float = 1.0
+    num_integration_steps: int = 10
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EquilibriumJob:
+    """One annealing run (`idf.sample_equilibrium`) of `chains` chains on a capsule."""
+
+    capsule: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    chains: int = 16
+    steps: int = 2000
+    seed: int = 0
+    relax: bool = True
+
+
+def _freeze(value):
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def build_capsule(name: str, params: Mapping[str, Any] | None = None):
+    """`capsules.make(name, **params)` with every failure turned into a `JobError`."""
+    import capsules
+
+    params = dict(params or {})
+    reg = capsules.registry()
+    if name not in reg:
+        known = ", ".join(reg) or "none registered"
+        raise JobError("capsule", f"unknown capsule {name!r}; known: {known}")
+    try:
+        return reg[name].factory(**params)
+    except TypeError as e:  # unknown or missing keyword, wrong type
+        raise JobError("params", f"invalid parameters for {name}: {e}") from e
+    except (ValueError, KeyError, IndexError, OverflowError) as e:
+        raise JobError("params", f"invalid parameters for {name}: {e}") from e
+
+
+def _initial_states(capsule, key, chains: int):
+    try:
+        x0 = capsule.init(key, chains)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+        raise JobError("params", f"capsule {capsule.name} cannot build initial states: {e}") from e
+    return x0
+
+
+def state_size(capsule) -> int:
+    """Number of scalars in one chain's state, found without computing anything."""
+    try:
+        shapes = jax.eval_shape(lambda k: capsule.init(k, 1), jax.random.key(0))
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+        raise JobError("params", f"capsule {capsule.name} cannot build initial states: {e}") from e
+    return int(sum(math.prod(l.shape[1:]) for l in jax.tree.leaves(shapes)))
+
+
+def check_limits(job, dims: int, limits) -> None:
+    """Raise a 413 `JobError` naming the field when a job exceeds a `Limits` entry."""
+    if dims > limits.max_dimensions:
+        raise JobError(
+            "params", f"state has {dims} dimensions, over the limit {limits.max_dimensions}", 413
+        )
+    if job.chains > limits.max_chains:
+        raise JobError("chains", f"{job.chains} chains, over the limit {limits.max_chains}", 413)
+    if job.steps > limits.max_steps:
+        raise JobError("steps", f"{job.steps} steps, over the limit {limits.max_steps}", 413)
+    work = job.chains * job.steps * max(dims, 1)
+    if work > limits.max_work:
+        raise JobError(
+            "steps",
+            f"chains * steps * dimensions = {work}, over the limit {limits.max_work}",
+            413,
+        )
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._d: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key, make: Callable[[], Any]):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        value = make()
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return value
+
+
+_SAMPLER_CACHE = _LRU(32)
+
+
+def _make_sampler(job: SampleJob, capsule):
+    energy_fn = apply_constraints(capsule.energy_fn, capsule.constraints)
+    name = job.sampler
+    try:
+        if name == "ula":
+            s = ula(energy_fn, job.step_size, job.temperature)
+        elif name == "mala":
+            s = mala(energy_fn, job.step_size, job.temperature)
+        elif name == "underdamped":
+            s = underdamped_langevin(energy_fn, job.step_size, job.friction, job.temperature)
+        elif name == "hmc":
+            s = hmc(energy_fn, job.step_size, job.num_integration_steps, job.temperature)
+        else:
+            raise JobError("sampler", f"unknown sampler {name!r}; choose one of {SAMPLERS}")
+    except JobError:
+        raise
+    except ValueError as e:
+        raise JobError(_guess_field(str(e)), str(e)) from e
+    if capsule.project is not None:
+        s = _projected(s, energy_fn, capsule.project)
+    return s
+
+
+def _projected(sampler, energy_fn, project):
+    """Apply the capsule's exact projection after each step and refresh energy/gradient."""
+    from ...samplers._base import Sampler, energy_and_grad
+
+    def init(position, key=None):
+        return _refresh(sampler.init(project(position), key))
+
+    def _refresh(state):
+        e, g = energy_and_grad(energy_fn, state.position)
+        return (
+            state._replace(energy=e, grad=g) if hasattr(state, "grad") else state._replace(energy=e)
+        )
+
+    def step(key, state):
+        new, info = sampler.step(key, state)
+        return _refresh(new._replace(position=project(new.position))), info
+
+    return Sampler(init, step)
+
+
+def _guess_field(message: str) -> str:
+    for f in ("step_size", "temperature", "friction", "num_integration_steps"):
+        if f in message:
+            return f
+    return "sampler"
+
+
+def run_sample(
+    job: SampleJob,
+    *,
+    limits=None,
+    progress: bool = False,
+    callback: Callable[[int, int], None] | None = None,
+    cache: _LRU | None = None,
+) -> tuple[Trace, Any]:
+    """Run a `SampleJob`; returns (trace, capsule). Raises `JobError` for bad input."""
+    _check_job(job)
+    capsule = build_capsule(job.capsule, job.params)
+    dims = state_size(capsule)
+    if limits is not None:
+        check_limits(job, dims, limits)
+    cache = _SAMPLER_CACHE if cache is None else cache
+    key_ = (
+        job.capsule,
+        _freeze(job.params),
+        job.sampler,
+        job.step_size,
+        job.temperature,
+        job.friction,
+        job.num_integration_steps,
+    )
+    sampler = cache.get_or_make(key_, lambda: _make_sampler(job, capsule))
+    key = jax.random.key(job.seed)
+    k_init, k_run = jax.random.split(key)
+    x0 = _initial_states(capsule, k_init, job.chains)
+    try:
+        trace = sample(
+            sampler,
+            k_run,
+            x0,
+            job.steps,
+            thin=job.thin,
+            burn_in=job.burn_in,
+            progress=progress,
+            callback=callback,
+        )
+    except ValueError as e:
+        raise JobError(_guess_field_run(str(e)), str(e)) from e
+    return trace, capsule
+
+
+def _guess_field_run(message: str) -> str:
+    for f in ("burn_in", "thin", "num_steps", "x0_batch"):
+        if message.startswith(f) or f in message.split(" ")[0:3]:
+            return {"num_steps": "steps", "x0_batch": "params"}.get(f, f)
+    return "params"
+
+
+def _check_job(job: SampleJob) -> None:
+    if job.sampler not in SAMPLERS:
+        raise JobError("sampler", f"unknown sampler {job.sampler!r}; choose one of {SAMPLERS}")
+    for f in ("chains", "steps", "thin", "num_integration_steps"):
+        v = getattr(job, f)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise JobError(f, f"must be an integer >= 1, got {v!r}")
+    if (
+        isinstance(job.burn_in, bool)
+        or not isinstance(job.burn_in, (int, np.integer))
+        or job.burn_in < 0
+    ):
+        raise JobError("burn_in", f"must be an integer >= 0, got {job.burn_in!r}")
+    if job.burn_in >= job.steps:
+        raise JobError(
+            "burn_in", f"burn_in ({job.burn_in}) must be smaller than steps ({job.steps})"
+        )
+    if (job.steps - job.burn_in) % job.thin:
+        raise JobError(
+            "thin", f"thin ({job.thin}) must divide steps - burn_in = {job.steps - job.burn_in}"
+        )
+    for f in ("step_size", "temperature", "friction"):
+        v = getattr(job, f)
+        if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
+            raise JobError(f, f"must be a finite number > 0, got {v!r}")
+
+
+def _leaf_names(tree) -> list[tuple[str, Any]]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [("x" + jax.tree_util.keystr(p), l) for p, l in flat]
+
+
+def summarize_trace(trace: Trace) -> dict[str, Any]:
+    """JSON-ready summary: energy statistics, R-hat / ESS of the energy, acceptance, divergences."""
+    from ...diagnostics import ess, rhat
+
+    e = np.asarray(trace.energies, dtype=np.float64)
+    chains, draws = e.shape[:2]
+    finite = np.isfinite(e)
+    out: dict[str, Any] = {
+        "chains": int(chains),
+        "draws": int(draws),
+        "energy_mean": _num(np.mean(e[finite])) if finite.any() else None,
+        "energy_sd": _num(np.std(e[finite])) if finite.any() else None,
+        "energy_min": _num(np.min(e[finite])) if finite.any() else None,
+        "energy_final_per_chain": [_num(v) for v in e[:, -1]],
+        "divergent_chains": int(np.sum(np.asarray(trace.stats["diverged"]))),
+    }
+    if draws >= 4 and chains >= 1:
+        with np.errstate(all="ignore"):
+            out["energy_ess"] = _num(np.asarray(ess(e)))
+            out["energy_rhat"] = _num(np.asarray(rhat(e))) if chains >= 2 else None
+    if "acceptance_rate" in trace.stats:
+        out["acceptance_rate"] = _num(np.mean(np.asarray(trace.stats["acceptance_rate"])))
+    if "mean_abs_energy_error" in trace.stats:
+        out["mean_abs_energy_error"] = _num(
+            np.mean(np.asarray(trace.stats["mean_abs_energy_error"]))
+        )
+    return out
+
+
+def _num(x) -> float | None:
+    v = float(np.asarray(x).reshape(-1)[0]) if np.size(x) else float("nan")
+    return v if math.isfinite(v) else None
+
+
+def positions_as_lists(tree) -> dict[str, Any]:
+    """{leaf name: nested lists} of a position PyTree (non-finite values become None)."""
+    out = {}
+    for name, leaf in _leaf_names(tree):
+        a = np.asarray(leaf, dtype=np.float64)
+        out[name] = np.where(np.isfinite(a), a, np.nan).tolist()
+        out[name] = _nan_to_none(out[name])
+    return out
+
+
+def _nan_to_none(x):
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def equilibrium_available() -> bool:
+    """True when the annealing driver `idf.sample_equilibrium` is part of this build."""
+    import idf_jax
+
+    return hasattr(idf_jax, "sample_equilibrium")
+
+
+def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict[str, Any]]:
+    """Run `idf.sample_equilibrium` on the capsule; returns (result, capsule, summary)."""
+    import idf_jax
+
+    fn = getattr(idf_jax, "sample_equilibrium", None)
+    if fn is None:
+        raise JobError("capsule", "sample_equilibrium is not available in this build", 503)
+    for f in ("chains", "steps"):
+        v = getattr(job, f)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise JobError(f, f"must be an integer >= 1, got {v!r}")
+    capsule = build_capsule(job.capsule, job.params)
+    dims = state_size(capsule)
+    if limits is not None:
+        check_limits(job, dims, limits)
+    key = jax.random.key(job.seed)
+    k_init, k_run = jax.random.split(key)
+    x0 = _initial_states(capsule, k_init, job.chains)
+    try:
+        res = fn(
+            capsule.energy_fn,
+            k_run,
+            x0,
+            num_steps=job.steps,
+            constraints=list(capsule.constraints) or None,
+            relax=job.relax,
+            project=capsule.project,
+        )
+    except ValueError as e:
+        raise JobError("params", str(e)) from e
+    energies = np.asarray(res.energy, dtype=np.float64).reshape(job.chains, -1)[:, 0]
+    if hasattr(res, "best_chain"):  # lowest energy among feasible chains
+        best = int(np.asarray(res.best_chain))
+    else:
+        best = int(np.nanargmin(np.where(np.isfinite(energies), energies, np.inf)))
+    best_pos = jax.tree.map(lambda l: jnp.asarray(l)[best], res.position)
+    summary = {
+        "chains": job.chains,
+        "energy_per_chain": [_num(v) for v in energies],
+        "best_energy": _num(energies[best]),
+        "best_chain": best,
+        "best_position": positions_as_lists(best_pos),
+    }
+    if hasattr(res, "violation"):
+        summary["violation_per_chain"] = [_num(v) for v in np.asarray(res.violation).reshape(-1)]
+    if hasattr(res, "acceptance_rate"):
+        summary["acceptance_rate"] = _num(np.mean(np.asarray(res.acceptance_rate)))
+    return res, capsule, summary

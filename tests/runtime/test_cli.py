@@ -1,0 +1,245 @@
+"""The `idf` command, run in-process through `idf_jax.runtime.cli.main`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import yaml
+from _runtime_helpers import NAME
+
+from idf_jax.runtime.cli import _histogram_quantile, main, render_dashboard
+
+
+def run(capsys, *args):
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_help_everywhere(capsys):
+    for cmd in (
+        [],
+        ["sample"],
+        ["equilibrium"],
+        ["train"],
+        ["serve"],
+        ["monitor"],
+        ["deploy"],
+        ["capsules"],
+        ["init"],
+    ):
+        rc, out, _ = run(capsys, *cmd, "--help")
+        assert rc == 0 and "Usage:" in out, cmd
+    rc, out, _ = run(capsys, "sample", "--help")
+    assert "Example: idf sample --capsule" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["sample", "--chains", "-3"], "--chains"),
+        (["sample", "--bogus"], "--bogus"),
+        (["sample", "--capsule", "no.such"], "unknown capsule"),
+        (["sample", "--capsule", NAME, "--param", "dim"], "KEY=VALUE"),
+        (["sample", "--capsule", NAME, "--param", "dim=-1"], "dim must be"),
+        (["sample", "--capsule", NAME, "--sampler", "gibbs"], "unknown sampler"),
+        (["sample", "--capsule", NAME, "--steps", "10", "--thin", "3"], "thin"),
+        (["sample", "--config", "/nonexistent/config.yaml"], "does not exist"),
+        (["deploy", "--namespace", "Bad_NS", "--dry-run"], "DNS-1123"),
+        (["deploy"], "--cluster"),
+        (["monitor", "--dashboard", "nope"], "unknown dashboard"),
+        (["init", "proj", "--domain", "astrology"], "unknown domain"),
+        (["nonsense"], "No such command"),
+    ],
+)
+def test_bad_options_one_line_nonzero(capsys, args, needle):
+    rc, out, err = run(capsys, *args)
+    assert rc != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idf: error:"), err
+    assert needle in lines[0]
+
+
+def test_sample_writes_npz_netcdf_plots(capsys, tmp_path):
+    out = tmp_path / "res"
+    rc, stdout, err = run(
+        capsys,
+        "sample",
+        "--capsule",
+        NAME,
+        "--param",
+        "dim=3",
+        "--chains",
+        "4",
+        "--steps",
+        "60",
+        "--burn-in",
+        "20",
+        "--thin",
+        "2",
+        "--step-size",
+        "0.5",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    assert rc == 0, err
+    assert "summary" in stdout and "energy" in stdout
+    with np.load(out / "samples.npz") as z:
+        x, e = z["position_x"], z["energies"]
+        assert x.shape == (4, 20, 3) and e.shape == (4, 20)
+        np.testing.assert_allclose(e, 0.5 * (x**2).sum(-1), rtol=1e-5, atol=1e-5)
+        assert z["stats_acceptance_rate"].shape == (4,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+    idata = az.from_netcdf(out / "samples.nc")
+    np.testing.assert_allclose(idata.posterior["x"].values, x)
+    for png in ("energy_trace.png", "energy_hist.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["chains"] == 4 and s["draws"] == 20 and s["params"] == {"dim": 3}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_init_scaffolds_commented_config(capsys, tmp_path):
+    root = tmp_path / "my-project"
+    rc, out, err = run(capsys, "init", str(root), "--domain", "molecular")
+    assert rc == 0, err
+    text = (root / "config.yaml").read_text()
+    assert text.count("#") > 10
+    cfg = yaml.safe_load(text)
+    assert set(cfg) >= {"capsule", "sampler", "sample", "equilibrium", "nvp", "service", "deploy"}
+    assert cfg["capsule"]["name"].startswith("molecular.")
+    assert (root / "data").is_dir() and (root / "results").is_dir()
+    rc, _, err = run(capsys, "init", str(root), "--domain", "molecular")
+    assert rc == 2 and "not empty" in err
+
+
+def test_sample_from_config_file(capsys, tmp_path):
+    cfg = {
+        "capsule": {"name": NAME, "params": {"dim": 2}},
+        "sampler": {"kind": "ula", "step_size": 0.1},
+        "sample": {"chains": 3, "steps": 20, "out": str(tmp_path / "r")},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    rc, _, err = run(
+        capsys, "sample", "--config", str(tmp_path / "c.yaml"), "--no-progress", "--no-plots"
+    )
+    assert rc == 0, err
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["sampler"] == "ula" and s["chains"] == 3 and s["draws"] == 20
+
+
+def test_capsules_lists_json(capsys):
+    rc, out, _ = run(capsys, "capsules", "--json")
+    assert rc == 0
+    assert json.loads(out)[NAME]["parameters"] == {"dim": "2", "sigma": "1.0"}
+
+
+def test_histogram_quantile_exact_on_uniform_buckets():
+    # 100 observations spread uniformly over (0, 1]: cumulative counts at 0.1 steps.
+    buckets = [(round(0.1 * k, 1), 10.0 * k) for k in range(1, 11)] + [(float("inf"), 100.0)]
+    assert _histogram_quantile(buckets, 0.5) == pytest.approx(0.5)
+    assert _histogram_quantile(buckets, 0.99) == pytest.approx(0.99)
+    assert np.isnan(_histogram_quantile([], 0.5))
+
+
+def test_dashboards_render_from_metrics():
+    m = {
+        "idf_samples_drawn_total": [({"kind": "sample"}, 100.0)],
+        "idf_http_requests_total": [
+            ({"route": "/v1/sample", "method": "POST", "status": "200"}, 4.0),
+            ({"route": "/v1/sample", "method": "POST", "status": "422"}, 1.0),
+        ],
+        "idf_http_request_duration_seconds_bucket": [
+            ({"route": "/v1/sample", "le": "0.1"}, 2.0),
+            ({"route": "/v1/sample", "le": "1.0"}, 5.0),
+            ({"route": "/v1/sample", "le": "+Inf"}, 5.0),
+        ],
+    }
+    prev = {"idf_samples_drawn_total": [({"kind": "sample"}, 40.0)]}
+    from rich.console import Console
+
+    con = Console(width=150, record=True)
+    con.print(render_dashboard("energy-metrics", m, prev, 2.0))
+    text = con.export_text()
+    assert "samples drawn" in text and "100" in text and "30.0" in text  # (100 - 40) / 2 s
+    con.print(render_dashboard("http", m, None, 0.0))
+    text = con.export_text()
+    assert "/v1/sample" in text and "1" in text
+
+
+@pytest.mark.slow
+def test_equilibrium_command_writes_results(capsys, tmp_path):
+    pytest.importorskip("idf_jax.thermo.anneal")
+    out = tmp_path / "eq"
+    rc, stdout, err = run(
+        capsys,
+        "equilibrium",
+        "--capsule",
+        NAME,
+        "--param",
+        "dim=3",
+        "--chains",
+        "4",
+        "--steps",
+        "100",
+        "--out",
+        str(out),
+    )
+    assert rc == 0, err
+    with np.load(out / "equilibrium.npz") as z:
+        assert z["position_x"].shape == (4, 3) and z["energy"].shape == (4,)
+        assert z["energy"].min() < 1e-6  # the Gaussian's minimum E = 0 at x = 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["best_energy"] < 1e-6
+    assert (out / "equilibrium.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
+    nvp = pytest.importorskip("idf_jax.nvp")
+    data = tmp_path / "data"
+    data.mkdir()
+    t = np.arange(200)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        cpu = 0.5 + 0.3 * np.sin(2 * np.pi * (t + 17 * k) / 24) + 0.02 * rng.standard_normal(200)
+        power = 300.0 + 600.0 * cpu
+        temp = 65.0 + 10.0 * np.convolve(cpu, np.ones(4) / 4, mode="same")
+        rows = "\n".join(f"{a:.5f},{b:.3f},{c:.3f}" for a, b, c in zip(cpu, power, temp))
+        (data / f"s{k}.csv").write_text("cpu,power,temp\n" + rows + "\n")
+    ckpt = tmp_path / "models" / "nvp.ckpt"
+    cfg = {
+        "nvp": {
+            "channels": ["cpu", "power", "temp"],
+            "window": 8,
+            "d_model": 16,
+            "num_heads": 2,
+            "num_layers": 1,
+            "epochs": 2,
+            "batch_size": 16,
+            "checkpoint": str(ckpt),
+        }
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rc, stdout, err = run(
+        capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data)
+    )
+    assert rc == 0, err
+    assert "best validation loss" in stdout
+    p = nvp.NVPPredictor(model_path=str(ckpt))
+    pred = p.predict_next(telemetry_history=[{"cpu": 0.5, "power": 600.0, "temp": 70.0}] * 4)
+    assert np.isfinite(pred["power"])
+    cfg["nvp"]["bogus"] = 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rc, _, err = run(
+        capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data)
+    )
+    assert rc == 1 and "bogus" in err

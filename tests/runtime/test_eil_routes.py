@@ -1,0 +1,106 @@
+"""The EIL routes (sense, act, prove, ledger/verify), the decision stream and shutdown."""
+
+from __future__ import annotations
+
+import pytest
+from _runtime_helpers import API_KEY
+from fastapi.testclient import TestClient
+
+from idf_jax.runtime.service import ServiceConfig, create_app
+
+pytest.importorskip("idf_jax.eil")
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    db = tmp_path_factory.mktemp("eil") / "eil.sqlite"
+    cfg = ServiceConfig(
+        api_keys=(API_KEY,),
+        nvp_model_path=None,
+        eil={"db_path": str(db), "ledger_key": "00" * 32},
+    )
+    return create_app(cfg), db
+
+
+def test_blueprint_loop_over_http(app):
+    application, db = app
+    with TestClient(application) as client:
+        r = client.post("/v1/eil/sense", json=READING, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.json()["result"]["energy"] > 0
+        r = client.post(
+            "/v1/eil/act",
+            json={"goal": "minimize_energy", "constraints": {"uptime": 0.999}},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        action = r.json()
+        assert {"type", "energy_savings", "prediction_id", "predicted_state"} <= set(action)
+        proof = {
+            "prediction_id": action["prediction_id"],
+            "actual_state": {"energy": action["predicted_state"]["energy"]},
+        }
+        r = client.post("/v1/eil/prove", json=proof, headers=AUTH)
+        assert r.status_code == 200, r.text
+        first = r.json()
+        assert first["valid"] is True and first["pft_amount"] > 0  # the prediction itself
+        again = client.post("/v1/eil/prove", json=proof, headers=AUTH).json()
+        assert again["duplicate"] is True and again["pft_amount"] == 0.0  # nothing new minted
+        r = client.post(
+            "/v1/eil/prove",
+            json={"prediction_id": "nope", "actual_state": {"energy": 1.0}},
+            headers=AUTH,
+        )
+        assert r.status_code == 404
+        v = client.get("/v1/ledger/verify", headers=AUTH).json()
+        assert v["ok"] is True and v["count"] >= 2 and not v["errors"]
+        text = client.get("/metrics", headers=AUTH).text
+        assert f'idf_eil_decisions_total{{type="{action["type"]}"}} 1.0' in text
+        assert 'idf_eil_proofs_total{valid="true"} 1.0' in text  # the duplicate is no new proof
+        assert f"idf_eil_pft_minted_total {first['pft_amount']}" in text
+    # the lifespan closed the EIL: the database is consistent and reopens with the same chain
+    from idf_jax.eil import EILOptimizer
+
+    eil = EILOptimizer(str(db), ledger_key="00" * 32)
+    assert eil.verify_ledger()["ok"] is True
+    eil.close()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"source": "nowhere", "metrics": {"cpu": 0.5}}, "metrics"),
+        ({"source": "datacenter-01", "metrics": {"cpu": 7.0}}, "metrics"),
+        ({"source": "datacenter-01", "metrics": {"voltage": 1.0}}, "metrics"),
+        ({"source": "datacenter-01", "metrics": {}}, "metrics"),
+    ],
+)
+def test_bad_readings_are_422(app, body, field):
+    application, _ = app
+    with TestClient(application) as client:
+        r = client.post("/v1/eil/sense", json=body, headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"][0]["loc"]
+
+
+def test_decisions_stream_to_subscribers(app):
+    application, _ = app
+    with TestClient(application) as client:
+        client.post("/v1/eil/sense", json=READING, headers=AUTH)
+        with client.websocket_connect("/v1/stream", headers=AUTH) as ws:
+            ws.send_json({"type": "subscribe"})
+            assert ws.receive_json()["type"] == "subscribed"
+            r = client.post("/v1/eil/act", json={"goal": "minimize_energy"}, headers=AUTH)
+            assert r.status_code == 200
+            msg = ws.receive_json()
+            assert msg["type"] == "decision"
+            assert msg["decision"]["prediction_id"] == r.json()["prediction_id"]
+            ws.send_json({"type": "act", "goal": "minimize_energy"})
+            own = ws.receive_json()
+            assert own["type"] == "decision" and own["decision"]["prediction_id"]
+            ws.send_json({"type": "act", "goal": "make_coffee"})
+            err = ws.receive_json()
+            assert err["type"] == "error" and err["status"] == 422
