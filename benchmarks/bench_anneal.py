@@ -94,8 +94,14 @@ def main():
 
     def idf_run():
         return idf.sample_equilibrium(
-            lj, jax.random.key(1), x0, num_steps=steps, schedule=idf.schedules.ladder(temps),
-            relax=False, prerelax_steps=0, step_size=eta,
+            lj,
+            jax.random.key(1),
+            x0,
+            num_steps=steps,
+            schedule=idf.schedules.ladder(temps),
+            relax=False,
+            prerelax_steps=0,
+            step_size=eta,
         ).energy
 
     bare = bare_anneal(lj, n, steps, eta)
@@ -105,7 +111,9 @@ def main():
     print("\n## annealing throughput (LJ13, warm, best of 3)")
     print("| runner | chains x steps | time (s) | chain-steps/s |")
     print("|---|---|---|---|")
-    print(f"| idf.sample_equilibrium (anneal stage) | {n} x {steps} | {t_idf:.3f} | {cs / t_idf:,.0f} |")
+    print(
+        f"| idf.sample_equilibrium (anneal stage) | {n} x {steps} | {t_idf:.3f} | {cs / t_idf:,.0f} |"
+    )
     print(f"| bare vmapped MALA loop | {n} x {steps} | {t_bare:.3f} | {cs / t_bare:,.0f} |")
     print(f"ratio idf / bare throughput: {t_bare / t_idf:.2f}")
 
@@ -130,7 +138,9 @@ def main():
     t_relax = time.perf_counter() - t
     reached_relax = int(np.sum(np.asarray(eb) <= LJ13_MIN + 1e-3))
     print("\n## time to the LJ13 global minimum (E = -44.326801) from random starts")
-    print("| method | chains | wall (s), first call | wall (s), warm | best E | chains at minimum |")
+    print(
+        "| method | chains | wall (s), first call | wall (s), warm | best E | chains at minimum |"
+    )
     print("|---|---|---|---|---|---|")
     print(
         f"| idf.sample_equilibrium ({steps} steps + FIRE) | {n} | {t_cold:.1f} | {t_warm:.2f} | "

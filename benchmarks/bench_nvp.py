@@ -28,8 +28,9 @@ def main():
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1")
+    os.environ.setdefault(
+        "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
     import equinox as eqx
@@ -45,8 +46,9 @@ def main():
     w = nvp.window
     u = np.clip(0.6 + 0.02 * np.cumsum(rng.normal(size=w + 8)), 0.05, 0.95)
     p = 400 + 600 * (2 * u - u**1.4)
-    hist = [{"cpu": float(a), "power": float(b), "temp": float(64.4 + b / 111.1)}
-            for a, b in zip(u, p)]
+    hist = [
+        {"cpu": float(a), "power": float(b), "temp": float(64.4 + b / 111.1)} for a, b in zip(u, p)
+    ]
     lengths = list(range(nvp.min_history, len(hist) + 1))
 
     def timeit(fn, n):
@@ -70,8 +72,9 @@ def main():
 
     phys = make_physics(nvp.balance_spec, nvp.channels)
     model = nvp._model
-    jf = eqx.filter_jit(lambda m, y, mk: forecast(m, phys.balance, nvp.normalizer,
-                                                  phys.util_idx, y, mk))
+    jf = eqx.filter_jit(
+        lambda m, y, mk: forecast(m, phys.balance, nvp.normalizer, phys.util_idx, y, mk)
+    )
 
     def peer(h):
         x = nvp._to_array(h)
@@ -83,8 +86,10 @@ def main():
         peer(hist[:n])
     theirs = timeit(peer, args.n)
 
-    print(f"device: {jax.devices()[0].device_kind}, cores pinned: {args.cores}, "
-          f"window {w}, channels {nvp.channels}")
+    print(
+        f"device: {jax.devices()[0].device_kind}, cores pinned: {args.cores}, "
+        f"window {w}, channels {nvp.channels}"
+    )
     print(f"NVPPredictor.predict_next (no cache)  p50 {ours[0]:.3f} ms  p90 {ours[1]:.3f} ms")
     print(f"NVPPredictor.predict_next (cache hit) p50 {hit[0]:.3f} ms  p90 {hit[1]:.3f} ms")
     print(f"peer eqx.filter_jit(forecast)          p50 {theirs[0]:.3f} ms  p90 {theirs[1]:.3f} ms")

@@ -117,9 +117,9 @@ def bench(name, system, chains, replicas, steps, thin, repeats):
     runs = {
         "idf replica_exchange": lambda: idf.sample(pt, key, x0, steps, thin=thin).positions,
         "bare vmapped PT loop": lambda: bare(key, x0),
-        f"idf mala, {chains}x{replicas} chains, no swaps": lambda: idf.sample(
-            mala, key, x0_all, steps, thin=thin
-        ).positions,
+        f"idf mala, {chains}x{replicas} chains, no swaps": lambda: (
+            idf.sample(mala, key, x0_all, steps, thin=thin).positions
+        ),
     }
     secs = {k: timed(f, repeats) for k, f in runs.items()}
     print(

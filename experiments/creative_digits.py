@@ -85,8 +85,11 @@ def main():
     with open(os.path.join(OUT, "creative_digits.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    cr.save_grid(os.path.join(OUT, "creative_digits_samples.png"), s_sde[:100],
-                 title="reverse-SDE samples (first 100)")
+    cr.save_grid(
+        os.path.join(OUT, "creative_digits_samples.png"),
+        s_sde[:100],
+        title="reverse-SDE samples (first 100)",
+    )
     import matplotlib
 
     matplotlib.use("Agg")

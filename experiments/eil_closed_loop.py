@@ -115,10 +115,16 @@ def reading(source, obs, action, params, step):
     m.update({f"temp_{i}": float(t) for i, t in enumerate(temps)})
     cap = float(action.power_cap)
     if math.isfinite(cap):
-        m["power_cap"] = min(1.0, max(0.1, cap / (params.num_racks * params.servers_per_rack
-                                                  * float(params.p_peak_kw))))
-    return {"source": source, "metrics": m, "interval_s": float(params.dt),
-            "timestamp": float((step + BURN) * params.dt)}
+        m["power_cap"] = min(
+            1.0,
+            max(0.1, cap / (params.num_racks * params.servers_per_rack * float(params.p_peak_kw))),
+        )
+    return {
+        "source": source,
+        "metrics": m,
+        "interval_s": float(params.dt),
+        "timestamp": float((step + BURN) * params.dt),
+    }
 
 
 def to_action(pa: dict, params) -> sim.Action:
@@ -181,8 +187,9 @@ def run_week(name, start_hour, controller, key):
         elif controller.startswith("eil"):
             t0 = time.perf_counter()
             eil.sense(reading("row-1", obs, action, params, t))
-            a = eil.act(goal="minimize_energy", constraints={"uptime": UPTIME,
-                                                             "temp_max": TEMP_MAX})
+            a = eil.act(
+                goal="minimize_energy", constraints={"uptime": UPTIME, "temp_max": TEMP_MAX}
+            )
             latencies.append(time.perf_counter() - t0)
             action = to_action(a["plant_action"], params)
             pid = a["prediction_id"]
@@ -203,17 +210,35 @@ def run_week(name, start_hour, controller, key):
         viol_temp += bad_t
         viol_up += bad_u
         if pid is not None:
-            r = eil.prove(pid, {"energy": e_kj, "entropy": e_kj / (float(obs["t_out"]) + 273.15),
-                                "temp": float(np.mean(obs["temps"]))})
+            r = eil.prove(
+                pid,
+                {
+                    "energy": e_kj,
+                    "entropy": e_kj / (float(obs["t_out"]) + 273.15),
+                    "temp": float(np.mean(obs["temps"])),
+                },
+            )
             proofs += 1
             valid += r["valid"]
             pft += r["pft_amount"]
-    out = dict(week=name, controller=controller, energy_kwh=energy, violations=int(viol),
-               viol_temp=int(viol_temp), viol_uptime=int(viol_up), max_temp=max_temp,
-               decisions=decisions, proofs=proofs, valid=int(valid), pft=pft, types=types,
-               scorers=scorers, refined=refined,
-               latency_p50=1e3 * float(np.median(latencies)) if latencies else None,
-               latency_p99=1e3 * float(np.percentile(latencies, 99)) if latencies else None)
+    out = dict(
+        week=name,
+        controller=controller,
+        energy_kwh=energy,
+        violations=int(viol),
+        viol_temp=int(viol_temp),
+        viol_uptime=int(viol_up),
+        max_temp=max_temp,
+        decisions=decisions,
+        proofs=proofs,
+        valid=int(valid),
+        pft=pft,
+        types=types,
+        scorers=scorers,
+        refined=refined,
+        latency_p50=1e3 * float(np.median(latencies)) if latencies else None,
+        latency_p99=1e3 * float(np.percentile(latencies, 99)) if latencies else None,
+    )
     if eil is not None:
         ver = eil.verify_ledger()
         out["ledger_ok"] = ver["ok"]
@@ -232,15 +257,19 @@ def main():
             r["wall_s"] = time.perf_counter() - t
             rows.append(r)
             print(r, flush=True)
-    lines = ["# EIL closed loop on the datacenter simulator", "",
-             "Environment: `idf_jax.nvp.simulator` row preset (4 racks x 40 servers, 15-min "
-             "steps), real TMY3 outside air (pvlib 723170TYA, Greensboro NC); two simulated "
-             "weeks, 672 decisions each; same demand path for every controller. "
-             f"Constraints: uptime >= {UPTIME} (unserved <= 0.1 % per interval) and every rack "
-             f"<= {TEMP_MAX} °C. Machine: 2 shared CPU cores (loaded).", "",
-             "| week | controller | energy (kWh) | saved vs fixed | violations (temp / uptime) "
-             "| hottest rack (°C) | decisions | proofs valid / made | validity | PFT minted |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# EIL closed loop on the datacenter simulator",
+        "",
+        "Environment: `idf_jax.nvp.simulator` row preset (4 racks x 40 servers, 15-min "
+        "steps), real TMY3 outside air (pvlib 723170TYA, Greensboro NC); two simulated "
+        "weeks, 672 decisions each; same demand path for every controller. "
+        f"Constraints: uptime >= {UPTIME} (unserved <= 0.1 % per interval) and every rack "
+        f"<= {TEMP_MAX} °C. Machine: 2 shared CPU cores (loaded).",
+        "",
+        "| week | controller | energy (kWh) | saved vs fixed | violations (temp / uptime) "
+        "| hottest rack (°C) | decisions | proofs valid / made | validity | PFT minted |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         base = next(b for b in rows if b["week"] == r["week"] and b["controller"] == "fixed")
         saved = 100 * (1 - r["energy_kwh"] / base["energy_kwh"])
@@ -249,14 +278,17 @@ def main():
             f"| {r['week']} | {r['controller']} | {r['energy_kwh']:.1f} | {saved:+.1f} % | "
             f"{r['violations']} ({r['viol_temp']} / {r['viol_uptime']}) | {r['max_temp']:.1f} | "
             f"{r['decisions'] or '—'} | {r['valid']} / {r['proofs']} | {vr} | "
-            f"{r['pft']:.1f} |")
+            f"{r['pft']:.1f} |"
+        )
     lines += ["", "EIL decisions by type and latency (sense -> act, this loaded machine):", ""]
     for r in rows:
         if r["controller"].startswith("eil"):
-            lines.append(f"- {r['week']}, {r['controller']}: {r['types']}; scored by "
-                         f"{r['scorers']}; refinement accepted {r['refined']}; p50 "
-                         f"{r['latency_p50']:.1f} ms, p99 {r['latency_p99']:.1f} ms; ledger "
-                         f"verified: {r['ledger_ok']} ({r['ledger_records']} records)")
+            lines.append(
+                f"- {r['week']}, {r['controller']}: {r['types']}; scored by "
+                f"{r['scorers']}; refinement accepted {r['refined']}; p50 "
+                f"{r['latency_p50']:.1f} ms, p99 {r['latency_p99']:.1f} ms; ledger "
+                f"verified: {r['ledger_ok']} ({r['ledger_records']} records)"
+            )
     lines += NOTES.splitlines()
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT + ".tmp", "w") as f:

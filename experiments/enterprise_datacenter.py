@@ -30,10 +30,14 @@ def instance(S, W, seed):
     servers = []
     for s in range(S):
         pmax = rng.uniform(0.25, 0.5)
-        servers.append({
-            "name": f"srv{s}", "idle_power_kw": float(pmax * rng.uniform(0.3, 0.6)),
-            "max_power_kw": float(pmax), "service_rate": float(rng.uniform(400, 1000)),
-        })
+        servers.append(
+            {
+                "name": f"srv{s}",
+                "idle_power_kw": float(pmax * rng.uniform(0.3, 0.6)),
+                "max_power_kw": float(pmax),
+                "service_rate": float(rng.uniform(400, 1000)),
+            }
+        )
     cap = sum(x["service_rate"] - 50.0 for x in servers)
     # total load (with 2 replicas each) fills ~60% of the capacity
     rates = rng.dirichlet(np.ones(W)) * 0.3 * cap
@@ -53,8 +57,11 @@ def main():
     for S, W in SIZES:
         cfg = instance(S, W, seed=S * 100 + W)
         # the "current" configuration: every workload on two fixed servers, setpoint 18 C
-        cur = dict(cfg, placement={f"w{i}": [f"srv{i % S}", f"srv{(i + 1) % S}"] for i in range(W)},
-                   setpoint_c=18.0)
+        cur = dict(
+            cfg,
+            placement={f"w{i}": [f"srv{i % S}", f"srv{(i + 1) % S}"] for i in range(W)},
+            setpoint_c=18.0,
+        )
         steps = 4000 if S <= 8 else 12000
         opt = ent.EnterpriseDiffusionCapsule(num_chains=64, num_steps=steps, seed=0)
         t0 = time.perf_counter()
@@ -67,15 +74,26 @@ def main():
         ref = ent.milp_reference(cfg, time_limit=20.0)
         t_milp = time.perf_counter() - t0
         p_sa = res["optimal_config"]["facility_power_kw"]
-        rows.append(dict(
-            S=S, W=W, steps=steps, p_sa=p_sa, t_sa=t_sa, p_milp=ref["facility_power_kw"],
-            milp_status=ref["status"], t_milp=t_milp, p_lp=lp["facility_power_kw"], t_lp=t_lp,
-            p_cur=res["current_config"]["facility_power_kw"],
-            cur_feasible=res["current_config"]["feasible"],
-            saved_pct=res["energy_saved_pct"], binding=",".join(res["binding_constraints"]),
-            setpoint=res["optimal_config"]["setpoint_c"],
-            active=len(res["optimal_config"]["active_servers"]),
-        ))
+        rows.append(
+            dict(
+                S=S,
+                W=W,
+                steps=steps,
+                p_sa=p_sa,
+                t_sa=t_sa,
+                p_milp=ref["facility_power_kw"],
+                milp_status=ref["status"],
+                t_milp=t_milp,
+                p_lp=lp["facility_power_kw"],
+                t_lp=t_lp,
+                p_cur=res["current_config"]["facility_power_kw"],
+                cur_feasible=res["current_config"]["feasible"],
+                saved_pct=res["energy_saved_pct"],
+                binding=",".join(res["binding_constraints"]),
+                setpoint=res["optimal_config"]["setpoint_c"],
+                active=len(res["optimal_config"]["active_servers"]),
+            )
+        )
         print(rows[-1], flush=True)
     lines = [
         "# Enterprise capsule: annealed placement vs exact MILP",

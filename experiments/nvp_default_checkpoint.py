@@ -31,28 +31,43 @@ def main() -> None:
     obs = simulator.simulate(params, jax.random.key(2024), 70 * DAY)
     x, names = simulator.rack_telemetry(obs)
     spec = simulator.rack_balance_spec(params)
-    tr, va = x[: 60 * DAY], x[60 * DAY:]
-    cfg = NVPConfig(channels=names, window=32, d_model=32, num_heads=2, num_layers=2,
-                    lin_head=64)
-    tcfg = TrainConfig(epochs=10, batch_size=64, learning_rate=3e-3, patience=4, seed=0,
-                       max_epoch_windows=8192)
+    tr, va = x[: 60 * DAY], x[60 * DAY :]
+    cfg = NVPConfig(channels=names, window=32, d_model=32, num_heads=2, num_layers=2, lin_head=64)
+    tcfg = TrainConfig(
+        epochs=10, batch_size=64, learning_rate=3e-3, patience=4, seed=0, max_epoch_windows=8192
+    )
     t0 = time.perf_counter()
-    res = train([tr], [va], cfg, spec, tcfg, checkpoint=DEFAULT_CHECKPOINT, progress=True,
-                extra_meta=dict(data="simulator.rack_params 5-min, 60 d train / 10 d val",
-                                script="experiments/nvp_default_checkpoint.py"))
+    res = train(
+        [tr],
+        [va],
+        cfg,
+        spec,
+        tcfg,
+        checkpoint=DEFAULT_CHECKPOINT,
+        progress=True,
+        extra_meta=dict(
+            data="simulator.rack_params 5-min, 60 d train / 10 d val",
+            script="experiments/nvp_default_checkpoint.py",
+        ),
+    )
     wall = time.perf_counter() - t0
     for suffix in (".state",):
         if os.path.exists(DEFAULT_CHECKPOINT + suffix):
             os.unlink(DEFAULT_CHECKPOINT + suffix)
     nvp = NVPPredictor()
-    tel = [{"cpu": 0.75, "power": 850, "temp": 72}, {"cpu": 0.78, "power": 865, "temp": 73},
-           {"cpu": 0.81, "power": 880, "temp": 74}]
+    tel = [
+        {"cpu": 0.75, "power": 850, "temp": 72},
+        {"cpu": 0.78, "power": 865, "temp": 73},
+        {"cpu": 0.81, "power": 880, "temp": 74},
+    ]
     pred = nvp.predict_next(telemetry_history=tel)
     size = os.path.getsize(DEFAULT_CHECKPOINT)
     lines = [
-        "# NVP default checkpoint", "",
+        "# NVP default checkpoint",
+        "",
         "Command: `PYTHONPATH=. python experiments/nvp_default_checkpoint.py` "
-        "(2-core CPU shared with other jobs)", "",
+        "(2-core CPU shared with other jobs)",
+        "",
         f"- channels: {list(names)}; window {cfg.window}; d_model {cfg.d_model}; "
         f"{cfg.num_layers} layers; {cfg.num_heads} heads; correction MLP over the linear "
         f"forecast width {cfg.lin_head}; residual scale (normalised) "
@@ -60,15 +75,24 @@ def main() -> None:
         f"- file: `idf_jax/nvp/checkpoints/rack_default.ckpt`, {size / 1024:.1f} KiB",
         f"- best epoch {res.best_epoch} of {len(res.history)}; best validation loss "
         f"{res.best_val:.4f}; training wall time {wall:.0f} s",
-        "", "| epoch | train loss | val loss | val L_pred | val L_energy |",
+        "",
+        "| epoch | train loss | val loss | val L_pred | val L_energy |",
         "| --- | --- | --- | --- | --- |",
     ]
     for h in res.history:
-        lines.append(f"| {h['epoch']} | {h['train']['total']:.4f} | {h['val']['total']:.4f} | "
-                     f"{h['val']['pred']:.4f} | {h['val']['energy']:.2e} |")
-    lines += ["", "Blueprint example (`predict_next` on the three-sample history):", "",
-              "```", repr({k: pred[k] for k in ("cpu", "power", "temp", "confidence",
-                                                 "energy_valid")}), "```", ""]
+        lines.append(
+            f"| {h['epoch']} | {h['train']['total']:.4f} | {h['val']['total']:.4f} | "
+            f"{h['val']['pred']:.4f} | {h['val']['energy']:.2e} |"
+        )
+    lines += [
+        "",
+        "Blueprint example (`predict_next` on the three-sample history):",
+        "",
+        "```",
+        repr({k: pred[k] for k in ("cpu", "power", "temp", "confidence", "energy_valid")}),
+        "```",
+        "",
+    ]
     with open(os.path.join(HERE, "results", "nvp_default_checkpoint.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

@@ -62,8 +62,11 @@ def split_targets(labels: np.ndarray, window: int, min_history: int):
     lo = np.maximum(t - window, 0)
     touches = (csum[t + 1] - csum[lo]) > 0
     ok = t >= max(min_history, 96 * 2)
-    return ([t[ok & (labels == 0) & ~touches], t[ok & (labels == 1) & ~touches],
-             t[ok & (labels == 2)]])
+    return [
+        t[ok & (labels == 0) & ~touches],
+        t[ok & (labels == 1) & ~touches],
+        t[ok & (labels == 2)],
+    ]
 
 
 def windows_at(x, idx, window):
@@ -86,10 +89,16 @@ def metrics(y, mu, sd, scale):
     err = mu - y
     mae = np.abs(err).mean(0)
     big = np.abs(y) >= 0.1 * np.abs(y).mean(0)
-    mape = np.array([100 * np.mean(np.abs(err[big[:, c], c] / y[big[:, c], c]))
-                     for c in range(y.shape[1])])
-    return dict(MAE=mae, RMSE=np.sqrt((err**2).mean(0)), MAPE=mape, MASE=mae / scale,
-                CRPS=crps_gaussian(y, mu, sd).mean(0))
+    mape = np.array(
+        [100 * np.mean(np.abs(err[big[:, c], c] / y[big[:, c], c])) for c in range(y.shape[1])]
+    )
+    return dict(
+        MAE=mae,
+        RMSE=np.sqrt((err**2).mean(0)),
+        MAPE=mape,
+        MASE=mae / scale,
+        CRPS=crps_gaussian(y, mu, sd).mean(0),
+    )
 
 
 def ridge_fit(x, idx_tr, idx_va, lags):
@@ -126,37 +135,53 @@ def ets_forecasts(x, labels, idx_te, period, idx_tr):
     for c in range(x.shape[1]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = ExponentialSmoothing(x[fit_rng, c], trend="add", damped_trend=True,
-                                       seasonal="add", seasonal_periods=period,
-                                       initialization_method="estimated").fit()
+            res = ExponentialSmoothing(
+                x[fit_rng, c],
+                trend="add",
+                damped_trend=True,
+                seasonal="add",
+                seasonal_periods=period,
+                initialization_method="estimated",
+            ).fit()
         p = res.params
         # run through each test block with 3 days of context, fixed smoothing parameters
         blocks = np.split(idx_te, np.flatnonzero(np.diff(idx_te) > 1) + 1)
         pos = 0
         for b in blocks:
             lo = max(0, b[0] - 3 * period)
-            seg = x[lo: b[-1] + 1, c]
+            seg = x[lo : b[-1] + 1, c]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                m = ExponentialSmoothing(seg, trend="add", damped_trend=True, seasonal="add",
-                                         seasonal_periods=period,
-                                         initialization_method="heuristic").fit(
-                    smoothing_level=p["smoothing_level"], smoothing_trend=p["smoothing_trend"],
-                    smoothing_seasonal=p["smoothing_seasonal"], damping_trend=p["damping_trend"],
-                    optimized=False)
-            out[pos: pos + len(b), c] = m.fittedvalues[b - lo]
+                m = ExponentialSmoothing(
+                    seg,
+                    trend="add",
+                    damped_trend=True,
+                    seasonal="add",
+                    seasonal_periods=period,
+                    initialization_method="heuristic",
+                ).fit(
+                    smoothing_level=p["smoothing_level"],
+                    smoothing_trend=p["smoothing_trend"],
+                    smoothing_seasonal=p["smoothing_seasonal"],
+                    damping_trend=p["damping_trend"],
+                    optimized=False,
+                )
+            out[pos : pos + len(b), c] = m.fittedvalues[b - lo]
             pos += len(b)
     return out
 
 
 def nvp_predict(res, spec, xw, mw, batch=1024):
     phys = make_physics(spec, res.config.channels)
-    fn = jax.jit(jax.vmap(lambda y, m: forecast(res.model, phys.balance, res.normalizer,
-                                                phys.util_idx, y, m)))
+    fn = jax.jit(
+        jax.vmap(
+            lambda y, m: forecast(res.model, phys.balance, res.normalizer, phys.util_idx, y, m)
+        )
+    )
     outs = []
     for i in range(0, len(xw), batch):
-        yb = xw[i:i + batch].astype(np.float32)
-        mb = mw[i:i + batch]
+        yb = xw[i : i + batch].astype(np.float32)
+        mb = mw[i : i + batch]
         n = len(yb)
         if n < batch:
             yb = np.concatenate([yb, np.repeat(yb[-1:], batch - n, 0)])
@@ -170,7 +195,7 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
     labels = month_labels(len(x), steps_per_day)
     min_hist = 2
     idx_tr, idx_va, idx_te = split_targets(labels, window, min_hist)
-    scale = np.abs(np.diff(x, axis=0))[idx_tr - 1].mean(0)   # in-sample naive MAE (train)
+    scale = np.abs(np.diff(x, axis=0))[idx_tr - 1].mean(0)  # in-sample naive MAE (train)
 
     # NVP
     cfg = NVPConfig(channels=tuple(channels), window=window, min_history=min_hist, **mcfg_kw)
@@ -187,11 +212,16 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
     preds["NVP"] = (mean, sd)
     # ablation (not a baseline): the same trained model without the transformer's mean head,
     # i.e. linear AR path + correction MLP, projected with the same variances
-    ab = res._replace(model=eqx.tree_at(
-        lambda m: (m.head_mu.weight, m.head_mu.bias), res.model,
-        (jnp.zeros_like(res.model.head_mu.weight), jnp.zeros_like(res.model.head_mu.bias))))
+    ab = res._replace(
+        model=eqx.tree_at(
+            lambda m: (m.head_mu.weight, m.head_mu.bias),
+            res.model,
+            (jnp.zeros_like(res.model.head_mu.weight), jnp.zeros_like(res.model.head_mu.bias)),
+        )
+    )
     ab_mean = nvp_predict(ab, spec, xw, mw)[2]
     preds["NVP w/o transformer mean head (ablation)"] = (ab_mean, sd)
+
     # baselines: point forecasts + Gaussian sd from validation residuals
     def with_sd(fn):
         pv = fn(idx_va)
@@ -200,8 +230,11 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
     last = lambda idx: x[idx - 1]
     season = lambda idx: x[idx - steps_per_day]
     ridge, lam = ridge_fit(x, idx_tr, idx_va, window)
-    for bname, fn in (("last value", last), ("seasonal naive 24h", season),
-                      (f"ridge AR ({window} lags, lambda={lam:g})", ridge)):
+    for bname, fn in (
+        ("last value", last),
+        ("seasonal naive 24h", season),
+        (f"ridge AR ({window} lags, lambda={lam:g})", ridge),
+    ):
         p, s = with_sd(fn)
         preds[bname] = (p, np.broadcast_to(s, p.shape))
     t1 = time.perf_counter()
@@ -211,8 +244,15 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
     preds["ETS (Holt-Winters)"] = (ets_te, np.broadcast_to(np.std(ets_va - yva, 0), ets_te.shape))
 
     table = {k: metrics(yte, p, s, scale) for k, (p, s) in preds.items()}
-    extra = dict(train_s=train_s, ets_s=ets_s, n_train=len(idx_tr), n_val=len(idx_va),
-                 n_test=len(idx_te), best_epoch=res.best_epoch, epochs=len(res.history))
+    extra = dict(
+        train_s=train_s,
+        ets_s=ets_s,
+        n_train=len(idx_tr),
+        n_val=len(idx_va),
+        n_test=len(idx_te),
+        best_epoch=res.best_epoch,
+        epochs=len(res.history),
+    )
     lo, hi = mean - Z90 * sd, mean + Z90 * sd
     inside = (yte >= lo) & (yte <= hi)
     extra["coverage"] = inside.mean(0)
@@ -225,12 +265,14 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
         extra["fidelity"] = float(np.mean(rel <= 0.01))
         extra["fidelity_raw"] = float(np.mean(rel_raw <= 0.01))
         extra["max_rel_residual"] = float(rel.max())
-        extra["fidelity_data"] = float(np.mean(
-            conservation.relative_residual(bal, yte, last_obs) <= 0.01))
+        extra["fidelity_data"] = float(
+            np.mean(conservation.relative_residual(bal, yte, last_obs) <= 0.01)
+        )
         for k, (p, _) in preds.items():
             if not k.startswith("NVP"):
-                extra.setdefault("fidelity_baselines", {})[k] = float(np.mean(
-                    conservation.relative_residual(bal, p, last_obs) <= 0.01))
+                extra.setdefault("fidelity_baselines", {})[k] = float(
+                    np.mean(conservation.relative_residual(bal, p, last_obs) <= 0.01)
+                )
     return table, extra
 
 
@@ -240,18 +282,33 @@ def train_on_windows(x, idx_tr, idx_va, cfg, spec, tcfg):
     bal = make_physics(spec, cfg.channels).balance
     # one-step differences for diff_std and energy flows must be consecutive: use train runs
     runs = np.split(idx_tr, np.flatnonzero(np.diff(idx_tr) > 1) + 1)
-    norm = fit_normalizer([x[r[0] - 1: r[-1] + 1] for r in runs if len(r) > 1], bal)
-    return train_windows(windows_at(x, idx_tr, cfg.window), windows_at(x, idx_va, cfg.window),
-                         norm, cfg, spec, tcfg, progress=False)
+    norm = fit_normalizer([x[r[0] - 1 : r[-1] + 1] for r in runs if len(r) > 1], bal)
+    return train_windows(
+        windows_at(x, idx_tr, cfg.window),
+        windows_at(x, idx_va, cfg.window),
+        norm,
+        cfg,
+        spec,
+        tcfg,
+        progress=False,
+    )
 
 
 def fmt_table(name, channels, table, extra):
-    lines = [f"### {name}", "", "Mean over channels (MASE is the target metric):", "",
-             "| model | MASE | MAE (norm.) | CRPS (norm.) |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"### {name}",
+        "",
+        "Mean over channels (MASE is the target metric):",
+        "",
+        "| model | MASE | MAE (norm.) | CRPS (norm.) |",
+        "| --- | --- | --- | --- |",
+    ]
     for k, m in table.items():
-        lines.append(f"| {k} | {m['MASE'].mean():.3f} | "
-                     f"{np.mean(m['MAE'] / extra['std']):.4f} | "
-                     f"{np.mean(m['CRPS'] / extra['std']):.4f} |")
+        lines.append(
+            f"| {k} | {m['MASE'].mean():.3f} | "
+            f"{np.mean(m['MAE'] / extra['std']):.4f} | "
+            f"{np.mean(m['CRPS'] / extra['std']):.4f} |"
+        )
     lines += ["", "Per channel:", ""]
     for metric in ("MASE", "MAE", "RMSE", "MAPE", "CRPS"):
         lines.append(f"| {metric} | " + " | ".join(channels) + " |")
@@ -267,24 +324,30 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run)")
     args = ap.parse_args()
     epochs = 1 if args.quick else 12
-    out = ["# NVP forecasting: held-out time ranges, one step ahead", "",
-           "Command: `PYTHONPATH=. python experiments/nvp_forecast.py` on a 2-core CPU shared "
-           "with other jobs (timings are loaded-machine wall times).", "",
-           "Split: in every month days 1-21 train, 22-24 validation, 25-end test; training "
-           "windows touching a test range are dropped. MASE scale: in-sample one-step naive MAE "
-           "on the training targets. Baseline intervals: Gaussian with the validation residual "
-           "std. MAPE over points with |y| >= 0.1 mean|y|. Normalised MAE/CRPS: divided by the "
-           "channel's std.", "",
-           "NVP (`idf_jax.nvp`, model "
-           + ", ".join(f"{k}={v}" for k, v in MODEL_KW.items())
-           + "): stage 1, the linear AR path over the window, closed-form ridge on the training "
-           "windows (strength chosen on validation), frozen; stage 2, the correction MLP over the "
-           "linear forecast (`lin_head`, Huber loss on the training windows, kept only if it "
-           "lowers the validation loss), frozen; stage 3, the causal transformer's mean and "
-           "log-variance heads trained with the physics loss, all in units of the linear path's "
-           "training residual std (`Normalizer.res_std`); the conservation layer projects the "
-           "result. The ablation row is the same trained model without the transformer's mean "
-           "head (it is not a baseline and not counted in the targets).", ""]
+    out = [
+        "# NVP forecasting: held-out time ranges, one step ahead",
+        "",
+        "Command: `PYTHONPATH=. python experiments/nvp_forecast.py` on a 2-core CPU shared "
+        "with other jobs (timings are loaded-machine wall times).",
+        "",
+        "Split: in every month days 1-21 train, 22-24 validation, 25-end test; training "
+        "windows touching a test range are dropped. MASE scale: in-sample one-step naive MAE "
+        "on the training targets. Baseline intervals: Gaussian with the validation residual "
+        "std. MAPE over points with |y| >= 0.1 mean|y|. Normalised MAE/CRPS: divided by the "
+        "channel's std.",
+        "",
+        "NVP (`idf_jax.nvp`, model "
+        + ", ".join(f"{k}={v}" for k, v in MODEL_KW.items())
+        + "): stage 1, the linear AR path over the window, closed-form ridge on the training "
+        "windows (strength chosen on validation), frozen; stage 2, the correction MLP over the "
+        "linear forecast (`lin_head`, Huber loss on the training windows, kept only if it "
+        "lowers the validation loss), frozen; stage 3, the causal transformer's mean and "
+        "log-variance heads trained with the physics loss, all in units of the linear path's "
+        "training residual std (`Normalizer.res_std`); the conservation layer projects the "
+        "result. The ablation row is the same trained model without the transformer's mean "
+        "head (it is not a baseline and not counted in the targets).",
+        "",
+    ]
     summary = []
     t_script = time.perf_counter()
 
@@ -293,24 +356,33 @@ def main():
     obs = simulator.simulate(params, jax.random.key(7), 365 * 96)
     xs, chs = simulator.row_telemetry(obs)
     spec = simulator.row_balance_spec(params)
-    tcfg = TrainConfig(epochs=epochs, batch_size=64, learning_rate=3e-3, patience=4, seed=0,
-                       max_epoch_windows=512 if args.quick else 6144)
+    tcfg = TrainConfig(
+        epochs=epochs,
+        batch_size=64,
+        learning_rate=3e-3,
+        patience=4,
+        seed=0,
+        max_epoch_windows=512 if args.quick else 6144,
+    )
     tab, ext = run_dataset("sim", xs, chs, spec, 96, 32, tcfg, MODEL_KW)
     ext["std"] = xs.std(0)
     out += fmt_table("Simulator (row preset, 15-min steps, 9 channels)", chs, tab, ext)
     p = chs.index("power")
-    out += [f"- simulator one-step power accuracy (100% - MAPE): "
-            f"NVP {100 - tab['NVP']['MAPE'][p]:.2f}%",
-            f"- energy fidelity (|residual| <= 0.01 of gross flow): NVP {100*ext['fidelity']:.2f}%"
-            f" (raw network output before the conservation layer {100*ext['fidelity_raw']:.2f}%;"
-            f" max relative residual {ext['max_rel_residual']:.1e}; the simulator's own data "
-            f"{100*ext['fidelity_data']:.2f}%); baselines: "
-            + ", ".join(f"{k} {100*v:.1f}%" for k, v in ext["fidelity_baselines"].items()),
-            f"- NVP 90% interval coverage: {100*ext['coverage_all']:.1f}% overall; per channel "
-            + ", ".join(f"{c} {100*v:.1f}%" for c, v in zip(chs, ext["coverage"])),
-            f"- windows train/val/test {ext['n_train']}/{ext['n_val']}/{ext['n_test']}; NVP "
-            f"training {ext['train_s']:.0f} s ({ext['epochs']} epochs, best {ext['best_epoch']});"
-            f" ETS fits {ext['ets_s']:.0f} s", ""]
+    out += [
+        f"- simulator one-step power accuracy (100% - MAPE): "
+        f"NVP {100 - tab['NVP']['MAPE'][p]:.2f}%",
+        f"- energy fidelity (|residual| <= 0.01 of gross flow): NVP {100 * ext['fidelity']:.2f}%"
+        f" (raw network output before the conservation layer {100 * ext['fidelity_raw']:.2f}%;"
+        f" max relative residual {ext['max_rel_residual']:.1e}; the simulator's own data "
+        f"{100 * ext['fidelity_data']:.2f}%); baselines: "
+        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in ext["fidelity_baselines"].items()),
+        f"- NVP 90% interval coverage: {100 * ext['coverage_all']:.1f}% overall; per channel "
+        + ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(chs, ext["coverage"])),
+        f"- windows train/val/test {ext['n_train']}/{ext['n_val']}/{ext['n_test']}; NVP "
+        f"training {ext['train_s']:.0f} s ({ext['epochs']} epochs, best {ext['best_epoch']});"
+        f" ETS fits {ext['ets_s']:.0f} s",
+        "",
+    ]
     summary.append(("sim", tab, ext))
 
     # ---- TMY3 real weather
@@ -320,11 +392,14 @@ def main():
     tab2, ext2 = run_dataset("tmy3", xt, cht, None, 24, 48, tcfg, MODEL_KW)
     ext2["std"] = xt.std(0)
     out += fmt_table(f"TMY3 {w.station}: dry-bulb temperature and GHI, hourly", cht, tab2, ext2)
-    out += [f"- NVP 90% interval coverage: {100*ext2['coverage_all']:.1f}% overall; per channel "
-            + ", ".join(f"{c} {100*v:.1f}%" for c, v in zip(cht, ext2["coverage"])),
-            f"- windows train/val/test {ext2['n_train']}/{ext2['n_val']}/{ext2['n_test']}; NVP "
-            f"training {ext2['train_s']:.0f} s ({ext2['epochs']} epochs, best "
-            f"{ext2['best_epoch']}); ETS fits {ext2['ets_s']:.0f} s", ""]
+    out += [
+        f"- NVP 90% interval coverage: {100 * ext2['coverage_all']:.1f}% overall; per channel "
+        + ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(cht, ext2["coverage"])),
+        f"- windows train/val/test {ext2['n_train']}/{ext2['n_val']}/{ext2['n_test']}; NVP "
+        f"training {ext2['train_s']:.0f} s ({ext2['epochs']} epochs, best "
+        f"{ext2['best_epoch']}); ETS fits {ext2['ets_s']:.0f} s",
+        "",
+    ]
     summary.append(("tmy3", tab2, ext2))
 
     # ---- targets
@@ -332,19 +407,29 @@ def main():
     for name, tab_, ext_ in summary:
         nvp = tab_["NVP"]["MASE"].mean()
         best = min((v["MASE"].mean(), k) for k, v in tab_.items() if not k.startswith("NVP"))
-        out.append(f"| NVP beats every baseline on mean MASE ({name}) | NVP {nvp:.3f} vs best "
-                   f"baseline {best[1]} {best[0]:.3f} | {'yes' if nvp < best[0] else 'no'} |")
+        out.append(
+            f"| NVP beats every baseline on mean MASE ({name}) | NVP {nvp:.3f} vs best "
+            f"baseline {best[1]} {best[0]:.3f} | {'yes' if nvp < best[0] else 'no'} |"
+        )
     acc = 100 - tab["NVP"]["MAPE"][p]
     out.append(f"| simulator power accuracy >= 95% | {acc:.2f}% | {'yes' if acc >= 95 else 'no'} |")
-    out.append(f"| energy fidelity 100% | {100*ext['fidelity']:.2f}% | "
-               f"{'yes' if ext['fidelity'] == 1.0 else 'no'} |")
+    out.append(
+        f"| energy fidelity 100% | {100 * ext['fidelity']:.2f}% | "
+        f"{'yes' if ext['fidelity'] == 1.0 else 'no'} |"
+    )
     for name, _, ext_ in summary:
         c = 100 * ext_["coverage_all"]
-        out.append(f"| 90% interval covers 85-95% ({name}) | {c:.1f}% | "
-                   f"{'yes' if 85 <= c <= 95 else 'no'} |")
-    out += ["", f"Script wall time {time.perf_counter() - t_script:.0f} s (NVP training: sim "
-            f"{ext['train_s']:.0f} s, TMY3 {ext2['train_s']:.0f} s; each under the 10-minute "
-            f"budget: {'yes' if max(ext['train_s'], ext2['train_s']) < 600 else 'no'}).", ""]
+        out.append(
+            f"| 90% interval covers 85-95% ({name}) | {c:.1f}% | "
+            f"{'yes' if 85 <= c <= 95 else 'no'} |"
+        )
+    out += [
+        "",
+        f"Script wall time {time.perf_counter() - t_script:.0f} s (NVP training: sim "
+        f"{ext['train_s']:.0f} s, TMY3 {ext2['train_s']:.0f} s; each under the 10-minute "
+        f"budget: {'yes' if max(ext['train_s'], ext2['train_s']) < 600 else 'no'}).",
+        "",
+    ]
     text = "\n".join(out)
     if not args.quick:
         with open(os.path.join(HERE, "results", "nvp.md"), "w") as f:

@@ -127,6 +127,7 @@ def coherence_rows(quick):
     key = jax.random.key(1)
     far8 = 8.0 + 0.1 * jax.random.normal(key, (chains, 8))
     far2 = jnp.array([-3.0, 3.0]) + 0.1 * jax.random.normal(key, (chains, 2))
+
     def samplers(c):  # step sizes scaled by c: stable for the system's stiffest curvature
         return [
             (f"mala eta={0.05 * c:g}", lambda e: idf.mala(e, 0.05 * c)),
@@ -135,8 +136,14 @@ def coherence_rows(quick):
             (f"ula eta={0.05 * c:g}", lambda e: idf.ula(e, 0.05 * c)),
             (f"ula eta={0.2 * c:g}", lambda e: idf.ula(e, 0.2 * c)),
             (f"hmc eps={0.1 * c:g} L=5", lambda e: idf.hmc(e, 0.1 * c, 5)),
-            (f"underdamped h={0.1 * c:g} gamma=2", lambda e: idf.underdamped_langevin(e, 0.1 * c, 2.0)),
-            (f"underdamped h={0.1 * c:g} gamma=0.2", lambda e: idf.underdamped_langevin(e, 0.1 * c, 0.2)),
+            (
+                f"underdamped h={0.1 * c:g} gamma=2",
+                lambda e: idf.underdamped_langevin(e, 0.1 * c, 2.0),
+            ),
+            (
+                f"underdamped h={0.1 * c:g} gamma=0.2",
+                lambda e: idf.underdamped_langevin(e, 0.1 * c, 0.2),
+            ),
         ]
 
     for system, energy, x0, est, c in [
@@ -145,24 +152,39 @@ def coherence_rows(quick):
     ]:
         for name, make in samplers(c):
             tr = idf.sample(make(energy), key, x0, steps, thin=thin, burn_in=0)
-            res = validate.entropy_coherence(tr, 1.0, estimator=est, details=True,
-                                             num_bootstrap=50 if est == "knn" else 100)
-            rows.append(dict(
-                system=system, sampler=name, estimator=est, intervals=int(res.change.size),
-                coherence=float(res.fraction), f_start=float(res.free_energy[0]),
-                f_end=float(res.free_energy[-1]), violations=int(res.violated.sum()),
-            ))
+            res = validate.entropy_coherence(
+                tr, 1.0, estimator=est, details=True, num_bootstrap=50 if est == "knn" else 100
+            )
+            rows.append(
+                dict(
+                    system=system,
+                    sampler=name,
+                    estimator=est,
+                    intervals=int(res.change.size),
+                    coherence=float(res.fraction),
+                    f_start=float(res.free_energy[0]),
+                    f_end=float(res.free_energy[-1]),
+                    violations=int(res.violated.sum()),
+                )
+            )
         # negative control: the relaxing head of the mala eta=0.1 trace, backwards
         tr = idf.sample(idf.mala(energy, 0.1 * c), key, x0, steps, thin=thin)
         head = tr._replace(positions=tr.positions[:, 19::-1], energies=tr.energies[:, 19::-1])
-        res = validate.entropy_coherence(head, 1.0, estimator=est, details=True,
-                                         num_bootstrap=50 if est == "knn" else 100)
-        rows.append(dict(
-            system=system, sampler=f"CONTROL: mala eta={0.1 * c:g}, first 20 draws reversed",
-            estimator=est, intervals=int(res.change.size), coherence=float(res.fraction),
-            f_start=float(res.free_energy[0]), f_end=float(res.free_energy[-1]),
-            violations=int(res.violated.sum()),
-        ))
+        res = validate.entropy_coherence(
+            head, 1.0, estimator=est, details=True, num_bootstrap=50 if est == "knn" else 100
+        )
+        rows.append(
+            dict(
+                system=system,
+                sampler=f"CONTROL: mala eta={0.1 * c:g}, first 20 draws reversed",
+                estimator=est,
+                intervals=int(res.change.size),
+                coherence=float(res.fraction),
+                f_start=float(res.free_energy[0]),
+                f_end=float(res.free_energy[-1]),
+                violations=int(res.violated.sum()),
+            )
+        )
     return rows
 
 
@@ -176,7 +198,9 @@ def main():
     t0 = time.time()
     elf = elf_rows(args.quick)
     coh = coherence_rows(args.quick)
-    cmd = "PYTHONPATH=. python experiments/physics_validation.py" + (" --quick" if args.quick else "")
+    cmd = "PYTHONPATH=. python experiments/physics_validation.py" + (
+        " --quick" if args.quick else ""
+    )
     lines = [
         "# Physics validation: energy-law fidelity and entropy coherence",
         "",

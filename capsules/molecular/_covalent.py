@@ -95,9 +95,7 @@ def _parse_formula(formula: str) -> dict[str, int] | None:
 def _hill(counts: dict[str, int]) -> str:
     order = sorted(counts)
     if "C" in counts:
-        order = ["C"] + (["H"] if "H" in counts else []) + [
-            e for e in order if e not in ("C", "H")
-        ]
+        order = ["C"] + (["H"] if "H" in counts else []) + [e for e in order if e not in ("C", "H")]
     return "".join(f"{e}{counts[e] if counts[e] > 1 else ''}" for e in order)
 
 

@@ -95,9 +95,7 @@ def _lj_bwd(res, ct):
 _lj.defvjp(_lj_fwd, _lj_bwd)
 
 
-def lj_energy(
-    x: Float[Array, "n 3"], epsilon: float = 1.0, sigma: float = 1.0
-) -> Float[Array, ""]:
+def lj_energy(x: Float[Array, "n 3"], epsilon: float = 1.0, sigma: float = 1.0) -> Float[Array, ""]:
     """E(x) = sum_{i<j} 4 eps ((sigma/r_ij)^12 - (sigma/r_ij)^6), energy in eps.
 
     The gradient is hand-derived and shared with the energy evaluation through

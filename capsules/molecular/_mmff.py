@@ -104,9 +104,7 @@ def _rdkit():
         from rdkit import Chem, RDLogger
         from rdkit.Chem import rdForceFieldHelpers
     except ImportError as e:  # pragma: no cover - rdkit is in the molecular extra
-        raise ImportError(
-            "MMFF94 molecules need RDKit: pip install 'idf-jax[molecular]'"
-        ) from e
+        raise ImportError("MMFF94 molecules need RDKit: pip install 'idf-jax[molecular]'") from e
     RDLogger.DisableLog("rdApp.*")
     return Chem, rdForceFieldHelpers
 
@@ -346,8 +344,21 @@ def _safe_div(num, den):
 
 _INDEX_FIELDS = ("bonds", "angles", "stbn", "oops", "torsions", "vdw_pairs", "ele_pairs")
 _VALUE_FIELDS = (
-    "kb", "r0", "ka", "theta0", "linear", "kba_ijk", "kba_kji", "stbn_r0_ij", "stbn_r0_kj",
-    "stbn_theta0", "koop", "v", "r_star", "eps", "qq",
+    "kb",
+    "r0",
+    "ka",
+    "theta0",
+    "linear",
+    "kba_ijk",
+    "kba_kji",
+    "stbn_r0_ij",
+    "stbn_r0_kj",
+    "stbn_theta0",
+    "koop",
+    "v",
+    "r_star",
+    "eps",
+    "qq",
 )
 
 
@@ -365,8 +376,7 @@ def _bond_energy(x, a, distance_dielectric):
     dr = _norm(_sub(_rows(x, i), _rows(x, j))) - a["r0"]
     cs = -2.0
     return jnp.sum(
-        0.5 * MDYNE_A_TO_KCAL_MOL * a["kb"] * dr**2
-        * (1.0 + cs * dr + (7.0 / 12.0) * cs**2 * dr**2)
+        0.5 * MDYNE_A_TO_KCAL_MOL * a["kb"] * dr**2 * (1.0 + cs * dr + (7.0 / 12.0) * cs**2 * dr**2)
     )
 
 
@@ -528,9 +538,7 @@ def batch_parameters(params: list[MMFFParameters], dtype=None) -> MMFFBatch:
     for k, vs in out.items():
         v = np.stack(vs)
         arrays[k] = jnp.asarray(v) if v.dtype in (np.int32, bool) else jnp.asarray(v, dtype)
-    return MMFFBatch(
-        arrays, np.array([p.num_atoms for p in params]), n_max, dd.pop()
-    )
+    return MMFFBatch(arrays, np.array([p.num_atoms for p in params]), n_max, dd.pop())
 
 
 def pad_positions(batch: MMFFBatch, positions: list) -> Array:

@@ -54,9 +54,9 @@ class Molecule:
             counts[e] = counts.get(e, 0) + 1
         order = sorted(counts)
         if "C" in counts:
-            order = ["C"] + (["H"] if "H" in counts else []) + [
-                e for e in order if e not in ("C", "H")
-            ]
+            order = (
+                ["C"] + (["H"] if "H" in counts else []) + [e for e in order if e not in ("C", "H")]
+            )
         return "".join(f"{e}{counts[e] if counts[e] > 1 else ''}" for e in order)
 
     def to_xyz(self) -> str:

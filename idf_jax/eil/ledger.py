@@ -169,7 +169,7 @@ class Ledger:
                     conn.execute("ROLLBACK")
                     return None
                 row = conn.execute("SELECT count, hash FROM ledger_head WHERE id = 1").fetchone()
-                count, prev = (row if row else (0, GENESIS))
+                count, prev = row if row else (0, GENESIS)
                 seq = count + 1
                 created = time.time()
                 h = _record_hash(seq, kind, prediction_id, payload_json, created, prev)

@@ -106,8 +106,7 @@ from .store import SourceConfig, TelemetryStore
 
 __all__ = ["EILOptimizer", "ACTION_TYPES", "GOALS", "CONSTRAINT_KEYS"]
 
-ACTION_TYPES = ("no_op", "cooling_setpoint", "power_capping", "server_on_off",
-                "workload_migration")
+ACTION_TYPES = ("no_op", "cooling_setpoint", "power_capping", "server_on_off", "workload_migration")
 _TYPE_ID = {t: i for i, t in enumerate(ACTION_TYPES)}
 GOALS = {
     "minimize_energy": (1.0, 0.1, 1.0),
@@ -151,19 +150,22 @@ class _Scorer(eqx.Module):
         """Horizon totals and constraint margins. Temperatures and peak power are checked
         in the high-demand scenario d + z sigma (z = Phi^-1(uptime)): chance constraints
         at the same quantile as the uptime target."""
-        demands = jnp.stack([jnp.asarray(state.demand, jnp.float32),
-                             state.demand + z * self.model.demand_sigma])
+        demands = jnp.stack(
+            [jnp.asarray(state.demand, jnp.float32), state.demand + z * self.model.demand_sigma]
+        )
         both = jax.vmap(lambda d: self.rollout(state._replace(demand=d), action))(demands)
         outs = jax.tree.map(lambda x: x[0], both)
         outs_hi = jax.tree.map(lambda x: x[1], both)
         m = self.model
-        c_now = jnp.clip(outs["power_it"][0] / jnp.maximum(outs["cooling_power"][0]
-                                                          - m.fan_kw, 1e-6), 1.0, 20.0)
+        c_now = jnp.clip(
+            outs["power_it"][0] / jnp.maximum(outs["cooling_power"][0] - m.fan_kw, 1e-6), 1.0, 20.0
+        )
         stored = m.heat_capacity_kj_per_k * jnp.sum(outs["temps"][-1] - state.temps)
         e_h = ratio * jnp.sum(outs["energy"]) + stored / c_now
         s_h = jnp.sum(outs["entropy_gen"])
         return dict(
-            e_h=e_h, s_h=s_h,
+            e_h=e_h,
+            s_h=s_h,
             uptime=jnp.min(outs["uptime"]),
             temp_max=jnp.maximum(jnp.max(outs["temp_max"]), jnp.max(outs_hi["temp_max"])),
             power_max=ratio * jnp.maximum(jnp.max(outs["power"]), jnp.max(outs_hi["power"])),
@@ -218,13 +220,15 @@ def _score_all(scorer, state, noop, cands, irrev, ratio, w, limits):
     d_s = t_out_k * (summ["s_h"] - base["s_h"]) / 3600.0
     cost = w[0] * d_e + w[1] * d_s + w[2] * irrev
     viol = jax.vmap(lambda i: _violation(jax.tree.map(lambda x: x[i], summ), limits))(
-        jnp.arange(cost.shape[0]))
+        jnp.arange(cost.shape[0])
+    )
     return cost, viol, d_e, summ, base
 
 
 @eqx.filter_jit
-def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits, which,
-            lo, hi, steps, lr):
+def _refine(
+    scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits, which, lo, hi, steps, lr
+):
     """Adam on one continuous parameter (0: setpoint, 1: power cap scaled by `hi`)."""
     t_out_k = state.t_out + KELVIN
 
@@ -236,8 +240,11 @@ def _refine(scorer, state, noop, action, base_e, base_s, irrev, ratio, w, limits
 
     def cost_of(theta, with_summary=False):
         s = scorer.summary(state, with_param(theta), ratio, ndtri(limits[0]))
-        c = (w[0] * (s["e_h"] - base_e) / 3600.0 + w[1] * t_out_k * (s["s_h"] - base_s) / 3600.0
-             + w[2] * irrev)
+        c = (
+            w[0] * (s["e_h"] - base_e) / 3600.0
+            + w[1] * t_out_k * (s["s_h"] - base_s) / 3600.0
+            + w[2] * irrev
+        )
         if with_summary:
             return c, _violation(s, limits), s
         return c, _violation(s, limits)
@@ -271,11 +278,16 @@ def _fits_packaged(cfg: SourceConfig, model: PlantModel) -> bool:
     """Whether the packaged action-conditioned NVP was trained for this source's layout:
     racks, servers per rack, interval and fleet peak power."""
     spec = _packaged_spec()
-    return (model.num_racks == spec.num_racks
-            and float(model.servers_per_rack) == spec.servers_per_rack
-            and float(cfg.interval_s) == spec.dt
-            and math.isclose(spec.num_racks * spec.servers_per_rack * float(model.p_peak_kw),
-                             spec.cap_max_kw, rel_tol=1e-6))
+    return (
+        model.num_racks == spec.num_racks
+        and float(model.servers_per_rack) == spec.servers_per_rack
+        and float(cfg.interval_s) == spec.dt
+        and math.isclose(
+            spec.num_racks * spec.servers_per_rack * float(model.p_peak_kw),
+            spec.cap_max_kw,
+            rel_tol=1e-6,
+        )
+    )
 
 
 @functools.cache
@@ -292,9 +304,12 @@ def _same_point(a: PlantAction, b: PlantAction) -> bool:
     caps = (math.isinf(ca) and math.isinf(cb)) or abs(ca - cb) <= 1e-4
     wa, wb = np.asarray(a.weights, np.float64), np.asarray(b.weights, np.float64)
     wa, wb = wa / max(wa.sum(), 1e-12), wb / max(wb.sum(), 1e-12)
-    return (caps and abs(float(a.setpoint) - float(b.setpoint)) <= 1e-4
-            and np.array_equal(np.asarray(a.servers_on), np.asarray(b.servers_on))
-            and float(np.max(np.abs(wa - wb))) <= 1e-6)
+    return (
+        caps
+        and abs(float(a.setpoint) - float(b.setpoint)) <= 1e-4
+        and np.array_equal(np.asarray(a.servers_on), np.asarray(b.servers_on))
+        and float(np.max(np.abs(wa - wb))) <= 1e-6
+    )
 
 
 def _best_continuous(types, feas, power_cap, cost):
@@ -347,14 +362,17 @@ class EILOptimizer:
         lo, hi = setpoint_range
         if not (5 <= lo < hi <= 40):
             raise ValueError(
-                f"setpoint_range must satisfy 5 <= lo < hi <= 40, got {setpoint_range}")
+                f"setpoint_range must satisfy 5 <= lo < hi <= 40, got {setpoint_range}"
+            )
         if not (0 < calibration_rate <= 1):
             raise ValueError("calibration_rate must be in (0, 1]")
         if predictor is not None:
             chans = getattr(predictor, "channels", None)
             if not callable(getattr(predictor, "predict_next", None)) or not chans:
-                raise ValueError("predictor must have predict_next(telemetry_history=...) and "
-                                 "channels (e.g. idf_jax.nvp.NVPPredictor)")
+                raise ValueError(
+                    "predictor must have predict_next(telemetry_history=...) and "
+                    "channels (e.g. idf_jax.nvp.NVPPredictor)"
+                )
             if not ({"demand", "cpu", "outside_temp"} & set(chans)):
                 raise ValueError("predictor forecasts none of 'demand', 'cpu', 'outside_temp'")
         self.predictor = predictor
@@ -385,8 +403,9 @@ class EILOptimizer:
         self._demand_hist: dict[str, collections.deque] = {}
         # float parameters as arrays so jit traces them (no recompiles when they change)
         self._scorers = {
-            n: _Scorer(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), c.plant_model()),
-                       self.horizon)
+            n: _Scorer(
+                jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), c.plant_model()), self.horizon
+            )
             for n, c in self.sources.items()
         }
         self._planners = self._make_planners(planner)
@@ -410,8 +429,9 @@ class EILOptimizer:
                 p = NVPPlanner(p, horizon=min(self.horizon, 4))
             racks = self._scorers[name].model.num_racks
             if p.spec.num_racks != racks:
-                raise ValueError(f"planner for {name!r} models {p.spec.num_racks} racks, the "
-                                 f"source has {racks}")
+                raise ValueError(
+                    f"planner for {name!r} models {p.spec.num_racks} racks, the source has {racks}"
+                )
             out[name] = p
         return out
 
@@ -460,8 +480,11 @@ class EILOptimizer:
             demand = m["cpu"] * float(np.sum(on)) / (r_n * n_r)
         weights = prev.weights if prev is not None else np.full((r_n,), 1.0 / r_n)
         cap = m.get("power_cap")
-        cap_kw = (cap * r_n * n_r * float(model.p_peak_kw) if cap is not None and cap < 1.0
-                  else (float(prev.power_cap) if prev is not None else math.inf))
+        cap_kw = (
+            cap * r_n * n_r * float(model.p_peak_kw)
+            if cap is not None and cap < 1.0
+            else (float(prev.power_cap) if prev is not None else math.inf)
+        )
         f32 = np.float32
         sp = m.get("setpoint", float(prev.setpoint) if prev is not None else cfg.setpoint)
         action = PlantAction(
@@ -497,8 +520,11 @@ class EILOptimizer:
         if "demand" in metrics:
             return metrics["demand"]
         if "servers_on" in metrics:
-            return metrics["cpu"] * metrics["servers_on"] / float(
-                self._scorers[source].model.num_servers)
+            return (
+                metrics["cpu"]
+                * metrics["servers_on"]
+                / float(self._scorers[source].model.num_servers)
+            )
         return None
 
     def _demand_history(self, source: str) -> collections.deque:
@@ -573,8 +599,12 @@ class EILOptimizer:
             types.append("workload_migration"), params.append({"weights": [float(x) for x in v]})
             irrev.append(self.migrate_kwh * moved)
         f32 = np.float32
-        stacked = PlantAction(np.asarray(sp, f32), np.asarray(cap, f32),
-                              np.stack(on).astype(f32), np.stack(wt).astype(f32))
+        stacked = PlantAction(
+            np.asarray(sp, f32),
+            np.asarray(cap, f32),
+            np.stack(on).astype(f32),
+            np.stack(wt).astype(f32),
+        )
         return stacked, types, params, np.asarray(irrev, f32)
 
     def _exogenous_forecast(self, source, state, cur):
@@ -592,14 +622,18 @@ class EILOptimizer:
         hist = self.store.history(source, limit=window)
         missing = [c for c in chans if c not in hist[-1].metrics]
         if missing:
-            raise ValueError(f"predictor needs channels {missing} that source {source!r} "
-                             "does not report")
-        records = [{c: h.metrics[c] for c in chans} for h in hist
-                   if all(c in h.metrics for c in chans)]
+            raise ValueError(
+                f"predictor needs channels {missing} that source {source!r} does not report"
+            )
+        records = [
+            {c: h.metrics[c] for c in chans} for h in hist if all(c in h.metrics for c in chans)
+        ]
         min_h = int(getattr(self.predictor, "min_history", 1))
         if len(records) < min_h:
-            return state, {"method": "persistence",
-                           "reason": f"history {len(records)} < predictor minimum {min_h}"}
+            return state, {
+                "method": "persistence",
+                "reason": f"history {len(records)} < predictor minimum {min_h}",
+            }
         p = self.predictor.predict_next(telemetry_history=records)
         model = self._scorers[source].model
         demand = state.demand
@@ -609,10 +643,15 @@ class EILOptimizer:
             on = float(np.sum(cur.servers_on))
             demand = float(np.clip(p["cpu"], 0.0, 1.0)) * on / float(model.num_servers)
         t_out = float(p["outside_temp"]) if "outside_temp" in chans else state.t_out
-        state = state._replace(demand=np.asarray(demand, np.float32),
-                               t_out=np.asarray(t_out, np.float32))
-        return state, {"method": "nvp", "confidence": float(p.get("confidence", float("nan"))),
-                       "demand": float(demand), "outside_temp": float(t_out)}
+        state = state._replace(
+            demand=np.asarray(demand, np.float32), t_out=np.asarray(t_out, np.float32)
+        )
+        return state, {
+            "method": "nvp",
+            "confidence": float(p.get("confidence", float("nan"))),
+            "demand": float(demand),
+            "outside_temp": float(t_out),
+        }
 
     def _limits(self, source, constraints):
         cfg = self.sources[source]
@@ -686,13 +725,21 @@ class EILOptimizer:
             pid = uuid.uuid4().hex
             applied = jax.tree.map(lambda x: np.asarray(x).tolist(), chosen)
             payload = {
-                "source": source, "goal": goal, "type": best_type,
-                "params": _json_safe(best_params), "predicted_state": predicted,
-                "baseline_energy": e_noop, "interval_s": rec.interval_s,
-                "reading_timestamp": rec.timestamp, "decided_at": time.time(),
-                "tolerance": self.tolerance, "temp_tolerance": self.temp_tolerance,
-                "constraints": dict(zip(CONSTRAINT_KEYS, limits)), "feasible": feasible,
-                "expected_cost": best_cost, "forecast_method": fc_info["method"],
+                "source": source,
+                "goal": goal,
+                "type": best_type,
+                "params": _json_safe(best_params),
+                "predicted_state": predicted,
+                "baseline_energy": e_noop,
+                "interval_s": rec.interval_s,
+                "reading_timestamp": rec.timestamp,
+                "decided_at": time.time(),
+                "tolerance": self.tolerance,
+                "temp_tolerance": self.temp_tolerance,
+                "constraints": dict(zip(CONSTRAINT_KEYS, limits)),
+                "feasible": feasible,
+                "expected_cost": best_cost,
+                "forecast_method": fc_info["method"],
                 "plant_action": _json_safe(applied._asdict()),
             }
             self.ledger.append("prediction", pid, payload)
@@ -700,7 +747,8 @@ class EILOptimizer:
             if planner is not None:
                 log = self._ctrl_log.setdefault(source, collections.OrderedDict())
                 log[rec.timestamp] = planner.encode(
-                    chosen.setpoint, chosen.power_cap, chosen.servers_on, chosen.weights)
+                    chosen.setpoint, chosen.power_cap, chosen.servers_on, chosen.weights
+                )
                 while len(log) > 4 * planner.window:
                     log.popitem(last=False)
             return {
@@ -716,9 +764,15 @@ class EILOptimizer:
                 "num_feasible": res["n_feasible"],
                 "plant_action": applied._asdict(),
                 "forecast": fc_info,
-                "units": {"energy": "kJ", "entropy": "kJ/K", "power": "kW", "temp": "degC",
-                          "energy_savings": "kJ", "energy_savings_horizon": "kWh",
-                          "expected_cost": "kWh"},
+                "units": {
+                    "energy": "kJ",
+                    "entropy": "kJ/K",
+                    "power": "kW",
+                    "temp": "degC",
+                    "energy_savings": "kJ",
+                    "energy_savings_horizon": "kWh",
+                    "expected_cost": "kWh",
+                },
             }
 
     def _nvp_window(self, source, planner, rec):
@@ -742,9 +796,13 @@ class EILOptimizer:
             it = m.get("it_power")
             if it is None and "cooling_power" in m:
                 it = m["power"] - m["cooling_power"]
-            vals = {"demand": demand, "it_power": it, "cooling_load": m.get("cooling_load"),
-                    "cooling_power": m.get("cooling_power"),
-                    "outside_temp": m.get("outside_temp")}
+            vals = {
+                "demand": demand,
+                "it_power": it,
+                "cooling_load": m.get("cooling_load"),
+                "cooling_power": m.get("cooling_power"),
+                "outside_temp": m.get("outside_temp"),
+            }
             for r in range(spec.num_racks):
                 vals[f"temp_{r}"] = m.get(f"temp_{r}", m.get("temp"))
             missing = [k for k in spec.state if vals.get(k) is None]
@@ -756,7 +814,7 @@ class EILOptimizer:
             rows.append((h, [float(vals[k]) for k in spec.state]))
         if not rows:
             return None, None, "no complete reading"
-        rows = rows[-planner.window:]
+        rows = rows[-planner.window :]
         log = self._ctrl_log.get(source, {})
         r_n = spec.num_racks
         out = []
@@ -766,11 +824,18 @@ class EILOptimizer:
                 nxt = rows[j + 1][0].metrics if j + 1 < len(rows) else h.metrics
                 cfg = self.sources[source]
                 cap = nxt.get("power_cap")
-                cap_kw = (cap * n_all * float(model.p_peak_kw) if cap is not None and cap < 1.0
-                          else math.inf)
+                cap_kw = (
+                    cap * n_all * float(model.p_peak_kw)
+                    if cap is not None and cap < 1.0
+                    else math.inf
+                )
                 on = nxt.get("servers_on", n_all)
-                ctrl = planner.encode(nxt.get("setpoint", cfg.setpoint), cap_kw,
-                                      np.full(r_n, on / r_n), np.full(r_n, 1.0 / r_n))
+                ctrl = planner.encode(
+                    nxt.get("setpoint", cfg.setpoint),
+                    cap_kw,
+                    np.full(r_n, on / r_n),
+                    np.full(r_n, 1.0 / r_n),
+                )
             out.append(np.concatenate([np.asarray(st, np.float32), ctrl]))
         y, mask = planner.nvp.pad(np.stack(out))
         return y, mask, None
@@ -817,7 +882,8 @@ class EILOptimizer:
         infeasible ones, refine the best continuous one through the NVP (optax Adam): one
         jitted call, `NVPPlanner.decide`."""
         cands, types, params, irrev = self._with_cooler_supply(
-            *self._candidates(source, state, cur), cur)
+            *self._candidates(source, state, cur), cur
+        )
         model = self._scorers[source].model
         ctrls = planner.encode(cands.setpoint, cands.power_cap, cands.servers_on, cands.weights)
         sigma = self._demand_sigma(source, limits[0])
@@ -835,13 +901,31 @@ class EILOptimizer:
         # half the candidate grid's spacing)
         sp_lo, sp_hi = self.setpoint_range
         cap_hi = float(_uncapped_it(model, state, cur))
-        kinds = {"cooling_setpoint": (0, sp_lo, sp_hi, 0.5),
-                 "power_capping": (1, 0.5 * cap_hi, cap_hi, 0.02)}
+        kinds = {
+            "cooling_setpoint": (0, sp_lo, sp_hi, 0.5),
+            "power_capping": (1, 0.5 * cap_hi, cap_hi, 0.02),
+        }
         which_k, lo_k, hi_k, lr_k = np.asarray(
-            [kinds.get(t, (-1, 0.0, 1.0, 0.0)) for t in types], np.float64).T
+            [kinds.get(t, (-1, 0.0, 1.0, 0.0)) for t in types], np.float64
+        ).T
         steps = min(self.refine_steps, planner.refine_steps)
-        d = planner.decide(yj, mj, ctrls, cands.servers_on, cands.weights, caps, irrev, env,
-                           wj, lj, which_k, lo_k, hi_k, lr_k, steps)
+        d = planner.decide(
+            yj,
+            mj,
+            ctrls,
+            cands.servers_on,
+            cands.weights,
+            caps,
+            irrev,
+            env,
+            wj,
+            lj,
+            which_k,
+            lo_k,
+            hi_k,
+            lr_k,
+            steps,
+        )
         cost = np.asarray(d["cost"], np.float64)
         feas = np.asarray(d["viol"]) <= 1e-9
         feasible = bool(feas.any())
@@ -855,30 +939,60 @@ class EILOptimizer:
                 theta = float(d["theta"])
                 if types[j] == "cooling_setpoint":
                     chosen = jax.tree.map(lambda x: x[j], cands)._replace(
-                        setpoint=np.asarray(theta, np.float32))
+                        setpoint=np.asarray(theta, np.float32)
+                    )
                     best_params = {"setpoint_c": theta}
                 else:
                     chosen = jax.tree.map(lambda x: x[j], cands)._replace(
-                        power_cap=np.asarray(theta * cap_hi, np.float32))
+                        power_cap=np.asarray(theta * cap_hi, np.float32)
+                    )
                     best_params = {"power_cap_kw": theta * cap_hi}
                 best_cost, best_type = float(d["refined_cost"]), types[j]
                 refined["accepted"] = True
         first = {k: float(v) for k, v in d["first"].items()}
-        predicted = {k: first[k] for k in (
-            "energy", "entropy", "power", "temp", "temp_max", "cpu", "uptime", "unserved",
-            "power_it", "cooling_power", "entropy_gen")}
+        predicted = {
+            k: first[k]
+            for k in (
+                "energy",
+                "entropy",
+                "power",
+                "temp",
+                "temp_max",
+                "cpu",
+                "uptime",
+                "unserved",
+                "power_it",
+                "cooling_power",
+                "entropy_gen",
+            )
+        }
         e_noop = float(d["base_energy"])
         rec = self.store.latest(source)
         self._last_pred[source] = (rec.timestamp, first["temp_max"])
-        fc_info = {"method": "nvp-control", "scorer": "nvp", "temp_margin": margin,
-                   "checkpoint": os.path.basename(planner.nvp.path),
-                   "horizon": planner.horizon, "demand": first["demand"],
-                   "outside_temp": first["outside_temp"], "demand_sigma": sigma,
-                   "refined": refined}
-        return dict(chosen=chosen, type=best_type, params=best_params, cost=best_cost,
-                    feasible=feasible, predicted=predicted, e_noop=e_noop, fc_info=fc_info,
-                    savings_h=float(d["base_e_h"] - d["e_h"]) / 3600.0,
-                    k=int(cost.shape[0]), n_feasible=int(feas.sum()))
+        fc_info = {
+            "method": "nvp-control",
+            "scorer": "nvp",
+            "temp_margin": margin,
+            "checkpoint": os.path.basename(planner.nvp.path),
+            "horizon": planner.horizon,
+            "demand": first["demand"],
+            "outside_temp": first["outside_temp"],
+            "demand_sigma": sigma,
+            "refined": refined,
+        }
+        return dict(
+            chosen=chosen,
+            type=best_type,
+            params=best_params,
+            cost=best_cost,
+            feasible=feasible,
+            predicted=predicted,
+            e_noop=e_noop,
+            fc_info=fc_info,
+            savings_h=float(d["base_e_h"] - d["e_h"]) / 3600.0,
+            k=int(cost.shape[0]),
+            n_feasible=int(feas.sum()),
+        )
 
     def _plan_plant(self, source, state, cur, w, limits):
         """Score all candidates with the plant model (`idf_jax.eil.plant`), the fallback
@@ -887,14 +1001,16 @@ class EILOptimizer:
         scorer = self._scorers[source]
         sigma = self._demand_sigma(source, limits[0])
         if sigma != scorer.model.demand_sigma:
-            scorer = eqx.tree_at(lambda s: s.model.demand_sigma, scorer,
-                                 jnp.asarray(sigma, jnp.float32))
+            scorer = eqx.tree_at(
+                lambda s: s.model.demand_sigma, scorer, jnp.asarray(sigma, jnp.float32)
+            )
         ratio = jnp.asarray(self._ratio.get(source, 1.0), jnp.float32)
         cands, types, params, irrev = self._candidates(source, state, cur)
         wj = jnp.asarray(w, jnp.float32)
         lj = jnp.asarray(limits, jnp.float32)
-        cost, viol, d_e, summ, base = _score_all(scorer, state, cur, cands, jnp.asarray(irrev),
-                                                 ratio, wj, lj)
+        cost, viol, d_e, summ, base = _score_all(
+            scorer, state, cur, cands, jnp.asarray(irrev), ratio, wj, lj
+        )
         cost = np.asarray(cost, np.float64)
         viol = np.asarray(viol, np.float64)
         feas = viol <= 1e-9
@@ -920,15 +1036,30 @@ class EILOptimizer:
                     lo = 0.5 * hi
                     lr = 0.01
                 ref, c_ref, v_ref, s_ref = _refine(
-                    scorer, state, cur, a_j, base["e_h"], base["s_h"],
-                    jnp.asarray(irrev[j]), ratio, wj, lj, jnp.asarray(which),
-                    jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32),
-                    self.refine_steps, jnp.asarray(lr, jnp.float32))
+                    scorer,
+                    state,
+                    cur,
+                    a_j,
+                    base["e_h"],
+                    base["s_h"],
+                    jnp.asarray(irrev[j]),
+                    ratio,
+                    wj,
+                    lj,
+                    jnp.asarray(which),
+                    jnp.asarray(lo, jnp.float32),
+                    jnp.asarray(hi, jnp.float32),
+                    self.refine_steps,
+                    jnp.asarray(lr, jnp.float32),
+                )
                 if float(v_ref) <= 1e-9 and float(c_ref) < best_cost - 1e-9:
                     chosen, best_cost, best_type = ref, float(c_ref), types[j]
                     final = s_ref
-                    best_params = ({"setpoint_c": float(ref.setpoint)} if which == 0
-                                   else {"power_cap_kw": float(ref.power_cap)})
+                    best_params = (
+                        {"setpoint_c": float(ref.setpoint)}
+                        if which == 0
+                        else {"power_cap_kw": float(ref.power_cap)}
+                    )
         noop_first = base["first"]
         r = float(ratio)
         first = {k: float(v) for k, v in final["first"].items()}
@@ -936,18 +1067,33 @@ class EILOptimizer:
             first[k] *= r
         e_noop = float(noop_first["energy"]) * r
         predicted = {
-            "energy": first["energy"], "entropy": first["entropy"],
-            "power": first["power"], "temp": first["temp"], "temp_max": first["temp_max"],
-            "cpu": first["cpu"], "uptime": first["uptime"], "unserved": first["unserved"],
-            "power_it": first["power_it"], "cooling_power": first["cooling_power"],
+            "energy": first["energy"],
+            "entropy": first["entropy"],
+            "power": first["power"],
+            "temp": first["temp"],
+            "temp_max": first["temp_max"],
+            "cpu": first["cpu"],
+            "uptime": first["uptime"],
+            "unserved": first["unserved"],
+            "power_it": first["power_it"],
+            "cooling_power": first["cooling_power"],
             "entropy_gen": first["entropy_gen"],
         }
         fc_info = dict(fc_info)
         fc_info["scorer"] = "plant"
-        return dict(chosen=chosen, type=best_type, params=best_params, cost=best_cost,
-                    feasible=feasible, predicted=predicted, e_noop=e_noop, fc_info=fc_info,
-                    savings_h=float(base["e_h"] - final["e_h"]) / 3600.0,
-                    k=int(cost.shape[0]), n_feasible=int(feas.sum()))
+        return dict(
+            chosen=chosen,
+            type=best_type,
+            params=best_params,
+            cost=best_cost,
+            feasible=feasible,
+            predicted=predicted,
+            e_noop=e_noop,
+            fc_info=fc_info,
+            savings_h=float(base["e_h"] - final["e_h"]) / 3600.0,
+            k=int(cost.shape[0]),
+            n_feasible=int(feas.sum()),
+        )
 
     # ------------------------------------------------------------------ prove
     def prove(self, prediction_id: str, actual_state: dict) -> dict:
@@ -990,9 +1136,13 @@ class EILOptimizer:
             savings = max(0.0, p["baseline_energy"] - actual["energy"]) / 3600.0 if ok else 0.0
             pft = accuracy * (1.0 + savings) if ok else 0.0
             payload = {
-                "valid": bool(ok), "actual_state": actual, "errors": errors,
-                "accuracy": accuracy, "verified_savings_kwh": savings,
-                "pft_amount": round(pft, 6), "prediction_seq": pred_rec.seq,
+                "valid": bool(ok),
+                "actual_state": actual,
+                "errors": errors,
+                "accuracy": accuracy,
+                "verified_savings_kwh": savings,
+                "pft_amount": round(pft, 6),
+                "prediction_seq": pred_rec.seq,
                 "prediction_hash": pred_rec.hash,
                 "formula": "pft = accuracy * (1 + verified_savings_kwh) if valid else 0",
             }
@@ -1005,8 +1155,13 @@ class EILOptimizer:
     def verify_ledger(self, expected_head=None) -> dict:
         """Re-derive the ledger's hash chain and signatures; see `Ledger.verify`."""
         res = self.ledger.verify(expected_head)
-        return {"ok": res.ok, "count": res.count, "head_hash": res.head_hash,
-                "errors": list(res.errors), "dev_key": self.ledger.is_dev_key}
+        return {
+            "ok": res.ok,
+            "count": res.count,
+            "head_hash": res.head_hash,
+            "errors": list(res.errors),
+            "dev_key": self.ledger.is_dev_key,
+        }
 
     def regime(self, source: str | None = None, **kwargs) -> dict:
         """`detect_regime_shift` on the stored energy series of `source`."""

@@ -344,21 +344,42 @@ class NVPPlanner:
         )
 
     # ---------------------------------------------------------------- one decision
-    def _decide_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k,
-                     lo_k, hi_k, lr_k, steps):
+    def _decide_impl(
+        self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k, lo_k, hi_k, lr_k, steps
+    ):
         prefix = self.nvp.prefix(y, mask, self.horizon)  # shared by scoring and refinement
-        cost, viol, _, summ = self._score_impl(y, mask, ctrls, ons, ws, caps, irrev, env, w,
-                                               limits, prefix)
+        cost, viol, _, summ = self._score_impl(
+            y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, prefix
+        )
         feas = viol <= 1e-9
         feasible = jnp.any(feas)
-        idx = jnp.where(feasible, jnp.argmin(jnp.where(feas, cost, jnp.inf)),
-                        jnp.argmin(viol + 1e-9 * cost))
+        idx = jnp.where(
+            feasible, jnp.argmin(jnp.where(feas, cost, jnp.inf)), jnp.argmin(viol + 1e-9 * cost)
+        )
         cont = (which_k >= 0) & feas & ((which_k == 0) | jnp.isfinite(caps))
         j = jnp.argmin(jnp.where(cont, cost, jnp.inf))
+
         def refine(_):
-            return self._refine_impl(y, mask, ctrls[j], ons[j], ws[j], caps[j], irrev[j], env,
-                                     summ["e_h"][0], summ["s_h"][0], w, limits, which_k[j],
-                                     lo_k[j], hi_k[j], lr_k[j], steps, prefix)
+            return self._refine_impl(
+                y,
+                mask,
+                ctrls[j],
+                ons[j],
+                ws[j],
+                caps[j],
+                irrev[j],
+                env,
+                summ["e_h"][0],
+                summ["s_h"][0],
+                w,
+                limits,
+                which_k[j],
+                lo_k[j],
+                hi_k[j],
+                lr_k[j],
+                steps,
+                prefix,
+            )
 
         def skip(_):
             shapes = jax.eval_shape(refine, None)
@@ -370,13 +391,37 @@ class NVPPlanner:
         at_idx = jax.tree.map(lambda x: x[idx], summ)
         final = jax.tree.map(lambda a, b: jnp.where(accept, a, b), r["summary"], at_idx)
         return dict(
-            cost=cost, viol=viol, idx=idx, j=jnp.where(do, j, -1), accepted=accept,
-            theta=r["theta"], refined_cost=r["cost"], first=final["first"],
-            e_h=final["e_h"], base_e_h=summ["e_h"][0], base_energy=summ["first"]["energy"][0],
+            cost=cost,
+            viol=viol,
+            idx=idx,
+            j=jnp.where(do, j, -1),
+            accepted=accept,
+            theta=r["theta"],
+            refined_cost=r["cost"],
+            first=final["first"],
+            e_h=final["e_h"],
+            base_e_h=summ["e_h"][0],
+            base_energy=summ["first"]["energy"][0],
         )
 
-    def decide(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k, lo_k,
-               hi_k, lr_k, steps: int):
+    def decide(
+        self,
+        y,
+        mask,
+        ctrls,
+        ons,
+        ws,
+        caps,
+        irrev,
+        env,
+        w,
+        limits,
+        which_k,
+        lo_k,
+        hi_k,
+        lr_k,
+        steps: int,
+    ):
         """One decision in ONE jitted call and one device->host copy: `score` all K
         candidates, keep the feasible ones, and `refine` the cheapest feasible continuous
         candidate (which_k: 0 setpoint, 1 power cap, -1 discrete; its bounds lo_k, hi_k and
@@ -387,9 +432,23 @@ class NVPPlanner:
         refined_cost; first (next-interval summary of the decision: refined if accepted,
         else candidate idx); e_h (its horizon energy, kJ); base_e_h, base_energy (no_op)."""
         f = np.float32
-        return self._decide(y, mask, ctrls, ons, ws, caps, irrev, env, w, limits,
-                            np.asarray(which_k, np.int32), np.asarray(lo_k, f),
-                            np.asarray(hi_k, f), np.asarray(lr_k, f), steps=int(steps))
+        return self._decide(
+            y,
+            mask,
+            ctrls,
+            ons,
+            ws,
+            caps,
+            irrev,
+            env,
+            w,
+            limits,
+            np.asarray(which_k, np.int32),
+            np.asarray(lo_k, f),
+            np.asarray(hi_k, f),
+            np.asarray(lr_k, f),
+            steps=int(steps),
+        )
 
     def gradient(self, y, mask, ctrl, on, w_r, cap, env, which: int = 0):
         """d E_H / d(setpoint or cap) through the NVP (kJ per °C or per kW): a diagnostic

@@ -26,10 +26,13 @@ def _row_preset():
     without loading its weather file."""
     from ..nvp import simulator as sim
 
-    return types.SimpleNamespace(**{
-        f.name: f.default for f in dataclasses.fields(sim.DatacenterParams)
-        if f.default is not dataclasses.MISSING
-    })
+    return types.SimpleNamespace(
+        **{
+            f.name: f.default
+            for f in dataclasses.fields(sim.DatacenterParams)
+            if f.default is not dataclasses.MISSING
+        }
+    )
 
 
 def simulator_plant(params=None, demand_sigma: float = 0.04) -> PlantModel:

@@ -241,7 +241,8 @@ def detect_regime_shift(
         "transition_probability": float(p_trans),
         "next_likely_regime": nxt,
         "change_points": [int(b) for b in bkps[:-1]],
-        "segments": [{"start": s, "end": e, "mean": m, "regime": nm}
-                     for (s, e, m), nm in zip(segs, names)],
+        "segments": [
+            {"start": s, "end": e, "mean": m, "regime": nm} for (s, e, m), nm in zip(segs, names)
+        ],
         "num_regimes": len(segs),
     }

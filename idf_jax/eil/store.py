@@ -132,11 +132,17 @@ class SourceConfig:
         n = self.num_servers
         ua = 5.0 * n / 1000.0  # kW/K: ~50 K rise at full load (0.25 kW/server)
         return PlantModel(
-            num_racks=1, servers_per_rack=n, dt=float(self.interval_s),
-            p_idle_kw=self.idle_kw, p_peak_kw=self.peak_kw,
-            heat_capacity_kj_per_k=1800.0 * ua, ua_kw_per_k=ua,
-            envelope_kw_per_k=0.05 * ua, cooling_capacity_kw=1.5 * n * self.peak_kw,
-            fan_kw=0.01 * n * self.peak_kw, demand_sigma=self.demand_sigma,
+            num_racks=1,
+            servers_per_rack=n,
+            dt=float(self.interval_s),
+            p_idle_kw=self.idle_kw,
+            p_peak_kw=self.peak_kw,
+            heat_capacity_kj_per_k=1800.0 * ua,
+            ua_kw_per_k=ua,
+            envelope_kw_per_k=0.05 * ua,
+            cooling_capacity_kw=1.5 * n * self.peak_kw,
+            fan_kw=0.01 * n * self.peak_kw,
+            demand_sigma=self.demand_sigma,
         )
 
     def __post_init__(self):
@@ -296,8 +302,7 @@ _TAIL = 64  # readings per source kept in memory for `history(limit <= _TAIL)`
 class TelemetryStore:
     """Per-source reading history in SQLite (one transaction per reading)."""
 
-    def __init__(self, path: str, sources: dict[str, SourceConfig], *,
-                 synchronous: str = "NORMAL"):
+    def __init__(self, path: str, sources: dict[str, SourceConfig], *, synchronous: str = "NORMAL"):
         self.path = path
         self.sources = dict(sources)
         self._lock = threading.Lock()
@@ -342,8 +347,9 @@ class TelemetryStore:
                 tail = self._tail.get(source)
                 if tail is None:
                     tail = self._tail[source] = collections.deque(
-                        self._query(source, _TAIL), maxlen=_TAIL)
-                return list(tail)[-int(limit):]
+                        self._query(source, _TAIL), maxlen=_TAIL
+                    )
+                return list(tail)[-int(limit) :]
         with self._lock:
             return self._query(source, limit)
 
@@ -357,9 +363,7 @@ class TelemetryStore:
             q += " LIMIT ?"
             args = (source, int(limit))
         rows = self._conn.execute(q, args).fetchall()
-        return [
-            EnergyReading(s, t, dt, json.loads(m), e, S) for (s, t, dt, m, e, S) in rows[::-1]
-        ]
+        return [EnergyReading(s, t, dt, json.loads(m), e, S) for (s, t, dt, m, e, S) in rows[::-1]]
 
     def latest(self, source: str) -> EnergyReading | None:
         if source in self._last:

@@ -38,14 +38,26 @@ def atomic_write(path: str, data: bytes) -> None:
         raise
 
 
-def save(path: str, model: NVPModel, cfg: NVPConfig, norm: Normalizer, spec: dict | None,
-         extra: dict | None = None) -> None:
+def save(
+    path: str,
+    model: NVPModel,
+    cfg: NVPConfig,
+    norm: Normalizer,
+    spec: dict | None,
+    extra: dict | None = None,
+) -> None:
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
-    header = dict(format="idf-nvp", config=cfg.to_json(), normalizer=norm.to_json(),
-                  balance_spec=spec, extra=extra or {},
-                  payload_sha256=hashlib.sha256(payload).hexdigest(), payload_bytes=len(payload))
+    header = dict(
+        format="idf-nvp",
+        config=cfg.to_json(),
+        normalizer=norm.to_json(),
+        balance_spec=spec,
+        extra=extra or {},
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        payload_bytes=len(payload),
+    )
     atomic_write(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
 
 
@@ -56,7 +68,7 @@ def read_header(path: str) -> tuple[dict, bytes]:
         raw = f.read()
     if not raw.startswith(MAGIC):
         raise ValueError(f"{path} is not an NVP checkpoint (bad magic header)")
-    body = raw[len(MAGIC):]
+    body = raw[len(MAGIC) :]
     nl = body.find(b"\n")
     if nl < 0:
         raise ValueError(f"corrupt NVP checkpoint {path}: header line is truncated")
@@ -67,11 +79,14 @@ def read_header(path: str) -> tuple[dict, bytes]:
             raise ValueError("missing fields")
     except ValueError as e:
         raise ValueError(f"corrupt NVP checkpoint {path}: bad JSON header ({e})") from None
-    payload = body[nl + 1:]
+    payload = body[nl + 1 :]
     if len(payload) != header["payload_bytes"] or (
-            hashlib.sha256(payload).hexdigest() != header["payload_sha256"]):
-        raise ValueError(f"corrupt NVP checkpoint {path}: weights payload does not match its "
-                         f"SHA-256 / size ({len(payload)} of {header['payload_bytes']} bytes)")
+        hashlib.sha256(payload).hexdigest() != header["payload_sha256"]
+    ):
+        raise ValueError(
+            f"corrupt NVP checkpoint {path}: weights payload does not match its "
+            f"SHA-256 / size ({len(payload)} of {header['payload_bytes']} bytes)"
+        )
     return header, payload
 
 
@@ -90,6 +105,7 @@ def load(path: str) -> tuple[NVPModel, NVPConfig, Normalizer, dict | None, dict]
     try:
         model = eqx.tree_deserialise_leaves(io.BytesIO(payload), skeleton)
     except Exception as e:  # shape / dtype / count mismatch reported by equinox or numpy
-        raise ValueError(f"NVP checkpoint {path}: weights do not match its config "
-                         f"({type(e).__name__}: {e})") from None
+        raise ValueError(
+            f"NVP checkpoint {path}: weights do not match its config ({type(e).__name__}: {e})"
+        ) from None
     return model, cfg, norm, header.get("balance_spec"), header

@@ -27,22 +27,32 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-_KEYS = {"dt", "storage", "inflow", "outflow", "leaks", "util_channels", "layout",
-         "heat_flows", "unit_energy", "helmholtz_lambda"}
+_KEYS = {
+    "dt",
+    "storage",
+    "inflow",
+    "outflow",
+    "leaks",
+    "util_channels",
+    "layout",
+    "heat_flows",
+    "unit_energy",
+    "helmholtz_lambda",
+}
 
 
 class Balance(NamedTuple):
     """Affine balance residual coefficients over C channels (physical units)."""
 
     alpha: np.ndarray  # (C,) coefficient of y' (next state)
-    beta: np.ndarray   # (C,) coefficient of y (last observed state)
+    beta: np.ndarray  # (C,) coefficient of y (last observed state)
     gamma: float
     storage: np.ndarray  # (C,) c_k, so E = storage . y
-    inflow: np.ndarray   # (C,) dt * a_k
+    inflow: np.ndarray  # (C,) dt * a_k
     outflow: np.ndarray  # (C,) dt * b_k on y'  (leaks folded in separately)
     leak_hot: np.ndarray  # (C,) dt * g on y (time t)
     leak_cold: np.ndarray  # (C,) dt * g on y' (time t+1)
-    leak_const: float      # dt * g * cold_value summed over constant-cold leaks
+    leak_const: float  # dt * g * cold_value summed over constant-cold leaks
     defined: bool
 
 
@@ -112,8 +122,11 @@ def make_balance(spec: dict | None, channels: tuple[str, ...]) -> Balance:
 
 def residual(bal: Balance, y_next: Float[Array, "... C"], y_last: Float[Array, "... C"]):
     """r = E(y') - E(y) - (P_in - P_out) dt, in the spec's energy unit; shape (...)."""
-    return (y_next @ jnp.asarray(bal.alpha, y_next.dtype)
-            + y_last @ jnp.asarray(bal.beta, y_next.dtype) + bal.gamma)
+    return (
+        y_next @ jnp.asarray(bal.alpha, y_next.dtype)
+        + y_last @ jnp.asarray(bal.beta, y_next.dtype)
+        + bal.gamma
+    )
 
 
 def flow_scale(bal: Balance, y_next, y_last):

@@ -269,8 +269,7 @@ class ControlledNVP:
         """
         ci = jnp.asarray(self.control_idx)
         y = y.at[-1, ci].set(control.astype(y.dtype))
-        fc = forecast(self.model, self.phys.balance, self.norm, self.phys.util_idx, y, mask,
-                      cache)
+        fc = forecast(self.model, self.phys.balance, self.norm, self.phys.util_idx, y, mask, cache)
         mean = fc.mean.at[ci].set(control.astype(y.dtype))
         var = fc.var.at[ci].set(0.0)
         return mean, var

@@ -57,12 +57,21 @@ def make_physics(spec: dict | None, channels: tuple[str, ...]) -> Physics:
     spec = spec or {}
     idx = {c: i for i, c in enumerate(channels)}
     flows = tuple(
-        (idx[h["flow"]], tuple(idx[c] for c in h["hot"]), float(h["cold_value"]),
-         float(h.get("offset_k", 0.0)))
-        for h in spec.get("heat_flows", []))
-    return Physics(bal, tuple(idx[c] for c in spec.get("util_channels", [])),
-                   tuple(idx[c] for c in spec.get("layout", [])),
-                   float(spec.get("helmholtz_lambda", 0.0)), flows)
+        (
+            idx[h["flow"]],
+            tuple(idx[c] for c in h["hot"]),
+            float(h["cold_value"]),
+            float(h.get("offset_k", 0.0)),
+        )
+        for h in spec.get("heat_flows", [])
+    )
+    return Physics(
+        bal,
+        tuple(idx[c] for c in spec.get("util_channels", [])),
+        tuple(idx[c] for c in spec.get("layout", [])),
+        float(spec.get("helmholtz_lambda", 0.0)),
+        flows,
+    )
 
 
 def path_laplacian(n: int) -> np.ndarray:
@@ -73,10 +82,16 @@ def path_laplacian(n: int) -> np.ndarray:
     return lap - np.diag(lap.sum(1))
 
 
-def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
-               y: Float[Array, "B L C"], mask: Bool[Array, "B L"], target: Float[Array, "B C"],
-               weights: LossWeights = LossWeights(),
-               target_mask: np.ndarray | None = None) -> dict[str, jax.Array]:
+def loss_terms(
+    model: NVPModel,
+    phys: Physics,
+    norm: Normalizer,
+    y: Float[Array, "B L C"],
+    mask: Bool[Array, "B L"],
+    target: Float[Array, "B C"],
+    weights: LossWeights = LossWeights(),
+    target_mask: np.ndarray | None = None,
+) -> dict[str, jax.Array]:
     """All loss terms and the weighted total (scalars).
 
     `target_mask` (C,) bool, optional: channels whose prediction error counts in ``L_pred``
@@ -84,7 +99,8 @@ def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
     control channels, which are inputs only (the next row's control is chosen, not predicted).
     """
     fc = jax.vmap(lambda yy, mm: forecast(model, phys.balance, norm, phys.util_idx, yy, mm))(
-        y, mask)
+        y, mask
+    )
     dtype = y.dtype
     std = jnp.asarray(norm.std, dtype)
     unit = std  # L_pred unit: the linear path's residual std when set, else the channel std
@@ -125,12 +141,17 @@ def loss_terms(model: NVPModel, phys: Physics, norm: Normalizer,
     else:
         l_diff = zero
 
-    total = (l_pred + weights.energy * l_energy + weights.entropy * l_entropy
-             + weights.diffusion * l_diff)
+    total = (
+        l_pred
+        + weights.energy * l_energy
+        + weights.entropy * l_entropy
+        + weights.diffusion * l_diff
+    )
     return dict(total=total, pred=l_pred, energy=l_energy, entropy=l_entropy, diffusion=l_diff)
 
 
-def loss_fn(model, phys, norm, y, mask, target, weights=LossWeights(),
-            target_mask=None) -> jax.Array:
+def loss_fn(
+    model, phys, norm, y, mask, target, weights=LossWeights(), target_mask=None
+) -> jax.Array:
     """Scalar total loss (differentiable in `model`)."""
     return loss_terms(model, phys, norm, y, mask, target, weights, target_mask)["total"]

@@ -67,7 +67,8 @@ class NVPConfig:
         if self.window < 2 or self.min_history < 1 or self.min_history > self.window:
             raise ValueError(
                 f"need 1 <= min_history <= window and window >= 2, got "
-                f"min_history={self.min_history}, window={self.window}")
+                f"min_history={self.min_history}, window={self.window}"
+            )
         if self.lin_head < 0:
             raise ValueError(f"lin_head must be >= 0, got {self.lin_head}")
         if self.d_model % self.num_heads:
@@ -96,26 +97,32 @@ class NVPConfig:
 class Normalizer(NamedTuple):
     """Normalisation statistics of the training data (physical units), stored in checkpoints."""
 
-    mean: np.ndarray      # (C,)
-    std: np.ndarray       # (C,)
+    mean: np.ndarray  # (C,)
+    std: np.ndarray  # (C,)
     diff_std: np.ndarray  # (C,) std of the normalised one-step difference
-    e_mean: float         # stored energy E statistics (0, 1 without a balance)
+    e_mean: float  # stored energy E statistics (0, 1 without a balance)
     e_std: float
-    flow_scale: float     # typical gross energy flow per step (for the L_energy scale)
+    flow_scale: float  # typical gross energy flow per step (for the L_energy scale)
     var_scale: np.ndarray | None = None  # (C,) interval calibration on validation (None: 1)
     res_std: np.ndarray | None = None  # (C,) linear-path residual std, normalised (None: 1)
 
     def to_json(self) -> dict:
-        return {k: (None if v is None else np.asarray(v).tolist())
-                for k, v in self._asdict().items()}
+        return {
+            k: (None if v is None else np.asarray(v).tolist()) for k, v in self._asdict().items()
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> Normalizer:
-        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
-                   np.asarray(d["diff_std"], np.float64), float(d["e_mean"]), float(d["e_std"]),
-                   float(d["flow_scale"]),
-                   None if d.get("var_scale") is None else np.asarray(d["var_scale"], np.float64),
-                   None if d.get("res_std") is None else np.asarray(d["res_std"], np.float64))
+        return cls(
+            np.asarray(d["mean"], np.float64),
+            np.asarray(d["std"], np.float64),
+            np.asarray(d["diff_std"], np.float64),
+            float(d["e_mean"]),
+            float(d["e_std"]),
+            float(d["flow_scale"]),
+            None if d.get("var_scale") is None else np.asarray(d["var_scale"], np.float64),
+            None if d.get("res_std") is None else np.asarray(d["res_std"], np.float64),
+        )
 
 
 def fit_normalizer(series: list[np.ndarray], bal: conservation.Balance) -> Normalizer:
@@ -146,8 +153,13 @@ def utilisation_entropy(u: Float[Array, "... K"]) -> Float[Array, "..."]:
     return -jnp.sum(p * jnp.log(p), axis=-1)
 
 
-def embed_features(y: Float[Array, "L C"], mask: Bool[Array, " L"], norm: Normalizer,
-                   bal: conservation.Balance, util_idx: tuple[int, ...]):
+def embed_features(
+    y: Float[Array, "L C"],
+    mask: Bool[Array, " L"],
+    norm: Normalizer,
+    bal: conservation.Balance,
+    util_idx: tuple[int, ...],
+):
     """(z, features) of one physical window: z (L, C), features (L, 2C + 2); padding -> 0."""
     dtype = y.dtype
     m = mask[:, None].astype(dtype)
@@ -197,8 +209,9 @@ class Block(eqx.Module):
     def __init__(self, d: int, heads: int, ratio: int, *, key: PRNGKeyArray):
         k1, k2, k3 = jax.random.split(key, 3)
         self.ln1 = eqx.nn.LayerNorm(d)
-        self.attn = eqx.nn.MultiheadAttention(heads, d, use_query_bias=True,
-                                              use_output_bias=True, key=k1)
+        self.attn = eqx.nn.MultiheadAttention(
+            heads, d, use_query_bias=True, use_output_bias=True, key=k1
+        )
         self.ln2 = eqx.nn.LayerNorm(d)
         self.mlp1 = eqx.nn.Linear(d, ratio * d, key=k2)
         self.mlp2 = eqx.nn.Linear(ratio * d, d, key=k3)
@@ -252,22 +265,32 @@ class NVPModel(eqx.Module):
         self.embed = eqx.nn.Linear(cfg.num_features, d, key=keys[0])
         self.blocks = [Block(d, cfg.num_heads, cfg.mlp_ratio, key=k) for k in keys[4:]]
         self.ln_f = eqx.nn.LayerNorm(d)
-        zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin,
-                                       (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+        zero = lambda lin: eqx.tree_at(
+            lambda m: (m.weight, m.bias),
+            lin,
+            (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)),
+        )
         self.head_mu = zero(eqx.nn.Linear(d, c, key=keys[1]))
         self.head_lv = eqx.nn.Linear(d, c, key=keys[2])
         self.skip = zero(eqx.nn.Linear(cfg.window * c, c, key=keys[3]))
         self.window = cfg.window
         if cfg.lin_head:  # own key stream: the other weights do not depend on lin_head
-            mlp = eqx.nn.MLP(c, c, cfg.lin_head, 2, activation=jax.nn.gelu,
-                             key=jax.random.fold_in(key, 0x11A))
-            self.lin_mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
-                                       (jnp.zeros_like(mlp.layers[-1].weight),
-                                        jnp.zeros_like(mlp.layers[-1].bias)))
+            mlp = eqx.nn.MLP(
+                c, c, cfg.lin_head, 2, activation=jax.nn.gelu, key=jax.random.fold_in(key, 0x11A)
+            )
+            self.lin_mlp = eqx.tree_at(
+                lambda m: (m.layers[-1].weight, m.layers[-1].bias),
+                mlp,
+                (jnp.zeros_like(mlp.layers[-1].weight), jnp.zeros_like(mlp.layers[-1].bias)),
+            )
 
-    def __call__(self, feats: Float[Array, "L F"], z: Float[Array, "L C"],
-                 mask: Bool[Array, " L"], res_std: Float[Array, " C"] | None = None,
-                 ) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
+    def __call__(
+        self,
+        feats: Float[Array, "L F"],
+        z: Float[Array, "L C"],
+        mask: Bool[Array, " L"],
+        res_std: Float[Array, " C"] | None = None,
+    ) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
         length = feats.shape[0]
         if length != self.window:
             raise ValueError(f"window length {length} != model window {self.window}")
@@ -294,8 +317,14 @@ class NVPModel(eqx.Module):
                 x = blk(x, attn_mask)
         return tuple(cache)
 
-    def extend(self, cache, feats: Float[Array, "L F"], z: Float[Array, "L C"],
-               mask: Bool[Array, " L"], res_std: Float[Array, " C"] | None = None):
+    def extend(
+        self,
+        cache,
+        feats: Float[Array, "L F"],
+        z: Float[Array, "L C"],
+        mask: Bool[Array, " L"],
+        res_std: Float[Array, " C"] | None = None,
+    ):
         """`__call__` of a full window whose first P positions are in `cache`
         (`prefix_cache(feats, mask, P)`); only the last L - P positions are computed."""
         length = feats.shape[0]
@@ -338,9 +367,15 @@ class Forecast(NamedTuple):
     var: jax.Array
 
 
-def forecast(model: NVPModel, bal: conservation.Balance, norm: Normalizer,
-             util_idx: tuple[int, ...], y: Float[Array, "L C"],
-             mask: Bool[Array, " L"], cache=None) -> Forecast:
+def forecast(
+    model: NVPModel,
+    bal: conservation.Balance,
+    norm: Normalizer,
+    util_idx: tuple[int, ...],
+    y: Float[Array, "L C"],
+    mask: Bool[Array, " L"],
+    cache=None,
+) -> Forecast:
     """Next state of one physical window `y` (left-padded, `mask` marks real steps).
 
     The conservation layer conditions the Gaussian N(mean_raw, var_raw) on the energy balance

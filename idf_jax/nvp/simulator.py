@@ -109,8 +109,12 @@ class Action(NamedTuple):
 
 
 def make_params(
-    *, station: str = DEFAULT_TMY3, num_racks: int = 4, servers_per_rack: int = 40,
-    dt: float = 900.0, **overrides
+    *,
+    station: str = DEFAULT_TMY3,
+    num_racks: int = 4,
+    servers_per_rack: int = 40,
+    dt: float = 900.0,
+    **overrides,
 ) -> DatacenterParams:
     """Parameters driven by the real TMY3 outside-air temperature of `station`."""
     if num_racks < 1 or servers_per_rack < 1:
@@ -126,11 +130,17 @@ def make_params(
         raise ValueError(f"base_weights must be {num_racks} non-negative numbers, got {weights}")
     params = DatacenterParams(
         t_out_hourly=jnp.asarray(weather.temp_air, jnp.float32),
-        num_racks=num_racks, servers_per_rack=servers_per_rack, dt=float(dt),
-        base_weights=jnp.asarray(weights / weights.sum(), jnp.float32), **overrides,
+        num_racks=num_racks,
+        servers_per_rack=servers_per_rack,
+        dt=float(dt),
+        base_weights=jnp.asarray(weights / weights.sum(), jnp.float32),
+        **overrides,
     )
-    stable = dt * (params.ua_kw_per_k + 2 * params.row_conductance_kw_per_k
-                   + params.envelope_kw_per_k) / params.heat_capacity_kj_per_k
+    stable = (
+        dt
+        * (params.ua_kw_per_k + 2 * params.row_conductance_kw_per_k + params.envelope_kw_per_k)
+        / params.heat_capacity_kj_per_k
+    )
     if stable >= 1.0:
         raise ValueError(f"dt={dt} s too large for the thermal time constant (dt*k/C={stable:.2f})")
     return params
@@ -170,7 +180,8 @@ def server_power(params: DatacenterParams, u: jax.Array) -> jax.Array:
     """kW of one server at utilisation u in [0, 1] (Fan et al. 2007, r = 1.4)."""
     u = jnp.clip(u, 0.0, 1.0)
     return params.p_idle_kw + (params.p_peak_kw - params.p_idle_kw) * (
-        2 * u - jnp.power(u + 1e-12, 1.4))
+        2 * u - jnp.power(u + 1e-12, 1.4)
+    )
 
 
 def cop(params: DatacenterParams, t_out: jax.Array, setpoint: jax.Array) -> jax.Array:
@@ -202,8 +213,11 @@ def step(
     """
     k_ar, k_b, k_s = jax.random.split(key, 3)
     ar = params.ar_coef * state.ar + params.ar_sigma * jax.random.normal(k_ar)
-    jump = jax.random.bernoulli(k_b, params.burst_prob) * params.burst_size * (
-        0.5 + jax.random.uniform(k_s))
+    jump = (
+        jax.random.bernoulli(k_b, params.burst_prob)
+        * params.burst_size
+        * (0.5 + jax.random.uniform(k_s))
+    )
     burst = 0.7 * state.burst + jump
     demand = jnp.clip(demand_profile(params, state.step) + ar + burst, 0.02, 1.0)
 
@@ -211,7 +225,7 @@ def step(
     on = jnp.clip(action.servers_on, 0.0, params.servers_per_rack)
     w = jnp.maximum(action.weights, 0.0)
     w = w / jnp.maximum(jnp.sum(w), 1e-12)
-    work = demand * n_total * w                       # server-equivalents per rack
+    work = demand * n_total * w  # server-equivalents per rack
     u = jnp.where(on > 0, jnp.minimum(1.0, work / jnp.maximum(on, 1e-6)), 0.0)
     p_idle = on * params.p_idle_kw
     p_dyn = on * (server_power(params, u) - params.p_idle_kw)
@@ -236,9 +250,17 @@ def step(
     p_cool = q_total / cop(params, t_out, action.setpoint) + params.fan_kw
     obs = dict(
         cpu=jnp.sum(on * u_served) / jnp.maximum(jnp.sum(on), 1e-9),
-        power=p_it, cooling=q_total, cooling_power=p_cool, t_out=t_out, temps=new_temps,
-        rack_cpu=u_served, rack_power=rack_power, unserved=unserved,
-        pue=(p_it + p_cool) / jnp.maximum(p_it, 1e-9), setpoint=action.setpoint, demand=demand,
+        power=p_it,
+        cooling=q_total,
+        cooling_power=p_cool,
+        t_out=t_out,
+        temps=new_temps,
+        rack_cpu=u_served,
+        rack_power=rack_power,
+        unserved=unserved,
+        pue=(p_it + p_cool) / jnp.maximum(p_it, 1e-9),
+        setpoint=action.setpoint,
+        demand=demand,
     )
     return DatacenterState(state.step + 1, new_temps, ar, burst), obs
 
@@ -253,8 +275,12 @@ def _row_laplacian_apply(t: jax.Array) -> jax.Array:
 
 
 def simulate(
-    params: DatacenterParams, key: PRNGKeyArray, num_steps: int, *,
-    action: Action | None = None, state: DatacenterState | None = None,
+    params: DatacenterParams,
+    key: PRNGKeyArray,
+    num_steps: int,
+    *,
+    action: Action | None = None,
+    state: DatacenterState | None = None,
     burn_in: int = 96,
 ) -> dict[str, np.ndarray]:
     """Roll `num_steps` intervals under a fixed `action`; returns numpy arrays per observation.
@@ -301,13 +327,20 @@ def row_balance_spec(params: DatacenterParams) -> dict:
         storage={f"temp_{i}": c for i in range(r)},
         inflow={"power": 1.0},
         outflow={"cooling": 1.0},
-        leaks=[dict(hot=f"temp_{i}", cold="t_out", g=float(params.envelope_kw_per_k))
-               for i in range(r)],
+        leaks=[
+            dict(hot=f"temp_{i}", cold="t_out", g=float(params.envelope_kw_per_k)) for i in range(r)
+        ],
         util_channels=["cpu"],
         layout=[f"temp_{i}" for i in range(r)],
         # CRAH coil: heat flows from the rack air to chilled water at ~ setpoint - 6 = 12 C.
-        heat_flows=[dict(flow="cooling", hot=[f"temp_{i}" for i in range(r)], cold_value=12.0,
-                         offset_k=273.15)],
+        heat_flows=[
+            dict(
+                flow="cooling",
+                hot=[f"temp_{i}" for i in range(r)],
+                cold_value=12.0,
+                offset_k=273.15,
+            )
+        ],
         unit_energy="kJ",
     )
 
@@ -315,13 +348,22 @@ def row_balance_spec(params: DatacenterParams) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The blueprint's three-channel preset: one server enclosure, telemetry {cpu, power (W), temp (F)}.
 
+
 def rack_params(*, dt: float = 300.0, station: str = DEFAULT_TMY3, **overrides) -> DatacenterParams:
     """One server (P_idle 400 W, P_peak 1000 W) whose enclosure air node is cooled by supply air
     at the setpoint with UA = 0.2 kW/K (equilibrium ~ setpoint + P/UA), no envelope leak."""
     base = dict(
-        p_idle_kw=0.40, p_peak_kw=1.00, heat_capacity_kj_per_k=180.0, ua_kw_per_k=0.2,
-        row_conductance_kw_per_k=0.0, envelope_kw_per_k=0.0, cooling_capacity_kw=1e6,
-        fan_kw=0.0, demand_base=0.35, demand_daily_amp=0.45, ar_sigma=0.03,
+        p_idle_kw=0.40,
+        p_peak_kw=1.00,
+        heat_capacity_kj_per_k=180.0,
+        ua_kw_per_k=0.2,
+        row_conductance_kw_per_k=0.0,
+        envelope_kw_per_k=0.0,
+        cooling_capacity_kw=1e6,
+        fan_kw=0.0,
+        demand_base=0.35,
+        demand_daily_amp=0.45,
+        ar_sigma=0.03,
     )
     base.update(overrides)
     return make_params(station=station, num_racks=1, servers_per_rack=1, dt=dt, **base)
@@ -344,8 +386,14 @@ def rack_balance_spec(params: DatacenterParams, setpoint_c: float = 18.0) -> dic
         storage={"temp": float(params.heat_capacity_kj_per_k) * to_f},
         inflow={"power": 1.0},
         outflow={},
-        leaks=[dict(hot="temp", cold=None, cold_value=setpoint_c * 9.0 / 5.0 + 32.0,
-                    g=float(params.ua_kw_per_k) * to_f)],
+        leaks=[
+            dict(
+                hot="temp",
+                cold=None,
+                cold_value=setpoint_c * 9.0 / 5.0 + 32.0,
+                g=float(params.ua_kw_per_k) * to_f,
+            )
+        ],
         util_channels=["cpu"],
         layout=[],
         heat_flows=[],

@@ -42,7 +42,7 @@ class TrainConfig:
     weights: tuple[float, float, float] = (1.0, 0.1, 1e-3)  # l1 energy, l2 entropy, l3 diffusion
     max_epoch_windows: int | None = None  # subsample this many windows per epoch (None: all)
     ridge_init: bool = True  # linear AR path = closed-form ridge fit, then frozen (see below)
-    calibrate: bool = True   # scale predictive variances to 90% coverage on validation
+    calibrate: bool = True  # scale predictive variances to 90% coverage on validation
     residual_scale: bool = True  # heads and L_pred in units of the linear path's residual std
     lin_head_steps: int = 2000  # Adam steps fitting the correction MLP (NVPConfig.lin_head > 0)
 
@@ -74,10 +74,19 @@ def _batches(n: int, batch: int, key, limit: int | None):
     return perm[: nb * batch].reshape(nb, batch)
 
 
-def train(train_series: list[np.ndarray], val_series: list[np.ndarray],
-          model_cfg: NVPConfig, spec: dict | None = None, cfg: TrainConfig = TrainConfig(),
-          *, checkpoint: str | None = None, resume: bool = False, progress: bool = True,
-          extra_meta: dict | None = None, stop_after: int | None = None) -> TrainResult:
+def train(
+    train_series: list[np.ndarray],
+    val_series: list[np.ndarray],
+    model_cfg: NVPConfig,
+    spec: dict | None = None,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    extra_meta: dict | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Fit NVP on all one-step windows of the (T, C) training series; returns the best model
     (by validation loss on the windows of `val_series`) and the per-epoch history."""
     channels = model_cfg.channels
@@ -87,16 +96,36 @@ def train(train_series: list[np.ndarray], val_series: list[np.ndarray],
     tr = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in train_series)
     va = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in val_series)
     norm = fit_normalizer(train_series, make_physics(spec, channels).balance)
-    return train_windows(tr, va, norm, model_cfg, spec, cfg, checkpoint=checkpoint,
-                         resume=resume, progress=progress, extra_meta=extra_meta,
-                         stop_after=stop_after)
+    return train_windows(
+        tr,
+        va,
+        norm,
+        model_cfg,
+        spec,
+        cfg,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        extra_meta=extra_meta,
+        stop_after=stop_after,
+    )
 
 
-def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: dict | None,
-                  cfg: TrainConfig = TrainConfig(), *, checkpoint: str | None = None,
-                  resume: bool = False, progress: bool = True,
-                  extra_meta: dict | None = None, stop_after: int | None = None,
-                  target_mask: np.ndarray | None = None) -> TrainResult:
+def train_windows(
+    train_w,
+    val_w,
+    norm: Normalizer,
+    model_cfg: NVPConfig,
+    spec: dict | None,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    extra_meta: dict | None = None,
+    stop_after: int | None = None,
+    target_mask: np.ndarray | None = None,
+) -> TrainResult:
     """Fit NVP on pre-cut windows ``(inputs (N, L, C), masks (N, L), targets (N, C))``
     with normalisation `norm` (fitted on training data only).
 
@@ -118,10 +147,15 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
     steps_per_epoch = n_epoch // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, max(1, int(cfg.warmup_frac * total)), max(total, 2),
-        end_value=cfg.learning_rate * 0.02)
-    adamw = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
-                        optax.adamw(sched, weight_decay=cfg.weight_decay))
+        0.0,
+        cfg.learning_rate,
+        max(1, int(cfg.warmup_frac * total)),
+        max(total, 2),
+        end_value=cfg.learning_rate * 0.02,
+    )
+    adamw = optax.chain(
+        optax.clip_by_global_norm(cfg.clip_norm), optax.adamw(sched, weight_decay=cfg.weight_decay)
+    )
 
     root = jax.random.key(cfg.seed)
     model = NVPModel(model_cfg, key=jax.random.fold_in(root, 0))
@@ -130,15 +164,17 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
         if cfg.residual_scale:
             norm = norm._replace(res_std=linear_residual_std(model, norm, (xs, ms, ts)))
         labels = jax.tree.map(lambda _: "train", eqx.filter(model, eqx.is_inexact_array))
-        labels = eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), labels,
-                             ("freeze", "freeze"))
+        labels = eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), labels, ("freeze", "freeze"))
         if model.lin_mlp is not None:  # stage 2: the correction MLP, then frozen as well
-            model = fit_lin_head(model, norm, (xs, ms, ts), (xv, mv, tv),
-                                 steps=cfg.lin_head_steps, seed=cfg.seed)
-            labels = eqx.tree_at(lambda m: m.lin_mlp, labels,
-                                 jax.tree.map(lambda _: "freeze", labels.lin_mlp))
-        opt = optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()},
-                                    lambda _: labels)  # labels is a (callable) Module
+            model = fit_lin_head(
+                model, norm, (xs, ms, ts), (xv, mv, tv), steps=cfg.lin_head_steps, seed=cfg.seed
+            )
+            labels = eqx.tree_at(
+                lambda m: m.lin_mlp, labels, jax.tree.map(lambda _: "freeze", labels.lin_mlp)
+            )
+        opt = optax.multi_transform(
+            {"train": adamw, "freeze": optax.set_to_zero()}, lambda _: labels
+        )  # labels is a (callable) Module
     else:
         opt = adamw
     opt_state = opt.init(eqx.filter(model, eqx.is_inexact_array))
@@ -148,13 +184,19 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
     if resume and state_path and os.path.exists(state_path):
         model, opt_state, best_model, meta = _load_state(state_path, model, opt_state)
         start_epoch, best_val, best_epoch, bad, history = (
-            meta["epoch"], meta["best_val"], meta["best_epoch"], meta["bad"], meta["history"])
+            meta["epoch"],
+            meta["best_val"],
+            meta["best_epoch"],
+            meta["bad"],
+            meta["history"],
+        )
 
     @eqx.filter_jit
     def train_step(model, opt_state, y, mask, target):
         def f(m):
             terms = loss_terms(m, phys, norm, y, mask, target, weights, target_mask)
             return terms["total"], terms
+
         (_, terms), grads = eqx.filter_value_and_grad(f, has_aux=True)(model)
         updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
         return eqx.apply_updates(model, updates), opt_state, terms
@@ -191,22 +233,35 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
             if not np.isfinite(train_terms["total"]):
                 raise FloatingPointError(f"training loss became non-finite at epoch {epoch}")
             val = evaluate(model)
-            rec = dict(epoch=epoch, train=train_terms, val=val,
-                       elapsed_s=time.perf_counter() - t0)
+            rec = dict(epoch=epoch, train=train_terms, val=val, elapsed_s=time.perf_counter() - t0)
             history.append(rec)
             if val["total"] < best_val - 1e-6:
                 best_val, best_epoch, bad, best_model = val["total"], epoch, 0, model
                 if checkpoint:
-                    meta = dict(best_epoch=epoch, best_val=best_val, train_config=_cfg_json(cfg),
-                                **(extra_meta or {}))
+                    meta = dict(
+                        best_epoch=epoch,
+                        best_val=best_val,
+                        train_config=_cfg_json(cfg),
+                        **(extra_meta or {}),
+                    )
                     ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta)
             else:
                 bad += 1
             bar.epoch_done(epoch, train_terms["total"], val["total"])
             if state_path:
-                _save_state(state_path, model, opt_state, best_model, dict(
-                    epoch=epoch + 1, best_val=best_val, best_epoch=best_epoch, bad=bad,
-                    history=history))
+                _save_state(
+                    state_path,
+                    model,
+                    opt_state,
+                    best_model,
+                    dict(
+                        epoch=epoch + 1,
+                        best_val=best_val,
+                        best_epoch=best_epoch,
+                        bad=bad,
+                        history=history,
+                    ),
+                )
             if bad >= cfg.patience:
                 break
             if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
@@ -214,11 +269,16 @@ def train_windows(train_w, val_w, norm: Normalizer, model_cfg: NVPConfig, spec: 
     if cfg.calibrate:
         norm = calibrate(best_model, phys, norm, (xv, mv, tv))
         if checkpoint:
-            meta = dict(best_epoch=best_epoch, best_val=float(best_val),
-                        train_config=_cfg_json(cfg), **(extra_meta or {}))
+            meta = dict(
+                best_epoch=best_epoch,
+                best_val=float(best_val),
+                train_config=_cfg_json(cfg),
+                **(extra_meta or {}),
+            )
             ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta)
-    return TrainResult(best_model, model_cfg, norm, history, best_epoch, float(best_val),
-                       checkpoint)
+    return TrainResult(
+        best_model, model_cfg, norm, history, best_epoch, float(best_val), checkpoint
+    )
 
 
 def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
@@ -231,6 +291,7 @@ def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
     the network learns what a linear autoregression cannot (nonlinearity, variance, physics),
     in units of the path's residual std (`linear_residual_std`, `TrainConfig.residual_scale`).
     """
+
     def design(w):
         x, m, t = w
         full = m.all(axis=1)
@@ -255,12 +316,16 @@ def ridge_init(model: NVPModel, norm: Normalizer, train_w, val_w) -> NVPModel:
     w = best[1]
     b = dm - am @ w
     dtype = model.skip.weight.dtype
-    return eqx.tree_at(lambda m: (m.skip.weight, m.skip.bias), model,
-                       (jnp.asarray(w.T, dtype), jnp.asarray(b, dtype)))
+    return eqx.tree_at(
+        lambda m: (m.skip.weight, m.skip.bias),
+        model,
+        (jnp.asarray(w.T, dtype), jnp.asarray(b, dtype)),
+    )
 
 
-def linear_residual_std(model: NVPModel, norm: Normalizer, train_w,
-                        rel_floor: float = 1e-3) -> np.ndarray:
+def linear_residual_std(
+    model: NVPModel, norm: Normalizer, train_w, rel_floor: float = 1e-3
+) -> np.ndarray:
     """Per-channel std (normalised units) of what the linear AR path leaves unexplained on the
     full training windows, floored at `rel_floor` times the channel's one-step change
     (`norm.diff_std`) so that an (almost) exactly linear channel keeps a finite unit.
@@ -282,8 +347,17 @@ def linear_residual_std(model: NVPModel, norm: Normalizer, train_w,
     return np.maximum(np.sqrt(np.mean(r**2, axis=0)), floor)
 
 
-def fit_lin_head(model: NVPModel, norm: Normalizer, train_w, val_w, *, steps: int = 2000,
-                 batch: int = 256, lr: float = 3e-3, seed: int = 0) -> NVPModel:
+def fit_lin_head(
+    model: NVPModel,
+    norm: Normalizer,
+    train_w,
+    val_w,
+    *,
+    steps: int = 2000,
+    batch: int = 256,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> NVPModel:
     """Fit the correction MLP over the linear forecast (`NVPModel.lin_mlp`) to what the frozen
     linear path leaves over, in units of `norm.res_std`: Adam with cosine decay on the Huber
     loss (delta 1; robust to the rare unforecastable jumps, e.g. the economiser switching on)
@@ -319,6 +393,7 @@ def fit_lin_head(model: NVPModel, norm: Normalizer, train_w, val_w, *, steps: in
             i = jax.random.randint(k, (batch,), 0, a.shape[0])
             u, st = opt.update(jax.grad(huber)(p, a[i], r[i]), st, p)
             return (optax.apply_updates(p, u), st), None
+
         (p, _), _ = jax.lax.scan(body, (p, opt.init(p)), jax.random.split(key, steps))
         return p
 
@@ -365,9 +440,10 @@ def _load_state(path, model, opt_state):
         raw = f.read()
     try:
         n = int.from_bytes(raw[:8], "little")
-        meta = json.loads(raw[8:8 + n])
+        meta = json.loads(raw[8 : 8 + n])
         model, opt_state, best = eqx.tree_deserialise_leaves(
-            io.BytesIO(raw[8 + n:]), (model, opt_state, model))
+            io.BytesIO(raw[8 + n :]), (model, opt_state, model)
+        )
     except Exception as e:
         raise ValueError(f"cannot resume from {path}: corrupt or mismatched state ({e})") from None
     return model, opt_state, best, meta
@@ -389,9 +465,15 @@ class _Progress:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
-            self._p = Progress(TextColumn("NVP train"), BarColumn(),
-                               TextColumn("{task.fields[msg]}"),
-                               TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+
+            self._p = Progress(
+                TextColumn("NVP train"),
+                BarColumn(),
+                TextColumn("{task.fields[msg]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self._p.__enter__()
             self._task = self._p.add_task("train", total=self.epochs * self.steps, msg="")
         return self

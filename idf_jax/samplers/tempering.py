@@ -93,9 +93,7 @@ def _check_temperatures(temperatures) -> np.ndarray:
     if not np.all(np.isfinite(t)) or np.any(t <= 0):
         raise ValueError(f"temperatures must be finite and > 0, got {t.tolist()}")
     if np.any(np.diff(t) <= 0):
-        raise ValueError(
-            f"temperatures must be strictly increasing (cold first), got {t.tolist()}"
-        )
+        raise ValueError(f"temperatures must be strictly increasing (cold first), got {t.tolist()}")
     return t
 
 

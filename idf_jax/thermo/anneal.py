@@ -244,8 +244,15 @@ def sample_equilibrium(
     eta_in = jnp.full((n,), float(step_size) if step_size is not None else -1.0, jnp.float32)
 
     config = (
-        n, num_steps, float(target_acceptance), float(adapt_rate), record_every,
-        prerelax_steps, relax_method, relax_steps, default_t,
+        n,
+        num_steps,
+        float(target_acceptance),
+        float(adapt_rate),
+        record_every,
+        prerelax_steps,
+        relax_method,
+        relax_steps,
+        default_t,
     )
     pipeline = _cached_pipeline(energy_fn, cs, project, config)
     ok, carry, trace_e, best_x, best_e, temps, raw, viol = pipeline(
@@ -314,7 +321,10 @@ def _cached_pipeline(energy_fn, cs, project, config):
     else:
         proj = project if project is not None else proj_c
     pipeline = _make_pipeline(
-        penalised, energy_fn, proj, *config,
+        penalised,
+        energy_fn,
+        proj,
+        *config,
         lambda x, e: _constraints.total_violation(cs, x, e),
     )
     if key is not None:

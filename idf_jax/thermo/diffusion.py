@@ -91,9 +91,7 @@ class VESDE(eqx.Module):
         check_positive("sigma_min", self.sigma_min)
         check_positive("sigma_max", self.sigma_max)
         if self.sigma_max <= self.sigma_min:
-            raise ValueError(
-                f"sigma_max ({self.sigma_max}) must be > sigma_min ({self.sigma_min})"
-            )
+            raise ValueError(f"sigma_max ({self.sigma_max}) must be > sigma_min ({self.sigma_min})")
 
     def sigma(self, t):
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
@@ -108,9 +106,7 @@ class VESDE(eqx.Module):
     def marginal(self, t):
         """(1, sqrt(sigma(t)^2 - s_min^2))."""
         s2 = self.sigma(t) ** 2 - self.sigma_min**2
-        return jnp.ones_like(jnp.asarray(t, jnp.result_type(float))), jnp.sqrt(
-            jnp.maximum(s2, 0.0)
-        )
+        return jnp.ones_like(jnp.asarray(t, jnp.result_type(float))), jnp.sqrt(jnp.maximum(s2, 0.0))
 
     def prior_sample(self, key, shape, dtype=jnp.float32):
         """x_1 ~ N(0, sigma_max^2 I) (data scale assumed << sigma_max)."""
@@ -375,8 +371,7 @@ def gaussian_mixture_score(
     sd = jnp.asarray(stds)
     if w.ndim != 1 or mu.ndim != 2 or sd.shape != w.shape or mu.shape[0] != w.shape[0]:
         raise ValueError(
-            f"weights (k,), means (k, d), stds (k,) expected; got {w.shape}, {mu.shape}, "
-            f"{sd.shape}"
+            f"weights (k,), means (k, d), stds (k,) expected; got {w.shape}, {mu.shape}, {sd.shape}"
         )
     logw = jnp.log(w / jnp.sum(w))
     d = mu.shape[1]

@@ -267,9 +267,7 @@ def annealed_importance_sampling(
             return (state.position, w), None
 
         keys = jax.random.split(key, lam.size - 1)
-        (x, w), _ = jax.lax.scan(
-            body, (x0, jnp.zeros((), dtype)), (lam_j[:-1], lam_j[1:], keys)
-        )
+        (x, w), _ = jax.lax.scan(body, (x0, jnp.zeros((), dtype)), (lam_j[:-1], lam_j[1:], keys))
         return x, w
 
     xs, work = jax.vmap(chain)(jax.random.split(key, n), x0_batch)

@@ -28,12 +28,41 @@ from capsules.molecular import (  # noqa: E402
 # diverse: small inorganics, linear centres, aromatics and heteroaromatics, 3/4/6-rings,
 # ions and zwitterion-like groups (1-4 scaled Coulomb), S, P, halogens, drug-like
 PARITY_SMILES = [
-    "O", "C", "N", "O=C=O", "C#N", "CC#N", "CC#C", "C=C", "CCO", "CC(=O)O",
-    "CC(C)=O", "CC(N)=O", "CNC(C)=O", "NC(N)=O", "c1ccccc1", "c1ccncc1", "Oc1ccccc1",
-    "Nc1ccccc1", "Clc1ccccc1", "c1ccsc1", "c1c[nH]cn1", "o1cccc1", "CS(C)=O",
-    "CC(=O)[O-]", "C[NH3+]", "C[N+](=O)[O-]", "C1CC1", "C1CCC1", "C1CCCCC1", "FC(F)F",
-    "OP(=O)(O)OC", "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "CC(=O)Oc1ccccc1C(=O)O",
-    "CC(=O)NC(C)C(=O)NC", "BrCCBr",
+    "O",
+    "C",
+    "N",
+    "O=C=O",
+    "C#N",
+    "CC#N",
+    "CC#C",
+    "C=C",
+    "CCO",
+    "CC(=O)O",
+    "CC(C)=O",
+    "CC(N)=O",
+    "CNC(C)=O",
+    "NC(N)=O",
+    "c1ccccc1",
+    "c1ccncc1",
+    "Oc1ccccc1",
+    "Nc1ccccc1",
+    "Clc1ccccc1",
+    "c1ccsc1",
+    "c1c[nH]cn1",
+    "o1cccc1",
+    "CS(C)=O",
+    "CC(=O)[O-]",
+    "C[NH3+]",
+    "C[N+](=O)[O-]",
+    "C1CC1",
+    "C1CCC1",
+    "C1CCCCC1",
+    "FC(F)F",
+    "OP(=O)(O)OC",
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "CC(=O)NC(C)C(=O)NC",
+    "BrCCBr",
 ]
 
 
@@ -59,9 +88,16 @@ def test_energy_and_gradient_equal_rdkit_over_35_molecules():
     with jax.enable_x64(True):
         batch = batch_parameters([mmff_parameters(m) for m in mols])
         X = pad_positions(batch, xs)
-        e, g = jax.jit(jax.vmap(jax.value_and_grad(
-            lambda a, x: mmff_energy_batch(batch._replace(arrays=jax.tree.map(
-                lambda v: v[None], a)), x[None])[0], argnums=1)))(batch.arrays, X)
+        e, g = jax.jit(
+            jax.vmap(
+                jax.value_and_grad(
+                    lambda a, x: mmff_energy_batch(
+                        batch._replace(arrays=jax.tree.map(lambda v: v[None], a)), x[None]
+                    )[0],
+                    argnums=1,
+                )
+            )
+        )(batch.arrays, X)
         e, g = np.asarray(e), np.asarray(g)  # leave no float64 jax arrays outside x64
     assert len(PARITY_SMILES) >= 20
     for s, m, x, ei, gi, n in zip(PARITY_SMILES, mols, xs, e, g, batch.num_atoms):
@@ -98,8 +134,9 @@ def test_minimised_conformers_reach_rdkit_optimised_energies():
     with jax.enable_x64(True):
         batch = batch_parameters([mmff_parameters(m) for m in mols])
         X = pad_positions(batch, xs)
-        res = relax(lambda X: jnp.sum(mmff_energy_batch(batch, X)), X[None], max_steps=3000,
-                    gtol=1e-6)
+        res = relax(
+            lambda X: jnp.sum(mmff_energy_batch(batch, X)), X[None], max_steps=3000, gtol=1e-6
+        )
         e = np.asarray(mmff_energy_batch(batch, res.position[0]))
         pos = np.asarray(res.position[0])
     for s, ei, er, m, n, xi in zip(smiles, e, e_rd, mols, batch.num_atoms, pos):

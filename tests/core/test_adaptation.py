@@ -41,9 +41,7 @@ def test_mala_default_target_and_factory_convention():
     # MALA on a Gaussian: acceptance depends on eta / sd_min^2; the smallest scale (0.1)
     # limits eta to O(sd_min^2 d^(-1/3)) ~ 1e-2, far below the wide directions' 100.
     x0 = jax.random.normal(jax.random.key(0), (32, 4)) * SD
-    res = idf.adapt_run(
-        lambda step_size: idf.mala(gaussian, step_size), jax.random.key(1), x0, 300
-    )
+    res = idf.adapt_run(lambda step_size: idf.mala(gaussian, step_size), jax.random.key(1), x0, 300)
     assert set(res.params) == {"step_size"}
     assert res.target_acceptance == pytest.approx(0.574)
     assert abs(float(res.acceptance_rate) - 0.574) < 0.1

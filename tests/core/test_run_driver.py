@@ -309,7 +309,9 @@ def test_two_processes_under_jax_distributed_match_one_process():
     res = subprocess.run(
         [sys.executable, os.path.join(ROOT, "experiments", "distributed_cpu.py")],
         env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"),
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "max |two-process - one-process| = 0" in res.stdout

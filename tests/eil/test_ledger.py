@@ -69,7 +69,8 @@ def test_detects_edit_with_recomputed_hash(ledger):
 
     conn = _raw(ledger.path)
     seq, kind, pid, created, prev = conn.execute(
-        "SELECT seq, kind, prediction_id, created, prev_hash FROM ledger WHERE seq = 5").fetchone()
+        "SELECT seq, kind, prediction_id, created, prev_hash FROM ledger WHERE seq = 5"
+    ).fetchone()
     payload = '{"energy":1.0,"i":4}'
     h = _record_hash(seq, kind, pid, payload, created, prev)
     conn.execute("UPDATE ledger SET payload = ?, hash = ? WHERE seq = 5", (payload, h))
@@ -79,8 +80,10 @@ def test_detects_edit_with_recomputed_hash(ledger):
 
 def test_detects_reorder(ledger):
     conn = _raw(ledger.path)
-    rows = conn.execute("SELECT seq, kind, prediction_id, payload, created, prev_hash, hash,"
-                        " signature FROM ledger WHERE seq IN (2, 3) ORDER BY seq").fetchall()
+    rows = conn.execute(
+        "SELECT seq, kind, prediction_id, payload, created, prev_hash, hash,"
+        " signature FROM ledger WHERE seq IN (2, 3) ORDER BY seq"
+    ).fetchall()
     conn.execute("DELETE FROM ledger WHERE seq IN (2, 3)")
     conn.execute("INSERT INTO ledger VALUES (2, ?, ?, ?, ?, ?, ?, ?)", rows[1][1:])
     conn.execute("INSERT INTO ledger VALUES (3, ?, ?, ?, ?, ?, ?, ?)", rows[0][1:])
@@ -157,10 +160,17 @@ WRITER = textwrap.dedent("""
 def test_writer_killed_mid_transaction_leaves_consistent_ledger(tmp_path):
     path = str(tmp_path / "crash.sqlite")
     Ledger(path, KEY).close()
-    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, path, KEY.decode()],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        JAX_PLATFORMS="cpu",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, path, KEY.decode()],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines = []
     deadline = time.time() + 120
     try:

@@ -32,27 +32,20 @@ def test_blueprint_example(capsys):
     eil = EILOptimizer()
 
     # Submit telemetry
-    eil.sense({
-        'source': 'datacenter-01',
-        'metrics': {'cpu': 0.85, 'power': 920, 'temp': 76}
-    })
+    eil.sense({"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}})
 
     # Request optimal action
-    action = eil.act(
-        goal='minimize_energy',
-        constraints={'uptime': 0.999}
-    )
+    action = eil.act(goal="minimize_energy", constraints={"uptime": 0.999})
 
     print(f"Optimal action: {action['type']}")
     print(f"Expected energy savings: {action['energy_savings']}")
 
     # Validate and mint proof
     proof_result = eil.prove(
-        prediction_id=action['prediction_id'],
-        actual_state={'energy': 3150.0, 'entropy': 149.2}
+        prediction_id=action["prediction_id"], actual_state={"energy": 3150.0, "entropy": 149.2}
     )
 
-    if proof_result['valid']:
+    if proof_result["valid"]:
         print(f"PFT minted: {proof_result['pft_amount']}")
     # --- end of example ---
     out = capsys.readouterr().out
@@ -60,8 +53,13 @@ def test_blueprint_example(capsys):
     # 3150 kJ is far from ~0.8 GJ predicted for a 920 kW hall over 15 min: no PFT
     assert proof_result["valid"] is False and proof_result["pft_amount"] == 0.0
     assert action["feasible"] and action["predicted_state"]["uptime"] >= 0.999
-    assert action["type"] in ("no_op", "cooling_setpoint", "power_capping", "server_on_off",
-                              "workload_migration")
+    assert action["type"] in (
+        "no_op",
+        "cooling_setpoint",
+        "power_capping",
+        "server_on_off",
+        "workload_migration",
+    )
     assert eil.verify_ledger()["ok"] and eil.verify_ledger()["count"] == 2
     tmp = os.path.dirname(eil.db_path)
     eil.close()
@@ -80,8 +78,11 @@ def test_prove_valid_formula_and_duplicate(eil):
     a = eil.act()
     pred = a["predicted_state"]
     n0 = len(eil.ledger)
-    actual = {"energy": pred["energy"] * 1.01, "entropy": pred["entropy"] * 0.99,
-              "temp": pred["temp"] + 1.0}
+    actual = {
+        "energy": pred["energy"] * 1.01,
+        "entropy": pred["entropy"] * 0.99,
+        "temp": pred["temp"] + 1.0,
+    }
     r = eil.prove(a["prediction_id"], actual)
     assert r["valid"] and not r["duplicate"]
     acc = 1 - abs(pred["energy"] - actual["energy"]) / actual["energy"]
@@ -113,13 +114,16 @@ def test_prove_invalid_outside_tolerance(eil):
     assert not r3["valid"]  # temperature off by 2 K > 1.5 K tolerance
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"entropy": 1.0}, "energy"),
-    ({"energy": "a lot"}, "number"),
-    ({"energy": math.nan}, "finite"),
-    ({"energy": 1.0, "mood": 3}, "unknown"),
-    ({"energy": -5.0}, "> 0"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"entropy": 1.0}, "energy"),
+        ({"energy": "a lot"}, "number"),
+        ({"energy": math.nan}, "finite"),
+        ({"energy": 1.0, "mood": 3}, "unknown"),
+        ({"energy": -5.0}, "> 0"),
+    ],
+)
 def test_prove_bad_input(eil, bad, match):
     eil.sense(READING)
     a = eil.act()
@@ -171,17 +175,26 @@ def test_vmapped_scores_equal_single_evaluations(eil):
     cands, types, params, irrev = eil._candidates(src, state, cur)
     w = jnp.asarray(GOALS["balanced"], jnp.float32)
     lim = jnp.asarray((0.999, 85.0, 1e9, 0.001), jnp.float32)
-    cost, viol, d_e, summ, base = _score_all(scorer, state, cur, cands, jnp.asarray(irrev),
-                                             jnp.float32(1.0), w, lim)
+    cost, viol, d_e, summ, base = _score_all(
+        scorer, state, cur, cands, jnp.asarray(irrev), jnp.float32(1.0), w, lim
+    )
     assert cost.shape == (len(types),) and set(types) == {
-        "no_op", "cooling_setpoint", "power_capping", "server_on_off", "workload_migration"}
+        "no_op",
+        "cooling_setpoint",
+        "power_capping",
+        "server_on_off",
+        "workload_migration",
+    }
     assert float(cost[0]) == pytest.approx(0.0, abs=1e-3)  # no_op against itself
     for i in (1, 5, 14, 20, 30):
         a = jax.tree.map(lambda x: x[i], cands)
         s = _summary(scorer, state, a, jnp.float32(1.0), jnp.float32(3.09))
         tk = float(state.t_out) + KELVIN
-        c = (float(w[0]) * float(s["e_h"] - base["e_h"]) / 3600
-             + float(w[1]) * tk * float(s["s_h"] - base["s_h"]) / 3600 + float(w[2]) * irrev[i])
+        c = (
+            float(w[0]) * float(s["e_h"] - base["e_h"]) / 3600
+            + float(w[1]) * tk * float(s["s_h"] - base["s_h"]) / 3600
+            + float(w[2]) * irrev[i]
+        )
         assert float(cost[i]) == pytest.approx(c, rel=1e-4, abs=1e-3)
 
 
@@ -213,12 +226,24 @@ def test_regime_from_sensed_history():
 
 # ---------------------------------------------------------------- the plant model
 def _plant():
-    m = PlantModel(num_racks=3, servers_per_rack=10, dt=300.0, heat_capacity_kj_per_k=500.0,
-                   ua_kw_per_k=0.5, row_conductance_kw_per_k=0.1, envelope_kw_per_k=0.02,
-                   cooling_capacity_kw=100.0, fan_kw=0.5)
+    m = PlantModel(
+        num_racks=3,
+        servers_per_rack=10,
+        dt=300.0,
+        heat_capacity_kj_per_k=500.0,
+        ua_kw_per_k=0.5,
+        row_conductance_kw_per_k=0.1,
+        envelope_kw_per_k=0.02,
+        cooling_capacity_kw=100.0,
+        fan_kw=0.5,
+    )
     s = PlantState(jnp.array([25.0, 27.0, 30.0]), jnp.float32(0.5), jnp.float32(30.0))
-    a = PlantAction(jnp.float32(20.0), jnp.float32(jnp.inf), jnp.array([10.0, 10.0, 10.0]),
-                    jnp.array([0.5, 0.3, 0.2]))
+    a = PlantAction(
+        jnp.float32(20.0),
+        jnp.float32(jnp.inf),
+        jnp.array([10.0, 10.0, 10.0]),
+        jnp.array([0.5, 0.3, 0.2]),
+    )
     return m, s, a
 
 
@@ -229,7 +254,7 @@ def test_plant_known_answers():
     assert float(cop(m, jnp.float32(10.0), jnp.float32(20.0))) == m.cop_free
     out = _predict(m, s, a)
     u = np.array([0.5 * 30 * 0.5 / 10, 0.5 * 30 * 0.3 / 10, 0.5 * 30 * 0.2 / 10])
-    p_rack = 10 * (m.p_idle_kw + (m.p_peak_kw - m.p_idle_kw) * (2 * u - u ** 1.4))
+    p_rack = 10 * (m.p_idle_kw + (m.p_peak_kw - m.p_idle_kw) * (2 * u - u**1.4))
     assert float(out["power_it"]) == pytest.approx(p_rack.sum(), rel=1e-5)
     T = np.array([25.0, 27.0, 30.0])
     q = m.ua_kw_per_k * (T - 20.0)
@@ -261,16 +286,22 @@ def test_nvp_predictor_drives_the_exogenous_forecast():
     nvp = pytest.importorskip("idf_jax.nvp")
     pred = nvp.NVPPredictor()
     e = EILOptimizer(predictor=pred)
-    hist = [{"cpu": 0.75, "power": 850, "temp": 72}, {"cpu": 0.78, "power": 865, "temp": 73},
-            {"cpu": 0.81, "power": 880, "temp": 74}]
+    hist = [
+        {"cpu": 0.75, "power": 850, "temp": 72},
+        {"cpu": 0.78, "power": 865, "temp": 73},
+        {"cpu": 0.81, "power": 880, "temp": 74},
+    ]
     for m in hist[: max(1, pred.min_history)]:
         e.sense({"source": "datacenter-01", "metrics": m})
     for m in hist:
         e.sense({"source": "datacenter-01", "metrics": m})
     a = e.act()
     assert a["forecast"]["method"] == "nvp"
-    expect = pred.predict_next(telemetry_history=[
-        {c: h.metrics[c] for c in pred.channels} for h in e.store.history("datacenter-01")])
+    expect = pred.predict_next(
+        telemetry_history=[
+            {c: h.metrics[c] for c in pred.channels} for h in e.store.history("datacenter-01")
+        ]
+    )
     assert a["forecast"]["demand"] == pytest.approx(min(max(expect["cpu"], 0), 1), rel=1e-5)
     assert e.ledger.get("prediction", a["prediction_id"]).payload["forecast_method"] == "nvp"
     e.close()

@@ -220,7 +220,8 @@ def test_target_mask_ignores_control_channels():
     a = pred(t)
     b = pred(t.at[:, 2].add(5.0))
     c = jax.jit(lambda t: loss_terms(model, phys, norm, y, mask, t, LossWeights())["pred"])(
-        t.at[:, 2].add(5.0))
+        t.at[:, 2].add(5.0)
+    )
     assert float(a) == pytest.approx(float(b)) and float(c) != pytest.approx(float(a))
 
 
@@ -250,7 +251,9 @@ def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, 
             yy, mm = carry
             mean, var = nvp.step(yy, mm, c)
             return (jnp.concatenate([yy[1:], mean[None]]), jnp.concatenate([mm[1:], mm[-1:]])), (
-                mean, var)
+                mean,
+                var,
+            )
 
         return jax.lax.scan(body, (y, mask), None, length=planner.horizon)[1]
 
@@ -264,8 +267,22 @@ def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, 
     wts, lim = np.asarray([1.0, 0.1, 1.0], f32), np.asarray([0.999, 32.0, 1e9, 0.001], f32)
     caps, irrev = np.full(3, np.inf, f32), np.zeros(3, f32)
     cost, viol, _, summ = planner.score(y, mask, ctrls, on, w, caps, irrev, env, wts, lim)
-    args = (y, mask, ctrls, on, w, caps, irrev, env, wts, lim, [-1, 0, -1], [0, 16, 0],
-            [1, 27, 1], [0, 0.5, 0])
+    args = (
+        y,
+        mask,
+        ctrls,
+        on,
+        w,
+        caps,
+        irrev,
+        env,
+        wts,
+        lim,
+        [-1, 0, -1],
+        [0, 16, 0],
+        [1, 27, 1],
+        [0, 0.5, 0],
+    )
     d = planner.decide(*args, steps=6)  # the same compilation as the refinement test's
     np.testing.assert_allclose(d["cost"], np.asarray(cost), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(d["viol"], np.asarray(viol), rtol=1e-5, atol=1e-6)
@@ -277,7 +294,8 @@ def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, 
         assert float(d["refined_cost"]) < float(cost[idx])
     else:  # the decision's summary is the scored candidate's
         assert float(d["first"]["energy"]) == pytest.approx(
-            float(summ["first"]["energy"][idx]), rel=1e-5)
+            float(summ["first"]["energy"][idx]), rel=1e-5
+        )
 
 
 def test_default_optimizer_plans_the_row_source_with_the_packaged_nvp(trace):
@@ -289,8 +307,9 @@ def test_default_optimizer_plans_the_row_source_with_the_packaged_nvp(trace):
             eil.sense(r)
         res = eil.act(constraints=CONSTRAINTS)
         assert res["forecast"]["scorer"] == "nvp" and res["forecast"]["method"] == "nvp-control"
-        eil.sense({"source": "datacenter-01", "metrics": {"cpu": 0.5, "power": 500.0,
-                                                          "temp": 60.0}})
+        eil.sense(
+            {"source": "datacenter-01", "metrics": {"cpu": 0.5, "power": 500.0, "temp": 60.0}}
+        )
         assert eil.act(source="datacenter-01")["forecast"]["scorer"] == "plant"
     other = row_source("row-2", sim.make_params(servers_per_rack=20))
     with EILOptimizer(sources=[row_source(), other], planner=None) as eil:

@@ -5,8 +5,12 @@ import pytest
 
 from idf_jax.eil.regime import default_penalty, detect_regime_shift, pelt, robust_sigma
 
-BLUEPRINT_KEYS = {"current_regime", "stability_score", "transition_probability",
-                  "next_likely_regime"}
+BLUEPRINT_KEYS = {
+    "current_regime",
+    "stability_score",
+    "transition_probability",
+    "next_likely_regime",
+}
 
 
 def _piecewise(rng, n, cps, levels, noise=1.0):
@@ -78,8 +82,10 @@ def test_stability_lower_for_volatile_series():
     rng = np.random.default_rng(7)
     calm = rng.normal(0, 1, 400)
     volatile = calm * np.repeat(np.tile([0.2, 5.0], 4), 50)
-    assert (detect_regime_shift(calm)["stability_score"]
-            > detect_regime_shift(volatile)["stability_score"])
+    assert (
+        detect_regime_shift(calm)["stability_score"]
+        > detect_regime_shift(volatile)["stability_score"]
+    )
 
 
 def test_single_regime_trend_direction():

@@ -17,12 +17,22 @@ def store(tmp_path):
 
 
 def test_energy_representation_and_history(store, tmp_path):
-    rec = store.append({"source": "dc", "metrics": {"cpu": 0.5, "power": 100.0, "temp": 40.0,
-                                                    "outside_temp": 27.0}})
+    rec = store.append(
+        {
+            "source": "dc",
+            "metrics": {"cpu": 0.5, "power": 100.0, "temp": 40.0, "outside_temp": 27.0},
+        }
+    )
     assert rec.energy == pytest.approx(100.0 * 60.0)  # kW * s = kJ
     assert rec.entropy == pytest.approx(6000.0 / (27.0 + KELVIN))
-    store.append({"source": "dc", "metrics": {"cpu": 0.6, "power": 110, "temp": 41},
-                  "interval_s": 30, "timestamp": 5.0})
+    store.append(
+        {
+            "source": "dc",
+            "metrics": {"cpu": 0.6, "power": 110, "temp": 41},
+            "interval_s": 30,
+            "timestamp": 5.0,
+        }
+    )
     h = store.history("dc")
     assert [r.metrics["cpu"] for r in h] == [0.5, 0.6]
     assert h[1].energy == pytest.approx(110 * 30)
@@ -38,8 +48,10 @@ def test_energy_representation_and_history(store, tmp_path):
 BAD = [
     ({"source": "nope", "metrics": {"cpu": 0.5, "power": 1, "temp": 20}}, "unknown source"),
     ({"source": "dc", "metrics": {"cpu": 0.5, "power": 1}}, "required"),
-    ({"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20, "volts": 3}},
-     "unknown channel"),
+    (
+        {"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20, "volts": 3}},
+        "unknown channel",
+    ),
     ({"source": "dc", "metrics": {"cpu": "high", "power": 1, "temp": 20}}, "number"),
     ({"source": "dc", "metrics": {"cpu": True, "power": 1, "temp": 20}}, "number"),
     ({"source": "dc", "metrics": {"cpu": math.nan, "power": 1, "temp": 20}}, "finite"),
@@ -47,12 +59,16 @@ BAD = [
     ({"source": "dc", "metrics": {"cpu": 85, "power": 1, "temp": 20}}, "plausible"),
     ({"source": "dc", "metrics": {"cpu": 0.5, "power": -3, "temp": 20}}, "plausible"),
     ({"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 900}}, "plausible"),
-    ({"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20}, "interval_s": 0},
-     "interval_s"),
+    (
+        {"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20}, "interval_s": 0},
+        "interval_s",
+    ),
     ({"source": "dc", "metrics": {}}, "non-empty"),
     ({"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20}, "extra": 1}, "unknown"),
-    ({"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20, "servers_on": 1e6}},
-     "exceeds"),
+    (
+        {"source": "dc", "metrics": {"cpu": 0.5, "power": 1, "temp": 20, "servers_on": 1e6}},
+        "exceeds",
+    ),
     ("not a dict", "dict"),
 ]
 
@@ -65,8 +81,9 @@ def test_bad_reading_rejected_and_nothing_stored(store, reading, match):
 
 
 def test_numpy_scalars_accepted(store):
-    rec = store.append({"source": "dc", "metrics": {"cpu": np.float32(0.25), "power": np.int64(7),
-                                                    "temp": 30.0}})
+    rec = store.append(
+        {"source": "dc", "metrics": {"cpu": np.float32(0.25), "power": np.int64(7), "temp": 30.0}}
+    )
     assert rec.metrics["power"] == 7.0
     with pytest.raises(ValueError, match="scalar"):
         store.append({"source": "dc", "metrics": {"cpu": np.ones(2), "power": 7, "temp": 3}})
@@ -84,18 +101,29 @@ def test_source_config_checks():
 
 def test_recent_history_from_memory_equals_the_database(store, tmp_path):
     for t in range(3):
-        store.append({"source": "dc", "timestamp": float(t),
-                      "metrics": {"cpu": 0.1 * t, "power": 100.0 + t, "temp": 40.0}})
+        store.append(
+            {
+                "source": "dc",
+                "timestamp": float(t),
+                "metrics": {"cpu": 0.1 * t, "power": 100.0 + t, "temp": 40.0},
+            }
+        )
     assert [r.timestamp for r in store.history("dc", limit=2)] == [1.0, 2.0]  # seeds the tail
     for t in range(3, 80):  # past the in-memory tail's length
-        store.append({"source": "dc", "timestamp": float(t),
-                      "metrics": {"cpu": 0.01 * t, "power": 100.0 + t, "temp": 40.0}})
+        store.append(
+            {
+                "source": "dc",
+                "timestamp": float(t),
+                "metrics": {"cpu": 0.01 * t, "power": 100.0 + t, "temp": 40.0},
+            }
+        )
     fresh = TelemetryStore(str(tmp_path / "t.sqlite"), store.sources)
     try:
         for limit in (1, 17, 64, 65, None):
             a, b = store.history("dc", limit=limit), fresh._query("dc", limit)
             assert [(r.timestamp, r.metrics, r.energy, r.entropy) for r in a] == [
-                (r.timestamp, r.metrics, r.energy, r.entropy) for r in b]
+                (r.timestamp, r.metrics, r.energy, r.entropy) for r in b
+            ]
         with pytest.raises(ValueError, match="positive"):
             store.history("dc", limit=0)
     finally:

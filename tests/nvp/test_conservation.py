@@ -8,8 +8,13 @@ import pytest
 from idf_jax.nvp import conservation
 
 CH = ("power", "cooling", "temp", "t_out")
-SPEC = dict(dt=10.0, storage={"temp": 50.0}, inflow={"power": 1.0}, outflow={"cooling": 1.0},
-            leaks=[dict(hot="temp", cold="t_out", g=0.5)])
+SPEC = dict(
+    dt=10.0,
+    storage={"temp": 50.0},
+    inflow={"power": 1.0},
+    outflow={"cooling": 1.0},
+    leaks=[dict(hot="temp", cold="t_out", g=0.5)],
+)
 
 
 def test_residual_known_answer():
@@ -38,8 +43,10 @@ def test_projection_satisfies_balance_and_is_conditioning():
     # direction has zero variance: alpha^T Sigma* alpha = 0
     a = bal.alpha
     va = np.asarray(var) * a
-    cov_post = np.einsum("bi,ij->bij", np.asarray(var), np.eye(4)) - np.einsum(
-        "bi,bj->bij", va, va) / (va @ a)[:, None, None]
+    cov_post = (
+        np.einsum("bi,ij->bij", np.asarray(var), np.eye(4))
+        - np.einsum("bi,bj->bij", va, va) / (va @ a)[:, None, None]
+    )
     np.testing.assert_allclose(np.einsum("i,bij,j->b", a, cov_post, a), 0.0, atol=1e-2)
 
 
@@ -47,8 +54,9 @@ def test_projection_equal_variance_is_euclidean():
     spec = dict(dt=1.0, storage={"temp": 1.0}, inflow={"power": 1.0}, outflow={}, leaks=[])
     bal = conservation.make_balance(spec, ("power", "temp"))
     # constraint: temp' - temp - power' = 0 with temp = 0 -> temp' = power'
-    mp, _ = conservation.project(bal, jnp.asarray([2.0, 0.0]), jnp.asarray([1.0, 1.0]),
-                                 jnp.asarray([0.0, 0.0]))
+    mp, _ = conservation.project(
+        bal, jnp.asarray([2.0, 0.0]), jnp.asarray([1.0, 1.0]), jnp.asarray([0.0, 0.0])
+    )
     np.testing.assert_allclose(np.asarray(mp), [1.0, 1.0], atol=1e-6)
 
 

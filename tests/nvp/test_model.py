@@ -37,13 +37,15 @@ def tiny(rack):
 def test_entropy_known_values():
     assert float(utilisation_entropy(jnp.asarray([0.5]))) == pytest.approx(np.log(2), rel=1e-5)
     assert float(utilisation_entropy(jnp.asarray([1.0, 1.0, 1.0, 1.0]))) == pytest.approx(
-        np.log(4), rel=1e-5)
+        np.log(4), rel=1e-5
+    )
 
 
 def test_forecast_shapes_and_balance(tiny, rack):
     cfg, phys, norm, model, (xs, ms, ts) = tiny
     fc = jax.jit(lambda y, m: forecast(model, phys.balance, norm, phys.util_idx, y, m))(
-        xs[0], ms[0])
+        xs[0], ms[0]
+    )
     assert fc.mean.shape == (3,) and fc.var.shape == (3,)
     assert np.all(np.asarray(fc.var) > 0)
     rel = conservation.relative_residual(phys.balance, np.asarray(fc.mean)[None], xs[0][-1:])
@@ -79,9 +81,13 @@ def test_loss_jit_vmap_grad(tiny):
 
 def test_entropy_and_helmholtz_terms_known_answers():
     names = ("cooling", "temp_0", "temp_1", "temp_2")
-    spec = dict(dt=1.0, storage={}, heat_flows=[dict(flow="cooling", hot=["temp_0"],
-                                                     cold_value=12.0, offset_k=273.15)],
-                layout=["temp_0", "temp_1", "temp_2"], helmholtz_lambda=0.0)
+    spec = dict(
+        dt=1.0,
+        storage={},
+        heat_flows=[dict(flow="cooling", hot=["temp_0"], cold_value=12.0, offset_k=273.15)],
+        layout=["temp_0", "temp_1", "temp_2"],
+        helmholtz_lambda=0.0,
+    )
     phys = loss.make_physics(spec, names)
     lap = loss.path_laplacian(3)
     np.testing.assert_allclose(lap, [[-1, 1, 0], [1, -2, 1], [0, 1, -1]])
@@ -130,11 +136,13 @@ def test_training_deterministic_resumable_checkpointed(tmp_path):
     part = train([tr], [va], cfg, spec, tc, checkpoint=p3, progress=False, stop_after=1)
     # same seed: identical first epoch
     assert [(h["train"], h["val"]) for h in part.history] == [
-        (h["train"], h["val"]) for h in r1.history[:1]]
+        (h["train"], h["val"]) for h in r1.history[:1]
+    ]
     # ... and resumed: identical, bit for bit, to the uninterrupted run
     r3 = train([tr], [va], cfg, spec, tc, checkpoint=p3, resume=True, progress=False)
     assert [(h["train"], h["val"]) for h in r3.history] == [
-        (h["train"], h["val"]) for h in r1.history]
+        (h["train"], h["val"]) for h in r1.history
+    ]
     assert all(np.array_equal(a, b) for a, b in zip(_leaves(r3.model), _leaves(r1.model)))
     # the best checkpoint is self-contained and loads back exactly
     model, cfg2, norm, spec2, header = checkpoint.load(p1)
@@ -157,9 +165,11 @@ def _with_heads(model, key):
     """The tiny model with random (non-zero) mean head and skip path, so every term counts."""
     k1, k2, k3 = jax.random.split(key, 3)
     rnd = lambda k, a: 0.1 * jax.random.normal(k, a.shape, a.dtype)
-    return eqx.tree_at(lambda m: (m.head_mu.weight, m.head_mu.bias, m.skip.weight), model,
-                       (rnd(k1, model.head_mu.weight), rnd(k2, model.head_mu.bias),
-                        rnd(k3, model.skip.weight)))
+    return eqx.tree_at(
+        lambda m: (m.head_mu.weight, m.head_mu.bias, m.skip.weight),
+        model,
+        (rnd(k1, model.head_mu.weight), rnd(k2, model.head_mu.bias), rnd(k3, model.skip.weight)),
+    )
 
 
 def test_residual_scale_heads_values_jit_vmap_grad(tiny):
@@ -170,14 +180,17 @@ def test_residual_scale_heads_values_jit_vmap_grad(tiny):
     norm_s = norm._replace(res_std=s)
     from idf_jax.nvp.model import embed_features
 
-    z, feats = embed_features(jnp.asarray(xs[3]), jnp.asarray(ms[3]), norm, phys.balance,
-                              phys.util_idx)
+    z, feats = embed_features(
+        jnp.asarray(xs[3]), jnp.asarray(ms[3]), norm, phys.balance, phys.util_idx
+    )
     mu1, lv1 = model(feats, z, jnp.asarray(ms[3]))
     mus, lvs = jax.jit(lambda m, f, zz, mk: m(f, zz, mk, jnp.asarray(s, jnp.float32)))(
-        model, feats, z, jnp.asarray(ms[3]))
+        model, feats, z, jnp.asarray(ms[3])
+    )
     head = model.head_mu(model.ln_f(_last_hidden(model, feats, ms[3])))
-    np.testing.assert_allclose(np.asarray(mus), np.asarray(mu1 - head + s * head), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(mus), np.asarray(mu1 - head + s * head), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(np.asarray(lvs), np.asarray(lv1) + 2 * np.log(s), rtol=1e-5)
     # vmap over windows equals a loop; the projected forecast still meets the balance
     fn = lambda y, m: forecast(model, phys.balance, norm_s, phys.util_idx, y, m).mean
@@ -192,8 +205,11 @@ def test_residual_scale_heads_values_jit_vmap_grad(tiny):
     assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
     assert float(jnp.abs(grads.head_mu.weight).max()) > 0
     # frozen skip path in physical units is untouched by s: zero heads give the same mean
-    zero = eqx.tree_at(lambda m: (m.head_mu.weight, m.head_mu.bias), model,
-                       (jnp.zeros_like(model.head_mu.weight), jnp.zeros_like(model.head_mu.bias)))
+    zero = eqx.tree_at(
+        lambda m: (m.head_mu.weight, m.head_mu.bias),
+        model,
+        (jnp.zeros_like(model.head_mu.weight), jnp.zeros_like(model.head_mu.bias)),
+    )
     a = forecast(zero, phys.balance, norm_s, phys.util_idx, xs[2], ms[2]).mean_raw
     b = forecast(zero, phys.balance, norm, phys.util_idx, xs[2], ms[2]).mean_raw
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
@@ -218,8 +234,9 @@ def test_residual_scale_loss_units(tiny):
     model = _with_heads(model, jax.random.key(6))
     s = np.array([0.5, 0.25, 2.0])
     got = loss.loss_terms(model, phys, norm._replace(res_std=s), xs, ms, ts)["pred"]
-    fc = jax.vmap(lambda y, m: forecast(model, phys.balance, norm._replace(res_std=s),
-                                        phys.util_idx, y, m))(xs, ms)
+    fc = jax.vmap(
+        lambda y, m: forecast(model, phys.balance, norm._replace(res_std=s), phys.util_idx, y, m)
+    )(xs, ms)
     unit = norm.std * s
     v = np.maximum(np.asarray(fc.var, np.float64) / unit**2, 1e-6)
     e2 = ((ts - np.asarray(fc.mean, np.float64)) / unit) ** 2
@@ -266,8 +283,9 @@ def test_lin_head_zero_init_values_jit_vmap_grad_checkpoint(tiny, tmp_path):
     assert model.lin_mlp is None and m_l.lin_mlp is not None
     norm_s = norm._replace(res_std=np.array([0.5, 0.25, 2.0]))
     fn = lambda m, y, k: forecast(m, phys.balance, norm_s, phys.util_idx, y, k).mean
-    np.testing.assert_allclose(np.asarray(fn(m_l, xs[4], ms[4])),
-                               np.asarray(fn(model, xs[4], ms[4])), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(fn(m_l, xs[4], ms[4])), np.asarray(fn(model, xs[4], ms[4])), rtol=1e-6
+    )
     # a non-zero last layer: mean moves by exactly s * std * MLP(lin) before projection
     last = m_l.lin_mlp.layers[-1]
     m_l = eqx.tree_at(lambda m: m.lin_mlp.layers[-1].bias, m_l, jnp.asarray([0.1, -0.2, 0.3]))
@@ -277,15 +295,19 @@ def test_lin_head_zero_init_values_jit_vmap_grad_checkpoint(tiny, tmp_path):
     z, f = embed_features(y, k, norm_s, phys.balance, phys.util_idx)
     mu0, _ = model(f, z, k, jnp.asarray(norm_s.res_std, jnp.float32))
     mu1, _ = m_l(f, z, k, jnp.asarray(norm_s.res_std, jnp.float32))
-    np.testing.assert_allclose(np.asarray(mu1 - mu0), norm_s.res_std * [0.1, -0.2, 0.3],
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(mu1 - mu0), norm_s.res_std * [0.1, -0.2, 0.3], rtol=1e-4, atol=1e-6
+    )
     vm = jax.jit(jax.vmap(lambda y, k: fn(m_l, y, k)))(xs[:4], ms[:4])
     np.testing.assert_allclose(np.asarray(vm[3]), np.asarray(fn(m_l, xs[3], ms[3])), rtol=1e-5)
     g = eqx.filter_jit(eqx.filter_grad(loss.loss_fn))(m_l, phys, norm_s, xs, ms, ts)
     assert np.all(np.isfinite(np.asarray(g.lin_mlp.layers[0].weight)))
     assert float(jnp.abs(g.lin_mlp.layers[-1].weight).max()) > 0
-    m_g = eqx.tree_at(lambda m: m.lin_mlp.layers[-1].weight, m_l,
-                      0.1 * jax.random.normal(jax.random.key(2), last.weight.shape))
+    m_g = eqx.tree_at(
+        lambda m: m.lin_mlp.layers[-1].weight,
+        m_l,
+        0.1 * jax.random.normal(jax.random.key(2), last.weight.shape),
+    )
     g = eqx.filter_jit(eqx.filter_grad(loss.loss_fn))(m_g, phys, norm_s, xs, ms, ts)
     assert float(jnp.abs(g.lin_mlp.layers[0].weight).max()) > 0  # flows through the MLP
     assert last.weight.shape == (3, 16)
@@ -296,8 +318,10 @@ def test_lin_head_zero_init_values_jit_vmap_grad_checkpoint(tiny, tmp_path):
     np.testing.assert_allclose(norm2.res_std, norm_s.res_std)
     assert all(np.array_equal(a, b) for a, b in zip(_leaves(back), _leaves(m_l)))
     # an older checkpoint (no lin_head in its config JSON) loads as lin_head = 0
-    assert NVPConfig.from_json({k: v for k, v in cfg.to_json().items()
-                                if k != "lin_head"}).lin_head == 0
+    assert (
+        NVPConfig.from_json({k: v for k, v in cfg.to_json().items() if k != "lin_head"}).lin_head
+        == 0
+    )
 
 
 def test_short_history_edge_padded_for_linear_path(tiny):
@@ -309,14 +333,19 @@ def test_short_history_edge_padded_for_linear_path(tiny):
     y = jnp.asarray(xs[20])
     short = jnp.asarray(np.arange(W) >= W - 3)
     z, f = embed_features(y, short, norm, phys.balance, phys.util_idx)
-    zero_h = eqx.tree_at(lambda m: (m.head_mu.weight, m.head_mu.bias), model,
-                         (jnp.zeros_like(model.head_mu.weight),
-                          jnp.zeros_like(model.head_mu.bias)))
+    zero_h = eqx.tree_at(
+        lambda m: (m.head_mu.weight, m.head_mu.bias),
+        model,
+        (jnp.zeros_like(model.head_mu.weight), jnp.zeros_like(model.head_mu.bias)),
+    )
     mu, _ = zero_h(f, z, short)
     z_full = np.asarray(z).copy()
     z_full[: W - 3] = z_full[W - 3]
-    want = z_full[-1] + np.asarray(model.skip.weight) @ z_full.reshape(-1) + np.asarray(
-        model.skip.bias)
+    want = (
+        z_full[-1]
+        + np.asarray(model.skip.weight) @ z_full.reshape(-1)
+        + np.asarray(model.skip.bias)
+    )
     np.testing.assert_allclose(np.asarray(mu), want, rtol=1e-5, atol=1e-6)
 
 
@@ -332,8 +361,9 @@ def test_fit_lin_head_learns_nonlinear_channel():
         b[t] = 0.8 * b[t - 1] + 0.6 * rng.normal()
     a = np.concatenate([[0.0], b[:-1] ** 2])
     x = np.stack([a, b], axis=1)
-    cfg = NVPConfig(channels=("a", "b"), window=w, d_model=8, num_heads=2, num_layers=1,
-                    lin_head=16)
+    cfg = NVPConfig(
+        channels=("a", "b"), window=w, d_model=8, num_heads=2, num_layers=1, lin_head=16
+    )
     norm = fit_normalizer([x[:2000]], conservation.make_balance(None, cfg.channels))
     tr = data.windows(x[:2000], w, min_history=w)
     va = data.windows(x[2000:], w, min_history=w)
@@ -343,9 +373,9 @@ def test_fit_lin_head_learns_nonlinear_channel():
     fitted = fit_lin_head(model, norm, tr, va, steps=600, seed=0)
     again = fit_lin_head(model, norm, tr, va, steps=600, seed=0)
     assert all(np.array_equal(p, q) for p, q in zip(_leaves(fitted), _leaves(again)))  # seeded
-    f = lambda m: jax.vmap(lambda y, k: forecast(m, conservation.make_balance(None, cfg.channels),
-                                                 norm, (), y, k).mean)(
-        va[0].astype(np.float32), va[1])
+    f = lambda m: jax.vmap(
+        lambda y, k: forecast(m, conservation.make_balance(None, cfg.channels), norm, (), y, k).mean
+    )(va[0].astype(np.float32), va[1])
     err_lin = np.abs(np.asarray(f(model))[:, 0] - va[2][:, 0]).mean()
     err_fit = np.abs(np.asarray(f(fitted))[:, 0] - va[2][:, 0]).mean()
     assert err_fit < 0.5 * err_lin
@@ -356,8 +386,10 @@ def test_prefix_cache_extend_equals_full_forward(tiny):
     full forward's outputs, with padding, under jit and vmap, and the same gradient."""
     keep = W - 3
     cfg, phys, norm, _, (xs, ms, _) = tiny
-    model = NVPModel(NVPConfig(channels=cfg.channels, window=W, d_model=8, num_heads=2,
-                               num_layers=2), key=jax.random.key(7))
+    model = NVPModel(
+        NVPConfig(channels=cfg.channels, window=W, d_model=8, num_heads=2, num_layers=2),
+        key=jax.random.key(7),
+    )
     model = jax.tree.map(lambda x: x + 0.1 if eqx.is_inexact_array(x) else x, model)  # heads != 0
     feats_of = lambda y, m: nvp_model.embed_features(y, m, norm, phys.balance, phys.util_idx)
 

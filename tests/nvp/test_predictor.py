@@ -52,7 +52,7 @@ def test_pad_and_mask_every_length(nvp):
     assert all(o["energy_valid"] for o in outs)
     # longer than the window: only the last `window` steps matter
     a = nvp.predict_next(hist)
-    b = nvp.predict_next(hist[-nvp.window:])
+    b = nvp.predict_next(hist[-nvp.window :])
     assert a["power"] == b["power"]
 
 
@@ -77,16 +77,19 @@ def test_batch_stream_cache_agree(nvp):
     assert arr["mean"][1] == pytest.approx(r["power"], rel=1e-6)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ([{"cpu": 0.7, "power": 850}] * 3, "missing \\['temp'\\]"),
-    ([{"cpu": 0.7, "power": 850, "temp": 72, "fan": 1}] * 3, "unexpected \\['fan'\\]"),
-    ([{"cpu": "high", "power": 850, "temp": 72}] * 3, "not a number"),
-    ([{"cpu": float("nan"), "power": 850, "temp": 72}] * 3, "not finite"),
-    ([{"cpu": 0.7, "power": float("inf"), "temp": 72}] * 3, "not finite"),
-    ([{"cpu": 0.7, "power": 850, "temp": 72}], "at least 2"),
-    ([], "empty"),
-    ({"cpu": 0.7, "power": 850, "temp": 72}, "list of dicts"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ([{"cpu": 0.7, "power": 850}] * 3, "missing \\['temp'\\]"),
+        ([{"cpu": 0.7, "power": 850, "temp": 72, "fan": 1}] * 3, "unexpected \\['fan'\\]"),
+        ([{"cpu": "high", "power": 850, "temp": 72}] * 3, "not a number"),
+        ([{"cpu": float("nan"), "power": 850, "temp": 72}] * 3, "not finite"),
+        ([{"cpu": 0.7, "power": float("inf"), "temp": 72}] * 3, "not finite"),
+        ([{"cpu": 0.7, "power": 850, "temp": 72}], "at least 2"),
+        ([], "empty"),
+        ({"cpu": 0.7, "power": 850, "temp": 72}, "list of dicts"),
+    ],
+)
 def test_bad_input(nvp, bad, match):
     with pytest.raises(ValueError, match=match):
         nvp.predict_next(telemetry_history=bad)

@@ -250,8 +250,9 @@ HISTORY = [
 def nvp_client():
     nvp = pytest.importorskip("idf_jax.nvp")
     # batches of up to 16 (16 client threads below): five warm-up compilations, not seven
-    cfg = ServiceConfig(api_keys=(API_KEY,), nvp_model_path="default", batch_max_wait_ms=50.0,
-                        batch_max_size=16)
+    cfg = ServiceConfig(
+        api_keys=(API_KEY,), nvp_model_path="default", batch_max_wait_ms=50.0, batch_max_size=16
+    )
     with TestClient(create_app(cfg)) as c:
         yield c, nvp.NVPPredictor()
 

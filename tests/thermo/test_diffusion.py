@@ -125,8 +125,11 @@ def test_dsm_loss_energy_network_minimised_at_true_variance():
     values = [float(loss(th)) for th in (1.0, 4.0, 16.0)]
     assert values[1] < values[0] and values[1] < values[2], values
     grads = [
-        float(eqx.filter_grad(lambda m: D.dsm_loss(sde, D.EnergyScore(m), x0, key))(
-            _QuadEnergy(jnp.log(th))).log_theta)
+        float(
+            eqx.filter_grad(lambda m: D.dsm_loss(sde, D.EnergyScore(m), x0, key))(
+                _QuadEnergy(jnp.log(th))
+            ).log_theta
+        )
         for th in (2.0, 8.0)
     ]
     assert grads[0] < 0 < grads[1], grads  # descent moves theta toward 4 from both sides

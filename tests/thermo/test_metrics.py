@@ -91,8 +91,14 @@ def test_free_energy_difference_between_two_gaussians():
 
     # AIS with MALA transitions along the linear path (Jarzynski over the AIS work).
     res = thermo.annealed_importance_sampling(
-        u0, u1, jax.random.key(2), x0[:512], jnp.linspace(0.0, 1.0, 51),
-        lambda e: idf.mala(e, 0.2, t), temperature=t, num_mcmc_steps=2,
+        u0,
+        u1,
+        jax.random.key(2),
+        x0[:512],
+        jnp.linspace(0.0, 1.0, 51),
+        lambda e: idf.mala(e, 0.2, t),
+        temperature=t,
+        num_mcmc_steps=2,
     )
     se = float(jnp.std(jnp.exp(res.log_weights - res.log_z_ratio))) / np.sqrt(512)
     assert abs(float(res.delta_f) - exact) < max(5 * se, 0.02), (float(res.delta_f), exact, se)
@@ -185,8 +191,6 @@ def _ising_ln_z_exact(t):
     return np.log(np.sum(np.exp(-(e - e.min()) / t))) - e.min() / t, e
 
 
-
-
 def metropolis_spin_flip(energy_fn, temperature):
     """Single-spin-flip Metropolis on float spins +-1 (a Sampler; L*L flips per step)."""
     from typing import NamedTuple
@@ -224,8 +228,13 @@ def test_ising_4x4_ln_z_by_ais_matches_enumeration():
     n = 512
     x0 = jnp.where(jax.random.bernoulli(jax.random.key(0), 0.5, (n, L * L)), 1.0, -1.0)
     res = thermo.annealed_importance_sampling(
-        lambda s: jnp.zeros((), s.dtype), ising_energy, jax.random.key(1), x0,
-        jnp.linspace(0.0, 1.0, 41), lambda e: metropolis_spin_flip(e, t), temperature=t,
+        lambda s: jnp.zeros((), s.dtype),
+        ising_energy,
+        jax.random.key(1),
+        x0,
+        jnp.linspace(0.0, 1.0, 41),
+        lambda e: metropolis_spin_flip(e, t),
+        temperature=t,
     )
     est = L * L * np.log(2.0) + float(res.log_z_ratio)
     w = np.exp(np.asarray(res.log_weights - res.log_z_ratio))

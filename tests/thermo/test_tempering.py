@@ -141,8 +141,12 @@ def test_vmap_and_grad_through_replica_exchange():
 
 @pytest.mark.parametrize(
     "temps, msg",
-    [([1.0], "at least 2"), ([1.0, 0.5], "increasing"), ([1.0, -2.0], "> 0"),
-     ([[1.0, 2.0]], "1-D")],
+    [
+        ([1.0], "at least 2"),
+        ([1.0, 0.5], "increasing"),
+        ([1.0, -2.0], "> 0"),
+        ([[1.0, 2.0]], "1-D"),
+    ],
 )
 def test_bad_ladders_raise(temps, msg):
     with pytest.raises(ValueError, match=msg):
@@ -151,5 +155,6 @@ def test_bad_ladders_raise(temps, msg):
 
 def test_bad_scheme_raises():
     with pytest.raises(ValueError, match="scheme"):
-        idf.replica_exchange(lambda t: idf.ula(lambda x: jnp.sum(x**2), 0.1, t), [1.0, 2.0],
-                             scheme="random")
+        idf.replica_exchange(
+            lambda t: idf.ula(lambda x: jnp.sum(x**2), 0.1, t), [1.0, 2.0], scheme="random"
+        )

@@ -43,8 +43,7 @@ def _scripted_sampler(values):
 def test_elf_counts_every_trajectory_and_is_exact_at_edges():
     # 10 values per cycle; 4 below 0.01 in magnitude (0.0099 is 1% below the edge).
     vals = [0.0, 1e-12, -0.005, 0.0099, 0.0101, -0.02, 0.5, 3.0, -1e5, 0.011]
-    trace = idf.sample(_scripted_sampler(vals), jax.random.key(0), jnp.zeros((3, 1)), 100,
-                       thin=10)
+    trace = idf.sample(_scripted_sampler(vals), jax.random.key(0), jnp.zeros((3, 1)), 100, thin=10)
     assert trace.positions.shape == (3, 10, 1)  # only 10 draws recorded ...
     assert int(trace.stats["num_trajectories"][0]) == 100  # ... but 100 trajectories counted
     np.testing.assert_allclose(float(validate.energy_law_fidelity(trace, 0.01)), 0.4)
@@ -104,8 +103,11 @@ def lj13_minimum():
     f = lambda y: float(lj_energy(jnp.asarray(y.reshape(13, 3), jnp.float32)))
     g = jax.grad(lambda y: lj_energy(y.reshape(13, 3)))
     res = scipy.optimize.minimize(
-        f, x.ravel(), jac=lambda y: np.asarray(g(jnp.asarray(y, jnp.float32)), np.float64),
-        method="L-BFGS-B", options=dict(gtol=1e-8),
+        f,
+        x.ravel(),
+        jac=lambda y: np.asarray(g(jnp.asarray(y, jnp.float32)), np.float64),
+        method="L-BFGS-B",
+        options=dict(gtol=1e-8),
     )
     return res.x.reshape(13, 3).astype(np.float32), res.fun
 
@@ -124,8 +126,7 @@ def test_elf_above_999_on_lj13():
     dt = 0.002
     assert omega_max * dt < 0.06
     x0 = jnp.broadcast_to(jnp.asarray(x_min), (8, 13, 3))
-    trace = idf.sample(idf.hmc(lj_energy, dt, 100, temperature=0.05), jax.random.key(0), x0,
-                       100)
+    trace = idf.sample(idf.hmc(lj_energy, dt, 100, temperature=0.05), jax.random.key(0), x0, 100)
     assert not bool(trace.stats["diverged"].any())
     elf = float(validate.energy_law_fidelity(trace, 0.01))
     assert elf > 0.999, elf
