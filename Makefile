@@ -22,8 +22,12 @@ test: $(BIN)/.installed-$(EXTRAS)
 test-slow: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/python -m pytest -q -m slow
 
+# Format, lint, architecture contracts (import-linter) and types (pyright, basic mode).
 lint: $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/pyright
 
 bench: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/python benchmarks/bench_samplers.py
