@@ -15,12 +15,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import ArgumentError, as_key, is_traced, nonnegative_int
 from .._progress import Progress as _Progress
 from ..samplers._base import Sampler, check_positive_int
 from ._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoint
@@ -40,25 +42,33 @@ class Trace(NamedTuple):
     """The result of `sample`.
 
     positions: PyTree like one state's position, leaves shaped (chains, draws, ...).
-    energies: (chains, draws) energies E(x) of the recorded draws.
+        Draws of a frozen chain (its state was non-finite, e.g. a NaN start) are NaN.
+    energies: (chains, draws) energies E(x) of the recorded draws (NaN when frozen).
     stats: per-chain summaries, each shaped (chains, ...): the mean over kept steps of
-        every field of the sampler's info (e.g. `acceptance_rate`), `diverged` (bool: the
-        chain hit a non-finite energy or gradient and was frozen), `num_divergent`, and
-        for Hamiltonian samplers `mean_abs_energy_error`, `max_abs_energy_error` and
+        every field of the sampler's info (e.g. `acceptance_rate`); `frozen` (bool: the
+        chain's own state is non-finite, so it was never updated and is left out of
+        `idf.summary`; `diverged` is the same flag under its old name);
+        `num_divergent` (divergent proposals: NaN energy, non-finite gradient, or
+        |dH| / T > 1000 for HMC; each was rejected and the chain went on); and for
+        Hamiltonian samplers `mean_abs_energy_error`, `max_abs_energy_error` and
         `energy_error_hist` (counts of |dH| over every trajectory, not only the draws).
     final_state: the sampler state of every chain after the last step.
+    divergences: (chains, draws) bool: a divergent proposal happened in the `thin`
+        steps that led to the draw (ArviZ's `diverging`).
     """
 
     positions: PyTree
     energies: Float[Array, "chains draws"]
     stats: dict[str, Array]
     final_state: PyTree
+    divergences: Array | None = None
 
 
 class _Carry(NamedTuple):
     state: PyTree
-    frozen: Array  # (chains,) bool: diverged, no longer updated
-    num_divergent: Array  # (chains,) int32, over all steps
+    frozen: Array  # (chains,) bool: the chain's own state is non-finite; never updated
+    num_divergent: Array  # (chains,) int32, divergent (rejected) proposals over all steps
+    div_since: Array  # (chains,) bool, a divergence since the last recorded draw
     active_steps: Array  # (chains,) int32, kept steps counted into sums
     sums: PyTree  # info-shaped float sums over kept, non-frozen steps
     hist: Array  # (chains, bins) int32, |dH| histogram (empty when no energy_error)
@@ -66,153 +76,216 @@ class _Carry(NamedTuple):
     ee_abs_max: Array  # (chains,) max |dH|
     positions: PyTree  # (chains, draws, ...)
     energies: Array  # (chains, draws, ...)
+    divergences: Array  # (chains, draws) bool
 
 
 # --------------------------------------------------------------------------- checks
 
 
-def _check_args(x0_batch, num_steps, thin, burn_in):
+def _check_args(sampler, x0_batch, num_steps, thin, burn_in):
+    if not isinstance(sampler, Sampler):
+        raise ArgumentError(
+            "sampler",
+            f"sampler must be an idf Sampler (idf.mala(...), idf.hmc(...), ...), got "
+            f"{type(sampler).__name__}",
+        )
     num_steps = check_positive_int("num_steps", num_steps)
     thin = check_positive_int("thin", thin)
-    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
-        raise ValueError(f"burn_in must be an integer >= 0, got {burn_in!r}")
+    burn_in = nonnegative_int("burn_in", burn_in)
     if burn_in >= num_steps:
-        raise ValueError(f"burn_in ({burn_in}) must be smaller than num_steps ({num_steps})")
+        raise ArgumentError(
+            "burn_in", f"burn_in ({burn_in}) must be smaller than num_steps ({num_steps})"
+        )
     kept = num_steps - burn_in
     if kept % thin:
-        raise ValueError(f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}")
+        raise ArgumentError(
+            "thin", f"thin ({thin}) must divide the kept steps num_steps - burn_in = {kept}"
+        )
     leaves = jax.tree.leaves(x0_batch)
     if not leaves:
-        raise ValueError("x0_batch is empty: give a PyTree of arrays with a leading chain axis")
+        raise ArgumentError(
+            "x0_batch", "x0_batch is empty: give a PyTree of arrays with a leading chain axis"
+        )
     shapes = [jnp.shape(l) for l in leaves]
     if any(len(s) == 0 for s in shapes):
-        raise ValueError(f"x0_batch leaves need a leading chain axis, got shapes {shapes}")
+        raise ArgumentError(
+            "x0_batch", f"x0_batch leaves need a leading chain axis, got shapes {shapes}"
+        )
     n = shapes[0][0]
     if any(s[0] != n for s in shapes):
-        raise ValueError(
-            f"x0_batch leaves disagree on the number of chains (leading axis): {shapes}"
+        raise ArgumentError(
+            "x0_batch",
+            f"x0_batch leaves disagree on the number of chains (leading axis): {shapes}",
         )
     if n < 1:
-        raise ValueError("x0_batch has zero chains")
+        raise ArgumentError("x0_batch", "x0_batch has zero chains")
+    gradient_based = hasattr(sampler, "energy_fn")
     for l in leaves:
         dt = jnp.result_type(l)
         if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
-            raise ValueError(f"x0_batch leaves must be numeric arrays, got dtype {dt}")
-    return num_steps, thin, int(burn_in), int(n)
-
-
-def _as_key(key):
-    if isinstance(key, (int, np.integer)):
-        raise ValueError("key must be a JAX PRNG key (jax.random.key(seed)), got an int")
-    return key
+            raise ArgumentError("x0_batch", f"x0_batch leaves must be numeric arrays, got {dt}")
+        if gradient_based and not jnp.issubdtype(dt, jnp.floating):
+            raise ArgumentError(
+                "x0_batch",
+                f"x0_batch has integer positions ({dt}) but {type(sampler).__name__} moves "
+                "along gradients: give float positions (x0_batch.astype(float)); integer "
+                "spins are sampled with idf.block_gibbs",
+            )
+    if gradient_based and len(leaves) == 1 and len(shapes[0]) == 1:
+        raise ArgumentError(
+            "x0_batch",
+            f"x0_batch has shape {shapes[0]}: the leading axis is the chain axis, so this "
+            "is one scalar per chain. For chains of d-dimensional states give shape "
+            f"(chains, d); for scalar states make it explicit with shape ({n}, 1)",
+        )
+    return num_steps, thin, burn_in, int(n)
 
 
 # --------------------------------------------------------------------------- one step
 
 
-def _make_step(sampler: Sampler, has_energy_error: bool):
-    """One transition of every (local) chain at global step index `i`."""
+def _state_ok(state) -> jax.Array:
+    """(chains,) True where a chain's own state is usable: energy not NaN or -inf and the
+    position finite (E = +inf, a hard wall, is a state the chain can leave)."""
+    e = state.energy
+    e = jnp.reshape(e, (e.shape[0], -1))
+    ok = ~jnp.any(jnp.isnan(e) | (e == -jnp.inf), axis=1)
+    for leaf in jax.tree.leaves(state.position):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            ok = ok & jnp.all(jnp.isfinite(jnp.reshape(leaf, (leaf.shape[0], -1))), axis=1)
+    return ok
 
-    def step(chain_keys, carry: _Carry, i, counting):
-        keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
-        new_state, info = jax.vmap(sampler.step)(keys, carry.state)
-        diverged = getattr(info, "diverged", None)
-        if diverged is None:
-            diverged = ~jnp.isfinite(new_state.energy)
-        diverged = jnp.reshape(diverged, (diverged.shape[0], -1)).any(axis=1)
-        frozen = carry.frozen
-        state = jax.tree.map(
-            lambda old, new: jnp.where(_bcast(frozen, old), old, new), carry.state, new_state
-        )
-        active = ~frozen & counting
-        sums = jax.tree.map(
-            lambda s, v: s + jnp.where(_bcast(active, v), v.astype(jnp.float32), 0.0),
-            carry.sums,
-            info,
-        )
-        hist = carry.hist
-        if has_energy_error:
-            abs_de = jnp.abs(info.energy_error).astype(jnp.float32)
-            idx = _hist_index(abs_de)
-            hist = hist + (jax.nn.one_hot(idx, _NUM_BINS, dtype=jnp.int32) * active[:, None])
-            ee_sum = carry.ee_abs_sum + jnp.where(active, abs_de, 0.0)
-            ee_max = jnp.maximum(carry.ee_abs_max, jnp.where(active, abs_de, 0.0))
-        else:
-            ee_sum, ee_max = carry.ee_abs_sum, carry.ee_abs_max
-        return carry._replace(
-            state=state,
-            frozen=frozen | diverged,
-            num_divergent=carry.num_divergent + (diverged & ~frozen).astype(jnp.int32),
-            active_steps=carry.active_steps + active.astype(jnp.int32),
-            sums=sums,
-            hist=hist,
-            ee_abs_sum=ee_sum,
-            ee_abs_max=ee_max,
-        )
 
-    return step
+def _step(sampler: Sampler, has_energy_error: bool, chain_keys, carry: _Carry, i, counting):
+    """One transition of every (local) chain at global step index `i`.
+
+    A divergent proposal is a rejection (the samplers keep the old state) and is counted;
+    only a chain whose own state is non-finite is frozen.
+    """
+    keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
+    new_state, info = jax.vmap(sampler.step)(keys, carry.state)
+    diverged = getattr(info, "diverged", None)
+    if diverged is None:
+        diverged = ~jnp.isfinite(new_state.energy)
+    diverged = jnp.reshape(diverged, (diverged.shape[0], -1)).any(axis=1)
+    frozen = carry.frozen | ~_state_ok(new_state)
+    state = jax.tree.map(
+        lambda old, new: jnp.where(_bcast(frozen, old), old, new), carry.state, new_state
+    )
+    active = ~frozen & counting
+    sums = jax.tree.map(
+        lambda s, v: s + jnp.where(_bcast(active, v), v.astype(jnp.float32), 0.0),
+        carry.sums,
+        info,
+    )
+    hist = carry.hist
+    if has_energy_error:
+        abs_de = jnp.abs(info.energy_error).astype(jnp.float32)
+        idx = _hist_index(abs_de)
+        hist = hist + (jax.nn.one_hot(idx, _NUM_BINS, dtype=jnp.int32) * active[:, None])
+        ee_sum = carry.ee_abs_sum + jnp.where(active, abs_de, 0.0)
+        ee_max = jnp.maximum(carry.ee_abs_max, jnp.where(active, abs_de, 0.0))
+    else:
+        ee_sum, ee_max = carry.ee_abs_sum, carry.ee_abs_max
+    counted = diverged & ~frozen
+    return carry._replace(
+        state=state,
+        frozen=frozen,
+        num_divergent=carry.num_divergent + counted.astype(jnp.int32),
+        div_since=carry.div_since | counted,
+        active_steps=carry.active_steps + active.astype(jnp.int32),
+        sums=sums,
+        hist=hist,
+        ee_abs_sum=ee_sum,
+        ee_abs_max=ee_max,
+    )
 
 
 def _bcast(mask, x):
     return jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(x) - 1))
 
 
-@functools.lru_cache(maxsize=64)
-def _chunk_fns(sampler: Sampler, thin: int, has_energy_error: bool, mesh: Mesh | None):
-    """Jitted chunk runners, cached per sampler so repeated runs do not recompile."""
-    step = _make_step(sampler, has_energy_error)
+def _nan_where(mask, x):
+    """NaN in the rows of a float leaf where `mask` (chains,) is set; others unchanged."""
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    return jnp.where(_bcast(mask, x), jnp.asarray(jnp.nan, x.dtype), x)
 
-    def burn(chain_keys, carry, start, *, num):
-        def body(c, j):
-            return step(chain_keys, c, start + j, jnp.asarray(False)), None
 
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(num, dtype=jnp.int32))
-        return carry
+def _burn(sampler, has_ee, chain_keys, carry, start, *, num):
+    def body(c, j):
+        return _step(sampler, has_ee, chain_keys, c, start + j, jnp.asarray(False)), None
 
-    def keep(chain_keys, carry, start, draw0, *, num):
-        def draw(c, d):
-            def inner(c, j):
-                return step(chain_keys, c, start + d * thin + j, jnp.asarray(True)), None
+    carry, _ = jax.lax.scan(body, carry, jnp.arange(num, dtype=jnp.int32))
+    return carry
 
-            c, _ = jax.lax.scan(inner, c, jnp.arange(thin, dtype=jnp.int32))
-            positions = jax.tree.map(
-                lambda b, x: jax.lax.dynamic_update_index_in_dim(b, x, draw0 + d, axis=1),
-                c.positions,
-                c.state.position,
-            )
-            energies = jax.lax.dynamic_update_index_in_dim(
-                c.energies, c.state.energy, draw0 + d, axis=1
-            )
-            return c._replace(positions=positions, energies=energies), None
 
-        carry, _ = jax.lax.scan(draw, carry, jnp.arange(num, dtype=jnp.int32))
-        return carry
+def _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, *, num):
+    def draw(c, d):
+        def inner(c, j):
+            step_index = start + d * thin + j
+            return _step(sampler, has_ee, chain_keys, c, step_index, jnp.asarray(True)), None
 
-    if mesh is not None:
-        chains = PartitionSpec("chains")
-        spec = (chains, chains, PartitionSpec())
+        c, _ = jax.lax.scan(inner, c, jnp.arange(thin, dtype=jnp.int32))
+        frozen = c.frozen
+        positions = jax.tree.map(
+            lambda b, x: jax.lax.dynamic_update_index_in_dim(
+                b, _nan_where(frozen, x), draw0 + d, axis=1
+            ),
+            c.positions,
+            c.state.position,
+        )
+        energies = jax.lax.dynamic_update_index_in_dim(
+            c.energies, _nan_where(frozen, c.state.energy), draw0 + d, axis=1
+        )
+        divergences = jax.lax.dynamic_update_index_in_dim(
+            c.divergences, c.div_since, draw0 + d, axis=1
+        )
+        c = c._replace(
+            positions=positions,
+            energies=energies,
+            divergences=divergences,
+            div_since=jnp.zeros_like(c.div_since),
+        )
+        return c, None
 
-        def sharded(fn, extra):
-            def wrapped(chain_keys, carry, *scalars, num):
-                f = jax.shard_map(
-                    functools.partial(fn, num=num),
-                    mesh=mesh,
-                    in_specs=spec + (PartitionSpec(),) * extra,
-                    out_specs=chains,
-                    # Sampler code is written for one chain and knows nothing of the
-                    # mesh; chains never communicate, so skip varying-axis checks.
-                    check_vma=False,
-                )
-                return f(chain_keys, carry, *scalars)
+    carry, _ = jax.lax.scan(draw, carry, jnp.arange(num, dtype=jnp.int32))
+    return carry
 
-            return wrapped
 
-        burn, keep = sharded(burn, 0), sharded(keep, 1)
+def _run_chunk(static, dynamic, chain_keys, carry, start, draw0, *, num, thin, has_ee, mesh, burn):
+    """A chunk of `num` burn-in steps or `num` draws, on one device or sharded."""
+    sampler = eqx.combine(dynamic, static)
 
-    return (
-        jax.jit(burn, static_argnames="num", donate_argnums=1),
-        jax.jit(keep, static_argnames="num", donate_argnums=1),
+    def local(chain_keys, carry, start, draw0):
+        if burn:
+            return _burn(sampler, has_ee, chain_keys, carry, start, num=num)
+        return _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, num=num)
+
+    if mesh is None:
+        return local(chain_keys, carry, start, draw0)
+    chains = PartitionSpec("chains")
+    f = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(chains, chains, PartitionSpec(), PartitionSpec()),
+        out_specs=chains,
+        # Sampler code is written for one chain and knows nothing of the mesh; chains
+        # never communicate, so skip varying-axis checks. The sampler's parameters are
+        # closed over: they are replicated on every device.
+        check_vma=False,
     )
+    return f(chain_keys, carry, start, draw0)
+
+
+# Compiled once per (sampler structure, static fields, shapes, dtypes, chunk sizes): a
+# sampler rebuilt with the same energy and new numbers reuses the executable.
+_run_chunk_jit = jax.jit(
+    _run_chunk,
+    static_argnums=(0,),
+    static_argnames=("num", "thin", "has_ee", "mesh", "burn"),
+    donate_argnums=(3,),
+)
 
 
 # --------------------------------------------------------------------------- driver
@@ -261,8 +334,9 @@ def sample(
         A `Trace` with positions (chains, draws, ...), energies (chains, draws), stats
         and the final state.
     """
-    num_steps, thin, burn_in, n = _check_args(x0_batch, num_steps, thin, burn_in)
-    key = _as_key(key)
+    num_steps, thin, burn_in, n = _check_args(sampler, x0_batch, num_steps, thin, burn_in)
+    key = as_key(key)
+    dynamic, static = eqx.partition(sampler, eqx.is_array)
     num_draws = (num_steps - burn_in) // thin
     devices = list(jax.devices()) if devices is None else list(devices)
     ndev = len(devices)
@@ -273,14 +347,16 @@ def sample(
             lambda l: jnp.concatenate([l, jnp.repeat(l[-1:], pad, axis=0)]), x0_batch
         )
 
-    carry, chain_keys = _prepare_fn(sampler, n, pad, num_draws)(x0_batch, key)
+    carry, chain_keys = _prepare_jit(
+        static, dynamic, x0_batch, key, n=n, pad=pad, num_draws=num_draws
+    )
     has_ee = carry.hist.shape[1] > 0
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
         carry = _to_global(carry, sharding)
         chain_keys = _to_global(chain_keys, sharding)
 
-    burn_fn, keep_fn = _chunk_fns(sampler, thin, has_ee, mesh)
+    chunk = functools.partial(_run_chunk_jit, static, dynamic, thin=thin, has_ee=has_ee, mesh=mesh)
 
     chunked = progress or checkpoint is not None or callback is not None or chunk_draws is not None
     burn_chunk, draw_chunk = _default_chunk(num_draws, thin, burn_in)
@@ -292,6 +368,13 @@ def sample(
 
     steps_done = 0
     meta = None
+    if checkpoint is not None or progress or callback is not None:
+        if is_traced(dynamic) or is_traced(x0_batch):
+            raise ArgumentError(
+                "checkpoint" if checkpoint is not None else "progress",
+                "checkpoints, progress bars and callbacks need concrete values: they are "
+                "not available when idf.sample runs under jax.jit / vmap / grad",
+            )
     if checkpoint is not None:
         if jax.process_count() > 1:
             raise ValueError("checkpoint is not supported in multi-process runs (jax.distributed)")
@@ -316,12 +399,16 @@ def sample(
         while steps_done < num_steps:
             if steps_done < burn_in:
                 num = min(burn_chunk, burn_in - steps_done)
-                carry = burn_fn(chain_keys, carry, jnp.int32(steps_done), num=num)
+                carry = chunk(
+                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(0), num=num, burn=True
+                )
                 steps_done += num
             else:
                 draw0 = (steps_done - burn_in) // thin
                 num = min(draw_chunk, num_draws - draw0)
-                carry = keep_fn(chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num)
+                carry = chunk(
+                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num, burn=False
+                )
                 steps_done += num * thin
             if chunked:
                 jax.block_until_ready(carry)
@@ -364,50 +451,49 @@ def _to_global(tree, sharding):
     return jax.tree.map(one, tree)
 
 
-@functools.lru_cache(maxsize=64)
-def _prepare_fn(sampler: Sampler, n: int, pad: int, num_draws: int):
-    """Jitted construction of the initial carry (init of every chain, empty buffers)."""
+def _prepare(static, dynamic, x0_batch, key, *, n: int, pad: int, num_draws: int):
+    """The initial carry: init of every chain, empty buffers (compiled by `_prepare_jit`)."""
+    sampler = eqx.combine(dynamic, static)
+    chain_keys = jax.random.split(key, n)
+    init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
+    if pad:
+        chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
+        init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
+    n_total = n + pad
+    state = jax.vmap(sampler.init)(x0_batch, init_keys)
+    # The carry is donated to the chunk runners: never alias the caller's arrays.
+    state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
+    for field in ("position", "energy"):
+        if not hasattr(state, field):
+            raise ArgumentError(
+                "sampler", f"sampler state must have a `{field}` field, got {type(state).__name__}"
+            )
+    info_shape = jax.eval_shape(
+        lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[1],
+        chain_keys,
+        state,
+    )
+    has_ee = hasattr(info_shape, "energy_error")
+    carry = _Carry(
+        state=state,
+        frozen=~_state_ok(state),
+        num_divergent=jnp.zeros((n_total,), jnp.int32),
+        div_since=jnp.zeros((n_total,), bool),
+        active_steps=jnp.zeros((n_total,), jnp.int32),
+        sums=_info_sums_zero(info_shape, n_total),
+        hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
+        ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
+        ee_abs_max=jnp.zeros((n_total,), jnp.float32),
+        positions=jax.tree.map(
+            lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
+        ),
+        energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
+        divergences=jnp.zeros((n_total, num_draws), bool),
+    )
+    return carry, chain_keys
 
-    def prepare(x0_batch, key):
-        chain_keys = jax.random.split(key, n)
-        init_keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n)
-        if pad:
-            chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
-            init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
-        n_total = n + pad
-        state = jax.vmap(sampler.init)(x0_batch, init_keys)
-        # The carry is donated to the chunk runners: never alias the caller's arrays.
-        state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
-        for field in ("position", "energy"):
-            if not hasattr(state, field):
-                raise ValueError(
-                    f"sampler state must have a `{field}` field, got {type(state).__name__}"
-                )
-        info_shape = jax.eval_shape(
-            lambda k, s: jax.vmap(sampler.step)(jax.vmap(jax.random.fold_in, (0, None))(k, 0), s)[
-                1
-            ],
-            chain_keys,
-            state,
-        )
-        has_ee = hasattr(info_shape, "energy_error")
-        carry = _Carry(
-            state=state,
-            frozen=jnp.zeros((n_total,), bool),
-            num_divergent=jnp.zeros((n_total,), jnp.int32),
-            active_steps=jnp.zeros((n_total,), jnp.int32),
-            sums=_info_sums_zero(info_shape, n_total),
-            hist=jnp.zeros((n_total, _NUM_BINS if has_ee else 0), jnp.int32),
-            ee_abs_sum=jnp.zeros((n_total,), jnp.float32),
-            ee_abs_max=jnp.zeros((n_total,), jnp.float32),
-            positions=jax.tree.map(
-                lambda x: jnp.zeros((n_total, num_draws, *x.shape[1:]), x.dtype), state.position
-            ),
-            energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
-        )
-        return carry, chain_keys
 
-    return jax.jit(prepare)
+_prepare_jit = jax.jit(_prepare, static_argnums=(0,), static_argnames=("n", "pad", "num_draws"))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2), donate_argnums=0)
@@ -419,6 +505,7 @@ def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
         if name in ("diverged", "energy_error"):
             continue
         stats[name] = total / _bcast(denom, total)
+    stats["frozen"] = c.frozen
     stats["diverged"] = c.frozen
     stats["num_divergent"] = c.num_divergent
     stats["num_active_steps"] = c.active_steps
@@ -428,4 +515,4 @@ def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
         stats["mean_abs_energy_error"] = c.ee_abs_sum / denom
         stats["max_abs_energy_error"] = c.ee_abs_max
         stats["num_trajectories"] = jnp.sum(c.hist, axis=1)
-    return Trace(c.positions, c.energies, stats, c.state)
+    return Trace(c.positions, c.energies, stats, c.state, c.divergences)

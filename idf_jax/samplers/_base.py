@@ -1,51 +1,144 @@
-"""The sampler contract shared by every family (private)."""
+"""The sampler contract shared by every family (private).
+
+A sampler is an `equinox.Module`: a PyTree whose numeric parameters (step size,
+temperature, mass) are array leaves and whose energy is either a plain function (held
+static, compared by identity) or itself a callable PyTree (an `eqx.Module` energy whose
+tables are arrays). So a sampler passes through `jax.jit` as an argument, rebuilding it
+with new numbers reuses the compiled code, and `jax.vmap` / `jax.grad` over its
+parameters work.
+"""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import _tree
+from .._checks import ArgumentError, positive, positive_int
+from .._custom_types import EnergyFn, PyTree
 
-PyTree = Any
-EnergyFn = Callable[[PyTree], jax.Array]
+__all__ = [
+    "Energy",
+    "EnergyFn",
+    "FunctionSampler",
+    "PyTree",
+    "Sampler",
+    "as_energy",
+    "as_param",
+    "cast",
+    "check_positive",
+    "check_positive_int",
+    "energy_and_grad",
+    "float_dtype",
+    "is_divergent",
+    "safe_log_accept",
+]
 
 
-class Sampler(NamedTuple):
-    """A pair of pure functions.
+class _SamplerMeta(type(eqx.Module)):
+    """`Sampler(init, step)` with two functions builds a `FunctionSampler` (the classic
+    pair-of-functions form); subclasses construct as usual."""
+
+    def __call__(cls, *args, **kwargs):
+        if cls is Sampler:
+            return FunctionSampler(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class Sampler(eqx.Module, metaclass=_SamplerMeta):
+    """A transition kernel over one chain, as a PyTree.
 
     `init(position, key=None) -> state` builds the state of one chain;
     `step(key, state) -> (state, info)` advances it by one transition.
-    Both are jit / vmap / grad safe; neither holds hidden state.
+    Both are pure and jit / vmap / grad safe. `idf.sample` vmaps them over chains.
+    `Sampler(init, step)` with two plain functions gives a `FunctionSampler`.
     """
 
-    init: Callable[..., Any]
-    step: Callable[[jax.Array, Any], tuple[Any, Any]]
+    def __hash__(self) -> int:
+        # By structure and static fields only (arrays are data), so `jax.jit(s.step)`
+        # works on a sampler with array parameters, and equal structures share a hash.
+        leaves, treedef = jax.tree.flatten(self)
+        return hash((treedef, tuple(l for l in leaves if not eqx.is_array(l))))
+
+    @abc.abstractmethod
+    def init(self, position: PyTree, key: jax.Array | None = None) -> Any:
+        """The state of one chain at `position` (its energy and gradient cached)."""
+
+    @abc.abstractmethod
+    def step(self, key: jax.Array, state: Any) -> tuple[Any, Any]:
+        """One transition: `(new_state, info)`."""
+
+
+class FunctionSampler(Sampler):
+    """A sampler given as two pure functions (held static, compared by identity)."""
+
+    init_fn: Callable[..., Any] = eqx.field(static=True)
+    step_fn: Callable[[jax.Array, Any], tuple[Any, Any]] = eqx.field(static=True)
+
+    def init(self, position: PyTree, key: jax.Array | None = None) -> Any:
+        return self.init_fn(position, key)
+
+    def step(self, key: jax.Array, state: Any) -> tuple[Any, Any]:
+        return self.step_fn(key, state)
+
+
+class Energy(eqx.Module):
+    """A plain energy function held static (compared by identity), as a callable PyTree.
+
+    `as_energy` wraps plain functions in it so every sampler's `energy_fn` is a PyTree
+    that `jax.jit` accepts; an `eqx.Module` energy is used as it is (its arrays traced).
+    """
+
+    fn: EnergyFn = eqx.field(static=True)
+
+    def __call__(self, x: PyTree) -> jax.Array:
+        return self.fn(x)
+
+
+def as_energy(energy_fn: Any, name: str = "energy_fn") -> Callable[[PyTree], jax.Array]:
+    """`energy_fn` as a callable PyTree: an `eqx.Module` as is, a function wrapped in `Energy`."""
+    if isinstance(energy_fn, eqx.Module):
+        if not callable(energy_fn):
+            raise ArgumentError(name, f"{name} must be callable x -> scalar energy")
+        return energy_fn
+    if not callable(energy_fn):
+        raise ArgumentError(
+            name, f"{name} must be callable x -> scalar energy, got {type(energy_fn).__name__}"
+        )
+    return Energy(energy_fn)
+
+
+def as_param(value: Any) -> Any:
+    """A numeric parameter as array leaves (PyTrees kept, Python numbers become arrays).
+
+    Python floats become weakly typed arrays, so they follow the state's float type.
+    """
+    return jax.tree.map(lambda v: v if isinstance(v, jax.Array) else jnp.asarray(v), value)
+
+
+def float_dtype(tree: PyTree) -> Any:
+    """The float type of a state (float32, or float64 under x64)."""
+    dts = [jnp.result_type(l) for l in jax.tree.leaves(tree)]
+    floats = [d for d in dts if jnp.issubdtype(d, jnp.floating)]
+    return jnp.result_type(*floats) if floats else jnp.result_type(float)
 
 
 def check_positive(name: str, value) -> None:
-    """Raise `ValueError` naming `name` when a concrete `value` is not > 0.
+    """Raise `ArgumentError` naming `name` when a concrete `value` is not finite and > 0.
 
     Traced values (inside jit / vmap / grad, e.g. during adaptation) are left alone.
     """
-    if value is None:
-        raise ValueError(f"{name} must be > 0, got None")
-    for leaf in jax.tree.leaves(value):
-        if isinstance(leaf, jax.core.Tracer):
-            return
-        arr = np.asarray(leaf, dtype=np.float64)
-        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    positive(name, value)
 
 
 def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+    """`value` as an int >= 1, or `ArgumentError` naming `name`."""
+    return positive_int(name, value)
 
 
 def energy_and_grad(energy_fn: EnergyFn, position: PyTree):
@@ -58,9 +151,10 @@ def _scalar(energy_fn):
     def fn(x):
         e = energy_fn(x)
         if jnp.ndim(e) != 0:
-            raise ValueError(
+            raise ArgumentError(
+                "energy_fn",
                 f"energy_fn must return a scalar for one state, got shape {jnp.shape(e)}; "
-                "batching over chains is done by vmap in idf.sample"
+                "batching over chains is done by vmap in idf.sample",
             )
         return e
 
@@ -79,3 +173,9 @@ def is_divergent(energy, grad) -> jax.Array:
 def safe_log_accept(log_ratio) -> jax.Array:
     """NaN log acceptance ratios become rejections (-inf)."""
     return jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+
+
+def cast(value: Any, like: PyTree) -> Any:
+    """`value` (a scalar or PyTree parameter) in the float type of the state `like`."""
+    dt = float_dtype(like)
+    return jax.tree.map(lambda v: jnp.asarray(v, dt), value)

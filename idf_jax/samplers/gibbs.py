@@ -24,16 +24,26 @@ driver's bookkeeping (measured ~3x faster than one fused sweep on CPU).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, Integer, PRNGKeyArray
 
-from ._base import Sampler, check_positive
+from .._checks import ArgumentError
+from .._custom_types import FloatScalar
+from ._base import Sampler, as_param, check_positive
 
-__all__ = ["IsingGibbsState", "PottsGibbsState", "GibbsInfo", "block_gibbs"]
+__all__ = [
+    "GibbsInfo",
+    "IsingGibbs",
+    "IsingGibbsState",
+    "PottsGibbs",
+    "PottsGibbsState",
+    "block_gibbs",
+]
 
 
 class IsingGibbsState(NamedTuple):
@@ -66,20 +76,24 @@ class GibbsInfo(NamedTuple):
 def _read_model(capsule: Any) -> dict:
     params = getattr(capsule, "params", None)
     if not isinstance(params, dict) or "model" not in params:
-        raise ValueError(
+        raise ArgumentError(
+            "capsule",
             "block_gibbs needs a lattice capsule whose `params` dict names the `model` "
-            "('ising' or 'potts') and `L`, `J` (and `h` or `q'), e.g. capsules.lattice.ising(L=64)"
+            "('ising' or 'potts') and `L`, `J` (and `h` or `q'), e.g. capsules.lattice.ising(L=64)",
         )
     model = params["model"]
     if model not in ("ising", "potts"):
-        raise ValueError(f"block_gibbs supports models 'ising' and 'potts', got {model!r}")
+        raise ArgumentError(
+            "capsule", f"block_gibbs supports models 'ising' and 'potts', got {model!r}"
+        )
     L = params.get("L")
     if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 2:
-        raise ValueError(f"lattice side L must be an integer >= 2, got {L!r}")
+        raise ArgumentError("capsule", f"lattice side L must be an integer >= 2, got {L!r}")
     if L % 2:
-        raise ValueError(
+        raise ArgumentError(
+            "capsule",
             f"checkerboard block Gibbs needs an even lattice side L (a periodic odd lattice "
-            f"cannot be two-coloured), got L={L}"
+            f"cannot be two-coloured), got L={L}",
         )
     return params
 
@@ -152,12 +166,9 @@ def _spread(bits, L):
 
 def _ising_thresholds(J, h, temperature):
     """uint32 t_k with P(s=+1 | neighbour sum 2k-4) = t_k / 2^32 = sigmoid(2 (J n + h) / T)."""
-    n = np.arange(-4, 5, 2, dtype=np.float64)
-    if isinstance(temperature, jax.core.Tracer):
-        p = jax.nn.sigmoid(2.0 * (J * n + h) / temperature)
-        return jnp.clip(jnp.round(p * 2.0**32), 0, 2.0**32 - 1).astype(jnp.uint32)
-    p = 1.0 / (1.0 + np.exp(-2.0 * (J * n + h) / float(temperature)))
-    return jnp.asarray(np.clip(np.round(p * 2.0**32), 0, 2.0**32 - 1).astype(np.uint32))
+    n = jnp.arange(-4.0, 5.0, 2.0)
+    p = jax.nn.sigmoid(2.0 * (J * n + h) / temperature)
+    return jnp.clip(jnp.round(p * 2.0**32), 0, 2.0**32 - 1).astype(jnp.uint32)
 
 
 def _select5(idx, table):
@@ -168,98 +179,129 @@ def _select5(idx, table):
     return jnp.where(idx == 4, table[4], out)
 
 
-def _ising_sampler(params, temperature) -> Sampler:
-    L, J, h = int(params["L"]), float(params["J"]), float(params.get("h", 0.0))
-    thr = _ising_thresholds(J, h, temperature)
-    masks = tuple(jnp.asarray(m) for m in _colour_masks(L))
+class IsingGibbs(Sampler):
+    """Checkerboard heat-bath sampler of the Ising model E = -J sum_<ij> s_i s_j - h sum_i s_i.
 
-    def energy_of(bonds, mag):
+    J, h and the temperature are array leaves (traced: a new temperature reuses the
+    compiled run); the side L is static.
+    """
+
+    J: Array
+    h: Array
+    temperature: Array
+    L: int = eqx.field(static=True)
+    is_adjusted: ClassVar[bool] = False
+
+    def _energy_of(self, bonds, mag):
+        J, h = jnp.asarray(self.J, jnp.float32), jnp.asarray(self.h, jnp.float32)
         return (-J * bonds.astype(jnp.float32) - h * mag.astype(jnp.float32)).astype(jnp.float32)
 
-    def init(position, key: PRNGKeyArray | None = None) -> IsingGibbsState:
+    def init(self, position, key: PRNGKeyArray | None = None) -> IsingGibbsState:
         del key
+        L = self.L
         if jnp.shape(position) != (L, L):
-            raise ValueError(f"spins must have shape ({L}, {L}), got {jnp.shape(position)}")
+            raise ArgumentError(
+                "position", f"spins must have shape ({L}, {L}), got {jnp.shape(position)}"
+            )
         s = jnp.where(position > 0, 1, -1).astype(jnp.int8)
         s32 = s.astype(jnp.int32)
         bonds = jnp.sum(s32 * (jnp.roll(s32, 1, -1) + jnp.roll(s32, 1, -2)))
         mag = jnp.sum(s32)
-        return IsingGibbsState(s, energy_of(bonds, mag), bonds, mag)
+        return IsingGibbsState(s, self._energy_of(bonds, mag), bonds, mag)
 
-    def half(key, carry, c):
-        s, bonds, mag, flips = carry
-        bits = _spread(_random_words(jax.random.fold_in(key, c), L * L // 2).reshape(L, L // 2), L)
-        mask = jnp.where(c == 0, masks[0], masks[1])
-        nb = _nb_sum(s)  # int8 in {-4, -2, 0, 2, 4}
-        up = bits < _select5((nb + 4) >> 1, thr)
-        new = jnp.where(mask, jnp.where(up, jnp.int8(1), jnp.int8(-1)), s)
-        d = (new - s).astype(jnp.int32)  # 0 or +-2, only on this colour
-        bonds = bonds + jnp.sum(d * nb.astype(jnp.int32))
-        return (new, bonds, mag + jnp.sum(d), flips + jnp.sum(d != 0)), None
+    def step(self, key: PRNGKeyArray, state: IsingGibbsState):
+        L = self.L
+        thr = _ising_thresholds(
+            jnp.asarray(self.J, jnp.float32),
+            jnp.asarray(self.h, jnp.float32),
+            jnp.asarray(self.temperature, jnp.float32),
+        )
+        masks = tuple(jnp.asarray(m) for m in _colour_masks(L))
 
-    def step(key: PRNGKeyArray, state: IsingGibbsState):
+        def half(carry, c):
+            s, bonds, mag, flips = carry
+            words = _random_words(jax.random.fold_in(key, c), L * L // 2)
+            bits = _spread(words.reshape(L, L // 2), L)
+            mask = jnp.where(c == 0, masks[0], masks[1])
+            nb = _nb_sum(s)  # int8 in {-4, -2, 0, 2, 4}
+            up = bits < _select5((nb + 4) >> 1, thr)
+            new = jnp.where(mask, jnp.where(up, jnp.int8(1), jnp.int8(-1)), s)
+            d = (new - s).astype(jnp.int32)  # 0 or +-2, only on this colour
+            bonds = bonds + jnp.sum(d * nb.astype(jnp.int32))
+            return (new, bonds, mag + jnp.sum(d), flips + jnp.sum(d != 0)), None
+
         carry = (state.position, state.bonds, state.magnetization, jnp.int32(0))
         # One colour per iteration of a two-step loop, then a barrier: XLA neither fuses
         # colour 0 into colour 1's neighbour sums nor the sweep into the caller's code.
-        carry, _ = jax.lax.scan(lambda c, i: half(key, c, i), carry, jnp.arange(2))
+        carry, _ = jax.lax.scan(half, carry, jnp.arange(2))
         s, bonds, mag, flips = jax.lax.optimization_barrier(carry)
         info = GibbsInfo(jnp.float32(1.0), (flips / (L * L)).astype(jnp.float32))
-        return IsingGibbsState(s, energy_of(bonds, mag), bonds, mag), info
-
-    return Sampler(init, step)
+        return IsingGibbsState(s, self._energy_of(bonds, mag), bonds, mag), info
 
 
-def _potts_sampler(params, temperature) -> Sampler:
-    L, q, J = int(params["L"]), int(params["q"]), float(params["J"])
-    if isinstance(temperature, jax.core.Tracer):
-        w = jnp.exp(J * jnp.arange(5.0) / temperature)
-    else:
-        # Boltzmann weights exp(J n / T) of n = 0..4 equal neighbours, scaled so the
-        # largest is 1 (no overflow at low T; the law is unchanged by scaling).
-        n = np.arange(5.0)
-        w = jnp.asarray(np.exp(J * (n - (4.0 if J > 0 else 0.0)) / float(temperature)), jnp.float32)
-    masks = tuple(jnp.asarray(m) for m in _colour_masks(L))
-    states = jnp.arange(q, dtype=jnp.int8)
+class PottsGibbs(Sampler):
+    """Checkerboard heat-bath sampler of the q-state Potts model E = -J sum_<ij> delta(s_i, s_j).
 
-    def init(position, key: PRNGKeyArray | None = None) -> PottsGibbsState:
+    J and the temperature are array leaves; L and q are static.
+    """
+
+    J: Array
+    temperature: Array
+    L: int = eqx.field(static=True)
+    q: int = eqx.field(static=True)
+    is_adjusted: ClassVar[bool] = False
+
+    def init(self, position, key: PRNGKeyArray | None = None) -> PottsGibbsState:
         del key
+        L = self.L
         if jnp.shape(position) != (L, L):
-            raise ValueError(f"spins must have shape ({L}, {L}), got {jnp.shape(position)}")
+            raise ArgumentError(
+                "position", f"spins must have shape ({L}, {L}), got {jnp.shape(position)}"
+            )
         s = jnp.asarray(position).astype(jnp.int8)
         sat = jnp.sum((s == jnp.roll(s, 1, -1)).astype(jnp.int32) + (s == jnp.roll(s, 1, -2)))
+        J = jnp.asarray(self.J, jnp.float32)
         return PottsGibbsState(s, (-J * sat).astype(jnp.float32), sat)
 
-    def half(key, carry, c):
-        s, sat, flips = carry
-        mask = jnp.where(c == 0, masks[0], masks[1])
-        key = jax.random.fold_in(key, c)
-        nbrs = (jnp.roll(s, 1, 0), jnp.roll(s, -1, 0), jnp.roll(s, 1, 1), jnp.roll(s, -1, 1))
-        # counts[k] = number of neighbours in state k, shape (q, L, L), values 0..4
-        counts = sum((n[None] == states[:, None, None]).astype(jnp.int8) for n in nbrs)
-        weights = w[counts]  # (q, L, L)
-        cdf = jnp.cumsum(weights, axis=0)
-        # uniform in [0, 1) from the top 24 bits of one word per updated site
-        u = (_random_words(key, L * L // 2) >> 8).astype(jnp.float32) * (2.0**-24)
-        u = _spread(u.reshape(L, L // 2), L) * cdf[-1]
-        # inverse CDF: new = number of k < q-1 with cdf[k] <= u
-        new_val = jnp.sum((cdf[:-1] <= u[None]).astype(jnp.int8), axis=0).astype(jnp.int8)
-        new = jnp.where(mask, new_val, s)
-        c_new = jnp.take_along_axis(counts, new[None].astype(jnp.int32), 0)[0]
-        c_old = jnp.take_along_axis(counts, s[None].astype(jnp.int32), 0)[0]
-        dsat = jnp.sum(jnp.where(mask, c_new.astype(jnp.int32) - c_old, 0))
-        return (new, sat + dsat, flips + jnp.sum(new != s)), None
+    def step(self, key: PRNGKeyArray, state: PottsGibbsState):
+        L, q = self.L, self.q
+        J = jnp.asarray(self.J, jnp.float32)
+        T = jnp.asarray(self.temperature, jnp.float32)
+        # Boltzmann weights exp(J n / T) of n = 0..4 equal neighbours, scaled so the
+        # largest is 1 (no overflow at low T; the law is unchanged by scaling).
+        n = jnp.arange(5.0)
+        w = jnp.exp(J * (n - jnp.where(J > 0, 4.0, 0.0)) / T)
+        masks = tuple(jnp.asarray(m) for m in _colour_masks(L))
+        states = jnp.arange(q, dtype=jnp.int8)
 
-    def step(key: PRNGKeyArray, state: PottsGibbsState):
+        def half(carry, c):
+            s, sat, flips = carry
+            mask = jnp.where(c == 0, masks[0], masks[1])
+            k = jax.random.fold_in(key, c)
+            nbrs = (jnp.roll(s, 1, 0), jnp.roll(s, -1, 0), jnp.roll(s, 1, 1), jnp.roll(s, -1, 1))
+            # counts[k] = number of neighbours in state k, shape (q, L, L), values 0..4
+            counts = sum((nb[None] == states[:, None, None]).astype(jnp.int8) for nb in nbrs)
+            weights = w[counts]  # (q, L, L)
+            cdf = jnp.cumsum(weights, axis=0)
+            # uniform in [0, 1) from the top 24 bits of one word per updated site
+            u = (_random_words(k, L * L // 2) >> 8).astype(jnp.float32) * (2.0**-24)
+            u = _spread(u.reshape(L, L // 2), L) * cdf[-1]
+            # inverse CDF: new = number of k < q-1 with cdf[k] <= u
+            new_val = jnp.sum((cdf[:-1] <= u[None]).astype(jnp.int8), axis=0).astype(jnp.int8)
+            new = jnp.where(mask, new_val, s)
+            c_new = jnp.take_along_axis(counts, new[None].astype(jnp.int32), 0)[0]
+            c_old = jnp.take_along_axis(counts, s[None].astype(jnp.int32), 0)[0]
+            dsat = jnp.sum(jnp.where(mask, c_new.astype(jnp.int32) - c_old, 0))
+            return (new, sat + dsat, flips + jnp.sum(new != s)), None
+
         carry = (state.position, state.satisfied, jnp.int32(0))
-        carry, _ = jax.lax.scan(lambda c, i: half(key, c, i), carry, jnp.arange(2))
+        carry, _ = jax.lax.scan(half, carry, jnp.arange(2))
         s, sat, flips = jax.lax.optimization_barrier(carry)
         info = GibbsInfo(jnp.float32(1.0), (flips / (L * L)).astype(jnp.float32))
         return PottsGibbsState(s, (-J * sat).astype(jnp.float32), sat), info
 
-    return Sampler(init, step)
 
-
-def block_gibbs(capsule: Any, temperature: float) -> Sampler:
+def block_gibbs(capsule: Any, temperature: FloatScalar) -> IsingGibbs | PottsGibbs:
     """Checkerboard block Gibbs (heat bath) sampler for a lattice spin capsule.
 
     Targets p(s) ∝ exp(-E(s)/T) exactly. One `step` resamples colour 0 then colour 1
@@ -274,16 +316,16 @@ def block_gibbs(capsule: Any, temperature: float) -> Sampler:
     Args:
         capsule: a lattice capsule (`capsules.lattice.ising` / `potts`), read through its
             `params` dict (model, L, J, h / q); L must be even.
-        temperature: T > 0 in units of J (k_B = 1).
+        temperature: T > 0 in units of J (k_B = 1); an array leaf of the sampler.
 
     Returns:
-        A `Sampler(init, step)`; `init(spins)` accepts any integer / float array of shape
-        (L, L) (Ising: > 0 means +1).
+        An `IsingGibbs` or `PottsGibbs` sampler; `init(spins)` accepts any integer / float
+        array of shape (L, L) (Ising: > 0 means +1).
     """
     params = _read_model(capsule)
     check_positive("temperature", temperature)
-    make = _ising_sampler if params["model"] == "ising" else _potts_sampler
-    init, step = make(params, temperature)
-    # jit-wrapped so repeated tracing (idf.sample's shape probes, vmap of init) hits the
-    # jaxpr caches; inside an outer jit they are inlined and cost nothing.
-    return Sampler(jax.jit(init), jax.jit(step))
+    L = int(params["L"])
+    T = as_param(temperature)
+    if params["model"] == "ising":
+        return IsingGibbs(as_param(float(params["J"])), as_param(float(params.get("h", 0.0))), T, L)
+    return PottsGibbs(as_param(float(params["J"])), T, L, int(params["q"]))

@@ -30,14 +30,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from .._checks import ArgumentError, is_traced
 from ._base import PyTree, Sampler, check_positive_int
 
-__all__ = ["ReplicaExchangeState", "ReplicaExchangeInfo", "replica_exchange"]
+__all__ = ["ReplicaExchange", "ReplicaExchangeInfo", "ReplicaExchangeState", "replica_exchange"]
 
 
 class ReplicaExchangeState(NamedTuple):
@@ -82,70 +84,66 @@ class ReplicaExchangeInfo(NamedTuple):
     swap_accepted: Bool[Array, " Rm1"]
 
 
-def _check_temperatures(temperatures) -> np.ndarray:
-    if isinstance(temperatures, jax.core.Tracer):
-        raise ValueError("temperatures must be concrete (a list or array), not a traced value")
+def _check_temperatures(temperatures) -> None:
+    if is_traced(temperatures):
+        return
     t = np.asarray(temperatures, dtype=np.float64)
     if t.ndim != 1 or t.size < 2:
-        raise ValueError(
-            f"temperatures must be a 1-D ladder of at least 2 values, got shape {t.shape}"
+        raise ArgumentError(
+            "temperatures",
+            f"temperatures must be a 1-D ladder of at least 2 values, got shape {t.shape}",
         )
     if not np.all(np.isfinite(t)) or np.any(t <= 0):
-        raise ValueError(f"temperatures must be finite and > 0, got {t.tolist()}")
+        raise ArgumentError(
+            "temperatures", f"temperatures must be finite and > 0, got {t.tolist()}"
+        )
     if np.any(np.diff(t) <= 0):
-        raise ValueError(f"temperatures must be strictly increasing (cold first), got {t.tolist()}")
-    return t
+        raise ArgumentError(
+            "temperatures",
+            f"temperatures must be strictly increasing (cold first), got {t.tolist()}",
+        )
 
 
-def replica_exchange(
-    sampler_factory: Callable[[Float[Array, ""]], Sampler],
-    temperatures: ArrayLike,
-    *,
-    scheme: Literal["seo", "deo"] = "seo",
-    swap_every: int = 1,
-) -> Sampler:
-    """Parallel tempering over a ladder of temperatures.
+class _Factory(eqx.Module):
+    """A `T -> Sampler` factory held static (compared by identity)."""
 
-    Args:
-        sampler_factory: `T -> Sampler` targeting exp(-E/T), e.g.
-            `lambda T: idf.mala(energy_fn, step_size=0.05 * T, temperature=T)`. It is
-            called inside `vmap` with a traced scalar T, so it may scale its step size
-            with T but must not branch on T's value in Python. All replicas must share
-            one energy function; the state must cache `energy` = E(x) (not E/T).
-        temperatures: (R,) strictly increasing, T_0 is the target temperature.
-        scheme: "seo" reversible (random parity each round) or "deo" non-reversible
-            (alternating parity).
-        swap_every: attempt a swap round after every `swap_every` local steps.
+    fn: Callable[[Any], Sampler] = eqx.field(static=True)
 
-    Returns:
-        A `Sampler` whose `init(position, key=None)` starts every replica at `position`
-        (one state, no replica axis) and whose `step(key, state)` makes one local step of
-        every replica and, every `swap_every` steps, one round of neighbour swaps.
-        Underdamped momenta are rescaled by sqrt(T_new / T_old) when a configuration
-        changes temperature, so p stays distributed as N(0, M T) at its new slot.
+    def __call__(self, temperature) -> Sampler:
+        return self.fn(temperature)
 
-    Example:
-        >>> pt = idf.replica_exchange(lambda T: idf.mala(E, 0.05 * T, T), [1.0, 2.0, 4.0])
-        >>> trace = idf.sample(pt, key, x0_batch, num_steps=2000)
-        >>> trace.stats["swap_acceptance_rate"]  # (chains, R - 1)
+
+class ReplicaExchange(Sampler):
+    """Parallel tempering as a PyTree (see `replica_exchange`).
+
+    `base` is a sampler with a `temperature` field (each replica is it with that field
+    replaced) or a static `T -> Sampler` factory; `temperatures` is an array leaf.
     """
-    temps_np = _check_temperatures(temperatures)
-    if scheme not in ("seo", "deo"):
-        raise ValueError(f"scheme must be 'seo' or 'deo', got {scheme!r}")
-    swap_every = check_positive_int("swap_every", swap_every)
-    num_replicas = temps_np.size
 
-    def local_step(temperature, key, replica_state):
-        return sampler_factory(temperature).step(key, replica_state)
+    base: Any
+    temperatures: Array
+    scheme: str = eqx.field(static=True)
+    swap_every: int = eqx.field(static=True)
 
-    def local_init(temperature, position, key):
-        return sampler_factory(temperature).init(position, key)
+    @property
+    def num_replicas(self) -> int:
+        return int(jnp.shape(self.temperatures)[0])
 
-    def init(position: PyTree, key: PRNGKeyArray | None = None) -> ReplicaExchangeState:
-        temps = jnp.asarray(temps_np, dtype=_float_dtype(position))
+    def _replica(self, temperature) -> Sampler:
+        if isinstance(self.base, _Factory):
+            return self.base(temperature)
+        return eqx.tree_at(lambda s: s.temperature, self.base, temperature)
+
+    def init(self, position: PyTree, key: PRNGKeyArray | None = None) -> ReplicaExchangeState:
+        num_replicas = self.num_replicas
+        temps = jnp.asarray(self.temperatures, dtype=_float_dtype(position))
         positions = jax.tree.map(
             lambda l: jnp.broadcast_to(l, (num_replicas, *jnp.shape(l))), position
         )
+
+        def local_init(temperature, pos, k):
+            return self._replica(temperature).init(pos, k)
+
         if key is None:
             replicas = jax.vmap(local_init, (0, 0, None))(temps, positions, None)
         else:
@@ -153,14 +151,16 @@ def replica_exchange(
             replicas = jax.vmap(local_init)(temps, positions, keys)
         for field in ("position", "energy"):
             if not hasattr(replicas, field):
-                raise ValueError(
+                raise ArgumentError(
+                    "sampler",
                     f"the base sampler's state must have a `{field}` field for replica "
-                    f"exchange, got {type(replicas).__name__}"
+                    f"exchange, got {type(replicas).__name__}",
                 )
         if jnp.shape(replicas.energy) != (num_replicas,):
-            raise ValueError(
+            raise ArgumentError(
+                "sampler",
                 "the base sampler's state energy must be a scalar per replica, got shape "
-                f"{jnp.shape(replicas.energy)[1:]}"
+                f"{jnp.shape(replicas.energy)[1:]}",
             )
         walker = jnp.arange(num_replicas, dtype=jnp.int32)
         direction = jnp.zeros((num_replicas,), jnp.int32)
@@ -174,11 +174,16 @@ def replica_exchange(
             jnp.zeros((), jnp.int32),
         )
 
-    def step(key: PRNGKeyArray, state: ReplicaExchangeState):
+    def step(self, key: PRNGKeyArray, state: ReplicaExchangeState):
+        num_replicas, swap_every = self.num_replicas, self.swap_every
         key_local, key_parity, key_swap = jax.random.split(key, 3)
         dtype = jnp.result_type(state.energy)
-        temps = jnp.asarray(temps_np, dtype=dtype)
+        temps = jnp.asarray(self.temperatures, dtype=dtype)
         keys = jax.random.split(key_local, num_replicas)
+
+        def local_step(temperature, k, replica_state):
+            return self._replica(temperature).step(k, replica_state)
+
         replicas, info = jax.vmap(local_step)(temps, keys, state.replicas)
 
         # --- one round of neighbour swaps on pairs (i, i+1) with i % 2 == parity.
@@ -188,7 +193,7 @@ def replica_exchange(
         log_a = jnp.where(jnp.isnan(log_a), -jnp.inf, log_a)
         swap_prob = jnp.exp(jnp.minimum(log_a, 0.0))
         round_index = state.step_count // swap_every
-        if scheme == "deo":
+        if self.scheme == "deo":
             parity = round_index % 2
         else:
             parity = jax.random.bernoulli(key_parity).astype(jnp.int32)
@@ -235,7 +240,68 @@ def replica_exchange(
         out = ReplicaExchangeInfo(rate, is_acc, diverged, swap_prob, attempted, accepted)
         return new_state, out
 
-    return Sampler(init, step)
+
+def replica_exchange(
+    sampler: Sampler | Callable[[Any], Sampler],
+    temperatures: ArrayLike,
+    *,
+    scheme: Literal["seo", "deo"] = "seo",
+    swap_every: int = 1,
+) -> ReplicaExchange:
+    """Parallel tempering over a ladder of temperatures.
+
+    Args:
+        sampler: the base sampler at every temperature, either
+            - a sampler with a `temperature` field (`idf.mala(E, 0.05)`, `idf.hmc(...)`):
+              replica r is it with `temperature = T_r` (same step size everywhere); or
+            - a factory `T -> Sampler` targeting exp(-E/T), e.g.
+              `lambda T: idf.mala(energy_fn, step_size=0.05 * T, temperature=T)`. It is
+              called inside `vmap` with a traced scalar T, so it may scale its step size
+              with T but must not branch on T's value in Python. It is held static: pass
+              the same function object to reuse the compiled run.
+            All replicas must share one energy function; the state must cache
+            `energy` = E(x) (not E/T).
+        temperatures: (R,) strictly increasing, T_0 is the target temperature (an array
+            leaf: may be traced, e.g. vmapped over ladders).
+        scheme: "seo" reversible (random parity each round) or "deo" non-reversible
+            (alternating parity).
+        swap_every: attempt a swap round after every `swap_every` local steps.
+
+    Returns:
+        A `ReplicaExchange` sampler whose `init(position, key=None)` starts every replica
+        at `position` (one state, no replica axis) and whose `step(key, state)` makes one
+        local step of every replica and, every `swap_every` steps, one round of neighbour
+        swaps. Underdamped momenta are rescaled by sqrt(T_new / T_old) when a
+        configuration changes temperature, so p stays distributed as N(0, M T).
+
+    Example:
+        >>> pt = idf.replica_exchange(idf.mala(E, 0.05), [1.0, 2.0, 4.0])
+        >>> trace = idf.sample(pt, key, x0_batch, num_steps=2000)
+        >>> trace.stats["swap_acceptance_rate"]  # (chains, R - 1)
+    """
+    _check_temperatures(temperatures)
+    if scheme not in ("seo", "deo"):
+        raise ArgumentError("scheme", f"scheme must be 'seo' or 'deo', got {scheme!r}")
+    swap_every = check_positive_int("swap_every", swap_every)
+    if isinstance(sampler, Sampler):
+        if not hasattr(sampler, "temperature"):
+            raise ArgumentError(
+                "sampler",
+                f"{type(sampler).__name__} has no `temperature` field: pass a factory "
+                "T -> Sampler instead",
+            )
+        base: Any = sampler
+    elif callable(sampler):
+        base = _Factory(sampler)
+    else:
+        raise ArgumentError(
+            "sampler",
+            f"sampler must be a Sampler or a factory T -> Sampler, got {type(sampler).__name__}",
+        )
+    temps = temperatures if isinstance(temperatures, jax.Array) else jnp.asarray(temperatures)
+    if temps.ndim != 1 or temps.shape[0] < 2:
+        raise ArgumentError("temperatures", "temperatures must be a 1-D ladder of >= 2 values")
+    return ReplicaExchange(base, temps, scheme, swap_every)
 
 
 def _float_dtype(position) -> jnp.dtype:

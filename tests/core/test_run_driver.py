@@ -204,14 +204,17 @@ def test_grad_through_ula_run_matches_finite_differences(key):
 
 
 def test_repeated_runs_do_not_recompile(key, x0):
-    s = idf.mala(iso, 0.3)
-    idf.sample(s, key, x0, 40, thin=2)
-    from idf_jax.run._driver import _chunk_fns
+    traces = []
 
-    burn, keep = _chunk_fns(s, 2, False, None)
-    before = keep._cache_size()
-    idf.sample(s, jax.random.key(1), x0 + 1.0, 40, thin=2)
-    assert keep._cache_size() == before
+    def counted(x):
+        traces.append(1)
+        return iso(x)
+
+    idf.sample(idf.mala(counted, 0.3), key, x0, 40, thin=2)
+    first = len(traces)
+    # same energy, new numbers, new key, new start: no new trace of the energy
+    idf.sample(idf.mala(counted, 0.2, temperature=1.5), jax.random.key(1), x0 + 1.0, 40, thin=2)
+    assert len(traces) == first
 
 
 def _run_py(code, env_extra=None, check=True, platform="cpu"):
