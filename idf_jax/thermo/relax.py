@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
 from .. import _tree
+from .._checks import ArgumentError
 from ..samplers._base import check_positive, check_positive_int, energy_and_grad
+from .implicit import detach, differentiable, implicit_minimiser
 
 __all__ = ["relax", "resolve_method", "max_curvature"]
 
@@ -36,7 +39,9 @@ def resolve_method(relax: bool | str, *, has_projection: bool) -> str | None:
         return "fire"
     if relax in _METHODS:
         return relax
-    raise ValueError(f"relax must be True, False, 'auto' or one of {_METHODS}, got {relax!r}")
+    raise ArgumentError(
+        "relax", f"relax must be True, False, 'auto' or one of {_METHODS}, got {relax!r}"
+    )
 
 
 def relax(
@@ -47,13 +52,21 @@ def relax(
     num_steps: int = 1000,
     project: Callable[[PyTree], PyTree] | None = None,
     step_size: float | jax.Array | None = None,
-    gtol: float = 1e-5,
-    dt_max_factor: float = 10.0,
+    gtol: float | jax.Array = 1e-5,
+    dt_max_factor: float | jax.Array = 10.0,
 ) -> tuple[PyTree, jax.Array]:
     """Relax every state of `x_batch` (leading chain axis) to a nearby local minimum of E.
 
+    Compiled once per (energy, projection, method, num_steps, shapes): new starts, new
+    tolerances and new energy parameters (arrays inside an `eqx.Module` energy) reuse it.
+    Runs under `jax.jit` / `jax.vmap`, and is differentiable with respect to the energy's
+    parameters (`thermo.implicit`): the minimum energy by the envelope theorem
+    (dE*/dθ = ∂E/∂θ at x*), the minimiser by the implicit function theorem (without a
+    projection; with one, the positions carry no gradient). The search itself is never
+    differentiated.
+
     Args:
-        energy_fn: E(x) -> scalar for one state.
+        energy_fn: E(x) -> scalar for one state (a function or an `eqx.Module`).
         x_batch: PyTree with a leading chain axis.
         method: 'lbfgs' (optax L-BFGS, memory 10, zoom line search) or 'fire'.
         num_steps: iterations (each costs one gradient for FIRE, one plus the line
@@ -69,18 +82,43 @@ def relax(
         (x_relaxed, energies) with shapes like `x_batch` and (chains,).
     """
     if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        raise ArgumentError("method", f"method must be one of {_METHODS}, got {method!r}")
     num_steps = check_positive_int("num_steps", num_steps)
     check_positive("gtol", gtol)
-    n = jax.tree.leaves(x_batch)[0].shape[0]
+    leaves = jax.tree.leaves(x_batch)
+    if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
+        raise ArgumentError(
+            "x_batch", "x_batch must be a PyTree of arrays with a leading chain axis"
+        )
+    n = leaves[0].shape[0]
     if step_size is None:
         step_size = 1e-2
     check_positive("step_size", step_size)
-    dt0 = jnp.broadcast_to(jnp.asarray(step_size, jnp.float32), (n,))
     check_positive("dt_max_factor", dt_max_factor)
+    dt0 = jnp.broadcast_to(jnp.asarray(step_size, jnp.float32), (n,))
+    example = jax.tree.map(lambda l: l[0], x_batch)
+    energy = differentiable(energy_fn, example)
+    x, _ = _relax_jit(
+        detach(energy),
+        project,
+        jax.lax.stop_gradient(x_batch),
+        dt0,
+        jnp.asarray(gtol, jnp.float32),
+        jnp.asarray(dt_max_factor, jnp.float32),
+        method=method,
+        num_steps=num_steps,
+    )
+    if project is None:
+        x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, x)
+    e = jax.vmap(energy)(jax.lax.stop_gradient(x))
+    return x, e
+
+
+@eqx.filter_jit
+def _relax_jit(energy, project, x_batch, dt0, gtol, dt_max_factor, *, method, num_steps):
     if method == "lbfgs":
-        return _lbfgs(energy_fn, project, num_steps, float(gtol))(x_batch, dt0)
-    return _fire(energy_fn, project, num_steps, float(gtol), float(dt_max_factor))(x_batch, dt0)
+        return lbfgs_one_batch(energy, project, num_steps, gtol)(x_batch)
+    return jax.vmap(fire_one(energy, project, num_steps, gtol, dt_max_factor))(x_batch, dt0)
 
 
 def max_curvature(energy_fn, x_batch, num_iters: int = 20) -> jax.Array:
@@ -91,7 +129,12 @@ def max_curvature(energy_fn, x_batch, num_iters: int = 20) -> jax.Array:
     compile than forward-over-reverse autodiff; the estimate only sets step sizes).
     `num_iters` gradients per chain. Non-finite -> inf.
     """
-    return jax.jit(jax.vmap(curvature_one(energy_fn, num_iters)))(x_batch)
+    return _curvature_jit(energy_fn, x_batch, num_iters)
+
+
+@eqx.filter_jit
+def _curvature_jit(energy_fn, x_batch, num_iters):
+    return jax.vmap(curvature_one(energy_fn, num_iters))(x_batch)
 
 
 def curvature_one(energy_fn, num_iters: int = 20):
@@ -122,11 +165,6 @@ def curvature_one(energy_fn, num_iters: int = 20):
 
 def _finite(e, g):
     return jnp.isfinite(e) & _tree.all_finite(g)
-
-
-def _lbfgs(energy_fn, project, num_steps, gtol):
-    batch = lbfgs_one_batch(energy_fn, project, num_steps, gtol)
-    return jax.jit(lambda x, _dt: batch(x))
 
 
 def lbfgs_one_batch(energy_fn, project, num_steps, gtol=1e-5):
@@ -161,10 +199,6 @@ def lbfgs_one_batch(energy_fn, project, num_steps, gtol=1e-5):
         return x, e
 
     return jax.vmap(one)
-
-
-def _fire(energy_fn, project, num_steps, gtol, dt_max_factor):
-    return jax.jit(jax.vmap(fire_one(energy_fn, project, num_steps, gtol, dt_max_factor)))
 
 
 def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
