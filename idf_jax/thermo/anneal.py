@@ -14,15 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .. import _tree
+from .._checks import ArgumentError, as_key, is_traced, nonnegative_int
 from ..samplers._base import check_positive, check_positive_int, energy_and_grad
+from ..samplers.langevin import LangevinState, build_mala_kernel
 from . import constraints as _constraints
 from . import relax as _relax
+from .implicit import detach, differentiable, implicit_minimiser
 from .schedules import Schedule, as_schedule
 
 __all__ = ["EquilibriumResult", "sample_equilibrium", "default_start_temperature"]
@@ -136,24 +140,25 @@ def sample_equilibrium(
     constraints=None,
     relax: bool | str = True,
     project: Callable[[PyTree], PyTree] | None = None,
-    step_size: float | None = None,
-    target_acceptance: float = 0.57,
-    adapt_rate: float = 0.05,
-    target: float | None = None,
-    target_tol: float = 1e-3,
+    step_size: float | Array | None = None,
+    target_acceptance: float | Array = 0.57,
+    adapt_rate: float | Array = 0.05,
+    target: float | Array | None = None,
+    target_tol: float | Array = 1e-3,
     relax_steps: int = 500,
     prerelax_steps: int = 100,
     record_every: int | None = None,
-    t_end_ratio: float = 1e-2,
+    t_end_ratio: float | Array = 1e-2,
 ) -> EquilibriumResult:
     """Anneal every chain of `x0_batch` towards low energy, then relax to the nearest minimum.
 
     Step i (i = 0..num_steps-1) of chain c, at temperature T_i = schedule(i, num_steps):
     x' = P(x - eta_c grad E_c(x) + sqrt(2 eta_c T_i) xi), accepted with the MALA
-    probability min(1, exp(-(E_c(x') - E_c(x))/T_i) q(x|x')/q(x'|x)); then
-    log eta_c += adapt_rate (alpha - target_acceptance). E_c = E + constraint penalties;
-    P composes `project` with the constraints' exact projections (with a projection
-    the chain is a projected Langevin chain: good for optimisation, not exact sampling).
+    probability min(1, exp(-(E_c(x') - E_c(x))/T_i) q(x|x')/q(x'|x)) (the library's MALA
+    kernel, `samplers.build_mala_kernel`); then log eta_c += adapt_rate (alpha -
+    target_acceptance). E_c = E + constraint penalties; P composes `project` with the
+    constraints' exact projections (with a projection the chain is a projected Langevin
+    chain: good for optimisation, not exact sampling).
 
     Before annealing, `prerelax_steps` FIRE steps take the starting states out of any
     steric clash (a random start can sit at E ~ 1e10, which says nothing about the
@@ -163,15 +168,22 @@ def sample_equilibrium(
     chain's initial step size is 0.5 / lambda_max, the largest Hessian eigenvalue at its
     start (power iteration on finite-difference Hessian-vector products).
 
-    The compiled pipeline is cached per (energy_fn, constraints, project, sizes), so a
-    repeated call with the same objects does not recompile.
+    Compile once, run many: the pipeline is compiled per (energy, constraints' structure,
+    projection, sizes); keys, starts, schedules' values, step sizes, targets and the
+    array leaves of an `eqx.Module` energy or of the constraints are data. The call runs
+    under `jax.jit` and `jax.vmap` (over keys, schedules, energy parameters). Gradients
+    with respect to the energy's parameters are exact and finite: `energy` and
+    `best_energy` by the envelope theorem (dE*/dθ = ∂E/∂θ at x*), `position` and
+    `best_position` by the implicit function theorem when the final relaxation runs
+    without a projection (otherwise they carry no gradient); the stochastic search is
+    never differentiated.
 
-    Example (LJ13 from random starts; see tests/test_anneal_equilibrium.py):
+    Example (LJ13 from random starts; see tests/thermo/test_equilibrium.py):
         >>> res = idf.sample_equilibrium(lj, key, x0, num_steps=2000, target=-44.326801)
         >>> res.best_energy, res.num_reached
 
     Args:
-        energy_fn: E(x) -> scalar for one state.
+        energy_fn: E(x) -> scalar for one state (a function or an `eqx.Module`).
         key: PRNG key.
         x0_batch: PyTree of float arrays with a leading chain axis.
         num_steps: annealing steps per chain (>= 1).
@@ -201,81 +213,106 @@ def sample_equilibrium(
     relax_steps = check_positive_int("relax_steps", relax_steps)
     check_positive("adapt_rate", adapt_rate)
     check_positive("t_end_ratio", t_end_ratio)
-    if not 0.0 < float(target_acceptance) < 1.0:
-        raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance!r}")
+    if not is_traced(target_acceptance) and not 0.0 < float(target_acceptance) < 1.0:
+        raise ArgumentError(
+            "target_acceptance", f"target_acceptance must be in (0, 1), got {target_acceptance!r}"
+        )
     if step_size is not None:
         check_positive("step_size", step_size)
     if record_every is not None:
         record_every = check_positive_int("record_every", record_every)
         if record_every > num_steps:
-            raise ValueError(f"record_every ({record_every}) must be <= num_steps ({num_steps})")
+            raise ArgumentError(
+                "record_every", f"record_every ({record_every}) must be <= num_steps ({num_steps})"
+            )
     if project is not None and not callable(project):
-        raise ValueError(f"project must be a callable x -> x, got {type(project).__name__}")
+        raise ArgumentError(
+            "project", f"project must be a callable x -> x, got {type(project).__name__}"
+        )
+    if not callable(energy_fn):
+        raise ArgumentError("energy_fn", "energy_fn must be callable x -> scalar energy")
     _relax.resolve_method(relax, has_projection=False)
     n = _num_chains(x0_batch)
-    key = jax.random.key(key) if isinstance(key, int) else key
+    key = as_key(key)
+    prerelax_steps = nonnegative_int("prerelax_steps", prerelax_steps)
 
     cs = _constraints.parse(constraints)
     example = jax.tree.map(lambda l: l[0], x0_batch)
     _constraints.validate(cs, example, energy_fn)
     has_proj = project is not None or _constraints.has_projection(cs)
     relax_method = _relax.resolve_method(relax, has_projection=has_proj)
-
-    prerelax_steps = int(prerelax_steps)
-    if prerelax_steps < 0:
-        raise ValueError(f"prerelax_steps must be >= 0, got {prerelax_steps}")
     x0 = jax.tree.map(lambda l: jnp.asarray(l, jnp.result_type(l)), x0_batch)
 
-    # Temperatures: a user schedule is evaluated here (and checked); the default one is
-    # T_0 * rel[i] with T_0 judged inside the compiled pipeline from the initial energies.
+    # Temperatures: a user schedule is evaluated here (and checked when concrete); the
+    # default one is T_0 * rel[i] with T_0 judged in the pipeline from the initial energies.
     if schedule is None:
-        rel = np.geomspace(1.0, float(t_end_ratio), num_steps) if num_steps > 1 else np.ones(1)
-        temps_in, default_t = rel, True
+        ratio = jnp.asarray(t_end_ratio, jnp.float32)
+        frac = jnp.arange(num_steps, dtype=jnp.float32) / max(num_steps - 1, 1)
+        temps_in, default_t = ratio**frac, True
     else:
         sched = as_schedule(schedule)
-        temps_in = np.asarray(jax.vmap(lambda i: sched(i, num_steps))(jnp.arange(num_steps)))
+        temps_in = jax.vmap(lambda i: sched(i, num_steps))(jnp.arange(num_steps))
+        temps_in = jnp.asarray(temps_in, jnp.float32)
         if temps_in.shape != (num_steps,):
-            raise ValueError(
-                f"the schedule must give one temperature per step, got {temps_in.shape}"
+            raise ArgumentError(
+                "schedule",
+                f"the schedule must give one temperature per step, got {temps_in.shape}",
             )
-        if not np.all(np.isfinite(temps_in)) or np.any(temps_in <= 0):
-            raise ValueError("the schedule must give a finite temperature > 0 at every step")
+        if not is_traced(temps_in):
+            t = np.asarray(temps_in)
+            if not np.all(np.isfinite(t)) or np.any(t <= 0):
+                raise ArgumentError(
+                    "schedule", "the schedule must give a finite temperature > 0 at every step"
+                )
         default_t = False
-    eta_in = jnp.full((n,), float(step_size) if step_size is not None else -1.0, jnp.float32)
-
-    config = (
-        n,
-        num_steps,
-        float(target_acceptance),
-        float(adapt_rate),
-        record_every,
-        prerelax_steps,
-        relax_method,
-        relax_steps,
-        default_t,
+    eta_in = jnp.broadcast_to(
+        jnp.asarray(step_size if step_size is not None else -1.0, jnp.float32), (n,)
     )
-    pipeline = _cached_pipeline(energy_fn, cs, project, config)
-    ok, carry, trace_e, best_x, best_e, temps, raw, viol = pipeline(
-        key, x0, jnp.asarray(temps_in, jnp.float32), eta_in
+    energy = differentiable(energy_fn, example)
+    out = _pipeline_jit(
+        detach(energy),
+        detach(cs),
+        project,
+        key,
+        jax.lax.stop_gradient(x0),
+        jax.lax.stop_gradient(temps_in),
+        eta_in,
+        jnp.asarray(target_acceptance, jnp.float32),
+        jnp.asarray(adapt_rate, jnp.float32),
+        num_steps=num_steps,
+        record_every=record_every,
+        prerelax_steps=prerelax_steps,
+        relax_method=relax_method,
+        relax_steps=relax_steps,
+        default_t=default_t,
     )
-    if not bool(ok):
-        raise ValueError("every initial state has a non-finite energy or gradient")
-    temps = np.asarray(temps)
+    ok, carry, trace_e, best_x, best_e, temps = out
+    if not is_traced(ok) and not bool(ok):
+        raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
 
+    # Differentiable read-out: the envelope theorem for energies, the implicit function
+    # theorem for positions (only where the final relaxation ran without a projection).
+    if relax_method and not has_proj:
+        best_x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, best_x)
+    else:
+        best_x = jax.lax.stop_gradient(best_x)
+    fixed = jax.lax.stop_gradient(best_x)
+    raw = jax.vmap(energy)(fixed)
+    viol = jax.vmap(lambda x, e: _constraints.total_violation(cs, x, e))(
+        fixed, jax.lax.stop_gradient(raw)
+    )
     feasible = viol <= 1e-6
     rank = jnp.where(feasible, raw, jnp.inf)
     rank = jnp.where(jnp.any(feasible), rank, best_e)
-    rank = jnp.where(jnp.isnan(rank), jnp.inf, rank)
+    rank = jax.lax.stop_gradient(jnp.where(jnp.isnan(rank), jnp.inf, rank))
     b = jnp.argmin(rank)
     if target is not None:
-        reached = feasible & (raw <= float(target) + float(target_tol))
+        reached = feasible & (raw <= jnp.asarray(target) + jnp.asarray(target_tol))
     else:
         reached = jnp.zeros((n,), bool)
     if record_every is not None:
         n_rec = num_steps // record_every
-        rec_t = jnp.asarray(
-            temps[record_every - 1 : n_rec * record_every : record_every], jnp.float32
-        )
+        rec_t = temps[record_every - 1 : n_rec * record_every : record_every]
     else:
         rec_t = jnp.zeros((0,), jnp.float32)
     return EquilibriumResult(
@@ -299,96 +336,71 @@ def _bc(mask, leaf):
     return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
 
 
-_CACHE: dict = {}
-_CACHE_SIZE = 8
+@eqx.filter_jit
+def _pipeline_jit(
+    energy_fn,
+    cs,
+    project,
+    key,
+    x0,
+    temps_in,
+    eta_in,
+    target_acc,
+    kappa,
+    *,
+    num_steps,
+    record_every,
+    prerelax_steps,
+    relax_method,
+    relax_steps,
+    default_t,
+):
+    """One compiled function: clash removal, T_0 and step sizes, annealing, relaxation.
 
-
-def _cached_pipeline(energy_fn, cs, project, config):
-    """The compiled pipeline for (energy_fn, constraints, project, config), reused across
-    calls with the same objects (so repeated runs skip compilation); uncached when a
-    constraint is not hashable."""
-    try:
-        key = (energy_fn, cs, project, config)
-        hash(key)
-    except TypeError:
-        key = None
-    if key is not None and key in _CACHE:
-        return _CACHE[key]
+    Compiled once per (energy, constraint structure, projection, shapes, sizes): the
+    penalised energy and the composed projection are built here, at trace time, so no
+    fresh closure reaches the compile cache.
+    """
     penalised = _constraints.apply_constraints(energy_fn, cs)
     proj_c = _constraints.project_all(cs) if _constraints.has_projection(cs) else None
     if project is not None and proj_c is not None:
         proj = lambda x: project(proj_c(x))  # noqa: E731
     else:
         proj = project if project is not None else proj_c
-    pipeline = _make_pipeline(
-        penalised,
-        energy_fn,
-        proj,
-        *config,
-        lambda x, e: _constraints.total_violation(cs, x, e),
-    )
-    if key is not None:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = pipeline
-    return pipeline
-
-
-def _make_pipeline(
-    penalised,
-    energy_fn,
-    proj,
-    n,
-    num_steps,
-    target_acc,
-    kappa,
-    record_every,
-    prerelax_steps,
-    relax_method,
-    relax_steps,
-    default_t,
-    violation_fn,
-):
-    """One jitted function: clash removal, T_0 and step sizes, annealing scan, relaxation."""
-    run = _make_run(penalised, energy_fn, proj, n, num_steps, target_acc, kappa, record_every)
+    n = eta_in.shape[0]
     eg = jax.vmap(lambda x: energy_and_grad(penalised, x))
     curv = jax.vmap(_relax.curvature_one(penalised))
-    pre = jax.vmap(_relax.fire_one(penalised, proj, max(prerelax_steps, 1), 1e-5, 1e3))
-    fire = jax.vmap(_relax.fire_one(penalised, proj, relax_steps, 1e-5, 10.0))
 
-    @jax.jit
-    def pipeline(key, x0, temps_in, eta_in):
-        if proj is not None:
-            x0 = jax.vmap(proj)(x0)
-        e0, g_start = eg(x0)
-        ok = jnp.any(jnp.isfinite(e0) & jax.vmap(_tree.all_finite)(g_start))
-        if prerelax_steps:
-            # First MD move dt^2 |F| = 1% of the RMS state scale (FIRE then adapts dt).
-            dt = jnp.sqrt(0.01 * _rms(x0) / jnp.maximum(_gnorm(g_start), 1e-30))
-            dt = jnp.where(jnp.isfinite(dt) & (dt > 0), dt, 1e-6)
-            x0, _ = pre(x0, dt)
-        e0, g0 = eg(x0)
-        if default_t:
-            dim = sum(int(np.prod(l.shape[1:])) for l in jax.tree.leaves(x0))
-            temps = _start_temperature(e0, dim) * temps_in
-        else:
-            temps = temps_in
-        eta0 = jnp.where(eta_in > 0, eta_in, _step_from_curvature(curv(x0), 1e-2))
-        carry, trace_e = run(key, x0, e0, g0, temps, eta0)
-        best_x, best_e = carry.best_x, carry.best_e
+    if proj is not None:
+        x0 = jax.vmap(proj)(x0)
+    e0, g_start = eg(x0)
+    ok = jnp.any(jnp.isfinite(e0) & jax.vmap(_tree.all_finite)(g_start))
+    if prerelax_steps:
+        # First MD move dt^2 |F| = 1% of the RMS state scale (FIRE then adapts dt).
+        dt = jnp.sqrt(0.01 * _rms(x0) / jnp.maximum(_gnorm(g_start), 1e-30))
+        dt = jnp.where(jnp.isfinite(dt) & (dt > 0), dt, 1e-6)
+        pre = jax.vmap(_relax.fire_one(penalised, proj, prerelax_steps, 1e-5, 1e3))
+        x0, _ = pre(x0, dt)
+    e0, g0 = eg(x0)
+    if default_t:
+        dim = sum(int(np.prod(l.shape[1:])) for l in jax.tree.leaves(x0))
+        temps = _start_temperature(e0, dim) * temps_in
+    else:
+        temps = temps_in
+    eta0 = jnp.where(eta_in > 0, eta_in, _step_from_curvature(curv(x0), 1e-2))
+    run = _make_run(penalised, energy_fn, proj, n, num_steps, target_acc, kappa, record_every)
+    carry, trace_e = run(key, x0, e0, g0, temps, eta0)
+    best_x, best_e = carry.best_x, carry.best_e
+    if relax_method:
         if relax_method == "fire":
+            fire = jax.vmap(_relax.fire_one(penalised, proj, relax_steps, 1e-5, 10.0))
             rx, re = fire(best_x, jnp.sqrt(2.0 * jnp.exp(carry.log_eta)))
-        elif relax_method == "lbfgs":
+        else:
             rx, re = _relax.lbfgs_one_batch(penalised, proj, relax_steps)(best_x)
-        if relax_method:
-            better = re < best_e
-            best_x = jax.tree.map(lambda a, b: jnp.where(_bc(better, a), a, b), rx, best_x)
-            best_e = jnp.where(better, re, best_e)
-        raw = jax.vmap(energy_fn)(best_x)
-        viol = jax.vmap(violation_fn)(best_x, raw)
-        return ok, carry, trace_e, best_x, best_e, temps, raw, viol
-
-    return pipeline
+        better = re < best_e
+        best_x = jax.tree.map(lambda a, b: jnp.where(_bc(better, a), a, b), rx, best_x)
+        best_e = jnp.where(better, re, best_e)
+    return ok, carry, trace_e, best_x, best_e, temps
 
 
 def _rms(x_batch):
@@ -415,39 +427,23 @@ def _start_temperature(e, dim: int):
 
 
 def _make_run(penalised, energy_fn, proj, n, num_steps, target_acc, kappa, record_every):
-    """The jitted annealing scan over all chains."""
+    """The annealing scan over all chains: the MALA kernel with per-chain step sizes."""
+    kernel = build_mala_kernel(penalised, proj)
 
     def chain_step(key, c: _Carry, temp):
         # One MALA step of one chain at temperature `temp` with its own step size.
-        eta = jnp.exp(c.log_eta)
-        k_noise, k_acc = jax.random.split(key)
-        noise = _tree.normal_like(k_noise, c.x)
-        prop = _tree.add_scaled(_tree.add_scaled(c.x, c.g, -eta), noise, jnp.sqrt(2.0 * eta * temp))
-        if proj is not None:
-            prop = proj(prop)
-        e_new, g_new = energy_and_grad(penalised, prop)
-
-        def log_q(x_to, x_from, g_from):
-            diff = _tree.add_scaled(_tree.add_scaled(x_to, x_from, -1.0), g_from, eta)
-            return -_tree.sq_norm(diff) / (4.0 * eta * temp)
-
-        ok = jnp.isfinite(e_new) & _tree.all_finite(g_new)
-        log_r = -(e_new - c.e) / temp + log_q(c.x, prop, g_new) - log_q(prop, c.x, c.g)
-        log_r = jnp.where(ok & ~jnp.isnan(log_r), log_r, -jnp.inf)
-        alpha = jnp.exp(jnp.minimum(log_r, 0.0))
-        u = jax.random.uniform(k_acc)
-        accept = jnp.log(u) < log_r
-        x = _tree.select(accept, prop, c.x)
-        e = jnp.where(accept, e_new, c.e)
-        g = _tree.select(accept, g_new, c.g)
+        state, info = kernel(key, LangevinState(c.x, c.e, c.g), jnp.exp(c.log_eta), temp)
+        alpha = info.acceptance_rate
         log_eta = jnp.clip(
             c.log_eta + kappa * (alpha - target_acc), c.log_eta - 1.0, c.log_eta + 1.0
         )
         log_eta = jnp.clip(log_eta, -60.0, 20.0)
-        improved = e < c.best_e
-        best_x = _tree.select(improved, x, c.best_x)
-        best_e = jnp.where(improved, e, c.best_e)
-        return _Carry(x, e, g, log_eta, best_x, best_e, c.acc_sum + alpha)
+        improved = state.energy < c.best_e
+        best_x = _tree.select(improved, state.position, c.best_x)
+        best_e = jnp.where(improved, state.energy, c.best_e)
+        return _Carry(
+            state.position, state.energy, state.grad, log_eta, best_x, best_e, c.acc_sum + alpha
+        )
 
     vstep = jax.vmap(chain_step, in_axes=(0, 0, None))
 
