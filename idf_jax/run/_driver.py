@@ -188,6 +188,8 @@ def _chunk_fns(sampler: Sampler, thin: int, has_energy_error: bool, mesh: Mesh |
         carry, _ = jax.lax.scan(draw, carry, jnp.arange(num, dtype=jnp.int32))
         return carry
 
+    run_burn: Callable[..., Any] = burn
+    run_keep: Callable[..., Any] = keep
     if mesh is not None:
         chains = PartitionSpec("chains")
         spec = (chains, chains, PartitionSpec())
@@ -207,11 +209,11 @@ def _chunk_fns(sampler: Sampler, thin: int, has_energy_error: bool, mesh: Mesh |
 
             return wrapped
 
-        burn, keep = sharded(burn, 0), sharded(keep, 1)
+        run_burn, run_keep = sharded(burn, 0), sharded(keep, 1)
 
     return (
-        jax.jit(burn, static_argnames="num", donate_argnums=1),
-        jax.jit(keep, static_argnames="num", donate_argnums=1),
+        jax.jit(run_burn, static_argnames="num", donate_argnums=1),
+        jax.jit(run_keep, static_argnames="num", donate_argnums=1),
     )
 
 
@@ -291,7 +293,7 @@ def sample(
         burn_chunk, draw_chunk = max(burn_in, 1), num_draws
 
     steps_done = 0
-    meta = None
+    meta: dict[str, Any] = {}  # what a checkpoint must have been written with
     if checkpoint is not None:
         if jax.process_count() > 1:
             raise ValueError("checkpoint is not supported in multi-process runs (jax.distributed)")
