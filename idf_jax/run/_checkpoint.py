@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .._io import atomic_write
 
 
 def _key_fingerprint(key) -> list[int]:
@@ -18,21 +18,14 @@ def _key_fingerprint(key) -> list[int]:
 
 
 def _save_checkpoint(path: str, carry: Any, meta: dict) -> None:
-    """Write the carry atomically: a temporary file in the same folder, then os.replace."""
+    """Write the carry atomically (`idf_jax._io.atomic_write`): leaves as an NPZ, meta as JSON."""
     leaves = [np.asarray(l) for l in jax.tree.leaves(carry)]
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, __meta__=np.asarray(json.dumps(meta)), *leaves)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+            np.savez(f, *leaves, __meta__=np.asarray(json.dumps(meta)))
+
+    atomic_write(path, write)
 
 
 def _load_checkpoint(path: str, template: Any, meta: dict) -> tuple[Any, int]:

@@ -18,12 +18,15 @@ are these manifests with the tunable fields replaced by `.Values` references, an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
+
+from .._io import atomic_write_bytes
 
 __all__ = [
     "DeploySpec",
@@ -110,13 +113,15 @@ def render_manifests(spec: DeploySpec) -> list[dict[str, Any]]:
     return _render(spec)
 
 
-def _render(spec, v=None) -> list[dict[str, Any]]:
-    """Build the manifests; `v(field)` gives each tunable value (the spec's, or a Helm token)."""
-    if v is None:
+def _spec_value(spec: DeploySpec, f: str) -> Any:
+    """The spec's value of field `f` (`<field>_str`: as a string)."""
+    return str(getattr(spec, f[:-4])) if f.endswith("_str") else getattr(spec, f)
 
-        def v(f):
-            return str(getattr(spec, f[:-4])) if f.endswith("_str") else getattr(spec, f)
 
+def _render(spec: DeploySpec, value: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+    """Build the manifests; `value(field)` gives each tunable value (default: the spec's; a
+    Helm chart passes template tokens)."""
+    v = value if value is not None else functools.partial(_spec_value, spec)
     labels = {"app.kubernetes.io/name": "idf-jax", "app.kubernetes.io/instance": spec.name}
     meta = lambda name: {"name": name, "namespace": spec.namespace, "labels": dict(labels)}
     config_name = f"{spec.name}-config"
@@ -281,8 +286,7 @@ def write_helm_chart(spec: DeploySpec, folder: str | os.PathLike) -> list[str]:
 
     def write(rel, text):
         path = os.path.join(folder, rel)
-        with open(path, "w") as fh:
-            fh.write(text)
+        atomic_write_bytes(path, text.encode())
         written.append(path)
 
     write(

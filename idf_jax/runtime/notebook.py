@@ -22,6 +22,8 @@ import numpy as np
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .._io import atomic_write, atomic_write_bytes
+
 __all__ = ["IDFMagics", "load_ipython_extension", "read_xyz", "write_xyz"]
 
 # Covalent radii (angstrom) for bond drawing: Cordero et al., Dalton Trans. 2008.
@@ -81,10 +83,7 @@ def write_xyz(
         out.append(str(len(symbols)))
         out.append(comments[f] if comments else f"frame {f}")
         out += [f"{s} {a:.8f} {b:.8f} {c:.8f}" for s, (a, b, c) in zip(symbols, x)]
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write("\n".join(out) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, ("\n".join(out) + "\n").encode())
 
 
 def _plt():
@@ -118,10 +117,10 @@ def _parse_params(items) -> dict[str, Any]:
     return out
 
 
-def _as_molecule(obj) -> tuple[list[str], np.ndarray] | None:
+def _as_molecule(obj: Any) -> tuple[list[str], np.ndarray] | None:
     """(symbols, positions) for molecule-like objects, else None."""
-    if isinstance(obj, str) and obj.endswith(".xyz"):
-        return read_xyz(obj)
+    if isinstance(obj, str):
+        return read_xyz(obj) if obj.endswith(".xyz") else None
     if hasattr(obj, "get_positions") and hasattr(obj, "get_chemical_symbols"):  # ase.Atoms
         return list(obj.get_chemical_symbols()), np.asarray(obj.get_positions())
     pos = getattr(obj, "positions", None)
@@ -191,13 +190,18 @@ def _save_animation(fig, update, frames: int, path: str, fps: int = 15) -> str:
         writer = animation.FFMpegWriter(fps=fps)
     else:
         raise ValueError(f"--animate expects a .gif or .mp4 path, got {path!r}")
-    tmp = f"{os.path.splitext(path)[0]}.tmp-{os.getpid()}{ext}"
-    try:
-        anim.save(tmp, writer=writer)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    def write(tmp: str) -> None:
+        # the writers pick the format from the file name: save under `ext`, then move
+        named = tmp + ext
+        try:
+            anim.save(named, writer=writer)
+            os.replace(named, tmp)
+        finally:
+            if os.path.exists(named):
+                os.unlink(named)
+
+    atomic_write(path, write)
     return path
 
 
@@ -220,8 +224,13 @@ def _energy_grid(energy_fn, center: np.ndarray, span: float, n: int = 80):
 class IDFMagics(Magics):
     """`%idf_visualize` and `%idf_simulate`."""
 
+    def _user_ns(self) -> dict[str, Any]:
+        if self.shell is None:
+            raise RuntimeError("the idf magics need an IPython shell (%load_ext idf_jax)")
+        return self.shell.user_ns
+
     def _lookup(self, name: str, params: dict):
-        ns = self.shell.user_ns
+        ns = self._user_ns()
         if name in ns:
             return ns[name]
         if name.endswith(".xyz"):
@@ -436,7 +445,7 @@ class IDFMagics(Magics):
         x0 = jnp.asarray(x, dtype=leaves[0].dtype)[None]
         trace = sample(sampler, jax.random.key(args.seed), x0, args.timesteps, thin=args.every)
         e = np.asarray(trace.energies)[0]
-        self.shell.user_ns[args.var] = trace
+        self._user_ns()[args.var] = trace
         if args.output:
             frames = np.asarray(trace.positions)[0]
             write_xyz(

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from _runtime_helpers import NAME
 
-from idf_jax.runtime.cli import _histogram_quantile, main, render_dashboard
+from idf_jax.runtime.cli import main
+from idf_jax.runtime.cli.monitor import _histogram_quantile, render_dashboard
 
 
 def run(capsys, *args):

@@ -1,5 +1,7 @@
 """`idf train`: train the NVP forecaster from a config section and a folder of CSV telemetry.
 
+    idf train --config config.yaml --data ./data/
+
 The `nvp:` section of a project config.yaml:
 
     nvp:
@@ -22,6 +24,38 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import typer
+
+from ._common import console, load_yaml
+
+__all__ = ["train", "train_from_config"]
+
+
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="project config.yaml (nvp section)"),
+    data: Path = typer.Option(..., "--data", help="folder of CSV telemetry files (or one CSV)"),
+    out: Path | None = typer.Option(None, help="checkpoint path (default: nvp.checkpoint)"),
+    epochs: int | None = typer.Option(None, min=1),
+    seed: int | None = typer.Option(None, min=0),
+):
+    """Train the NVP forecaster on telemetry CSVs with a live progress display.
+
+    Example: idf train --config config.yaml --data ./data/
+    """
+    cfg = load_yaml(config)
+    nvp_cfg = dict(cfg.get("nvp", {}) or {})
+    if epochs is not None:
+        nvp_cfg["epochs"] = epochs
+    if seed is not None:
+        nvp_cfg["seed"] = seed
+    if out is not None:
+        nvp_cfg["checkpoint"] = str(out)
+    if not data.exists():
+        raise typer.BadParameter(f"{str(data)!r} does not exist", param_hint="--data")
+    result = train_from_config(nvp_cfg, data)
+    console().print(result)
+
+
 _RUN_KEYS = {"channels", "val_fraction", "balance", "checkpoint", "resume"}
 
 
@@ -30,7 +64,7 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
     try:
         from ...nvp import NVPConfig, TrainConfig
         from ...nvp.data import read_csv
-        from ...nvp.train import train
+        from ...nvp.train import train as train_nvp
     except ImportError as e:
         raise ImportError(f"NVP training is not part of this build: {e}") from e
 
@@ -57,13 +91,10 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"nvp.val_fraction must be in (0, 1), got {val_fraction}")
     model_cfg = NVPConfig(channels=tuple(channels), **{k: cfg[k] for k in model_fields if k in cfg})
-    train_cfg = TrainConfig(
-        **{
-            k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k])
-            for k in train_fields
-            if k in cfg
-        }
-    )
+    train_kwargs: dict[str, Any] = {
+        k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k]) for k in train_fields if k in cfg
+    }
+    train_cfg = TrainConfig(**train_kwargs)
     train_series, val_series = [], []
     need = model_cfg.min_history + 1
     for f in files:
@@ -78,7 +109,7 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
         val_series.append(values[len(values) - n_val :])
     ckpt = str(cfg.get("checkpoint", "models/nvp.ckpt"))
     Path(ckpt).parent.mkdir(parents=True, exist_ok=True)
-    res = train(
+    res = train_nvp(
         train_series,
         val_series,
         model_cfg,

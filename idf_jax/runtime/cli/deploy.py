@@ -1,0 +1,74 @@
+"""`idf deploy`: render the Kubernetes manifests, print them, write a Helm chart or apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import console, load_yaml
+
+__all__ = ["deploy"]
+
+
+def deploy(
+    cluster: str | None = typer.Option(None, help="kubeconfig context of the target cluster"),
+    namespace: str = typer.Option("idf", help="Kubernetes namespace"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="project config.yaml (deploy, service)"
+    ),
+    image: str | None = typer.Option(None, help="container image"),
+    replicas: int | None = typer.Option(None, min=1),
+    name: str = typer.Option("idf", help="name of the Kubernetes objects"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the manifests instead of applying"
+    ),
+    helm: Path | None = typer.Option(
+        None, "--helm", help="write the manifests as a Helm chart into DIR"
+    ),
+    kubeconfig: Path | None = typer.Option(None, help="kubeconfig file (default: ~/.kube/config)"),
+):
+    """Render the Kubernetes manifests (ConfigMap, Deployment, Service, HPA) and apply them.
+
+    Examples:
+
+      idf deploy --cluster k8s-prod --namespace idf --dry-run
+
+      idf deploy --namespace idf --helm charts/idf
+
+      idf deploy --cluster k8s-prod --namespace idf
+    """
+    from ..k8s import DeploySpec, apply_manifests, render_manifests, to_yaml, write_helm_chart
+
+    cfg = load_yaml(config)
+    dep = dict(cfg.get("deploy", {}) or {})
+    if image is not None:
+        dep["image"] = image
+    if replicas is not None:
+        dep["replicas"] = replicas
+    known = set(DeploySpec.__dataclass_fields__) - {"namespace", "name", "service_config"}
+    bad = set(dep) - known
+    if bad:
+        raise typer.BadParameter(
+            f"unknown deploy keys {sorted(bad)}; known: {sorted(known)}", param_hint="--config"
+        )
+    spec = DeploySpec(
+        namespace=namespace, name=name, service_config=cfg.get("service", {}) or {}, **dep
+    )
+    objs = render_manifests(spec)
+    if helm is not None:
+        paths = write_helm_chart(spec, helm)
+        console().print(f"wrote Helm chart {helm}/ ({len(paths)} files)")
+        return
+    if dry_run:
+        typer.echo(to_yaml(objs), nl=False)
+        return
+    if not cluster:
+        raise typer.BadParameter(
+            "give --cluster (a kubeconfig context), or --dry-run / --helm DIR",
+            param_hint="--cluster",
+        )
+    done = apply_manifests(
+        objs, context=cluster, kubeconfig=str(kubeconfig) if kubeconfig else None
+    )
+    console().print(f"applied to {cluster}/{namespace}: " + ", ".join(done))

@@ -1,0 +1,61 @@
+"""`idf serve`: the HTTP/WebSocket service under uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import load_yaml
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="project config.yaml (service section)"
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False, help="accept requests without an API key (development)"
+    ),
+    log_level: str = typer.Option("info"),
+    graceful_timeout: int = typer.Option(
+        30, min=1, help="seconds to finish in-flight requests on shutdown"
+    ),
+):
+    """Start the HTTP/WebSocket service (uvicorn). API keys: IDF_API_KEYS or service.api_keys.
+
+    Example: IDF_API_KEYS=change-me-please idf serve --config config.yaml --port 8000
+    """
+    import logging
+
+    import uvicorn
+
+    from ..service import create_app, load_config
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    idf_log = logging.getLogger("idf_jax")
+    idf_log.addHandler(handler)
+    idf_log.setLevel(log_level.upper())
+    cfg = load_yaml(config)
+    service_cfg = dict(cfg.get("service", {}) or {})
+    if insecure_no_auth:
+        service_cfg["auth_disabled"] = True
+    conf = load_config(service_cfg)
+    uvicorn.run(
+        create_app(conf),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_timeout,
+        ws="websockets-sansio" if _has("websockets") else "auto",
+    )
+
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
