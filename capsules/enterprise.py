@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from idf_jax.samplers import Sampler
+from idf_jax.samplers import FunctionSampler, Sampler
 
 from ._base import Capsule, register
 
@@ -504,7 +504,7 @@ def placement_sampler(model: DatacenterModel, temperature: float) -> Sampler:
         x, e, acc, ok = _metropolis(model, key, state.position, state.energy, temperature)
         return PlacementState(x, e), PlacementInfo(acc, ok)
 
-    return Sampler(init, step)
+    return FunctionSampler(init, step)
 
 
 @eqx.filter_jit

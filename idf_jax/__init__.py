@@ -10,6 +10,7 @@ eagerly; the modelling layers (`nvp`, `eil`), the blueprint facade (`engine`,
 """
 
 import importlib as _importlib
+from typing import TYPE_CHECKING
 
 # --- core: samplers, the driver, adaptation, diagnostics -------------------------------
 from . import adaptation as adaptation
@@ -74,6 +75,17 @@ _LAZY = {
     "detect_regime_shift": ("idf_jax.eil", "detect_regime_shift"),
     "EnergyDiffusionEngine": ("idf_jax.blueprint.engine", "EnergyDiffusionEngine"),
 }
+
+
+if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and editors
+    from . import blueprint as blueprint
+    from . import eil as eil
+    from . import nvp as nvp
+    from .blueprint import engine as engine
+    from .blueprint.engine import EnergyDiffusionEngine as EnergyDiffusionEngine
+    from .eil import EILOptimizer as EILOptimizer
+    from .eil import detect_regime_shift as detect_regime_shift
+    from .nvp import NVPPredictor as NVPPredictor
 
 
 def __getattr__(name: str):

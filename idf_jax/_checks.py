@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.core import Tracer
 
 __all__ = ["ArgumentError", "as_key", "is_traced", "positive", "positive_int", "nonnegative_int"]
 
@@ -25,7 +26,7 @@ class ArgumentError(ValueError):
 
 def is_traced(value: Any) -> bool:
     """True when any leaf of `value` is a tracer (inside jit / vmap / grad)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+    return any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(value))
 
 
 def positive(name: str, value: Any) -> None:
@@ -78,7 +79,7 @@ def as_key(key: Any, name: str = "key") -> jax.Array:
         raise ArgumentError(
             name, f"{name} must be a JAX PRNG key (jax.random.key(seed)), got {type(key).__name__}"
         )
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     if key.dtype == np.uint32 and key.shape[-1:] == (2,):
         return key

@@ -367,7 +367,7 @@ def sample(
         burn_chunk, draw_chunk = max(burn_in, 1), num_draws
 
     steps_done = 0
-    meta = None
+    meta: dict[str, Any] = {}
     if checkpoint is not None or progress or callback is not None:
         if is_traced(dynamic) or is_traced(x0_batch):
             raise ArgumentError(

@@ -40,23 +40,14 @@ __all__ = [
 ]
 
 
-class _SamplerMeta(type(eqx.Module)):
-    """`Sampler(init, step)` with two functions builds a `FunctionSampler` (the classic
-    pair-of-functions form); subclasses construct as usual."""
-
-    def __call__(cls, *args, **kwargs):
-        if cls is Sampler:
-            return FunctionSampler(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
-
-
-class Sampler(eqx.Module, metaclass=_SamplerMeta):
+class Sampler(eqx.Module):
     """A transition kernel over one chain, as a PyTree.
 
     `init(position, key=None) -> state` builds the state of one chain;
     `step(key, state) -> (state, info)` advances it by one transition.
     Both are pure and jit / vmap / grad safe. `idf.sample` vmaps them over chains.
-    `Sampler(init, step)` with two plain functions gives a `FunctionSampler`.
+    Subclass it (fields for parameters), or wrap two plain functions in
+    `FunctionSampler(init, step)`.
     """
 
     def __hash__(self) -> int:
@@ -94,7 +85,7 @@ class Energy(eqx.Module):
     that `jax.jit` accepts; an `eqx.Module` energy is used as it is (its arrays traced).
     """
 
-    fn: EnergyFn = eqx.field(static=True)
+    fn: Callable[[PyTree], Any] = eqx.field(static=True)
 
     def __call__(self, x: PyTree) -> jax.Array:
         return self.fn(x)

@@ -19,6 +19,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import is_traced
+
 __all__ = [
     "Constraint",
     "Box",
@@ -119,7 +121,7 @@ class Box(Constraint):
         if self.lower is not None and self.upper is not None:
             lo, hi = self._bounds(x)
             bad = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a > b), lo, hi))
-            if any(bool(v) for v in bad if not isinstance(v, jax.core.Tracer)):
+            if any(bool(v) for v in bad if not is_traced(v)):
                 raise ValueError("Box has lower > upper somewhere")
 
     def project(self, x):
@@ -199,7 +201,7 @@ class EnergyMax(Constraint):
 
     def check(self, x, energy_fn=None):
         v = self.value
-        if not isinstance(v, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(jnp.asarray(v)))):
+        if not is_traced(v) and not bool(jnp.all(jnp.isfinite(jnp.asarray(v)))):
             raise ValueError(f"EnergyMax value must be finite, got {v!r}")
         if jnp.ndim(v) != 0:
             raise ValueError(f"EnergyMax value must be a scalar, got shape {jnp.shape(v)}")

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import is_traced
 from ..samplers._base import check_positive, check_positive_int
 
 __all__ = [
@@ -122,7 +123,7 @@ def _check_sde(sde) -> None:
 
 
 def _check_t(name, t, lo=0.0, hi=1.0) -> None:
-    if isinstance(t, jax.core.Tracer):
+    if is_traced(t):
         return
     a = np.asarray(t, dtype=np.float64)
     if not np.all(np.isfinite(a)) or np.any(a < lo) or np.any(a > hi):
@@ -303,6 +304,7 @@ def probability_flow(
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
     )
+    assert sol.ys is not None  # SaveAt(t1=True) always saves the end point
     return sol.ys[-1]
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, logsumexp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import is_traced
 from ..samplers._base import Sampler, check_positive, check_positive_int
 
 __all__ = [
@@ -44,7 +45,7 @@ PyTree = Any
 
 
 def _concrete(x) -> bool:
-    return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(x))
+    return not any(is_traced(l) for l in jax.tree.leaves(x))
 
 
 def _check_no_nan(name: str, x) -> None:

@@ -214,7 +214,7 @@ def metropolis_spin_flip(energy_fn, temperature):
         state, _ = jax.lax.scan(flip, state, jax.random.split(key, L * L))
         return state, None
 
-    return idf.Sampler(init, step)
+    return idf.samplers.FunctionSampler(init, step)
 
 
 def test_ising_4x4_ln_z_by_ais_matches_enumeration():

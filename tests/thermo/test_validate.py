@@ -37,7 +37,7 @@ def _scripted_sampler(values):
         de = values[s.count % values.size]
         return s._replace(count=s.count + 1), _I(jnp.ones(()), jnp.zeros((), bool), de)
 
-    return idf.Sampler(init, step)
+    return idf.samplers.FunctionSampler(init, step)
 
 
 def test_elf_counts_every_trajectory_and_is_exact_at_edges():

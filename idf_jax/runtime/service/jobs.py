@@ -193,7 +193,7 @@ def _make_sampler(job: SampleJob, capsule):
 
 def _projected(sampler, energy_fn, project):
     """Apply the capsule's exact projection after each step and refresh energy/gradient."""
-    from ...samplers._base import Sampler, energy_and_grad
+    from ...samplers._base import FunctionSampler, energy_and_grad
 
     def init(position, key=None):
         return _refresh(sampler.init(project(position), key))
@@ -208,7 +208,7 @@ def _projected(sampler, energy_fn, project):
         new, info = sampler.step(key, state)
         return _refresh(new._replace(position=project(new.position))), info
 
-    return Sampler(init, step)
+    return FunctionSampler(init, step)
 
 
 def _guess_field(message: str) -> str:
