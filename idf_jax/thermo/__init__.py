@@ -6,26 +6,54 @@
 - `constraints`: composable constraints (penalties and projections);
 - `diffusion`: VP/VE SDEs, score matching, reverse SDE and probability flow;
 - `metrics`: Boltzmann weights, free energies, entropy estimators (re-exported here);
-- `validate`: energy-law fidelity and entropy coherence.
+- `validate`: energy-law fidelity and entropy coherence;
+- `implicit`: differentiable minima (envelope and implicit function theorems).
 """
 
 from . import anneal as anneal
 from . import constraints as constraints
 from . import diffusion as diffusion
+from . import implicit as implicit
 from . import metrics as metrics
 from . import relax as relax
 from . import schedules as schedules
 from . import validate as validate
-from .metrics import *  # noqa: F403  (the metric functions, as `idf.thermo.free_energy`)
-from .metrics import __all__ as _metrics_all
+from .metrics import AISResult as AISResult
+from .metrics import EntropyProduction as EntropyProduction
+from .metrics import annealed_importance_sampling as annealed_importance_sampling
+from .metrics import bar as bar
+from .metrics import boltzmann_weights as boltzmann_weights
+from .metrics import ensemble_free_energy as ensemble_free_energy
+from .metrics import entropy_production as entropy_production
+from .metrics import free_energy as free_energy
+from .metrics import gaussian_entropy as gaussian_entropy
+from .metrics import histogram_entropy as histogram_entropy
+from .metrics import jarzynski as jarzynski
+from .metrics import knn_entropy as knn_entropy
+from .metrics import log_mean_exp as log_mean_exp
+from .metrics import zwanzig as zwanzig
 
 __all__ = [
     "anneal",
     "constraints",
     "diffusion",
+    "implicit",
     "metrics",
     "relax",
     "schedules",
     "validate",
-    *_metrics_all,
+    "boltzmann_weights",
+    "log_mean_exp",
+    "free_energy",
+    "zwanzig",
+    "jarzynski",
+    "bar",
+    "AISResult",
+    "annealed_importance_sampling",
+    "gaussian_entropy",
+    "histogram_entropy",
+    "knn_entropy",
+    "EntropyProduction",
+    "ensemble_free_energy",
+    "entropy_production",
 ]
