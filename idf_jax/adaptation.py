@@ -54,6 +54,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import ArgumentError, as_key, is_traced
 from ._custom_types import PyTree
+from .run._scan import init_chains, step_chains
 from .samplers._base import Sampler, check_positive, check_positive_int
 
 __all__ = ["adapt", "adapt_run", "AdaptationResult", "default_target_acceptance"]
@@ -320,7 +321,7 @@ def _da_update(da: _DA, alpha, target, gamma=0.05, t0=10.0, kappa=0.75):
 
 
 def _mean_acceptance(sampler: Sampler, keys, state) -> Array:
-    _, info = jax.vmap(sampler.step)(keys, state)
+    _, info = jax.vmap(sampler.step)(keys, state)  # one probe step from the same state
     acc = jnp.asarray(info.acceptance_rate, jnp.float32)
     return jnp.nanmean(jnp.where(jnp.isfinite(acc), acc, 0.0))
 
@@ -371,8 +372,8 @@ def _warmup(
     k_init, k_probe, k_run = jax.random.split(key, 3)
     example = jax.tree.map(lambda l: l[0], x0_batch)
     ones = jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example) if takes_mass else None
-    state0 = jax.vmap(builder.build(jnp.float32(0.1), ones).init)(
-        x0_batch, jax.random.split(k_init, n)
+    state0 = init_chains(
+        builder.build(jnp.float32(0.1), ones), x0_batch, jax.random.split(k_init, n)
     )
     probe_keys = jax.random.split(k_probe, n)
     if eps_in.ndim == 0:
@@ -389,8 +390,7 @@ def _warmup(
         i, coll, wend, fin = xs
         eps = jnp.exp(da.log_eps) if adapt_eps else eps0
         sampler = builder.build(eps, inv_mass)
-        ks = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
-        state, info = jax.vmap(sampler.step)(ks, state)
+        state, info = step_chains(sampler, chain_keys, state, i)
         acc = jnp.asarray(info.acceptance_rate, jnp.float32)
         alpha = jnp.nanmean(jnp.where(jnp.isfinite(acc), acc, 0.0))
         all_one = all_one & jnp.all(acc == 1.0)

@@ -26,6 +26,7 @@ from .._checks import ArgumentError, as_key, is_traced, nonnegative_int
 from .._progress import Progress as _Progress
 from ..samplers._base import Sampler, check_positive_int
 from ._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoint
+from ._scan import init_chains, step_chains
 from ._stats import (
     _NUM_BINS,
     ENERGY_ERROR_BIN_EDGES,
@@ -162,8 +163,7 @@ def _step(sampler: Sampler, has_energy_error: bool, chain_keys, carry: _Carry, i
     A divergent proposal is a rejection (the samplers keep the old state) and is counted;
     only a chain whose own state is non-finite is frozen.
     """
-    keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
-    new_state, info = jax.vmap(sampler.step)(keys, carry.state)
+    new_state, info = step_chains(sampler, chain_keys, carry.state, i)
     diverged = getattr(info, "diverged", None)
     if diverged is None:
         diverged = ~jnp.isfinite(new_state.energy)
@@ -460,7 +460,7 @@ def _prepare(static, dynamic, x0_batch, key, *, n: int, pad: int, num_draws: int
         chain_keys = jnp.concatenate([chain_keys, jnp.repeat(chain_keys[-1:], pad, axis=0)])
         init_keys = jnp.concatenate([init_keys, jnp.repeat(init_keys[-1:], pad, axis=0)])
     n_total = n + pad
-    state = jax.vmap(sampler.init)(x0_batch, init_keys)
+    state = init_chains(sampler, x0_batch, init_keys)
     # The carry is donated to the chunk runners: never alias the caller's arrays.
     state = jax.tree.map(lambda l: jnp.array(l, copy=True), state)
     for field in ("position", "energy"):

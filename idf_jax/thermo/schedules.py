@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ..run._scan import init_chains, scan_chains
 from ..samplers._base import Sampler, check_positive_int
 
 __all__ = [
@@ -215,14 +216,8 @@ def _pilot_energies(sampler_factory, key, x0_batch, temps, num_steps, burn_in):
     def run_one(temp, key):
         sampler = sampler_factory(temp)
         keys = jax.random.split(key, n_chains)
-        state = jax.vmap(sampler.init)(x0_batch, keys)
-
-        def body(state, i):
-            ks = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
-            state, _ = jax.vmap(sampler.step)(ks, state)
-            return state, state.energy
-
-        _, energies = jax.lax.scan(body, state, jnp.arange(num_steps))
+        state = init_chains(sampler, x0_batch, keys)
+        _, energies = scan_chains(sampler, keys, state, num_steps, record=lambda s, _: s.energy)
         return energies[burn_in:].T  # (chains, kept)
 
     keys = jax.random.split(key, temps.shape[0])
