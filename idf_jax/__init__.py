@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING
 # --- core: samplers, the driver, adaptation, diagnostics -------------------------------
 from . import adaptation as adaptation
 from . import diagnostics as diagnostics
+from . import interop as interop
 from . import run as run
 from . import samplers as samplers
 from .adaptation import AdaptationResult as AdaptationResult
 from .adaptation import adapt as adapt
 from .adaptation import adapt_run as adapt_run
 from .diagnostics import ess as ess
+from .diagnostics import ess_tail as ess_tail
+from .interop import to_arviz as to_arviz
+from .interop import to_ase as to_ase
 from .diagnostics import rhat as rhat
 from .diagnostics import summary as summary
 from .run import Trace as Trace
@@ -30,7 +34,9 @@ from .samplers import LangevinInfo as LangevinInfo
 from .samplers import LangevinState as LangevinState
 from .samplers import ReplicaExchangeInfo as ReplicaExchangeInfo
 from .samplers import ReplicaExchangeState as ReplicaExchangeState
+from .samplers import FunctionSampler as FunctionSampler
 from .samplers import Sampler as Sampler
+from .samplers import projected_langevin as projected_langevin
 from .samplers import UnderdampedState as UnderdampedState
 from .samplers import hmc as hmc
 from .samplers import mala as mala
@@ -114,6 +120,7 @@ __all__ = [
     "EILOptimizer",
     "EnergyDiffusionEngine",
     "EquilibriumResult",
+    "FunctionSampler",
     "GibbsInfo",
     "HMCInfo",
     "IsingGibbsState",
@@ -144,12 +151,15 @@ __all__ = [
     "engine",
     "entropy_coherence",
     "ess",
+    "ess_tail",
+    "interop",
     "forward_diffuse",
     "free_energy",
     "hmc",
     "load_ipython_extension",
     "mala",
     "nvp",
+    "projected_langevin",
     "relax",
     "replica_exchange",
     "reverse_denoise",
@@ -161,6 +171,8 @@ __all__ = [
     "schedules",
     "summary",
     "thermo",
+    "to_arviz",
+    "to_ase",
     "ula",
     "underdamped_langevin",
     "validate",

@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import ArrayLike
 from scipy.special import ndtri
 
-__all__ = ["ess", "rhat", "split_rhat", "acceptance_rate", "summary"]
+__all__ = ["ess", "ess_tail", "rhat", "split_rhat", "acceptance_rate", "summary"]
 
 
 def _as_chains(x: ArrayLike) -> np.ndarray:
@@ -109,6 +109,24 @@ def ess(x: ArrayLike) -> np.ndarray:
     return _per_component(lambda a: _ess_raw(_z_scale(_split(a))), x)
 
 
+def ess_tail(x: ArrayLike, prob: float = 0.05) -> np.ndarray:
+    """Tail effective sample size, per component (Vehtari et al. 2021, section 4.3).
+
+    The minimum of the ESS of the indicators I(x <= q_prob) and I(x <= q_{1-prob}) over
+    the split chains: how well the 5 % and 95 % quantiles are estimated. Matches ArviZ's
+    `ess(method="tail")`.
+    """
+
+    def one(a):
+        lo, hi = np.quantile(a, [prob, 1.0 - prob])
+        return min(
+            _ess_raw(_split((a <= lo).astype(np.float64))),
+            _ess_raw(_split((a <= hi).astype(np.float64))),
+        )
+
+    return _per_component(one, x)
+
+
 def rhat(x: ArrayLike) -> np.ndarray:
     """Rank-normalised split R-hat, max of bulk and folded (tail) versions, per component."""
 
@@ -131,31 +149,47 @@ def acceptance_rate(trace) -> float:
 
 
 def summary(trace, *, print_table: bool = True, max_components: int = 8) -> dict[str, Any]:
-    """Summarise a `Trace`: mean, sd, bulk ESS and R-hat of the energy and each leaf.
+    """Summarise a `Trace`: mean, sd, bulk and tail ESS and R-hat of the energy and each leaf.
 
+    Frozen chains (their own state was non-finite, e.g. a NaN start; their draws are NaN)
+    are left out of every statistic, and the summary says how many were left out.
     Leaves with more than `max_components` components are reported in aggregate
     (min ESS, max R-hat over components). Prints a rich table when `print_table`.
 
     Returns:
         {'energy': {...}, 'position': {leaf_name: {...}}, 'acceptance_rate': float,
-         'divergent_chains': int, 'chains': int, 'draws': int}
+         'frozen_chains': int, 'num_divergent': int (divergent proposals, all rejected),
+         'divergent_chains': int (chains with at least one), 'chains': int (chains
+         summarised), 'draws': int}
     """
     import jax
 
-    energies = np.asarray(trace.energies)
+    frozen = np.asarray(trace.stats.get("frozen", trace.stats["diverged"]), bool)
+    keep = ~frozen
+    if not np.any(keep):
+        raise ValueError(
+            f"every one of the {frozen.size} chains is frozen (non-finite state): nothing "
+            "to summarise; check the starting positions"
+        )
+    energies = np.asarray(trace.energies)[keep]
+    num_div = np.asarray(trace.stats.get("num_divergent", np.zeros(frozen.shape, int)))
     out: dict[str, Any] = {
         "chains": int(energies.shape[0]),
         "draws": int(energies.shape[1]),
+        "frozen_chains": int(np.sum(frozen)),
         "energy": _stats(energies),
         "position": {},
-        "divergent_chains": int(np.sum(np.asarray(trace.stats["diverged"]))),
+        "num_divergent": int(np.sum(num_div[keep])),
+        "divergent_chains": int(np.sum(num_div[keep] > 0)),
         "acceptance_rate": (
-            acceptance_rate(trace) if "acceptance_rate" in trace.stats else float("nan")
+            float(np.mean(np.asarray(trace.stats["acceptance_rate"])[keep]))
+            if "acceptance_rate" in trace.stats
+            else float("nan")
         ),
     }
     for path, leaf in jax.tree_util.tree_flatten_with_path(trace.positions)[0]:
         name = "x" + jax.tree_util.keystr(path)
-        out["position"][name] = _stats(np.asarray(leaf))
+        out["position"][name] = _stats(np.asarray(leaf)[keep])
     if print_table:
         _print(out, max_components)
     return out
@@ -166,6 +200,7 @@ def _stats(a: np.ndarray) -> dict[str, np.ndarray]:
         "mean": a.mean(axis=(0, 1)),
         "sd": a.std(axis=(0, 1)),
         "ess_bulk": ess(a),
+        "ess_tail": ess_tail(a),
         "rhat": rhat(a),
     }
 
@@ -175,7 +210,7 @@ def _print(out: dict, max_components: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"idf-jax summary: {out['chains']} chains x {out['draws']} draws")
-    for col in ("quantity", "mean", "sd", "ESS (bulk)", "R-hat"):
+    for col in ("quantity", "mean", "sd", "ESS (bulk)", "ESS (tail)", "R-hat"):
         table.add_column(col, justify="right" if col != "quantity" else "left")
 
     def row(name, s):
@@ -184,6 +219,7 @@ def _print(out: dict, max_components: int) -> None:
             f"{float(s['mean']):.4g}",
             f"{float(s['sd']):.4g}",
             f"{float(s['ess_bulk']):.0f}",
+            f"{float(s['ess_tail']):.0f}",
             f"{float(s['rhat']):.3f}",
         )
 
@@ -202,10 +238,17 @@ def _print(out: dict, max_components: int) -> None:
                 f"{np.mean(s['mean']):.4g} (avg)",
                 f"{np.mean(s['sd']):.4g} (avg)",
                 f"{np.nanmin(s['ess_bulk']):.0f} (min)",
+                f"{np.nanmin(s['ess_tail']):.0f} (min)",
                 f"{np.nanmax(s['rhat']):.3f} (max)",
             )
     console = Console()
     console.print(table)
     console.print(
-        f"acceptance rate {out['acceptance_rate']:.3f}   divergent chains {out['divergent_chains']}"
+        f"acceptance rate {out['acceptance_rate']:.3f}   divergent proposals "
+        f"{out['num_divergent']} (rejected; in {out['divergent_chains']} chains)"
     )
+    if out["frozen_chains"]:
+        console.print(
+            f"[yellow]{out['frozen_chains']} frozen chain(s) (non-finite state) left out of "
+            "every statistic above[/yellow]"
+        )
