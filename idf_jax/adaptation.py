@@ -251,15 +251,6 @@ def adapt_run(
             "target cannot tune its step size; choose it otherwise and pass "
             "adapt_step_size=False, initial_step_size=...",
         )
-    state_shape = jax.eval_shape(lambda x: jax.vmap(probe.init)(x), x0_batch)
-    info_shape = jax.eval_shape(
-        lambda s: jax.vmap(probe.step)(jax.random.split(key, n), s)[1], state_shape
-    )
-    if not hasattr(info_shape, "acceptance_rate"):
-        raise ArgumentError("sampler", "the sampler's info must have an `acceptance_rate` field")
-    if target_acceptance is None:
-        target_acceptance = default_target_acceptance(info_shape)
-
     collect, window_end = (
         _windows(num_steps)
         if adapt_mass
@@ -275,14 +266,14 @@ def adapt_run(
         key,
         x0_batch,
         jnp.asarray(eps0, jnp.float32),
-        jnp.asarray(target_acceptance, jnp.float32),
+        None if target_acceptance is None else jnp.asarray(target_acceptance, jnp.float32),
         jnp.asarray(collect),
         jnp.asarray(window_end),
         jnp.asarray(final_phase),
         adapt_eps=bool(adapt_step_size),
         adapt_mass=bool(adapt_mass),
     )
-    tuned, params, positions, acc_final, acc_all_one = out
+    tuned, params, positions, acc_final, acc_all_one, target_used = out
     if adapt_step_size and not is_traced(acc_all_one) and bool(acc_all_one):
         raise ArgumentError(
             "sampler",
@@ -293,9 +284,7 @@ def adapt_run(
     step = params["step_size"]
     if not is_traced(step) and not (np.isfinite(float(step)) and float(step) > 0):
         raise ValueError(f"adaptation failed: step size {float(step)}")
-    return AdaptationResult(
-        tuned, params, positions, acc_final, jnp.asarray(target_acceptance, jnp.float32)
-    )
+    return AdaptationResult(tuned, params, positions, acc_final, target_used)
 
 
 class _DA(NamedTuple):
@@ -372,10 +361,14 @@ def _warmup(
     k_init, k_probe, k_run = jax.random.split(key, 3)
     example = jax.tree.map(lambda l: l[0], x0_batch)
     ones = jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example) if takes_mass else None
-    state0 = init_chains(
-        builder.build(jnp.float32(0.1), ones), x0_batch, jax.random.split(k_init, n)
-    )
+    probe = builder.build(jnp.float32(0.1), ones)
+    state0 = init_chains(probe, x0_batch, jax.random.split(k_init, n))
     probe_keys = jax.random.split(k_probe, n)
+    info_shape = jax.eval_shape(lambda s: jax.vmap(probe.step)(probe_keys, s)[1], state0)
+    if not hasattr(info_shape, "acceptance_rate"):
+        raise ArgumentError("sampler", "the sampler's info must have an `acceptance_rate` field")
+    if target is None:
+        target = jnp.float32(default_target_acceptance(info_shape))
     if eps_in.ndim == 0:
         eps0 = jnp.where(
             eps_in > 0, eps_in, _find_step_size(builder, probe_keys, state0, ones, target)
@@ -447,7 +440,7 @@ def _warmup(
         params["inverse_mass"] = inv_mass if adapt_mass else None
     tuned = builder.build(step_size, params.get("inverse_mass"))
     acc_final = acc_sum / jnp.maximum(acc_cnt, 1.0)
-    return tuned, params, state.position, acc_final, all_one
+    return tuned, params, state.position, acc_final, all_one, target
 
 
 _warmup_jit = jax.jit(_warmup, static_argnums=(0,), static_argnames=("adapt_eps", "adapt_mass"))

@@ -18,3 +18,29 @@ def assert_within(draws, expected, z=5.0, what="mean"):
     mean, se = mean_and_se(draws)
     err = np.abs(mean - np.asarray(expected))
     assert np.all(err < z * se), f"{what}: got {mean}, expected {expected}, |err|/se = {err / se}"
+
+
+def tree_allclose(a, b, rtol=1e-6, atol=1e-6):
+    """True when two PyTrees have the same structure and leaves allclose (NaN == NaN)."""
+    import jax
+
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    if ta != tb:
+        return False
+    return all(
+        np.shape(x) == np.shape(y)
+        and np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, equal_nan=True)
+        for x, y in zip(la, lb)
+    )
+
+
+def count_traces(fn):
+    """`fn` wrapped to count how often JAX traces it; returns (wrapped, counter list)."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return wrapped, calls

@@ -286,6 +286,12 @@ _run_chunk_jit = jax.jit(
     static_argnames=("num", "thin", "has_ee", "mesh", "burn"),
     donate_argnums=(3,),
 )
+# Under an outer jit / vmap / grad the carry is a tracer: nothing to donate.
+_run_chunk_traced = jax.jit(
+    _run_chunk,
+    static_argnums=(0,),
+    static_argnames=("num", "thin", "has_ee", "mesh", "burn"),
+)
 
 
 # --------------------------------------------------------------------------- driver
@@ -356,7 +362,8 @@ def sample(
         carry = _to_global(carry, sharding)
         chain_keys = _to_global(chain_keys, sharding)
 
-    chunk = functools.partial(_run_chunk_jit, static, dynamic, thin=thin, has_ee=has_ee, mesh=mesh)
+    runner = _run_chunk_traced if is_traced((carry, dynamic, chain_keys)) else _run_chunk_jit
+    chunk = functools.partial(runner, static, dynamic, thin=thin, has_ee=has_ee, mesh=mesh)
 
     chunked = progress or checkpoint is not None or callback is not None or chunk_draws is not None
     burn_chunk, draw_chunk = _default_chunk(num_draws, thin, burn_in)
@@ -496,8 +503,7 @@ def _prepare(static, dynamic, x0_batch, key, *, n: int, pad: int, num_draws: int
 _prepare_jit = jax.jit(_prepare, static_argnums=(0,), static_argnames=("n", "pad", "num_draws"))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2), donate_argnums=0)
-def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
+def _finish_impl(carry: _Carry, n: int, has_ee: bool) -> Trace:
     c = jax.tree.map(lambda l: l[:n], carry)
     denom = jnp.maximum(c.active_steps, 1).astype(jnp.float32)
     stats: dict[str, Array] = {}
@@ -516,3 +522,12 @@ def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
         stats["max_abs_energy_error"] = c.ee_abs_max
         stats["num_trajectories"] = jnp.sum(c.hist, axis=1)
     return Trace(c.positions, c.energies, stats, c.state, c.divergences)
+
+
+_finish_donate = jax.jit(_finish_impl, static_argnums=(1, 2), donate_argnums=0)
+_finish_traced = jax.jit(_finish_impl, static_argnums=(1, 2))
+
+
+def _finish(carry: _Carry, n: int, has_ee: bool) -> Trace:
+    """Per-chain summaries and the Trace; the (chains, draws) buffers are donated."""
+    return (_finish_traced if is_traced(carry) else _finish_donate)(carry, n, has_ee)

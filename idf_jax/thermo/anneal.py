@@ -290,26 +290,16 @@ def sample_equilibrium(
     if not is_traced(ok) and not bool(ok):
         raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
 
-    # Differentiable read-out: the envelope theorem for energies, the implicit function
-    # theorem for positions (only where the final relaxation ran without a projection).
-    if relax_method and not has_proj:
-        best_x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, best_x)
-    else:
-        best_x = jax.lax.stop_gradient(best_x)
-    fixed = jax.lax.stop_gradient(best_x)
-    raw = jax.vmap(energy)(fixed)
-    viol = jax.vmap(lambda x, e: _constraints.total_violation(cs, x, e))(
-        fixed, jax.lax.stop_gradient(raw)
+    target_arr = jnp.asarray(jnp.nan if target is None else target, jnp.float32)
+    best_x, raw, viol, b, reached = _readout_jit(
+        energy,
+        cs,
+        best_x,
+        best_e,
+        target_arr,
+        jnp.asarray(target_tol, jnp.float32),
+        implicit=bool(relax_method) and not has_proj,
     )
-    feasible = viol <= 1e-6
-    rank = jnp.where(feasible, raw, jnp.inf)
-    rank = jnp.where(jnp.any(feasible), rank, best_e)
-    rank = jax.lax.stop_gradient(jnp.where(jnp.isnan(rank), jnp.inf, rank))
-    b = jnp.argmin(rank)
-    if target is not None:
-        reached = feasible & (raw <= jnp.asarray(target) + jnp.asarray(target_tol))
-    else:
-        reached = jnp.zeros((n,), bool)
     if record_every is not None:
         n_rec = num_steps // record_every
         rec_t = temps[record_every - 1 : n_rec * record_every : record_every]
@@ -330,6 +320,30 @@ def sample_equilibrium(
         acceptance_rate=carry.acc_sum / num_steps,
         step_size=jnp.exp(carry.log_eta),
     )
+
+
+@eqx.filter_jit
+def _readout_jit(energy, cs, best_x, best_e, target, target_tol, *, implicit):
+    """Differentiable read-out of the search: the envelope theorem for energies, the
+    implicit function theorem for positions (where the final relaxation ran without a
+    projection; otherwise positions carry no gradient); the best feasible chain."""
+    if implicit:
+        best_x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, best_x)
+    else:
+        best_x = jax.lax.stop_gradient(best_x)
+    fixed = jax.lax.stop_gradient(best_x)
+    raw = jax.vmap(energy)(fixed)
+    viol = jax.vmap(lambda x, e: _constraints.total_violation(cs, x, e))(
+        fixed, jax.lax.stop_gradient(raw)
+    )
+    feasible = viol <= 1e-6
+    rank = jnp.where(feasible, raw, jnp.inf)
+    rank = jnp.where(jnp.any(feasible), rank, best_e)
+    rank = jax.lax.stop_gradient(jnp.where(jnp.isnan(rank), jnp.inf, rank))
+    b = jnp.argmin(rank)
+    # no target (NaN): nothing is reached
+    reached = feasible & (raw <= target + target_tol)
+    return best_x, raw, viol, b, reached
 
 
 def _bc(mask, leaf):

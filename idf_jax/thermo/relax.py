@@ -108,10 +108,15 @@ def relax(
         method=method,
         num_steps=num_steps,
     )
-    if project is None:
+    return _readout_jit(energy, x, implicit=project is None)
+
+
+@eqx.filter_jit
+def _readout_jit(energy, x, *, implicit):
+    """Positions with implicit-function-theorem gradients, energies by the envelope theorem."""
+    if implicit:
         x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, x)
-    e = jax.vmap(energy)(jax.lax.stop_gradient(x))
-    return x, e
+    return x, jax.vmap(energy)(jax.lax.stop_gradient(x))
 
 
 @eqx.filter_jit
