@@ -68,13 +68,13 @@ def test_block_gibbs_temperature_is_data(key):
 
     cap = capsules.make("lattice.ising", L=8)
     spins = cap.init(key, 4)
-    step = jax.jit(
-        eqx.debug.assert_max_traces(lambda s, k, st: s.step(k, st), max_traces=1)
-    )
+    step = jax.jit(eqx.debug.assert_max_traces(lambda s, k, st: s.step(k, st), max_traces=1))
     s1 = idf.block_gibbs(cap, 2.0)
     st = jax.vmap(s1.init)(spins)
     a, _ = jax.vmap(lambda k, x: step(s1, k, x))(jax.random.split(key, 4), st)
-    b, _ = jax.vmap(lambda k, x: step(idf.block_gibbs(cap, 3.0), k, x))(jax.random.split(key, 4), st)
+    b, _ = jax.vmap(lambda k, x: step(idf.block_gibbs(cap, 3.0), k, x))(
+        jax.random.split(key, 4), st
+    )
     assert a.energy.shape == b.energy.shape == (4,)
 
 
@@ -97,7 +97,9 @@ def test_sample_jit_vmap_grad_over_temperature(key):
     jitted = jax.jit(mean_energy)
     np.testing.assert_allclose(float(jitted(1.0)), float(mean_energy(1.0)), rtol=1e-5)
     vm = jax.vmap(mean_energy)(jnp.array([1.0, 2.0]))
-    np.testing.assert_allclose(np.asarray(vm), [float(mean_energy(1.0)), float(mean_energy(2.0))], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(vm), [float(mean_energy(1.0)), float(mean_energy(2.0))], rtol=1e-5
+    )
     g = jax.grad(mean_energy)(1.0)
     h = 1e-2
     fd = (mean_energy(1.0 + h) - mean_energy(1.0 - h)) / (2 * h)
