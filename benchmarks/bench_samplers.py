@@ -9,6 +9,10 @@ best of `repeats`).
     python benchmarks/bench_samplers.py --quick    # small sizes, a smoke run
     python benchmarks/bench_samplers.py --system gaussian --repeats 5   # one system
 
+Each system also gets compile-once rows (`bench_rebuild`): the same sampler reused, a
+sampler rebuilt per call, a new step size per call, against BlackJAX jitted once with
+the step size as an argument.
+
 Prints chain-steps per second and the ratios time(idf) / time(peer): <= 1.0 means idf is
 no slower than the peer.
 """
@@ -59,6 +63,21 @@ def lj38():
         return base + 0.02 * jax.random.normal(key, (k, n, 3))
 
     return energy, init, dict(mala=1e-4, hmc=2e-3, L=10)
+
+
+def funnel_10d():
+    """Neal's funnel, d = 10: v ~ N(0, 3^2), x_i | v ~ N(0, e^v) (non-Gaussian, varying scale)."""
+
+    def energy(z):
+        v, x = z[0], z[1:]
+        return v**2 / 18.0 + 0.5 * jnp.sum(x**2) * jnp.exp(-v) + 4.5 * v
+
+    def init(key, n):
+        k1, k2 = jax.random.split(key)
+        v = jax.random.normal(k1, (n, 1))
+        return jnp.concatenate([v, jnp.exp(v / 2) * jax.random.normal(k2, (n, 9))], 1)
+
+    return energy, init, dict(mala=0.02, hmc=0.1, L=10)
 
 
 def thinned_scan(step, state, keys, thin):
@@ -171,21 +190,97 @@ def bench(name, system, chains, steps, thin, repeats):
     return secs, ratios
 
 
+def bench_rebuild(name, system, chains, steps, thin, calls):
+    """Compile once, run many: `calls` runs with a sampler reused, rebuilt, or given a new
+    step size each call, against BlackJAX jitted once with the step size as an argument.
+
+    Both sides are warmed up by one call first; the rows are the total of `calls` further
+    calls, timed round-robin. A row whose idf side recompiled would show seconds of
+    compilation per call here.
+    """
+    energy, init, p = system()
+    key = jax.random.key(0)
+    x0 = init(key, chains)
+    eps0 = p["mala"]
+    steps_sizes = [eps0 * (0.8 + 0.1 * i) for i in range(calls)]
+    reused = idf.mala(energy, eps0)
+
+    def idf_calls(make):
+        def run():
+            out = None
+            for i in range(calls):
+                out = idf.sample(make(i), key, x0, steps, thin=thin).positions
+            return out
+
+        return run
+
+    runs = {
+        "idf: same sampler reused": idf_calls(lambda i: reused),
+        "idf: sampler rebuilt per call": idf_calls(lambda i: idf.mala(energy, eps0)),
+        "idf: new step size per call": idf_calls(lambda i: idf.mala(energy, steps_sizes[i])),
+    }
+    if blackjax is not None:
+
+        @jax.jit
+        def bj(key, x0, eps):
+            kernel = blackjax.mala(lambda x: -energy(x), eps)
+
+            def one(k, x):
+                return thinned_scan(kernel.step, kernel.init(x), jax.random.split(k, steps), thin)
+
+            return jax.vmap(one)(jax.random.split(key, x0.shape[0]), x0)
+
+        def bj_calls(eps_of):
+            def run():
+                out = None
+                for i in range(calls):
+                    out = bj(key, x0, jnp.float32(eps_of(i)))
+                return out
+
+            return run
+
+        runs["blackjax (jit once), same step"] = bj_calls(lambda i: eps0)
+        runs["blackjax (jit once), new step per call"] = bj_calls(lambda i: steps_sizes[i])
+    secs = timed_interleaved(runs, 2)
+    print(f"\n## {name}, compile once / run many: {calls} calls of {chains} chains x {steps} steps")
+    print("| runner | seconds for all calls |")
+    print("|---|---:|")
+    for k in runs:
+        print(f"| {k} | {secs[k]:.3f} |")
+    if blackjax is not None:
+        same = secs["blackjax (jit once), same step"]
+        new = secs["blackjax (jit once), new step per call"]
+        for row, ref in (
+            ("idf: same sampler reused", same),
+            ("idf: sampler rebuilt per call", same),
+            ("idf: new step size per call", new),
+        ):
+            print(f"- time ratio {row} / blackjax: **{secs[row] / ref:.2f}**")
+    return secs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--system", choices=["all", "gaussian", "lj38"], default="all")
+    ap.add_argument("--system", choices=["all", "gaussian", "lj38", "funnel"], default="all")
+    ap.add_argument("--calls", type=int, default=5, help="calls per compile-once row")
     ap.add_argument("--chains", type=int, default=1024, help="chains (1024 in the issue)")
     a = ap.parse_args()
     if a.quick:
         bench("Gaussian 100-d (cond 100)", gaussian_100d, 64, 100, 10, 1)
         bench("LJ38", lj38, 16, 20, 10, 1)
+        bench_rebuild("Funnel 10-d", funnel_10d, 64, 100, 10, 2)
     else:
         if a.system in ("all", "gaussian"):
             bench("Gaussian 100-d (cond 100)", gaussian_100d, a.chains, 1000, 10, a.repeats)
+            bench_rebuild("Gaussian 100-d", gaussian_100d, a.chains, 1000, 10, a.calls)
         if a.system in ("all", "lj38"):
             bench("LJ38", lj38, a.chains, 200, 10, a.repeats)
+            bench_rebuild("LJ38", lj38, a.chains, 200, 10, a.calls)
+        if a.system in ("all", "funnel"):
+            bench("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.repeats)
+            bench_rebuild("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.calls)
 
 
 if __name__ == "__main__":
