@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import physics
 from . import simulator as sim
 from .loss import make_physics
 from .model import embed_features, forecast
@@ -115,7 +116,7 @@ def balance_spec(params: sim.DatacenterParams) -> dict:
         leaks=[dict(hot=t, cold="outside_temp", g=float(params.envelope_kw_per_k)) for t in temps],
         util_channels=[f"share_{i}" for i in range(r)],
         layout=temps,
-        heat_flows=[dict(flow="cooling_load", hot=temps, cold_value=12.0, offset_k=273.15)],
+        heat_flows=[dict(flow="cooling_load", hot=temps, cold_value=12.0, offset_k=physics.KELVIN)],
         unit_energy="kJ",
     )
 
