@@ -144,7 +144,14 @@ class NVPPlanner:
         return self.nvp.window
 
     def forecaster(self, window: Window, env: NVPEnv) -> NVPForecaster:
-        """This planner's NVP at `window` as a `Forecaster`."""
+        """This planner's NVP at `window` as a `Forecaster` (ValueError when the window's
+        shape is not the model's (window, channels))."""
+        want = (self.window, len(self.spec.channels))
+        if tuple(np.shape(window.y)) != want or tuple(np.shape(window.mask)) != want[:1]:
+            raise ValueError(
+                f"window must be y {want} and mask ({want[0]},) for this NVP, got "
+                f"{tuple(np.shape(window.y))} and {tuple(np.shape(window.mask))}"
+            )
         return NVPForecaster(self, window, env)
 
     # ---------------------------------------------------------------- one candidate
