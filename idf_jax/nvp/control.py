@@ -117,7 +117,14 @@ def balance_spec(params: sim.DatacenterParams) -> dict:
         leaks=[dict(hot=t, cold="outside_temp", g=float(params.envelope_kw_per_k)) for t in temps],
         util_channels=[f"share_{i}" for i in range(r)],
         layout=temps,
-        heat_flows=[dict(flow="cooling_load", hot=temps, cold_value=12.0, offset_k=physics.KELVIN)],
+        heat_flows=[
+            dict(
+                flow="cooling_load",
+                hot=temps,
+                cold_value=physics.CHILLED_WATER_C,
+                offset_k=physics.KELVIN,
+            )
+        ],
         unit_energy="kJ",
     )
 

@@ -69,6 +69,12 @@ ECONOMISER_MARGIN_K = 4.0
 COP_MIN = 1.5
 """Lower clip of the chiller's coefficient of performance."""
 
+SUPPLY_SETPOINT_C = 18.0
+"""The simulator's default supply-air setpoint [°C] (`simulator.default_action`)."""
+CHILLED_WATER_C = SUPPLY_SETPOINT_C - CHILLED_WATER_OFFSET_K
+"""Chilled water at the default setpoint [°C]: the cold side of the CRAH coil's heat flow in
+the row presets' balance specs."""
+
 # default parameters of the curves (the simulator's row preset; the plant model's defaults)
 P_IDLE_KW = 0.10
 P_PEAK_KW = 0.25

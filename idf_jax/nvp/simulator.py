@@ -148,7 +148,7 @@ def make_params(
     return params
 
 
-def default_action(params: DatacenterParams, setpoint: float = 18.0) -> Action:
+def default_action(params: DatacenterParams, setpoint: float = physics.SUPPLY_SETPOINT_C) -> Action:
     """No intervention: all servers on, base workload shares, no power cap."""
     r = params.num_racks
     weights = params.base_weights
@@ -311,7 +311,7 @@ def row_balance_spec(params: DatacenterParams) -> dict:
             dict(
                 flow="cooling",
                 hot=[f"temp_{i}" for i in range(r)],
-                cold_value=12.0,
+                cold_value=physics.CHILLED_WATER_C,
                 offset_k=physics.KELVIN,
             )
         ],
