@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from idf_jax.eil import EILOptimizer, row_source
-from idf_jax.eil.planner import NVPPlanner
+from idf_jax.eil.candidates import for_decision
+from idf_jax.eil.decision import Limits, Objective
+from idf_jax.eil.planner import NVPEnv, NVPPlanner, Window
 from idf_jax.eil.regime import default_penalty, pelt
 from idf_jax.nvp import simulator as sim
 
@@ -99,21 +101,18 @@ def run(eil, params, n, loop_planner=None):
             t0 = time.perf_counter()
             _, st, cur = eil._current("row-1")
             y, mask, _ = eil._nvp_window("row-1", loop_planner, eil.store.latest("row-1"))
-            cands, types, _, irrev = eil._candidates("row-1", st, cur)
-            ctrls = loop_planner.encode(cands.setpoint, cands.power_cap, cands.servers_on,
-                                        cands.weights)  # fmt: skip
+            cset = eil._candidates("row-1", st, cur)
+            cands = for_decision(cset, eil.setpoint_range, 1.0, 0.0, 0.0)
             f = jnp.float32
-            env = (f(0.097), f(0.1), f(0.25), f(3.09), f(0.0))
+            window = Window(jnp.asarray(y), jnp.asarray(mask))
+            env = NVPEnv(f(0.097), f(0.1), f(0.25), f(3.09), f(0.0))
+            objective = Objective(jnp.asarray([1.0, 0.1, 1.0], f),
+                                  Limits(*jnp.asarray([0.999, 32.0, 1e9, 0.001], f)))  # fmt: skip
             costs = []
-            for k in range(len(types)):
-                out = loop_planner.score(
-                    jnp.asarray(y), jnp.asarray(mask), jnp.asarray(ctrls[k : k + 1]),
-                    jnp.asarray(cands.servers_on[k : k + 1]),
-                    jnp.asarray(cands.weights[k : k + 1]),
-                    jnp.asarray(cands.power_cap[k : k + 1]), jnp.asarray(irrev[k : k + 1]), env,
-                    jnp.asarray([1.0, 0.1, 1.0], f), jnp.asarray([0.999, 32.0, 1e9, 0.001], f),
-                )  # fmt: skip
-                costs.append(float(out[3]["e_h"][0]) + float(irrev[k]))
+            for k in range(len(cset.types)):
+                one = jax.tree.map(lambda x: jnp.asarray(x[k : k + 1]), cands)
+                out = loop_planner.score(window, one, env, objective)
+                costs.append(float(out.summary["e_h"][0]) + float(cset.irrev[k]))
             int(np.argmin(costs))
             loop.append(time.perf_counter() - t0)
     return dict(first=first, sense_act=sense_act, full=full, cpu=cpu, loop=loop,

@@ -10,9 +10,19 @@
 - `NVPPlanner`: candidate scoring (one vmapped call) and gradient refinement through the
   action-conditioned NVP (`planner`, `idf_jax.nvp.control`).
 - `PlantModel`, `PlantState`, `PlantAction`, `predict`: the differentiable datacenter
-  model, EIL's fallback scorer (`plant`).
+  model, EIL's fallback scorer (`plant`; as a forecaster: `plant_forecaster`).
+
+Inside: `decision` (the one decision procedure over a `Forecaster` protocol: score, filter,
+refine, in one jitted call; `Candidates`, `Objective`, `Limits`), `candidates` (the action
+space), `sensing` (readings -> operating point, NVP window, exogenous forecast),
+`calibration` (demand noise, power scale, temperature margin learned online), `goals`
+(weights and constraints), `proof` (the PFT verdict).
 """
 
+from .decision import Candidates as Candidates
+from .decision import Forecaster as Forecaster
+from .decision import Limits as Limits
+from .decision import Objective as Objective
 from .ledger import DEV_KEY as DEV_KEY
 from .ledger import KEY_ENV as KEY_ENV
 from .ledger import Ledger as Ledger
@@ -20,11 +30,13 @@ from .ledger import VerifyResult as VerifyResult
 from .optimizer import ACTION_TYPES as ACTION_TYPES
 from .optimizer import GOALS as GOALS
 from .optimizer import EILOptimizer as EILOptimizer
+from .planner import NVPForecaster as NVPForecaster
 from .planner import NVPPlanner as NVPPlanner
 from .plant import PlantAction as PlantAction
 from .plant import PlantModel as PlantModel
 from .plant import PlantState as PlantState
 from .plant import predict as predict
+from .plant_forecaster import PlantForecaster as PlantForecaster
 from .presets import row_source as row_source
 from .regime import detect_regime_shift as detect_regime_shift
 from .regime import pelt as pelt

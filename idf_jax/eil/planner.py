@@ -1,9 +1,11 @@
 """Planning with the learned, action-conditioned NVP forecaster (`idf_jax.nvp.control`).
 
-`NVPPlanner.score` evaluates every candidate operating point in ONE call: the NVP rollout
-(``ControlledNVP.rollout``, the candidate's controls written into the last row of the window
-and held for ``horizon`` intervals) is ``jax.vmap``-ed over the candidate axis inside one
-jitted function. From the predicted states (kW, °C) it computes, per candidate,
+`NVPForecaster` is the NVP as a `Forecaster` of the EIL decision procedure
+(`idf_jax.eil.decision`): the NVP rollout (``ControlledNVP.rollout_from``, the candidate's
+controls written into the last row of the window and held for ``horizon`` intervals) is
+``jax.vmap``-ed over the candidate axis inside one jitted function, with the attention keys
+and values of the history computed once for all candidates (`prepare`). From the predicted
+states (kW, °C) it computes, per candidate,
 
 - ``E_H`` [kJ]: facility energy ``dt sum_h (P_IT,h + P_cool,h)`` plus the heat left stored in
   the racks ``sum_r C_r (T_r,H - T_r,0)`` (C_r from the checkpoint's balance spec) divided by
@@ -19,105 +21,96 @@ jitted function. From the predicted states (kW, °C) it computes, per candidate,
   decision, so service is not checked with the servers held over the horizon; temperatures,
   which have inertia, are).
 
-Service (uptime, unserved demand) is capacity arithmetic, not something to learn: with offered
-load ``d`` (the larger of the last reading and the NVP's demand forecast: a forecast fall is not
-trusted for capacity), demand noise ``sigma`` (learned from history by `EILOptimizer`), servers
-on ``on_r``, load shares ``w_r`` and a power cap throttling the dynamic power by ``f``
-(server power curve of the `SourceConfig`: idle_kw, peak_kw), rack r keeps up with probability
-``Phi((f on_r - d N w_r) / (sigma N w_r))``; uptime is the product over racks.
+Service (uptime, unserved demand) is capacity arithmetic, not something to learn
+(`idf_jax.nvp.physics`): with offered load ``d`` (the larger of the last reading and the NVP's
+demand forecast: a forecast fall is not trusted for capacity), demand noise ``sigma``
+(learned from history by `EILOptimizer`), servers on ``on_r``, load shares ``w_r`` and a power
+cap throttling the dynamic power by ``f`` (server power curve of the `SourceConfig`: idle_kw,
+peak_kw), rack r keeps up with probability ``Phi((f on_r - d N w_r) / (sigma N w_r))``;
+uptime is the product over racks.
 
-`NVPPlanner.refine` runs Adam (optax) on one continuous parameter (supply setpoint or power
-cap) by differentiating the same cost through the NVP rollout, with a quadratic penalty on
-constraint violations, clipped to the action bounds.
+`NVPPlanner.decide` runs the whole decision (score, filter, Adam refinement of one setpoint
+or cap through the NVP rollout with a cosine-decayed rate) in one jitted call.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import Any, NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jax.scipy.special import ndtr
+from jaxtyping import Array, Bool, Float
 
-from ..nvp.control import ControlledNVP, encode_controls
+from ..nvp import physics
+from ..nvp.control import ControlledNVP, ControlSpec, encode_controls
+from ..nvp.physics import KELVIN
+from .decision import (
+    Candidates,
+    Decision,
+    Objective,
+    OneTransfer,
+    Scores,
+    Summary,
+    decide,
+    score,
+    with_parameter,
+)
+from .plant import PlantAction, PlantModel
+from .store import SourceConfig
 
-__all__ = ["NVPPlanner", "KELVIN"]
-
-KELVIN = 273.15
-
-
-def projected_adam(objective, theta0, lo, hi, lr, steps: int, cosine: bool = False):
-    """`steps` Adam (optax) steps on a scalar `theta`, each clipped to [lo, hi] (projected
-    gradient descent); non-finite gradients count as 0. `lr` may be traced (one compilation
-    for every parameter). Returns the final theta.
-
-    `cosine`: the rate decays as lr (1 + cos(pi k / steps)) / 2 over the steps (a long first
-    move, a fine last one: a few steps both travel and settle). The derivative is taken in
-    forward mode (`jax.jvp` with tangent 1): for one scalar parameter it is the same number
-    as `jax.grad`, at about the cost of one more forward pass and without storing the
-    rollout for a backward pass."""
-    if cosine:
-        opt = optax.adam(lambda k: lr * 0.5 * (1.0 + jnp.cos(jnp.pi * k / max(steps, 1))))
-    else:
-        opt = optax.adam(lr)
-
-    def body(carry, _):
-        theta, st = carry
-        _, g = jax.jvp(objective, (theta,), (jnp.ones_like(theta),))
-        g = jnp.where(jnp.isfinite(g), g, 0.0)
-        upd, st = opt.update(g, st, theta)
-        return (jnp.clip(optax.apply_updates(theta, upd), lo, hi), st), None
-
-    (theta, _), _ = jax.lax.scan(body, (theta0, opt.init(theta0)), None, length=steps)
-    return theta
+__all__ = [
+    "NVPPlanner",
+    "NVPForecaster",
+    "Window",
+    "NVPEnv",
+    "packaged_planner",
+    "fits_packaged",
+    "KELVIN",
+]
 
 
-def _violation(uptime, temp_hi, power_max, unserved, limits):
-    up, tmax, pmax, umax = limits[0], limits[1], limits[2], limits[3]
-    return (
-        jnp.maximum(up - uptime, 0.0) / jnp.maximum(1 - up, 1e-6)
-        + jnp.maximum(temp_hi - tmax, 0.0)
-        + jnp.maximum(power_max - pmax, 0.0) / jnp.maximum(pmax, 1e-6)
-        + jnp.maximum(unserved - umax, 0.0) / jnp.maximum(umax, 1e-6)
-    )
+class Window(NamedTuple):
+    """The NVP's input: rows (L, C) of state channels and the controls applied after each
+    (the last row's controls are overwritten by each candidate's), and the mask (L,) of
+    real (not padded) rows."""
+
+    y: Float[Array, "L C"] | np.ndarray
+    mask: Bool[Array, " L"] | np.ndarray
 
 
-class _OneTransfer:
-    """`jax.jit(fn)` whose pytree result reaches the host in ONE device->host copy: the
-    leaves are raveled into one float32 vector on the device and split again with numpy
-    (one copy per leaf costs ~30 us each on CPU, a large share of a 10 ms decision).
-    Integer leaves come back as float32 and are exact below 2**24."""
+class NVPEnv(NamedTuple):
+    """Scalars of the service and temperature constraints: demand noise (share of all
+    servers per interval), server power curve (kW idle, kW peak), z = Phi^-1(uptime), and
+    the empirical temperature margin (K)."""
 
-    def __init__(self, fn, static_argnames=()):
-        self._fn = fn
-        self._static = tuple(static_argnames)
-        self._jit = jax.jit(
-            lambda *a, **k: jnp.concatenate(
-                [jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(fn(*a, **k))]
-            ),
-            static_argnames=static_argnames,
-        )
-        self._layouts = {}
+    demand_sigma: Any
+    p_idle_kw: Any
+    p_peak_kw: Any
+    z: Any
+    temp_margin: Any
 
-    def __call__(self, *args, **kwargs):
-        sig = (
-            tuple((np.shape(x), np.result_type(x)) for x in jax.tree.leaves(args)),
-            tuple(sorted(kwargs.items())),
-        )
-        layout = self._layouts.get(sig)
-        if layout is None:
-            out = jax.eval_shape(lambda *a: self._fn(*a, **kwargs), *args)
-            leaves, treedef = jax.tree.flatten(out)
-            layout = (treedef, [(x.shape, x.dtype) for x in leaves])
-            self._layouts[sig] = layout
-        flat = np.asarray(self._jit(*args, **kwargs))
-        treedef, shapes = layout
-        leaves, at = [], 0
-        for shape, dtype in shapes:
-            n = int(np.prod(shape))
-            leaves.append(flat[at : at + n].reshape(shape).astype(dtype))
-            at += n
-        return jax.tree.unflatten(treedef, leaves)
+
+class NVPForecaster(eqx.Module):
+    """The action-conditioned NVP of `planner` at `window` as a `Forecaster` (module doc)."""
+
+    planner: NVPPlanner = eqx.field(static=True)
+    window: Window
+    env: NVPEnv
+
+    def prepare(self) -> Any:
+        """The history's attention keys and values, shared by every candidate's rollout."""
+        p = self.planner
+        return p.nvp.prefix(self.window.y, self.window.mask, p.horizon)
+
+    def outside_kelvin(self) -> Array:
+        return jnp.asarray(self.window.y)[-1, self.planner.index["outside_temp"]] + KELVIN
+
+    def evaluate(self, prepared: Any, action: PlantAction) -> Summary:
+        return self.planner.evaluate(prepared, self.window, action, self.env)
 
 
 class NVPPlanner:
@@ -135,29 +128,43 @@ class NVPPlanner:
         # Adam steps per decision (each: a forward-mode derivative of one rollout; cosine-decayed
         # rate, so 4 steps reach ~2.5 x the initial rate and end on a fine step)
         self.refine_steps = int(refine_steps)
-        self.spec = nvp.spec
+        self.spec: ControlSpec = nvp.spec
         ix = nvp.index
-        self._i = {
+        self.index = {
             k: ix[k]
             for k in ("demand", "it_power", "cooling_load", "cooling_power", "outside_temp")
         }
         self._temps = np.array([ix[f"temp_{r}"] for r in range(self.spec.num_racks)])
-        self._score = jax.jit(self._score_impl)
-        self._refine = jax.jit(self._refine_impl, static_argnames=("steps",))
-        self._decide = _OneTransfer(self._decide_impl, static_argnames=("steps",))
+        self._score = jax.jit(score)
+        self._decide = OneTransfer(decide, static_argnames=("steps", "cosine"))
         self._gradient = jax.jit(self._gradient_impl)
 
     @property
     def window(self) -> int:
         return self.nvp.window
 
+    def forecaster(self, window: Window, env: NVPEnv) -> NVPForecaster:
+        """This planner's NVP at `window` as a `Forecaster` (ValueError when the window's
+        shape is not the model's (window, channels))."""
+        want = (self.window, len(self.spec.channels))
+        if tuple(np.shape(window.y)) != want or tuple(np.shape(window.mask)) != want[:1]:
+            raise ValueError(
+                f"window must be y {want} and mask ({want[0]},) for this NVP, got "
+                f"{tuple(np.shape(window.y))} and {tuple(np.shape(window.mask))}"
+            )
+        return NVPForecaster(self, window, env)
+
     # ---------------------------------------------------------------- one candidate
-    def _evaluate(self, prefix, y, mask, ctrl, on, w, cap, env):
+    def evaluate(self, prefix: Any, window: Window, action: PlantAction, env: NVPEnv) -> Summary:
         """Cost ingredients of one candidate (pure; vmapped by `score`, differentiated by
-        `refine`). `prefix`: `ControlledNVP.prefix(y, mask, horizon)`, shared by all
-        candidates. `env` = (sigma, p_idle_kw, p_peak_kw, z, temp_margin) scalars."""
-        sigma, p_idle, p_peak, z, margin = env
-        i = self._i
+        the refinement). `prefix`: `ControlledNVP.prefix(y, mask, horizon)`, shared by all
+        candidates."""
+        i = self.index
+        y, mask = jnp.asarray(window.y), jnp.asarray(window.mask)
+        ctrl = encode_controls(
+            self.spec, action.setpoint, action.power_cap, action.servers_on, action.weights, xp=jnp
+        ).astype(y.dtype)
+        on, w = jnp.asarray(action.servers_on), jnp.asarray(action.weights)
         means, vars_ = self.nvp.rollout_from(prefix, y, mask, ctrl)
         dt = self.spec.dt
         p_it = means[:, i["it_power"]]
@@ -171,32 +178,27 @@ class NVPPlanner:
         cop = jnp.clip(q[0] / p_cool[0], 1.0, 20.0)
         e_h = dt * jnp.sum(total) + stored / cop
         t_rack_k = jnp.mean(temps, axis=-1) + KELVIN
-        s_gen = dt * jnp.sum((q + p_cool) / t_out_k - q / t_rack_k)
+        s_rate = physics.entropy_generation_rate(q, p_cool, t_out_k, t_rack_k)
         temp_sd = jnp.sqrt(jnp.cumsum(vars_[:, self._temps], axis=0) + 1e-8)
-        temp_hi = jnp.max(temps + jnp.maximum(z * temp_sd, margin))
+        temp_hi = jnp.max(temps + jnp.maximum(env.z * temp_sd, env.temp_margin))
         # service: capacity arithmetic at the (non-decreasing) forecast demand
-        n_rack = self.spec.servers_per_rack
-        n_total = n_rack * self.spec.num_racks
+        n_total = self.spec.servers_per_rack * self.spec.num_racks
         d = jnp.maximum(means[:, i["demand"]], y[-1, i["demand"]])
         d = jnp.clip(d, 1e-6, 2.0)[:, None]
-        work = d * n_total * w
-        u = jnp.where(on > 0, jnp.minimum(1.0, work / jnp.maximum(on, 1e-6)), 0.0)
-        p_dyn = on * (p_peak - p_idle) * (2 * u - jnp.power(u + 1e-12, 1.4))
-        cap = jnp.minimum(cap, 10.0 * self.spec.cap_max_kw)  # finite: no inf - inf in grads
-        f = jnp.clip(
-            (cap - jnp.sum(on) * p_idle) / jnp.maximum(jnp.sum(p_dyn, -1), 1e-9), 0.0, 1.0
-        )[:, None]
+        work, u = physics.utilisation(d, n_total, on, w)
+        p_dyn = on * (env.p_peak_kw - env.p_idle_kw) * physics.load_curve(u)
+        cap = jnp.minimum(action.power_cap, 10.0 * self.spec.cap_max_kw)  # no inf - inf in grads
+        f = physics.cap_throttle(cap, jnp.sum(on) * env.p_idle_kw, jnp.sum(p_dyn, -1))[:, None]
         served = jnp.sum(on * u * f, -1)
-        unserved = jnp.clip(1.0 - served / (d[:, 0] * n_total), 0.0, 1.0)
-        zz = (f * on - work) / jnp.maximum(sigma * n_total * w, 1e-9)
-        uptime = jnp.prod(jnp.where(w > 0, ndtr(zz), 1.0), axis=-1)
+        unserved = physics.unserved_share(served, d[:, 0], n_total)
+        uptime = physics.uptime(f, on, work, env.demand_sigma * n_total, w)
         first = dict(
             power_it=p_it[0],
             cooling_power=p_cool[0],
             power=total[0],
             energy=total[0] * dt,
             entropy=total[0] * dt / t_out_k[0],
-            entropy_gen=dt * ((q[0] + p_cool[0]) / t_out_k[0] - q[0] / t_rack_k[0]),
+            entropy_gen=dt * s_rate[0],
             temp=jnp.mean(temps[0]),
             temp_max=jnp.max(temps[0]),
             cpu=served[0] / jnp.maximum(jnp.sum(on), 1e-9),
@@ -206,265 +208,90 @@ class NVPPlanner:
             outside_temp=t_out_k[0] - KELVIN,
             cooling_load=q[0],
         )
-        return dict(
+        return Summary(
             e_h=e_h,
-            s_h=s_gen,
+            s_h=dt * jnp.sum(s_rate),
             uptime=uptime[0],
-            temp_hi=temp_hi,
+            temp_max=temp_hi,
             power_max=jnp.max(total),
             unserved=unserved[0],
             first=first,
         )
 
-    def _cost(self, s, base_e, base_s, irrev, t_out_k, w, limits):
-        c = (
-            w[0] * (s["e_h"] - base_e) / 3600.0
-            + w[1] * t_out_k * (s["s_h"] - base_s) / 3600.0
-            + w[2] * irrev
-        )
-        v = _violation(s["uptime"], s["temp_hi"], s["power_max"], s["unserved"], limits)
-        return c, v
-
     # ---------------------------------------------------------------- all candidates
-    def _score_impl(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, prefix=None):
-        if prefix is None:  # once for all K candidates
-            prefix = self.nvp.prefix(y, mask, self.horizon)
-        summ = jax.vmap(lambda c, o, ww, cp: self._evaluate(prefix, y, mask, c, o, ww, cp, env))(
-            ctrls, ons, ws, caps
-        )
-        t_out_k = y[-1, self._i["outside_temp"]] + KELVIN
-        cost, viol = self._cost(summ, summ["e_h"][0], summ["s_h"][0], irrev, t_out_k, w, limits)
-        d_e = (summ["e_h"] - summ["e_h"][0]) / 3600.0
-        return cost, viol, d_e, summ
-
-    def score(self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits):
+    def score(self, window: Window, cands: Candidates, env: NVPEnv, objective: Objective) -> Scores:
         """All K candidates in one jitted call; candidate 0 must be `no_op` (the baseline).
-
-        y (L, C), mask (L,): the window; ctrls (K, Cc): encoded controls; ons, ws (K, R);
-        caps (K,) kW (inf allowed); irrev (K,) kWh. Returns (cost (K,), violation (K,),
-        dE (K,) kWh, summaries)."""
-        return self._score(y, mask, ctrls, ons, ws, caps, irrev, env, w, limits)
-
-    # ---------------------------------------------------------------- refinement
-    def _refine_impl(
-        self,
-        y,
-        mask,
-        ctrl,
-        on,
-        w_r,
-        cap,
-        irrev,
-        env,
-        base_e,
-        base_s,
-        w,
-        limits,
-        which,
-        lo,
-        hi,
-        lr,
-        steps,
-        prefix=None,
-    ):
-        t_out_k = y[-1, self._i["outside_temp"]] + KELVIN
-        cap_max = self.spec.cap_max_kw
-        if prefix is None:  # once, outside the Adam loop
-            prefix = self.nvp.prefix(y, mask, self.horizon)
-
-        def with_param(theta):
-            c = jnp.where(
-                which == 0, ctrl.at[0].set(theta), ctrl.at[1].set(jnp.minimum(theta * hi, cap_max))
-            )
-            return c, jnp.where(which == 0, cap, theta * hi)
-
-        def cost_of(theta):
-            c, cp = with_param(theta)
-            s = self._evaluate(prefix, y, mask, c, on, w_r, cp, env)
-            cost, v = self._cost(s, base_e, base_s, irrev, t_out_k, w, limits)
-            return cost, v, s
-
-        def objective(theta):
-            c, v, _ = cost_of(theta)
-            return c + 1e3 * v * v + 10.0 * v
-
-        lo_t = jnp.where(which == 0, lo, lo / hi)
-        hi_t = jnp.where(which == 0, hi, 1.0)
-        theta0 = jnp.where(which == 0, ctrl[0], jnp.minimum(cap / hi, 1.0))
-        theta = projected_adam(objective, theta0, lo_t, hi_t, lr, steps, cosine=True)
-        # the end point and the start point in one batched evaluation
-        cs, vs, ss = jax.vmap(cost_of)(jnp.stack([theta, theta0]))
-        c, v, s, c0, v0 = cs[0], vs[0], jax.tree.map(lambda x: x[0], ss), cs[1], vs[1]
-        ctrl_t, cap_t = with_param(theta)
-        return dict(
-            theta=theta, ctrl=ctrl_t, cap=cap_t, cost=c, viol=v, summary=s, cost0=c0, viol0=v0
-        )
-
-    def refine(
-        self,
-        y,
-        mask,
-        ctrl,
-        on,
-        w_r,
-        cap,
-        irrev,
-        env,
-        base_e,
-        base_s,
-        w,
-        limits,
-        which,
-        lo,
-        hi,
-        lr,
-        steps,
-    ):
-        """Adam on the setpoint (which=0, °C in [lo, hi]) or the power cap (which=1, kW in
-        [lo, hi], optimised as a fraction of hi) of one candidate through the NVP rollout."""
-        f = np.float32
-        return self._refine(
-            y,
-            mask,
-            ctrl,
-            on,
-            w_r,
-            cap,
-            irrev,
-            env,
-            base_e,
-            base_s,
-            w,
-            limits,
-            np.int32(which),
-            f(lo),
-            f(hi),
-            f(lr),
-            steps=int(steps),
-        )
-
-    # ---------------------------------------------------------------- one decision
-    def _decide_impl(
-        self, y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, which_k, lo_k, hi_k, lr_k, steps
-    ):
-        prefix = self.nvp.prefix(y, mask, self.horizon)  # shared by scoring and refinement
-        cost, viol, _, summ = self._score_impl(
-            y, mask, ctrls, ons, ws, caps, irrev, env, w, limits, prefix
-        )
-        feas = viol <= 1e-9
-        feasible = jnp.any(feas)
-        idx = jnp.where(
-            feasible, jnp.argmin(jnp.where(feas, cost, jnp.inf)), jnp.argmin(viol + 1e-9 * cost)
-        )
-        cont = (which_k >= 0) & feas & ((which_k == 0) | jnp.isfinite(caps))
-        j = jnp.argmin(jnp.where(cont, cost, jnp.inf))
-
-        def refine(_):
-            return self._refine_impl(
-                y,
-                mask,
-                ctrls[j],
-                ons[j],
-                ws[j],
-                caps[j],
-                irrev[j],
-                env,
-                summ["e_h"][0],
-                summ["s_h"][0],
-                w,
-                limits,
-                which_k[j],
-                lo_k[j],
-                hi_k[j],
-                lr_k[j],
-                steps,
-                prefix,
-            )
-
-        def skip(_):
-            shapes = jax.eval_shape(refine, None)
-            return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
-
-        do = jnp.any(cont) & (steps > 0)
-        r = jax.lax.cond(do, refine, skip, None)
-        accept = do & (r["viol"] <= 1e-9) & (r["cost"] < cost[idx] - 1e-9)
-        at_idx = jax.tree.map(lambda x: x[idx], summ)
-        final = jax.tree.map(lambda a, b: jnp.where(accept, a, b), r["summary"], at_idx)
-        return dict(
-            cost=cost,
-            viol=viol,
-            idx=idx,
-            j=jnp.where(do, j, -1),
-            accepted=accept,
-            theta=r["theta"],
-            refined_cost=r["cost"],
-            first=final["first"],
-            e_h=final["e_h"],
-            base_e_h=summ["e_h"][0],
-            base_energy=summ["first"]["energy"][0],
-        )
+        Returns (cost (K,), violation (K,), dE (K,) kWh, summaries)."""
+        return self._score(self.forecaster(window, env), cands, objective)
 
     def decide(
         self,
-        y,
-        mask,
-        ctrls,
-        ons,
-        ws,
-        caps,
-        irrev,
-        env,
-        w,
-        limits,
-        which_k,
-        lo_k,
-        hi_k,
-        lr_k,
-        steps: int,
-    ):
-        """One decision in ONE jitted call and one device->host copy: `score` all K
-        candidates, keep the feasible ones, and `refine` the cheapest feasible continuous
-        candidate (which_k: 0 setpoint, 1 power cap, -1 discrete; its bounds lo_k, hi_k and
-        Adam rate lr_k, as in `refine`) for `steps` Adam steps when there is one.
-
-        Returns numpy: cost, viol (K,); idx (best scored candidate); j (refined candidate,
-        -1 if none); accepted (the refinement beats candidate idx and is feasible); theta;
-        refined_cost; first (next-interval summary of the decision: refined if accepted,
-        else candidate idx); e_h (its horizon energy, kJ); base_e_h, base_energy (no_op)."""
-        f = np.float32
+        window: Window,
+        cands: Candidates,
+        env: NVPEnv,
+        objective: Objective,
+        steps: int | None = None,
+    ) -> Decision:
+        """One decision in ONE jitted call and one device->host copy
+        (`idf_jax.eil.decision.decide`): score all K candidates, keep the feasible ones, and
+        refine the cheapest feasible continuous candidate for `steps` Adam steps (default
+        `refine_steps`; cosine-decayed rate) when there is one. Returns numpy."""
+        steps = self.refine_steps if steps is None else int(steps)
         return self._decide(
-            y,
-            mask,
-            ctrls,
-            ons,
-            ws,
-            caps,
-            irrev,
-            env,
-            w,
-            limits,
-            np.asarray(which_k, np.int32),
-            np.asarray(lo_k, f),
-            np.asarray(hi_k, f),
-            np.asarray(lr_k, f),
-            steps=int(steps),
+            self.forecaster(window, env), cands, objective, steps=steps, cosine=True
         )
 
-    def gradient(self, y, mask, ctrl, on, w_r, cap, env, which: int = 0):
-        """d E_H / d(setpoint or cap) through the NVP (kJ per °C or per kW): a diagnostic
-        (reverse mode, `jax.grad`; jitted)."""
-        return self._gradient(y, mask, ctrl, on, w_r, np.float32(cap), env, np.int32(which))
+    def gradient(self, window: Window, action: PlantAction, env: NVPEnv, which: int = 0) -> Array:
+        """d E_H / d(setpoint or cap) of one operating point through the NVP (kJ per °C or
+        per kW): a diagnostic (reverse mode, `jax.grad`; jitted)."""
+        return self._gradient(self.forecaster(window, env), action, np.int32(which))
 
-    def _gradient_impl(self, y, mask, ctrl, on, w_r, cap, env, which):
+    @staticmethod
+    def _gradient_impl(fc: NVPForecaster, action: PlantAction, which: Array) -> Array:
+        prefix = fc.prepare()
+
         def e_of(theta):  # `which` is traced: one compilation for both parameters
-            c = jnp.where(which == 0, ctrl.at[0].set(theta), ctrl.at[1].set(theta))
-            cp = jnp.where(which == 0, cap, theta)
-            return self._evaluate(prefix, y, mask, c, on, w_r, cp, env)["e_h"]
+            return fc.evaluate(prefix, with_parameter(action, which, theta, jnp.float32(1.0)))[
+                "e_h"
+            ]
 
-        prefix = self.nvp.prefix(y, mask, self.horizon)
-        return jax.grad(e_of)(jnp.where(which == 0, ctrl[0], ctrl[1]))
+        return jax.grad(e_of)(jnp.where(which == 0, action.setpoint, action.power_cap))
 
     def encode(self, setpoint, power_cap_kw, servers_on, weights) -> np.ndarray:
+        """Control vector(s) (..., 2 + 2R) float32 of operating points (`encode_controls`)."""
         return encode_controls(self.spec, setpoint, power_cap_kw, servers_on, weights).astype(
             np.float32
         )
+
+
+# ------------------------------------------------------------------- the packaged checkpoint
+@functools.cache
+def _packaged_spec() -> ControlSpec:
+    from ..nvp.checkpoint import read_header
+    from ..nvp.control import EIL_CHECKPOINT
+
+    header, _ = read_header(EIL_CHECKPOINT)
+    return ControlSpec.from_json(header["extra"]["control"])
+
+
+def fits_packaged(cfg: SourceConfig, model: PlantModel) -> bool:
+    """Whether the packaged action-conditioned NVP was trained for this source's layout:
+    racks, servers per rack, interval and fleet peak power."""
+    spec = _packaged_spec()
+    return (
+        model.num_racks == spec.num_racks
+        and float(model.servers_per_rack) == spec.servers_per_rack
+        and float(cfg.interval_s) == spec.dt
+        and math.isclose(
+            spec.num_racks * spec.servers_per_rack * float(model.p_peak_kw),
+            spec.cap_max_kw,
+            rel_tol=1e-6,
+        )
+    )
+
+
+@functools.cache
+def packaged_planner(horizon: int) -> NVPPlanner:
+    """One planner over the packaged checkpoint per horizon and process (one compilation
+    shared by every EILOptimizer)."""
+    return NVPPlanner(horizon=horizon)

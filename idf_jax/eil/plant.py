@@ -9,7 +9,7 @@ the present state (rack temperatures ``T`` (R,) °C, offered load ``d`` as a sha
 all servers, outside temperature ``T_out`` °C) and an action (supply setpoint ``T_sp``
 °C, IT power cap ``cap`` kW, servers on per rack ``on`` (R,), workload shares ``w``
 (R,), summing to 1), it predicts the next state with the same documented physics as
-`idf_jax.nvp.simulator` (its expected-value part):
+`idf_jax.nvp.simulator` (its expected-value part: both call `idf_jax.nvp.physics`):
 
 - utilisation ``u_r = min(1, d N w_r / on_r)``; server power (Fan, Weber & Barroso
   2007) ``P(u) = P_idle + (P_peak - P_idle)(2u - u^1.4)``; a cap throttles the dynamic
@@ -38,12 +38,22 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtr
+import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["PlantModel", "PlantState", "PlantAction", "predict", "server_power", "cop"]
+from ..nvp import physics
+from ..nvp.physics import KELVIN
 
-KELVIN = 273.15
+__all__ = [
+    "PlantModel",
+    "PlantState",
+    "PlantAction",
+    "predict",
+    "rollout",
+    "server_power",
+    "cop",
+    "KELVIN",
+]
 
 
 class PlantModel(eqx.Module):
@@ -52,16 +62,16 @@ class PlantModel(eqx.Module):
     num_racks: int = eqx.field(static=True, default=1)
     servers_per_rack: float = 3000.0
     dt: float = 900.0
-    p_idle_kw: float = 0.10
-    p_peak_kw: float = 0.25
+    p_idle_kw: float = physics.P_IDLE_KW
+    p_peak_kw: float = physics.P_PEAK_KW
     heat_capacity_kj_per_k: float = 1800.0 * 75
     ua_kw_per_k: float = 75.0
     row_conductance_kw_per_k: float = 0.0
     envelope_kw_per_k: float = 3.75
     cooling_capacity_kw: float = 1200.0
-    cop_carnot_fraction: float = 0.45
-    cop_max: float = 8.0
-    cop_free: float = 15.0
+    cop_carnot_fraction: float = physics.COP_CARNOT_FRACTION
+    cop_max: float = physics.COP_MAX
+    cop_free: float = physics.COP_FREE
     fan_kw: float = 40.0
     demand_sigma: float = 0.05
 
@@ -71,45 +81,31 @@ class PlantModel(eqx.Module):
 
 
 class PlantState(NamedTuple):
-    """temps (R,) °C, demand () share of all servers, t_out () °C."""
+    """temps (R,) °C, demand () share of all servers, t_out () °C (arrays or numpy)."""
 
-    temps: Array
-    demand: Array
-    t_out: Array
+    temps: Array | np.ndarray
+    demand: Array | np.ndarray
+    t_out: Array | np.ndarray
 
 
 class PlantAction(NamedTuple):
-    """setpoint () °C, power_cap () kW (inf: none), servers_on (R,), weights (R,)."""
+    """setpoint () °C, power_cap () kW (inf: none), servers_on (R,), weights (R,); stacked
+    along a leading axis for a candidate set (arrays or numpy)."""
 
-    setpoint: Array
-    power_cap: Array
-    servers_on: Array
-    weights: Array
+    setpoint: Array | np.ndarray
+    power_cap: Array | np.ndarray
+    servers_on: Array | np.ndarray
+    weights: Array | np.ndarray
 
 
-def server_power(model: PlantModel, u: Array) -> Array:
-    """kW of one server at utilisation u in [0, 1] (Fan et al. 2007, exponent 1.4)."""
-    u = jnp.clip(u, 0.0, 1.0)
-    return model.p_idle_kw + (model.p_peak_kw - model.p_idle_kw) * (
-        2 * u - jnp.power(u + 1e-12, 1.4)
-    )
+def server_power(model: PlantModel, u: Float[Array, "..."] | float) -> Array:
+    """kW of one server at utilisation u in [0, 1] (`physics.server_power`, Fan et al. 2007)."""
+    return physics.server_power(u, model.p_idle_kw, model.p_peak_kw)
 
 
 def cop(model: PlantModel, t_out: Array, setpoint: Array) -> Array:
-    """Cooling coefficient of performance (heat removed per unit electricity)."""
-    t_cold = setpoint - 6.0 + KELVIN
-    t_hot = t_out + 5.0 + KELVIN
-    chiller = model.cop_carnot_fraction * t_cold / jnp.maximum(t_hot - t_cold, 1.0)
-    chiller = jnp.clip(chiller, 1.5, model.cop_max)
-    return jnp.where(t_out < setpoint - 4.0, model.cop_free, chiller)
-
-
-def _laplacian(t: Array) -> Array:
-    if t.shape[0] == 1:
-        return jnp.zeros_like(t)
-    left = jnp.concatenate([t[:1], t[:-1]])
-    right = jnp.concatenate([t[1:], t[-1:]])
-    return (left - t) + (right - t)
+    """Cooling coefficient of performance (heat removed per unit electricity, `physics.cop`)."""
+    return physics.cop(t_out, setpoint, model.cop_carnot_fraction, model.cop_max, model.cop_free)
 
 
 def predict(
@@ -121,37 +117,25 @@ def predict(
     temps (R,), temp (mean), temp_max (°C); cpu (share of on-servers' capacity used);
     unserved (share of demand not served); uptime (probability, see module doc).
     """
-    n_total = model.num_servers
-    on = jnp.clip(action.servers_on, 0.0, model.servers_per_rack)
-    w = jnp.maximum(action.weights, 0.0)
-    w = w / jnp.maximum(jnp.sum(w), 1e-12)
-    work = state.demand * n_total * w
-    u = jnp.where(on > 0, jnp.minimum(1.0, work / jnp.maximum(on, 1e-6)), 0.0)
-    p_idle = on * model.p_idle_kw
-    p_dyn = on * (server_power(model, u) - model.p_idle_kw)
-    f = jnp.clip((action.power_cap - jnp.sum(p_idle)) / jnp.maximum(jnp.sum(p_dyn), 1e-9), 0, 1)
-    rack_power = p_idle + f * p_dyn
-    served = jnp.sum(on * u * f)
-    unserved = jnp.clip(1.0 - served / jnp.maximum(state.demand * n_total, 1e-9), 0.0, 1.0)
-
-    temps = state.temps
-    q = model.ua_kw_per_k * jnp.maximum(temps - action.setpoint, 0.0)
-    q = q * jnp.minimum(1.0, model.cooling_capacity_kw / jnp.maximum(jnp.sum(q), 1e-9))
-    env = model.envelope_kw_per_k * (temps - state.t_out)
-    net = rack_power - q + model.row_conductance_kw_per_k * _laplacian(temps) - env
-    new_temps = temps + model.dt / model.heat_capacity_kj_per_k * net
-
-    q_tot = jnp.sum(q)
-    p_it = jnp.sum(rack_power)
-    p_cool = q_tot / cop(model, state.t_out, action.setpoint) + model.fan_kw
+    temps = jnp.asarray(state.temps)
+    row = physics.row_interval(
+        model,
+        temps,
+        state.demand,
+        state.t_out,
+        action.setpoint,
+        action.power_cap,
+        jnp.asarray(action.servers_on),
+        jnp.asarray(action.weights),
+    )
+    p_it, p_cool = row.power_it, row.cooling_power
     power = p_it + p_cool
     t_out_k = state.t_out + KELVIN
     energy = power * model.dt
     t_rack_k = jnp.mean(temps) + KELVIN
-    s_gen = model.dt * ((q_tot + p_cool) / t_out_k - q_tot / t_rack_k)
-    sigma = model.demand_sigma * n_total
-    z = (f * on - work) / jnp.maximum(sigma * w, 1e-9)
-    uptime = jnp.prod(jnp.where(w > 0, ndtr(z), 1.0))
+    s_gen = model.dt * physics.entropy_generation_rate(row.heat_removed, p_cool, t_out_k, t_rack_k)
+    sigma = model.demand_sigma * model.num_servers
+    new_temps = row.new_temps
     return dict(
         power_it=p_it,
         cooling_power=p_cool,
@@ -162,18 +146,20 @@ def predict(
         temps=new_temps,
         temp=jnp.mean(new_temps),
         temp_max=jnp.max(new_temps),
-        cpu=served / jnp.maximum(jnp.sum(on), 1e-9),
-        unserved=unserved,
-        uptime=uptime,
+        cpu=row.served / jnp.maximum(jnp.sum(row.servers_on), 1e-9),
+        unserved=row.unserved,
+        uptime=physics.uptime(row.throttle, row.servers_on, row.work, sigma, row.shares),
     )
 
 
-def rollout(model: PlantModel, state: PlantState, action: PlantAction, steps: int) -> dict:
+def rollout(
+    model: PlantModel, state: PlantState, action: PlantAction, steps: int
+) -> dict[str, Float[Array, "..."]]:
     """Hold `action` for `steps` intervals (demand, T_out fixed); stack the forecasts."""
 
     def body(temps, _):
         out = predict(model, PlantState(temps, state.demand, state.t_out), action)
         return out["temps"], out
 
-    _, outs = jax.lax.scan(body, state.temps, None, length=steps)
+    _, outs = jax.lax.scan(body, jnp.asarray(state.temps), None, length=steps)
     return outs

@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..nvp.physics import KELVIN, P_IDLE_KW, P_PEAK_KW
+
 __all__ = [
     "CHANNELS",
     "REQUIRED_CHANNELS",
@@ -55,9 +57,8 @@ __all__ = [
     "validate_reading",
     "to_energy",
     "connect",
+    "KELVIN",
 ]
-
-KELVIN = 273.15
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ class SourceConfig:
 
     name: str
     num_servers: int = 3000
-    idle_kw: float = 0.1
-    peak_kw: float = 0.25
+    idle_kw: float = P_IDLE_KW
+    peak_kw: float = P_PEAK_KW
     interval_s: float = 900.0
     outside_temp: float = 20.0
     setpoint: float = 22.0

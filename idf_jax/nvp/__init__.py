@@ -1,6 +1,7 @@
 """NVP: Next Vector Prediction, the physics-informed next-state forecaster.
 
-Modules: `simulator` (datacenter telemetry simulator / EIL environment), `weather` (TMY3 from
+Modules: `physics` (the datacenter physics, one source for the simulator and EIL), `simulator`
+(datacenter telemetry simulator / EIL environment), `weather` (TMY3 from
 pvlib), `data` (windows and input checks), `model` (causal transformer), `conservation`
 (energy-balance projection), `loss` (physics-informed loss), `train` (optax training),
 `checkpoint` (self-contained files), `predictor` (`NVPPredictor`).
@@ -31,6 +32,7 @@ from . import control as control
 from . import data as data
 from . import loss as loss
 from . import model as model
+from . import physics as physics
 from . import simulator as simulator
 from . import train as train
 from . import weather as weather

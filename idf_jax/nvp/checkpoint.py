@@ -12,30 +12,14 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 
 import equinox as eqx
 import jax
 
+from .._io import atomic_write_bytes
 from .model import Normalizer, NVPConfig, NVPModel
 
 MAGIC = b"IDF-NVP-CKPT 1\n"
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(
@@ -58,7 +42,7 @@ def save(
         payload_sha256=hashlib.sha256(payload).hexdigest(),
         payload_bytes=len(payload),
     )
-    atomic_write(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
+    atomic_write_bytes(path, MAGIC + json.dumps(header).encode() + b"\n" + payload, mode=0o644)
 
 
 def read_header(path: str) -> tuple[dict, bytes]:

@@ -98,7 +98,7 @@ def make_balance(spec: dict | None, channels: tuple[str, ...]) -> Balance:
     const = 0.0
     idx = {ch: i for i, ch in enumerate(channels)}
     defined = bool(spec) and bool(spec.get("storage"))
-    if defined:
+    if spec is not None and defined:
         dt = float(spec["dt"])
         for ch, v in spec.get("storage", {}).items():
             storage[idx[ch]] += float(v)

@@ -33,7 +33,8 @@ and differentiate it with respect to a continuous control. The packaged checkpoi
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -41,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import physics
 from . import simulator as sim
 from .loss import make_physics
 from .model import embed_features, forecast
@@ -115,19 +117,33 @@ def balance_spec(params: sim.DatacenterParams) -> dict:
         leaks=[dict(hot=t, cold="outside_temp", g=float(params.envelope_kw_per_k)) for t in temps],
         util_channels=[f"share_{i}" for i in range(r)],
         layout=temps,
-        heat_flows=[dict(flow="cooling_load", hot=temps, cold_value=12.0, offset_k=273.15)],
+        heat_flows=[
+            dict(
+                flow="cooling_load",
+                hot=temps,
+                cold_value=physics.CHILLED_WATER_C,
+                offset_k=physics.KELVIN,
+            )
+        ],
         unit_energy="kJ",
     )
 
 
-def encode_controls(spec: ControlSpec, setpoint, power_cap_kw, servers_on, weights) -> np.ndarray:
-    """Control vector(s) (..., 2 + 2R) of operating points (numpy; inf cap -> cap_max_kw)."""
-    sp = np.asarray(setpoint, np.float64)
-    cap = np.minimum(np.asarray(power_cap_kw, np.float64), spec.cap_max_kw)
-    on = np.asarray(servers_on, np.float64)
-    w = np.maximum(np.asarray(weights, np.float64), 0.0)
-    w = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
-    return np.concatenate([sp[..., None], cap[..., None], on, w], axis=-1)
+def encode_controls(
+    spec: ControlSpec, setpoint, power_cap_kw, servers_on, weights, *, xp: ModuleType = np
+) -> Any:
+    """Control vector(s) (..., 2 + 2R) of operating points: setpoint, cap (inf -> the fleet's
+    peak `cap_max_kw`), servers on per rack, workload shares (`physics.shares`). numpy float64
+    on the host; ``xp=jax.numpy`` inside a jitted function (in the inputs' dtype)."""
+
+    def arr(v):
+        return np.asarray(v, np.float64) if xp is np else xp.asarray(v)
+
+    sp = arr(setpoint)
+    cap = xp.minimum(arr(power_cap_kw), spec.cap_max_kw)
+    on = arr(servers_on)
+    w = physics.shares(arr(weights), xp=xp)
+    return xp.concatenate([sp[..., None], cap[..., None], on, w], axis=-1)
 
 
 def _segments(rng, n, mean_hold):

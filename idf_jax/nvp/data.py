@@ -161,11 +161,11 @@ def windows(
     """
     x = np.asarray(values)
     t_total = x.shape[0]
-    stop = t_total if stop is None else stop
+    end = t_total if stop is None else int(stop)
     first = max(start, min_history)
-    if stop - first < 1:
-        raise ValueError(f"no target in [{start}, {stop}) with min_history={min_history}")
-    targets = np.arange(first, stop)
+    if end - first < 1:
+        raise ValueError(f"no target in [{start}, {end}) with min_history={min_history}")
+    targets = np.arange(first, end)
     offs = np.arange(-window, 0)
     idx = targets[:, None] + offs[None, :]
     mask = idx >= 0

@@ -196,7 +196,7 @@ def _attention_mask(query_pos, mask):
 def _heads(attn: eqx.nn.MultiheadAttention, proj: eqx.nn.Linear, h):
     """(S, d) -> (S, heads, d_head): one projection of an attention layer, split by head."""
     heads = attn.num_heads
-    return jax.vmap(proj)(h).reshape(h.shape[0], heads, proj.out_features // heads)
+    return jax.vmap(proj)(h).reshape(h.shape[0], heads, -1)
 
 
 class Block(eqx.Module):
@@ -278,23 +278,29 @@ class NVPModel(eqx.Module):
             mlp = eqx.nn.MLP(
                 c, c, cfg.lin_head, 2, activation=jax.nn.gelu, key=jax.random.fold_in(key, 0x11A)
             )
+            last = mlp.layers[-1]
             self.lin_mlp = eqx.tree_at(
                 lambda m: (m.layers[-1].weight, m.layers[-1].bias),
                 mlp,
-                (jnp.zeros_like(mlp.layers[-1].weight), jnp.zeros_like(mlp.layers[-1].bias)),
+                (jnp.zeros_like(last.weight), jnp.zeros(last.weight.shape[:1], last.weight.dtype)),
             )
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream (static)."""
+        return int(self.embed.weight.shape[0])
 
     def __call__(
         self,
         feats: Float[Array, "L F"],
         z: Float[Array, "L C"],
         mask: Bool[Array, " L"],
-        res_std: Float[Array, " C"] | None = None,
+        res_std: Float[Array, " C"] | np.ndarray | None = None,
     ) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
         length = feats.shape[0]
         if length != self.window:
             raise ValueError(f"window length {length} != model window {self.window}")
-        pos = sinusoidal_encoding(length, self.embed.out_features)  # constant under jit
+        pos = sinusoidal_encoding(length, self.d_model)  # constant under jit
         x = jax.vmap(self.embed)(feats) + jnp.asarray(pos, feats.dtype)
         attn_mask = _attention_mask(jnp.arange(length), mask)
         for blk in self.blocks:
@@ -307,7 +313,7 @@ class NVPModel(eqx.Module):
         The model is causal, so those positions do not depend on any later row: a planner
         that scores many windows sharing their first `length` rows computes them once and
         runs only the rest through `extend` (exact, up to float rounding)."""
-        pos = jnp.asarray(sinusoidal_encoding(self.window, self.embed.out_features), feats.dtype)
+        pos = jnp.asarray(sinusoidal_encoding(self.window, self.d_model), feats.dtype)
         x = jax.vmap(self.embed)(feats[:length]) + pos[:length]
         attn_mask = _attention_mask(jnp.arange(length), mask[:length])
         cache = []
@@ -323,7 +329,7 @@ class NVPModel(eqx.Module):
         feats: Float[Array, "L F"],
         z: Float[Array, "L C"],
         mask: Bool[Array, " L"],
-        res_std: Float[Array, " C"] | None = None,
+        res_std: Float[Array, " C"] | np.ndarray | None = None,
     ):
         """`__call__` of a full window whose first P positions are in `cache`
         (`prefix_cache(feats, mask, P)`); only the last L - P positions are computed."""
@@ -331,7 +337,7 @@ class NVPModel(eqx.Module):
         if length != self.window:
             raise ValueError(f"window length {length} != model window {self.window}")
         p = cache[0][0].shape[0]
-        pos = jnp.asarray(sinusoidal_encoding(length, self.embed.out_features), feats.dtype)
+        pos = jnp.asarray(sinusoidal_encoding(length, self.d_model), feats.dtype)
         x = jax.vmap(self.embed)(feats[p:]) + pos[p:]
         attn_mask = _attention_mask(jnp.arange(p, length), mask)
         for blk, kv in zip(self.blocks, cache):

@@ -1,6 +1,7 @@
 """Datacenter telemetry simulator: a documented lumped physical model, usable as an environment.
 
-Physics (one row of `R` racks, telemetry step `dt` seconds, everything explicit-Euler at `dt`):
+Physics (one row of `R` racks, telemetry step `dt` seconds, everything explicit-Euler at `dt`;
+the formulas live in `idf_jax.nvp.physics`, shared with EIL's plant model and planner):
 
 * **Workload.** Demand `d_t` (fraction of total server capacity) is a daily profile
   ``base + amp * (1 - cos(2 pi (h - 3) / 24)) / 2`` (peak at 15:00) minus a weekend dip, plus an
@@ -51,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from . import physics
 from .weather import DEFAULT_TMY3, load_tmy3
 
 ROW_CHANNELS_TEMPLATE = ("cpu", "power", "cooling", "cooling_power", "t_out")
@@ -63,16 +65,16 @@ class DatacenterParams(eqx.Module):
     num_racks: int = eqx.field(static=True, default=4)
     servers_per_rack: int = eqx.field(static=True, default=40)
     dt: float = eqx.field(static=True, default=900.0)
-    p_idle_kw: float = 0.10
-    p_peak_kw: float = 0.25
+    p_idle_kw: float = physics.P_IDLE_KW
+    p_peak_kw: float = physics.P_PEAK_KW
     heat_capacity_kj_per_k: float = 1800.0
     ua_kw_per_k: float = 1.0
     row_conductance_kw_per_k: float = 0.3
     envelope_kw_per_k: float = 0.05
     cooling_capacity_kw: float = 60.0
-    cop_carnot_fraction: float = 0.45
-    cop_max: float = 8.0
-    cop_free: float = 15.0
+    cop_carnot_fraction: float = physics.COP_CARNOT_FRACTION
+    cop_max: float = physics.COP_MAX
+    cop_free: float = physics.COP_FREE
     fan_kw: float = 2.0
     demand_base: float = 0.30
     demand_daily_amp: float = 0.35
@@ -146,14 +148,17 @@ def make_params(
     return params
 
 
-def default_action(params: DatacenterParams, setpoint: float = 18.0) -> Action:
+def default_action(params: DatacenterParams, setpoint: float = physics.SUPPLY_SETPOINT_C) -> Action:
     """No intervention: all servers on, base workload shares, no power cap."""
     r = params.num_racks
+    weights = params.base_weights
+    if weights is None:  # a DatacenterParams built without make_params: uniform shares
+        weights = jnp.full((r,), 1.0 / r, jnp.float32)
     return Action(
         setpoint=jnp.asarray(setpoint, jnp.float32),
         power_cap=jnp.asarray(jnp.inf, jnp.float32),
         servers_on=jnp.full((r,), float(params.servers_per_rack), jnp.float32),
-        weights=params.base_weights,
+        weights=weights,
     )
 
 
@@ -177,20 +182,13 @@ def outside_temp(params: DatacenterParams, step: jax.Array) -> jax.Array:
 
 
 def server_power(params: DatacenterParams, u: jax.Array) -> jax.Array:
-    """kW of one server at utilisation u in [0, 1] (Fan et al. 2007, r = 1.4)."""
-    u = jnp.clip(u, 0.0, 1.0)
-    return params.p_idle_kw + (params.p_peak_kw - params.p_idle_kw) * (
-        2 * u - jnp.power(u + 1e-12, 1.4)
-    )
+    """kW of one server at utilisation u in [0, 1] (`physics.server_power`, Fan et al. 2007)."""
+    return physics.server_power(u, params.p_idle_kw, params.p_peak_kw)
 
 
 def cop(params: DatacenterParams, t_out: jax.Array, setpoint: jax.Array) -> jax.Array:
-    """Coefficient of performance of the cooling plant (heat removed / electricity)."""
-    t_cold = setpoint - 6.0 + 273.15
-    t_hot = t_out + 5.0 + 273.15
-    chiller = params.cop_carnot_fraction * t_cold / jnp.maximum(t_hot - t_cold, 1.0)
-    chiller = jnp.clip(chiller, 1.5, params.cop_max)
-    return jnp.where(t_out < setpoint - 4.0, params.cop_free, chiller)
+    """Coefficient of performance of the cooling plant (`physics.cop`)."""
+    return physics.cop(t_out, setpoint, params.cop_carnot_fraction, params.cop_max, params.cop_free)
 
 
 def demand_profile(params: DatacenterParams, step: jax.Array) -> jax.Array:
@@ -221,57 +219,33 @@ def step(
     burst = 0.7 * state.burst + jump
     demand = jnp.clip(demand_profile(params, state.step) + ar + burst, 0.02, 1.0)
 
-    n_total = params.num_racks * params.servers_per_rack
-    on = jnp.clip(action.servers_on, 0.0, params.servers_per_rack)
-    w = jnp.maximum(action.weights, 0.0)
-    w = w / jnp.maximum(jnp.sum(w), 1e-12)
-    work = demand * n_total * w  # server-equivalents per rack
-    u = jnp.where(on > 0, jnp.minimum(1.0, work / jnp.maximum(on, 1e-6)), 0.0)
-    p_idle = on * params.p_idle_kw
-    p_dyn = on * (server_power(params, u) - params.p_idle_kw)
-    cap_room = action.power_cap - jnp.sum(p_idle)
-    f = jnp.clip(cap_room / jnp.maximum(jnp.sum(p_dyn), 1e-9), 0.0, 1.0)
-    u_served = u * f
-    rack_power = p_idle + f * p_dyn
-    served = jnp.sum(on * u_served)
-    unserved = jnp.clip(1.0 - served / jnp.maximum(demand * n_total, 1e-9), 0.0, 1.0)
-
     t_out = outside_temp(params, state.step)
-    temps = state.temps
-    q = params.ua_kw_per_k * jnp.maximum(temps - action.setpoint, 0.0)
-    q = q * jnp.minimum(1.0, params.cooling_capacity_kw / jnp.maximum(jnp.sum(q), 1e-9))
-    lap = _row_laplacian_apply(temps)
-    env = params.envelope_kw_per_k * (temps - t_out)
-    net = rack_power - q + params.row_conductance_kw_per_k * lap - env
-    new_temps = temps + params.dt / params.heat_capacity_kj_per_k * net
-
-    q_total = jnp.sum(q)
-    p_it = jnp.sum(rack_power)
-    p_cool = q_total / cop(params, t_out, action.setpoint) + params.fan_kw
+    row = physics.row_interval(
+        params,
+        state.temps,
+        demand,
+        t_out,
+        action.setpoint,
+        action.power_cap,
+        action.servers_on,
+        action.weights,
+    )
+    p_it, p_cool = row.power_it, row.cooling_power
     obs = dict(
-        cpu=jnp.sum(on * u_served) / jnp.maximum(jnp.sum(on), 1e-9),
+        cpu=row.served / jnp.maximum(jnp.sum(row.servers_on), 1e-9),
         power=p_it,
-        cooling=q_total,
+        cooling=row.heat_removed,
         cooling_power=p_cool,
         t_out=t_out,
-        temps=new_temps,
-        rack_cpu=u_served,
-        rack_power=rack_power,
-        unserved=unserved,
+        temps=row.new_temps,
+        rack_cpu=row.rack_cpu,
+        rack_power=row.rack_power,
+        unserved=row.unserved,
         pue=(p_it + p_cool) / jnp.maximum(p_it, 1e-9),
         setpoint=action.setpoint,
         demand=demand,
     )
-    return DatacenterState(state.step + 1, new_temps, ar, burst), obs
-
-
-def _row_laplacian_apply(t: jax.Array) -> jax.Array:
-    """(L t)_r = sum over row neighbours (t_n - t_r): path graph, free (Neumann) ends."""
-    if t.shape[0] == 1:
-        return jnp.zeros_like(t)
-    left = jnp.concatenate([t[:1], t[:-1]])
-    right = jnp.concatenate([t[1:], t[-1:]])
-    return (left - t) + (right - t)
+    return DatacenterState(state.step + 1, row.new_temps, ar, burst), obs
 
 
 def simulate(
@@ -337,8 +311,8 @@ def row_balance_spec(params: DatacenterParams) -> dict:
             dict(
                 flow="cooling",
                 hot=[f"temp_{i}" for i in range(r)],
-                cold_value=12.0,
-                offset_k=273.15,
+                cold_value=physics.CHILLED_WATER_C,
+                offset_k=physics.KELVIN,
             )
         ],
         unit_energy="kJ",

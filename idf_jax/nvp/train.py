@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._io import atomic_write_bytes
+from .._progress import Progress
 from . import checkpoint as ckpt
 from . import data as nvp_data
 from .loss import LossWeights, loss_terms, make_physics
@@ -211,9 +213,14 @@ def train_windows(
     short_min = model_cfg.min_history
     pos = np.arange(w)
     t0 = time.perf_counter()
-    bar = _Progress(cfg.epochs, steps_per_epoch, enabled=progress)
+    bar = Progress(
+        cfg.epochs * steps_per_epoch,
+        start_epoch * steps_per_epoch,
+        label="NVP train",
+        status="",
+        enabled=progress,
+    )
     with bar:
-        bar.advance_to(start_epoch)
         for epoch in range(start_epoch, cfg.epochs):
             ekey = jax.random.fold_in(root, 1000 + epoch)
             order = _batches(len(xs), cfg.batch_size, ekey, cfg.max_epoch_windows)
@@ -228,7 +235,7 @@ def train_windows(
                 model, opt_state, terms = train_step(model, opt_state, xs[idx], mask, ts[idx])
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v
-                bar.step(epoch, bi)
+                bar.update(epoch * steps_per_epoch + bi + 1)
             train_terms = {k: float(v) / len(order) for k, v in sums.items()}
             if not np.isfinite(train_terms["total"]):
                 raise FloatingPointError(f"training loss became non-finite at epoch {epoch}")
@@ -247,7 +254,9 @@ def train_windows(
                     ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta)
             else:
                 bad += 1
-            bar.epoch_done(epoch, train_terms["total"], val["total"])
+            bar.update(
+                status=f"epoch {epoch} train {train_terms['total']:.3f} val {val['total']:.3f}"
+            )
             if state_path:
                 _save_state(
                     state_path,
@@ -432,7 +441,7 @@ def _save_state(path, model, opt_state, best_model, meta):
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, (model, opt_state, best_model))
     head = json.dumps(meta).encode()
-    ckpt.atomic_write(path, len(head).to_bytes(8, "little") + head + buf.getvalue())
+    atomic_write_bytes(path, len(head).to_bytes(8, "little") + head + buf.getvalue(), mode=0o644)
 
 
 def _load_state(path, model, opt_state):
@@ -447,49 +456,3 @@ def _load_state(path, model, opt_state):
     except Exception as e:
         raise ValueError(f"cannot resume from {path}: corrupt or mismatched state ({e})") from None
     return model, opt_state, best, meta
-
-
-class _Progress:
-    """A rich progress bar over all training steps (silent when disabled)."""
-
-    def __init__(self, epochs, steps, enabled):
-        self.enabled, self.epochs, self.steps = enabled, epochs, steps
-        self._p = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._p = Progress(
-                TextColumn("NVP train"),
-                BarColumn(),
-                TextColumn("{task.fields[msg]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._p.__enter__()
-            self._task = self._p.add_task("train", total=self.epochs * self.steps, msg="")
-        return self
-
-    def __exit__(self, *exc):
-        if self._p is not None:
-            self._p.__exit__(*exc)
-
-    def advance_to(self, epoch):
-        if self._p is not None:
-            self._p.update(self._task, completed=epoch * self.steps)
-
-    def step(self, epoch, bi):
-        if self._p is not None:
-            self._p.update(self._task, completed=epoch * self.steps + bi + 1)
-
-    def epoch_done(self, epoch, tr, va):
-        if self._p is not None:
-            self._p.update(self._task, msg=f"epoch {epoch} train {tr:.3f} val {va:.3f}")

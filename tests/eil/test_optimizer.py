@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from idf_jax.eil import EILOptimizer, SourceConfig
+from idf_jax.eil.calibration import _predict
+from idf_jax.eil.candidates import for_decision
+from idf_jax.eil.decision import Limits, Objective, score
+from idf_jax.eil.goals import GOALS
 from idf_jax.eil.ledger import KEY_ENV
-from idf_jax.eil.optimizer import GOALS, _predict, _score_all, _summary
 from idf_jax.eil.plant import (
     KELVIN,
     PlantAction,
@@ -20,6 +23,7 @@ from idf_jax.eil.plant import (
     predict,
     server_power,
 )
+from idf_jax.eil.plant_forecaster import PlantForecaster
 
 READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}}
 
@@ -171,13 +175,17 @@ def test_vmapped_scores_equal_single_evaluations(eil):
     eil.sense(READING)
     src = "datacenter-01"
     _, state, cur = eil._current(src)
-    scorer = eil._scorers[src]
-    cands, types, params, irrev = eil._candidates(src, state, cur)
-    w = jnp.asarray(GOALS["balanced"], jnp.float32)
-    lim = jnp.asarray((0.999, 85.0, 1e9, 0.001), jnp.float32)
-    cost, viol, d_e, summ, base = _score_all(
-        scorer, state, cur, cands, jnp.asarray(irrev), jnp.float32(1.0), w, lim
+    scorer = PlantForecaster(
+        eil._models[src], state, jnp.float32(1.0), jnp.float32(3.09), eil.horizon
     )
+    cset = eil._candidates(src, state, cur)
+    cands, types, params, irrev = cset
+    w = jnp.asarray(GOALS["balanced"], jnp.float32)
+    lim = Limits(*jnp.asarray((0.999, 85.0, 1e9, 0.001), jnp.float32))
+    cost, viol, d_e, summ = jax.jit(score)(
+        scorer, for_decision(cset, eil.setpoint_range, 1.0, 0.0, 0.0), Objective(w, lim)
+    )
+    base = jax.tree.map(lambda x: x[0], summ)
     assert cost.shape == (len(types),) and set(types) == {
         "no_op",
         "cooling_setpoint",
@@ -188,7 +196,7 @@ def test_vmapped_scores_equal_single_evaluations(eil):
     assert float(cost[0]) == pytest.approx(0.0, abs=1e-3)  # no_op against itself
     for i in (1, 5, 14, 20, 30):
         a = jax.tree.map(lambda x: x[i], cands)
-        s = _summary(scorer, state, a, jnp.float32(1.0), jnp.float32(3.09))
+        s = jax.jit(lambda f, a: f.evaluate(None, a))(scorer, a)
         tk = float(state.t_out) + KELVIN
         c = (
             float(w[0]) * float(s["e_h"] - base["e_h"]) / 3600
@@ -310,7 +318,7 @@ def test_nvp_predictor_drives_the_exogenous_forecast():
 
 
 def test_a_candidate_equal_to_the_current_point_is_labelled_no_op():
-    from idf_jax.eil.optimizer import _same_point
+    from idf_jax.eil.candidates import same_point as _same_point
     from idf_jax.eil.plant import PlantAction
 
     f = np.float32

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from idf_jax.eil import EILOptimizer, PlantModel, SourceConfig, row_source
-from idf_jax.eil.optimizer import _packaged_planner
+from idf_jax.eil.decision import Candidates, Limits, Objective
+from idf_jax.eil.planner import NVPEnv, Window
+from idf_jax.eil.planner import packaged_planner as _packaged_planner
+from idf_jax.eil.plant import PlantAction
 from idf_jax.nvp import control
 from idf_jax.nvp import simulator as sim
 from idf_jax.nvp.loss import LossWeights, loss_terms, make_physics
@@ -91,9 +94,9 @@ def test_candidates_scored_in_one_vmapped_nvp_call(params, planner, trace, monke
     calls = []
     orig = planner.decide
 
-    def spy(y, mask, ctrls, *rest):
-        calls.append((y.shape, ctrls.shape))
-        return orig(y, mask, ctrls, *rest)
+    def spy(window, cands, *rest):
+        calls.append((window.y.shape, planner.encode(*cands.actions).shape))
+        return orig(window, cands, *rest)
 
     monkeypatch.setattr(planner, "decide", spy)
     with _eil(params, planner, obs, act) as eil:
@@ -115,25 +118,27 @@ def test_gradient_through_forecaster_and_refinement_lowers_cost(params, planner,
         y, mask, why = eil._nvp_window("row-1", planner, rec)
     assert why is None
     on, w = np.full(4, 30.0, np.float32), np.full(4, 0.25, np.float32)
-    ctrl = jnp.asarray(planner.encode(18.0, np.inf, on, w))
-    env = tuple(jnp.float32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0))
-    y, mask = jnp.asarray(y), jnp.asarray(mask)
-    g_sp = float(planner.gradient(y, mask, ctrl, jnp.asarray(on), jnp.asarray(w), jnp.inf, env))
+    point = PlantAction(jnp.float32(18.0), jnp.float32(jnp.inf), jnp.asarray(on), jnp.asarray(w))
+    env = NVPEnv(*(jnp.float32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0)))
+    window = Window(jnp.asarray(y), jnp.asarray(mask))
+    g_sp = float(planner.gradient(window, point, env))
     assert np.isfinite(g_sp) and g_sp < 0  # a warmer supply saves energy (kJ per °C)
     g_cap = float(
-        planner.gradient(y, mask, ctrl.at[1].set(15.0), jnp.asarray(on), jnp.asarray(w),
-                         jnp.float32(15.0), env, which=1)
-    )  # fmt: skip
+        planner.gradient(window, point._replace(power_cap=jnp.float32(15.0)), env, which=1)
+    )
     assert np.isfinite(g_cap) and g_cap > 0  # a lower cap lowers IT energy
     # refine the setpoint from 18 °C (candidate 1, continuous): C(a) must fall, stay feasible
     f32 = np.float32
     on3, w3 = np.repeat(on[None], 3, 0), np.repeat(w[None], 3, 0)
-    ctrls = np.repeat(np.asarray(ctrl)[None], 3, 0)
-    d = planner.decide(
-        y, mask, ctrls, on3, w3, np.full(3, np.inf, f32), np.zeros(3, f32), env,
-        np.asarray([1.0, 0.1, 1.0], f32), np.asarray([0.999, 32.0, 1e9, 0.001], f32),
-        [-1, 0, -1], [0, 16, 0], [1, 27, 1], [0, 0.5, 0], steps=6,
+    actions = PlantAction(np.full(3, 18.0, f32), np.full(3, np.inf, f32), on3, w3)
+    cands = Candidates(
+        actions, np.zeros(3, f32), np.asarray([-1, 0, -1], np.int32), np.asarray([0, 16, 0], f32),
+        np.asarray([1, 27, 1], f32), np.asarray([0, 0.5, 0], f32),
     )  # fmt: skip
+    objective = Objective(
+        np.asarray([1.0, 0.1, 1.0], f32), Limits(*np.asarray([0.999, 32.0, 1e9, 0.001], f32))
+    )
+    d = planner.decide(window, cands, env, objective, steps=6)
     assert int(d["j"]) == 1 and bool(d["accepted"])
     assert float(d["refined_cost"]) < float(d["cost"][0]) - 1e-3  # cost of staying at 18 °C
     assert float(d["theta"]) > 18.0
@@ -263,27 +268,17 @@ def test_shared_prefix_rollout_equals_reference_and_decide_equals_score(params, 
         np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=2e-5, atol=1e-4)
 
     f32 = np.float32
-    env = tuple(f32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0))
+    env = NVPEnv(*(f32(x) for x in (0.1, 0.1, 0.25, 3.09, 0.0)))
     wts, lim = np.asarray([1.0, 0.1, 1.0], f32), np.asarray([0.999, 32.0, 1e9, 0.001], f32)
     caps, irrev = np.full(3, np.inf, f32), np.zeros(3, f32)
-    cost, viol, _, summ = planner.score(y, mask, ctrls, on, w, caps, irrev, env, wts, lim)
-    args = (
-        y,
-        mask,
-        ctrls,
-        on,
-        w,
-        caps,
-        irrev,
-        env,
-        wts,
-        lim,
-        [-1, 0, -1],
-        [0, 16, 0],
-        [1, 27, 1],
-        [0, 0.5, 0],
-    )
-    d = planner.decide(*args, steps=6)  # the same compilation as the refinement test's
+    cands = Candidates(
+        PlantAction(np.array([17.0, 20.0, 24.0], f32), caps, on, w), irrev,
+        np.asarray([-1, 0, -1], np.int32), np.asarray([0, 16, 0], f32),
+        np.asarray([1, 27, 1], f32), np.asarray([0, 0.5, 0], f32),
+    )  # fmt: skip
+    window, objective = Window(y, mask), Objective(wts, Limits(*lim))
+    cost, viol, _, summ = planner.score(window, cands, env, objective)
+    d = planner.decide(window, cands, env, objective, steps=6)  # the refinement test's compilation
     np.testing.assert_allclose(d["cost"], np.asarray(cost), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(d["viol"], np.asarray(viol), rtol=1e-5, atol=1e-6)
     feas = np.asarray(viol) <= 1e-9
