@@ -334,6 +334,7 @@ def sample_equilibrium(
     else:
         import idf_jax as idf
 
+        assert temperature is not None  # `hot` implies a temperature was given
         temp = float(temperature)
         if project is not None or _constraints.has_projection(cs):
             raise ValueError(
