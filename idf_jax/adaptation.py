@@ -395,7 +395,7 @@ def _warmup(
             tot = cnt + n
             xs_ = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), state.position)
             bmean = jax.tree.map(lambda x: jnp.mean(x, axis=0), xs_)
-            bvar = jax.tree.map(lambda x, bm: jnp.sum((x - bm) ** 2, axis=0), xs_, bmean)
+            bvar = jax.tree.map(lambda x, bm: jnp.sum((x - bm[None]) ** 2, axis=0), xs_, bmean)
             delta = jax.tree.map(lambda bm, mu: bm - mu, bmean, mean)
             m2 = jax.tree.map(
                 lambda m, bv, d: jnp.where(coll, m + bv + d**2 * cnt * n / tot, m),

@@ -241,7 +241,7 @@ def _print(out: dict, max_components: int) -> None:
                 f"{np.nanmin(s['ess_tail']):.0f} (min)",
                 f"{np.nanmax(s['rhat']):.3f} (max)",
             )
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(table)
     console.print(
         f"acceptance rate {out['acceptance_rate']:.3f}   divergent proposals "

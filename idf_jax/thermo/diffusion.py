@@ -381,7 +381,7 @@ def gaussian_mixture_score(
     def log_p(x, t):
         m, s = sde.marginal(t)
         var = m**2 * sd**2 + s**2
-        sq = jnp.sum((x - m * mu) ** 2, axis=-1)
+        sq = jnp.sum((x[None, :] - m * mu) ** 2, axis=-1)
         return jax.scipy.special.logsumexp(logw - 0.5 * sq / var - 0.5 * d * jnp.log(var))
 
     def score(x, t):

@@ -298,7 +298,7 @@ def gaussian_entropy(
     n, d = x.shape
     if n <= d:
         raise ValueError(f"gaussian_entropy needs more samples than dimensions, got n={n}, d={d}")
-    xc = x - jnp.mean(x, axis=0)
+    xc = x - jnp.mean(x, axis=0, keepdims=True)
     cov = xc.T @ xc / (n - 1)
     sign, logdet = jnp.linalg.slogdet(cov)
     logdet = jnp.where(sign > 0, logdet, -jnp.inf)
@@ -332,7 +332,7 @@ def histogram_entropy(
         lo = jnp.full((d,), range[0], x.dtype)
         hi = jnp.full((d,), range[1], x.dtype)
     width = jnp.where(hi > lo, (hi - lo) / bins, 1.0)
-    idx = jnp.clip(jnp.floor((x - lo) / width).astype(jnp.int32), 0, bins - 1)
+    idx = jnp.clip(jnp.floor((x - lo[None]) / width[None]).astype(jnp.int32), 0, bins - 1)
     flat = jnp.ravel_multi_index(tuple(idx.T), (bins,) * d, mode="clip")
     counts = jnp.zeros((bins**d,), x.dtype).at[flat].add(1.0)
     p = counts / n

@@ -40,7 +40,7 @@ def test_hmc_mass_matches_variances_and_acceptance_hits_target():
 def test_mala_default_target_and_factory_convention():
     # MALA on a Gaussian: acceptance depends on eta / sd_min^2; the smallest scale (0.1)
     # limits eta to O(sd_min^2 d^(-1/3)) ~ 1e-2, far below the wide directions' 100.
-    x0 = jax.random.normal(jax.random.key(0), (32, 4)) * SD
+    x0 = jax.random.normal(jax.random.key(0), (32, 4)) * SD[None, :]
     res = idf.adapt_run(lambda step_size: idf.mala(gaussian, step_size), jax.random.key(1), x0, 300)
     assert set(res.params) == {"step_size"}
     assert res.target_acceptance == pytest.approx(0.574)

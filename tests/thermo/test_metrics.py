@@ -77,7 +77,7 @@ def test_free_energy_difference_between_two_gaussians():
     n = 20000
     k0, k1 = jax.random.split(jax.random.key(0))
     x0 = jax.random.normal(k0, (n, d))
-    x1 = mu + s * jax.random.normal(k1, (n, d))
+    x1 = mu[None, :] + s * jax.random.normal(k1, (n, d))
     wf = jax.vmap(u1)(x0) - jax.vmap(u0)(x0)
     wr = jax.vmap(u0)(x1) - jax.vmap(u1)(x1)
     # Zwanzig from the wide ensemble to the narrow one (the direction whose weights have

@@ -13,7 +13,9 @@ MEANS = jnp.array([[-5.0, 0.0], [5.0, 0.0]])
 
 def mixture_energy(x):
     """E = -log sum_k w_k N(x; mu_k, I) (+ const); barrier at x = 0 is 10.9 kT above mode 1."""
-    return -jax.scipy.special.logsumexp(jnp.log(WEIGHTS) - 0.5 * jnp.sum((x - MEANS) ** 2, -1))
+    return -jax.scipy.special.logsumexp(
+        jnp.log(WEIGHTS) - 0.5 * jnp.sum((x[None, :] - MEANS) ** 2, -1)
+    )
 
 
 def test_barrier_is_at_least_10_kT():
