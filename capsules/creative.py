@@ -307,7 +307,7 @@ def digits(
 
     Returns:
         Capsule whose decode gives {'image': (8, 8) intensities 0..16, 'x': (64,) model
-        space}; params holds the model.
+        space}; the trained ScoreMLP is the capsule's `model`.
     """
     if model is None:
         x_train = load_digits_data()[0]
@@ -334,6 +334,7 @@ def digits(
         energy_fn=energy_fn,
         init=init,
         decode=decode,
-        params={"model": model, "t_min": t_min},
+        params={"t_min": t_min},
         description="8x8 digits from a score model; latent energy, PF-ODE decode",
+        model=model,
     )
