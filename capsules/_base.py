@@ -5,9 +5,23 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
-PyTree = Any
+import equinox as eqx
+
+from idf_jax._custom_types import EnergyFn, Key, PyTree
+from idf_jax.thermo.constraints import Constraint
+
+__all__ = ["Capsule", "CapsuleInfo", "Moves", "StateKind", "register"]
+
+StateKind = Literal["continuous", "spins"]
+"""What a state is made of, so a runtime can pick a sampler that fits: "continuous"
+(float PyTrees; gradient samplers such as `idf.mala`) or "spins" (integer lattices; the
+checkerboard sampler `idf.block_gibbs`)."""
+
+Moves = Callable[[Key, PyTree], PyTree]
+"""`moves(key, x) -> x'`: a domain move proposal for one state (a symmetric proposal for
+global search: a surface-atom move, a pivot, a flipped placement)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,7 +30,7 @@ class Capsule:
 
     Attributes:
         name: registry name, "<domain>.<factory>" (e.g. "molecular.lennard_jones_cluster").
-        energy_fn: E(x) -> scalar for one state x (a PyTree of float arrays); pure,
+        energy_fn: E(x) -> scalar for one state x (a PyTree of arrays); pure,
             jit / vmap / grad safe.
         init: init(key, num_chains) -> x0_batch with a leading chain axis.
         decode: decode(x) -> a domain object a person can use (one state).
@@ -25,20 +39,34 @@ class Capsule:
         description: one line.
         project: optional map x -> x onto the feasible set kept exactly (e.g. a sphere);
             samplers and annealing apply it after each step when given.
+        model: the domain model the energy is built from, where the domain has one (a
+            parsed datacenter, a trained score network), as an `equinox.Module`.
+        state_kind: "continuous" (float states) or "spins" (integer spin lattices).
+        moves: optional domain move proposals `moves(key, x) -> x'` for global search.
     """
 
     name: str
-    energy_fn: Callable[[PyTree], Any]
-    init: Callable[[Any, int], PyTree]
+    energy_fn: EnergyFn
+    init: Callable[[Key, int], PyTree]
     decode: Callable[[PyTree], Any]
-    constraints: tuple = ()
-    params: dict = dataclasses.field(default_factory=dict)
+    constraints: tuple[Constraint, ...] = ()
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
     project: Callable[[PyTree], PyTree] | None = None
+    model: eqx.Module | None = None
+    state_kind: StateKind = "continuous"
+    moves: Moves | None = None
+
+    def __post_init__(self) -> None:
+        kinds = get_args(StateKind)
+        if self.state_kind not in kinds:
+            raise ValueError(f"state_kind must be one of {kinds}, got {self.state_kind!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class CapsuleInfo:
+    """A registry entry: the factory and what `capsules.available()` shows about it."""
+
     name: str
     description: str
     factory: Callable[..., Capsule]

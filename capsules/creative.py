@@ -25,18 +25,21 @@ of generated and real (held-out) digits, FD = |m1 - m2|^2 + tr(C1 + C2 - 2 (C1 C
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from idf_jax import diffusion as dfn
 
 from ._base import Capsule, register
+
+if TYPE_CHECKING:
+    from sklearn.neural_network import MLPClassifier
 
 __all__ = [
     "DigitClassifier",
@@ -55,18 +58,23 @@ __all__ = [
 SHAPE = (64,)
 
 
-def load_digits_data(test_fraction: float = 0.3, seed: int = 0):
-    """(x_train, y_train, x_test, y_test): x in [-1, 1], shape (n, 64); a stratified split."""
+def load_digits_data(
+    test_fraction: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, x_test, y_train, y_test), the order of `train_test_split`: x in [-1, 1],
+    shape (n, 64); labels 0..9; a stratified split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    d = load_digits()
-    x = d.data.astype(np.float32) / 8.0 - 1.0
-    return train_test_split(
-        x, d.target, test_size=test_fraction, random_state=seed, stratify=d.target
-    )[0:4]
+    images, labels = load_digits(return_X_y=True)
+    x = np.asarray(images, np.float32) / 8.0 - 1.0
+    y = np.asarray(labels)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    return np.asarray(x_tr), np.asarray(x_te), np.asarray(y_tr), np.asarray(y_te)
 
 
 def to_image(x) -> np.ndarray:
@@ -123,7 +131,7 @@ class TrainResult(NamedTuple):
 
 def train_digit_score_model(
     key: PRNGKeyArray,
-    x_train: Float[Array, "n 64"],
+    x_train: Float[ArrayLike, "n 64"],
     *,
     num_steps: int = 20000,
     batch_size: int = 128,
@@ -201,16 +209,19 @@ def sample_digits(
 
 
 class DigitClassifier(NamedTuple):
-    clf: object  # fitted sklearn MLPClassifier
+    """A fitted scikit-learn MLP classifier of the real digits and its test accuracy."""
+
+    clf: MLPClassifier
     test_accuracy: float
 
-    def features(self, x) -> np.ndarray:
+    def features(self, x: ArrayLike) -> np.ndarray:
         """Hidden-layer (ReLU) activations, (n, 128)."""
         x = np.asarray(x, np.float64).reshape(-1, 64)
         return np.maximum(x @ self.clf.coefs_[0] + self.clf.intercepts_[0], 0.0)
 
-    def predict_proba(self, x) -> np.ndarray:
-        return self.clf.predict_proba(np.asarray(x, np.float64).reshape(-1, 64))
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
+        """Class probabilities (n, 10) of images in model space (..., 64)."""
+        return np.asarray(self.clf.predict_proba(np.asarray(x, np.float64).reshape(-1, 64)))
 
 
 def train_classifier(x_train, y_train, x_test, y_test, seed: int = 0) -> DigitClassifier:
@@ -307,7 +318,7 @@ def digits(
 
     Returns:
         Capsule whose decode gives {'image': (8, 8) intensities 0..16, 'x': (64,) model
-        space}; params holds the model.
+        space}; the trained ScoreMLP is the capsule's `model`.
     """
     if model is None:
         x_train = load_digits_data()[0]
@@ -334,6 +345,7 @@ def digits(
         energy_fn=energy_fn,
         init=init,
         decode=decode,
-        params={"model": model, "t_min": t_min},
+        params={"t_min": t_min},
         description="8x8 digits from a score model; latent energy, PF-ODE decode",
+        model=model,
     )

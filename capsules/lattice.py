@@ -113,7 +113,8 @@ def ising(L: int, J: float = 1.0, h: float = 0.0) -> Capsule:
     Returns:
         A `Capsule`; `init(key, n)` draws n hot (infinite-temperature) lattices, shape
         (n, L, L) int8; `decode(s)` gives a dict with the spins, energy per spin and
-        magnetisation per spin. `params` carries what `idf_jax.block_gibbs` needs.
+        magnetisation per spin. `params` carries what `idf_jax.block_gibbs` needs;
+        `state_kind` is "spins".
     """
     L = _check_L(L)
     J = _check_finite("J", J)
@@ -139,6 +140,7 @@ def ising(L: int, J: float = 1.0, h: float = 0.0) -> Capsule:
         decode=decode,
         params={"model": "ising", "L": L, "J": J, "h": h},
         description="Ising model on a periodic square lattice",
+        state_kind="spins",
     )
 
 
@@ -194,4 +196,5 @@ def potts(L: int, q: int, J: float = 1.0) -> Capsule:
         decode=decode,
         params={"model": "potts", "L": L, "q": q, "J": J},
         description="q-state Potts model on a periodic square lattice",
+        state_kind="spins",
     )

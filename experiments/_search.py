@@ -1,9 +1,10 @@
-"""Minimum search used by the capsule studies: Langevin annealing with `idf.sample`
-followed by L-BFGS relaxation (optax), vmapped over many starts.
+"""Minimum search used by the capsule studies: basin hopping with the library's local
+relaxations (`idf.relax`: L-BFGS or FIRE), and population pivot basin hopping for chains
+in internal coordinates (Adam relaxations from overlapping starts, then an L-BFGS polish),
+every chain in parallel.
 
-`idf.sample_equilibrium` (the annealing API) is not on main yet; this helper does the
-same job with public pieces: a geometric temperature ladder, a short MALA run at each
-temperature (each run starts where the last ended), then a deterministic relaxation.
+Annealing to low energy is `idf.sample_equilibrium`; these helpers add the global moves
+(random kicks, pivots) that the studies need on top of local relaxation.
 """
 
 from __future__ import annotations
@@ -16,29 +17,20 @@ import optax
 import idf_jax as idf
 
 
-def _relax_one(energy_fn, steps, project=None):
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(energy_fn)
-
-    def one(x0):
-        def body(carry, _):
-            x, state = carry
-            v, g = value_and_grad(x, state=state)
-            g = jnp.where(jnp.isfinite(g), g, 0.0)
-            updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=energy_fn)
-            return (optax.apply_updates(x, updates), state), None
-
-        (x, _), _ = jax.lax.scan(body, (x0, opt.init(x0)), None, length=steps)
-        if project is not None:
-            x = project(x)
-        return x, energy_fn(x)
-
-    return one
-
-
 def relax(energy_fn, x0_batch, steps: int = 2000, project=None):
-    """L-BFGS (optax, zoom line search) on every start; returns (x, E) batched."""
-    return jax.jit(jax.vmap(_relax_one(energy_fn, steps, project)))(x0_batch)
+    """L-BFGS polish (`idf.relax`: optax L-BFGS, zoom line search) of every start, run in
+    float64; returns float32 (x, E) with E evaluated in float32.
+
+    Why float64: near a minimum a float32 energy resolves ~1e-7 relative, a line-search
+    step can then fail to lower E by rounding alone, and `idf.relax` stops a chain at its
+    first step that does not lower E (on the AB 34-mer that left |grad E| ~ 0.05 and E
+    0.01 above the minimum the straight path leads down to). In float64 it converges.
+    """
+    with jax.enable_x64(True):
+        x64 = jax.tree.map(lambda l: jnp.asarray(l, jnp.float64), x0_batch)
+        x, _ = idf.relax(energy_fn, x64, method="lbfgs", num_steps=steps, project=project)
+        x = jax.tree.map(lambda l: jnp.asarray(l, jnp.float32), x)
+    return x, jax.jit(jax.vmap(energy_fn))(x)
 
 
 def basin_hopping(
@@ -55,96 +47,52 @@ def basin_hopping(
     kick_fraction: float = 1.0,
 ):
     """Basin hopping (Wales & Doye 1997), every chain in parallel: kick all coordinates by
-    N(0, kick^2) (each coordinate
-    only with probability `kick_fraction`: pivot-like moves for chains), relax, accept the new minimum with probability
-    min(1, exp(-(E_new - E_old) / T)). The local relaxation is FIRE (`idf_jax.thermo.relax`, one
-    gradient per step, cheap to compile) or L-BFGS. Returns (best x, best E, (chains, hops)
-    history of the best energy)."""
-    if method == "fire":
-        from idf_jax.thermo.relax import fire_one
+    N(0, kick^2) (each coordinate only with probability `kick_fraction`: pivot-like moves
+    for chains), relax, accept the new minimum with probability
+    min(1, exp(-(E_new - E_old) / T)). The local relaxation is `idf.relax` with
+    `method` "fire" (one gradient per step, cheap to compile; initial time step `dt`) or
+    "lbfgs", `relax_steps` iterations. Returns (best x, best E, (chains, hops) history of
+    the best energy)."""
 
-        fire = fire_one(energy_fn, project, relax_steps, 1e-6, 10.0)
-        relax_one = lambda x: fire(x, jnp.float32(dt))
-    else:
-        relax_one = _relax_one(energy_fn, relax_steps, project)
+    def local(x_batch):
+        return idf.relax(
+            energy_fn,
+            x_batch,
+            method=method,
+            num_steps=relax_steps,
+            project=project,
+            step_size=dt,
+            gtol=1e-6,
+        )
 
-    def one(key, x0):
-        x, e = relax_one(x0)
+    def propose(key, x, k):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, k))
+        k1, k3 = jax.random.split(k1)
+        chosen = jax.random.uniform(k3, x.shape) < kick_fraction
+        return x + kick * chosen * jax.random.normal(k1, x.shape), k2
+
+    def accept(k2, x, e, xn, en, bx, be):
+        en = jnp.where(jnp.isfinite(en), en, jnp.inf)
+        take = jnp.log(jax.random.uniform(k2)) < -(en - e) / temperature
+        x, e = jnp.where(take, xn, x), jnp.where(take, en, e)
+        better = e < be
+        return x, e, jnp.where(better, x, bx), jnp.where(better, e, be)
+
+    def run(keys, x0):
+        x, e = local(x0)
 
         def body(carry, k):
             x, e, bx, be = carry
-            k1, k2 = jax.random.split(jax.random.fold_in(key, k))
-            k1, k3 = jax.random.split(k1)
-            chosen = jax.random.uniform(k3, x.shape) < kick_fraction
-            xn, en = relax_one(x + kick * chosen * jax.random.normal(k1, x.shape))
-            en = jnp.where(jnp.isfinite(en), en, jnp.inf)
-            accept = jnp.log(jax.random.uniform(k2)) < -(en - e) / temperature
-            x, e = jnp.where(accept, xn, x), jnp.where(accept, en, e)
-            better = e < be
-            bx, be = jnp.where(better, x, bx), jnp.where(better, e, be)
+            xn, k2 = jax.vmap(propose, (0, 0, None))(keys, x, k)
+            xn, en = local(xn)
+            x, e, bx, be = jax.vmap(accept)(k2, x, e, xn, en, bx, be)
             return (x, e, bx, be), be
 
         (_, _, bx, be), hist = jax.lax.scan(body, (x, e, x, e), jnp.arange(hops))
-        return bx, be, hist
+        return bx, be, hist.T
 
     keys = jax.random.split(key, jax.tree.leaves(x0_batch)[0].shape[0])
-    return jax.jit(jax.vmap(one))(keys, x0_batch)
-
-
-def anneal(
-    energy_fn,
-    key,
-    x0_batch,
-    temperatures,
-    steps_per_temperature: int,
-    step_size: float,
-    project=None,
-    record=None,
-):
-    """MALA at each temperature of a decreasing ladder; returns the final states and the
-    (chains, total_draws) energy history (one draw every 10 steps)."""
-    x = x0_batch
-    history = []
-    for k, T in enumerate(temperatures):
-        sampler = idf.mala(energy_fn, step_size=step_size * float(T) ** 0.5, temperature=float(T))
-        tr = idf.sample(sampler, jax.random.fold_in(key, k), x, steps_per_temperature, thin=10)
-        x = tr.final_state.position
-        if project is not None:
-            x = jax.vmap(project)(x)
-        history.append(np.asarray(tr.energies))
-    return x, np.concatenate(history, axis=1)
-
-
-def anneal_scan(
-    energy_fn,
-    key,
-    x0_batch,
-    t_start: float,
-    t_end: float,
-    num_steps: int,
-    step_size: float,
-    project=None,
-):
-    """One jitted annealing run: MALA with a geometric temperature schedule
-    T_k = t_start (t_end / t_start)^(k / (num_steps - 1)) and step size eta_k = step_size T_k,
-    every chain in parallel; returns the final states, shape like x0_batch."""
-    ratio = (t_end / t_start) ** (1.0 / max(num_steps - 1, 1))
-
-    def one(key, x0):
-        def body(x, k):
-            T = t_start * ratio**k
-            sampler = idf.mala(energy_fn, step_size=step_size * T, temperature=T)
-            state, _ = sampler.step(jax.random.fold_in(key, k), sampler.init(x))
-            x = state.position
-            if project is not None:
-                x = project(x)
-            return x, None
-
-        x, _ = jax.lax.scan(body, x0, jnp.arange(num_steps, dtype=jnp.float32))
-        return x
-
-    keys = jax.random.split(key, jax.tree.leaves(x0_batch)[0].shape[0])
-    return jax.jit(jax.vmap(one))(keys, x0_batch)
+    return jax.jit(run)(keys, x0_batch)
 
 
 def adam_relax_one(energy_fn, steps: int, lr: float, clip: float = 100.0):

@@ -111,9 +111,9 @@ def main():
             f"2-D: population pivot basin hopping, {args.starts} uniform random starts relaxed "
             f"by Adam, the lowest {args.pool} kept as chains, {args.rounds} x ceil((N-2)/11) rounds "
             "of 10 hops (1-3 bend angles redrawn uniformly, Adam relaxation, Metropolis at "
-            "T = 0.15), then 2000 L-BFGS steps on the 64 best chains' minima. 3-D: basin "
+            "T = 0.15), then 2000 L-BFGS steps (float64) on the 64 best chains' minima. 3-D: basin "
             f"hopping, {args.chains} chains x {args.hops} hops, kicks 0.3 sqrt(13/N) on all bond "
-            f"vectors, {args.relax_steps} L-BFGS steps per hop. float32 throughout; times on "
+            f"vectors, {args.relax_steps} L-BFGS steps per hop. float32 elsewhere; times on "
             "a shared 2-core CPU.\n\n"
         )
         f.write(

@@ -76,7 +76,7 @@ def test_single_server_hand_computed():
 
 def test_relaxed_energy_matches_discrete_and_is_jax_safe():
     cap = ent.datacenter(small_config())
-    m = cap.params["model"]
+    m = cap.model
     x = np.array(jax.random.bernoulli(jax.random.key(0), 0.5, (6, 4)), np.int32)
     x[:, 3] = 1  # everything on d as well: feasible-ish placement
     t = float(ent.best_setpoint(m, jnp.asarray(x, jnp.float32)))

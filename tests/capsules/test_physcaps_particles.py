@@ -6,29 +6,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import capsules
+import idf_jax as idf
 from capsules import biomedical, plasma
 
 
 def _relax(energy_fn, x0_batch, steps):
-    """L-BFGS (optax) from every start, vmapped; returns (x, E)."""
-    opt = optax.lbfgs()
-    vg = optax.value_and_grad_from_state(energy_fn)
-
-    def one(x0):
-        def body(carry, _):
-            x, state = carry
-            v, g = vg(x, state=state)
-            updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=energy_fn)
-            return (optax.apply_updates(x, updates), state), None
-
-        (x, _), _ = jax.lax.scan(body, (x0, opt.init(x0)), None, length=steps)
-        return x, energy_fn(x)
-
-    return jax.jit(jax.vmap(one))(x0_batch)
+    """L-BFGS (`idf.relax`) from every start; returns (x, E)."""
+    return idf.relax(energy_fn, x0_batch, method="lbfgs", num_steps=steps)
 
 
 def _fd_check(energy_fn, x, eps=1e-3, rtol=2e-2):

@@ -2,9 +2,12 @@
 
 A job names a registered capsule and a sampler; it builds the capsule's (constrained)
 energy, runs `idf.sample` or `idf.sample_equilibrium`, and summarises the result.
-No domain logic lives here: the energy, initial states and constraints all come from
-the capsule. Built samplers are cached per job description, so a repeated job reuses
-the compiled chunk runners of `idf.sample` instead of recompiling.
+No domain logic lives here: the energy, initial states, constraints, projection and the
+kind of state all come from the `Capsule` record. A capsule whose `state_kind` is
+"spins" (an integer lattice) is sampled by checkerboard block Gibbs (`idf.block_gibbs`)
+at the job's temperature whatever gradient sampler the job names; annealing needs
+continuous states. Built samplers are cached per job description, so a repeated job
+reuses the compiled chunk runners of `idf.sample` instead of recompiling.
 """
 
 from __future__ import annotations
@@ -14,15 +17,26 @@ import dataclasses
 import math
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..._custom_types import EnergyFn, PyTree
 from ...run import Trace, sample
-from ...samplers import hmc, mala, ula, underdamped_langevin
+from ...samplers import Sampler, hmc, mala, ula, underdamped_langevin
+from ...samplers._base import FunctionSampler, energy_and_grad
+from ...samplers.projected import projected_langevin
+from ...samplers.gibbs import block_gibbs
+from ...thermo.anneal import EquilibriumResult, sample_equilibrium
 from ...thermo.constraints import apply_constraints
+
+if TYPE_CHECKING:
+    from capsules import Capsule
+    from capsules._base import StateKind
+
+    from .config import Limits
 
 __all__ = [
     "SAMPLERS",
@@ -93,7 +107,7 @@ def _freeze(value):
     return value
 
 
-def build_capsule(name: str, params: Mapping[str, Any] | None = None):
+def build_capsule(name: str, params: Mapping[str, Any] | None = None) -> Capsule:
     """`capsules.make(name, **params)` with every failure turned into a `JobError`."""
     import capsules
 
@@ -110,7 +124,7 @@ def build_capsule(name: str, params: Mapping[str, Any] | None = None):
         raise JobError("params", f"invalid parameters for {name}: {e}") from e
 
 
-def _initial_states(capsule, key, chains: int):
+def _initial_states(capsule: Capsule, key: jax.Array, chains: int) -> PyTree:
     try:
         x0 = capsule.init(key, chains)
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
@@ -118,7 +132,7 @@ def _initial_states(capsule, key, chains: int):
     return x0
 
 
-def state_size(capsule) -> int:
+def state_size(capsule: Capsule) -> int:
     """Number of scalars in one chain's state, found without computing anything."""
     try:
         shapes = jax.eval_shape(lambda k: capsule.init(k, 1), jax.random.key(0))
@@ -127,7 +141,7 @@ def state_size(capsule) -> int:
     return int(sum(math.prod(l.shape[1:]) for l in jax.tree.leaves(shapes)))
 
 
-def check_limits(job, dims: int, limits) -> None:
+def check_limits(job: SampleJob | EquilibriumJob, dims: int, limits: Limits) -> None:
     """Raise a 413 `JobError` naming the field when a job exceeds a `Limits` entry."""
     if dims > limits.max_dimensions:
         raise JobError(
@@ -168,7 +182,9 @@ class _LRU:
 _SAMPLER_CACHE = _LRU(32)
 
 
-def _make_sampler(job: SampleJob, capsule):
+def _make_sampler(job: SampleJob, capsule: Capsule) -> Sampler:
+    if capsule.state_kind == "spins":
+        return _spin_sampler(job, capsule)
     energy_fn = apply_constraints(capsule.energy_fn, capsule.constraints)
     name = job.sampler
     try:
@@ -187,13 +203,37 @@ def _make_sampler(job: SampleJob, capsule):
     except ValueError as e:
         raise JobError(_guess_field(str(e)), str(e)) from e
     if capsule.project is not None:
+        if name in ("mala", "ula"):
+            return projected_langevin(energy_fn, capsule.project, job.step_size, job.temperature)
         s = _projected(s, energy_fn, capsule.project)
     return s
 
 
-def _projected(sampler, energy_fn, project):
-    """Apply the capsule's exact projection after each step and refresh energy/gradient."""
-    from ...samplers._base import FunctionSampler, energy_and_grad
+def _spin_sampler(job: SampleJob, capsule: Capsule) -> Sampler:
+    """Checkerboard block Gibbs at the job's temperature for a spin-lattice capsule."""
+    if capsule.constraints or capsule.project is not None:
+        raise JobError(
+            "capsule",
+            f"capsule {capsule.name} has spin states with constraints or a projection; "
+            "block Gibbs samples the bare lattice energy only",
+        )
+    try:
+        return block_gibbs(capsule, job.temperature)
+    except ValueError as e:
+        field = "temperature" if "temperature" in str(e) else "params"
+        raise JobError(field, str(e)) from e
+
+
+def _projected(
+    sampler: Sampler, energy_fn: EnergyFn, project: Callable[[PyTree], PyTree]
+) -> Sampler:
+    """HMC / underdamped with the capsule's projection applied after each step.
+
+    The energy and gradient are re-evaluated at the projected point (two gradient
+    evaluations per step). This is projected dynamics for optimisation on the capsule's
+    feasible set, not an exact sampler of exp(-E/T) on it; MALA and ULA jobs use the
+    library's `projected_langevin` instead (one gradient per step, same caveat).
+    """
 
     def init(position, key=None):
         return _refresh(sampler.init(project(position), key))
@@ -221,11 +261,11 @@ def _guess_field(message: str) -> str:
 def run_sample(
     job: SampleJob,
     *,
-    limits=None,
+    limits: Limits | None = None,
     progress: bool = False,
     callback: Callable[[int, int], None] | None = None,
     cache: _LRU | None = None,
-) -> tuple[Trace, Any]:
+) -> tuple[Trace, Capsule]:
     """Run a `SampleJob`; returns (trace, capsule). Raises `JobError` for bad input."""
     _check_job(job)
     capsule = build_capsule(job.capsule, job.params)
@@ -233,15 +273,7 @@ def run_sample(
     if limits is not None:
         check_limits(job, dims, limits)
     cache = _SAMPLER_CACHE if cache is None else cache
-    key_ = (
-        job.capsule,
-        _freeze(job.params),
-        job.sampler,
-        job.step_size,
-        job.temperature,
-        job.friction,
-        job.num_integration_steps,
-    )
+    key_ = _sampler_key(job, capsule.state_kind)
     sampler = cache.get_or_make(key_, lambda: _make_sampler(job, capsule))
     key = jax.random.key(job.seed)
     k_init, k_run = jax.random.split(key)
@@ -260,6 +292,21 @@ def run_sample(
     except ValueError as e:
         raise JobError(_guess_field_run(str(e)), str(e)) from e
     return trace, capsule
+
+
+def _sampler_key(job: SampleJob, state_kind: StateKind) -> tuple:
+    """What a built sampler depends on: block Gibbs only on the capsule and temperature."""
+    if state_kind == "spins":
+        return (job.capsule, _freeze(job.params), "block_gibbs", job.temperature)
+    return (
+        job.capsule,
+        _freeze(job.params),
+        job.sampler,
+        job.step_size,
+        job.temperature,
+        job.friction,
+        job.num_integration_steps,
+    )
 
 
 def _guess_field_run(message: str) -> str:
@@ -352,24 +399,25 @@ def _nan_to_none(x):
 
 
 def equilibrium_available() -> bool:
-    """True when the annealing driver `idf.sample_equilibrium` is part of this build."""
-    import idf_jax
-
-    return hasattr(idf_jax, "sample_equilibrium")
+    """True: the annealing driver `idf.sample_equilibrium` is part of the core."""
+    return True
 
 
-def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict[str, Any]]:
+def run_equilibrium(
+    job: EquilibriumJob, *, limits: Limits | None = None
+) -> tuple[EquilibriumResult, Capsule, dict[str, Any]]:
     """Run `idf.sample_equilibrium` on the capsule; returns (result, capsule, summary)."""
-    import idf_jax
-
-    fn = getattr(idf_jax, "sample_equilibrium", None)
-    if fn is None:
-        raise JobError("capsule", "sample_equilibrium is not available in this build", 503)
     for f in ("chains", "steps"):
         v = getattr(job, f)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise JobError(f, f"must be an integer >= 1, got {v!r}")
     capsule = build_capsule(job.capsule, job.params)
+    if capsule.state_kind != "continuous":
+        raise JobError(
+            "capsule",
+            f"capsule {capsule.name} has {capsule.state_kind} states; annealing "
+            "(sample_equilibrium) needs continuous states: sample it instead",
+        )
     dims = state_size(capsule)
     if limits is not None:
         check_limits(job, dims, limits)
@@ -377,7 +425,7 @@ def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict
     k_init, k_run = jax.random.split(key)
     x0 = _initial_states(capsule, k_init, job.chains)
     try:
-        res = fn(
+        res = sample_equilibrium(
             capsule.energy_fn,
             k_run,
             x0,
@@ -389,10 +437,7 @@ def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict
     except ValueError as e:
         raise JobError("params", str(e)) from e
     energies = np.asarray(res.energy, dtype=np.float64).reshape(job.chains, -1)[:, 0]
-    if hasattr(res, "best_chain"):  # lowest energy among feasible chains
-        best = int(np.asarray(res.best_chain))
-    else:
-        best = int(np.nanargmin(np.where(np.isfinite(energies), energies, np.inf)))
+    best = int(np.asarray(res.best_chain))  # lowest energy among feasible chains
     best_pos = jax.tree.map(lambda l: jnp.asarray(l)[best], res.position)
     summary = {
         "chains": job.chains,
@@ -400,9 +445,7 @@ def run_equilibrium(job: EquilibriumJob, *, limits=None) -> tuple[Any, Any, dict
         "best_energy": _num(energies[best]),
         "best_chain": best,
         "best_position": positions_as_lists(best_pos),
+        "violation_per_chain": [_num(v) for v in np.asarray(res.violation).reshape(-1)],
+        "acceptance_rate": _num(np.mean(np.asarray(res.acceptance_rate))),
     }
-    if hasattr(res, "violation"):
-        summary["violation_per_chain"] = [_num(v) for v in np.asarray(res.violation).reshape(-1)]
-    if hasattr(res, "acceptance_rate"):
-        summary["acceptance_rate"] = _num(np.mean(np.asarray(res.acceptance_rate)))
     return res, capsule, summary
