@@ -27,8 +27,8 @@ from ..._custom_types import EnergyFn, PyTree
 from ...run import Trace, sample
 from ...samplers import Sampler, hmc, mala, ula, underdamped_langevin
 from ...samplers._base import FunctionSampler, energy_and_grad
-from ...samplers.projected import projected_langevin
 from ...samplers.gibbs import block_gibbs
+from ...samplers.projected import projected_langevin
 from ...thermo.anneal import EquilibriumResult, sample_equilibrium
 from ...thermo.constraints import apply_constraints
 
