@@ -129,7 +129,7 @@ def test_domain_lookup_through_registry():
 
 
 def test_diffusion_delegation():
-    pytest.importorskip("idf_jax.thermo.diffusion")
+    import idf_jax.thermo.diffusion  # noqa: F401  (a broken import must fail, not skip)
     from idf_jax import diffusion
 
     ede = EnergyDiffusionEngine(energy_fn=bowl, dimensions=3)

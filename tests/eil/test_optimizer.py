@@ -291,7 +291,8 @@ def test_plant_jit_vmap_grad():
 
 
 def test_nvp_predictor_drives_the_exogenous_forecast():
-    nvp = pytest.importorskip("idf_jax.nvp")
+    import idf_jax.nvp as nvp
+
     pred = nvp.NVPPredictor()
     e = EILOptimizer(predictor=pred)
     hist = [

@@ -6,9 +6,8 @@ import pytest
 from _runtime_helpers import API_KEY
 from fastapi.testclient import TestClient
 
+import idf_jax.eil  # noqa: E402,F401  (a broken import must fail, not skip)
 from idf_jax.runtime.service import ServiceConfig, create_app
-
-pytest.importorskip("idf_jax.eil")
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}}

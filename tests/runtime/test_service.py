@@ -225,7 +225,8 @@ def test_micro_batcher_gathers_concurrent_items():
 
 
 def test_equilibrium_finds_the_minimum(client):
-    pytest.importorskip("idf_jax.thermo.anneal")
+    import idf_jax.thermo.anneal  # noqa: F401  (a broken import must fail, not skip)
+
     body = dict(capsule=NAME, params={"dim": 3, "sigma": 2.0}, chains=4, steps=200, seed=0)
     r = client.post("/v1/equilibrium", json=body, headers=AUTH)
     assert r.status_code == 200, r.text
@@ -248,7 +249,8 @@ HISTORY = [
 
 @pytest.fixture(scope="module")
 def nvp_client():
-    nvp = pytest.importorskip("idf_jax.nvp")
+    import idf_jax.nvp as nvp
+
     # batches of up to 16 (16 client threads below): five warm-up compilations, not seven
     cfg = ServiceConfig(
         api_keys=(API_KEY,), nvp_model_path="default", batch_max_wait_ms=50.0, batch_max_size=16
