@@ -11,7 +11,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._base import Capsule, register
-from ._mmff import MMFFParameters, _rdkit, mmff_energy, mmff_parameters, parse_smiles
+from ._energy import MMFFEnergy
+from ._mmff import MMFFParameters, _rdkit, mmff_parameters, parse_smiles
 from ._molecule import Molecule
 
 __all__ = [
@@ -148,8 +149,7 @@ def embed_conformers(mol, num: int, seed: int) -> np.ndarray:
 
 
 def _capsule(p: MMFFParameters, mol, name: str, max_embed: int) -> Capsule:
-    def energy_fn(x: Float[Array, "n 3"]) -> Float[Array, ""]:
-        return mmff_energy(p, x)
+    energy_fn = MMFFEnergy.from_parameters(p)
 
     def init(key: PRNGKeyArray, num_chains: int) -> Float[Array, "chains n 3"]:
         num_chains = int(num_chains)
