@@ -12,7 +12,7 @@ a second call of the same shape does not compile again.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -62,12 +62,14 @@ def _anneal_each(energies, key, x, temps, eta0):
     TRACES["anneal_each"] += 1
 
     def one(energy, k, x0, eta):
-        state = idf.mala(energy, eta, temps[0]).init(x0)
+        state = idf.mala(energy, cast(float, eta), cast(float, temps[0])).init(x0)
 
         def body(carry, inp):
             state, log_eta, best_x, best_e, acc = carry
             k_i, t_i = inp
-            state, info = idf.mala(energy, jnp.exp(log_eta), t_i).step(k_i, state)
+            # mala annotates step_size / temperature as float; traced values are valid
+            eta_i, temp_i = cast(float, jnp.exp(log_eta)), cast(float, t_i)
+            state, info = idf.mala(energy, eta_i, temp_i).step(k_i, state)
             rate = info.acceptance_rate
             log_eta = log_eta + ADAPT_RATE * (rate - TARGET_ACCEPTANCE)
             better = state.energy < best_e
@@ -150,8 +152,6 @@ def relax_conformers(
     out, start = [], 0
     for p, c in zip(params, conformers):
         sl = slice(start, start + len(c))
-        out.append(
-            ConformerSet(pos[sl, : p.num_atoms], e[sl], gn[sl], annealed[sl], acc[sl])
-        )
+        out.append(ConformerSet(pos[sl, : p.num_atoms], e[sl], gn[sl], annealed[sl], acc[sl]))
         start += len(c)
     return out

@@ -80,7 +80,10 @@ class MolecularDiffusionCapsule:
             [formula_or_smiles], temperature=temperature, key=key
         )
         run = self.last_run
-        self.last_run = {**run["molecules"][0], **{k: v for k, v in run.items() if k != "molecules"}}
+        self.last_run = {
+            **run["molecules"][0],
+            **{k: v for k, v in run.items() if k != "molecules"},
+        }
         return mol
 
     def generate_equilibrium_structures(

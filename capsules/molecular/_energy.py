@@ -6,9 +6,10 @@ A `Bucket` fixes every padded size: atoms and the rows of each term table (bonds
 angles with their stretch-bends, out-of-plane terms, torsions, non-bonded pairs).
 `bucket_for(p)` rounds each up to the next of 8, 16, 32, 64, ...: padding costs at most
 a factor 2 in work, and molecules of similar size land in the same bucket; molecules
-relaxed together are padded to the elementwise maximum (`merge_buckets`). Padded terms add exactly 0 to the energy and its gradient, and
-padded atoms appear in no real term: their gradient is exactly 0, so a minimiser leaves
-them where they are (far away, see `dummy_positions`).
+relaxed together are padded to the elementwise maximum (`merge_buckets`). Padded terms
+add exactly 0 to the energy and its gradient, and padded atoms appear in no real term:
+their gradient is exactly 0, so a minimiser leaves them where they are (far away, see
+`dummy_positions`).
 
     e = MMFFEnergy.from_parameters(mmff_parameters("CCO"))   # bucket 16 atoms
     jax.jit(lambda e, x: e(x))(e, x)                        # compiled once per bucket
@@ -187,7 +188,9 @@ class MMFFEnergy(eqx.Module):
         the molecule does not fit in it."""
         bucket = bucket_for(p) if bucket is None else bucket
         if p.num_atoms > bucket.atoms:
-            raise ValueError(f"the bucket holds {bucket.atoms} atoms, the molecule has {p.num_atoms}")
+            raise ValueError(
+                f"the bucket holds {bucket.atoms} atoms, the molecule has {p.num_atoms}"
+            )
         rows = _rows(p)
         tables = {name: _table(name, *rows[name], getattr(bucket, name)) for name in TABLES}
         return cls(
@@ -221,7 +224,9 @@ class MMFFEnergy(eqx.Module):
         ok = x.ndim == 2 and x.shape[1] == 3 and x.shape[0] <= cap
         if not ok or (n is not None and x.shape[0] not in (n, cap)):
             want = f"({n}, 3)" if n is not None else f"(n, 3) with n <= {cap}"
-            raise ValueError(f"positions must be shaped {want} (or padded to ({cap}, 3)), got {x.shape}")
+            raise ValueError(
+                f"positions must be shaped {want} (or padded to ({cap}, 3)), got {x.shape}"
+            )
         if x.shape[0] < cap:
             x = jnp.concatenate([x, jnp.asarray(dummy_positions(cap - x.shape[0]), x.dtype)])
         return x

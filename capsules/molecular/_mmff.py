@@ -4,8 +4,8 @@ RDKit (the `molecular` extra, imported lazily) types the atoms and supplies, ter
 term, the MMFF94 parameters (`MMFFGetMoleculeProperties`: bond stretch, angle bend,
 stretch-bend, out-of-plane, torsion, vdW, partial charges); the energy itself is a pure
 JAX function of the (n, 3) coordinates in angstrom, in kcal/mol (`_terms`, `_energy`),
-so conformers can be minimised and sampled in vmapped batches. Terms are enumerated exactly as RDKit's MMFF
-builder does (Halgren, J. Comput. Chem. 17, 490 (1996)):
+so conformers can be minimised and sampled in vmapped batches. Terms are enumerated
+exactly as RDKit's MMFF builder does (Halgren, J. Comput. Chem. 17, 490 (1996)):
 
     bond      E = 143.9325/2 kb dr^2 (1 + cs dr + 7/12 cs^2 dr^2),   cs = -2 / A
     angle     E = 0.043844/2 ka dt^2 (1 + cb dt),  cb = -0.006981317 / deg  (dt in deg)
@@ -84,11 +84,11 @@ class MMFFParameters:
 
 def _rdkit():
     try:
-        from rdkit import Chem, RDLogger
+        from rdkit import Chem, rdBase
         from rdkit.Chem import rdForceFieldHelpers
     except ImportError as e:  # pragma: no cover - rdkit is in the molecular extra
         raise ImportError("MMFF94 molecules need RDKit: pip install 'idf-jax[molecular]'") from e
-    RDLogger.DisableLog("rdApp.*")
+    rdBase.DisableLog("rdApp.*")
     return Chem, rdForceFieldHelpers
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import equinox as eqx
 import jax
@@ -46,7 +46,9 @@ def compiled(fn: Callable) -> Callable:
     key = (fn, backend)
     if key not in _COMPILED:
         opts = dict(CPU_COMPILER_OPTIONS) if backend == "cpu" else None
-        _COMPILED[key] = eqx.filter_jit(fn, compiler_options=opts)
+        # equinox forwards keyword arguments to jax.jit; its overloads do not list them
+        filter_jit = cast(Callable[..., Callable], eqx.filter_jit)
+        _COMPILED[key] = filter_jit(fn, compiler_options=opts)
     return _COMPILED[key]
 
 

@@ -174,7 +174,9 @@ def _gather_rows(x, tables: dict[str, TermTable]):
     sizes = [np.shape(tables[name].mask)[-1] for name, _ in parts]
     idx = jnp.concatenate([jnp.asarray(tables[n].index)[:, s] for n, s in parts])
     mask = jnp.concatenate([jnp.asarray(tables[n].mask) for n, _ in parts])
-    ref = np.concatenate([np.broadcast_to(_REFERENCE[s], (k, 3)) for (_, s), k in zip(parts, sizes)])
+    ref = np.concatenate(
+        [np.broadcast_to(_REFERENCE[s], (k, 3)) for (_, s), k in zip(parts, sizes)]
+    )
     rows = jnp.where(mask[:, None], x[idx], jnp.asarray(ref, x.dtype))
     out, start = {}, 0
     for part, k in zip(parts, sizes):
