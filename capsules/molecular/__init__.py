@@ -30,6 +30,7 @@ from ._energy import Bucket as Bucket
 from ._energy import MMFFEnergy as MMFFEnergy
 from ._energy import atom_bucket as atom_bucket
 from ._energy import bucket_for as bucket_for
+from ._energy import exact_bucket as exact_bucket
 from ._energy import merge_buckets as merge_buckets
 from ._energy import mmff_energy as mmff_energy
 from ._energy import mmff_terms as mmff_terms
