@@ -21,7 +21,14 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 import idf_jax as idf
 
-from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets, stack_energies
+from ._energy import (
+    MMFFEnergy,
+    bucket_for,
+    dummy_positions,
+    merge_buckets,
+    stack_energies,
+    switch_off_energies,
+)
 from ._mmff import MMFFParameters
 from ._relax import TRACES, compiled, relax_each
 
@@ -142,7 +149,14 @@ def relax_conformers(
             x, e_ann, rate = _anneal(items, key, x, np.asarray(temperatures), step_size)
             annealed, acc = np.asarray(e_ann), np.asarray(rate)
         t1, c1 = time.perf_counter(), time.process_time()
-        res = relax_each(items, x, max_steps=relax_steps, gtol=gtol)
+        res = relax_each(
+            items,
+            x,
+            max_steps=relax_steps,
+            gtol=gtol,
+            switch_off=switch_off_energies,
+            active=np.arange(len(take)) < num,
+        )
         pos, e, gn = np.asarray(res.position), np.asarray(res.energy), np.asarray(res.grad_norm)
     if timings is not None:
         timings["anneal"] = t1 - t0

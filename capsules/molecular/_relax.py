@@ -4,7 +4,7 @@ energy structure.
 The energy is an argument of the compiled function (`eqx.filter_jit`): an
 `equinox.Module` energy (`MMFFEnergy`, `LJEnergy`) is traced, so every molecule of one
 size bucket reuses one compilation; a plain function is a static argument (compiled
-once per function object). The iterations run in chunks of at most 200 (one compiled
+once per function object). The iterations run in chunks of at most 50 (one compiled
 chunk, called repeatedly): the run stops early once every state has |grad E| <= gtol
 or no unconverged state lowered its energy in a whole chunk.
 """
@@ -26,7 +26,7 @@ import idf_jax as idf
 
 __all__ = ["RelaxResult", "relax", "relax_each", "compiled", "grad_norm", "TRACES"]
 
-CHUNK = 200
+CHUNK = 50
 """Most L-BFGS iterations per compiled call."""
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
@@ -96,25 +96,45 @@ def _check(max_steps, gtol, x_batch) -> Array:
     return x_batch
 
 
-def _run(chunk: Callable, energy: Any, x: Array, max_steps: int, gtol: float) -> RelaxResult:
+def _run(
+    chunk: Callable,
+    energy: Any,
+    x: Array,
+    max_steps: int,
+    gtol: float,
+    switch_off: Callable[[Any, np.ndarray], Any] | None = None,
+    active: np.ndarray | None = None,
+) -> RelaxResult:
+    """Chunks of L-BFGS until every state is done. A state is done when |grad E| < gtol;
+    with `switch_off` also when a chunk did not lower its energy (it sits at the
+    rounding level), and done states are switched off for the next chunks. Without
+    it the run ends when no unfinished state moved in a chunk."""
     num_chunks = math.ceil(max_steps / CHUNK)
     length = math.ceil(max_steps / num_chunks)
     fn = compiled(chunk)
-    steps = np.zeros(x.shape[0], np.int64)
-    active = np.ones(x.shape[0], bool)  # not known to be converged
-    e_prev = None
-    e = gn = None
+    n = x.shape[0]
+    active = np.ones(n, bool) if active is None else np.asarray(active, bool).copy()
+    steps = np.zeros(n, np.int64)
+    e_out, gn_out = np.full(n, np.inf), np.full(n, np.inf)
+    e_prev = np.full(n, np.inf)
     for _ in range(num_chunks):
-        x, e, gn = fn(energy, x, length, float(gtol))
+        e_chunk = energy if switch_off is None else switch_off(energy, active)
+        x, e, gn = fn(e_chunk, x, length, float(gtol))
         e_np, gn_np = np.asarray(e), np.asarray(gn)
         steps += np.where(active, length, 0)
-        moved = e_prev is None or bool(np.any(active & (e_np < e_prev)))
-        active = ~(gn_np < gtol)
-        if not np.any(active) or not moved:
-            break  # all converged, or no unconverged state moved in a whole chunk
+        e_out = np.where(active, e_np, e_out)  # switched-off states keep their last values
+        gn_out = np.where(active, gn_np, gn_out)
+        improved = active & (e_np < e_prev)
+        if switch_off is None:
+            active = ~(gn_np < gtol)
+            if not np.any(improved):
+                break  # no unconverged state moved in a whole chunk
+        else:
+            active = improved & ~(gn_np < gtol)
+        if not np.any(active):
+            break
         e_prev = e_np
-    assert e is not None and gn is not None
-    return RelaxResult(x, e, gn, jnp.asarray(steps))
+    return RelaxResult(x, jnp.asarray(e_out), jnp.asarray(gn_out), jnp.asarray(steps))
 
 
 def relax(
@@ -141,13 +161,23 @@ def relax_each(
     *,
     max_steps: int = 1000,
     gtol: float = 1e-6,
+    switch_off: Callable[[Any, np.ndarray], Any] | None = None,
+    active: np.ndarray | None = None,
 ) -> RelaxResult:
     """Like `relax`, with one energy per state: `energies` is an `equinox.Module` energy
-    whose every leaf has the leading batch axis of x_batch (`stack_energies`)."""
+    whose every leaf has the leading batch axis of x_batch (`stack_energies`).
+
+    Under vmap every state pays for the longest line search in the batch, and a state
+    at its minimum makes the line search run to its limit. `switch_off(energies, keep)`
+    (e.g. `switch_off_energies`) returns the energies with E = 0 wherever keep is False:
+    states that converged, or stopped improving, are switched off between chunks so they
+    cost one evaluation per iteration. `active`: (batch,) False for states never to
+    relax (padding); their results are inf.
+    """
     x_batch = _check(max_steps, gtol, x_batch)
     sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves(energies) if np.ndim(leaf) > 0}
     if sizes != {x_batch.shape[0]}:
         raise ValueError(
             f"energies need the leading batch axis of x_batch ({x_batch.shape[0]}), got {sizes}"
         )
-    return _run(_chunk_each, energies, x_batch, max_steps, gtol)
+    return _run(_chunk_each, energies, x_batch, max_steps, gtol, switch_off, active)
