@@ -35,8 +35,10 @@ class MolecularDiffusionCapsule:
        `step_size`) steered to 0.57 acceptance, keeping the lowest-energy state visited
        (`num_steps=0`: no annealing, the relaxation starts from the ETKDG conformers);
     4. relaxes every conformer with L-BFGS (`idf.relax`) for at most `relax_steps`
-       iterations to |grad E| < 1e-6 kcal/mol/A and returns, per molecule, the
-       lowest-energy minimum as a `Molecule` (angstrom, kcal/mol).
+       iterations to |grad E| < `gtol` kcal/mol/A (default 1e-5: bond lengths within
+       ~1e-8 A of the minimum; a conformer stops earlier where float64 rounding stalls
+       the line search) and returns, per molecule, the lowest-energy minimum as a
+       `Molecule` (angstrom, kcal/mol).
     Everything runs in float64. All molecules of a call share one padded size bucket,
     so a call compiles (annealing and one L-BFGS chunk) only for a bucket and conformer
     count it has not seen; `generate_equilibrium_structure` is the one-molecule case.
@@ -50,6 +52,7 @@ class MolecularDiffusionCapsule:
         step_size: float | None = 2e-4,
         relax_steps: int = 2000,
         seed: int = 0,
+        gtol: float = 1e-5,
     ):
         for name, v, low in (
             ("num_chains", num_chains, 1),
@@ -61,6 +64,8 @@ class MolecularDiffusionCapsule:
                 raise ValueError(f"{name} must be {kind} integer, got {v!r}")
         if not hot_factor >= 1.0:
             raise ValueError(f"hot_factor must be >= 1, got {hot_factor!r}")
+        if not gtol > 0:
+            raise ValueError(f"gtol must be positive (kcal/mol/A), got {gtol!r}")
         if step_size is not None and not step_size > 0:
             raise ValueError(f"step_size must be positive (A^2 mol/kcal), got {step_size!r}")
         self.num_chains = num_chains
@@ -69,6 +74,7 @@ class MolecularDiffusionCapsule:
         self.step_size = 2e-4 if step_size is None else float(step_size)
         self.relax_steps = relax_steps
         self.seed = seed
+        self.gtol = float(gtol)
         self.last_run: dict = {}
 
     def generate_equilibrium_structure(
@@ -130,6 +136,7 @@ class MolecularDiffusionCapsule:
             temperatures=temps,
             step_size=self.step_size,
             relax_steps=self.relax_steps,
+            gtol=self.gtol,
             timings=timings,
         )
         out, runs = [], []

@@ -107,7 +107,7 @@ def test_single_molecule_path_no_annealing_and_errors():
     before = dict(TRACES)
     ammonia = opt.generate_equilibrium_structure("NH3")  # same bucket as water
     assert dict(TRACES) == before and ammonia.formula == "H3N"
-    assert max(opt.last_run["relaxed_grad_norm"]) < 1e-6
+    assert max(opt.last_run["relaxed_grad_norm"]) < 1e-5
     # no annealing: ETKDG conformers straight into L-BFGS (the same compiled chunk)
     plain = MolecularDiffusionCapsule(num_chains=2, num_steps=0)
     methane = plain.generate_equilibrium_structure("CH4")
