@@ -114,7 +114,7 @@ def relax_conformers(
     temperatures: np.ndarray | None = None,
     step_size: float = 2e-4,
     relax_steps: int = 2000,
-    gtol: float = 1e-6,
+    gtol: float = 1e-5,
     timings: dict | None = None,
 ) -> list[ConformerSet]:
     """Anneal (when `temperatures`, one kT in kcal/mol per MALA step, is given) and then

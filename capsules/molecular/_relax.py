@@ -4,7 +4,7 @@ energy structure.
 The energy is an argument of the compiled function (`eqx.filter_jit`): an
 `equinox.Module` energy (`MMFFEnergy`, `LJEnergy`) is traced, so every molecule of one
 size bucket reuses one compilation; a plain function is a static argument (compiled
-once per function object). The iterations run in chunks of at most 50 (one compiled
+once per function object). The iterations run in chunks of at most 200 (one compiled
 chunk, called repeatedly): the run stops early once every state has |grad E| <= gtol
 or no unconverged state lowered its energy in a whole chunk.
 """
@@ -26,7 +26,7 @@ import idf_jax as idf
 
 __all__ = ["RelaxResult", "relax", "relax_each", "compiled", "grad_norm", "TRACES"]
 
-CHUNK = 50
+CHUNK = 200
 """Most L-BFGS iterations per compiled call."""
 
 STALL = 1e-12
