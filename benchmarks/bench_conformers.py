@@ -171,7 +171,7 @@ def warm(names: list[str], num: int, seed: int = 11) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="Conformers of small molecules: idf vs RDKit")
     ap.add_argument("--conformers", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
     ap.add_argument("--skip-cold", action="store_true")
@@ -189,7 +189,7 @@ def main(argv=None):
             text=True,
             check=True,
         )
-        out["cold"] = json.loads(child.stdout.strip().splitlines()[-1])
+        out["cold"] = json.loads((child.stdout or "").strip().splitlines()[-1])
         c = out["cold"]
         print(
             f"(a) cold, 10 molecules x 8 conformers: {c['seconds_from_process_start']:.1f} s from "

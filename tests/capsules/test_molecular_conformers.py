@@ -2,13 +2,15 @@
 optimised geometry, a second call of the same bucket does not compile again, the
 single-molecule path is the same, and structures export to ASE."""
 
+from typing import Any
+
 import jax
 import numpy as np
 import pytest
 
 pytest.importorskip("rdkit")
 from rdkit import Chem  # noqa: E402
-from rdkit.Chem import AllChem  # noqa: E402
+from rdkit.Chem import rdDistGeom  # noqa: E402
 from rdkit.Chem import rdForceFieldHelpers as H  # noqa: E402
 
 from capsules.molecular import (  # noqa: E402
@@ -48,10 +50,10 @@ def _rdkit_minimum_from(mol: Molecule):
 def _rdkit_best(smiles: str, num: int = 8):
     """RDKit alone: ETKDG conformers, MMFFOptimizeMoleculeConfs, the lowest energy."""
     rd = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    params = AllChem.ETKDGv3()
+    params = rdDistGeom.ETKDGv3()
     params.randomSeed = 3
-    AllChem.EmbedMultipleConfs(rd, num, params)
-    res = AllChem.MMFFOptimizeMoleculeConfs(rd, maxIters=5000)
+    rdDistGeom.EmbedMultipleConfs(rd, num, params)
+    res = H.MMFFOptimizeMoleculeConfs(rd, maxIters=5000)
     best = int(np.argmin([e for _, e in res]))
     x = rd.GetConformer(rd.GetConformers()[best].GetId()).GetPositions()
     return rd, x, res[best][1]
@@ -115,8 +117,9 @@ def test_single_molecule_path_no_annealing_and_errors():
     assert np.all(np.isnan(plain.last_run["annealed_energies"]))
     d = np.linalg.norm(methane.positions[1:] - methane.positions[0], axis=-1)
     np.testing.assert_allclose(d, d[0], atol=1e-5)  # tetrahedral, four equal C-H bonds
+    one_string: Any = "O"  # a string, not a list of them
     with pytest.raises(ValueError, match="list"):
-        opt.generate_equilibrium_structures("O")
+        opt.generate_equilibrium_structures(one_string)
     with pytest.raises(ValueError, match="num_conformers"):
         opt.generate_equilibrium_structures(["O"], num_conformers=0)
     with pytest.raises(ValueError, match="num_steps"):
