@@ -11,7 +11,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._base import Capsule, register
-from ._mmff import MMFFParameters, _rdkit, mmff_energy, mmff_parameters, parse_smiles
+from ._energy import MMFFEnergy, dummy_positions
+from ._mmff import MMFFParameters, _rdkit, mmff_parameters, parse_smiles
 from ._molecule import Molecule
 
 __all__ = [
@@ -132,14 +133,14 @@ def _seed(key) -> int:
 def embed_conformers(mol, num: int, seed: int) -> np.ndarray:
     """(num, n, 3) float64 ETKDGv3 conformers in angstrom (random-coordinate embedding
     as fallback); fewer distinct embeddings than `num` are cycled."""
-    from rdkit.Chem import AllChem
+    from rdkit.Chem import rdDistGeom
 
-    params = AllChem.ETKDGv3()
+    params = rdDistGeom.ETKDGv3()
     params.randomSeed = int(seed)
-    ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=int(num), params=params))
+    ids = list(rdDistGeom.EmbedMultipleConfs(mol, numConfs=int(num), params=params))
     if not ids:
         params.useRandomCoords = True
-        ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=int(num), params=params))
+        ids = list(rdDistGeom.EmbedMultipleConfs(mol, numConfs=int(num), params=params))
     if not ids:
         raise ValueError("RDKit could not embed 3-D coordinates for this molecule")
     confs = np.stack([mol.GetConformer(i).GetPositions() for i in ids])
@@ -147,9 +148,14 @@ def embed_conformers(mol, num: int, seed: int) -> np.ndarray:
     return confs[np.arange(num) % len(confs)]
 
 
+@jax.jit
+def _energy_at(energy: MMFFEnergy, x: Float[Array, "atoms 3"]) -> Float[Array, ""]:
+    """One compiled energy per bucket (the module is an argument, not a constant)."""
+    return energy(x)
+
+
 def _capsule(p: MMFFParameters, mol, name: str, max_embed: int) -> Capsule:
-    def energy_fn(x: Float[Array, "n 3"]) -> Float[Array, ""]:
-        return mmff_energy(p, x)
+    energy_fn = MMFFEnergy.from_parameters(p)
 
     def init(key: PRNGKeyArray, num_chains: int) -> Float[Array, "chains n 3"]:
         num_chains = int(num_chains)
@@ -165,12 +171,13 @@ def _capsule(p: MMFFParameters, mol, name: str, max_embed: int) -> Capsule:
         noise = 0.01 * jax.random.normal(k_noise, x.shape, x.dtype)
         return x + jnp.where(again, noise, 0.0)
 
-    energy_jit = jax.jit(energy_fn)
-
     def decode(x) -> Molecule:
         x = np.asarray(x, dtype=np.float64)
+        if x.shape != (p.num_atoms, 3):
+            raise ValueError(f"positions must be shaped ({p.num_atoms}, 3), got {x.shape}")
+        padded = np.concatenate([x, dummy_positions(energy_fn.capacity - p.num_atoms)])
         with jax.enable_x64(True):
-            e = float(energy_jit(jnp.asarray(x, dtype=jnp.float64)))
+            e = float(_energy_at(energy_fn, jnp.asarray(padded, dtype=jnp.float64)))
         return Molecule(p.elements, x, e, smiles=p.smiles, comment=f"MMFF94 kcal/mol {name}")
 
     return Capsule(
@@ -198,7 +205,10 @@ def from_smiles(
     max_embed: int = 32,
 ) -> Capsule:
     """MMFF94 molecule: x shaped (n_atoms, 3) in angstrom (hydrogens explicit, in RDKit's
-    atom order), energy_fn(x) in kcal/mol, equal to RDKit's MMFF94 energy.
+    atom order), energy_fn(x) in kcal/mol, equal to RDKit's MMFF94 energy. energy_fn is
+    an `MMFFEnergy` module padded to the molecule's size bucket: it takes x unpadded
+    or padded to `energy_fn.capacity` atoms, and `jax.jit(f)(energy_fn, x)` compiles
+    once for every molecule of that bucket.
 
     init(key, chains): ETKDGv3 conformers (at most `max_embed` distinct, replicas
     jittered by 0.01 A) in the default float dtype; use `jax.enable_x64(True)` for

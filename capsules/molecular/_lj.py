@@ -9,19 +9,24 @@ LJ13 -44.326801, LJ38 -173.928427.
 
 from __future__ import annotations
 
-import functools
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from idf_jax.thermo.constraints import Inequality
 
 from .._base import Capsule, register
 from ._molecule import Molecule
 
-__all__ = ["lj_energy", "lj_energy_autodiff", "lennard_jones_cluster", "LJ_GLOBAL_MINIMA"]
+__all__ = [
+    "LJEnergy",
+    "lj_energy",
+    "lj_energy_autodiff",
+    "lennard_jones_cluster",
+    "LJ_GLOBAL_MINIMA",
+]
 
 LJ_GLOBAL_MINIMA = {
     2: -1.0,
@@ -95,7 +100,11 @@ def _lj_bwd(res, ct):
 _lj.defvjp(_lj_fwd, _lj_bwd)
 
 
-def lj_energy(x: Float[Array, "n 3"], epsilon: float = 1.0, sigma: float = 1.0) -> Float[Array, ""]:
+def lj_energy(
+    x: Float[ArrayLike, "n 3"],
+    epsilon: Float[ArrayLike, ""] = 1.0,
+    sigma: Float[ArrayLike, ""] = 1.0,
+) -> Float[Array, ""]:
     """E(x) = sum_{i<j} 4 eps ((sigma/r_ij)^12 - (sigma/r_ij)^6), energy in eps.
 
     The gradient is hand-derived and shared with the energy evaluation through
@@ -118,6 +127,25 @@ def lj_energy_autodiff(
     d = x[i] - x[j]
     s6 = (sigma * sigma / jnp.sum(d * d, axis=-1)) ** 3
     return 4.0 * epsilon * jnp.sum(s6 * s6 - s6)
+
+
+class LJEnergy(eqx.Module):
+    """E(x) = `lj_energy(x, epsilon, sigma)` as a PyTree: epsilon and sigma are 0-d array
+    leaves, the cluster size is x's shape, so `jax.jit` / `eqx.filter_jit` with the
+    module as an argument compile once per n for every (epsilon, sigma), and `jax.grad`
+    with respect to the module gives dE/d(epsilon), dE/d(sigma). Compared and hashed
+    by identity, like a function."""
+
+    epsilon: Float[ArrayLike, ""]
+    sigma: Float[ArrayLike, ""]
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+    def __call__(self, x: Float[ArrayLike, "n 3"]) -> Float[Array, ""]:
+        return lj_energy(x, self.epsilon, self.sigma)
 
 
 def _lattice_init(key, num_chains, n, sigma, spacing=1.12):
@@ -154,8 +182,9 @@ def lennard_jones_cluster(
 ) -> Capsule:
     """LJ_n cluster: x shaped (n, 3) in units of sigma, E in units of eps.
 
-    energy_fn: `lj_energy` (hand-derived force via custom_vjp), exactly the free-space
-    LJ energy, so its minima are the Cambridge Cluster Database values.
+    energy_fn: an `LJEnergy` module (`lj_energy`, hand-derived force via custom_vjp),
+    exactly the free-space LJ energy, so its minima are the Cambridge Cluster Database
+    values.
     constraints: one `Inequality` keeping every atom within `container_radius` of the
     centroid (default sigma * (1 + 0.6 n^(1/3)), well outside the compact minima), so
     that annealing at finite temperature does not evaporate the cluster; it is zero at
@@ -169,13 +198,14 @@ def lennard_jones_cluster(
         if not np.isfinite(v) or v <= 0:
             raise ValueError(f"{name} must be a positive finite number, got {v!r}")
     n = int(n)
-    if container_radius is None:
-        container_radius = sigma * (1.0 + 0.6 * n ** (1.0 / 3.0))
-    if not np.isfinite(container_radius) or container_radius <= sigma:
-        raise ValueError(f"container_radius must exceed sigma, got {container_radius!r}")
-    epsilon, sigma, container_radius = float(epsilon), float(sigma), float(container_radius)
+    radius = (
+        sigma * (1.0 + 0.6 * n ** (1.0 / 3.0)) if container_radius is None else container_radius
+    )
+    if not np.isfinite(radius) or radius <= sigma:
+        raise ValueError(f"container_radius must exceed sigma, got {radius!r}")
+    epsilon, sigma, container_radius = float(epsilon), float(sigma), float(radius)
 
-    energy_fn = functools.partial(lj_energy, epsilon=epsilon, sigma=sigma)
+    energy_fn = LJEnergy(np.asarray(epsilon), np.asarray(sigma))
 
     def init(key: PRNGKeyArray, num_chains: int) -> Float[Array, "chains n 3"]:
         return _lattice_init(key, int(num_chains), n, sigma)

@@ -1,11 +1,11 @@
-"""MMFF94 in JAX, with every parameter taken per term from RDKit.
+"""MMFF94 parameters of a molecule, every one taken per term from RDKit.
 
 RDKit (the `molecular` extra, imported lazily) types the atoms and supplies, term by
 term, the MMFF94 parameters (`MMFFGetMoleculeProperties`: bond stretch, angle bend,
 stretch-bend, out-of-plane, torsion, vdW, partial charges); the energy itself is a pure
-JAX function of the (n, 3) coordinates in angstrom, in kcal/mol, so conformers can be
-minimised and sampled in vmapped batches. Terms are enumerated exactly as RDKit's MMFF
-builder does (Halgren, J. Comput. Chem. 17, 490 (1996)):
+JAX function of the (n, 3) coordinates in angstrom, in kcal/mol (`_terms`, `_energy`),
+so conformers can be minimised and sampled in vmapped batches. Terms are enumerated
+exactly as RDKit's MMFF builder does (Halgren, J. Comput. Chem. 17, 490 (1996)):
 
     bond      E = 143.9325/2 kb dr^2 (1 + cs dr + 7/12 cs^2 dr^2),   cs = -2 / A
     angle     E = 0.043844/2 ka dt^2 (1 + cb dt),  cb = -0.006981317 / deg  (dt in deg)
@@ -24,31 +24,14 @@ ignoreInterfragInteractions=True); RDKit's 100 A non-bonded cut-off is not appli
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
 
-__all__ = [
-    "MMFFParameters",
-    "MMFFBatch",
-    "mmff_parameters",
-    "mmff_energy",
-    "mmff_terms",
-    "batch_parameters",
-    "pad_positions",
-    "mmff_energy_batch",
-    "parse_smiles",
-]
+__all__ = ["MMFFParameters", "mmff_parameters", "parse_smiles"]
 
-MDYNE_A_TO_KCAL_MOL = 143.9325
-DEG2RAD = np.pi / 180.0
-RAD2DEG = 180.0 / np.pi
 _LINEAR_TYPES = frozenset({4, 53, 61})  # MMFFPROP.PAR 'lin' flag
 _TORSION_BOND_SMARTS = "[!$(*#*)&!D1]~[!$(*#*)&!D1]"  # RDKit's default torsion bonds
-TERMS = ("bond", "angle", "stretch_bend", "oop", "torsion", "vdw", "electrostatic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +84,11 @@ class MMFFParameters:
 
 def _rdkit():
     try:
-        from rdkit import Chem, RDLogger
+        from rdkit import Chem, rdBase
         from rdkit.Chem import rdForceFieldHelpers
     except ImportError as e:  # pragma: no cover - rdkit is in the molecular extra
         raise ImportError("MMFF94 molecules need RDKit: pip install 'idf-jax[molecular]'") from e
-    RDLogger.DisableLog("rdApp.*")
+    rdBase.DisableLog("rdApp.*")
     return Chem, rdForceFieldHelpers
 
 
@@ -295,271 +278,3 @@ def mmff_parameters(
         distance_dielectric=bool(distance_dielectric),
         variant=variant,
     )
-
-
-# ------------------------------------------------------------------ JAX side
-
-
-# Geometry on coordinate rows: a vector batch is a tuple (vx, vy, vz) of (k,) arrays, which
-# keeps the compiled program small (no size-3 minor axes, no generic cross product).
-
-
-def _rows(x, idx):
-    """Rows (x, y, z) of the atoms idx: three (k,) arrays."""
-    return x[idx, 0], x[idx, 1], x[idx, 2]
-
-
-def _sub(a, b):
-    return a[0] - b[0], a[1] - b[1], a[2] - b[2]
-
-
-def _dot(a, b):
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-
-
-def _cross(a, b):
-    return (
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    )
-
-
-def _norm(v):
-    """|v| with a finite gradient at v = 0 (where it is 0)."""
-    s = _dot(v, v)
-    pos = s > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
-
-
-def _angle_deg(a, b):
-    """Angle between vectors a and b in degrees, atan2(|a x b|, a . b): stable near 0/180."""
-    return RAD2DEG * jnp.arctan2(_norm(_cross(a, b)), _dot(a, b))
-
-
-def _safe_div(num, den):
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
-
-
-_INDEX_FIELDS = ("bonds", "angles", "stbn", "oops", "torsions", "vdw_pairs", "ele_pairs")
-_VALUE_FIELDS = (
-    "kb",
-    "r0",
-    "ka",
-    "theta0",
-    "linear",
-    "kba_ijk",
-    "kba_kji",
-    "stbn_r0_ij",
-    "stbn_r0_kj",
-    "stbn_theta0",
-    "koop",
-    "v",
-    "r_star",
-    "eps",
-    "qq",
-)
-
-
-def _arrays(p: MMFFParameters, dtype) -> dict[str, Array]:
-    """The term arrays as a PyTree (dict) of jnp arrays, floats in `dtype`."""
-    out = {k: jnp.asarray(getattr(p, k)) for k in _INDEX_FIELDS}
-    for k in _VALUE_FIELDS:
-        v = getattr(p, k)
-        out[k] = jnp.asarray(v) if v.dtype == bool else jnp.asarray(v, dtype=dtype)
-    return out
-
-
-def _bond_energy(x, a, distance_dielectric):
-    i, j = a["bonds"].T
-    dr = _norm(_sub(_rows(x, i), _rows(x, j))) - a["r0"]
-    cs = -2.0
-    return jnp.sum(
-        0.5 * MDYNE_A_TO_KCAL_MOL * a["kb"] * dr**2 * (1.0 + cs * dr + (7.0 / 12.0) * cs**2 * dr**2)
-    )
-
-
-def _angle_energy(x, a, distance_dielectric):
-    i, j, k = a["angles"].T
-    xj = _rows(x, j)
-    u, w = _sub(_rows(x, i), xj), _sub(_rows(x, k), xj)
-    dt = _angle_deg(u, w) - a["theta0"]
-    cos_t = _safe_div(_dot(u, w), _norm(u) * _norm(w))
-    c2 = MDYNE_A_TO_KCAL_MOL * DEG2RAD * DEG2RAD
-    bend = 0.5 * c2 * a["ka"] * dt**2 * (1.0 + (-0.006981317) * dt)
-    lin = MDYNE_A_TO_KCAL_MOL * a["ka"] * (1.0 + cos_t)
-    return jnp.sum(jnp.where(a["linear"], lin, bend))
-
-
-def _stretch_bend_energy(x, a, distance_dielectric):
-    i, j, k = a["stbn"].T
-    xj = _rows(x, j)
-    u, w = _sub(_rows(x, i), xj), _sub(_rows(x, k), xj)
-    dt = _angle_deg(u, w) - a["stbn_theta0"]
-    dr_ij = _norm(u) - a["stbn_r0_ij"]
-    dr_kj = _norm(w) - a["stbn_r0_kj"]
-    c5 = MDYNE_A_TO_KCAL_MOL * DEG2RAD
-    return jnp.sum(c5 * dt * (a["kba_ijk"] * dr_ij + a["kba_kji"] * dr_kj))
-
-
-def _oop_energy(x, a, distance_dielectric):
-    i, j, k, l = a["oops"].T
-    xj = _rows(x, j)
-    rji, rjk, rjl = _sub(_rows(x, i), xj), _sub(_rows(x, k), xj), _sub(_rows(x, l), xj)
-    normal = _cross(rji, rjk)
-    sin_chi = _safe_div(_dot(normal, rjl), _norm(normal) * _norm(rjl))
-    chi = RAD2DEG * jnp.arcsin(jnp.clip(sin_chi, -1.0, 1.0))
-    c2 = MDYNE_A_TO_KCAL_MOL * DEG2RAD * DEG2RAD
-    return jnp.sum(0.5 * c2 * a["koop"] * chi**2)
-
-
-def _torsion_energy(x, a, distance_dielectric):
-    i, j, k, l = a["torsions"].T
-    xj, xk = _rows(x, j), _rows(x, k)
-    t1 = _cross(_sub(_rows(x, i), xj), _sub(xk, xj))
-    t2 = _cross(_sub(xj, xk), _sub(_rows(x, l), xk))
-    denom = _norm(t1) * _norm(t2)
-    cos_p = jnp.where(denom > 0, _safe_div(_dot(t1, t2), denom), 1.0)
-    cos_p = jnp.clip(cos_p, -1.0, 1.0)
-    cos2 = 2.0 * cos_p**2 - 1.0
-    cos3 = cos_p * (2.0 * cos2 - 1.0)
-    v = a["v"]
-    return jnp.sum(
-        0.5 * (v[:, 0] * (1.0 + cos_p) + v[:, 1] * (1.0 - cos2) + v[:, 2] * (1.0 + cos3))
-    )
-
-
-def _vdw_energy(x, a, distance_dielectric):
-    i, j = a["vdw_pairs"].T
-    r = _norm(_sub(_rows(x, i), _rows(x, j)))
-    rs = a["r_star"]
-    b = 1.07 * rs / (r + 0.07 * rs)
-    rs7 = rs**7
-    return jnp.sum(a["eps"] * b**7 * (1.12 * rs7 / (r**7 + 0.12 * rs7) - 2.0))
-
-
-def _ele_energy(x, a, distance_dielectric):
-    i, j = a["ele_pairs"].T
-    d = _norm(_sub(_rows(x, i), _rows(x, j))) + 0.05
-    if distance_dielectric:
-        d = d * d
-    return jnp.sum(a["qq"] / d)
-
-
-_TERM_FNS = {
-    "bond": _bond_energy,
-    "angle": _angle_energy,
-    "stretch_bend": _stretch_bend_energy,
-    "oop": _oop_energy,
-    "torsion": _torsion_energy,
-    "vdw": _vdw_energy,
-    "electrostatic": _ele_energy,
-}
-
-
-def _check_x(x, p: MMFFParameters):
-    x = jnp.asarray(x)
-    if x.shape != (p.num_atoms, 3):
-        raise ValueError(f"positions must be shaped ({p.num_atoms}, 3), got {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
-def mmff_terms(p: MMFFParameters, x: Float[Array, "n 3"]) -> dict[str, Float[Array, ""]]:
-    """Every MMFF94 term's energy (kcal/mol) at coordinates x (angstrom)."""
-    x = _check_x(x, p)
-    a = _arrays(p, x.dtype)
-    return {name: fn(x, a, p.distance_dielectric) for name, fn in _TERM_FNS.items()}
-
-
-def mmff_energy(p: MMFFParameters, x: Float[Array, "n 3"]) -> Float[Array, ""]:
-    """Total MMFF94 energy (kcal/mol) at coordinates x (n, 3) in angstrom.
-
-    Computed in x's dtype: pass float64 (under `jax.enable_x64(True)`) for the 1e-3
-    kcal/mol agreement with RDKit; float32 agrees to about 1e-5 relative.
-    """
-    x = _check_x(x, p)
-    a = _arrays(p, x.dtype)
-    return sum(fn(x, a, p.distance_dielectric) for fn in _TERM_FNS.values())
-
-
-# ------------------------------------------------------------------ many molecules
-
-
-_PAD_ATOMS = 4  # dummy atoms appended to every molecule; padded terms point at them
-
-
-class MMFFBatch(NamedTuple):
-    """Different molecules padded to common sizes so one compiled, vmapped energy serves
-    them all. arrays: PyTree with a leading molecule axis; num_atoms: (m,) real atom
-    counts; max_atoms: padded atom count (largest molecule + 4 dummy atoms). Padded terms
-    have zero force constants and act on the dummy atoms, so they add exactly 0."""
-
-    arrays: dict
-    num_atoms: np.ndarray
-    max_atoms: int
-    distance_dielectric: bool
-
-
-def batch_parameters(params: list[MMFFParameters], dtype=None) -> MMFFBatch:
-    """Stack the parameters of several molecules (same dielectric model) for vmap."""
-    if not params:
-        raise ValueError("batch_parameters needs at least one molecule")
-    dd = {p.distance_dielectric for p in params}
-    if len(dd) != 1:
-        raise ValueError("all molecules in a batch must use the same dielectric model")
-    dtype = dtype or jnp.result_type(float)
-    n_max = max(p.num_atoms for p in params) + _PAD_ATOMS
-    out: dict[str, list] = {k: [] for k in _INDEX_FIELDS + _VALUE_FIELDS}
-    groups = {
-        "bonds": ("kb", "r0"),
-        "angles": ("ka", "theta0", "linear"),
-        "stbn": ("kba_ijk", "kba_kji", "stbn_r0_ij", "stbn_r0_kj", "stbn_theta0"),
-        "oops": ("koop",),
-        "torsions": ("v",),
-        "vdw_pairs": ("r_star", "eps"),
-        "ele_pairs": ("qq",),
-    }
-    pad_value = {"r_star": 1.0, "stbn_theta0": 90.0, "theta0": 90.0}
-    for idx_name, value_names in groups.items():
-        size = max(getattr(p, idx_name).shape[0] for p in params)
-        for p in params:
-            idx = getattr(p, idx_name)
-            missing = size - idx.shape[0]
-            dummy = n_max - _PAD_ATOMS + np.arange(idx.shape[1], dtype=np.int32)
-            out[idx_name].append(np.concatenate([idx, np.tile(dummy, (missing, 1))]))
-            for vn in value_names:
-                v = getattr(p, vn)
-                fill = np.full((missing, *v.shape[1:]), pad_value.get(vn, 0), dtype=v.dtype)
-                out[vn].append(np.concatenate([v, fill]))
-    arrays = {}
-    for k, vs in out.items():
-        v = np.stack(vs)
-        arrays[k] = jnp.asarray(v) if v.dtype in (np.int32, bool) else jnp.asarray(v, dtype)
-    return MMFFBatch(arrays, np.array([p.num_atoms for p in params]), n_max, dd.pop())
-
-
-def pad_positions(batch: MMFFBatch, positions: list) -> Array:
-    """(m, max_atoms, 3) coordinates: each molecule's (n_i, 3) then fixed dummy atoms at
-    well-separated, non-collinear points far away."""
-    dtype = batch.arrays["kb"].dtype
-    rows = []
-    for n, x in zip(batch.num_atoms, positions):
-        x = np.asarray(x, dtype=np.float64)
-        if x.shape != (n, 3):
-            raise ValueError(f"positions must be shaped ({n}, 3), got {x.shape}")
-        k = np.arange(batch.max_atoms - n, dtype=np.float64)
-        dummy = 1e3 + np.stack([10.0 * k, 10.0 * k**2, 10.0 * k**3 + 5.0], axis=-1)
-        rows.append(np.concatenate([x, dummy]))
-    return jnp.asarray(np.stack(rows), dtype)
-
-
-def mmff_energy_batch(batch: MMFFBatch, x: Float[Array, "m n 3"]) -> Float[Array, " m"]:
-    """MMFF94 energies (kcal/mol) of a padded batch of different molecules, vmapped."""
-
-    def one(a, xi):
-        return sum(fn(xi, a, batch.distance_dielectric) for fn in _TERM_FNS.values())
-
-    return jax.vmap(one)(batch.arrays, x)

@@ -109,3 +109,21 @@ def test_registry_and_decode():
     mol = cap.decode(_icosahedron(1.1))
     assert mol.elements == ("Ar",) * 13 and mol.positions.shape == (13, 3)
     assert mol.to_xyz().splitlines()[0] == "13"
+
+
+def test_lj_energy_module_parameters_are_leaves_and_relax_compiles_once():
+    from capsules.molecular import LJEnergy
+    from capsules.molecular._relax import TRACES
+
+    cap = lennard_jones_cluster(13, epsilon=1.5, sigma=0.9)
+    assert isinstance(cap.energy_fn, LJEnergy) and cap.energy_fn == cap.energy_fn
+    with jax.enable_x64(True):
+        x0 = jnp.asarray(_icosahedron(1.2))
+        # E is linear in epsilon: dE/d(epsilon) = E / epsilon, through the module
+        e, de = jax.value_and_grad(lambda m: m(x0))(cap.energy_fn)
+        assert abs(float(de.epsilon) - float(e) / 1.5) < 1e-10
+        before = TRACES["relax"]
+        for eps, sigma in ((1.0, 1.0), (2.0, 1.1)):
+            res = relax(LJEnergy(np.asarray(eps), np.asarray(sigma)), sigma * x0[None], gtol=1e-8)
+            assert abs(float(res.energy[0]) - eps * LJ_GLOBAL_MINIMA[13]) < 1e-5 * eps
+        assert TRACES["relax"] == before + 1  # one compilation for both clusters

@@ -1,0 +1,225 @@
+"""Conformers of small molecules: idf (padded MMFF94 Modules, one compiled call per bucket)
+vs RDKit (ETKDG + MMFFOptimizeMoleculeConfs), side by side.
+
+Molecules (C, H, N, O; 3 to 10 atoms with hydrogens): water, ammonia, methane,
+formaldehyde, methanol, ethanol, acetic acid, glycine, acetone, urea.
+
+(a) cold: a fresh Python process (this script re-run as a child) imports idf and
+    relaxes all ten with `MolecularDiffusionCapsule().generate_equilibrium_structures`
+    (defaults: 8 ETKDG conformers each, 600 annealing steps, L-BFGS to 1e-6); the time
+    is measured from the process's start (imports and compilation included).
+(b) warm: for C conformers per molecule (all ten molecules x C in one compiled call,
+    compilation excluded by a warm-up call of the same shapes), the same ETKDG starts
+    (same seeds) are relaxed by idf (`relax_conformers`, float64 L-BFGS to
+    |grad| < 1e-5 kcal/mol/A, no annealing) and by RDKit (MMFFOptimizeMoleculeConfs,
+    maxIters 2000, one thread); reported: seconds per conformer of each (embedding
+    included for both, it is the same RDKit call), the ratio idf / RDKit, and the largest
+    bond-length and energy difference between the two minima of every conformer (bond
+    lengths sorted, over the conformers where both reach the same minimum).
+
+    PYTHONPATH=$PWD python benchmarks/bench_conformers.py [--conformers 64 256]
+        [--molecules water ethanol ...] [--skip-cold] [--skip-warm]
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.perf_counter()  # before any import below (the cold figure adds the
+# interpreter start-up, read from /proc where available)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+MOLECULES = {
+    "water": "O",
+    "ammonia": "N",
+    "methane": "C",
+    "formaldehyde": "C=O",
+    "methanol": "CO",
+    "ethanol": "CCO",
+    "acetic acid": "CC(=O)O",
+    "glycine": "NCC(=O)O",
+    "acetone": "CC(C)=O",
+    "urea": "NC(N)=O",
+}
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux /proc; else since the script started)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _T0
+
+
+def cold_child() -> dict:
+    """(a), run in a fresh process: everything from the process start."""
+    from capsules.molecular import MolecularDiffusionCapsule
+
+    imported = _process_age()
+    cpu0 = time.process_time()
+    opt = MolecularDiffusionCapsule()
+    mols = opt.generate_equilibrium_structures(list(MOLECULES.values()))
+    total = _process_age()
+    return {
+        "seconds_from_process_start": total,
+        "imports_done_at": imported,
+        "cpu_seconds_after_imports": time.process_time() - cpu0,
+        "phases": opt.last_run["seconds"],
+        "bucket": opt.last_run["bucket"],
+        "energies": {m.smiles: m.energy for m in mols},
+        "max_grad_norm": max(max(r["relaxed_grad_norm"]) for r in opt.last_run["molecules"]),
+    }
+
+
+def _bond_lengths(mol, x):
+    import numpy as np
+
+    i = np.array([b.GetBeginAtomIdx() for b in mol.GetBonds()])
+    j = np.array([b.GetEndAtomIdx() for b in mol.GetBonds()])
+    return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
+
+
+def warm(names: list[str], num: int, seed: int = 11) -> dict:
+    """(b) for `num` conformers of every molecule in `names`."""
+    import jax
+    import numpy as np
+    from rdkit import Chem
+    from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
+
+    from capsules.molecular import _relax, embed_conformers, mmff_parameters, relax_conformers
+
+    smiles = [MOLECULES[n] for n in names]
+    mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
+
+    def idf_run(relax_steps):
+        t0 = time.perf_counter()
+        params = [mmff_parameters(m) for m in mols]
+        confs = [embed_conformers(m, num, seed) for m in mols]
+        t_embed = time.perf_counter() - t0
+        timings: dict = {}
+        sets = relax_conformers(
+            params, confs, key=jax.random.key(0), relax_steps=relax_steps, timings=timings
+        )
+        return time.perf_counter() - t0, t_embed, timings, sets
+
+    idf_run(_relax.CHUNK)  # compiles the (bucket, conformer count) shapes: one chunk
+    traces = dict(_relax.TRACES)
+    t_idf, t_idf_embed, timings, sets = idf_run(2000)
+    assert dict(_relax.TRACES) == traces, "the timed run compiled again"
+
+    t_rd, t_rd_embed, rd_pos, rd_e, rd_gmax, not_conv = 0.0, 0.0, [], [], 0.0, 0
+    for m in mols:
+        m = Chem.Mol(m)
+        t0 = time.perf_counter()
+        params = rdDistGeom.ETKDGv3()
+        params.randomSeed = seed
+        ids = list(rdDistGeom.EmbedMultipleConfs(m, numConfs=num, params=params))
+        t1 = time.perf_counter()
+        res = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(m, maxIters=2000)
+        t_rd += time.perf_counter() - t0
+        t_rd_embed += t1 - t0
+        not_conv += sum(int(r[0] != 0) for r in res)
+        pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
+        rd_pos.append(pos[np.arange(num) % len(ids)])
+        rd_e.append(np.array([r[1] for r in res])[np.arange(num) % len(ids)])
+        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m)
+        for i in ids:
+            ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(m, props, confId=i)
+            rd_gmax = max(rd_gmax, float(np.linalg.norm(ff.CalcGrad())))
+
+    # the same start can end in different minima (the two optimisers take different
+    # paths), or in the same one with equivalent atoms swapped (a methyl turned by 120
+    # degrees): bond lengths are compared sorted, over the conformers whose energies agree
+    d_energy = [s.energies - e for s, e in zip(sets, rd_e)]
+    same = [np.abs(d) < 1e-4 for d in d_energy]
+    d_bond = [
+        np.max(
+            np.abs(np.sort(_bond_lengths(m, s.positions)) - np.sort(_bond_lengths(m, p))),
+            axis=-1,
+        )
+        for m, s, p in zip(mols, sets, rd_pos)
+    ]
+    d_same = max(float(np.max(d[k], initial=0.0)) for d, k in zip(d_bond, same))
+    count = num * len(mols)
+    return {
+        "conformers_per_molecule": num,
+        "molecules": names,
+        "idf_s_per_conformer": t_idf / count,
+        "rdkit_s_per_conformer": t_rd / count,
+        "ratio_idf_over_rdkit": t_idf / t_rd,
+        "idf_relax_s_per_conformer": timings["relax"] / count,
+        "embed_s_per_conformer": t_idf_embed / count,
+        "rdkit_mmff_s_per_conformer": (t_rd - t_rd_embed) / count,
+        "same_minimum": int(sum(int(k.sum()) for k in same)),
+        "max_bond_length_difference_A": d_same,
+        "max_bond_length_difference_all_A": max(float(np.max(d)) for d in d_bond),
+        "max_energy_idf_minus_rdkit": float(max(np.max(d) for d in d_energy)),
+        "min_energy_idf_minus_rdkit": float(min(np.min(d) for d in d_energy)),
+        "idf_max_grad_norm": float(max(np.max(s.grad_norms) for s in sets)),
+        "rdkit_max_grad_norm": rd_gmax,
+        "rdkit_not_converged": not_conv,
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Conformers of small molecules: idf vs RDKit")
+    ap.add_argument("--conformers", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
+    ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--skip-warm", action="store_true")
+    ap.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.cold_child:
+        print(json.dumps(cold_child()))
+        return
+    out: dict = {"load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    if not args.skip_cold:
+        child = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--cold-child"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out["cold"] = json.loads((child.stdout or "").strip().splitlines()[-1])
+        c = out["cold"]
+        print(
+            f"(a) cold, 10 molecules x 8 conformers: {c['seconds_from_process_start']:.1f} s from "
+            f"process start (imports done at {c['imports_done_at']:.1f} s; "
+            f"anneal {c['phases']['anneal']:.1f} s, relax {c['phases']['relax']:.1f} s; "
+            f"target <= 40 s)",
+            flush=True,
+        )
+    if not args.skip_warm:
+        out["warm"] = []
+        for num in args.conformers:
+            r = warm(args.molecules, num)
+            out["warm"].append(r)
+            print(
+                f"(b) {num} conformers x {len(args.molecules)} molecules: "
+                f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
+                f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}), RDKit "
+                f"{1e3 * r['rdkit_s_per_conformer']:.2f} (MMFF "
+                f"{1e3 * r['rdkit_mmff_s_per_conformer']:.2f}), embedding "
+                f"{1e3 * r['embed_s_per_conformer']:.2f}; ratio idf/RDKit "
+                f"{r['ratio_idf_over_rdkit']:.1f} (target <= 1); same minimum for "
+                f"{r['same_minimum']}/{num * len(args.molecules)}, there max |d bond| "
+                f"{r['max_bond_length_difference_A']:.1e} A (all: "
+                f"{r['max_bond_length_difference_all_A']:.1e}); E(idf) - E(RDKit) in "
+                f"[{r['min_energy_idf_minus_rdkit']:.1e}, {r['max_energy_idf_minus_rdkit']:.1e}]",
+                flush=True,
+            )
+    out["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(json.dumps(out, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Many molecules x conformers, annealed and relaxed together in compiled calls that
+every call with the same bucket reuses.
+
+All molecules of one call are padded to one `Bucket` (the elementwise maximum of their
+own) and every conformer becomes an item: a padded (atoms, 3) state with its own copy
+of its molecule's `MMFFEnergy` (a leading item axis on every leaf). The items are
+padded to a count on the ladder 8, 12, 16, 24, 32, 48, ... by repeating the first, so
+the compiled annealing and L-BFGS chunk depend only on (bucket, item count, steps):
+a second call of the same shape does not compile again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+import idf_jax as idf
+
+from ._energy import (
+    MMFFEnergy,
+    bucket_for,
+    dummy_positions,
+    merge_buckets,
+    stack_energies,
+    switch_off_energies,
+)
+from ._mmff import MMFFParameters
+from ._relax import TRACES, compiled, relax_each
+
+__all__ = ["ConformerSet", "relax_conformers", "item_bucket"]
+
+TARGET_ACCEPTANCE = 0.57
+ADAPT_RATE = 0.05
+
+
+class ConformerSet(NamedTuple):
+    """One molecule's conformers after annealing and relaxation (float64, unpadded).
+
+    positions: (C, n, 3) angstrom; energies: (C,) kcal/mol; grad_norms: (C,) |grad E|
+    in kcal/mol/A; annealed_energies: (C,) lowest energy each chain visited while
+    annealing (the relaxation starts there; NaN without annealing); acceptance_rate:
+    (C,) mean MALA acceptance (NaN without annealing).
+    """
+
+    positions: np.ndarray
+    energies: np.ndarray
+    grad_norms: np.ndarray
+    annealed_energies: np.ndarray
+    acceptance_rate: np.ndarray
+
+
+def item_bucket(count: int) -> int:
+    """Padded item count: the smallest of 8, 12, 16, 24, 32, 48, 64, ... >= count."""
+    n = 8
+    while n < count:
+        n = n * 3 // 2 if n & (n - 1) == 0 else n * 4 // 3
+    return n
+
+
+def _anneal_each(energies, key, x, temps, eta0):
+    """Annealed MALA (`idf.mala` at T_i, each chain's step size steered to 0.57
+    acceptance) for every item; returns each chain's lowest-energy state, its energy
+    and the mean acceptance. Padded atoms are put back where they started."""
+    TRACES["anneal_each"] += 1
+
+    def one(energy, k, x0, eta):
+        state = idf.mala(energy, cast(float, eta), cast(float, temps[0])).init(x0)
+
+        def body(carry, inp):
+            state, log_eta, best_x, best_e, acc = carry
+            k_i, t_i = inp
+            # mala annotates step_size / temperature as float; traced values are valid
+            eta_i, temp_i = cast(float, jnp.exp(log_eta)), cast(float, t_i)
+            state, info = idf.mala(energy, eta_i, temp_i).step(k_i, state)
+            rate = info.acceptance_rate
+            log_eta = log_eta + ADAPT_RATE * (rate - TARGET_ACCEPTANCE)
+            better = state.energy < best_e
+            best_x = jnp.where(better, state.position, best_x)
+            best_e = jnp.where(better, state.energy, best_e)
+            return (state, log_eta, best_x, best_e, acc + rate), None
+
+        init = (state, jnp.log(eta), x0, state.energy, jnp.zeros((), x0.dtype))
+        keys = jax.random.split(k, temps.shape[0])
+        (_, _, best_x, best_e, acc), _ = jax.lax.scan(body, init, (keys, temps))
+        best_x = jnp.where(jnp.asarray(energy.atom_mask)[:, None], best_x, x0)
+        return best_x, best_e, acc / temps.shape[0]
+
+    keys = jax.random.split(key, x.shape[0])
+    return jax.vmap(one)(energies, keys, x, eta0)
+
+
+def _anneal(
+    energies: MMFFEnergy,
+    key: PRNGKeyArray,
+    x: Float[Array, "items atoms 3"],
+    temperatures: np.ndarray,
+    step_size: float,
+) -> tuple[Array, Array, Array]:
+    temps = jnp.asarray(temperatures, x.dtype)
+    eta = jnp.full((x.shape[0],), step_size, x.dtype)
+    return compiled(_anneal_each)(energies, key, x, temps, eta)
+
+
+def relax_conformers(
+    params: list[MMFFParameters],
+    conformers: list[np.ndarray],
+    *,
+    key: PRNGKeyArray,
+    temperatures: np.ndarray | None = None,
+    step_size: float = 2e-4,
+    relax_steps: int = 2000,
+    gtol: float = 1e-5,
+    timings: dict | None = None,
+) -> list[ConformerSet]:
+    """Anneal (when `temperatures`, one kT in kcal/mol per MALA step, is given) and then
+    relax with L-BFGS every conformer of every molecule, in float64.
+
+    params[i] is molecule i's MMFF94 parameters, conformers[i] its (C_i, n_i, 3)
+    starting coordinates in angstrom. `timings`, when given, receives the seconds spent
+    annealing and relaxing (wall clock, and CPU time of this process as `*_cpu`).
+    """
+    if len(params) != len(conformers) or not params:
+        raise ValueError("need one conformer array per molecule (and at least one molecule)")
+    bucket = merge_buckets([bucket_for(p) for p in params])
+    stacked = stack_energies([MMFFEnergy.from_parameters(p, bucket) for p in params])
+    owner, rows = [], []
+    for m, (p, c) in enumerate(zip(params, conformers)):
+        c = np.asarray(c, np.float64)
+        if c.ndim != 3 or c.shape[1:] != (p.num_atoms, 3) or c.shape[0] < 1:
+            raise ValueError(f"conformers of {p.smiles!r} must be shaped (C, {p.num_atoms}, 3)")
+        pad = dummy_positions(bucket.atoms - p.num_atoms)
+        rows += [np.concatenate([xi, pad]) for xi in c]
+        owner += [m] * c.shape[0]
+    num = len(rows)
+    take = np.concatenate([np.arange(num), np.zeros(item_bucket(num) - num, np.int64)])
+    items = jax.tree.map(lambda leaf: leaf[np.asarray(owner)[take]], stacked)
+    x0 = np.stack(rows)[take]
+    nan = np.full(len(take), np.nan)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with jax.enable_x64(True):
+        x = jnp.asarray(x0, jnp.float64)
+        annealed, acc = nan, nan
+        if temperatures is not None and len(temperatures) > 0:
+            x, e_ann, rate = _anneal(items, key, x, np.asarray(temperatures), step_size)
+            annealed, acc = np.asarray(e_ann), np.asarray(rate)
+        t1, c1 = time.perf_counter(), time.process_time()
+        res = relax_each(
+            items,
+            x,
+            max_steps=relax_steps,
+            gtol=gtol,
+            switch_off=switch_off_energies,
+            active=np.arange(len(take)) < num,
+        )
+        pos, e, gn = np.asarray(res.position), np.asarray(res.energy), np.asarray(res.grad_norm)
+    if timings is not None:
+        timings["anneal"] = t1 - t0
+        timings["relax"] = time.perf_counter() - t1
+        timings["anneal_cpu"] = c1 - c0
+        timings["relax_cpu"] = time.process_time() - c1
+    out, start = [], 0
+    for p, c in zip(params, conformers):
+        sl = slice(start, start + len(c))
+        out.append(ConformerSet(pos[sl, : p.num_atoms], e[sl], gn[sl], annealed[sl], acc[sl]))
+        start += len(c)
+    return out

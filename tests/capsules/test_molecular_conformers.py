@@ -1,0 +1,141 @@
+"""Many molecules x conformers per compiled call: structures agree with RDKit's MMFF94
+optimised geometry, a second call of the same bucket does not compile again, the
+single-molecule path is the same, and structures export to ASE."""
+
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("rdkit")
+from rdkit import Chem  # noqa: E402
+from rdkit.Chem import rdDistGeom  # noqa: E402
+from rdkit.Chem import rdForceFieldHelpers as H  # noqa: E402
+
+from capsules.molecular import (  # noqa: E402
+    MolecularDiffusionCapsule,
+    Molecule,
+    bucket_for,
+    merge_buckets,
+    mmff_parameters,
+)
+from capsules.molecular._relax import TRACES  # noqa: E402
+
+# water, methanol, formaldehyde, acetic acid, ethanol: one bucket (ethanol's)
+SMILES = ["O", "CO", "C=O", "CC(=O)O", "CCO"]
+SAME_BUCKET = ["C", "CCO", "N", "OC=O", "CC"]  # other molecules, the same merged bucket
+
+
+def _bonds(mol: Molecule, rd) -> np.ndarray:
+    x = mol.positions
+    return np.array(
+        [np.linalg.norm(x[b.GetBeginAtomIdx()] - x[b.GetEndAtomIdx()]) for b in rd.GetBonds()]
+    )
+
+
+def _rdkit_minimum_from(mol: Molecule):
+    """RDKit's MMFF94 optimisation started from our structure: (positions, energy)."""
+    rd = Chem.AddHs(Chem.MolFromSmiles(mol.smiles))
+    conf = Chem.Conformer(rd.GetNumAtoms())
+    for i, p in enumerate(mol.positions):
+        conf.SetAtomPosition(i, p.tolist())
+    rd.AddConformer(conf, assignId=True)
+    ff = H.MMFFGetMoleculeForceField(rd, H.MMFFGetMoleculeProperties(rd))
+    e_here = ff.CalcEnergy()
+    ff.Minimize(maxIts=10000, forceTol=1e-8, energyTol=1e-12)
+    return rd, rd.GetConformer().GetPositions(), e_here, ff.CalcEnergy()
+
+
+def _rdkit_best(smiles: str, num: int = 8):
+    """RDKit alone: ETKDG conformers, MMFFOptimizeMoleculeConfs, the lowest energy."""
+    rd = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = 3
+    rdDistGeom.EmbedMultipleConfs(rd, num, params)
+    res = H.MMFFOptimizeMoleculeConfs(rd, maxIters=5000)
+    best = int(np.argmin([e for _, e in res]))
+    x = rd.GetConformer(rd.GetConformers()[best].GetId()).GetPositions()
+    return rd, x, res[best][1]
+
+
+def test_many_molecules_match_rdkit_geometry_and_compile_once():
+    opt = MolecularDiffusionCapsule(num_chains=2, num_steps=50)
+    mols = opt.generate_equilibrium_structures(SMILES, num_conformers=8, key=jax.random.key(1))
+    assert [m.smiles for m in mols] == SMILES
+    run = opt.last_run
+    assert len(run["molecules"]) == len(SMILES) and run["seconds"]["relax"] > 0
+    for mol in mols:
+        assert mol.positions.shape == (len(mol.elements), 3)  # unpadded
+        rd, x_rd, e_here, e_min = _rdkit_minimum_from(mol)
+        # our energy is RDKit's energy at our structure, and that structure is a minimum:
+        # RDKit's own optimiser started there moves no bond length by more than 1e-4 A
+        assert abs(e_here - mol.energy) < 1e-5, mol.smiles
+        assert e_min > mol.energy - 1e-5, mol.smiles
+        d_rd = np.array(
+            [
+                np.linalg.norm(x_rd[b.GetBeginAtomIdx()] - x_rd[b.GetEndAtomIdx()])
+                for b in rd.GetBonds()
+            ]
+        )
+        np.testing.assert_allclose(_bonds(mol, rd), d_rd, atol=1e-4, err_msg=mol.smiles)
+        # and RDKit's best of 8 conformers from its own ETKDG + MMFF: same bond lengths
+        # (to the spread between conformers) and energy
+        rd2, x2, e2 = _rdkit_best(mol.smiles)
+        d2 = np.array(
+            [
+                np.linalg.norm(x2[b.GetBeginAtomIdx()] - x2[b.GetEndAtomIdx()])
+                for b in rd2.GetBonds()
+            ]
+        )
+        np.testing.assert_allclose(_bonds(mol, rd2), d2, atol=2e-3, err_msg=mol.smiles)
+        assert mol.energy < e2 + 1e-3, (mol.smiles, mol.energy, e2)
+    # a second call with other molecules of the same merged bucket and count: no compile
+    params = [mmff_parameters(s) for s in SAME_BUCKET]
+    assert merge_buckets([bucket_for(p) for p in params])._asdict() == run["bucket"]
+    before = dict(TRACES)
+    again = opt.generate_equilibrium_structures(
+        SAME_BUCKET, num_conformers=8, key=jax.random.key(2)
+    )
+    assert dict(TRACES) == before
+    assert all(abs(m.energy - _rdkit_minimum_from(m)[3]) < 1e-5 for m in again)
+
+
+def test_single_molecule_path_no_annealing_and_errors():
+    opt = MolecularDiffusionCapsule(num_chains=2, num_steps=50)
+    water = opt.generate_equilibrium_structure("H2O")
+    assert water.elements == ("O", "H", "H") and abs(water.energy) < 1e-6
+    assert set(opt.last_run) >= {"relaxed_energies", "relaxed_grad_norm", "best_index", "bucket"}
+    before = dict(TRACES)
+    ammonia = opt.generate_equilibrium_structure("NH3")  # same bucket as water
+    assert dict(TRACES) == before and ammonia.formula == "H3N"
+    assert max(opt.last_run["relaxed_grad_norm"]) < 1e-5
+    # no annealing: ETKDG conformers straight into L-BFGS (the same compiled chunk)
+    plain = MolecularDiffusionCapsule(num_chains=2, num_steps=0)
+    methane = plain.generate_equilibrium_structure("CH4")
+    assert dict(TRACES) == before
+    assert np.all(np.isnan(plain.last_run["annealed_energies"]))
+    d = np.linalg.norm(methane.positions[1:] - methane.positions[0], axis=-1)
+    np.testing.assert_allclose(d, d[0], atol=1e-5)  # tetrahedral, four equal C-H bonds
+    one_string: Any = "O"  # a string, not a list of them
+    with pytest.raises(ValueError, match="list"):
+        opt.generate_equilibrium_structures(one_string)
+    with pytest.raises(ValueError, match="num_conformers"):
+        opt.generate_equilibrium_structures(["O"], num_conformers=0)
+    with pytest.raises(ValueError, match="num_steps"):
+        MolecularDiffusionCapsule(num_steps=-1)
+    with pytest.raises(ValueError, match="ambiguous"):
+        opt.generate_equilibrium_structures(["O", "C2H6O"])
+
+
+def test_structures_export_to_ase():
+    ase = pytest.importorskip("ase")
+    opt = MolecularDiffusionCapsule(num_chains=2, num_steps=50)
+    mol = opt.generate_equilibrium_structure("CH4O")
+    atoms = mol.to_ase()
+    assert isinstance(atoms, ase.Atoms) and atoms.get_chemical_formula() == "CH4O"
+    assert atoms.info["smiles"] == "CO" and atoms.info["energy"] == mol.energy
+    np.testing.assert_allclose(atoms.positions, mol.positions)
+    assert (
+        abs(atoms.get_distance(0, 1) - np.linalg.norm(mol.positions[1] - mol.positions[0])) < 1e-12
+    )
