@@ -35,6 +35,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from idf_jax import diffusion as dfn
+from idf_jax._io import atomic_write
 
 from ._base import Capsule, register
 
@@ -271,8 +272,6 @@ def evaluate_samples(clf: DigitClassifier, samples, x_reference) -> dict:
 
 def save_grid(path, samples, nrow: int = 10, title: str | None = None) -> None:
     """Write a PNG grid of 8x8 digits (model space) to `path` (written atomically)."""
-    import os
-    import tempfile
 
     import matplotlib
 
@@ -288,13 +287,10 @@ def save_grid(path, samples, nrow: int = 10, title: str | None = None) -> None:
             ax.imshow(im, cmap="gray_r", vmin=0, vmax=16)
     if title:
         fig.suptitle(title, fontsize=8)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=d)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 # --------------------------------------------------------------------------- capsule

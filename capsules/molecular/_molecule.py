@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
+
+from idf_jax._io import atomic_write_bytes
 
 __all__ = ["Molecule"]
 
@@ -75,18 +76,7 @@ class Molecule:
 
     def write_xyz(self, path: str | os.PathLike) -> None:
         """Write `to_xyz()` to path atomically (a temporary file renamed into place)."""
-        path = os.fspath(path)
-        text = self.to_xyz()
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".xyz")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(path, self.to_xyz().encode())
 
     def to_ase(self):
         """An `ase.Atoms` (needs the `molecular` extra); energy stored in atoms.info."""
