@@ -24,6 +24,7 @@ from idf_jax.nvp import control
 from idf_jax.nvp import data as nvp_data
 from idf_jax.nvp import simulator as sim
 from idf_jax.nvp.loss import make_physics
+from idf_jax.nvp.metadata import SeriesMeta
 from idf_jax.nvp.model import NVPConfig, fit_normalizer
 from idf_jax.nvp.train import TrainConfig, train_windows
 
@@ -40,11 +41,22 @@ def series(day, weeks, seed):
     return x, spec, params
 
 
+def training_data():
+    """The eight 3-week training series (x, spec, params) and the channel layout."""
+    tr = [series(d, 3, 100 + i) for i, d in enumerate(TRAIN_DAYS)]
+    return tr, tr[0][1]
+
+
+def series_meta(xs, spec) -> SeriesMeta:
+    """Units, interval (the spec's dt), controls and training ranges of the row model."""
+    return SeriesMeta.from_data(xs, spec.channels, spec.units, spec.dt, controls=spec.controls)
+
+
 def main() -> None:
     t0 = time.perf_counter()
-    tr = [series(d, 3, 100 + i) for i, d in enumerate(TRAIN_DAYS)]
+    tr, spec = training_data()
     va = [series(d, 1, 900 + i) for i, d in enumerate(VAL_DAYS)]
-    spec, params = tr[0][1], tr[0][2]
+    params = tr[0][2]
     bal = control.balance_spec(params)
     t_data = time.perf_counter() - t0
     cfg = NVPConfig(channels=spec.channels, window=16, d_model=32, num_heads=2, num_layers=2)
@@ -75,6 +87,7 @@ def main() -> None:
         checkpoint=path,
         progress=True,
         target_mask=tmask,
+        series=series_meta([x for x, _, _ in tr], spec),
         extra_meta=dict(
             control=spec.to_json(),
             script="experiments/eil_nvp_checkpoint.py",

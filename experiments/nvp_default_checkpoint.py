@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from idf_jax.nvp import simulator
+from idf_jax.nvp.metadata import SeriesMeta
 from idf_jax.nvp.model import NVPConfig
 from idf_jax.nvp.predictor import DEFAULT_CHECKPOINT, NVPPredictor
 from idf_jax.nvp.train import TrainConfig, train
@@ -26,10 +27,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DAY = 288  # 5-minute steps
 
 
-def main() -> None:
+def training_data() -> tuple[np.ndarray, tuple[str, ...], SeriesMeta]:
+    """The 70 days of telemetry (60 train + 10 val), channel names, and the series metadata
+    (units, 5-minute interval, ranges of the 60 training days; the supply setpoint is held at
+    18 °C throughout, so the model cannot respond to another setpoint)."""
     params = simulator.rack_params()
     obs = simulator.simulate(params, jax.random.key(2024), 70 * DAY)
     x, names = simulator.rack_telemetry(obs)
+    meta = SeriesMeta.from_data(
+        [x[: 60 * DAY]],
+        names,
+        simulator.RACK_UNITS,
+        float(params.dt),
+        conditions={"setpoint_degC": 18.0},
+    )
+    return x, names, meta
+
+
+def main() -> None:
+    params = simulator.rack_params()
+    x, names, meta = training_data()
     spec = simulator.rack_balance_spec(params)
     tr, va = x[: 60 * DAY], x[60 * DAY :]
     cfg = NVPConfig(channels=names, window=32, d_model=32, num_heads=2, num_layers=2, lin_head=64)
@@ -45,6 +62,7 @@ def main() -> None:
         tcfg,
         checkpoint=DEFAULT_CHECKPOINT,
         progress=True,
+        series=meta,
         extra_meta=dict(
             data="simulator.rack_params 5-min, 60 d train / 10 d val",
             script="experiments/nvp_default_checkpoint.py",

@@ -85,6 +85,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..nvp.metadata import check_matches
 from . import candidates as cand
 from . import sensing
 from .calibration import DEMAND_MEMORY, SourceCalibration, modelled_power, z_of
@@ -99,7 +100,7 @@ from .presets import row_source
 from .proof import FORMULA as _FORMULA
 from .proof import actual_of, proof_result, verdict
 from .regime import detect_regime_shift
-from .store import EnergyReading, SourceConfig, TelemetryStore
+from .store import CHANNELS, EnergyReading, SourceConfig, TelemetryStore
 
 __all__ = ["EILOptimizer", "ACTION_TYPES", "GOALS", "CONSTRAINT_KEYS"]
 
@@ -121,6 +122,11 @@ _PREDICTED_KEYS = (
 # / ~5 % of the cap, more than half the candidate grid's spacing
 _PLANT_LR = (0.25, 0.01)
 _NVP_LR = (0.5, 0.02)
+
+
+def _source_units(src: SourceConfig) -> dict[str, str]:
+    """The unit of every channel a source may report (`idf_jax.eil.store.CHANNELS`)."""
+    return {c: CHANNELS[c].unit for c in src.channels if c in CHANNELS}
 
 
 class _Auto:
@@ -180,6 +186,13 @@ class EILOptimizer:
                 )
             if not ({"demand", "cpu", "outside_temp"} & set(chans)):
                 raise ValueError("predictor forecasts none of 'demand', 'cpu', 'outside_temp'")
+            for src in self.sources.values():
+                check_matches(
+                    getattr(predictor, "series", None),
+                    units=_source_units(src),
+                    interval_s=src.interval_s,
+                    what=f"source {src.name!r}",
+                )
         self.predictor = predictor
         self._tmpdir: str | None = None
         if db_path is None:
@@ -233,6 +246,21 @@ class EILOptimizer:
                 raise ValueError(
                     f"planner for {name!r} models {p.spec.num_racks} racks, the source has {racks}"
                 )
+            if not math.isclose(p.spec.dt, self.sources[name].interval_s, rel_tol=1e-6):
+                raise ValueError(
+                    f"planner for {name!r} was trained at {p.spec.dt:g} s steps, the source "
+                    f"reports every {self.sources[name].interval_s:g} s"
+                )
+            series = getattr(p.nvp, "series", None)
+            if series is not None:
+                src_units = _source_units(self.sources[name])
+                bad = [
+                    f"{c!r} in {series.units[c]} (source: {src_units[c]})"
+                    for c in series.channels
+                    if c in src_units and series.units[c] != src_units[c]
+                ]
+                if bad:
+                    raise ValueError(f"planner for {name!r} has other units: {', '.join(bad)}")
             out[name] = p
         return out
 

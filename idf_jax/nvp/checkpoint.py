@@ -2,8 +2,10 @@
 
 Layout: ``b"IDF-NVP-CKPT 1\\n" + json_header + b"\\n" + payload``, where the payload is written
 by `eqx.tree_serialise_leaves` and the header holds the architecture (`config`), the
-normalisation statistics, the balance spec, training metadata and the payload's SHA-256, so a
-truncated or edited file is reported instead of silently loading wrong weights.
+normalisation statistics, the balance spec, training metadata, the series metadata
+(`idf_jax.nvp.metadata.SeriesMeta`: channels, units, sampling interval, controls, training
+ranges) and the payload's SHA-256, so a truncated or edited file is reported instead of
+silently loading wrong weights, and a model is never applied to data it was not trained for.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import equinox as eqx
 import jax
 
 from .._io import atomic_write_bytes
+from .metadata import SeriesMeta
 from .model import Normalizer, NVPConfig, NVPModel
 
 MAGIC = b"IDF-NVP-CKPT 1\n"
@@ -29,7 +32,13 @@ def save(
     norm: Normalizer,
     spec: dict | None,
     extra: dict | None = None,
+    series: SeriesMeta | None = None,
 ) -> None:
+    if series is not None and tuple(series.channels) != tuple(cfg.channels):
+        raise ValueError(
+            f"series metadata channels {list(series.channels)} differ from the model's "
+            f"{list(cfg.channels)}"
+        )
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
@@ -39,6 +48,7 @@ def save(
         normalizer=norm.to_json(),
         balance_spec=spec,
         extra=extra or {},
+        series=None if series is None else series.to_json(),
         payload_sha256=hashlib.sha256(payload).hexdigest(),
         payload_bytes=len(payload),
     )
@@ -72,6 +82,21 @@ def read_header(path: str) -> tuple[dict, bytes]:
             f"SHA-256 / size ({len(payload)} of {header['payload_bytes']} bytes)"
         )
     return header, payload
+
+
+def series_of(header: dict) -> SeriesMeta | None:
+    """The checkpoint's series metadata (None for checkpoints written without it)."""
+    raw = header.get("series")
+    return None if raw is None else SeriesMeta.from_json(raw)
+
+
+def rewrite_series(path: str, series: SeriesMeta) -> None:
+    """Add or replace the series metadata of an existing checkpoint (weights untouched)."""
+    header, payload = read_header(path)
+    if tuple(series.channels) != tuple(header["config"]["channels"]):
+        raise ValueError(f"series channels {list(series.channels)} differ from {path}'s model")
+    header["series"] = series.to_json()
+    atomic_write_bytes(path, MAGIC + json.dumps(header).encode() + b"\n" + payload, mode=0o644)
 
 
 def load(path: str) -> tuple[NVPModel, NVPConfig, Normalizer, dict | None, dict]:

@@ -73,6 +73,26 @@ class ControlSpec(NamedTuple):
     def channels(self) -> tuple[str, ...]:
         return self.state + self.controls
 
+    @property
+    def units(self) -> dict[str, str]:
+        """Unit of every channel (`idf_jax.nvp.metadata`): kW powers, °C temperatures,
+        demand as a share of the fleet, servers on as counts, shares as load weights."""
+
+        def unit(c: str) -> str:
+            if c == "demand":
+                return "fraction"
+            if c.endswith("_power") or c.endswith("_load") or c.endswith("_kw"):
+                return "kW"
+            if c.startswith("temp_") or c in ("outside_temp", "setpoint"):
+                return "degC"
+            if c.startswith("on_"):
+                return "count"
+            if c.startswith("share_"):
+                return "weight"
+            return "unspecified"
+
+        return {c: unit(c) for c in self.channels}
+
     def to_json(self) -> dict:
         d = self._asdict()
         d["state"], d["controls"] = list(self.state), list(self.controls)
@@ -266,6 +286,7 @@ class ControlledNVP:
         if self.spec.channels != cfg.channels:
             raise ValueError(f"{path}: control spec channels do not match the model's")
         self.meta = extra
+        self.series = ckpt.series_of(header)
         self.phys = make_physics(bal_spec, cfg.channels)
         self.window = cfg.window
         ns = len(self.spec.state)

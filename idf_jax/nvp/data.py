@@ -138,6 +138,58 @@ def read_csv(path, channels: Sequence[str] | None = None) -> tuple[np.ndarray, t
     return np.asarray(rows, np.float64), chans
 
 
+def _parse_time(v: str, where: str) -> float:
+    """Seconds since the epoch from a number or an ISO 8601 date-time (UTC if naive)."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        pass
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(v).strip())
+    except ValueError:
+        raise ValueError(f"{where} is neither seconds nor an ISO 8601 time: {v!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.timestamp()
+
+
+def read_series_csv(
+    path,
+    channels: Sequence[str],
+    *,
+    time_column: str = "timestamp",
+    interval_s: float | None = None,
+) -> tuple[np.ndarray, tuple[str, ...], float]:
+    """(T, C) values, channel names and the sampling interval [s] of one time series CSV.
+
+    With a `time_column` (seconds or ISO 8601) the rows must be strictly increasing in time
+    and evenly spaced (by `interval_s` when given, else by their median step): duplicates,
+    disorder and gaps raise ValueError naming the row (`metadata.check_time_order`). Without
+    one, `interval_s` must be given (the rows are then trusted to be in time order).
+    """
+    from .metadata import check_time_order
+
+    values, chans = read_csv(path, channels)
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if time_column in header:
+        with open(path, newline="") as f:
+            times = [
+                _parse_time(row[time_column], f"{path}: row {i} column {time_column!r}")
+                for i, row in enumerate(csv.DictReader(f))
+            ]
+        step = check_time_order(np.asarray(times), interval_s, where=str(path))
+        return values, chans, step
+    if interval_s is None:
+        raise ValueError(
+            f"{path} has no {time_column!r} column: give the sample times (so their order "
+            "and spacing can be checked) or the sampling interval in seconds"
+        )
+    return values, chans, float(interval_s)
+
+
 def write_csv(path, values: np.ndarray, channels: Sequence[str]) -> None:
     x = array_to_telemetry(values, channels)
     with open(path, "w", newline="") as f:

@@ -11,6 +11,12 @@
   probability that the forecast error is smaller than a typical step.
 * ``energy_valid``: the prediction satisfies dE = (P_in - P_out) dt to 1% of the gross energy
   flow (float64 check); None when the checkpoint's channels define no balance.
+* Inputs are checked against the checkpoint's series metadata (`idf_jax.nvp.metadata`): a
+  value outside its unit's physical range (negative power, utilisation above 1) is a
+  ValueError; a value outside the training range by more than 10 % of its span is an
+  extrapolation: the result then has ``in_range=False``, ``out_of_range=[channels]``,
+  ``energy_valid=False`` and ``confidence=0.0`` (the forecast is not supported by the
+  training data). Checkpoints without metadata skip both checks (``in_range`` is None).
 * Histories shorter than the model window are left-padded and masked, longer ones use their last
   `window` steps, so one compiled program serves every length (no recompilation).
 """
@@ -30,6 +36,7 @@ from . import checkpoint as ckpt
 from . import conservation
 from .data import array_to_telemetry, records_to_array
 from .loss import make_physics
+from .metadata import check_physical, out_of_training_range
 from .model import forecast
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(__file__), "checkpoints", "rack_default.ckpt")
@@ -52,6 +59,7 @@ class NVPPredictor:
         model, cfg, norm, spec, header = ckpt.load(path)
         self.path, self.config, self.normalizer, self.balance_spec = path, cfg, norm, spec
         self.metadata = header.get("extra", {})
+        self.series = ckpt.series_of(header)
         self.channels: tuple[str, ...] = cfg.channels
         self.window, self.min_history = cfg.window, cfg.min_history
         phys = make_physics(spec, cfg.channels)
@@ -85,7 +93,9 @@ class NVPPredictor:
                 f"telemetry history has {x.shape[0]} steps; this model needs at "
                 f"least {self.min_history}"
             )
-        return x[-self.window :]
+        x = x[-self.window :]
+        check_physical(self.series, x, self.channels)
+        return x
 
     def _pad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = x.shape[0]
@@ -97,12 +107,14 @@ class NVPPredictor:
         return y, mask
 
     # ------------------------------------------------------------------ outputs
-    def _result(self, out: np.ndarray, last: np.ndarray) -> dict:
-        return self._results(out[None], last[None])[0]
+    def _result(self, out: np.ndarray, x: np.ndarray) -> dict:
+        return self._results(out[None], [x])[0]
 
-    def _results(self, out: np.ndarray, last: np.ndarray) -> list[dict]:
+    def _results(self, out: np.ndarray, xs: Sequence[np.ndarray]) -> list[dict]:
         """Result dicts of n forecasts, `out` (n, 4, C), `last` (n, C): every number computed
         for the whole batch at once in float64 numpy; only the dicts are built per item."""
+        last = np.stack([x[-1] for x in xs])
+        oor = [out_of_training_range(self.series, x, self.channels) for x in xs]
         mean, var = out[:, 0].astype(np.float64), out[:, 1].astype(np.float64)
         sd = np.sqrt(np.maximum(var, 0.0))
         half = Z90 * sd
@@ -123,14 +135,16 @@ class NVPPredictor:
             rel = raw = valid = [None] * len(out)
         chans = self.channels
         results = []
-        for m, s, l, h, c, v, r, rr in zip(
-            mean.tolist(), sd.tolist(), lo, hi, conf, valid, rel, raw
+        for m, s, l, h, c, v, r, rr, bad in zip(
+            mean.tolist(), sd.tolist(), lo, hi, conf, valid, rel, raw, oor
         ):
             res: dict = dict(zip(chans, m))
             res["std"] = dict(zip(chans, s))
             res["interval"] = dict(zip(chans, zip(l, h)))
-            res["confidence"] = c
-            res["energy_valid"] = v
+            res["confidence"] = 0.0 if bad else c
+            res["energy_valid"] = False if bad else v
+            res["in_range"] = None if self.series is None else not bad
+            res["out_of_range"] = list(bad)
             res["energy_residual"] = r
             res["energy_residual_raw"] = rr
             results.append(res)
@@ -156,7 +170,7 @@ class NVPPredictor:
             self.cache_misses += 1
         y, mask = self._pad(x)
         out = np.asarray(self._one(y, mask))
-        res = self._result(out, x[-1])
+        res = self._result(out, x)
         if key is not None:
             self._cache[key] = res
             if len(self._cache) > self._cache_size:
@@ -181,7 +195,7 @@ class NVPPredictor:
             ms[i, self.window - k :] = True
         ys[n:], ms[n:] = ys[0], ms[0]
         out = np.asarray(self._vone(ys, ms))
-        return self._results(out[:n], np.stack([x[-1] for x in xs]))
+        return self._results(out[:n], xs)
 
     def predict_array(self, history: np.ndarray) -> dict[str, np.ndarray]:
         """Array form for programs (EIL): mean, var, mean_raw, var_raw (C,) in channel order."""
@@ -214,4 +228,5 @@ def _copy(res: dict) -> dict:
     out = dict(res)
     out["std"] = dict(res["std"])
     out["interval"] = dict(res["interval"])
+    out["out_of_range"] = list(res["out_of_range"])
     return out

@@ -343,6 +343,10 @@ def rack_params(*, dt: float = 300.0, station: str = DEFAULT_TMY3, **overrides) 
     return make_params(station=station, num_racks=1, servers_per_rack=1, dt=dt, **base)
 
 
+# units of `rack_telemetry` (for `idf_jax.nvp.metadata.SeriesMeta`)
+RACK_UNITS = {"cpu": "fraction", "power": "W", "temp": "degF"}
+
+
 def rack_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
     """(T, 3) telemetry of the rack preset: cpu (0..1), power (W), temp (deg F)."""
     temp_f = obs["temps"][:, 0] * 9.0 / 5.0 + 32.0

@@ -27,6 +27,7 @@ from .._progress import Progress
 from . import checkpoint as ckpt
 from . import data as nvp_data
 from .loss import LossWeights, loss_terms, make_physics
+from .metadata import SeriesMeta
 from .model import Normalizer, NVPConfig, NVPModel, fit_normalizer
 
 
@@ -88,11 +89,25 @@ def train(
     progress: bool = True,
     extra_meta: dict | None = None,
     stop_after: int | None = None,
+    series: SeriesMeta | None = None,
 ) -> TrainResult:
     """Fit NVP on all one-step windows of the (T, C) training series; returns the best model
-    (by validation loss on the windows of `val_series`) and the per-epoch history."""
+    (by validation loss on the windows of `val_series`) and the per-epoch history.
+
+    `series`: the units, sampling interval and controls of the data; the checkpoint stores
+    them with the training ranges measured here, so the model is refused for data in other
+    units or at another interval (`idf_jax.nvp.metadata`)."""
     channels = model_cfg.channels
     train_series = [nvp_data.array_to_telemetry(s, channels) for s in train_series]
+    if series is not None:
+        series = SeriesMeta.from_data(
+            train_series,
+            channels,
+            series.units,
+            series.interval_s,
+            controls=series.controls,
+            conditions=series.conditions,
+        )
     val_series = [nvp_data.array_to_telemetry(s, channels) for s in val_series]
     w, mh = model_cfg.window, model_cfg.min_history
     tr = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in train_series)
@@ -110,6 +125,7 @@ def train(
         progress=progress,
         extra_meta=extra_meta,
         stop_after=stop_after,
+        series=series,
     )
 
 
@@ -127,6 +143,7 @@ def train_windows(
     extra_meta: dict | None = None,
     stop_after: int | None = None,
     target_mask: np.ndarray | None = None,
+    series: SeriesMeta | None = None,
 ) -> TrainResult:
     """Fit NVP on pre-cut windows ``(inputs (N, L, C), masks (N, L), targets (N, C))``
     with normalisation `norm` (fitted on training data only).
@@ -251,7 +268,7 @@ def train_windows(
                         train_config=_cfg_json(cfg),
                         **(extra_meta or {}),
                     )
-                    ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta)
+                    ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta, series)
             else:
                 bad += 1
             bar.update(
@@ -284,7 +301,7 @@ def train_windows(
                 train_config=_cfg_json(cfg),
                 **(extra_meta or {}),
             )
-            ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta)
+            ckpt.save(checkpoint, best_model, model_cfg, norm, spec, meta, series)
     return TrainResult(
         best_model, model_cfg, norm, history, best_epoch, float(best_val), checkpoint
     )

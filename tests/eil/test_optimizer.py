@@ -290,10 +290,33 @@ def test_plant_jit_vmap_grad():
     assert np.isfinite(g) and float(g) == pytest.approx(float(fd), rel=2e-2, abs=1.0)
 
 
-def test_nvp_predictor_drives_the_exogenous_forecast():
+def test_a_predictor_for_other_units_or_interval_is_refused():
     import idf_jax.nvp as nvp
 
-    pred = nvp.NVPPredictor()
+    # the packaged rack checkpoint: one server in W / degF every 5 minutes
+    with pytest.raises(ValueError) as e:
+        EILOptimizer(predictor=nvp.NVPPredictor())
+    msg = str(e.value)
+    assert "source 'datacenter-01'" in msg
+    assert "'power' is in W, source 'datacenter-01' reports kW" in msg
+    assert "'temp' is in degF" in msg and "300 s" in msg and "900 s" in msg
+
+
+def test_nvp_predictor_drives_the_exogenous_forecast(tmp_path):
+    import shutil
+
+    import idf_jax.nvp as nvp
+    from idf_jax.nvp import checkpoint
+    from idf_jax.nvp.metadata import SeriesMeta
+    from idf_jax.nvp.predictor import DEFAULT_CHECKPOINT
+
+    # the same weights declared for the source's units and interval: the plumbing under test
+    # is the forecast path, not the model's fit
+    path = str(tmp_path / "kw.ckpt")
+    shutil.copy(DEFAULT_CHECKPOINT, path)
+    units = {"cpu": "fraction", "power": "kW", "temp": "degC"}
+    checkpoint.rewrite_series(path, SeriesMeta(("cpu", "power", "temp"), units, 900.0))
+    pred = nvp.NVPPredictor(path)
     e = EILOptimizer(predictor=pred)
     hist = [
         {"cpu": 0.75, "power": 850, "temp": 72},

@@ -41,9 +41,38 @@ def test_blueprint_example(nvp):
         assert math.isfinite(pred[ch])
         lo, hi = pred["interval"][ch]
         assert lo < pred[ch] < hi
+    assert pred["energy_residual"] < 1e-3
+    assert 700 < pred["power"] < 1000 and 0 < pred["cpu"] < 1
+    # 74 °F lies beyond the packaged model's training range (69.1-73.3 °F at an 18 °C
+    # setpoint): the forecast is an extrapolation and says so
+    assert pred["in_range"] is False and pred["out_of_range"] == ["temp"]
+    assert pred["confidence"] == 0.0 and pred["energy_valid"] is False
+
+
+def test_in_range_history_is_confident(nvp):
+    pred = nvp.predict_next(_history(12))
+    assert pred["in_range"] is True and pred["out_of_range"] == []
     assert 0.0 < pred["confidence"] <= 1.0
     assert pred["energy_valid"] is True and pred["energy_residual"] < 1e-3
-    assert 700 < pred["power"] < 1000 and 0 < pred["cpu"] < 1
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [({"power": -5.0}, "'power' .* physical range"), ({"cpu": 5.0}, "'cpu' .* physical range")],
+)
+def test_physically_impossible_input_is_an_error(nvp, bad, match):
+    hist = _history(6)
+    hist[-1] = {**hist[-1], **bad}
+    with pytest.raises(ValueError, match=match):
+        nvp.predict_next(hist)
+
+
+def test_packaged_checkpoints_carry_series_metadata(nvp):
+    s = nvp.series
+    assert s is not None and s.units == {"cpu": "fraction", "power": "W", "temp": "degF"}
+    assert s.interval_s == 300.0 and s.conditions == {"setpoint_degC": 18.0}
+    lo, hi = s.ranges["power"]
+    assert 0 < lo < hi <= 1000.0
 
 
 def test_pad_and_mask_every_length(nvp):

@@ -216,8 +216,11 @@ def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
         cpu = 0.5 + 0.3 * np.sin(2 * np.pi * (t + 17 * k) / 24) + 0.02 * rng.standard_normal(200)
         power = 300.0 + 600.0 * cpu
         temp = 65.0 + 10.0 * np.convolve(cpu, np.ones(4) / 4, mode="same")
-        rows = "\n".join(f"{a:.5f},{b:.3f},{c:.3f}" for a, b, c in zip(cpu, power, temp))
-        (data / f"s{k}.csv").write_text("cpu,power,temp\n" + rows + "\n")
+        rows = "\n".join(
+            f"{900 * i},{a:.5f},{b:.3f},{c:.3f}"
+            for i, (a, b, c) in enumerate(zip(cpu, power, temp))
+        )
+        (data / f"s{k}.csv").write_text("timestamp,cpu,power,temp\n" + rows + "\n")
     ckpt = tmp_path / "models" / "nvp.ckpt"
     cfg = {
         "nvp": {
@@ -229,6 +232,7 @@ def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
             "epochs": 2,
             "batch_size": 16,
             "checkpoint": str(ckpt),
+            "units": {"cpu": "fraction", "power": "kW", "temp": "degC"},
         }
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -240,6 +244,15 @@ def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
     p = nvp.NVPPredictor(model_path=str(ckpt))
     pred = p.predict_next(telemetry_history=[{"cpu": 0.5, "power": 600.0, "temp": 70.0}] * 4)
     assert np.isfinite(pred["power"])
+    assert p.series is not None and p.series.interval_s == 900.0
+    assert p.series.units["power"] == "kW"
+    # shuffled rows are refused, naming the file and the row
+    lines = (data / "s0.csv").read_text().splitlines()
+    (data / "s0.csv").write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
+    rc, _, err = run(
+        capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data)
+    )
+    assert rc == 1 and "out of order at row 1" in err
     cfg["nvp"]["bogus"] = 1
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     rc, _, err = run(

@@ -74,6 +74,8 @@ equilibrium:            # `idf equilibrium --config config.yaml`
 
 nvp:                    # `idf train --config config.yaml --data data/`
   channels: [cpu, power, temp]   # telemetry columns used (CSV header names)
+  units: {{cpu: fraction, power: kW, temp: degC}}   # recorded in the checkpoint
+  interval_s: 900       # seconds between rows; a `timestamp` column is checked against it
   window: 32
   epochs: 20
   seed: 0
@@ -127,6 +129,7 @@ def init(
     text = _config_text(root.name, domain)
     atomic_write_bytes(root / "config.yaml", text.encode())
     (root / "data" / "README.md").write_text(
-        "Telemetry for `idf train`: CSV files with a header row naming the channels.\n"
+        "Telemetry for `idf train`: CSV files with a header row naming the channels and a\n"
+        "`timestamp` column (seconds or ISO 8601; sorted, evenly spaced).\n"
     )
     console().print(f"created {root}/ (config.yaml, data/, results/, models/) for domain {domain}")

@@ -10,12 +10,18 @@ The `nvp:` section of a project config.yaml:
       d_model: 32                    #   num_layers, mlp_ratio, min_history
       epochs: 30                     # TrainConfig fields: epochs, batch_size, learning_rate,
       batch_size: 64                 #   weight_decay, warmup_frac, clip_norm, patience, seed, ...
+      units: {cpu: fraction, power: kW, temp: degC}   # stored in the checkpoint
+      interval_s: 900                # sampling interval; checked against a timestamp column
+      controls: []                   # channels that are control inputs (e.g. setpoint)
       val_fraction: 0.2              # the last 20% of every series is the validation range
       balance: null                  # energy-balance spec of idf_jax.nvp (None: no balance)
       checkpoint: models/nvp.ckpt
       resume: false
 
-Each CSV file is one series (a header row, then one sample per row, oldest first).
+Each CSV file is one series (a header row, then one sample per row, oldest first). A
+`timestamp` column (seconds or ISO 8601) is checked: unsorted, duplicate or gapped times are
+refused. The checkpoint records channels, units, interval, controls and training ranges, so
+the model is refused for data in other units or at another interval.
 """
 
 from __future__ import annotations
@@ -56,14 +62,24 @@ def train(
     console().print(result)
 
 
-_RUN_KEYS = {"channels", "val_fraction", "balance", "checkpoint", "resume"}
+_RUN_KEYS = {
+    "channels",
+    "val_fraction",
+    "balance",
+    "checkpoint",
+    "resume",
+    "units",
+    "interval_s",
+    "controls",
+}
 
 
 def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
     """Train NVP on the CSV telemetry under `data` as `nvp_cfg` says; returns a report line."""
     try:
         from ...nvp import NVPConfig, TrainConfig
-        from ...nvp.data import read_csv
+        from ...nvp.data import read_series_csv
+        from ...nvp.metadata import SeriesMeta
         from ...nvp.train import train as train_nvp
     except ImportError as e:
         raise ImportError(f"NVP training is not part of this build: {e}") from e
@@ -95,10 +111,17 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
         k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k]) for k in train_fields if k in cfg
     }
     train_cfg = TrainConfig(**train_kwargs)
-    train_series, val_series = [], []
+    units = cfg.get("units") or {}
+    if not isinstance(units, dict):
+        raise ValueError("nvp.units must map channels to units, e.g. {power: kW}")
+    given = cfg.get("interval_s")
+    train_series, val_series, steps = [], [], set()
     need = model_cfg.min_history + 1
     for f in files:
-        values, _ = read_csv(f, channels)
+        values, _, step = read_series_csv(
+            f, channels, interval_s=None if given is None else float(given)
+        )
+        steps.add(step)
         n_val = int(round(len(values) * val_fraction))
         if len(values) - n_val < need or n_val < need:
             raise ValueError(
@@ -107,6 +130,14 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
             )
         train_series.append(values[: len(values) - n_val])
         val_series.append(values[len(values) - n_val :])
+    if len(steps) != 1:
+        raise ValueError(f"the CSV files have different sampling intervals: {sorted(steps)} s")
+    series = SeriesMeta(
+        tuple(channels),
+        {c: str(units.get(c, "unspecified")) for c in channels},
+        steps.pop(),
+        controls=tuple(cfg.get("controls") or ()),
+    )
     ckpt = str(cfg.get("checkpoint", "models/nvp.ckpt"))
     Path(ckpt).parent.mkdir(parents=True, exist_ok=True)
     res = train_nvp(
@@ -119,6 +150,7 @@ def train_from_config(nvp_cfg: dict[str, Any], data: Path) -> str:
         resume=bool(cfg.get("resume", False)),
         progress=True,
         extra_meta={"data": [str(f) for f in files]},
+        series=series,
     )
     return (
         f"trained NVP on {len(files)} series ({', '.join(channels)}): best validation loss "
