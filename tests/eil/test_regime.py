@@ -1,5 +1,7 @@
 """Regime detection: PELT against ruptures and known answers."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,55 @@ def test_bad_arguments():
         pelt(y, penalty=-1.0)
     with pytest.raises(ValueError, match="min_size"):
         pelt(y, min_size=0)
+
+
+def _ar1(rng, n, phi, scale=1.0):
+    e = rng.normal(size=n) * scale
+    y = np.zeros(n)
+    for i in range(1, n):
+        y[i] = phi * y[i - 1] + e[i]
+    return y
+
+
+@pytest.mark.parametrize("phi", [0.5, 0.95])
+def test_ar1_cost_sees_no_regimes_in_autocorrelated_noise(phi):
+    y = _ar1(np.random.default_rng(11), 1500, phi)
+    assert pelt(y, cost="ar1", min_size=8) == [1500]
+
+
+def test_ar1_cost_finds_variance_and_level_shifts():
+    rng = np.random.default_rng(12)
+    var = np.concatenate([rng.normal(size=600), 2.0 * rng.normal(size=600)])
+    (cp,) = pelt(var, cost="ar1", min_size=8)[:-1]
+    assert abs(cp - 600) <= 25
+    lvl = np.concatenate([_ar1(rng, 600, 0.8), _ar1(rng, 600, 0.8) + 2.5])
+    (cp,) = pelt(lvl, cost="ar1", min_size=8)[:-1]
+    assert abs(cp - 600) <= 10
+
+
+def test_heavy_tailed_stationary_noise_is_one_regime():
+    y = np.random.default_rng(13).standard_t(3, size=1200)
+    assert pelt(y, cost="ar1", min_size=8) == [1200]
+    assert pelt(y, cost="normal", min_size=8) == [1200]
+
+
+def test_a_normal_simulator_week_is_one_or_two_regimes():
+    import jax
+
+    from idf_jax.nvp import simulator as sim
+
+    for day, seed in ((7, 1), (190, 2)):
+        obs = sim.simulate(sim.make_params(start_hour=24.0 * day), jax.random.key(seed), 672)
+        e = np.asarray(obs["power"], np.float64) * 900.0
+        assert detect_regime_shift(e)["num_regimes"] <= 2
+
+
+def test_penalty_rules():
+    y = np.random.default_rng(14).normal(size=400)
+    n = math.log(400)
+    assert default_penalty(y, "normal", "bic") == pytest.approx(3 * n)
+    assert default_penalty(y, "ar1", "mbic") == pytest.approx(5 * n)
+    with pytest.raises(ValueError, match="penalty rule"):
+        pelt(y, penalty="aic")
+    with pytest.raises(ValueError, match="at least 4"):
+        pelt(y, cost="ar1", min_size=2)
