@@ -28,13 +28,25 @@ Controllers
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
 
-Run: PYTHONPATH=. python experiments/eil_closed_loop.py -> experiments/results/eil.md
+Baselines a skeptic would pick (`experiments/_baselines.py`): ``rule-tuned`` (uniform shares,
+demand + k spare servers per rack, a setpoint rule; k and the setpoint tuned on training weeks
+that never overlap the test window) and ``mpc-oracle`` (the simulator itself as the model with
+perfect foresight of the demand over an 8-step horizon: an upper bound).
+
+Run:
+  PYTHONPATH=. python experiments/eil_closed_loop.py        -> experiments/results/eil.md
+  PYTHONPATH=. python experiments/eil_closed_loop.py --station 722780TYA.CSV --start-day 200 \
+      --days 7 --seed 3 --controllers fixed,rule-tuned,eil,eil-plant,mpc-oracle --json out.json
+(any TMY3 file pvlib ships; OUT is a JSON list, one object per controller.)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -44,6 +56,9 @@ import numpy as np
 from idf_jax.eil import EILOptimizer, row_source
 from idf_jax.eil.planner import NVPPlanner
 from idf_jax.nvp import simulator as sim
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _baselines  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "results", "eil.md")
 TEMP_MAX = 32.0
@@ -158,12 +173,14 @@ def _planner():
     return _PLANNER[0]
 
 
-def run_week(name, start_hour, controller, key):
-    params = sim.make_params(start_hour=float(start_hour))
+def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
+    params = sim.make_params(
+        start_hour=float(start_hour), **({} if station is None else {"station": station})
+    )
     step = jax.jit(lambda s, a, k: sim.step(params, s, a, k))
     state = sim.init_state(params)
     action = sim.default_action(params)
-    keys = jax.random.split(key, WEEK + BURN)
+    keys = jax.random.split(key, steps + BURN)
     eil = None
     if controller.startswith("eil"):
         floor = 0.04 if controller == "eil-nvp-learned" else DECLARED_SIGMA
@@ -247,6 +264,78 @@ def run_week(name, start_hour, controller, key):
     return out
 
 
+def _totals(out) -> dict:
+    return {k: (float(v) if k in ("energy_kwh", "max_temp") else int(v)) for k, v in out.items()}
+
+
+def run_setting(station, start_day, days, seed, controllers):
+    """One row per controller for one (station, window, demand seed) setting."""
+    key = jax.random.key(seed)
+    steps = int(days) * 96
+    start_hour = 24.0 * start_day
+    params = sim.make_params(station=station, start_hour=start_hour)
+    rows = []
+    for ctrl in controllers:
+        t = time.perf_counter()
+        if ctrl == "rule-tuned":
+            k, sp, train_days = _baselines.tune_rule(
+                station, start_day, days, seed, TEMP_MAX, UPTIME
+            )
+            out = _totals(
+                _baselines.run_rule(params, key, k, sp, TEMP_MAX, UPTIME, burn=BURN, steps=steps)
+            )
+            out.update(
+                controller=ctrl, tuned={"spares": k, "setpoint": sp, "train_days": train_days}
+            )
+        elif ctrl == "mpc-oracle":
+            out = _totals(
+                _baselines.run_mpc_oracle(params, key, TEMP_MAX, UPTIME, burn=BURN, steps=steps)
+            )
+            out["controller"] = ctrl
+        else:
+            name = "eil-nvp" if ctrl == "eil" else ctrl
+            if name not in CONTROLLERS:
+                raise SystemExit(f"unknown controller {ctrl!r}")
+            out = run_week(f"day {start_day}", start_hour, name, key, station=station, steps=steps)
+            out["controller"] = ctrl
+        out.setdefault("proofs", 0)
+        out.setdefault("valid", 0)
+        out.setdefault("latency_p50", None)
+        out.setdefault("latency_p99", None)
+        out.update(station=station, start_day=start_day, days=days, seed=seed)
+        out["wall_s"] = time.perf_counter() - t
+        rows.append(out)
+        print(json.dumps(out), flush=True)
+    base = next((r for r in rows if r["controller"] == "fixed"), None)
+    for r in rows:
+        if base is not None:
+            r["saved_vs_fixed"] = 1.0 - r["energy_kwh"] / base["energy_kwh"]
+    return rows
+
+
+def cli(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--station", default="723170TYA.CSV", help="a TMY3 file pvlib ships")
+    ap.add_argument("--start-day", type=int, default=7, help="first day of the test window")
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=7, help="demand noise seed")
+    ap.add_argument("--controllers", default="fixed,rule-tuned,eil,eil-plant,mpc-oracle")
+    ap.add_argument("--json", default=None, help="write the rows here (a JSON list)")
+    a = ap.parse_args(argv)
+    rows = run_setting(a.station, a.start_day, a.days, a.seed, a.controllers.split(","))
+    if a.json:
+        tmp = a.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rows, f, indent=1, default=float)
+        os.replace(tmp, a.json)
+    for r in rows:
+        print(
+            f"{r['controller']:>12}: {r['energy_kwh']:9.1f} kWh  saved "
+            f"{100 * r.get('saved_vs_fixed', 0):+5.1f} %  violations {r['violations']} "
+            f"(temp {r['viol_temp']}, uptime {r['viol_uptime']})  max {r['max_temp']:.1f} °C"
+        )
+
+
 def main():
     key = jax.random.key(7)
     rows = []
@@ -298,4 +387,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        cli()
+    else:
+        main()

@@ -259,3 +259,59 @@ def test_train_command_writes_a_loadable_checkpoint(capsys, tmp_path):
         capsys, "train", "--config", str(tmp_path / "config.yaml"), "--data", str(data)
     )
     assert rc == 1 and "bogus" in err
+
+
+def test_predict_and_backtest_commands(capsys, tmp_path):
+    import jax
+
+    from idf_jax.nvp import simulator
+
+    obs = simulator.simulate(simulator.rack_params(), jax.random.key(3), 120)
+    x, names = simulator.rack_telemetry(obs)
+    rows = "\n".join(f"{300 * i}," + ",".join(f"{v:.6g}" for v in r) for i, r in enumerate(x))
+    csv = tmp_path / "rack.csv"
+    csv.write_text("timestamp," + ",".join(names) + "\n" + rows + "\n")
+    from idf_jax.nvp.predictor import DEFAULT_CHECKPOINT
+
+    out = tmp_path / "pred"
+    rc, stdout, err = run(
+        capsys, "predict", "--checkpoint", DEFAULT_CHECKPOINT, "--data", str(csv), "--out", str(out)
+    )
+    assert rc == 0, err
+    assert "next step after row 119" in stdout
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0].startswith("row,cpu_mean,cpu_lo90,cpu_hi90") and len(lines) == 1 + 118  # targets 2..119
+    assert (out / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+    bt = tmp_path / "bt"
+    rc, stdout, err = run(
+        capsys,
+        "backtest",
+        "--checkpoint",
+        DEFAULT_CHECKPOINT,
+        "--data",
+        str(csv),
+        "--horizons",
+        "1,4",
+        "--out",
+        str(bt),
+    )
+    assert rc == 0, err
+    m = json.loads((bt / "metrics.json").read_text())
+    assert set(m["metrics"]) == {"1", "4"} and "skill" in m["metrics"]["4"]["power"]
+    assert (bt / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    # rows 15 minutes apart for a 5-minute model: refused, naming both intervals
+    slow = "\n".join(f"{900 * i}," + ",".join(f"{v:.6g}" for v in r) for i, r in enumerate(x))
+    csv.write_text("timestamp," + ",".join(names) + "\n" + slow + "\n")
+    rc, _, err = run(capsys, "predict", "--checkpoint", DEFAULT_CHECKPOINT, "--data", str(csv))
+    assert rc == 1 and "900 s" in err and "300 s" in err
+    rc, _, err = run(
+        capsys,
+        "backtest",
+        "--checkpoint",
+        DEFAULT_CHECKPOINT,
+        "--data",
+        str(csv),
+        "--horizons",
+        "0",
+    )
+    assert rc == 2 and "horizons" in err
