@@ -104,14 +104,18 @@ def load_anchor(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]
     return data
 
 
-def write_anchor(folder: str | os.PathLike, anchor: Mapping[str, Any]) -> Path:
-    """Store `anchor` as ``anchor-<count>.json`` and ``latest.json`` in `folder`; returns
-    the first path."""
+def write_anchor(
+    folder: str | os.PathLike, anchor: Mapping[str, Any], *, history: bool = True
+) -> Path:
+    """Store `anchor` as ``latest.json`` in `folder`, and (`history`) as
+    ``anchor-<count>.json``; returns the path written last."""
     folder = Path(folder)
     if not folder.exists():
         folder.mkdir(mode=0o700, parents=True)
-    path = folder / f"anchor-{int(anchor['count']):012d}.json"
-    atomic_write_json(path, dict(anchor))
+    path = folder / "latest.json"
+    if history:
+        path = folder / f"anchor-{int(anchor['count']):012d}.json"
+        atomic_write_json(path, dict(anchor))
     atomic_write_json(folder / "latest.json", dict(anchor))
     return path
 

@@ -8,6 +8,8 @@ Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
 - idf_nvp_predictions_total, idf_nvp_batch_size (series per vmapped call)
 - idf_eil_readings_total, idf_eil_decisions_total{type}, idf_eil_proofs_total{valid},
   idf_eil_pft_minted_total
+- idf_ledger_verification_failures_total{where}: ledger verifications that failed (an alert:
+  `startup` against the last anchor, `request` on /v1/ledger/verify)
 - idf_ws_connections (open WebSocket streams)
 """
 
@@ -78,6 +80,12 @@ class Metrics:
         )
         self.proofs = Counter("idf_eil_proofs", "EIL proofs by validity", ["valid"], registry=r)
         self.pft = Counter("idf_eil_pft_minted", "Proof-of-prediction tokens minted", registry=r)
+        self.ledger_alerts = Counter(
+            "idf_ledger_verification_failures",
+            "Proof-ledger verifications that failed (tampering, truncation or rollback)",
+            ["where"],
+            registry=r,
+        )
         self.ws = Gauge("idf_ws_connections", "Open WebSocket streams", registry=r)
 
     def render(self) -> bytes:
