@@ -3,7 +3,8 @@
 Loaded from a YAML/JSON mapping (the `service:` section of a project `config.yaml`)
 and the environment: `IDF_API_KEYS` (comma-separated) adds keys, `IDF_NVP_MODEL` sets
 the NVP checkpoint path, `IDF_CAPSULE_MODULES` adds capsule modules, `IDF_STATE_DIR` sets
-the state directory (over `state_dir`; `idf_jax.runtime.state`). The EIL ledger's Ed25519
+the state directory (over `state_dir`; `idf_jax.runtime.state`), `IDF_METRICS_PORT` the
+unkeyed metrics port. The EIL ledger's Ed25519
 signing key is `eil.ledger_key`, else `IDF_EIL_LEDGER_KEY`, else the service's own key in
 the state directory (created on first start).
 
@@ -88,6 +89,8 @@ class ServiceConfig:
         with `@capsules.register` are served (e.g. a team's own capsule package).
     state_dir: the state directory (EIL database, keys, anchors, jobs); None: resolved at
         start from `IDF_STATE_DIR` or the default (`idf_jax.runtime.state.state_dir`).
+    metrics_port: also serve /metrics without a key on this port (for a Prometheus scraper;
+        restrict it with a NetworkPolicy); None: only the keyed /metrics.
     dev: development mode (`idf serve --dev`): the EIL ledger is signed with the public
         development key (in its own file, `eil-dev.sqlite`), which the log announces.
     """
@@ -103,6 +106,7 @@ class ServiceConfig:
     sampler_cache_size: int = 32
     capsule_modules: tuple[str, ...] = ()
     state_dir: str | None = None
+    metrics_port: int | None = None
     dev: bool = False
 
     def __post_init__(self):
@@ -119,6 +123,11 @@ class ServiceConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        mp = self.metrics_port
+        if mp is not None and (
+            isinstance(mp, bool) or not isinstance(mp, int) or not 0 < mp < 65536
+        ):
+            raise ValueError(f"metrics_port must be a port in 1..65535 or null, got {mp!r}")
         if not (self.batch_max_wait_ms >= 0):
             raise ValueError(f"batch_max_wait_ms must be >= 0, got {self.batch_max_wait_ms!r}")
 
@@ -154,6 +163,13 @@ def load_config(
     mods = list(data.pop("capsule_modules", None) or [])
     mods += [m.strip() for m in env.get("IDF_CAPSULE_MODULES", "").split(",") if m.strip()]
     data["capsule_modules"] = tuple(dict.fromkeys(mods))
+    if env.get("IDF_METRICS_PORT"):
+        try:
+            data["metrics_port"] = int(env["IDF_METRICS_PORT"])
+        except ValueError:
+            raise ValueError(
+                f"IDF_METRICS_PORT must be a port number, got {env['IDF_METRICS_PORT']!r}"
+            ) from None
     if env.get("IDF_STATE_DIR"):
         data["state_dir"] = env["IDF_STATE_DIR"]
     if data.get("state_dir") is not None and not isinstance(data["state_dir"], str):

@@ -39,11 +39,17 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
             eil = EILService.from_config(config, ctx.metrics)  # in the state directory
             await eil.start()
             state["eil"] = eil
+        stop_metrics = None
+        if config.metrics_port is not None:  # the unkeyed scrape port
+            stop_metrics = ctx.metrics.serve(config.metrics_port)
+            log.info("metrics for scrapers on port %d", config.metrics_port)
         state["ready"] = True
         log.info("idf service ready")
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             state["draining"] = True
             state["ready"] = False
             nvp, eil = state["nvp"], state["eil"]

@@ -1,6 +1,8 @@
 """Prometheus metrics of one service instance (its own registry, so apps never share counters).
 
-Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
+Exposed at `/metrics` in the Prometheus text format (version 0.0.4), behind the API key;
+with `metrics_port` set (`ServiceConfig.metrics_port`) also without a key on a port of its
+own (`Metrics.serve`), for a Prometheus scraper that a NetworkPolicy lets in:
 - idf_http_requests_total{route, method, status}, idf_http_request_duration_seconds{route}
 - idf_http_requests_in_flight
 - idf_samples_drawn_total{kind}: chain-draws returned by sample / equilibrium jobs
@@ -15,7 +17,16 @@ Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
@@ -90,3 +101,15 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> Callable[[], None]:
+        """Serve this registry at http://host:port/metrics in a daemon thread; returns the
+        function that stops it."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop
