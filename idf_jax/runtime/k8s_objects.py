@@ -161,6 +161,8 @@ def build_objects(spec: DeploySpec, v: Callable[[str], Any]) -> list[dict[str, A
                     "runAsUser": 10001,
                     "runAsGroup": 10001,
                     "fsGroup": 10001,
+                    # group bits only on a fresh volume: the signing key stays 0600
+                    "fsGroupChangePolicy": "OnRootMismatch",
                     "seccompProfile": dict(seccomp),
                 },
                 "containers": [container(config_file, stateful)],

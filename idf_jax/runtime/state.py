@@ -90,17 +90,21 @@ def anchors_dir(root: Path) -> Path:
 def ensure_signing_key(root: Path) -> tuple[Ed25519PrivateKey, bool]:
     """(the service's Ed25519 ledger key, whether it was created now): read from
     ``root/keys/ledger_ed25519.pem``, or generated there on first start (mode 0600, with
-    its public key beside it). A key file that others may read is refused."""
+    its public key beside it). A key file that other users may read is refused; group bits
+    (which a volume's fsGroup may add) are removed again, with a warning."""
     from ..eil.keys import generate_key, load_private_key, save_private_key
 
     path = root / LEDGER_KEY
     if path.exists():
         mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
+        if mode & 0o007:
             raise ValueError(
                 f"ledger key file {str(path)!r} has mode {mode:o}: others may read it; "
-                f"run chmod 600 {path}"
+                f"check who did, then run chmod 600 {path}"
             )
+        if mode & 0o070:
+            log.warning("ledger key file %s had mode %o; set to 600", path, mode)
+            os.chmod(path, 0o600)
         return load_private_key(path.read_bytes()), False
     key = generate_key()
     keys = path.parent

@@ -67,7 +67,7 @@ def test_signing_key_is_created_once_with_mode_0600(tmp_path):
     again, created = ensure_signing_key(tmp_path)
     assert not created and again.public_key() == key.public_key()
     os.chmod(pem, 0o644)
-    with pytest.raises(ValueError, match="chmod 600"):
+    with pytest.raises(ValueError, match="others may read it"):
         ensure_signing_key(tmp_path)
 
 
@@ -231,7 +231,12 @@ def test_weak_api_keys_are_refused_with_the_reason(key, why, capsys, monkeypatch
 def test_tampered_state_key_file_is_refused(tmp_path):
     state = tmp_path / "state"
     ensure_signing_key(state)
-    os.chmod(state / "keys" / "ledger_ed25519.pem", 0o640)
+    pem = state / "keys" / "ledger_ed25519.pem"
+    os.chmod(pem, 0o660)  # group bits (a volume's fsGroup): taken away again
+    with TestClient(_app(state)) as client:
+        assert client.get("/v1/ledger/verify", headers=AUTH).json()["ok"]
+    assert _mode(pem) == 0o600
+    os.chmod(pem, 0o604)
     with pytest.raises(ValueError, match="others may read it"):
         with TestClient(_app(state)):
             pass
