@@ -33,6 +33,7 @@ __all__ = [
     "default_state_dir",
     "ensure_signing_key",
     "eil_db_path",
+    "jobs_db_path",
     "state_dir",
 ]
 
@@ -80,6 +81,11 @@ def state_dir(
 def eil_db_path(root: Path) -> Path:
     """The EIL database (telemetry and proof ledger) in the state directory."""
     return root / "eil.sqlite"
+
+
+def jobs_db_path(root: Path) -> Path:
+    """The job table in the state directory."""
+    return root / "jobs.sqlite"
 
 
 def anchors_dir(root: Path) -> Path:

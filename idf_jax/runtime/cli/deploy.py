@@ -41,7 +41,10 @@ def deploy(
         None, help="kubeconfig file", show_default="$KUBECONFIG, else ~/.kube/config"
     ),
 ):
-    """Render the Kubernetes manifests (ConfigMap, Deployment, Service, HPA) and apply them.
+    """Render the Kubernetes manifests and apply them: the stateless sampling / NVP
+    Deployment (HPA, PodDisruptionBudget), the one-replica EIL StatefulSet on a persistent
+    volume, Services, a NetworkPolicy and the ConfigMap (never a secret: keys come from the
+    Secret `api_key_secret`).
 
     Examples:
 

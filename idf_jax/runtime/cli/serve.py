@@ -58,6 +58,7 @@ def serve(
     from ..service.redact import install_redaction
 
     handler = logging.StreamHandler()
+    handler.addFilter(install_redaction())  # the same filter, secrets added below
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
     idf_log = logging.getLogger("idf_jax")
     idf_log.addHandler(handler)
