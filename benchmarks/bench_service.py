@@ -47,7 +47,7 @@ except ImportError:  # the load generator then runs on the default asyncio loop
     uvloop = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEY = "bench-key-0123456789"
+KEY = "bench-key-Zt7qW2mX9cR4vB8nL1pK6sD3fH5jG0yA"  # >= 32 characters: weak keys are refused
 HISTORY = [
     {"cpu": 0.70 + 0.01 * i, "power": 840.0 + 8 * i, "temp": 71.0 + 0.4 * i} for i in range(24)
 ]

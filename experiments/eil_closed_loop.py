@@ -197,6 +197,7 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
     pft = 0.0
     latencies, types, scorers, refined = [], {}, {}, 0
     max_temp = 0.0
+    last_pid = None  # the prediction whose outcome the next reading measures
     for t, k in enumerate(keys[BURN:]):
         pid = None
         if controller == "rule":
@@ -208,6 +209,11 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
                 goal="minimize_energy", constraints={"uptime": UPTIME, "temp_max": TEMP_MAX}
             )
             latencies.append(time.perf_counter() - t0)
+            if last_pid is not None:  # judged on the reading just sensed (the store's)
+                r = eil.prove(last_pid)
+                proofs += 1
+                valid += r["valid"]
+                pft += r["pft_amount"]
             action = to_action(a["plant_action"], params)
             pid = a["prediction_id"]
             decisions += 1
@@ -226,18 +232,7 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
         viol += bad_t or bad_u
         viol_temp += bad_t
         viol_up += bad_u
-        if pid is not None:
-            r = eil.prove(
-                pid,
-                {
-                    "energy": e_kj,
-                    "entropy": e_kj / (float(obs["t_out"]) + 273.15),
-                    "temp": float(np.mean(obs["temps"])),
-                },
-            )
-            proofs += 1
-            valid += r["valid"]
-            pft += r["pft_amount"]
+        last_pid = pid
     out = dict(
         week=name,
         controller=controller,

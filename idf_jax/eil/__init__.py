@@ -1,9 +1,12 @@
 """EIL, the Energy Intelligence Layer: sense -> act -> prove with a verifiable ledger.
 
-- `EILOptimizer`: ``sense(reading)``, ``act(goal, constraints)``, ``prove(prediction_id,
-  actual_state)``, ``verify_ledger()``, ``regime()`` (see `idf_jax.eil.optimizer`).
+- `EILOptimizer`: ``sense(reading)``, ``act(goal, constraints)``, ``prove(prediction_id)``
+  (judged on the measured outcome), ``verify_ledger(anchor=...)``, ``anchor()``,
+  ``regime()`` (see `idf_jax.eil.optimizer`).
 - `detect_regime_shift`, `pelt`: penalised change-point detection (`idf_jax.eil.regime`).
-- `Ledger`: append-only, hash-chained, HMAC-signed SQLite ledger (`idf_jax.eil.ledger`).
+- `Ledger`, `verify_ledger_file`: append-only, hash-chained, Ed25519-signed SQLite ledger,
+  verifiable offline with the public key (`idf_jax.eil.ledger`; keys: `keys`; signed
+  anchors against truncation and rollback: `anchor`).
 - `TelemetryStore`, `SourceConfig`, `CHANNELS`: validated telemetry history (`store`).
 - `row_source`: the simulator's datacenter row as a source, the layout the packaged
   action-conditioned NVP was trained for (`presets`).
@@ -27,6 +30,7 @@ from .ledger import DEV_KEY as DEV_KEY
 from .ledger import KEY_ENV as KEY_ENV
 from .ledger import Ledger as Ledger
 from .ledger import VerifyResult as VerifyResult
+from .ledger import verify_ledger_file as verify_ledger_file
 from .optimizer import ACTION_TYPES as ACTION_TYPES
 from .optimizer import GOALS as GOALS
 from .optimizer import EILOptimizer as EILOptimizer

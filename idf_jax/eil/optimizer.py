@@ -2,7 +2,7 @@
 
 ``sense(reading)`` validates and stores telemetry (`store`); ``act(goal, constraints)``
 picks an action by scoring candidates with an action-conditioned forecaster; ``prove(
-prediction_id, actual_state)`` checks the forecast against the outcome and mints a
+prediction_id)`` checks the forecast against the measured outcome and mints a
 proof-of-prediction (PFT) record on the signed ledger (`ledger`).
 
 Forecaster. Two scorers share the candidate set, the cost and the constraints:
@@ -54,18 +54,22 @@ standard deviations (the NVP's calibrated variance, accumulated over the rollout
 rack. Demand noise, the plant's power scale and the NVP's temperature margin are learned
 online (`idf_jax.eil.calibration`).
 
-Prove. The stated tolerance: relative error <= ``tolerance`` (default 5 %) on
-``energy``, ``entropy`` and ``power`` where given, and |error| <= ``temp_tolerance``
-(default 1.5 K) on ``temp``; when valid ``pft_amount = accuracy * (1 + verified_savings_kwh)``,
-otherwise 0 (`idf_jax.eil.proof`). Each prediction is proven at most once: the verdict is
-final and a second ``prove`` returns it with ``duplicate=True`` and ``pft_amount=0`` (nothing
-new minted).
+Prove. A prediction is judged on the outcome the telemetry store measured once its horizon
+has passed (until then ``prove`` answers ``pending``); a client's ``actual_state`` is only a
+claim, checked against that measurement (`idf_jax.eil.proof`). The stated tolerance:
+relative error <= ``tolerance`` (default 5 %) on ``energy``, ``entropy`` and ``power``, and
+|error| <= ``temp_tolerance`` (default 1.5 K) on ``temp``; when valid
+``pft_amount = accuracy * (1 + verified_savings_kwh)``, otherwise 0 (`idf_jax.eil.proof`).
+Each prediction is proven at most once: the verdict is final (a contradicted claim forfeits
+the reward) and a second ``prove`` returns it with ``duplicate=True`` and ``pft_amount=0``
+(nothing new minted).
 
 Storage. ``EILOptimizer()`` with no path uses a private temporary directory (deleted by
 ``close()``) holding one SQLite file, and signs its ledger with the documented,
-insecure ``DEV_KEY`` unless a key is configured — a scratch instance for tries and
-tests. With a ``db_path`` the key must come from ``ledger_key=`` or
-``$IDF_EIL_LEDGER_KEY`` (or ``allow_dev_key=True`` explicitly).
+insecure development key unless a key is configured — a scratch instance for tries and
+tests. With a ``db_path`` the Ed25519 key must come from ``ledger_key=`` or
+``$IDF_EIL_LEDGER_KEY`` (or ``allow_dev_key=True`` explicitly); the service keeps its key
+and database in its state directory (`idf_jax.runtime.state`).
 """
 
 from __future__ import annotations
@@ -98,7 +102,15 @@ from .plant import PlantAction, PlantModel, PlantState
 from .plant_forecaster import PlantForecaster
 from .presets import row_source
 from .proof import FORMULA as _FORMULA
-from .proof import actual_of, proof_result, verdict
+from .proof import (
+    actual_of,
+    claim_check,
+    measured_of,
+    outcome_window,
+    pending_result,
+    proof_result,
+    verdict,
+)
 from .regime import detect_regime_shift
 from .store import CHANNELS, EnergyReading, SourceConfig, TelemetryStore
 
@@ -525,16 +537,24 @@ class EILOptimizer:
         return res
 
     # ------------------------------------------------------------------ prove
-    def prove(self, prediction_id: str, actual_state: dict) -> dict:
-        """Check a prediction against the outcome; mint a PFT record when within tolerance.
+    def prove(self, prediction_id: str, actual_state: dict | None = None) -> dict:
+        """Judge a prediction on its measured outcome; mint a PFT record when within
+        tolerance (`idf_jax.eil.proof`).
 
-        Returns ``valid``, ``pft_amount`` (minted by this call), ``accuracy``,
-        ``verified_savings`` (kWh), ``errors`` (per compared key), ``duplicate``,
-        ``proof_seq`` (ledger position).
+        The outcome is the reading of the prediction's source that the telemetry store
+        holds for the end of the predicted interval; before it is there the answer has
+        ``status='pending'`` and nothing is written. `actual_state`, when given, is the
+        client's claim: checked against the measurement, a contradicted claim is recorded
+        (``status='contradicted'``) with no reward; it never changes the reward.
+
+        Returns ``status`` ('proven', 'invalid', 'contradicted' or 'pending'), ``valid``,
+        ``pft_amount`` (minted by this call), ``accuracy``, ``verified_savings`` (kWh),
+        ``errors`` (per compared key), ``measured_state``, ``claim_contradicted``,
+        ``duplicate``, ``proof_seq`` (ledger position).
         """
         if not isinstance(prediction_id, str) or not prediction_id:
             raise ValueError("prediction_id must be a non-empty string")
-        actual = actual_of(actual_state)
+        claim = None if actual_state is None else actual_of(actual_state)
         with self._lock:
             pred_rec = self.ledger.get("prediction", prediction_id)
             if pred_rec is None:
@@ -542,10 +562,47 @@ class EILOptimizer:
             old = self.ledger.get("proof", prediction_id)
             if old is not None:
                 return proof_result(old, duplicate=True)
-            payload = verdict(pred_rec.payload, actual)
+            pred = pred_rec.payload
+            window = outcome_window(pred)
+            lo, t_end, hi = window
+            if time.time() < lo:
+                why = (
+                    f"the prediction's horizon ends at {t_end:.0f} (in {t_end - time.time():.0f} s)"
+                )
+                return pending_result(prediction_id, window, why)
+            source = pred["source"]
+            found = [
+                r
+                for r in self.store.between(source, lo, hi)
+                if r.timestamp > pred["reading_timestamp"]
+            ]
+            if not found:
+                why = f"no reading of {source!r} stamped in [{lo:.0f}, {hi:.0f}] stored yet"
+                return pending_result(prediction_id, window, why)
+            outcome = found[0]
+            measured = measured_of(outcome)
+            payload = verdict(pred, measured)
             payload.update(
-                prediction_seq=pred_rec.seq, prediction_hash=pred_rec.hash, formula=_FORMULA
+                prediction_seq=pred_rec.seq,
+                prediction_hash=pred_rec.hash,
+                formula=_FORMULA,
+                outcome_reading={"timestamp": outcome.timestamp, "interval_s": outcome.interval_s},
+                claimed_state=claim,
+                claim_contradicted=False,
             )
+            if claim is not None:
+                claim_err, contradicted = claim_check(
+                    claim, measured, pred["tolerance"], pred["temp_tolerance"]
+                )
+                payload["claim_errors"] = claim_err
+                if contradicted:
+                    payload.update(
+                        status="contradicted",
+                        valid=False,
+                        claim_contradicted=True,
+                        verified_savings_kwh=0.0,
+                        pft_amount=0.0,
+                    )
             rec = self.ledger.append("proof", prediction_id, payload)
             if rec is None:  # raced with another prover
                 rec = self.ledger.get("proof", prediction_id)
@@ -555,16 +612,23 @@ class EILOptimizer:
             return proof_result(rec, duplicate=False)
 
     # ------------------------------------------------------------------ misc
-    def verify_ledger(self, expected_head=None) -> dict:
-        """Re-derive the ledger's hash chain and signatures; see `Ledger.verify`."""
-        res = self.ledger.verify(expected_head)
+    def verify_ledger(self, expected_head=None, *, anchor: dict | None = None) -> dict:
+        """Re-derive the ledger's hash chain and signatures, against a signed `anchor`
+        (or an `expected_head` (count, hash)) when given; see `Ledger.verify`."""
+        res = self.ledger.verify(expected_head, anchor=anchor)
         return {
             "ok": res.ok,
             "count": res.count,
             "head_hash": res.head_hash,
             "errors": list(res.errors),
             "dev_key": self.ledger.is_dev_key,
+            "public_key_sha256": self.ledger.key_fingerprint,
+            "anchored": anchor is not None or expected_head is not None,
         }
+
+    def anchor(self) -> dict:
+        """A signed anchor of the ledger's current head (`Ledger.anchor`)."""
+        return self.ledger.anchor()
 
     def regime(self, source: str | None = None, **kwargs) -> dict:
         """`detect_regime_shift` on the stored energy series of `source`."""

@@ -366,6 +366,18 @@ class TelemetryStore:
         rows = self._conn.execute(q, args).fetchall()
         return [EnergyReading(s, t, dt, json.loads(m), e, S) for (s, t, dt, m, e, S) in rows[::-1]]
 
+    def between(self, source: str, t0: float, t1: float) -> list[EnergyReading]:
+        """The readings of `source` stamped in [t0, t1], by timestamp (then arrival)."""
+        if source not in self.sources:
+            raise ValueError(f"unknown source {source!r}")
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT source, timestamp, interval_s, metrics, energy, entropy FROM readings"
+                " WHERE source = ? AND timestamp >= ? AND timestamp <= ? ORDER BY timestamp, id",
+                (source, float(t0), float(t1)),
+            ).fetchall()
+        return [EnergyReading(s, t, dt, json.loads(m), e, S) for (s, t, dt, m, e, S) in rows]
+
     def latest(self, source: str) -> EnergyReading | None:
         if source in self._last:
             return self._last[source]

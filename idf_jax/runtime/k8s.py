@@ -1,13 +1,14 @@
 """Kubernetes manifests for the idf service, rendered from one source.
 
-`render_manifests(DeploySpec(...))` returns the objects (plain dicts): a ConfigMap with the
-service configuration, a Deployment (probes on /healthz and /readyz, resource requests
-and limits, API keys read from a referenced Secret, Prometheus scrape annotations), a
-Service, and a HorizontalPodAutoscaler (autoscaling/v2, CPU utilisation). The Secret
-itself is never rendered: keys stay out of manifests; create it with
+`render_manifests(DeploySpec(...))` returns the objects (plain dicts, `k8s_objects`): a
+ConfigMap with the service configuration (never a secret), a NetworkPolicy, the Services,
+the stateless sampling / NVP Deployment (HorizontalPodAutoscaler, PodDisruptionBudget) and
+the stateful EIL StatefulSet (one replica, its state on a PersistentVolumeClaim). The
+Secret itself is never rendered: keys stay out of manifests; create it with
 `kubectl -n NS create secret generic idf-api-keys --from-literal=api-keys=KEY1,KEY2
---from-literal=ledger-key=HEX` (the EIL ledger's HMAC key). The ledger database sits on
-the pod's `data` volume (an emptyDir: mount a PersistentVolumeClaim there to keep it).
+--from-literal=ledger-key=HEX` (ledger-key is optional: an Ed25519 seed, 64 hex characters;
+without it the EIL pod creates its own key on its volume on first start;
+`idf ledger keygen` makes one as PEM).
 
 `write_helm_chart(spec, folder)` writes the same objects as a Helm chart: the templates
 are these manifests with the tunable fields replaced by `.Values` references, and
@@ -27,6 +28,7 @@ from typing import Any
 import yaml
 
 from .._io import atomic_write_bytes
+from .k8s_objects import build_objects
 
 __all__ = [
     "DeploySpec",
@@ -35,15 +37,24 @@ __all__ = [
     "write_helm_chart",
     "apply_manifests",
     "HELM_VALUES",
+    "template_name",
 ]
 
 _DNS = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUB = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _QTY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
 @dataclasses.dataclass(frozen=True)
 class DeploySpec:
-    """What to deploy where. Resource quantities use Kubernetes notation ("500m", "2Gi")."""
+    """What to deploy where. Resource quantities use Kubernetes notation ("500m", "2Gi").
+
+    replicas, min_replicas, max_replicas: the stateless (sampling / NVP) pods; the EIL
+    StatefulSet always has one. state_storage, storage_class: its volume (None: the
+    cluster's default class). metrics_port: the unkeyed /metrics port Prometheus scrapes,
+    which the NetworkPolicy opens to `monitoring_namespace` only; HTTP is open to the
+    namespace and `ingress_namespace` (the ingress controller's).
+    """
 
     namespace: str = "idf"
     name: str = "idf"
@@ -58,10 +69,21 @@ class DeploySpec:
     max_replicas: int = 10
     target_cpu_percent: int = 70
     api_key_secret: str = "idf-api-keys"
+    state_storage: str = "10Gi"
+    storage_class: str | None = None
+    metrics_port: int = 9100
+    monitoring_namespace: str = "monitoring"
+    ingress_namespace: str = "ingress-nginx"
     service_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        for f in ("namespace", "name", "api_key_secret"):
+        for f in (
+            "namespace",
+            "name",
+            "api_key_secret",
+            "monitoring_namespace",
+            "ingress_namespace",
+        ):
             v = getattr(self, f)
             if not isinstance(v, str) or not _DNS.match(v):
                 raise ValueError(
@@ -78,13 +100,21 @@ class DeploySpec:
                 f"min_replicas ({self.min_replicas}) must not exceed "
                 f"max_replicas ({self.max_replicas})"
             )
-        if not (isinstance(self.port, int) and 1 <= self.port <= 65535):
-            raise ValueError(f"port must be in 1..65535, got {self.port!r}")
+        for f in ("port", "metrics_port"):
+            p = getattr(self, f)
+            if isinstance(p, bool) or not (isinstance(p, int) and 1 <= p <= 65535):
+                raise ValueError(f"{f} must be in 1..65535, got {p!r}")
+        if self.port == self.metrics_port:
+            raise ValueError(f"metrics_port must differ from port ({self.port})")
+        if self.storage_class is not None and not (
+            isinstance(self.storage_class, str) and _DNS_SUB.match(self.storage_class)
+        ):
+            raise ValueError(f"storage_class must be a DNS-1123 name, got {self.storage_class!r}")
         if not (isinstance(self.target_cpu_percent, int) and 1 <= self.target_cpu_percent <= 100):
             raise ValueError(
                 f"target_cpu_percent must be in 1..100, got {self.target_cpu_percent!r}"
             )
-        for f in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
+        for f in ("cpu_request", "memory_request", "cpu_limit", "memory_limit", "state_storage"):
             v = getattr(self, f)
             if not isinstance(v, str) or not _QTY.match(v):
                 raise ValueError(
@@ -105,6 +135,8 @@ HELM_VALUES = {
     "max_replicas": False,
     "target_cpu_percent": False,
     "api_key_secret": True,
+    "state_storage": True,
+    "metrics_port": False,
 }
 
 
@@ -122,146 +154,13 @@ def _render(spec: DeploySpec, value: Callable[[str], Any] | None = None) -> list
     """Build the manifests; `value(field)` gives each tunable value (default: the spec's; a
     Helm chart passes template tokens)."""
     v = value if value is not None else functools.partial(_spec_value, spec)
-    labels = {"app.kubernetes.io/name": "idf-jax", "app.kubernetes.io/instance": spec.name}
-    meta = lambda name: {"name": name, "namespace": spec.namespace, "labels": dict(labels)}
-    config_name = f"{spec.name}-config"
-    service_cfg = dict(spec.service_config)
-    service_cfg.pop("api_keys", None)  # keys come from the Secret, never a ConfigMap
-    # the EIL ledger lives on the pod's data volume, signed with the Secret's ledger-key
-    if service_cfg.get("eil") is None:
-        service_cfg["eil"] = {"db_path": "/var/lib/idf/eil.sqlite"}
-    config_yaml = yaml.safe_dump({"service": service_cfg}, sort_keys=True)
-    probe = lambda path, delay: {
-        "httpGet": {"path": path, "port": "http"},
-        "initialDelaySeconds": delay,
-        "periodSeconds": 10,
-        "timeoutSeconds": 3,
-        "failureThreshold": 3,
-    }
-    container = {
-        "name": "idf",
-        "image": v("image"),
-        "imagePullPolicy": "IfNotPresent",
-        "args": [
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            v("port_str"),
-            "--config",
-            "/etc/idf/config.yaml",
-        ],
-        "ports": [{"name": "http", "containerPort": v("port"), "protocol": "TCP"}],
-        "env": [
-            {
-                "name": "IDF_API_KEYS",
-                "valueFrom": {"secretKeyRef": {"name": v("api_key_secret"), "key": "api-keys"}},
-            },
-            {
-                "name": "IDF_EIL_LEDGER_KEY",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": v("api_key_secret"),
-                        "key": "ledger-key",
-                        "optional": True,
-                    }
-                },
-            },
-            {"name": "XLA_FLAGS", "value": "--xla_cpu_multi_thread_eigen=true"},
-        ],
-        "resources": {
-            "requests": {"cpu": v("cpu_request"), "memory": v("memory_request")},
-            "limits": {"cpu": v("cpu_limit"), "memory": v("memory_limit")},
-        },
-        "livenessProbe": probe("/healthz", 10),
-        "readinessProbe": probe("/readyz", 5),
-        "startupProbe": {**probe("/healthz", 0), "failureThreshold": 30},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/idf", "readOnly": True},
-            {"name": "data", "mountPath": "/var/lib/idf"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta(spec.name),
-        "spec": {
-            "replicas": v("replicas"),
-            "selector": {"matchLabels": dict(labels)},
-            "template": {
-                "metadata": {
-                    "labels": dict(labels),
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/path": "/metrics",
-                        "prometheus.io/port": v("port_str"),
-                    },
-                },
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": config_name}},
-                        {"name": "data", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                },
-            },
-        },
-    }
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": meta(config_name),
-            "data": {"config.yaml": config_yaml},
-        },
-        deployment,
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": meta(spec.name),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": dict(labels),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            },
-        },
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": meta(spec.name),
-            "spec": {
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": spec.name,
-                },
-                "minReplicas": v("min_replicas"),
-                "maxReplicas": v("max_replicas"),
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": v("target_cpu_percent"),
-                            },
-                        },
-                    }
-                ],
-            },
-        },
-    ]
+    return build_objects(spec, v)
+
+
+def template_name(spec: DeploySpec, obj: Mapping[str, Any]) -> str:
+    """The chart's template file of `obj`: ``<kind>[<name suffix>].yaml``."""
+    suffix = obj["metadata"]["name"][len(spec.name) :]
+    return f"{obj['kind'].lower()}{suffix}.yaml"
 
 
 def to_yaml(objs: list[dict[str, Any]]) -> str:
@@ -317,7 +216,7 @@ def write_helm_chart(spec: DeploySpec, folder: str | os.PathLike) -> list[str]:
             text = re.sub(rf"'?{token(f)}'?", ref, text)
         if "__HELM_" in text:
             raise AssertionError(f"unreplaced Helm token in {obj['kind']}")
-        write(f"templates/{obj['kind'].lower()}.yaml", text)
+        write(f"templates/{template_name(spec, obj)}", text)
     return written
 
 

@@ -2,6 +2,7 @@
 
 import math
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,25 @@ from idf_jax.eil.plant import (
 from idf_jax.eil.plant_forecaster import PlantForecaster
 
 READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}}
+_CLOCK = [time.time() - 1e6]  # readings stamped in the past: their horizons have passed
+
+
+def _reading():
+    """READING, stamped one interval after the previous stamped reading."""
+    _CLOCK[0] += 1800.0
+    return dict(READING, timestamp=_CLOCK[0], interval_s=900.0)
+
+
+def _measure(eil, action, energy=1.0, temp=0.0):
+    """Sense the reading that measures `action`'s prediction: the predicted energy times
+    `energy`, the predicted temperature plus `temp`; returns the measured energy."""
+    pred = action["predicted_state"]
+    rec = eil.ledger.get("prediction", action["prediction_id"]).payload
+    dt = rec["interval_s"]
+    metrics = {"cpu": 0.85, "power": pred["energy"] * energy / dt, "temp": pred["temp"] + temp}
+    ts = rec["reading_timestamp"] + dt
+    eil.sense({"source": rec["source"], "timestamp": ts, "interval_s": dt, "metrics": metrics})
+    return metrics["power"] * dt
 
 
 def test_blueprint_example(capsys):
@@ -54,7 +74,9 @@ def test_blueprint_example(capsys):
     # --- end of example ---
     out = capsys.readouterr().out
     assert "Optimal action: " in out and "Expected energy savings: " in out
-    # 3150 kJ is far from ~0.8 GJ predicted for a 920 kW hall over 15 min: no PFT
+    # the outcome is measured, not reported: until the predicted interval has passed and its
+    # reading is stored, the proof is pending (nothing minted, nothing written)
+    assert proof_result["status"] == "pending"
     assert proof_result["valid"] is False and proof_result["pft_amount"] == 0.0
     assert action["feasible"] and action["predicted_state"]["uptime"] >= 0.999
     assert action["type"] in (
@@ -64,7 +86,7 @@ def test_blueprint_example(capsys):
         "server_on_off",
         "workload_migration",
     )
-    assert eil.verify_ledger()["ok"] and eil.verify_ledger()["count"] == 2
+    assert eil.verify_ledger()["ok"] and eil.verify_ledger()["count"] == 1
     tmp = os.path.dirname(eil.db_path)
     eil.close()
     assert not os.path.exists(tmp)  # the scratch database is removed
@@ -78,43 +100,98 @@ def eil():
 
 
 def test_prove_valid_formula_and_duplicate(eil):
-    eil.sense(READING)
+    eil.sense(_reading())
     a = eil.act()
     pred = a["predicted_state"]
     n0 = len(eil.ledger)
-    actual = {
-        "energy": pred["energy"] * 1.01,
-        "entropy": pred["entropy"] * 0.99,
-        "temp": pred["temp"] + 1.0,
-    }
-    r = eil.prove(a["prediction_id"], actual)
-    assert r["valid"] and not r["duplicate"]
-    acc = 1 - abs(pred["energy"] - actual["energy"]) / actual["energy"]
+    measured = _measure(eil, a, energy=1.01, temp=1.0)
+    r = eil.prove(a["prediction_id"])
+    assert r["valid"] and not r["duplicate"] and r["status"] == "proven"
+    assert r["measured_state"]["energy"] == pytest.approx(measured)
+    acc = 1 - abs(pred["energy"] - measured) / measured
     assert r["accuracy"] == pytest.approx(acc, rel=1e-9)
     rec = eil.ledger.get("prediction", a["prediction_id"]).payload
-    savings = max(0.0, rec["baseline_energy"] - actual["energy"]) / 3600
+    savings = max(0.0, rec["baseline_energy"] - measured) / 3600
     assert r["verified_savings"] == pytest.approx(savings)
     assert r["pft_amount"] == pytest.approx(acc * (1 + savings), abs=1e-6)
     assert len(eil.ledger) == n0 + 1
-    again = eil.prove(a["prediction_id"], actual)
+    again = eil.prove(a["prediction_id"])
     assert again["duplicate"] and again["pft_amount"] == 0.0 and again["valid"]
     assert len(eil.ledger) == n0 + 1  # nothing new minted
     assert eil.verify_ledger()["ok"]
 
 
+def test_prove_waits_for_the_measured_outcome(eil):
+    eil.sense(_reading())
+    a = eil.act()
+    n0 = len(eil.ledger)
+    r = eil.prove(a["prediction_id"], {"energy": a["predicted_state"]["energy"]})
+    assert r["status"] == "pending" and not r["valid"] and r["pft_amount"] == 0.0
+    assert "no reading" in r["reason"] and len(eil.ledger) == n0  # a claim alone mints nothing
+    _measure(eil, a)
+    r = eil.prove(a["prediction_id"])
+    assert r["status"] == "proven" and r["pft_amount"] > 0 and len(eil.ledger) == n0 + 1
+    # a prediction whose horizon lies in the future is pending whatever the store holds
+    eil.sense(dict(READING, timestamp=time.time() + 10.0))
+    b = eil.act()
+    r = eil.prove(b["prediction_id"])
+    assert r["status"] == "pending" and "horizon" in r["reason"] and r["retry_after_s"] > 600
+
+
+def test_prove_refuses_to_reward_a_claim_the_telemetry_contradicts(eil):
+    eil.sense(_reading())
+    a = eil.act()
+    _measure(eil, a)  # the prediction was exact...
+    r = eil.prove(a["prediction_id"], {"energy": a["predicted_state"]["energy"] * 0.8})
+    # ...but the client claims 20 % less energy: flagged and recorded, nothing minted
+    assert r["status"] == "contradicted" and r["claim_contradicted"]
+    assert not r["valid"] and r["pft_amount"] == 0.0 and r["verified_savings"] == 0.0
+    assert eil.ledger.get("proof", a["prediction_id"]).payload["claimed_state"]["energy"] > 0
+    again = eil.prove(a["prediction_id"])  # the verdict is final
+    assert again["duplicate"] and again["pft_amount"] == 0.0
+
+
+def test_under_reporting_earns_no_extra_reward(eil):
+    eil.sense(_reading())
+    honest = eil.act()
+    measured = _measure(eil, honest, energy=1.03)
+    fair = eil.prove(honest["prediction_id"])
+    eil.sense(_reading())
+    cheat = eil.act()
+    measured2 = _measure(eil, cheat, energy=1.03)
+    # under-report by 4 % (within the 5 % tolerance, so not contradicted): were the claim
+    # used, accuracy and the verified savings would both go up
+    low = eil.prove(cheat["prediction_id"], {"energy": measured2 * 0.96})
+    assert low["status"] == "proven" and not low["claim_contradicted"]
+    assert low["measured_state"]["energy"] == pytest.approx(measured2)
+    pred = cheat["predicted_state"]["energy"]
+    acc = 1 - abs(pred - measured2) / measured2
+    base = eil.ledger.get("prediction", cheat["prediction_id"]).payload["baseline_energy"]
+    assert low["pft_amount"] == pytest.approx(
+        acc * (1 + max(0.0, base - measured2) / 3600), abs=1e-6
+    )
+    assert fair["measured_state"]["energy"] == pytest.approx(measured)
+    # a bigger under-report is contradicted and pays nothing
+    eil.sense(_reading())
+    c = eil.act()
+    m3 = _measure(eil, c, energy=1.0)
+    assert eil.prove(c["prediction_id"], {"energy": m3 * 0.5})["pft_amount"] == 0.0
+
+
 def test_prove_invalid_outside_tolerance(eil):
-    eil.sense(READING)
+    eil.sense(_reading())
     a = eil.act()
     e = a["predicted_state"]["energy"]
-    r = eil.prove(a["prediction_id"], {"energy": e * 1.2})
-    assert not r["valid"] and r["pft_amount"] == 0.0
-    # a verdict is final: a later, matching outcome mints nothing
+    _measure(eil, a, energy=1.2)
+    r = eil.prove(a["prediction_id"])
+    assert not r["valid"] and r["pft_amount"] == 0.0 and r["status"] == "invalid"
+    # a verdict is final: a later, matching claim mints nothing
     r2 = eil.prove(a["prediction_id"], {"energy": e})
     assert r2["duplicate"] and not r2["valid"] and r2["pft_amount"] == 0.0
-    eil.sense(READING)
+    eil.sense(_reading())
     b = eil.act()
-    t = b["predicted_state"]["temp"]
-    r3 = eil.prove(b["prediction_id"], {"energy": b["predicted_state"]["energy"], "temp": t + 2})
+    _measure(eil, b, temp=2.0)
+    r3 = eil.prove(b["prediction_id"])
     assert not r3["valid"]  # temperature off by 2 K > 1.5 K tolerance
 
 
@@ -210,12 +287,12 @@ def test_file_backed_needs_key(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(ValueError, match="signing key"):
         EILOptimizer(str(tmp_path / "e.sqlite"))
-    e = EILOptimizer(str(tmp_path / "e.sqlite"), ledger_key=b"s" * 32)
+    e = EILOptimizer(str(tmp_path / "e.sqlite"), ledger_key=bytes(range(32)))
     e.sense(READING)
     a = e.act()
     e.close()
     # reopen: history and ledger persist, and verify with the same key
-    e2 = EILOptimizer(str(tmp_path / "e.sqlite"), ledger_key=b"s" * 32)
+    e2 = EILOptimizer(str(tmp_path / "e.sqlite"), ledger_key=bytes(range(32)))
     assert e2.store.count("datacenter-01") == 1
     assert e2.ledger.get("prediction", a["prediction_id"]) is not None
     assert e2.verify_ledger()["ok"]

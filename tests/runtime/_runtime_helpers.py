@@ -13,7 +13,7 @@ import capsules
 from capsules import Capsule, register
 
 NAME = "testing.gaussian"
-API_KEY = "test-key-0123456789"
+API_KEY = "test-key-7Qm2xVb9Lr4Tz8Wc1Np6Hs3Jd5Kf0Gy"  # 40 characters: strong enough
 
 
 def _gaussian(dim: int = 2, sigma: float = 1.0) -> Capsule:

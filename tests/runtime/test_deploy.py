@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from idf_jax.runtime.cli import main
-from idf_jax.runtime.k8s import HELM_VALUES, DeploySpec, render_manifests, write_helm_chart
+from idf_jax.runtime.k8s import (
+    HELM_VALUES,
+    DeploySpec,
+    render_manifests,
+    template_name,
+    write_helm_chart,
+)
 
 kv = pytest.importorskip("kubernetes_validate")
 K8S_VERSION = kv.latest_version() if hasattr(kv, "latest_version") else "1.37.0"
@@ -19,20 +25,42 @@ def _validate(obj):
     kv.validate(obj, K8S_VERSION, strict=True)
 
 
+KINDS = [
+    "ConfigMap",
+    "NetworkPolicy",
+    "Service",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+]
+SECRET_LEDGER_KEY = "5f" * 32
+
+
+def _by(objs, kind, suffix=""):
+    return next(o for o in objs if o["kind"] == kind and o["metadata"]["name"].endswith(suffix))
+
+
 def test_manifests_validate_against_kubernetes_schemas():
     spec = DeploySpec(
         namespace="prod",
         image="registry.example/idf-jax:1.2.3",
         replicas=3,
-        service_config={"limits": {"max_chains": 256}, "api_keys": ["secret-key-1"]},
+        service_config={
+            "limits": {"max_chains": 256},
+            "api_keys": ["secret-key-1"],
+            "eil": {"ledger_key": SECRET_LEDGER_KEY, "horizon": 4, "db_path": "/x.sqlite"},
+        },
     )
     objs = render_manifests(spec)
-    kinds = [o["kind"] for o in objs]
-    assert kinds == ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"]
+    assert [o["kind"] for o in objs] == KINDS
     for o in objs:
         _validate(o)
         assert o["metadata"]["namespace"] == "prod"
-    cm, dep, svc, hpa = objs
+    cm = _by(objs, "ConfigMap")
+    dep, sts = _by(objs, "Deployment"), _by(objs, "StatefulSet")
+    hpa, pdb = _by(objs, "HorizontalPodAutoscaler"), _by(objs, "PodDisruptionBudget")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "registry.example/idf-jax:1.2.3" and dep["spec"]["replicas"] == 3
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -40,17 +68,94 @@ def test_manifests_validate_against_kubernetes_schemas():
     assert c["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     env = {e["name"]: e for e in c["env"]}
     assert env["IDF_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "idf-api-keys"
-    # API keys never land in a ConfigMap
-    assert "secret-key-1" not in json.dumps(objs)
-    assert yaml.safe_load(cm["data"]["config.yaml"]) == {
-        "service": {"limits": {"max_chains": 256}, "eil": {"db_path": "/var/lib/idf/eil.sqlite"}}
+    # no key ever lands in a ConfigMap (or anywhere in the manifests)
+    text = json.dumps(objs)
+    assert "secret-key-1" not in text and SECRET_LEDGER_KEY not in text
+    assert yaml.safe_load(cm["data"]["api.yaml"]) == {
+        "service": {"limits": {"max_chains": 256}, "eil": False}
     }
-    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert yaml.safe_load(cm["data"]["eil.yaml"]) == {
+        "service": {"limits": {"max_chains": 256}, "eil": {"horizon": 4}}
+    }
+    # the ledger key reaches the EIL pod from the Secret only
+    sc = sts["spec"]["template"]["spec"]["containers"][0]
+    senv = {e["name"]: e for e in sc["env"]}
+    ref = senv["IDF_EIL_LEDGER_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "idf-api-keys", "key": "ledger-key", "optional": True}
+    assert "IDF_EIL_LEDGER_KEY" not in env  # the stateless pods sign nothing
+    assert (
+        senv["IDF_STATE_DIR"]["value"] == "/var/lib/idf" and sc["args"][-1] == "/etc/idf/eil.yaml"
+    )
+    # the stateful part: exactly one replica, its state on a persistent volume
+    assert sts["spec"]["replicas"] == 1
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert {"name": "state", "mountPath": "/var/lib/idf"} in sc["volumeMounts"]
+    vols = {v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert "state" not in vols  # from the claim, not an emptyDir
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "idf",
+    }
+    assert dep["spec"]["selector"] != sts["spec"]["selector"]  # never one another's pods
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+    svc, eil_svc = objs[2], objs[3]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert eil_svc["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+    assert sts["spec"]["serviceName"] == eil_svc["metadata"]["name"]
+    # hardening, on both parts
+    for wl in (dep, sts):
+        podspec = wl["spec"]["template"]["spec"]
+        assert podspec["securityContext"]["runAsNonRoot"] is True
+        assert podspec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        csc = podspec["containers"][0]["securityContext"]
+        assert csc["seccompProfile"] == {"type": "RuntimeDefault"} and csc["runAsNonRoot"]
+        assert csc["readOnlyRootFilesystem"] and csc["capabilities"] == {"drop": ["ALL"]}
+        ann = wl["spec"]["template"]["metadata"]["annotations"]
+        assert ann["prometheus.io/port"] == "9100" and ann["prometheus.io/path"] == "/metrics"
+        ports = {p["name"]: p["containerPort"] for p in podspec["containers"][0]["ports"]}
+        assert ports == {"http": 8000, "metrics": 9100}
+    netpol = _by(objs, "NetworkPolicy")
+    assert netpol["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    metrics_rule = netpol["spec"]["ingress"][1]
+    assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+
+
+def test_no_eil_means_no_stateful_part():
+    objs = render_manifests(DeploySpec(service_config={"eil": False}))
+    assert "StatefulSet" not in [o["kind"] for o in objs]
+    for o in objs:
+        _validate(o)
+
+
+def test_metrics_port_serves_prometheus_without_a_key(tmp_path):
+    import socket
+
+    import httpx
+    from _runtime_helpers import API_KEY
+    from fastapi.testclient import TestClient
+
+    from idf_jax.runtime.service import ServiceConfig, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = ServiceConfig(api_keys=(API_KEY,), nvp_model_path=None, eil=False, metrics_port=port)
+    with TestClient(create_app(cfg)) as client:
+        assert client.get("/metrics").status_code == 401  # the API port keeps its key
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert r.status_code == 200 and "idf_http_requests_total" in r.text
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)  # stopped with the app
 
 
 def test_schema_validation_catches_a_broken_manifest():
-    dep = render_manifests(DeploySpec())[1]
+    dep = _by(render_manifests(DeploySpec()), "Deployment")
     dep["spec"]["replicas"] = "three"
     with pytest.raises(kv.ValidationError):
         _validate(dep)
@@ -64,6 +169,10 @@ def test_schema_validation_catches_a_broken_manifest():
         {"cpu_request": "lots"},
         {"min_replicas": 5, "max_replicas": 2},
         {"port": 70000},
+        {"metrics_port": 8000},
+        {"state_storage": "big"},
+        {"storage_class": "Fast SSD"},
+        {"monitoring_namespace": "Mon"},
     ],
 )
 def test_bad_spec_is_a_clear_error(kw):
@@ -89,15 +198,24 @@ def test_helm_chart_renders_to_the_same_manifests(tmp_path):
     assert chart["apiVersion"] == "v2" and chart["name"] == "idf"
     values = yaml.safe_load((tmp_path / "values.yaml").read_text())
     assert set(values) == set(HELM_VALUES) and values["replicas"] == 4
-    expected = {o["kind"]: o for o in render_manifests(spec)}
-    for kind, obj in expected.items():
-        tpl = (tmp_path / "templates" / f"{kind.lower()}.yaml").read_text()
+    objs = render_manifests(spec)
+    names = [template_name(spec, o) for o in objs]
+    assert len(set(names)) == len(objs)  # one template per object
+    for name, obj in zip(names, objs):
+        tpl = (tmp_path / "templates" / name).read_text()
         assert yaml.safe_load(_helm_render(tpl, values, "idf")) == obj
     # changing a value changes the rendered object, as in `helm install --set replicas=7`
     tpl = (tmp_path / "templates" / "deployment.yaml").read_text()
-    dep = yaml.safe_load(_helm_render(tpl, {**values, "replicas": 7}, "other"))
+    dep = yaml.safe_load(
+        _helm_render(tpl, {**values, "replicas": 7, "metrics_port": 9200}, "other")
+    )
     assert dep["spec"]["replicas"] == 7 and dep["metadata"]["namespace"] == "other"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9200"
     _validate(dep)
+    sts = yaml.safe_load(
+        _helm_render((tmp_path / "templates" / "statefulset-eil.yaml").read_text(), values, "idf")
+    )
+    assert sts["spec"]["replicas"] == 1 and "replicas" not in str(sts["spec"]["template"])
     with pytest.raises(ValueError, match="already holds"):
         write_helm_chart(spec, tmp_path)
 
@@ -115,15 +233,11 @@ def test_cli_dry_run_prints_valid_manifests(capsys, tmp_path):
     out = capsys.readouterr().out
     assert rc == 0
     objs = list(yaml.safe_load_all(out))
-    assert [o["kind"] for o in objs] == [
-        "ConfigMap",
-        "Deployment",
-        "Service",
-        "HorizontalPodAutoscaler",
-    ]
+    assert [o["kind"] for o in objs] == KINDS
     for o in objs:
         _validate(o)
-    assert objs[1]["spec"]["template"]["spec"]["containers"][0]["image"] == "idf:7"
+    for kind in ("Deployment", "StatefulSet"):
+        assert _by(objs, kind)["spec"]["template"]["spec"]["containers"][0]["image"] == "idf:7"
     rc = main(["deploy", "--namespace", "idf", "--helm", str(tmp_path / "chart")])
     assert rc == 0 and (tmp_path / "chart" / "templates" / "deployment.yaml").exists()
 
@@ -150,3 +264,23 @@ def test_cli_apply_to_unreachable_cluster_fails_cleanly(capsys, tmp_path):
     rc = main(["deploy", "--cluster", "nosuchcontext", "--kubeconfig", str(kubeconfig)])
     err = capsys.readouterr().err
     assert rc == 1 and "nosuchcontext" in err
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def test_dockerfile_runs_as_non_root_with_a_pinned_base_and_a_healthcheck():
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    base = next(ln for ln in lines if ln.startswith("ARG PYTHON_IMAGE=")).split("=", 1)[1]
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+    assert all(ln.split()[1] in ("${PYTHON_IMAGE}",) for ln in lines if ln.startswith("FROM"))
+    user = [ln for ln in lines if ln.startswith("USER ")]
+    assert user and user[-1].split()[1].split(":")[0] not in ("0", "root")
+    assert any(ln.startswith("HEALTHCHECK ") for ln in lines) and "/healthz" in text
+    assert "IDF_STATE_DIR=/var/lib/idf" in text
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[next(i for i, ln in enumerate(ignore) if not ln.startswith("#"))] == "**"
+    for src in ("idf_jax", "capsules"):  # what the Dockerfile copies is let through...
+        assert f"!{src}/**" in ignore and f"COPY {src}" in text
+    assert "**/*.pem" in ignore and "**/*.sqlite" in ignore  # ...keys and state never are

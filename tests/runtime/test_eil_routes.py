@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from _runtime_helpers import API_KEY
 from fastapi.testclient import TestClient
@@ -11,6 +13,7 @@ from idf_jax.runtime.service import ServiceConfig, create_app
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 READING = {"source": "datacenter-01", "metrics": {"cpu": 0.85, "power": 920, "temp": 76}}
+LEDGER_KEY = bytes(range(100, 132)).hex()  # a fixed Ed25519 seed (tests only)
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +22,16 @@ def app(tmp_path_factory):
     cfg = ServiceConfig(
         api_keys=(API_KEY,),
         nvp_model_path=None,
-        eil={"db_path": str(db), "ledger_key": "00" * 32},
+        eil={"db_path": str(db), "ledger_key": LEDGER_KEY},
     )
     return create_app(cfg), db
 
 
 def test_blueprint_loop_over_http(app):
     application, db = app
+    t0 = time.time() - 7200.0  # a past reading: its prediction's horizon has passed
     with TestClient(application) as client:
-        r = client.post("/v1/eil/sense", json=READING, headers=AUTH)
+        r = client.post("/v1/eil/sense", json=dict(READING, timestamp=t0), headers=AUTH)
         assert r.status_code == 200, r.text
         assert r.json()["result"]["energy"] > 0
         r = client.post(
@@ -42,6 +46,15 @@ def test_blueprint_loop_over_http(app):
             "prediction_id": action["prediction_id"],
             "actual_state": {"energy": action["predicted_state"]["energy"]},
         }
+        r = client.post("/v1/eil/prove", json=proof, headers=AUTH)
+        assert r.status_code == 200 and r.json()["status"] == "pending"  # not measured yet
+        pred = action["predicted_state"]
+        outcome = {
+            "source": "datacenter-01",
+            "timestamp": t0 + 900.0,
+            "metrics": {"cpu": 0.85, "power": pred["energy"] / 900.0, "temp": pred["temp"]},
+        }
+        assert client.post("/v1/eil/sense", json=outcome, headers=AUTH).status_code == 200
         r = client.post("/v1/eil/prove", json=proof, headers=AUTH)
         assert r.status_code == 200, r.text
         first = r.json()
@@ -58,12 +71,13 @@ def test_blueprint_loop_over_http(app):
         assert v["ok"] is True and v["count"] >= 2 and not v["errors"]
         text = client.get("/metrics", headers=AUTH).text
         assert f'idf_eil_decisions_total{{type="{action["type"]}"}} 1.0' in text
-        assert 'idf_eil_proofs_total{valid="true"} 1.0' in text  # the duplicate is no new proof
+        # neither the pending answer nor the duplicate is a new proof
+        assert 'idf_eil_proofs_total{valid="true"} 1.0' in text
         assert f"idf_eil_pft_minted_total {first['pft_amount']}" in text
     # the lifespan closed the EIL: the database is consistent and reopens with the same chain
     from idf_jax.eil import EILOptimizer
 
-    eil = EILOptimizer(str(db), ledger_key="00" * 32)
+    eil = EILOptimizer(str(db), ledger_key=LEDGER_KEY)
     assert eil.verify_ledger()["ok"] is True
     eil.close()
 

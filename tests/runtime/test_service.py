@@ -191,14 +191,15 @@ def test_websocket_rejects_without_key(client):
 
 
 def test_config_from_env_and_unknown_keys():
-    cfg = load_config({"limits": {"max_chains": 8}}, env={"IDF_API_KEYS": "aaaaaaaa1, bbbbbbbb2"})
-    assert cfg.api_keys == ("aaaaaaaa1", "bbbbbbbb2") and cfg.limits.max_chains == 8
+    k1, k2 = "k1-" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1", "k2-" + "zY8xW6vU4tS2rQ0pO8nM6lK4jI2hG0"
+    cfg = load_config({"limits": {"max_chains": 8}}, env={"IDF_API_KEYS": f"{k1}, {k2}"})
+    assert cfg.api_keys == (k1, k2) and cfg.limits.max_chains == 8
     with pytest.raises(ValueError, match="unknown service config keys"):
         load_config({"api_key": "x"}, env={})
     with pytest.raises(ValueError, match="no API keys"):
         load_config({}, env={})
     with pytest.raises(ValueError, match="max_steps"):
-        load_config({"limits": {"max_steps": 0}}, env={"IDF_API_KEYS": "aaaaaaaa1"})
+        load_config({"limits": {"max_steps": 0}}, env={"IDF_API_KEYS": k1})
 
 
 def test_micro_batcher_gathers_concurrent_items():

@@ -12,8 +12,10 @@ __all__ = ["capsules"]
 
 
 def capsules(
-    domain: str | None = typer.Option(None, help="only this domain"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    domain: str | None = typer.Option(None, help="only this domain", show_default="all domains"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print JSON instead of a table", show_default="table"
+    ),
 ):
     """List registered capsules with descriptions and parameters.
 

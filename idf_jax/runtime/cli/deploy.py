@@ -12,23 +12,39 @@ __all__ = ["deploy"]
 
 
 def deploy(
-    cluster: str | None = typer.Option(None, help="kubeconfig context of the target cluster"),
+    cluster: str | None = typer.Option(
+        None,
+        help="kubeconfig context of the target cluster",
+        show_default="none: required to apply",
+    ),
     namespace: str = typer.Option("idf", help="Kubernetes namespace"),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="project config.yaml (deploy, service)"
+        None, "--config", "-c", help="project config.yaml (deploy, service)", show_default="none"
     ),
-    image: str | None = typer.Option(None, help="container image"),
-    replicas: int | None = typer.Option(None, min=1),
+    image: str | None = typer.Option(
+        None, help="container image", show_default="config deploy.image, else idf-jax:0.1.0"
+    ),
+    replicas: int | None = typer.Option(
+        None,
+        min=1,
+        help="stateless (sampling / NVP) replicas",
+        show_default="config deploy.replicas, else 2",
+    ),
     name: str = typer.Option("idf", help="name of the Kubernetes objects"),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="print the manifests instead of applying"
+        False, "--dry-run", help="print the manifests instead of applying", show_default="apply"
     ),
     helm: Path | None = typer.Option(
-        None, "--helm", help="write the manifests as a Helm chart into DIR"
+        None, "--helm", help="write the manifests as a Helm chart into DIR", show_default="none"
     ),
-    kubeconfig: Path | None = typer.Option(None, help="kubeconfig file (default: ~/.kube/config)"),
+    kubeconfig: Path | None = typer.Option(
+        None, help="kubeconfig file", show_default="$KUBECONFIG, else ~/.kube/config"
+    ),
 ):
-    """Render the Kubernetes manifests (ConfigMap, Deployment, Service, HPA) and apply them.
+    """Render the Kubernetes manifests and apply them: the stateless sampling / NVP
+    Deployment (HPA, PodDisruptionBudget), the one-replica EIL StatefulSet on a persistent
+    volume, Services, a NetworkPolicy and the ConfigMap (never a secret: keys come from the
+    Secret `api_key_secret`).
 
     Examples:
 

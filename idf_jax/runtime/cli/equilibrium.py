@@ -22,16 +22,36 @@ __all__ = ["equilibrium"]
 
 
 def equilibrium(
-    capsule: str | None = typer.Option(None, help="registered capsule name"),
-    param: list[str] | None = typer.Option(
-        None, "--param", "-p", help="capsule parameter KEY=VALUE"
+    capsule: str | None = typer.Option(
+        None, help="registered capsule name", show_default="config capsule.name"
     ),
-    config: Path | None = typer.Option(None, "--config", "-c"),
-    chains: int | None = typer.Option(None, min=1),
-    steps: int | None = typer.Option(None, min=1),
-    relax: bool | None = typer.Option(None, help="finish with a deterministic relaxation"),
-    seed: int | None = typer.Option(None, min=0),
-    out: Path | None = typer.Option(None, help="results folder"),
+    param: list[str] | None = typer.Option(
+        None,
+        "--param",
+        "-p",
+        help="capsule parameter KEY=VALUE (repeat)",
+        show_default="config capsule.params",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="project config.yaml", show_default="none"
+    ),
+    chains: int | None = typer.Option(
+        None, min=1, show_default="config equilibrium.chains, else 16"
+    ),
+    steps: int | None = typer.Option(
+        None, min=1, show_default="config equilibrium.steps, else 2000"
+    ),
+    relax: bool | None = typer.Option(
+        None,
+        help="finish with a deterministic relaxation",
+        show_default="config equilibrium.relax, else relax",
+    ),
+    seed: int | None = typer.Option(None, min=0, show_default="config equilibrium.seed, else 0"),
+    out: Path | None = typer.Option(
+        None,
+        help="results folder",
+        show_default="config equilibrium.out, else results/equilibrium",
+    ),
     plots: bool = typer.Option(True),
 ):
     """Anneal a capsule to its low-energy states (idf.sample_equilibrium) and save them.

@@ -126,7 +126,11 @@ def monitor(
     url: str = typer.Option("http://127.0.0.1:8000", help="service base URL"),
     dashboard: str = typer.Option("energy-metrics", help=f"one of {', '.join(DASHBOARDS)}"),
     api_key: str | None = typer.Option(
-        None, envvar="IDF_API_KEY", help="Bearer key (or IDF_API_KEY)"
+        None,
+        envvar="IDF_API_KEY",
+        help="Bearer key (or IDF_API_KEY)",
+        show_default="$IDF_API_KEY",
+        show_envvar=False,
     ),
     interval: float = typer.Option(2.0, min=0.05, help="seconds between refreshes"),
     iterations: int = typer.Option(0, min=0, help="stop after N refreshes (0: until Ctrl-C)"),

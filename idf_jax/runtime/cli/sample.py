@@ -14,22 +14,50 @@ __all__ = ["sample"]
 
 
 def sample(
-    capsule: str | None = typer.Option(None, help="registered capsule name (see `idf capsules`)"),
-    param: list[str] | None = typer.Option(
-        None, "--param", "-p", help="capsule parameter KEY=VALUE (repeat)"
+    capsule: str | None = typer.Option(
+        None,
+        help="registered capsule name (see `idf capsules`)",
+        show_default="config capsule.name",
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="project config.yaml"),
-    sampler: str | None = typer.Option(None, help="mala | ula | underdamped | hmc"),
-    chains: int | None = typer.Option(None, min=1),
-    steps: int | None = typer.Option(None, min=1, help="steps per chain, burn-in included"),
-    burn_in: int | None = typer.Option(None, min=0),
-    thin: int | None = typer.Option(None, min=1),
-    step_size: float | None = typer.Option(None),
-    temperature: float | None = typer.Option(None),
-    friction: float | None = typer.Option(None),
-    integration_steps: int | None = typer.Option(None, min=1, help="hmc leapfrog steps"),
-    seed: int | None = typer.Option(None, min=0),
-    out: Path | None = typer.Option(None, help="results folder"),
+    param: list[str] | None = typer.Option(
+        None,
+        "--param",
+        "-p",
+        help="capsule parameter KEY=VALUE (repeat)",
+        show_default="config capsule.params",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="project config.yaml", show_default="none"
+    ),
+    sampler: str | None = typer.Option(
+        None, help="mala | ula | underdamped | hmc", show_default="config sampler.kind, else mala"
+    ),
+    chains: int | None = typer.Option(None, min=1, show_default="config sample.chains, else 16"),
+    steps: int | None = typer.Option(
+        None,
+        min=1,
+        help="steps per chain, burn-in included",
+        show_default="config sample.steps, else 1000",
+    ),
+    burn_in: int | None = typer.Option(None, min=0, show_default="config sample.burn_in, else 0"),
+    thin: int | None = typer.Option(None, min=1, show_default="config sample.thin, else 1"),
+    step_size: float | None = typer.Option(
+        None, show_default="config sampler.step_size, else 0.001"
+    ),
+    temperature: float | None = typer.Option(
+        None, show_default="config sampler.temperature, else 1.0"
+    ),
+    friction: float | None = typer.Option(None, show_default="config sampler.friction, else 1.0"),
+    integration_steps: int | None = typer.Option(
+        None,
+        min=1,
+        help="hmc leapfrog steps",
+        show_default="config sampler.num_integration_steps, else 10",
+    ),
+    seed: int | None = typer.Option(None, min=0, show_default="config sample.seed, else 0"),
+    out: Path | None = typer.Option(
+        None, help="results folder", show_default="config sample.out, else results/sample"
+    ),
     plots: bool = typer.Option(True, help="write PNG plots"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ):

@@ -1,4 +1,10 @@
-"""`idf serve`: the HTTP/WebSocket service under uvicorn."""
+"""`idf serve`: the HTTP/WebSocket service under uvicorn.
+
+State (EIL database, signing key, anchors, jobs) lives in the state directory
+(`--state-dir`, else `IDF_STATE_DIR`, else `service.state_dir`, else ~/.local/state/idf-jax;
+`idf_jax.runtime.state`) and survives restarts. `--dev` signs a separate development ledger
+with the public development key, and says so in the log.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,19 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),
     port: int = typer.Option(8000, min=1, max=65535),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="project config.yaml (service section)"
+        None, "--config", "-c", help="project config.yaml (service section)", show_default="none"
+    ),
+    state_dir: Path | None = typer.Option(
+        None,
+        "--state-dir",
+        help="folder of the EIL database, keys, anchors and jobs (kept across restarts)",
+        show_default="$IDF_STATE_DIR, else service.state_dir, else ~/.local/state/idf-jax",
+    ),
+    dev: bool = typer.Option(
+        False,
+        "--dev",
+        help="development: sign a separate EIL ledger with the PUBLIC development key",
+        show_default="off",
     ),
     insecure_no_auth: bool = typer.Option(
         False, help="accept requests without an API key (development)"
@@ -25,17 +43,22 @@ def serve(
         30, min=1, help="seconds to finish in-flight requests on shutdown"
     ),
 ):
-    """Start the HTTP/WebSocket service (uvicorn). API keys: IDF_API_KEYS or service.api_keys.
+    """Start the HTTP/WebSocket service (uvicorn). API keys: IDF_API_KEYS or service.api_keys
+    (at least 32 characters; weak keys are refused with the reason).
 
-    Example: IDF_API_KEYS=change-me-please idf serve --config config.yaml --port 8000
+    Example: IDF_API_KEYS=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')
+    idf serve --config config.yaml --port 8000 --state-dir /var/lib/idf
     """
+    import dataclasses
     import logging
 
     import uvicorn
 
     from ..service import create_app, load_config
+    from ..service.redact import install_redaction
 
     handler = logging.StreamHandler()
+    handler.addFilter(install_redaction())  # the same filter, secrets added below
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
     idf_log = logging.getLogger("idf_jax")
     idf_log.addHandler(handler)
@@ -45,7 +68,11 @@ def serve(
     if insecure_no_auth:
         service_cfg["auth_disabled"] = True
     conf = load_config(service_cfg)
-    uvicorn.run(
+    if state_dir is not None:
+        conf = dataclasses.replace(conf, state_dir=str(state_dir))
+    if dev:
+        conf = dataclasses.replace(conf, dev=True)
+    server_config = uvicorn.Config(
         create_app(conf),
         host=host,
         port=port,
@@ -53,6 +80,8 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         ws="websockets-sansio" if _has("websockets") else "auto",
     )
+    install_redaction(conf.api_keys)  # after uvicorn set up its loggers: keys never logged
+    uvicorn.Server(server_config).run()
 
 
 def _has(mod: str) -> bool:

@@ -40,9 +40,11 @@ __all__ = ["train", "train_from_config"]
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="project config.yaml (nvp section)"),
     data: Path = typer.Option(..., "--data", help="folder of CSV telemetry files (or one CSV)"),
-    out: Path | None = typer.Option(None, help="checkpoint path (default: nvp.checkpoint)"),
-    epochs: int | None = typer.Option(None, min=1),
-    seed: int | None = typer.Option(None, min=0),
+    out: Path | None = typer.Option(
+        None, help="checkpoint path", show_default="config nvp.checkpoint"
+    ),
+    epochs: int | None = typer.Option(None, min=1, show_default="config nvp.epochs, else 30"),
+    seed: int | None = typer.Option(None, min=0, show_default="config nvp.seed, else 0"),
 ):
     """Train the NVP forecaster on telemetry CSVs with a live progress display.
 

@@ -1,7 +1,8 @@
 """The FastAPI application: REST under /v1, a WebSocket stream, health and metrics.
 
 Routes (every one but /healthz and /readyz needs a key: `Authorization: Bearer <key>` or
-`X-API-Key: <key>`; the WebSocket also takes `?api_key=<key>`):
+`X-API-Key: <key>`; the WebSocket also takes `?api_key=<key>`, which never reaches a log line:
+`redact`):
 
     GET  /healthz, /readyz          liveness; readiness (503 while starting or draining)
     GET  /metrics                   Prometheus text format
@@ -9,7 +10,8 @@ Routes (every one but /healthz and /readyz needs a key: `Authorization: Bearer <
     POST /v1/sample                 sample a capsule's Boltzmann distribution (idf.sample)
     POST /v1/equilibrium            anneal to low-energy states (idf.sample_equilibrium)
     POST /v1/nvp/predict            NVP next-state forecast (micro-batched, one vmapped call)
-    POST /v1/eil/sense | act | prove, GET /v1/ledger/verify     the EIL decision loop
+    POST /v1/eil/sense | act | prove                            the EIL decision loop
+    GET  /v1/ledger/verify[?anchor=], /anchor, /public-key      the signed proof ledger
     WS   /v1/stream                 sampling progress and EIL decisions as they happen
 
 Errors use FastAPI's shape, `{"detail": [{"loc": ["body", FIELD], "msg": ..., "type": ...}]}`:
@@ -21,6 +23,7 @@ configured in this instance.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 
@@ -30,6 +33,7 @@ from .errors import install_error_handlers
 from .fastpath import ServiceApp
 from .lifespan import make_lifespan
 from .middleware import Auth, BodyLimit, HTTPMetrics
+from .redact import install_redaction
 from .routes import eil, equilibrium, health, nvp, sample, websocket
 
 __all__ = ["create_app"]
@@ -43,6 +47,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         except ImportError as e:
             raise ValueError(f"service.capsule_modules: cannot import {mod!r}: {e}") from e
     ctx = ServiceContext.from_config(config)
+    ledger_key = config.eil.get("ledger_key") if isinstance(config.eil, Mapping) else None
+    install_redaction([*config.api_keys, *([ledger_key] if isinstance(ledger_key, str) else [])])
     app = ServiceApp(
         title="idf-jax service",
         version="0.1.0",

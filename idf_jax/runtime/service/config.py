@@ -2,8 +2,15 @@
 
 Loaded from a YAML/JSON mapping (the `service:` section of a project `config.yaml`)
 and the environment: `IDF_API_KEYS` (comma-separated) adds keys, `IDF_NVP_MODEL` sets
-the NVP checkpoint path, `IDF_CAPSULE_MODULES` adds capsule modules. The EIL ledger's
-signing key is read by the ledger itself from `IDF_EIL_LEDGER_KEY` (or `eil.ledger_key`).
+the NVP checkpoint path, `IDF_CAPSULE_MODULES` adds capsule modules, `IDF_STATE_DIR` sets
+the state directory (over `state_dir`; `idf_jax.runtime.state`), `IDF_METRICS_PORT` the
+unkeyed metrics port. The EIL ledger's Ed25519
+signing key is `eil.ledger_key`, else `IDF_EIL_LEDGER_KEY`, else the service's own key in
+the state directory (created on first start).
+
+API keys must be strong: at least `MIN_API_KEY_LENGTH` characters, not a known
+placeholder, not a repetition of a few characters; a weak one is refused at start with
+the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +20,30 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Limits", "ServiceConfig", "load_config"]
+__all__ = ["MIN_API_KEY_LENGTH", "Limits", "ServiceConfig", "api_key_problem", "load_config"]
+
+MIN_API_KEY_LENGTH = 32
+_PLACEHOLDERS = ("change", "secret", "password", "example", "default", "apikey", "api-key")
+
+
+def api_key_problem(key: object) -> str | None:
+    """Why `key` is too weak to accept as an API key (never quoting it), or None."""
+    if not isinstance(key, str):
+        return f"API keys must be strings, got {type(key).__name__}"
+    if len(key) < MIN_API_KEY_LENGTH:
+        return (
+            f"it is {len(key)} characters long; at least {MIN_API_KEY_LENGTH} are "
+            "needed (generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    if len(set(key)) < 10:
+        return f"it repeats only {len(set(key))} distinct characters: a placeholder"
+    low = key.lower()
+    for word in _PLACEHOLDERS:
+        if word in low and len(set(low.replace(word, ""))) < 16:
+            return f"it is a known placeholder ({word!r}...), not a secret"
+    if any(c.isspace() for c in key):
+        return "it contains whitespace"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,14 +78,21 @@ class ServiceConfig:
     limits: `Limits`.
     nvp_model_path: NVP checkpoint served by `/v1/nvp/predict`: a path, "default" (the
         checkpoint packaged with `idf_jax.nvp`), or None (no NVP: the route answers 503).
-    eil: keyword arguments for `EILOptimizer(**eil)` (e.g. `db_path`, `allow_dev_key`);
-        None: a scratch EIL (temporary database, insecure development key); False: no EIL.
+    eil: keyword arguments for `EILOptimizer(**eil)` (e.g. `db_path`, `ledger_key`,
+        `horizon`); missing `db_path` / `ledger_key` come from the state directory; None:
+        the EIL with all defaults; False: no EIL.
     batch_max_size, batch_max_wait_ms: NVP micro-batching: a batch is sent when it holds
         `batch_max_size` series or its first request has waited `batch_max_wait_ms`.
     max_concurrent_jobs: sampling / equilibrium jobs run at once (others queue).
     sampler_cache_size: compiled samplers kept for repeated identical jobs.
     capsule_modules: extra Python modules imported at start-up, so capsules they register
         with `@capsules.register` are served (e.g. a team's own capsule package).
+    state_dir: the state directory (EIL database, keys, anchors, jobs); None: resolved at
+        start from `IDF_STATE_DIR` or the default (`idf_jax.runtime.state.state_dir`).
+    metrics_port: also serve /metrics without a key on this port (for a Prometheus scraper;
+        restrict it with a NetworkPolicy); None: only the keyed /metrics.
+    dev: development mode (`idf serve --dev`): the EIL ledger is signed with the public
+        development key (in its own file, `eil-dev.sqlite`), which the log announces.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -68,10 +105,15 @@ class ServiceConfig:
     max_concurrent_jobs: int = 2
     sampler_cache_size: int = 32
     capsule_modules: tuple[str, ...] = ()
+    state_dir: str | None = None
+    metrics_port: int | None = None
+    dev: bool = False
 
     def __post_init__(self):
-        if any(not isinstance(k, str) or len(k) < 8 for k in self.api_keys):
-            raise ValueError("api_keys must be strings of at least 8 characters")
+        for i, k in enumerate(self.api_keys, start=1):
+            problem = api_key_problem(k)
+            if problem:
+                raise ValueError(f"API key {i} of {len(self.api_keys)} refused: {problem}")
         if not self.api_keys and not self.auth_disabled:
             raise ValueError(
                 "no API keys configured: set IDF_API_KEYS, or service.api_keys in the config "
@@ -81,6 +123,11 @@ class ServiceConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        mp = self.metrics_port
+        if mp is not None and (
+            isinstance(mp, bool) or not isinstance(mp, int) or not 0 < mp < 65536
+        ):
+            raise ValueError(f"metrics_port must be a port in 1..65535 or null, got {mp!r}")
         if not (self.batch_max_wait_ms >= 0):
             raise ValueError(f"batch_max_wait_ms must be >= 0, got {self.batch_max_wait_ms!r}")
 
@@ -116,6 +163,17 @@ def load_config(
     mods = list(data.pop("capsule_modules", None) or [])
     mods += [m.strip() for m in env.get("IDF_CAPSULE_MODULES", "").split(",") if m.strip()]
     data["capsule_modules"] = tuple(dict.fromkeys(mods))
+    if env.get("IDF_METRICS_PORT"):
+        try:
+            data["metrics_port"] = int(env["IDF_METRICS_PORT"])
+        except ValueError:
+            raise ValueError(
+                f"IDF_METRICS_PORT must be a port number, got {env['IDF_METRICS_PORT']!r}"
+            ) from None
+    if env.get("IDF_STATE_DIR"):
+        data["state_dir"] = env["IDF_STATE_DIR"]
+    if data.get("state_dir") is not None and not isinstance(data["state_dir"], str):
+        raise ValueError(f"service.state_dir must be a folder path, got {data['state_dir']!r}")
     if env.get("IDF_NVP_MODEL") and not data.get("nvp_model_path"):
         data["nvp_model_path"] = env["IDF_NVP_MODEL"]
     return ServiceConfig(

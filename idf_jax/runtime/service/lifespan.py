@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
@@ -36,14 +36,20 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
 
             state["nvp"] = await asyncio.get_running_loop().run_in_executor(None, make_nvp)
         if config.eil is not False and eil_importable():
-            eil = EILService(config.eil if isinstance(config.eil, Mapping) else {})
+            eil = EILService.from_config(config, ctx.metrics)  # in the state directory
             await eil.start()
             state["eil"] = eil
+        stop_metrics = None
+        if config.metrics_port is not None:  # the unkeyed scrape port
+            stop_metrics = ctx.metrics.serve(config.metrics_port)
+            log.info("metrics for scrapers on port %d", config.metrics_port)
         state["ready"] = True
         log.info("idf service ready")
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             state["draining"] = True
             state["ready"] = False
             nvp, eil = state["nvp"], state["eil"]
@@ -51,7 +57,7 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
                 await nvp.close()
             if eil is not None:
                 await eil.close()
-                log.info("EIL ledger closed")
+                log.info("EIL ledger closed (kept in the state directory)")
             log.info("idf service stopped")
 
     return lifespan

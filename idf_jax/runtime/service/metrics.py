@@ -1,6 +1,8 @@
 """Prometheus metrics of one service instance (its own registry, so apps never share counters).
 
-Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
+Exposed at `/metrics` in the Prometheus text format (version 0.0.4), behind the API key;
+with `metrics_port` set (`ServiceConfig.metrics_port`) also without a key on a port of its
+own (`Metrics.serve`), for a Prometheus scraper that a NetworkPolicy lets in:
 - idf_http_requests_total{route, method, status}, idf_http_request_duration_seconds{route}
 - idf_http_requests_in_flight
 - idf_samples_drawn_total{kind}: chain-draws returned by sample / equilibrium jobs
@@ -8,12 +10,23 @@ Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
 - idf_nvp_predictions_total, idf_nvp_batch_size (series per vmapped call)
 - idf_eil_readings_total, idf_eil_decisions_total{type}, idf_eil_proofs_total{valid},
   idf_eil_pft_minted_total
+- idf_ledger_verification_failures_total{where}: ledger verifications that failed (an alert:
+  `startup` against the last anchor, `request` on /v1/ledger/verify)
 - idf_ws_connections (open WebSocket streams)
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
@@ -78,7 +91,25 @@ class Metrics:
         )
         self.proofs = Counter("idf_eil_proofs", "EIL proofs by validity", ["valid"], registry=r)
         self.pft = Counter("idf_eil_pft_minted", "Proof-of-prediction tokens minted", registry=r)
+        self.ledger_alerts = Counter(
+            "idf_ledger_verification_failures",
+            "Proof-ledger verifications that failed (tampering, truncation or rollback)",
+            ["where"],
+            registry=r,
+        )
         self.ws = Gauge("idf_ws_connections", "Open WebSocket streams", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> Callable[[], None]:
+        """Serve this registry at http://host:port/metrics in a daemon thread; returns the
+        function that stops it."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop

@@ -117,8 +117,11 @@ class ActRequest(_Model):
 
 
 class ProveRequest(_Model):
+    """A prediction to judge on its measured outcome; `actual_state`, when given, is the
+    client's claim of the outcome, checked against the telemetry (never a reward source)."""
+
     prediction_id: Name
-    actual_state: dict[Name, Number] = Field(min_length=1)
+    actual_state: dict[Name, Number] | None = Field(default=None, min_length=1)
 
 
 class CapsuleInfoModel(BaseModel):

@@ -1,6 +1,6 @@
 """The service's routes, one module per group; each `router(ctx)` builds its APIRouter.
 
 `health` (/healthz, /readyz, /metrics), `sample` (/v1/capsules, /v1/sample), `equilibrium`,
-`nvp`, `eil` (/v1/eil/*, /v1/ledger/verify) and `websocket` (/v1/stream). A router holds
+`nvp`, `eil` (/v1/eil/*, /v1/ledger/*) and `websocket` (/v1/stream). A router holds
 its full paths (the route's path labels /metrics) and its key dependency.
 """

@@ -1,11 +1,20 @@
-"""The EIL decision loop: POST /v1/eil/sense | act | prove, GET /v1/ledger/verify."""
+"""The EIL decision loop and its ledger.
+
+POST /v1/eil/sense | act | prove; GET /v1/ledger/verify[?anchor=ANCHOR] (chain, signatures
+and the anchor: JSON text, or base64url of it; default the service's last published one),
+GET /v1/ledger/anchor (a signed anchor of the current head, to keep elsewhere),
+GET /v1/ledger/public-key (the Ed25519 public key, PEM, for offline verification).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, Response
 
 from ...._io import jsonable
 from ..context import ServiceContext
@@ -70,21 +79,101 @@ def router(ctx: ServiceContext) -> APIRouter:
         responses={404: {"description": "unknown prediction"}, 503: {"description": "no EIL"}},
     )
     async def eil_prove(req: ProveRequest):
-        """Check a prediction against the observed state; mint a proof when valid."""
-        out = await eil_call("prediction_id", "prove", req.prediction_id, dict(req.actual_state))
+        """Judge a prediction on the outcome the telemetry measured once its horizon has
+        passed (``status: pending`` until then); mint a proof when valid. `actual_state`
+        is a claim checked against the measurement: a contradicted claim earns nothing."""
+        claim = dict(req.actual_state) if req.actual_state is not None else None
+        out = await eil_call("prediction_id", "prove", req.prediction_id, claim)
         if isinstance(out, Response):
             return out
         out = jsonable(out)
-        if isinstance(out, dict) and not out.get("duplicate"):
+        if isinstance(out, dict) and not out.get("duplicate") and out.get("status") != "pending":
             metrics.proofs.labels(str(bool(out.get("valid"))).lower()).inc()
             if out.get("pft_amount"):
                 metrics.pft.inc(float(out["pft_amount"]))
         ctx.hub.publish({"type": "proof", "proof": out})
         return out
 
-    @r.get("/ledger/verify", responses={503: {"description": "no EIL"}})
-    async def ledger_verify():
-        """Re-check the hash chain and signatures of the whole proof ledger."""
-        return jsonable(await ctx.eil().verify())
+    @r.get(
+        "/ledger/verify",
+        responses={422: {"description": "malformed anchor"}, 503: {"description": "no EIL"}},
+    )
+    async def ledger_verify(
+        anchor: Annotated[
+            str | None,
+            Query(max_length=4096, description="a signed anchor: JSON, or base64url of it"),
+        ] = None,
+    ):
+        """Re-check the hash chain and signatures of the whole proof ledger, and that it
+        still holds what `anchor` (default: the last anchor this service published) signed:
+        a truncated, wiped or rolled-back ledger fails. A failure is also an alert (ERROR log
+        line, `idf_ledger_verification_failures_total`)."""
+        from ....eil.anchor import check_anchor
+
+        eil = ctx.eil()
+        parsed = None
+        if anchor is not None:
+            parsed = _parse_anchor(anchor)
+            if isinstance(parsed, str):
+                return _query_error("anchor", parsed)
+            try:  # a malformed or foreign anchor is the client's error, not a ledger alert
+                check_anchor(parsed, eil.optimizer.ledger.public_key)
+            except ValueError as e:
+                return _query_error("anchor", str(e))
+        return jsonable(await eil.verify(parsed))
+
+    @r.get(
+        "/ledger/anchor",
+        responses={
+            409: {"description": "ledger failed verification"},
+            503: {"description": "no EIL"},
+        },
+    )
+    async def ledger_anchor():
+        """A signed anchor (record count, head hash, time) of the ledger now: keep it
+        outside this service and check it later with `?anchor=` or `idf ledger verify`."""
+        from ..eil_service import LedgerFrozen
+
+        try:
+            return await ctx.eil().anchor()
+        except LedgerFrozen as e:
+            return error_response(409, "anchor", str(e), "ledger_failed_verification")
+
+    @r.get(
+        "/ledger/public-key",
+        response_class=PlainTextResponse,
+        responses={503: {"description": "no EIL"}},
+    )
+    async def ledger_public_key():
+        """The ledger's Ed25519 public key (PEM): all a third party needs to verify it."""
+        from ....eil.keys import public_key_pem
+
+        return PlainTextResponse(public_key_pem(ctx.eil().optimizer.ledger.public_key).decode())
 
     return r
+
+
+def _parse_anchor(text: str) -> dict[str, Any] | str:
+    """The anchor of a query parameter (JSON, or base64url of JSON), or why it is not one."""
+    raw = text.strip()
+    if not raw.startswith("{"):
+        try:
+            raw = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return "anchor must be JSON or base64url-encoded JSON"
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        return f"anchor is not valid JSON: {e.msg}"
+    if not isinstance(data, dict):
+        return "anchor must be a JSON object"
+    return data
+
+
+def _query_error(field: str, msg: str) -> Response:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [{"loc": ["query", field], "msg": msg, "type": "value_error"}]},
+    )

@@ -1,0 +1,298 @@
+"""The Kubernetes objects of an idf deployment, built from a `DeploySpec` (`idf_jax.runtime.k8s`).
+
+Two parts, so that replicas never split state:
+
+- ``api``: the stateless sampling / NVP pods — a Deployment scaled by a
+  HorizontalPodAutoscaler, kept available by a PodDisruptionBudget, behind the Service
+  ``<name>``; their EIL is off (``eil: false``), their state directory an ``emptyDir``.
+- ``eil``: the stateful EIL (telemetry, proof ledger, signing key, anchors) — a StatefulSet
+  of exactly one replica whose state directory ``/var/lib/idf`` is a PersistentVolumeClaim
+  (kept when the set is deleted or scaled), behind the headless Service ``<name>-eil``.
+
+Both run as a non-root user with the RuntimeDefault seccomp profile, a read-only root
+filesystem and no capabilities; a NetworkPolicy admits HTTP from the namespace (and the
+ingress controller's namespace) and scrapes of the unkeyed metrics port from the monitoring
+namespace, and only DNS out. Prometheus scrapes ``:<metrics_port>/metrics`` (annotations).
+
+Secrets are never rendered: API keys (``api-keys``) and the optional ledger key
+(``ledger-key``, an Ed25519 seed in hex or PEM) come from the Secret ``api_key_secret``
+through ``secretKeyRef``; every secret-looking key of the service config (``api_keys``,
+``eil.ledger_key``, ``*password*``, ``*token*``, ``*secret*``) is dropped from the ConfigMap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from .k8s import DeploySpec
+
+__all__ = ["STATE_DIR", "build_objects", "public_config"]
+
+STATE_DIR = "/var/lib/idf"
+_SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|(^|_)keys?$)")
+_EIL_LOCAL = ("db_path", "ledger_key", "allow_dev_key")  # the pod decides these
+
+
+def public_config(cfg: Any) -> Any:
+    """`cfg` without any secret-looking key, at any depth (module doc)."""
+    if isinstance(cfg, Mapping):
+        return {
+            k: public_config(v)
+            for k, v in cfg.items()
+            if not (isinstance(k, str) and _SECRET_NAME.search(k))
+        }
+    if isinstance(cfg, list | tuple):
+        return [public_config(v) for v in cfg]
+    return cfg
+
+
+def _configs(spec: DeploySpec) -> dict[str, str]:
+    """The ConfigMap's files: ``api.yaml`` (EIL off) and ``eil.yaml`` (EIL on)."""
+    base = public_config(dict(spec.service_config))
+    base.pop("state_dir", None)  # IDF_STATE_DIR decides
+    eil = base.pop("eil", None)
+    eil_kwargs = {k: v for k, v in (eil or {}).items() if k not in _EIL_LOCAL}
+    api = dict(base, eil=False)
+    stateful = dict(base, eil=eil_kwargs) if eil is not False else dict(base, eil={})
+    dump = lambda c: yaml.safe_dump({"service": c}, sort_keys=True)
+    return {"api.yaml": dump(api), "eil.yaml": dump(stateful)}
+
+
+def build_objects(spec: DeploySpec, v: Callable[[str], Any]) -> list[dict[str, Any]]:
+    """The objects in apply order; `v(field)` gives each tunable value (module doc)."""
+    base_labels = {"app.kubernetes.io/name": "idf-jax", "app.kubernetes.io/instance": spec.name}
+    labels = lambda part: dict(base_labels, **{"app.kubernetes.io/component": part})
+
+    def meta(name: str, part: str | None = None) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": spec.namespace,
+            "labels": labels(part) if part else dict(base_labels),
+        }
+
+    config_name = f"{spec.name}-config"
+    eil_name = f"{spec.name}-eil"
+    probe = lambda path, delay: {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": delay,
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+    seccomp = {"type": "RuntimeDefault"}
+
+    def container(config_file: str, stateful: bool) -> dict[str, Any]:
+        secret = lambda key, optional: {
+            "secretKeyRef": {"name": v("api_key_secret"), "key": key, "optional": optional}
+        }
+        env: list[dict[str, Any]] = [
+            {"name": "IDF_API_KEYS", "valueFrom": secret("api-keys", False)},
+            {"name": "IDF_STATE_DIR", "value": STATE_DIR},
+            {"name": "IDF_METRICS_PORT", "value": v("metrics_port_str")},
+            {"name": "XLA_FLAGS", "value": "--xla_cpu_multi_thread_eigen=true"},
+        ]
+        if stateful:  # without it the pod creates its own key on the volume, once
+            env.insert(1, {"name": "IDF_EIL_LEDGER_KEY", "valueFrom": secret("ledger-key", True)})
+        return {
+            "name": "idf",
+            "image": v("image"),
+            "imagePullPolicy": "IfNotPresent",
+            "args": [
+                "serve",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                v("port_str"),
+                "--config",
+                f"/etc/idf/{config_file}",
+            ],
+            "ports": [
+                {"name": "http", "containerPort": v("port"), "protocol": "TCP"},
+                {"name": "metrics", "containerPort": v("metrics_port"), "protocol": "TCP"},
+            ],
+            "env": env,
+            "resources": {
+                "requests": {"cpu": v("cpu_request"), "memory": v("memory_request")},
+                "limits": {"cpu": v("cpu_limit"), "memory": v("memory_limit")},
+            },
+            "livenessProbe": probe("/healthz", 10),
+            "readinessProbe": probe("/readyz", 5),
+            "startupProbe": {**probe("/healthz", 0), "failureThreshold": 30},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": dict(seccomp),
+            },
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/idf", "readOnly": True},
+                {"name": "state", "mountPath": STATE_DIR},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }
+
+    def pod(part: str, config_file: str, stateful: bool) -> dict[str, Any]:
+        volumes: list[dict[str, Any]] = [
+            {"name": "config", "configMap": {"name": config_name}},
+            {"name": "tmp", "emptyDir": {}},
+        ]
+        if not stateful:
+            volumes.insert(1, {"name": "state", "emptyDir": {}})
+        return {
+            "metadata": {
+                "labels": labels(part),
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/path": "/metrics",
+                    "prometheus.io/port": v("metrics_port_str"),
+                },
+            },
+            "spec": {
+                "terminationGracePeriodSeconds": 30,
+                "automountServiceAccountToken": False,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "runAsGroup": 10001,
+                    "fsGroup": 10001,
+                    # group bits only on a fresh volume: the signing key stays 0600
+                    "fsGroupChangePolicy": "OnRootMismatch",
+                    "seccompProfile": dict(seccomp),
+                },
+                "containers": [container(config_file, stateful)],
+                "volumes": volumes,
+            },
+        }
+
+    claim: dict[str, Any] = {
+        "metadata": {"name": "state", "labels": labels("eil")},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": v("state_storage")}},
+        },
+    }
+    if spec.storage_class:
+        claim["spec"]["storageClassName"] = spec.storage_class
+    http_port = [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    objs = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(config_name),
+            "data": _configs(spec),
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta(spec.name),
+            "spec": {
+                "podSelector": {"matchLabels": dict(base_labels)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"podSelector": {}},
+                            {"namespaceSelector": _ns(spec.ingress_namespace)},
+                        ],
+                        "ports": [{"port": "http", "protocol": "TCP"}],
+                    },
+                    {
+                        "from": [{"namespaceSelector": _ns(spec.monitoring_namespace)}],
+                        "ports": [{"port": "metrics", "protocol": "TCP"}],
+                    },
+                ],
+                "egress": [
+                    {
+                        "ports": [
+                            {"port": 53, "protocol": "UDP"},
+                            {"port": 53, "protocol": "TCP"},
+                        ]
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(spec.name, "api"),
+            "spec": {"type": "ClusterIP", "selector": labels("api"), "ports": http_port},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(eil_name, "eil"),
+            "spec": {"clusterIP": "None", "selector": labels("eil"), "ports": http_port},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(spec.name, "api"),
+            "spec": {
+                "replicas": v("replicas"),
+                "selector": {"matchLabels": labels("api")},
+                "template": pod("api", "api.yaml", stateful=False),
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": meta(eil_name, "eil"),
+            "spec": {
+                "replicas": 1,  # one writer of the ledger: never scaled, never split
+                "serviceName": eil_name,
+                "podManagementPolicy": "OrderedReady",
+                "selector": {"matchLabels": labels("eil")},
+                "template": pod("eil", "eil.yaml", stateful=True),
+                "volumeClaimTemplates": [claim],
+                "persistentVolumeClaimRetentionPolicy": {
+                    "whenDeleted": "Retain",
+                    "whenScaled": "Retain",
+                },
+            },
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta(spec.name, "api"),
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": spec.name,
+                },
+                "minReplicas": v("min_replicas"),
+                "maxReplicas": v("max_replicas"),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": v("target_cpu_percent"),
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(spec.name, "api"),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels("api")}},
+        },
+    ]
+    if spec.service_config.get("eil") is False:  # no EIL: no stateful part
+        objs = [o for o in objs if o["metadata"]["name"] != eil_name]
+    return objs
+
+
+def _ns(name: str) -> dict[str, Any]:
+    return {"matchLabels": {"kubernetes.io/metadata.name": name}}
