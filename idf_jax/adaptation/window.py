@@ -1,4 +1,4 @@
-"""Step-size and diagonal inverse-mass adaptation over all chains at once.
+"""Stan-style window adaptation (`method="window"`): step size and diagonal inverse mass.
 
 `adapt(sampler, key, x0_batch, num_steps)` warms up a batch of chains and returns the
 sampler with its tuned parameters (array leaves, not Python floats). It is a pure
@@ -52,12 +52,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import ArgumentError, as_key, is_traced
-from ._custom_types import PyTree
-from .run._scan import init_chains, step_chains
-from .samplers._base import Sampler, check_positive, check_positive_int
+from .._checks import ArgumentError, as_key, is_traced
+from .._custom_types import PyTree
+from ..run._scan import init_chains, step_chains
+from ..samplers._base import Sampler, check_positive, check_positive_int
 
-__all__ = ["adapt", "adapt_run", "AdaptationResult", "default_target_acceptance"]
+__all__ = ["AdaptationResult", "default_target_acceptance", "grads_per_step", "window_adapt_run"]
 
 MALA_TARGET = 0.574
 HMC_TARGET = 0.8
@@ -70,8 +70,12 @@ class AdaptationResult(NamedTuple):
     params: {'step_size': () array, 'inverse_mass': PyTree like one state} (the latter
         only for samplers that take one).
     positions: (chains, ...) positions at the end of the warm-up.
-    acceptance_rate: () mean acceptance over the final 10 % of the warm-up.
-    target_acceptance: () the acceptance the step size was tuned to.
+    acceptance_rate: () mean acceptance over the final 10 % of the warm-up (for the
+        unadjusted MCLMC: 1).
+    target_acceptance: () the acceptance the step size was tuned to (MCLMC: NaN, it is
+        tuned to an energy-error variance instead).
+    num_grad_evals: () gradient evaluations the warm-up spent, summed over all chains
+        (the tuning cost; divide by the number of chains for one chain's share).
     """
 
     sampler: Sampler
@@ -79,6 +83,7 @@ class AdaptationResult(NamedTuple):
     positions: PyTree
     acceptance_rate: Float[Array, ""]
     target_acceptance: Float[Array, ""]
+    num_grad_evals: Array | None = None
 
 
 class _Factory(eqx.Module):
@@ -104,6 +109,20 @@ class _Template(eqx.Module):
         if self.takes_mass and inverse_mass is not None:
             s = eqx.tree_at(lambda t: t.inverse_mass, s, inverse_mass)
         return s
+
+
+def _grads_one(sampler: Sampler) -> float:
+    """Gradient evaluations of one transition of a sampler without a `num_grad_evals` info."""
+    return float(getattr(sampler, "num_integration_steps", 1))
+
+
+def grads_per_step(sampler: Sampler, info) -> Array:
+    """(chains,) gradient evaluations of one vmapped step: `info.num_grad_evals` when the
+    sampler reports it, else its `num_integration_steps` (HMC) or 1 (Langevin)."""
+    acc = jnp.asarray(info.acceptance_rate)
+    if hasattr(info, "num_grad_evals"):
+        return jnp.asarray(info.num_grad_evals, jnp.float32) * jnp.ones(acc.shape, jnp.float32)
+    return jnp.full(acc.shape, _grads_one(sampler), jnp.float32)
 
 
 def _takes_inverse_mass(factory) -> bool:
@@ -145,34 +164,7 @@ def _windows(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return collect, end
 
 
-def adapt(
-    sampler: Sampler | Callable[..., Sampler],
-    key: PRNGKeyArray,
-    x0_batch: PyTree,
-    num_steps: int,
-    target_acceptance: float | Array | None = None,
-    **kwargs,
-) -> tuple[Sampler, dict]:
-    """Tune step size (and a diagonal inverse mass) of `sampler`; see the module doc.
-
-    Args:
-        sampler: a sampler with a `step_size` field, or a factory
-            `(step_size)` / `(step_size, inverse_mass=None)` -> Sampler.
-        key: PRNG key.
-        x0_batch: PyTree with a leading chain axis; every chain contributes.
-        num_steps: warm-up steps per chain (>= 10).
-        target_acceptance: in (0, 1); default 0.574 (MALA-type) or 0.8 (HMC).
-        **kwargs: `initial_step_size`, `adapt_mass`, `adapt_step_size` (see `adapt_run`).
-
-    Returns:
-        (sampler, params): the tuned sampler and {'step_size': () array,
-        'inverse_mass': PyTree} (`inverse_mass` only for samplers that take one).
-    """
-    res = adapt_run(sampler, key, x0_batch, num_steps, target_acceptance, **kwargs)
-    return res.sampler, res.params
-
-
-def adapt_run(
+def window_adapt_run(
     sampler: Sampler | Callable[..., Sampler],
     key: PRNGKeyArray,
     x0_batch: PyTree,
@@ -183,7 +175,7 @@ def adapt_run(
     adapt_mass: bool | None = None,
     adapt_step_size: bool = True,
 ) -> AdaptationResult:
-    """`adapt`, returning the full `AdaptationResult` (final positions, acceptance).
+    """The window warm-up, returning the full `AdaptationResult` (see the module doc).
 
     Args (beyond `adapt`'s):
         initial_step_size: eps_0; default: found by doubling / halving from 0.1 until the
@@ -273,7 +265,7 @@ def adapt_run(
         adapt_eps=bool(adapt_step_size),
         adapt_mass=bool(adapt_mass),
     )
-    tuned, params, positions, acc_final, acc_all_one, target_used = out
+    tuned, params, positions, acc_final, acc_all_one, target_used, n_grads = out
     if adapt_step_size and not is_traced(acc_all_one) and bool(acc_all_one):
         raise ArgumentError(
             "sampler",
@@ -284,7 +276,7 @@ def adapt_run(
     step = params["step_size"]
     if not is_traced(step) and not (np.isfinite(float(step)) and float(step) > 0):
         raise ValueError(f"adaptation failed: step size {float(step)}")
-    return AdaptationResult(tuned, params, positions, acc_final, target_used)
+    return AdaptationResult(tuned, params, positions, acc_final, target_used, n_grads)
 
 
 class _DA(NamedTuple):
@@ -379,11 +371,12 @@ def _warmup(
     zeros = jax.tree.map(jnp.zeros_like, ones) if takes_mass else None
 
     def body(carry, xs):
-        state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one = carry
+        state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one, n_grads = carry
         i, coll, wend, fin = xs
         eps = jnp.exp(da.log_eps) if adapt_eps else eps0
         sampler = builder.build(eps, inv_mass)
         state, info = step_chains(sampler, chain_keys, state, i)
+        n_grads = n_grads + jnp.sum(grads_per_step(sampler, info))
         acc = jnp.asarray(info.acceptance_rate, jnp.float32)
         alpha = jnp.nanmean(jnp.where(jnp.isfinite(acc), acc, 0.0))
         all_one = all_one & jnp.all(acc == 1.0)
@@ -418,7 +411,7 @@ def _warmup(
         if adapt_eps:
             restarted = _da_init(da.log_eps_bar)
             da = jax.tree.map(lambda a, b: jnp.where(wend, a, b), restarted, da)
-        return (state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one), None
+        return (state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one, n_grads), None
 
     carry = (
         state0,
@@ -430,17 +423,20 @@ def _warmup(
         jnp.zeros((), jnp.float32),
         jnp.zeros((), jnp.float32),
         jnp.array(True),
+        jnp.zeros((), jnp.float32),
     )
     steps = jnp.arange(collect.shape[0])
     carry, _ = jax.lax.scan(body, carry, (steps, collect, window_end, final_phase))
-    state, da, inv_mass, _, _, _, acc_sum, acc_cnt, all_one = carry
+    state, da, inv_mass, _, _, _, acc_sum, acc_cnt, all_one, n_grads = carry
     step_size = jnp.exp(da.log_eps_bar) if adapt_eps else eps0
     params: dict[str, Any] = {"step_size": step_size}
     if takes_mass:
         params["inverse_mass"] = inv_mass if adapt_mass else None
     tuned = builder.build(step_size, params.get("inverse_mass"))
     acc_final = acc_sum / jnp.maximum(acc_cnt, 1.0)
-    return tuned, params, state.position, acc_final, all_one, target
+    # The initial step-size search costs at most 31 probe steps of every chain.
+    probe_grads = jnp.where(eps_in > 0, 0.0, 31.0 * n * _grads_one(probe))
+    return tuned, params, state.position, acc_final, all_one, target, n_grads + probe_grads
 
 
 _warmup_jit = jax.jit(_warmup, static_argnums=(0,), static_argnames=("adapt_eps", "adapt_mass"))
