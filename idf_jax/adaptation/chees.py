@@ -105,10 +105,10 @@ def _chees_warmup(static, dynamic, key, x0_batch, target, consts, *, num_steps):
         w = jnp.where(ok, acc, 0.0)
         xp = flat_chains(x).astype(jnp.float32)
         x0 = flat_chains(state.position).astype(jnp.float32)
-        xp_c = xp - jnp.sum(w[:, None] * xp, 0) / jnp.maximum(jnp.sum(w), 1e-20)
-        x0_c = x0 - jnp.mean(x0, 0)
-        vel = flat_chains(p).astype(jnp.float32) * m_flat
-        inv_sqrt = 1.0 / jnp.sqrt(m_flat)
+        xp_c = xp - (jnp.sum(w[:, None] * xp, 0) / jnp.maximum(jnp.sum(w), 1e-20))[None]
+        x0_c = x0 - jnp.mean(x0, 0)[None]
+        vel = flat_chains(p).astype(jnp.float32) * jnp.atleast_1d(m_flat)[None]
+        inv_sqrt = (1.0 / jnp.sqrt(jnp.atleast_1d(m_flat)))[None]
         diff = jnp.sum((xp_c * inv_sqrt) ** 2, 1) - jnp.sum((x0_c * inv_sqrt) ** 2, 1)
         per_chain = jitter.astype(jnp.float32) * t_len * diff * jnp.sum(
             xp_c * inv_sqrt * vel * inv_sqrt, 1

@@ -68,9 +68,10 @@ def _parameters(x, g, t, mult, slowdown):
     """(eps, sigma, alpha) from positions x (m, d) and log-density gradients g (m, d)."""
     mean = jnp.mean(x, 0)
     sigma = jnp.maximum(jnp.std(x, 0), 1e-10)
-    eps = jnp.minimum(mult / jnp.sqrt(maximum_eigenvalue(g * sigma)), 1.0)
+    eps = jnp.minimum(mult / jnp.sqrt(maximum_eigenvalue(g * sigma[None])), 1.0)
     gamma = jnp.maximum(
-        1.0 / jnp.sqrt(maximum_eigenvalue((x - mean) / sigma)), slowdown / ((t + 1.0) * eps)
+        1.0 / jnp.sqrt(maximum_eigenvalue((x - mean[None]) / sigma[None])),
+        slowdown / ((t + 1.0) * eps),
     )
     return eps, sigma, 1.0 - jnp.exp(-2.0 * eps * gamma)
 
