@@ -90,9 +90,9 @@ def _chees_warmup(static, dynamic, key, x0_batch, target, consts, *, num_steps):
         eps = jnp.exp(da.log_eps)
         t_len = jnp.exp(log_t)
         keys = jax.random.split(jax.random.fold_in(key, i), n + 1)
-        x, p, e, g, log_ratio, diverged, _, steps, jitter = jax.vmap(
-            propose, (0, 0, None, None)
-        )(keys[:n], state, eps, t_len)
+        x, p, e, g, log_ratio, diverged, _, steps, jitter = jax.vmap(propose, (0, 0, None, None))(
+            keys[:n], state, eps, t_len
+        )
         u = jax.random.uniform(keys[n], (n,))
         accept = jnp.log(u) < log_ratio
         acc = jnp.exp(jnp.minimum(log_ratio, 0.0)).astype(jnp.float32)
@@ -110,8 +110,8 @@ def _chees_warmup(static, dynamic, key, x0_batch, target, consts, *, num_steps):
         vel = flat_chains(p).astype(jnp.float32) * jnp.atleast_1d(m_flat)[None]
         inv_sqrt = (1.0 / jnp.sqrt(jnp.atleast_1d(m_flat)))[None]
         diff = jnp.sum((xp_c * inv_sqrt) ** 2, 1) - jnp.sum((x0_c * inv_sqrt) ** 2, 1)
-        per_chain = jitter.astype(jnp.float32) * t_len * diff * jnp.sum(
-            xp_c * inv_sqrt * vel * inv_sqrt, 1
+        per_chain = (
+            jitter.astype(jnp.float32) * t_len * diff * jnp.sum(xp_c * inv_sqrt * vel * inv_sqrt, 1)
         )
         per_chain = jnp.where(ok & jnp.isfinite(per_chain), per_chain, 0.0)
         grad = jnp.sum(w * per_chain) / (jnp.sum(w) + 1e-20)

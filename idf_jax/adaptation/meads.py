@@ -45,7 +45,8 @@ def meads_adapt_run(
     """Tune an `idf.ghmc` sampler's step size, alpha, delta and inverse mass (module doc)."""
     if not isinstance(sampler, GHMC):
         raise ArgumentError(
-            "sampler", f'method="meads" tunes an idf.ghmc(...) sampler, got {type(sampler).__name__}'
+            "sampler",
+            f'method="meads" tunes an idf.ghmc(...) sampler, got {type(sampler).__name__}',
         )
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 10:
         raise ArgumentError("num_steps", f"num_steps must be an integer >= 10, got {num_steps!r}")
@@ -106,9 +107,11 @@ def _meads_warmup(static, dynamic, key, x0_batch, consts, *, num_steps, folds):
         fold_of = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n) // per)
         eps_c = fold_eps[fold_of] / jnp.sqrt(temp)
         alpha_c = fold_alpha[fold_of]
-        inv_mass_c = jax.vmap(lambda s: jax.tree.map(
-            lambda v, ex: jnp.asarray(v, jnp.result_type(ex)), unravel(s**2), example
-        ))(fold_sigma[fold_of])
+        inv_mass_c = jax.vmap(
+            lambda s: jax.tree.map(
+                lambda v, ex: jnp.asarray(v, jnp.result_type(ex)), unravel(s**2), example
+            )
+        )(fold_sigma[fold_of])
         keys = jax.random.split(k_step, n)
         state, info = jax.vmap(
             lambda k, s, e, a, m: kernel(k, s, e, a, 0.5 * a, sampler.temperature, m)
@@ -116,7 +119,9 @@ def _meads_warmup(static, dynamic, key, x0_batch, consts, *, num_steps, folds):
         x, g = stats(state)
         src = jnp.mod(t, folds)
         members = jax.lax.dynamic_slice(order, (src * per,), (per,))
-        e_new, s_new, a_new = _parameters(x[members], g[members], t.astype(jnp.float32), mult, slowdown)
+        e_new, s_new, a_new = _parameters(
+            x[members], g[members], t.astype(jnp.float32), mult, slowdown
+        )
         dst = jnp.mod(src + 1, folds)
         good = jnp.isfinite(e_new) & jnp.isfinite(a_new) & jnp.all(jnp.isfinite(s_new))
         fold_eps = jnp.where(good, fold_eps.at[dst].set(e_new), fold_eps)

@@ -87,7 +87,11 @@ def _flat_inverse_mass(inv_mass, example, dim: int) -> Array:
 
 def _moments_update(sums, x_flat, weight):
     s0, s1, s2 = sums
-    return s0 + weight * x_flat.shape[0], s1 + weight * x_flat.sum(0), s2 + weight * (x_flat**2).sum(0)
+    return (
+        s0 + weight * x_flat.shape[0],
+        s1 + weight * x_flat.sum(0),
+        s2 + weight * (x_flat**2).sum(0),
+    )
 
 
 # --------------------------------------------------------------------------- MCLMC
@@ -247,7 +251,11 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
 
         def body(carry, i):
             state, da, sums, acc_sum, g = carry
-            eps = jnp.minimum(jnp.exp(da.log_eps), big_l / 1.1) if not scale_l else jnp.exp(da.log_eps)
+            eps = (
+                jnp.minimum(jnp.exp(da.log_eps), big_l / 1.1)
+                if not scale_l
+                else jnp.exp(da.log_eps)
+            )
             length_now = ratio * eps if scale_l else big_l
             s = _rebuild(sampler, eps, length_now, inv_mass)
             state, info = step_chains(s, chain_keys, state, start + i)
@@ -286,7 +294,9 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
     eps = jnp.minimum(eps * big_l / big_l_old, big_l / 1.1)
     # C: step size at the new L and mass.
     start = na + nb
-    state, eps, _, _, gc = da_phase(state, eps, big_l, inv_mass, start, nc, scale_l=False, collect=False)
+    state, eps, _, _, gc = da_phase(
+        state, eps, big_l, inv_mass, start, nc, scale_l=False, collect=False
+    )
     # D: L from the effective sample size of a run at the tuned step size.
     tuned = _rebuild(sampler, eps, big_l, inv_mass)
     start += nc
@@ -304,7 +314,9 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
     big_l = jnp.where(jnp.any(finite), new_l, big_l)
     # E: a last dual averaging of the step size at the final L.
     start += nd
-    state, eps, _, acc, ge = da_phase(state, eps, big_l, inv_mass, start, ne, scale_l=False, collect=False)
+    state, eps, _, acc, ge = da_phase(
+        state, eps, big_l, inv_mass, start, ne, scale_l=False, collect=False
+    )
     grads = jnp.float32(n) + ga + gb + gc + jnp.sum(gd) + ge
     tuned = _rebuild(sampler, eps, big_l, inv_mass)
     params = {"step_size": eps, "L": big_l, "inverse_mass": inv_mass}

@@ -35,7 +35,8 @@ TUNED_METHODS = ("auto", "nuts", "mams", "mclmc", "chees", "meads", "hmc", "mala
 
 def _is_discrete(x0_batch: PyTree) -> bool:
     return any(
-        not jnp.issubdtype(jnp.result_type(leaf), jnp.floating) for leaf in jax.tree.leaves(x0_batch)
+        not jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        for leaf in jax.tree.leaves(x0_batch)
     )
 
 
@@ -92,7 +93,9 @@ def sample_tuned(
         tuned `step_size` (and `L` / `trajectory_length` where the method has one).
     """
     if not isinstance(method, str) or method not in TUNED_METHODS:
-        raise ArgumentError("method", f"method must be one of {list(TUNED_METHODS)}, got {method!r}")
+        raise ArgumentError(
+            "method", f"method must be one of {list(TUNED_METHODS)}, got {method!r}"
+        )
     num_draws = positive_int("num_draws", num_draws)
     num_warmup = positive_int("num_warmup", num_warmup)
     thin = positive_int("thin", thin)
@@ -100,7 +103,9 @@ def sample_tuned(
     key = as_key(key)
     leaves = jax.tree.leaves(x0_batch)
     if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
-        raise ArgumentError("x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis")
+        raise ArgumentError(
+            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
+        )
     if _is_discrete(x0_batch):
         raise ArgumentError(
             "x0_batch",

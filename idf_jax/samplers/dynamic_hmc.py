@@ -44,8 +44,9 @@ class DynamicHMCInfo(NamedTuple):
     num_grad_evals: Float[Array, ""]
 
 
-def dynamic_hmc_proposal(energy_fn: EnergyFn, key, state: LangevinState, step_size, length,
-                         temperature, inverse_mass):
+def dynamic_hmc_proposal(
+    energy_fn: EnergyFn, key, state: LangevinState, step_size, length, temperature, inverse_mass
+):
     """One jittered trajectory, before the accept step.
 
     Returns (end_position, end_momentum, end_energy, end_grad, accept_log_ratio, diverged,
@@ -97,8 +98,13 @@ class DynamicHMC(Sampler):
     def step(self, key: PRNGKeyArray, state: LangevinState):
         k_prop, k_acc = jax.random.split(key)
         x, _, e, g, log_ratio, diverged, d_h, n, _ = dynamic_hmc_proposal(
-            self.energy_fn, k_prop, state, self.step_size, self.trajectory_length,
-            self.temperature, self.inverse_mass,
+            self.energy_fn,
+            k_prop,
+            state,
+            self.step_size,
+            self.trajectory_length,
+            self.temperature,
+            self.inverse_mass,
         )
         u = jax.random.uniform(k_acc, dtype=jnp.result_type(state.energy))
         accept = jnp.log(u) < log_ratio

@@ -57,8 +57,9 @@ class GHMCInfo(NamedTuple):
 def build_ghmc_kernel(energy_fn: EnergyFn):
     """`kernel(key, state, step_size, alpha, delta, temperature, inverse_mass)`."""
 
-    def kernel(key: PRNGKeyArray, state: GHMCState, step_size, alpha, delta, temperature,
-               inverse_mass):
+    def kernel(
+        key: PRNGKeyArray, state: GHMCState, step_size, alpha, delta, temperature, inverse_mass
+    ):
         eps, temp = cast(step_size, state.energy), cast(temperature, state.energy)
         a, dl = cast(alpha, state.energy), cast(delta, state.energy)
         inv_mass = cast(inverse_mass, state.energy)
@@ -116,8 +117,9 @@ class GHMC(Sampler):
 
     def step(self, key: PRNGKeyArray, state: GHMCState):
         kernel = build_ghmc_kernel(self.energy_fn)
-        return kernel(key, state, self.step_size, self.alpha, self.delta, self.temperature,
-                      self.inverse_mass)
+        return kernel(
+            key, state, self.step_size, self.alpha, self.delta, self.temperature, self.inverse_mass
+        )
 
 
 def ghmc(

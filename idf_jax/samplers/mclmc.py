@@ -142,7 +142,9 @@ def _velocity_update(u_flat, g_flat, step, dim):
     return new, (delta - jnp.log(2.0) + log_a) * (dim - 1)
 
 
-def isokinetic_step(energy_fn: EnergyFn, integrator: str, state: MCLMCState, step_size, temp, inv_mass):
+def isokinetic_step(
+    energy_fn: EnergyFn, integrator: str, state: MCLMCState, step_size, temp, inv_mass
+):
     """One deterministic isokinetic integrator step.
 
     Returns (state, kinetic_change) with kinetic_change dimensionless (units of T).
@@ -151,9 +153,7 @@ def isokinetic_step(energy_fn: EnergyFn, integrator: str, state: MCLMCState, ste
     flat_x, unravel = ravel_pytree(state.position)
     dim = flat_x.shape[0]
     sqrt_m = jax.tree.map(jnp.sqrt, inv_mass)
-    sqrt_m_flat = (
-        ravel_pytree(sqrt_m)[0] if _tree._is_tree_like(sqrt_m, state.position) else sqrt_m
-    )
+    sqrt_m_flat = ravel_pytree(sqrt_m)[0] if _tree._is_tree_like(sqrt_m, state.position) else sqrt_m
     u = ravel_pytree(state.momentum)[0]
     x, energy, grad = state.position, state.energy, state.grad
     kinetic = jnp.zeros((), flat_x.dtype)
@@ -287,9 +287,7 @@ def _check_integrator(integrator: str) -> str:
 
 def _dimension_check(position: PyTree) -> None:
     if sum(jnp.size(leaf) for leaf in jax.tree.leaves(position)) < 2:
-        raise ArgumentError(
-            "x0_batch", "microcanonical samplers need a state of dimension >= 2"
-        )
+        raise ArgumentError("x0_batch", "microcanonical samplers need a state of dimension >= 2")
 
 
 class MCLMC(Sampler):
@@ -396,4 +394,6 @@ def mams(
     params = _params(step_size, L, temperature, inverse_mass)
     if not isinstance(jitter, bool):
         raise ArgumentError("jitter", f"jitter must be a bool, got {jitter!r}")
-    return MAMS(as_energy(energy_fn), *params, integrator=_check_integrator(integrator), jitter=jitter)
+    return MAMS(
+        as_energy(energy_fn), *params, integrator=_check_integrator(integrator), jitter=jitter
+    )

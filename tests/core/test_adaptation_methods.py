@@ -75,8 +75,9 @@ def test_chees_tunes_trajectory_length():
 
 
 def test_meads_tunes_ghmc():
-    res = idf.adapt_run(idf.ghmc(ill_conditioned, 0.1), jax.random.key(1), _x0(32), 300,
-                        method="meads")
+    res = idf.adapt_run(
+        idf.ghmc(ill_conditioned, 0.1), jax.random.key(1), _x0(32), 300, method="meads"
+    )
     ratio = np.asarray(res.params["inverse_mass"]) / np.asarray(SD) ** 2
     np.testing.assert_allclose(ratio, 1.0, atol=0.6)
     assert 0 < float(res.params["alpha"]) <= 1.0
@@ -87,8 +88,9 @@ def test_meads_tunes_ghmc():
 def test_window_keeps_its_api_and_reports_cost():
     sampler, params = idf.adapt(idf.hmc(ill_conditioned, 0.1, 5), jax.random.key(1), _x0(), 100)
     assert set(params) == {"step_size", "inverse_mass"}
-    res = idf.adapt_run(idf.hmc(ill_conditioned, 0.1, 5), jax.random.key(1), _x0(), 100,
-                        initial_step_size=0.1)
+    res = idf.adapt_run(
+        idf.hmc(ill_conditioned, 0.1, 5), jax.random.key(1), _x0(), 100, initial_step_size=0.1
+    )
     assert float(res.num_grad_evals) == 16 * 100 * 5
 
 
@@ -139,8 +141,9 @@ def test_bad_method_and_samplers():
         idf.adapt(idf.ghmc(ill_conditioned, 0.1), jax.random.key(0), x0[:6], 50, method="meads")
     assert e.value.argument == "num_folds"
     with pytest.raises(ArgumentError) as e:
-        idf.adapt(idf.mams(ill_conditioned, 0.1, 1.0), jax.random.key(0), x0, 50, 1.5,
-                  method="mams")
+        idf.adapt(
+            idf.mams(ill_conditioned, 0.1, 1.0), jax.random.key(0), x0, 50, 1.5, method="mams"
+        )
     assert e.value.argument == "target_acceptance"
     with pytest.raises(ArgumentError) as e:
         idf.dynamic_hmc(ill_conditioned, 0.1, 0.0)

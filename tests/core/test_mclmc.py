@@ -43,8 +43,9 @@ def test_pytree_positions_temperature_and_float64():
 
     with jax.enable_x64(True):
         x0 = {"a": jnp.zeros((16, 2), jnp.float64), "b": jnp.ones((16, 1), jnp.float64)}
-        tr = idf.sample(idf.mclmc(energy, 0.5, 2.0, temperature=2.0), jax.random.key(0), x0, 1200,
-                        burn_in=200)
+        tr = idf.sample(
+            idf.mclmc(energy, 0.5, 2.0, temperature=2.0), jax.random.key(0), x0, 1200, burn_in=200
+        )
         assert tr.positions["a"].dtype == jnp.float64
         var_a = float(np.var(np.asarray(tr.positions["a"])))
         var_b = float(np.var(np.asarray(tr.positions["b"])))

@@ -23,7 +23,11 @@ X0 = jax.random.normal(jax.random.key(0), (16, 3))
 
 @pytest.mark.parametrize(
     "method",
-    ["auto", pytest.param("mclmc", marks=pytest.mark.slow), pytest.param("chees", marks=pytest.mark.slow)],
+    [
+        "auto",
+        pytest.param("mclmc", marks=pytest.mark.slow),
+        pytest.param("chees", marks=pytest.mark.slow),
+    ],
 )
 def test_moments_and_cost(method):
     tr = idf.sample_tuned(energy, jax.random.key(1), X0, 300, method, num_warmup=200)
