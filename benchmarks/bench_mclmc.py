@@ -35,14 +35,16 @@ def logdensity(x):
     return -energy(x)
 
 
-def _best(fn, repeats):
-    jax.block_until_ready(fn())  # compile
-    times = []
+def _interleaved(fns, repeats):
+    """Best wall time of each of `fns` (compiled first), timed in turns so load hits both."""
+    outs = [jax.block_until_ready(f()) for f in fns]
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        t = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return min(times), out
+        for i, f in enumerate(fns):
+            t = time.perf_counter()
+            jax.block_until_ready(f())
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best, outs
 
 
 def _bj_runner(alg, init_fn, chains, steps):
@@ -65,38 +67,48 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chains", type=int, default=32)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     chains, steps = args.chains, args.steps
     key = jax.random.key(0)
     x0 = jax.random.normal(key, (chains, DIM)) * SD[None]
     eps, big_l = 0.05, 1.0  # a stable step for the stiffest direction (sd = 0.1)
-    print(f"d={DIM} chains={chains} steps={steps} eps={eps} L={big_l} ({jax.devices()[0].platform})")
+    print(
+        f"d={DIM} chains={chains} steps={steps} eps={eps} L={big_l} ({jax.devices()[0].platform})"
+    )
 
     rows = []
     idf_mclmc = idf.mclmc(energy, eps, big_l)
-    t_idf, tr = _best(lambda: idf.sample(idf_mclmc, key, x0, steps).positions, args.repeats)
     bj = blackjax.mclmc(logdensity, L=big_l, step_size=eps)
     run = _bj_runner(bj, lambda x, k: bj.init(x, k), chains, steps)
-    t_bj, xs = _best(lambda: run(key, x0), args.repeats)
+    (t_idf, t_bj), (tr, xs) = _interleaved(
+        [lambda: idf.sample(idf_mclmc, key, x0, steps).positions, lambda: run(key, x0)],
+        args.repeats,
+    )
     rows.append(("mclmc", t_idf, t_bj, tr, jnp.swapaxes(xs, 0, 1)))
 
     idf_mams = idf.mams(energy, eps, big_l)
-    t_idf, tr = _best(lambda: idf.sample(idf_mams, key, x0, steps).positions, args.repeats)
     bj = blackjax.adjusted_mclmc_dynamic(
         logdensity,
         step_size=eps,
         integration_steps_fn=make_random_trajectory_length_fn(True),
         integration_steps_params=(big_l / eps,),
     )
-    run = _bj_runner(bj, lambda x, k: bj.init(x, k), chains, steps)
-    t_bj, xs = _best(lambda: run(key, x0), args.repeats)
+    run_mams = _bj_runner(bj, lambda x, k: bj.init(x, k), chains, steps)
+    (t_idf, t_bj), (tr, xs) = _interleaved(
+        [lambda: idf.sample(idf_mams, key, x0, steps).positions, lambda: run_mams(key, x0)],
+        args.repeats,
+    )
     rows.append(("mams", t_idf, t_bj, tr, jnp.swapaxes(xs, 0, 1)))
 
-    print(f"{'sampler':8} {'idf us/step':>12} {'bjx us/step':>12} {'ratio':>6}  E[x^2]/sd^2 err idf / bjx")
+    print(
+        f"{'sampler':8} {'idf us/step':>12} {'bjx us/step':>12} {'ratio':>6}  E[x^2]/sd^2 err idf / bjx"
+    )
     for name, ti, tb, a, b in rows:
         err = [
-            float(np.max(np.abs(np.mean(np.asarray(z) ** 2, axis=(0, 1)) / np.asarray(SD) ** 2 - 1)))
+            float(
+                np.max(np.abs(np.mean(np.asarray(z) ** 2, axis=(0, 1)) / np.asarray(SD) ** 2 - 1))
+            )
             for z in (a, b)
         ]
         print(

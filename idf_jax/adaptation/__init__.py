@@ -1,7 +1,7 @@
 """Warm-up of many chains at once: `idf.adapt(sampler, key, x0_batch, num_steps, method=...)`.
 
 Methods (one module each): `"window"` (Stan's windowed step size + diagonal mass, the
-default; `window.py`), `"chees"` (ChEES
+default; `window.py`), `"window_dense"` (the same with a dense mass), `"chees"` (ChEES
 trajectory length + step size for jittered HMC; `chees.py`), `"meads"` (MEADS for
 generalised HMC; `meads.py`), `"mclmc"` and `"mams"` (the microcanonical tuners;
 `microcanonical.py`). Each runs as one compiled warm-up under `jax.jit` / `jax.vmap`

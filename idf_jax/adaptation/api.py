@@ -14,7 +14,7 @@ from .window import AdaptationResult, window_adapt_run
 
 __all__ = ["METHODS", "adapt", "adapt_run"]
 
-METHODS = ("window", "chees", "meads", "mclmc", "mams")
+METHODS = ("window", "window_dense", "chees", "meads", "mclmc", "mams")
 """The warm-up methods `adapt(..., method=...)` accepts."""
 
 
@@ -31,7 +31,7 @@ def adapt(
     """Tune `sampler` on a batch of chains; returns (tuned sampler, params).
 
     Args:
-        sampler: what `method` tunes: "window": a sampler with a
+        sampler: what `method` tunes: "window" / "window_dense": a sampler with a
             `step_size` field or a factory `(step_size[, inverse_mass=None])` (see
             `idf_jax.adaptation.window`); "chees": an `idf.dynamic_hmc`; "meads": an
             `idf.ghmc`; "mclmc": an `idf.mclmc`; "mams": an `idf.mams`. The sampler's
@@ -66,6 +66,10 @@ def adapt_run(
     """`adapt`, returning the full `AdaptationResult` (final positions, acceptance, cost)."""
     if method == "window":
         return window_adapt_run(sampler, key, x0_batch, num_steps, target_acceptance, **kwargs)
+    if method == "window_dense":
+        return window_adapt_run(
+            sampler, key, x0_batch, num_steps, target_acceptance, dense_mass=True, **kwargs
+        )
     if method == "mclmc":
         from .microcanonical import mclmc_adapt_run
 

@@ -25,6 +25,7 @@ from .. import _tree
 from .._checks import ArgumentError, as_key
 from .._custom_types import PyTree
 from ..run._scan import init_chains
+from ..samplers._metric import is_dense
 from ..samplers.dynamic_hmc import DynamicHMC, dynamic_hmc_proposal
 from ..samplers.langevin import LangevinState
 from ._common import check_batch, check_target, da_init, da_update, flat_chains, harmonic_mean
@@ -59,6 +60,8 @@ def chees_adapt_run(
         raise ArgumentError("num_steps", f"num_steps must be an integer >= 10, got {num_steps!r}")
     if check_batch(x0_batch) < 2:
         raise ArgumentError("x0_batch", 'method="chees" needs at least 2 chains')
+    if is_dense(sampler.inverse_mass, jax.tree.map(lambda l: l[0], x0_batch)):
+        raise ArgumentError("sampler", 'method="chees" needs a diagonal inverse_mass')
     key = as_key(key)
     target = check_target(target_acceptance, CHEES_TARGET)
     dynamic, static = eqx.partition(sampler, eqx.is_array)

@@ -50,6 +50,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import ArgumentError, as_key, is_traced
@@ -109,6 +110,15 @@ class _Template(eqx.Module):
         if self.takes_mass and inverse_mass is not None:
             s = eqx.tree_at(lambda t: t.inverse_mass, s, inverse_mass)
         return s
+
+
+def _unit_mass(example: PyTree, takes_mass: bool, dense: bool) -> Any:
+    """The identity inverse mass: ones like one state, or the (D, D) identity when dense."""
+    if not takes_mass:
+        return None
+    if dense:
+        return jnp.eye(ravel_pytree(example)[0].shape[0], dtype=jnp.float32)
+    return jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example)
 
 
 def _grads_one(sampler: Sampler) -> float:
@@ -174,6 +184,7 @@ def window_adapt_run(
     initial_step_size: float | Array | None = None,
     adapt_mass: bool | None = None,
     adapt_step_size: bool = True,
+    dense_mass: bool = False,
 ) -> AdaptationResult:
     """The window warm-up, returning the full `AdaptationResult` (see the module doc).
 
@@ -183,6 +194,10 @@ def window_adapt_run(
             heuristic, all chains at once, inside the graph).
         adapt_mass: default True when the sampler takes an `inverse_mass`.
         adapt_step_size: False keeps `initial_step_size` and tunes only the mass.
+        dense_mass: estimate a dense (D, D) inverse mass (the positions' covariance,
+            D = the size of one state, shrunk towards 1e-3 I like the diagonal) instead of
+            a diagonal one (`method="window_dense"`); for samplers whose kernels take a
+            dense metric (hmc, dynamic_hmc, ghmc).
     """
     num_steps = check_positive_int("num_steps", num_steps)
     if num_steps < 10:
@@ -216,6 +231,12 @@ def window_adapt_run(
         raise ArgumentError(
             "adapt_mass", "adapt_mass=True needs a sampler with an `inverse_mass` parameter"
         )
+    if not isinstance(dense_mass, bool):
+        raise ArgumentError("dense_mass", f"dense_mass must be True or False, got {dense_mass!r}")
+    if dense_mass and not (takes_mass and adapt_mass):
+        raise ArgumentError(
+            "dense_mass", "a dense mass needs a sampler with an `inverse_mass` parameter"
+        )
     if initial_step_size is not None:
         check_positive("initial_step_size", initial_step_size)
     if not adapt_step_size and initial_step_size is None:
@@ -230,7 +251,7 @@ def window_adapt_run(
 
     # A probe sampler tells whether acceptance can tune it and which target applies.
     example = jax.tree.map(lambda l: l[0], x0_batch)
-    ones = jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example) if takes_mass else None
+    ones = _unit_mass(example, takes_mass, dense_mass)
     probe = builder.build(jnp.asarray(0.1), ones)
     if not isinstance(probe, Sampler):
         raise ArgumentError(
@@ -264,6 +285,7 @@ def window_adapt_run(
         jnp.asarray(final_phase),
         adapt_eps=bool(adapt_step_size),
         adapt_mass=bool(adapt_mass),
+        dense=dense_mass,
     )
     tuned, params, positions, acc_final, acc_all_one, target_used, n_grads = out
     if adapt_step_size and not is_traced(acc_all_one) and bool(acc_all_one):
@@ -346,13 +368,14 @@ def _warmup(
     *,
     adapt_eps,
     adapt_mass,
+    dense=False,
 ):
     builder = eqx.combine(dynamic, static)
     takes_mass = builder.takes_mass
     n = jax.tree.leaves(x0_batch)[0].shape[0]
     k_init, k_probe, k_run = jax.random.split(key, 3)
     example = jax.tree.map(lambda l: l[0], x0_batch)
-    ones = jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example) if takes_mass else None
+    ones = _unit_mass(example, takes_mass, dense)
     probe = builder.build(jnp.float32(0.1), ones)
     state0 = init_chains(probe, x0_batch, jax.random.split(k_init, n))
     probe_keys = jax.random.split(k_probe, n)
@@ -368,7 +391,12 @@ def _warmup(
     else:
         raise ArgumentError("initial_step_size", "initial_step_size must be a scalar")
     chain_keys = jax.random.split(k_run, n)
-    zeros = jax.tree.map(jnp.zeros_like, ones) if takes_mass else None
+    if dense:
+        dim = ravel_pytree(example)[0].shape[0]
+        mean0: Any = jnp.zeros((dim,), jnp.float32)
+        m20: Any = jnp.zeros((dim, dim), jnp.float32)
+    else:
+        mean0 = m20 = jax.tree.map(jnp.zeros_like, ones) if takes_mass else None
 
     def body(carry, xs):
         state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one, n_grads = carry
@@ -383,7 +411,25 @@ def _warmup(
         da = _da_update(da, alpha, target) if adapt_eps else da
         acc_sum = acc_sum + jnp.where(fin, alpha, 0.0)
         acc_cnt = acc_cnt + jnp.where(fin, 1.0, 0.0)
-        if adapt_mass:
+        if adapt_mass and dense:
+            # Welford over chains and steps for the full covariance of the flat positions.
+            tot = cnt + n
+            xs_ = jax.vmap(lambda x: ravel_pytree(x)[0])(state.position).astype(jnp.float32)
+            bmean = jnp.mean(xs_, axis=0)
+            centred = xs_ - bmean[None]
+            delta = bmean - mean
+            update = centred.T @ centred + jnp.outer(delta, delta) * (cnt * n / tot)
+            m2 = jnp.where(coll, m2 + update, m2)
+            mean = jnp.where(coll, mean + delta * (n / tot), mean)
+            cnt = jnp.where(coll, cnt + n, cnt)
+            cov = m2 / jnp.maximum(cnt - 1.0, 1.0)
+            eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
+            reg = cov * (cnt / (cnt + 5.0)) + eye * (1e-3 * 5.0 / (cnt + 5.0))
+            inv_mass = jnp.where(wend, 0.5 * (reg + reg.T), inv_mass)
+            mean = jnp.where(wend, 0.0, mean)
+            m2 = jnp.where(wend, 0.0, m2)
+            cnt = jnp.where(wend, 0.0, cnt)
+        elif adapt_mass:
             # Welford over chains and steps: batch update with this step's n chains.
             tot = cnt + n
             xs_ = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), state.position)
@@ -418,8 +464,8 @@ def _warmup(
         _da_init(jnp.log(eps0)),
         ones,
         jnp.zeros((), jnp.float32),
-        zeros,
-        zeros,
+        mean0,
+        m20,
         jnp.zeros((), jnp.float32),
         jnp.zeros((), jnp.float32),
         jnp.array(True),
@@ -439,4 +485,6 @@ def _warmup(
     return tuned, params, state.position, acc_final, all_one, target, n_grads + probe_grads
 
 
-_warmup_jit = jax.jit(_warmup, static_argnums=(0,), static_argnames=("adapt_eps", "adapt_mass"))
+_warmup_jit = jax.jit(
+    _warmup, static_argnums=(0,), static_argnames=("adapt_eps", "adapt_mass", "dense")
+)

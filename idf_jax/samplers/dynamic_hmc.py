@@ -15,6 +15,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .. import _tree
 from .._custom_types import FloatScalar
+from . import _metric
 from ._base import (
     EnergyFn,
     PyTree,
@@ -57,13 +58,12 @@ def dynamic_hmc_proposal(
     k_p, k_u = jax.random.split(key)
     jitter = 1.0 - jax.random.uniform(k_u, dtype=jnp.result_type(state.energy))
     n = jnp.clip(jnp.ceil(jitter * t_len / eps), 1, 2**30).astype(jnp.int32)
-    sd = jax.tree.map(lambda m: jnp.sqrt(temp / m), inv_mass)
-    p0 = _tree.mul(_tree.normal_like(k_p, state.position), sd)
+    p0 = _metric.sample_momentum(k_p, state.position, inv_mass, temp)
 
     def body(_, c):
         x, p, e, g = c
         p = _tree.add_scaled(p, g, -0.5 * eps)
-        x = _tree.add_scaled(x, _tree.mul(p, inv_mass), eps)
+        x = _tree.add_scaled(x, _metric.velocity(p, inv_mass), eps)
         e, g = energy_and_grad(energy_fn, x)
         p = _tree.add_scaled(p, g, -0.5 * eps)
         return x, p, e, g
@@ -71,7 +71,7 @@ def dynamic_hmc_proposal(
     x, p, e, g = jax.lax.fori_loop(0, n, body, (state.position, p0, state.energy, state.grad))
 
     def kinetic(q):
-        return 0.5 * _tree.weighted_sq_norm(q, inv_mass)
+        return _metric.kinetic(q, inv_mass)
 
     d_h = (e + kinetic(p)) - (state.energy + kinetic(p0))
     d_h = jnp.where(jnp.isnan(d_h), jnp.inf, d_h)
@@ -129,7 +129,8 @@ def dynamic_hmc(
         trajectory_length: the longest trajectory, t > 0 (an array leaf); each transition
             runs ceil(U t / epsilon) steps, U ~ Uniform(0, 1].
         temperature: T > 0.
-        inverse_mass: diagonal M^-1: None (identity), a scalar, or a PyTree like x.
+        inverse_mass: M^-1: None (identity), a scalar or a PyTree like x (diagonal), or a
+            (D, D) symmetric positive-definite matrix (dense).
 
     Tune both with `idf.adapt(sampler, ..., method="chees")`.
     """
@@ -137,7 +138,7 @@ def dynamic_hmc(
     check_positive("trajectory_length", trajectory_length)
     check_positive("temperature", temperature)
     inv_mass = 1.0 if inverse_mass is None else inverse_mass
-    check_positive("inverse_mass", inv_mass)
+    _metric.check_inverse_mass(inv_mass)
     return DynamicHMC(
         as_energy(energy_fn),
         as_param(step_size),

@@ -17,6 +17,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .. import _tree
 from .._custom_types import FloatScalar
+from . import _metric
 from ._base import (
     EnergyFn,
     PyTree,
@@ -63,16 +64,15 @@ def build_ghmc_kernel(energy_fn: EnergyFn):
         eps, temp = cast(step_size, state.energy), cast(temperature, state.energy)
         a, dl = cast(alpha, state.energy), cast(delta, state.energy)
         inv_mass = cast(inverse_mass, state.energy)
-        sd = jax.tree.map(lambda m: jnp.sqrt(temp / m), inv_mass)
-        xi = _tree.mul(_tree.normal_like(key, state.position), sd)
+        xi = _metric.sample_momentum(key, state.position, inv_mass, temp)
         p0 = _tree.add_scaled(_tree.mul(state.momentum, jnp.sqrt(1.0 - a)), xi, jnp.sqrt(a))
         p = _tree.add_scaled(p0, state.grad, -0.5 * eps)
-        x = _tree.add_scaled(state.position, _tree.mul(p, inv_mass), eps)
+        x = _tree.add_scaled(state.position, _metric.velocity(p, inv_mass), eps)
         e, g = energy_and_grad(energy_fn, x)
         p = _tree.add_scaled(p, g, -0.5 * eps)
 
         def kinetic(q):
-            return 0.5 * _tree.weighted_sq_norm(q, inv_mass)
+            return _metric.kinetic(q, inv_mass)
 
         d_h = (e + kinetic(p)) - (state.energy + kinetic(p0))
         d_h = jnp.where(jnp.isnan(d_h), jnp.inf, d_h)
@@ -110,8 +110,7 @@ class GHMC(Sampler):
             k_p, k_u = jax.random.split(key)
             temp = cast(self.temperature, energy)
             inv_mass = cast(self.inverse_mass, energy)
-            sd = jax.tree.map(lambda m: jnp.sqrt(temp / m), inv_mass)
-            momentum = _tree.mul(_tree.normal_like(k_p, position), sd)
+            momentum = _metric.sample_momentum(k_p, position, inv_mass, temp)
             u = jax.random.uniform(k_u, (), jnp.result_type(energy), -1.0, 1.0)
         return GHMCState(position, momentum, energy, grad, u)
 
@@ -138,7 +137,8 @@ def ghmc(
         alpha: momentum refresh fraction in (0, 1] (1 = full refresh, i.e. MALA-like).
         delta: slice-variable drift per transition, > 0 (MEADS uses alpha / 2).
         temperature: T > 0.
-        inverse_mass: diagonal M^-1: None (identity), a scalar, or a PyTree like x.
+        inverse_mass: M^-1: None (identity), a scalar or a PyTree like x (diagonal), or a
+            (D, D) symmetric positive-definite matrix (dense).
 
     Tune with `idf.adapt(sampler, ..., method="meads")`.
     """
@@ -147,7 +147,7 @@ def ghmc(
     check_positive("delta", delta)
     check_positive("temperature", temperature)
     inv_mass = 1.0 if inverse_mass is None else inverse_mass
-    check_positive("inverse_mass", inv_mass)
+    _metric.check_inverse_mass(inv_mass)
     return GHMC(
         as_energy(energy_fn),
         as_param(step_size),

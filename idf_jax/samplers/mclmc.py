@@ -169,11 +169,13 @@ def isokinetic_step(
 
 
 def _partial_refresh(key, momentum, step_size, L):
+    """(u + nu z) / |u + nu z|, and the standard normal draw z (reused by the NaN fallback)."""
     flat, unravel = ravel_pytree(momentum)
     dim = flat.shape[0]
     nu = jnp.sqrt((jnp.exp(2.0 * step_size / L) - 1.0) / dim)
-    z = flat + nu * jax.random.normal(key, flat.shape, flat.dtype)
-    return unravel(z / jnp.linalg.norm(z))
+    noise = jax.random.normal(key, flat.shape, flat.dtype)
+    z = flat + nu * noise
+    return unravel(z / jnp.linalg.norm(z)), noise
 
 
 def _state_finite(state: MCLMCState) -> jax.Array:
@@ -197,13 +199,19 @@ def build_mclmc_kernel(energy_fn: EnergyFn, integrator: str = "mclachlan"):
     def kernel(key: PRNGKeyArray, state: MCLMCState, step_size, L, temperature, inverse_mass):
         eps, big_l = cast(step_size, state.energy), cast(L, state.energy)
         temp, inv_mass = cast(temperature, state.energy), cast(inverse_mass, state.energy)
-        k1, k2, k3 = jax.random.split(key, 3)
-        s = state._replace(momentum=_partial_refresh(k1, state.momentum, 0.5 * eps, big_l))
-        s, kinetic = isokinetic_step(energy_fn, integrator, s, eps, temp, inv_mass)
-        s = s._replace(momentum=_partial_refresh(k2, s.momentum, 0.5 * eps, big_l))
+        k1, k2 = jax.random.split(key)
+        u, noise = _partial_refresh(k1, state.momentum, 0.5 * eps, big_l)
+        s, kinetic = isokinetic_step(
+            energy_fn, integrator, state._replace(momentum=u), eps, temp, inv_mass
+        )
+        s = s._replace(momentum=_partial_refresh(k2, s.momentum, 0.5 * eps, big_l)[0])
         change = kinetic + (s.energy - state.energy) / temp
         ok = _state_finite(s) & jnp.isfinite(change)
-        fallback = state._replace(momentum=_unit_vector(k3, state.position))
+        # A failed step is undone with a fresh direction: the first refresh's normal draw
+        # is independent of the kept state, so its direction is uniform on the sphere.
+        _, unravel = ravel_pytree(state.momentum)
+        fresh = unravel(noise / jnp.linalg.norm(noise))
+        fallback = state._replace(momentum=fresh)
         new = _tree.select(ok, s, fallback)
         one = jnp.ones((), jnp.result_type(state.energy))
         info = MCLMCInfo(

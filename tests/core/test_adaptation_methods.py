@@ -148,3 +148,26 @@ def test_bad_method_and_samplers():
     with pytest.raises(ArgumentError) as e:
         idf.dynamic_hmc(ill_conditioned, 0.1, 0.0)
     assert e.value.argument == "trajectory_length"
+
+
+def test_window_dense_learns_the_covariance():
+    cov = jnp.array([[1.0, 0.95, 0.0], [0.95, 1.0, 0.0], [0.0, 0.0, 4.0]])
+    prec = jnp.linalg.inv(cov)
+
+    def energy(x):
+        return 0.5 * x @ prec @ x
+
+    x0 = jax.random.normal(jax.random.key(0), (32, 3))
+    res = idf.adapt_run(idf.hmc(energy, 0.1, 5), jax.random.key(1), x0, 300, method="window_dense")
+    m = np.asarray(res.params["inverse_mass"])
+    assert m.shape == (3, 3)
+    np.testing.assert_allclose(m, np.asarray(cov), atol=0.4)
+    tr = idf.sample(res.sampler, jax.random.key(2), res.positions, 400)
+    flat = np.asarray(tr.positions, np.float64).reshape(-1, 3)
+    np.testing.assert_allclose(np.cov(flat.T), np.asarray(cov), atol=0.3)
+    with pytest.raises(ArgumentError) as e:
+        idf.adapt(idf.mala(energy, 0.1), jax.random.key(1), x0, 50, method="window_dense")
+    assert e.value.argument == "dense_mass"
+    with pytest.raises(ArgumentError) as e:
+        idf.hmc(energy, 0.1, 5, inverse_mass=jnp.array([[1.0, 2.0], [2.0, -1.0]]))
+    assert e.value.argument == "inverse_mass"
