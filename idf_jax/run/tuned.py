@@ -8,6 +8,7 @@ to tune on: they are refused with a pointer to `idf.block_gibbs`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import time
 from collections.abc import Callable
@@ -115,7 +116,9 @@ def sample_tuned(
     n = int(leaves[0].shape[0])
     dim = ravel_pytree(jax.tree.map(lambda l: l[0], x0_batch))[0].shape[0]
     if method == "auto":
-        method = "mams" if dim >= 2 else "nuts"
+        # MAMS needs a state of dimension >= 2; a scalar state gets NUTS (or ChEES).
+        has_nuts = importlib.util.find_spec("idf_jax.samplers.nuts") is not None
+        method = "mams" if dim >= 2 else ("nuts" if has_nuts else "chees")
     k_tune, k_draw = jax.random.split(key)
     eps0, l0 = 0.25 * math.sqrt(dim), math.sqrt(dim)
     if method == "mams":

@@ -48,7 +48,7 @@ def kinetic(p: PyTree, inv_mass: Any) -> jax.Array:
     if is_dense(inv_mass, p):
         flat = ravel_pytree(p)[0]
         return 0.5 * flat @ (inv_mass @ flat)
-    return 0.5 * _tree.weighted_sq_norm(p, inv_mass)
+    return jnp.asarray(0.5 * _tree.weighted_sq_norm(p, inv_mass))
 
 
 def sample_momentum(key, like: PyTree, inv_mass: Any, temperature) -> PyTree:

@@ -171,3 +171,19 @@ def test_window_dense_learns_the_covariance():
     with pytest.raises(ArgumentError) as e:
         idf.hmc(energy, 0.1, 5, inverse_mass=jnp.array([[1.0, 2.0], [2.0, -1.0]]))
     assert e.value.argument == "inverse_mass"
+
+
+@pytest.mark.slow
+def test_chees_and_meads_under_jit_and_vmap():
+    def chees_step(key):
+        s = idf.dynamic_hmc(ill_conditioned, 0.05, 0.05)
+        return idf.adapt_run(s, key, _x0(8), 30, method="chees").params["trajectory_length"]
+
+    def meads_alpha(key):
+        s = idf.ghmc(ill_conditioned, 0.05)
+        return idf.adapt_run(s, key, _x0(8), 30, method="meads", num_folds=2).params["alpha"]
+
+    for fn in (chees_step, meads_alpha):
+        one = jax.jit(fn)(jax.random.key(0))
+        many = jax.vmap(fn)(jax.random.split(jax.random.key(0), 2))
+        assert np.isfinite(float(one)) and np.all(np.isfinite(np.asarray(many)))
