@@ -74,6 +74,7 @@ def test_chees_tunes_trajectory_length():
     assert_within(z**2, np.ones(4), z=6.0, what="E (x / sd)^2")
 
 
+@pytest.mark.slow
 def test_meads_tunes_ghmc():
     res = idf.adapt_run(
         idf.ghmc(ill_conditioned, 0.1), jax.random.key(1), _x0(32), 300, method="meads"

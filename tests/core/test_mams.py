@@ -51,13 +51,21 @@ def test_huge_steps_diverge_and_are_counted():
     assert np.all(np.isfinite(np.asarray(tr.positions)))
 
 
-def test_compile_once_and_jit_vmap():
+def test_compile_once():
     energy, calls = count_traces(lambda x: 0.5 * jnp.sum(x**2))
     x0 = jnp.zeros((4, 3))
     idf.sample(idf.mams(energy, 0.3, 1.0), jax.random.key(0), x0, 10)
     first = len(calls)
     idf.sample(idf.mams(energy, 0.6, 3.0), jax.random.key(0), x0, 10)
     assert len(calls) == first
+
+
+@pytest.mark.slow
+def test_jit_vmap():
+    def energy(x):
+        return 0.5 * jnp.sum(x**2)
+
+    x0 = jnp.zeros((4, 3))
 
     def acc(step_size):
         s = idf.mams(energy, step_size, 1.0)

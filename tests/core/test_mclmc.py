@@ -22,7 +22,9 @@ def _cov(draws):
     return np.cov(flat.T)
 
 
-@pytest.mark.parametrize("integrator", ["mclachlan", "leapfrog"])
+@pytest.mark.parametrize(
+    "integrator", ["mclachlan", pytest.param("leapfrog", marks=pytest.mark.slow)]
+)
 def test_correlated_gaussian_covariance(integrator):
     x0 = jax.random.normal(jax.random.key(0), (32, 3))
     s = idf.mclmc(correlated, 0.4, 1.5, integrator=integrator)
@@ -63,6 +65,7 @@ def test_new_step_size_reuses_compiled_run():
     assert len(calls) == first
 
 
+@pytest.mark.slow
 def test_jit_vmap_grad():
     def energy(x):
         return 0.5 * jnp.sum(x**2)
