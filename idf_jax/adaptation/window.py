@@ -26,7 +26,10 @@ Algorithm (Stan's windowed warm-up, Hoffman & Gelman 2014 dual averaging):
   and over the steps of doubling "slow" windows (Welford accumulators, shrunk towards
   1e-3: var * n / (n + 5) + 1e-3 * 5 / (n + 5)); after each window dual averaging
   restarts from the current step size;
-- memory is a fixed set of accumulators: it does not grow with `num_steps`.
+- memory is a fixed set of accumulators: it does not grow with `num_steps`;
+- `dense_mass=True` (`method="window_dense"`) estimates the full (D, D) covariance of the
+  raveled positions instead (same windows and shrinkage, towards 1e-3 I), for samplers
+  whose kernels take a dense metric (hmc, dynamic_hmc, ghmc).
 
 Default targets: 0.574 for Langevin-type proposals (MALA, the optimal scaling of
 Roberts & Rosenthal 1998) and 0.8 for HMC (samplers whose info carries an
