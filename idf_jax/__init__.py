@@ -29,6 +29,7 @@ from .diagnostics import rhat as rhat
 from .diagnostics import summary as summary
 from .run import Trace as Trace
 from .run import sample as sample
+from .run.tuned import sample_tuned as sample_tuned
 from .samplers import HMCInfo as HMCInfo
 from .samplers import LangevinInfo as LangevinInfo
 from .samplers import LangevinState as LangevinState
@@ -38,7 +39,13 @@ from .samplers import FunctionSampler as FunctionSampler
 from .samplers import Sampler as Sampler
 from .samplers import projected_langevin as projected_langevin
 from .samplers import UnderdampedState as UnderdampedState
+from .samplers import dynamic_hmc as dynamic_hmc
+from .samplers import ghmc as ghmc
 from .samplers import hmc as hmc
+from .samplers import MAMSInfo as MAMSInfo
+from .samplers import MCLMCInfo as MCLMCInfo
+from .samplers import mams as mams
+from .samplers import mclmc as mclmc
 from .samplers import mala as mala
 from .samplers import replica_exchange as replica_exchange
 from .samplers import ula as ula
@@ -116,6 +123,13 @@ def load_ipython_extension(ipython):
 
 
 __all__ = [
+    "sample_tuned",
+    "mclmc",
+    "mams",
+    "MCLMCInfo",
+    "MAMSInfo",
+    "ghmc",
+    "dynamic_hmc",
     "AdaptationResult",
     "EILOptimizer",
     "EnergyDiffusionEngine",

@@ -12,6 +12,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .. import _tree
 from .._custom_types import FloatScalar
+from . import _metric
 from ._base import (
     EnergyFn,
     PyTree,
@@ -55,7 +56,7 @@ def leapfrog(energy_fn: EnergyFn, position, momentum, grad, step_size, num_steps
     def body(carry, _):
         x, p, _, g = carry
         p = _tree.add_scaled(p, g, -0.5 * step_size)
-        x = _tree.add_scaled(x, _tree.mul(p, inv_mass), step_size)
+        x = _tree.add_scaled(x, _metric.velocity(p, inv_mass), step_size)
         e, g = energy_and_grad(energy_fn, x)
         p = _tree.add_scaled(p, g, -0.5 * step_size)
         return (x, p, e, g), None
@@ -81,16 +82,13 @@ def build_hmc_kernel(
     with |dH| / T > 1000 (Stan's convention), is divergent: rejected and flagged.
     """
 
-    def kinetic(p, inv_mass):
-        return 0.5 * _tree.weighted_sq_norm(p, inv_mass)
+    kinetic = _metric.kinetic
 
     def kernel(key: PRNGKeyArray, state: HMCState, step_size, temperature, inverse_mass):
         eps, temp = cast(step_size, state.energy), cast(temperature, state.energy)
         inv_mass = cast(inverse_mass, state.energy)
         key_p, key_acc = jax.random.split(key)
-        # p ~ N(0, T M): sd = sqrt(T / inv_mass), leaf-wise.
-        sd = jax.tree.map(lambda m: jnp.sqrt(temp / m), inv_mass)
-        p0 = _tree.mul(_tree.normal_like(key_p, state.position), sd)
+        p0 = _metric.sample_momentum(key_p, state.position, inv_mass, temp)  # N(0, T M)
         x, p, energy, grad = leapfrog(
             energy_fn, state.position, p0, state.grad, eps, num_integration_steps, inv_mass
         )
@@ -149,13 +147,14 @@ def hmc(
         num_integration_steps: L >= 1 leapfrog steps per trajectory (static: it sets
             the length of the compiled loop).
         temperature: T > 0.
-        inverse_mass: diagonal M^-1: None (identity), a scalar, or a PyTree like x.
+        inverse_mass: M^-1: None (identity), a scalar or a PyTree like x (diagonal), or
+            one (D, D) symmetric positive-definite matrix, D = the size of x (dense).
     """
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
     num_integration_steps = check_positive_int("num_integration_steps", num_integration_steps)
     inv_mass = 1.0 if inverse_mass is None else inverse_mass
-    check_positive("inverse_mass", inv_mass)
+    _metric.check_inverse_mass(inv_mass)
     return HMC(
         as_energy(energy_fn),
         as_param(step_size),

@@ -1,4 +1,4 @@
-"""Step-size and diagonal inverse-mass adaptation over all chains at once.
+"""Stan-style window adaptation (`method="window"`): step size and diagonal inverse mass.
 
 `adapt(sampler, key, x0_batch, num_steps)` warms up a batch of chains and returns the
 sampler with its tuned parameters (array leaves, not Python floats). It is a pure
@@ -26,7 +26,10 @@ Algorithm (Stan's windowed warm-up, Hoffman & Gelman 2014 dual averaging):
   and over the steps of doubling "slow" windows (Welford accumulators, shrunk towards
   1e-3: var * n / (n + 5) + 1e-3 * 5 / (n + 5)); after each window dual averaging
   restarts from the current step size;
-- memory is a fixed set of accumulators: it does not grow with `num_steps`.
+- memory is a fixed set of accumulators: it does not grow with `num_steps`;
+- `dense_mass=True` (`method="window_dense"`) estimates the full (D, D) covariance of the
+  raveled positions instead (same windows and shrinkage, towards 1e-3 I), for samplers
+  whose kernels take a dense metric (hmc, dynamic_hmc, ghmc).
 
 Default targets: 0.574 for Langevin-type proposals (MALA, the optimal scaling of
 Roberts & Rosenthal 1998) and 0.8 for HMC (samplers whose info carries an
@@ -50,14 +53,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import ArgumentError, as_key, is_traced
-from ._custom_types import PyTree
-from .run._scan import init_chains, step_chains
-from .samplers._base import Sampler, check_positive, check_positive_int
+from .._checks import ArgumentError, as_key, is_traced
+from .._custom_types import PyTree
+from ..run._scan import init_chains, step_chains
+from ..samplers._base import Sampler, check_positive, check_positive_int
 
-__all__ = ["adapt", "adapt_run", "AdaptationResult", "default_target_acceptance"]
+__all__ = ["AdaptationResult", "default_target_acceptance", "grads_per_step", "window_adapt_run"]
 
 MALA_TARGET = 0.574
 HMC_TARGET = 0.8
@@ -70,8 +74,12 @@ class AdaptationResult(NamedTuple):
     params: {'step_size': () array, 'inverse_mass': PyTree like one state} (the latter
         only for samplers that take one).
     positions: (chains, ...) positions at the end of the warm-up.
-    acceptance_rate: () mean acceptance over the final 10 % of the warm-up.
-    target_acceptance: () the acceptance the step size was tuned to.
+    acceptance_rate: () mean acceptance over the final 10 % of the warm-up (for the
+        unadjusted MCLMC: 1).
+    target_acceptance: () the acceptance the step size was tuned to (MCLMC: NaN, it is
+        tuned to an energy-error variance instead).
+    num_grad_evals: () gradient evaluations the warm-up spent, summed over all chains
+        (the tuning cost; divide by the number of chains for one chain's share).
     """
 
     sampler: Sampler
@@ -79,6 +87,7 @@ class AdaptationResult(NamedTuple):
     positions: PyTree
     acceptance_rate: Float[Array, ""]
     target_acceptance: Float[Array, ""]
+    num_grad_evals: Array | None = None
 
 
 class _Factory(eqx.Module):
@@ -104,6 +113,29 @@ class _Template(eqx.Module):
         if self.takes_mass and inverse_mass is not None:
             s = eqx.tree_at(lambda t: t.inverse_mass, s, inverse_mass)
         return s
+
+
+def _unit_mass(example: PyTree, takes_mass: bool, dense: bool) -> Any:
+    """The identity inverse mass: ones like one state, or the (D, D) identity when dense."""
+    if not takes_mass:
+        return None
+    if dense:
+        return jnp.eye(ravel_pytree(example)[0].shape[0], dtype=jnp.float32)
+    return jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example)
+
+
+def _grads_one(sampler: Sampler) -> float:
+    """Gradient evaluations of one transition of a sampler without a `num_grad_evals` info."""
+    return float(getattr(sampler, "num_integration_steps", 1))
+
+
+def grads_per_step(sampler: Sampler, info) -> Array:
+    """(chains,) gradient evaluations of one vmapped step: `info.num_grad_evals` when the
+    sampler reports it, else its `num_integration_steps` (HMC) or 1 (Langevin)."""
+    acc = jnp.asarray(info.acceptance_rate)
+    if hasattr(info, "num_grad_evals"):
+        return jnp.asarray(info.num_grad_evals, jnp.float32) * jnp.ones(acc.shape, jnp.float32)
+    return jnp.full(acc.shape, _grads_one(sampler), jnp.float32)
 
 
 def _takes_inverse_mass(factory) -> bool:
@@ -145,34 +177,7 @@ def _windows(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return collect, end
 
 
-def adapt(
-    sampler: Sampler | Callable[..., Sampler],
-    key: PRNGKeyArray,
-    x0_batch: PyTree,
-    num_steps: int,
-    target_acceptance: float | Array | None = None,
-    **kwargs,
-) -> tuple[Sampler, dict]:
-    """Tune step size (and a diagonal inverse mass) of `sampler`; see the module doc.
-
-    Args:
-        sampler: a sampler with a `step_size` field, or a factory
-            `(step_size)` / `(step_size, inverse_mass=None)` -> Sampler.
-        key: PRNG key.
-        x0_batch: PyTree with a leading chain axis; every chain contributes.
-        num_steps: warm-up steps per chain (>= 10).
-        target_acceptance: in (0, 1); default 0.574 (MALA-type) or 0.8 (HMC).
-        **kwargs: `initial_step_size`, `adapt_mass`, `adapt_step_size` (see `adapt_run`).
-
-    Returns:
-        (sampler, params): the tuned sampler and {'step_size': () array,
-        'inverse_mass': PyTree} (`inverse_mass` only for samplers that take one).
-    """
-    res = adapt_run(sampler, key, x0_batch, num_steps, target_acceptance, **kwargs)
-    return res.sampler, res.params
-
-
-def adapt_run(
+def window_adapt_run(
     sampler: Sampler | Callable[..., Sampler],
     key: PRNGKeyArray,
     x0_batch: PyTree,
@@ -182,8 +187,9 @@ def adapt_run(
     initial_step_size: float | Array | None = None,
     adapt_mass: bool | None = None,
     adapt_step_size: bool = True,
+    dense_mass: bool = False,
 ) -> AdaptationResult:
-    """`adapt`, returning the full `AdaptationResult` (final positions, acceptance).
+    """The window warm-up, returning the full `AdaptationResult` (see the module doc).
 
     Args (beyond `adapt`'s):
         initial_step_size: eps_0; default: found by doubling / halving from 0.1 until the
@@ -191,6 +197,10 @@ def adapt_run(
             heuristic, all chains at once, inside the graph).
         adapt_mass: default True when the sampler takes an `inverse_mass`.
         adapt_step_size: False keeps `initial_step_size` and tunes only the mass.
+        dense_mass: estimate a dense (D, D) inverse mass (the positions' covariance,
+            D = the size of one state, shrunk towards 1e-3 I like the diagonal) instead of
+            a diagonal one (`method="window_dense"`); for samplers whose kernels take a
+            dense metric (hmc, dynamic_hmc, ghmc).
     """
     num_steps = check_positive_int("num_steps", num_steps)
     if num_steps < 10:
@@ -224,6 +234,12 @@ def adapt_run(
         raise ArgumentError(
             "adapt_mass", "adapt_mass=True needs a sampler with an `inverse_mass` parameter"
         )
+    if not isinstance(dense_mass, bool):
+        raise ArgumentError("dense_mass", f"dense_mass must be True or False, got {dense_mass!r}")
+    if dense_mass and not (takes_mass and adapt_mass):
+        raise ArgumentError(
+            "dense_mass", "a dense mass needs a sampler with an `inverse_mass` parameter"
+        )
     if initial_step_size is not None:
         check_positive("initial_step_size", initial_step_size)
     if not adapt_step_size and initial_step_size is None:
@@ -238,7 +254,7 @@ def adapt_run(
 
     # A probe sampler tells whether acceptance can tune it and which target applies.
     example = jax.tree.map(lambda l: l[0], x0_batch)
-    ones = jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example) if takes_mass else None
+    ones = _unit_mass(example, takes_mass, dense_mass)
     probe = builder.build(jnp.asarray(0.1), ones)
     if not isinstance(probe, Sampler):
         raise ArgumentError(
@@ -272,8 +288,9 @@ def adapt_run(
         jnp.asarray(final_phase),
         adapt_eps=bool(adapt_step_size),
         adapt_mass=bool(adapt_mass),
+        dense=dense_mass,
     )
-    tuned, params, positions, acc_final, acc_all_one, target_used = out
+    tuned, params, positions, acc_final, acc_all_one, target_used, n_grads = out
     if adapt_step_size and not is_traced(acc_all_one) and bool(acc_all_one):
         raise ArgumentError(
             "sampler",
@@ -284,7 +301,7 @@ def adapt_run(
     step = params["step_size"]
     if not is_traced(step) and not (np.isfinite(float(step)) and float(step) > 0):
         raise ValueError(f"adaptation failed: step size {float(step)}")
-    return AdaptationResult(tuned, params, positions, acc_final, target_used)
+    return AdaptationResult(tuned, params, positions, acc_final, target_used, n_grads)
 
 
 class _DA(NamedTuple):
@@ -354,13 +371,14 @@ def _warmup(
     *,
     adapt_eps,
     adapt_mass,
+    dense=False,
 ):
     builder = eqx.combine(dynamic, static)
     takes_mass = builder.takes_mass
     n = jax.tree.leaves(x0_batch)[0].shape[0]
     k_init, k_probe, k_run = jax.random.split(key, 3)
     example = jax.tree.map(lambda l: l[0], x0_batch)
-    ones = jax.tree.map(lambda l: jnp.ones_like(l, jnp.float32), example) if takes_mass else None
+    ones = _unit_mass(example, takes_mass, dense)
     probe = builder.build(jnp.float32(0.1), ones)
     state0 = init_chains(probe, x0_batch, jax.random.split(k_init, n))
     probe_keys = jax.random.split(k_probe, n)
@@ -376,21 +394,45 @@ def _warmup(
     else:
         raise ArgumentError("initial_step_size", "initial_step_size must be a scalar")
     chain_keys = jax.random.split(k_run, n)
-    zeros = jax.tree.map(jnp.zeros_like, ones) if takes_mass else None
+    if dense:
+        dim = ravel_pytree(example)[0].shape[0]
+        mean0: Any = jnp.zeros((dim,), jnp.float32)
+        m20: Any = jnp.zeros((dim, dim), jnp.float32)
+    else:
+        mean0 = m20 = jax.tree.map(jnp.zeros_like, ones) if takes_mass else None
 
     def body(carry, xs):
-        state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one = carry
+        state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one, n_grads = carry
         i, coll, wend, fin = xs
         eps = jnp.exp(da.log_eps) if adapt_eps else eps0
         sampler = builder.build(eps, inv_mass)
         state, info = step_chains(sampler, chain_keys, state, i)
+        n_grads = n_grads + jnp.sum(grads_per_step(sampler, info))
         acc = jnp.asarray(info.acceptance_rate, jnp.float32)
         alpha = jnp.nanmean(jnp.where(jnp.isfinite(acc), acc, 0.0))
         all_one = all_one & jnp.all(acc == 1.0)
         da = _da_update(da, alpha, target) if adapt_eps else da
         acc_sum = acc_sum + jnp.where(fin, alpha, 0.0)
         acc_cnt = acc_cnt + jnp.where(fin, 1.0, 0.0)
-        if adapt_mass:
+        if adapt_mass and dense:
+            # Welford over chains and steps for the full covariance of the flat positions.
+            tot = cnt + n
+            xs_ = jax.vmap(lambda x: ravel_pytree(x)[0])(state.position).astype(jnp.float32)
+            bmean = jnp.mean(xs_, axis=0)
+            centred = xs_ - bmean[None]
+            delta = bmean - mean
+            update = centred.T @ centred + jnp.outer(delta, delta) * (cnt * n / tot)
+            m2 = jnp.where(coll, m2 + update, m2)
+            mean = jnp.where(coll, mean + delta * (n / tot), mean)
+            cnt = jnp.where(coll, cnt + n, cnt)
+            cov = m2 / jnp.maximum(cnt - 1.0, 1.0)
+            eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
+            reg = cov * (cnt / (cnt + 5.0)) + eye * (1e-3 * 5.0 / (cnt + 5.0))
+            inv_mass = jnp.where(wend, 0.5 * (reg + reg.T), inv_mass)
+            mean = jnp.where(wend, 0.0, mean)
+            m2 = jnp.where(wend, 0.0, m2)
+            cnt = jnp.where(wend, 0.0, cnt)
+        elif adapt_mass:
             # Welford over chains and steps: batch update with this step's n chains.
             tot = cnt + n
             xs_ = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), state.position)
@@ -418,29 +460,34 @@ def _warmup(
         if adapt_eps:
             restarted = _da_init(da.log_eps_bar)
             da = jax.tree.map(lambda a, b: jnp.where(wend, a, b), restarted, da)
-        return (state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one), None
+        return (state, da, inv_mass, cnt, mean, m2, acc_sum, acc_cnt, all_one, n_grads), None
 
     carry = (
         state0,
         _da_init(jnp.log(eps0)),
         ones,
         jnp.zeros((), jnp.float32),
-        zeros,
-        zeros,
+        mean0,
+        m20,
         jnp.zeros((), jnp.float32),
         jnp.zeros((), jnp.float32),
         jnp.array(True),
+        jnp.zeros((), jnp.float32),
     )
     steps = jnp.arange(collect.shape[0])
     carry, _ = jax.lax.scan(body, carry, (steps, collect, window_end, final_phase))
-    state, da, inv_mass, _, _, _, acc_sum, acc_cnt, all_one = carry
+    state, da, inv_mass, _, _, _, acc_sum, acc_cnt, all_one, n_grads = carry
     step_size = jnp.exp(da.log_eps_bar) if adapt_eps else eps0
     params: dict[str, Any] = {"step_size": step_size}
     if takes_mass:
         params["inverse_mass"] = inv_mass if adapt_mass else None
     tuned = builder.build(step_size, params.get("inverse_mass"))
     acc_final = acc_sum / jnp.maximum(acc_cnt, 1.0)
-    return tuned, params, state.position, acc_final, all_one, target
+    # The initial step-size search costs at most 31 probe steps of every chain.
+    probe_grads = jnp.where(eps_in > 0, 0.0, 31.0 * n * _grads_one(probe))
+    return tuned, params, state.position, acc_final, all_one, target, n_grads + probe_grads
 
 
-_warmup_jit = jax.jit(_warmup, static_argnums=(0,), static_argnames=("adapt_eps", "adapt_mass"))
+_warmup_jit = jax.jit(
+    _warmup, static_argnums=(0,), static_argnames=("adapt_eps", "adapt_mass", "dense")
+)

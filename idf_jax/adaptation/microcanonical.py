@@ -1,0 +1,326 @@
+"""Tuners of the microcanonical samplers (`method="mclmc"` and `method="mams"`), many chains.
+
+MCLMC (Robnik et al. 2023; BlackJAX `mclmc_find_L_and_step_size`), with the statistics
+pooled over all chains:
+1. step size from the energy error: with xi = dE^2 / (d * 5e-4) per chain and step,
+   weights w = exp(-(log xi / 9)^2 / 2), eps = (sum w xi / eps^6 / sum w)^(-1/6) with an
+   exponential forgetting of 149/151 per step (Var dE ~ eps^6); a divergent step caps
+   eps at 0.8 eps;
+2. the same, collecting the eps-weighted variance of the positions: L = sqrt(sum var)
+   or, with diagonal preconditioning, M^-1 = var and L = sqrt(d), then more step-size
+   steps at the new mass;
+3. L = 0.4 eps tau from the effective sample size (tau = steps per effective sample,
+   averaged over dimensions) of a short run at the tuned parameters.
+
+MAMS (Robnik et al., arXiv 2503.01707; BlackJAX `adjusted_mclmc_find_L_and_step_size`):
+dual averaging of the step size to the mean acceptance 0.9 (L / eps held at its initial
+ratio), then the positions' variance sets M^-1 (diagonal) and L = sqrt(sum var / M^-1),
+dual averaging again at that L, then L = 0.5 L / (effective samples per transition)
+(at most 2 L) from a run at the tuned step size, and a last dual averaging at the final
+L. Phases take 20 / 20 / 25 / 20 / 15 % of the warm-up.
+
+The sampler passed in gives the initial step size, L and the energy; everything runs
+in one compiled call (jit / vmap safe) and returns arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, PRNGKeyArray
+
+from .._checks import ArgumentError, as_key
+from .._custom_types import PyTree
+from ..run._scan import init_chains, step_chains
+from ..samplers.mclmc import MAMS, MCLMC
+from ._common import check_batch, check_target, da_init, da_update, ess_per_dim, flat_chains
+from .window import AdaptationResult, grads_per_step
+
+__all__ = ["MAMS_TARGET", "mams_adapt_run", "mclmc_adapt_run"]
+
+MAMS_TARGET = 0.9
+"""The MAMS paper's target acceptance rate."""
+
+
+def _rebuild(sampler, step_size, L, inverse_mass):
+    s = eqx.tree_at(lambda t: t.step_size, sampler, step_size)
+    s = eqx.tree_at(lambda t: t.L, s, L)
+    return eqx.tree_at(lambda t: t.inverse_mass, s, inverse_mass)
+
+
+def _phases(num_steps: int, fracs: tuple[float, ...]) -> tuple[int, ...]:
+    sizes = [max(int(round(f * num_steps)), 1) for f in fracs[:-1]]
+    return (*sizes, max(num_steps - sum(sizes), 2))
+
+
+def _check(sampler, kind, name, num_steps, x0_batch, key):
+    if not isinstance(sampler, kind):
+        raise ArgumentError(
+            "sampler",
+            f'method="{name}" tunes an idf.{name}(...) sampler, got {type(sampler).__name__}',
+        )
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 20:
+        raise ArgumentError("num_steps", f"num_steps must be an integer >= 20, got {num_steps!r}")
+    check_batch(x0_batch)
+    return as_key(key)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """`value` as a bool, or `ArgumentError` naming `name`."""
+    if not isinstance(value, bool):
+        raise ArgumentError(name, f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _flat_inverse_mass(inv_mass, example, dim: int) -> Array:
+    """The diagonal inverse mass as a (d,) vector (a scalar broadcast)."""
+    if jax.tree.structure(inv_mass) == jax.tree.structure(example) and jnp.ndim(
+        jax.tree.leaves(inv_mass)[0]
+    ):
+        return ravel_pytree(inv_mass)[0].astype(jnp.float32)
+    return jnp.full((dim,), jnp.asarray(inv_mass, jnp.float32))
+
+
+def _moments_update(sums, x_flat, weight):
+    s0, s1, s2 = sums
+    return (
+        s0 + weight * x_flat.shape[0],
+        s1 + weight * x_flat.sum(0),
+        s2 + weight * (x_flat**2).sum(0),
+    )
+
+
+# --------------------------------------------------------------------------- MCLMC
+
+
+def mclmc_adapt_run(
+    sampler: MCLMC,
+    key: PRNGKeyArray,
+    x0_batch: PyTree,
+    num_steps: int,
+    *,
+    desired_energy_var: float = 5e-4,
+    trust_in_estimate: float = 1.5,
+    num_effective_samples: float = 150.0,
+    diagonal_preconditioning: bool = True,
+    l_factor: float = 0.4,
+) -> AdaptationResult:
+    """Tune an `idf.mclmc` sampler's step size, L (and diagonal inverse mass); module doc."""
+    key = _check(sampler, MCLMC, "mclmc", num_steps, x0_batch, key)
+    precond = check_bool("diagonal_preconditioning", diagonal_preconditioning)
+    sizes = _phases(num_steps, (0.3, 0.3 if precond else 0.4, 0.1 if precond else 0.0, 0.3))
+    if not precond:
+        sizes = (sizes[0], sizes[1], 0, sizes[3])
+    dynamic, static = eqx.partition(sampler, eqx.is_array)
+    consts = jnp.asarray([desired_energy_var, trust_in_estimate, num_effective_samples, l_factor])
+    out = _mclmc_jit(static, dynamic, key, x0_batch, consts, sizes=sizes, precond=precond)
+    return AdaptationResult(*out)
+
+
+def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, precond):
+    sampler = eqx.combine(dynamic, static)
+    desired, trust, n_eff, l_factor = consts[0], consts[1], consts[2], consts[3]
+    decay = (n_eff - 1.0) / (n_eff + 1.0)
+    n1, n2, n2b, n3 = sizes
+    n = jax.tree.leaves(x0_batch)[0].shape[0]
+    k_init, k_run = jax.random.split(key)
+    state = init_chains(sampler, x0_batch, jax.random.split(k_init, n))
+    chain_keys = jax.random.split(k_run, n)
+    example = jax.tree.map(lambda l: l[0], x0_batch)
+    dim = ravel_pytree(example)[0].shape[0]
+    unravel = ravel_pytree(example)[1]
+    temp = jnp.asarray(sampler.temperature, jnp.float32)
+    eps = jnp.asarray(sampler.step_size, jnp.float32)
+    big_l = jnp.asarray(sampler.L, jnp.float32)
+    inv_mass: Any = sampler.inverse_mass
+    grads = jnp.float32(n)  # the initial gradients
+
+    def step_size_phase(state, eps, inv_mass, big_l, start, length, collect):
+        zero_d = jnp.zeros((dim,), jnp.float32)
+
+        def body(carry, i):
+            state, eps, t, xavg, eps_max, sums, g = carry
+            s = _rebuild(sampler, eps, big_l, inv_mass)
+            state, info = step_chains(s, chain_keys, state, start + i)
+            g = g + jnp.sum(grads_per_step(s, info))
+            ok = ~info.diverged
+            ec = jnp.asarray(info.energy_error, jnp.float32) / temp
+            xi = ec**2 / (dim * desired) + 1e-8
+            w = jnp.where(ok, jnp.exp(-0.5 * (jnp.log(xi) / (6.0 * trust)) ** 2), 0.0)
+            xavg = decay * xavg + jnp.sum(w * xi) / eps**6
+            t = decay * t + jnp.sum(w)
+            eps_max = jnp.where(jnp.any(~ok), jnp.minimum(eps_max, 0.8 * eps), eps_max)
+            new = jnp.where(t > 0, (xavg / jnp.maximum(t, 1e-30)) ** (-1.0 / 6.0), eps)
+            new = jnp.where(jnp.isfinite(new) & (new > 0), new, 0.8 * eps)
+            new = jnp.minimum(new, eps_max)
+            if collect:
+                x = flat_chains(state.position).astype(jnp.float32)
+                sums = _moments_update(sums, x, new)
+            return (state, new, t, xavg, eps_max, sums, g), None
+
+        z = jnp.zeros((), jnp.float32)
+        carry = (state, eps, z, z, jnp.float32(jnp.inf), (z, zero_d, zero_d), z)
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
+        state, eps, _, _, _, sums, g = carry
+        return state, eps, sums, g
+
+    state, eps, _, g1 = step_size_phase(state, eps, inv_mass, big_l, 0, n1, False)
+    state, eps, (s0, s1, s2), g2 = step_size_phase(state, eps, inv_mass, big_l, n1, n2, True)
+    mean = s1 / jnp.maximum(s0, 1e-30)
+    var = jnp.maximum(s2 / jnp.maximum(s0, 1e-30) - mean**2, 1e-10)
+    grads = grads + g1 + g2
+    if precond:
+        inv_mass = jax.tree.map(
+            lambda v, x: jnp.asarray(v, jnp.result_type(x)), unravel(var), example
+        )
+        big_l = jnp.sqrt(jnp.float32(dim))
+        state, eps, _, g2b = step_size_phase(state, eps, inv_mass, big_l, n1 + n2, n2b, False)
+        grads = grads + g2b
+    else:
+        big_l = jnp.sqrt(jnp.sum(var / _flat_inverse_mass(inv_mass, example, dim)))
+
+    tuned = _rebuild(sampler, eps, big_l, inv_mass)
+
+    def record(state, i):
+        state, info = step_chains(tuned, chain_keys, state, n1 + n2 + n2b + i)
+        return state, (flat_chains(state.position), jnp.sum(grads_per_step(tuned, info)))
+
+    state, (xs, g3) = jax.lax.scan(record, state, jnp.arange(n3))
+    ess = ess_per_dim(jnp.swapaxes(xs, 0, 1))
+    tau = n3 * n / ess
+    finite = jnp.isfinite(tau)
+    mean_tau = jnp.sum(jnp.where(finite, tau, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
+    big_l = jnp.where(jnp.any(finite), l_factor * eps * mean_tau, big_l)
+    grads = grads + jnp.sum(g3)
+    tuned = _rebuild(sampler, eps, big_l, inv_mass)
+    params = {"step_size": eps, "L": big_l, "inverse_mass": inv_mass}
+    one = jnp.float32(1.0)
+    return tuned, params, state.position, one, jnp.float32(jnp.nan), grads
+
+
+_mclmc_jit = jax.jit(_mclmc_warmup, static_argnums=(0,), static_argnames=("sizes", "precond"))
+
+
+# --------------------------------------------------------------------------- MAMS
+
+
+def mams_adapt_run(
+    sampler: MAMS,
+    key: PRNGKeyArray,
+    x0_batch: PyTree,
+    num_steps: int,
+    target_acceptance: float | Array | None = None,
+    *,
+    diagonal_preconditioning: bool = True,
+    l_factor: float = 0.5,
+) -> AdaptationResult:
+    """Tune an `idf.mams` sampler's step size, L (and diagonal inverse mass); module doc."""
+    key = _check(sampler, MAMS, "mams", num_steps, x0_batch, key)
+    precond = check_bool("diagonal_preconditioning", diagonal_preconditioning)
+    target = check_target(target_acceptance, MAMS_TARGET)
+    sizes = _phases(num_steps, (0.2, 0.2, 0.25, 0.2, 0.15))
+    dynamic, static = eqx.partition(sampler, eqx.is_array)
+    out = _mams_jit(
+        static, dynamic, key, x0_batch, target, jnp.float32(l_factor), sizes=sizes, precond=precond
+    )
+    return AdaptationResult(*out)
+
+
+def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, precond):
+    sampler = eqx.combine(dynamic, static)
+    na, nb, nc, nd, ne = sizes
+    n = jax.tree.leaves(x0_batch)[0].shape[0]
+    k_init, k_run = jax.random.split(key)
+    state = init_chains(sampler, x0_batch, jax.random.split(k_init, n))
+    chain_keys = jax.random.split(k_run, n)
+    example = jax.tree.map(lambda l: l[0], x0_batch)
+    flat0, unravel = ravel_pytree(example)
+    dim = flat0.shape[0]
+    eps0 = jnp.asarray(sampler.step_size, jnp.float32)
+    l0 = jnp.asarray(sampler.L, jnp.float32)
+    ratio = jnp.maximum(l0 / eps0, 1.1)
+    inv_mass: Any = sampler.inverse_mass
+    zero_d = jnp.zeros((dim,), jnp.float32)
+
+    def da_phase(state, eps_start, big_l, inv_mass, start, length, *, scale_l, collect):
+        """Dual averaging of eps (L = ratio * eps when scale_l, else fixed)."""
+
+        def body(carry, i):
+            state, da, sums, acc_sum, g = carry
+            eps = (
+                jnp.minimum(jnp.exp(da.log_eps), big_l / 1.1)
+                if not scale_l
+                else jnp.exp(da.log_eps)
+            )
+            length_now = ratio * eps if scale_l else big_l
+            s = _rebuild(sampler, eps, length_now, inv_mass)
+            state, info = step_chains(s, chain_keys, state, start + i)
+            g = g + jnp.sum(grads_per_step(s, info))
+            acc = jnp.asarray(info.acceptance_rate, jnp.float32)
+            alpha = jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
+            da = da_update(da, alpha, target)
+            if collect:
+                sums = _moments_update(sums, flat_chains(state.position).astype(jnp.float32), 1.0)
+            return (state, da, sums, acc_sum + alpha, g), None
+
+        z = jnp.zeros((), jnp.float32)
+        carry = (state, da_init(jnp.log(eps_start)), (z, zero_d, zero_d), z, z)
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
+        state, da, sums, acc_sum, g = carry
+        eps = jnp.exp(da.log_eps_bar)
+        if not scale_l:
+            eps = jnp.minimum(eps, big_l / 1.1)
+        return state, eps, sums, acc_sum / length, g
+
+    # A: step size at L / eps fixed; B: continue, collecting the positions' moments.
+    state, eps, _, _, ga = da_phase(state, eps0, l0, inv_mass, 0, na, scale_l=True, collect=False)
+    state, eps, (s0, s1, s2), _, gb = da_phase(
+        state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True
+    )
+    big_l_old = ratio * eps
+    mean = s1 / s0
+    var = jnp.maximum(s2 / s0 - mean**2, 1e-10)
+    if precond:
+        inv_mass = jax.tree.map(
+            lambda v, x: jnp.asarray(v, jnp.result_type(x)), unravel(var), example
+        )
+        big_l = jnp.sqrt(jnp.float32(dim))
+    else:
+        big_l = jnp.sqrt(jnp.sum(var / _flat_inverse_mass(inv_mass, example, dim)))
+    eps = jnp.minimum(eps * big_l / big_l_old, big_l / 1.1)
+    # C: step size at the new L and mass.
+    start = na + nb
+    state, eps, _, _, gc = da_phase(
+        state, eps, big_l, inv_mass, start, nc, scale_l=False, collect=False
+    )
+    # D: L from the effective sample size of a run at the tuned step size.
+    tuned = _rebuild(sampler, eps, big_l, inv_mass)
+    start += nc
+
+    def record(state, i):
+        state, info = step_chains(tuned, chain_keys, state, start + i)
+        return state, (flat_chains(state.position), jnp.sum(grads_per_step(tuned, info)))
+
+    state, (xs, gd) = jax.lax.scan(record, state, jnp.arange(nd))
+    ess = ess_per_dim(jnp.swapaxes(xs, 0, 1))
+    finite = jnp.isfinite(ess) & (ess > 0)
+    ess_per_transition = jnp.sum(jnp.where(finite, ess, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
+    ess_per_transition = ess_per_transition / (nd * n)
+    new_l = jnp.clip(l_factor * big_l / ess_per_transition, eps * 1.1, 2.0 * big_l)
+    big_l = jnp.where(jnp.any(finite), new_l, big_l)
+    # E: a last dual averaging of the step size at the final L.
+    start += nd
+    state, eps, _, acc, ge = da_phase(
+        state, eps, big_l, inv_mass, start, ne, scale_l=False, collect=False
+    )
+    grads = jnp.float32(n) + ga + gb + gc + jnp.sum(gd) + ge
+    tuned = _rebuild(sampler, eps, big_l, inv_mass)
+    params = {"step_size": eps, "L": big_l, "inverse_mass": inv_mass}
+    return tuned, params, state.position, acc, target, grads
+
+
+_mams_jit = jax.jit(_mams_warmup, static_argnums=(0,), static_argnames=("sizes", "precond"))

@@ -1,0 +1,167 @@
+"""`sample_tuned`: tune a sampler on the chains, then sample, recording the tuning cost.
+
+For users who do not want to choose: `method="auto"` picks MAMS (the many-chain winner
+of Robnik et al., arXiv 2503.01707) for float states. Discrete states have no gradient
+to tune on: they are refused with a pointer to `idf.block_gibbs`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import PRNGKeyArray
+
+from .. import adaptation
+from .._checks import ArgumentError, as_key, is_traced, positive, positive_int
+from .._custom_types import EnergyFn, FloatScalar, PyTree
+from ..samplers.dynamic_hmc import dynamic_hmc
+from ..samplers.ghmc import ghmc
+from ..samplers.hmc import hmc
+from ..samplers.langevin import mala
+from ..samplers.mclmc import mams, mclmc
+from ._driver import Trace, sample
+
+__all__ = ["TUNED_METHODS", "sample_tuned"]
+
+TUNED_METHODS = ("auto", "nuts", "mams", "mclmc", "chees", "meads", "hmc", "mala")
+
+
+def _is_discrete(x0_batch: PyTree) -> bool:
+    return any(
+        not jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        for leaf in jax.tree.leaves(x0_batch)
+    )
+
+
+def _nuts_factory(energy_fn, temperature) -> Callable:
+    try:
+        module = importlib.import_module("idf_jax.samplers.nuts")
+    except ImportError as e:
+        raise ArgumentError(
+            "method",
+            'method="nuts" needs idf_jax.samplers.nuts (idf.nuts), which this build does not '
+            'have; use method="mams" (the default) or "chees"',
+        ) from e
+
+    def factory(step_size, inverse_mass=None):
+        return module.nuts(energy_fn, step_size, temperature=temperature, inverse_mass=inverse_mass)
+
+    return factory
+
+
+def sample_tuned(
+    energy_fn: EnergyFn,
+    key: PRNGKeyArray,
+    x0_batch: PyTree,
+    num_draws: int,
+    method: str = "auto",
+    *,
+    num_warmup: int = 1000,
+    temperature: FloatScalar = 1.0,
+    thin: int = 1,
+    num_integration_steps: int = 10,
+    **sample_kwargs: Any,
+) -> Trace:
+    """Tune a sampler for `energy_fn` on the chains of `x0_batch`, then draw from it.
+
+    Args:
+        energy_fn: E(x) -> scalar; the target is exp(-E(x)/T).
+        key: PRNG key (split between warm-up and sampling).
+        x0_batch: PyTree of float arrays with a leading chain axis.
+        num_draws: draws per chain after the warm-up.
+        method: "auto" (= "mams"), "nuts" (window adaptation of `idf.nuts`), "mams",
+            "mclmc" (their tuners), "chees" (`idf.dynamic_hmc`), "meads" (`idf.ghmc`),
+            "hmc" (window adaptation, `num_integration_steps` leapfrog steps) or "mala".
+        num_warmup: warm-up steps per chain.
+        temperature: T > 0.
+        thin: keep one state every `thin` steps (num_draws * thin steps are run).
+        num_integration_steps: leapfrog steps for method="hmc".
+        **sample_kwargs: passed to `idf.sample` (progress, checkpoint, devices, ...).
+
+    Returns:
+        The `Trace` of the sampling run, its stats extended with (chains,) arrays:
+        `tuning_grad_evals` (gradient evaluations each chain spent in the warm-up),
+        `tuning_seconds` (wall time of the warm-up, NaN under jit / vmap),
+        `sampling_grad_evals` (gradient evaluations each chain spent drawing), and the
+        tuned `step_size` (and `L` / `trajectory_length` where the method has one).
+    """
+    if not isinstance(method, str) or method not in TUNED_METHODS:
+        raise ArgumentError(
+            "method", f"method must be one of {list(TUNED_METHODS)}, got {method!r}"
+        )
+    num_draws = positive_int("num_draws", num_draws)
+    num_warmup = positive_int("num_warmup", num_warmup)
+    thin = positive_int("thin", thin)
+    positive("temperature", temperature)
+    key = as_key(key)
+    leaves = jax.tree.leaves(x0_batch)
+    if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
+        raise ArgumentError(
+            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
+        )
+    if _is_discrete(x0_batch):
+        raise ArgumentError(
+            "x0_batch",
+            "sample_tuned tunes gradient-based samplers and x0_batch holds discrete states; "
+            "sample spins with idf.block_gibbs(capsule, T) and idf.sample",
+        )
+    n = int(leaves[0].shape[0])
+    dim = ravel_pytree(jax.tree.map(lambda l: l[0], x0_batch))[0].shape[0]
+    if method == "auto":
+        # MAMS needs a state of dimension >= 2; a scalar state gets NUTS (or ChEES).
+        has_nuts = importlib.util.find_spec("idf_jax.samplers.nuts") is not None
+        method = "mams" if dim >= 2 else ("nuts" if has_nuts else "chees")
+    k_tune, k_draw = jax.random.split(key)
+    eps0, l0 = 0.25 * math.sqrt(dim), math.sqrt(dim)
+    if method == "mams":
+        sampler, how = mams(energy_fn, eps0, l0, temperature), "mams"
+    elif method == "mclmc":
+        sampler, how = mclmc(energy_fn, eps0, l0, temperature), "mclmc"
+    elif method == "chees":
+        sampler, how = dynamic_hmc(energy_fn, 0.1, 0.1, temperature), "chees"
+    elif method == "meads":
+        sampler, how = ghmc(energy_fn, 0.1, temperature=temperature), "meads"
+    elif method == "hmc":
+        steps = positive_int("num_integration_steps", num_integration_steps)
+
+        def hmc_factory(step_size, inverse_mass=None):
+            return hmc(energy_fn, step_size, steps, temperature, inverse_mass)
+
+        sampler, how = hmc_factory, "window"
+    elif method == "mala":
+
+        def mala_factory(step_size):
+            return mala(energy_fn, step_size, temperature)
+
+        sampler, how = mala_factory, "window"
+    else:  # nuts
+        sampler, how = _nuts_factory(energy_fn, temperature), "window"
+
+    traced = is_traced((x0_batch, key, temperature))
+    start = time.perf_counter()
+    res = adaptation.adapt_run(sampler, k_tune, x0_batch, num_warmup, method=how)
+    if not traced:
+        jax.block_until_ready(res)
+    seconds = float("nan") if traced else time.perf_counter() - start
+    trace = sample(res.sampler, k_draw, res.positions, num_draws * thin, thin=thin, **sample_kwargs)
+    stats = dict(trace.stats)
+    ones = jnp.ones((n,), jnp.float32)
+    grads = res.num_grad_evals if res.num_grad_evals is not None else jnp.float32(jnp.nan)
+    stats["tuning_grad_evals"] = ones * grads / n
+    stats["tuning_seconds"] = ones * seconds
+    per_step = stats.get("num_grad_evals")
+    if per_step is None:
+        per_step = ones * float(getattr(res.sampler, "num_integration_steps", 1))
+    stats["sampling_grad_evals"] = per_step * (num_draws * thin)
+    for name in ("step_size", "L", "trajectory_length"):
+        if name in res.params:
+            stats[name] = ones * res.params[name]
+    return trace._replace(stats=stats)
