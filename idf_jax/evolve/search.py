@@ -1,0 +1,415 @@
+"""`minimize`: an evolution strategy over a named search space, one compiled search.
+
+A JAX-traceable fitness is evaluated for the whole population in one `vmap`, and the
+generations run in one `jax.lax.scan` inside one `jax.jit`: one compilation per search
+(a progress bar, checkpoints, a time budget or a callback cut the scan into chunks of
+equal length, the last one masked, so the compiled chunk is reused). A fitness that JAX
+cannot trace (it calls NumPy on its inputs, runs a simulator, reads files) is evaluated
+on the host, one generation at a time, with Python values; the strategy's ask / tell
+stay compiled.
+
+Randomness: generation g uses `fold_in(key, g)`, so a chunked, checkpointed or resumed
+search gives the numbers of an uninterrupted one with the same chunking.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from .._checks import ArgumentError, as_key, positive, positive_int
+from .._progress import Progress
+from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoint
+from .archive import Archive, MapElites, archive_insert, elites
+from .space import Dimension, Space, as_space
+from .strategies import is_population_based, make_strategy
+
+__all__ = ["EvolveResult", "minimize", "default_population_size"]
+
+_log = logging.getLogger("idf_jax.evolve")
+
+
+class EvolveResult(NamedTuple):
+    """What `minimize` found.
+
+    best_params: the best configuration, as Python values (float, int, the option).
+    best_fitness: its fitness (lowest seen).
+    history: per generation run, NumPy arrays: `best_fitness` (best so far),
+        `generation_best`, `generation_mean` (over finite fitness values).
+    archive: the MAP-Elites elites (list of dicts: cell, fitness, descriptor, params),
+        None without `archive=`.
+    num_evaluations: fitness evaluations made.
+    num_generations: generations run (fewer than asked when stopped early).
+    traceable: True when the fitness ran as JAX code (one jit(vmap)), False on the host.
+    strategy: the evosax algorithm's name.
+    """
+
+    best_params: dict[str, Any]
+    best_fitness: float
+    history: dict[str, np.ndarray]
+    archive: list[dict[str, Any]] | None
+    num_evaluations: int
+    num_generations: int
+    traceable: bool
+    strategy: str
+
+
+class _Carry(NamedTuple):
+    state: Any
+    best_z: jax.Array
+    best_f: jax.Array
+    archive: Archive | None
+    hist_best: jax.Array
+    hist_gen_best: jax.Array
+    hist_gen_mean: jax.Array
+
+
+def default_population_size(dim: int) -> int:
+    """CMA-ES's default 4 + floor(3 ln d), at least 8, rounded up to even (Open_ES)."""
+    n = max(8, 4 + int(3 * math.log(max(dim, 1))))
+    return n + (n % 2)
+
+
+def _strong(tree):
+    """Leaves as committed, strongly typed arrays (a resumed carry matches a fresh one)."""
+    return jax.tree.map(lambda l: jnp.asarray(np.asarray(l)), tree)
+
+
+def _as_descriptor(out) -> jax.Array:
+    if isinstance(out, (tuple, list)):
+        return jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in out])
+    return jnp.asarray(out, jnp.float32).reshape(-1)
+
+
+def _split_out(out, has_aux: bool):
+    if not has_aux:
+        return out, out
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ArgumentError("fitness_fn", "with has_aux=True fitness_fn must return (fitness, aux)")
+    return out[0], out[1]
+
+
+def _detect(fitness_fn, space: Space, key, has_aux, descriptor_fn) -> Exception | None:
+    """None when the fitness (and descriptors) trace as JAX code, else the error."""
+    values = space.decode(space.centre())
+
+    def probe(v, k):
+        f, aux = _split_out(fitness_fn(v, k), has_aux)
+        d = _as_descriptor(descriptor_fn(v, aux)) if descriptor_fn is not None else None
+        return jnp.asarray(f), d
+
+    try:
+        f, _ = jax.eval_shape(probe, values, key)
+    except ArgumentError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to trace means "host"
+        return e
+    if f.shape != ():
+        raise ArgumentError("fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}")
+    return None
+
+
+def minimize(
+    fitness_fn: Callable[..., Any],
+    space: Space | Mapping[str, Dimension],
+    key: PRNGKeyArray,
+    *,
+    strategy: str = "CMA_ES",
+    population_size: int | None = None,
+    num_generations: int = 50,
+    init_std: float = 0.25,
+    start: Mapping[str, Any] | None = None,
+    traceable: bool | None = None,
+    has_aux: bool = False,
+    archive: MapElites | None = None,
+    descriptor_fn: Callable[..., Any] | None = None,
+    progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    chunk_generations: int | None = None,
+    time_budget_s: float | None = None,
+    callback: Callable[[int, float], bool | None] | None = None,
+    strategy_kwargs: Mapping[str, Any] | None = None,
+    strategy_params: Mapping[str, Any] | None = None,
+) -> EvolveResult:
+    """Minimise `fitness_fn(params, key) -> scalar` over `space` with an evosax strategy.
+
+    The strategy searches the encoded box of `space` (see `idf_jax.evolve.space`: reals
+    by (log-)affine maps, ints by rounding, choices by argmax over one-hot logits);
+    every candidate is decoded to `params`, a dict name -> value, and evaluated with its
+    own key (split from the generation's key). Lower fitness is better; NaN counts as
+    +inf. Distribution-based strategies start at `start` (default: the middle of every
+    range) with spread `init_std` (box units, where the algorithm has `std_init`);
+    population-based ones first evaluate a uniform random population.
+
+    Example:
+        >>> space = {"x": idf.evolve.Real(-5, 5), "n": idf.evolve.Int(1, 8)}
+        >>> res = idf.evolve.minimize(lambda p, k: (p["x"] - 1) ** 2 + p["n"], space, key)
+        >>> res.best_params  # {'x': 1.0..., 'n': 1}
+
+    Args:
+        fitness_fn: (params, key) -> scalar; JAX code gets a dict of arrays, host code a
+            dict of Python values. With `has_aux=True` it returns (fitness, aux), and aux
+            reaches `descriptor_fn`.
+        space: name -> `Real` / `Int` / `Choice` (or a `Space`).
+        key: PRNG key; the search is a function of it.
+        strategy: an evosax algorithm name (`available_strategies()`).
+        population_size: candidates per generation (default `default_population_size`).
+        num_generations: generations to run.
+        init_std: initial spread in box units (the box is [0, 1] per coordinate).
+        start: initial configuration (some or all names) for the strategy's mean.
+        traceable: True: JAX path (an error if it cannot trace); False: host path;
+            None: try to trace and fall back to the host (logged on "idf_jax.evolve").
+        has_aux: fitness_fn returns (fitness, aux).
+        archive: a `MapElites(bins, ranges)` grid; needs `descriptor_fn`.
+        descriptor_fn: (params, aux or fitness) -> a tuple of descriptors, one per grid
+            axis.
+        progress: a progress bar over generations.
+        checkpoint: a file; the search state is written there atomically after every
+            chunk, and a search started with an existing checkpoint resumes from it.
+        chunk_generations: generations per chunk when chunked (default: 1/20 of them).
+        time_budget_s: stop after the first chunk that ends past this wall time.
+        callback: callback(generations_done, best_fitness) after every chunk; return
+            True to stop (the checkpoint is kept, so the search can be resumed).
+        strategy_kwargs: extra arguments of the evosax algorithm's constructor.
+        strategy_params: fields of its params to override (e.g. {"std_min": 1e-3}).
+
+    Returns:
+        An `EvolveResult`.
+    """
+    sp = as_space(space)
+    key = as_key(key)
+    num_generations = positive_int("num_generations", num_generations)
+    positive("init_std", init_std)
+    pop = (
+        default_population_size(sp.dim)
+        if population_size is None
+        else positive_int("population_size", population_size)
+    )
+    if pop < 2:
+        raise ArgumentError("population_size", f"population_size must be >= 2, got {pop}")
+    if not callable(fitness_fn):
+        raise ArgumentError("fitness_fn", "fitness_fn must be callable (params, key) -> scalar")
+    if (archive is None) != (descriptor_fn is None):
+        raise ArgumentError(
+            "descriptor_fn" if archive is not None else "archive",
+            "archive= and descriptor_fn= go together (a MAP-Elites grid and its descriptors)",
+        )
+    if archive is not None and not isinstance(archive, MapElites):
+        raise ArgumentError("archive", "archive must be MapElites.make(bins, ranges)")
+    if time_budget_s is not None:
+        positive("time_budget_s", time_budget_s)
+    es, params, strategy_name = make_strategy(
+        strategy,
+        pop,
+        sp.dim,
+        init_std=float(init_std),
+        strategy_kwargs=strategy_kwargs,
+        strategy_params=strategy_params,
+    )
+    pop_based = is_population_based(es)
+    k_init, k_run, k_probe = jax.random.split(key, 3)
+
+    err = _detect(fitness_fn, sp, k_probe, has_aux, descriptor_fn) if traceable is not False else None
+    if traceable is True and err is not None:
+        raise ArgumentError(
+            "fitness_fn",
+            f"fitness_fn could not be traced by JAX ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); pass traceable=False to "
+            "evaluate it on the host",
+        )
+    use_jax = traceable is not False and err is None
+    if traceable is None and err is not None:
+        _log.info(
+            "fitness_fn is not JAX-traceable (%s); evaluating it on the host", type(err).__name__
+        )
+
+    G = num_generations
+
+    # --- evaluation of one generation: traced, or on the host ---------------------------
+    def eval_traced(z, k):
+        values = sp.decode_batch(z)
+        keys = jax.random.split(k, z.shape[0])
+
+        def one(v, kk):
+            f, aux = _split_out(fitness_fn(v, kk), has_aux)
+            f = jnp.asarray(f, jnp.float32).reshape(())
+            d = _as_descriptor(descriptor_fn(v, aux)) if descriptor_fn is not None else None
+            return f, d
+
+        f, d = jax.vmap(one)(values, keys)
+        return jnp.where(jnp.isnan(f), jnp.inf, f), d
+
+    decode_jit = jax.jit(sp.decode_batch)
+
+    def eval_host(z, k):
+        values = sp.to_python_batch(decode_jit(z))
+        keys = jax.random.split(k, len(values))
+        fs, ds = [], []
+        for v, kk in zip(values, keys):
+            f, aux = _split_out(fitness_fn(v, kk), has_aux)
+            f = np.asarray(f, np.float64)
+            if f.shape != ():
+                raise ArgumentError(
+                    "fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}"
+                )
+            fs.append(float(f))
+            if descriptor_fn is not None:
+                ds.append(np.asarray(_as_descriptor(descriptor_fn(v, aux))))
+        f = np.asarray(fs, np.float32)
+        f = np.where(np.isnan(f), np.inf, f)
+        return jnp.asarray(f), (jnp.asarray(np.stack(ds)) if ds else None)
+
+    # --- ask / tell with our own best and archive bookkeeping ------------------------------
+    def ask(state, g):
+        k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        z, state = es.ask(k_ask, state, params)
+        return z, state, k_eval
+
+    def tell(c: _Carry, state, g, z, f, d) -> _Carry:
+        _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        state, _ = es.tell(k_tell, z, f, state, params)
+        i = jnp.argmin(f)
+        better = f[i] < c.best_f
+        best_z = jnp.where(better, z[i], c.best_z)
+        best_f = jnp.where(better, f[i], c.best_f)
+        arch = c.archive
+        if archive is not None and arch is not None:
+            arch = archive_insert(archive, arch, z, f, d)
+        fin = jnp.isfinite(f)
+        mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
+        mean = jnp.where(jnp.any(fin), mean, jnp.inf)
+        return _Carry(
+            state,
+            best_z,
+            best_f,
+            arch,
+            c.hist_best.at[g].set(best_f),
+            c.hist_gen_best.at[g].set(f[i]),
+            c.hist_gen_mean.at[g].set(mean),
+        )
+
+    def fresh_carry() -> _Carry:
+        arch0 = Archive.empty(archive, sp.dim) if archive is not None else None
+        c = _Carry(
+            None,
+            sp.centre(),
+            jnp.asarray(jnp.inf, jnp.float32),
+            arch0,
+            jnp.full((G,), jnp.inf, jnp.float32),
+            jnp.full((G,), jnp.inf, jnp.float32),
+            jnp.full((G,), jnp.inf, jnp.float32),
+        )
+        if pop_based:
+            z0 = jax.random.uniform(k_init, (pop, sp.dim), jnp.float32)
+            if start is not None:
+                z0 = z0.at[0].set(sp.encode(start))
+            k0 = jax.random.fold_in(k_init, 1)
+            f0, d0 = jax.jit(eval_traced)(z0, k0) if use_jax else eval_host(z0, k0)
+            state = es.init(k_init, z0, f0, params)
+            i = jnp.argmin(f0)
+            arch = c.archive
+            if archive is not None and arch is not None:
+                arch = archive_insert(archive, arch, z0, f0, d0)
+            c = c._replace(best_z=z0[i], best_f=jnp.minimum(f0[i], c.best_f), archive=arch)
+        else:
+            mean = sp.encode(start) if start is not None else sp.centre()
+            state = es.init(k_init, mean, params)
+        return _strong(c._replace(state=state))
+
+    meta = {
+        "kind": "idf_jax.evolve.minimize",
+        "strategy": strategy_name,
+        "population_size": pop,
+        "num_generations": G,
+        "space": sp.describe(),
+        "traceable": use_jax,
+        "archive": None if archive is None else [list(archive.bins), [list(r) for r in archive.ranges]],
+        "key": _key_fingerprint(key),
+    }
+    done = 0
+    ckpt = os.fspath(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and os.path.exists(ckpt):
+        carry, done = _load_checkpoint(ckpt, fresh_carry(), meta)
+    else:
+        carry = fresh_carry()
+
+    chunked = progress or ckpt is not None or time_budget_s is not None or callback is not None
+    if chunk_generations is not None:
+        chunk = positive_int("chunk_generations", chunk_generations)
+    else:
+        chunk = max(1, math.ceil(G / 20)) if chunked else G
+    chunk = min(chunk, G)
+
+    if use_jax:
+
+        def run_chunk(c: _Carry, first):
+            def body(cc, i):
+                g = first + i
+
+                def step(c2):
+                    z, state, k_eval = ask(c2.state, g)
+                    f, d = eval_traced(z, k_eval)
+                    return tell(c2, state, g, z, f, d)
+
+                return jax.lax.cond(g < G, step, lambda c2: c2, cc), None
+
+            c, _ = jax.lax.scan(body, c, jnp.arange(chunk))
+            return c
+
+        run_jit = jax.jit(run_chunk)
+    else:
+        ask_jit, tell_jit = jax.jit(ask), jax.jit(tell)
+
+    bar = Progress(G, done, label="evolving", status="", enabled=progress)
+    t0 = time.perf_counter()
+    try:
+        while done < G:
+            if use_jax:
+                carry = run_jit(carry, jnp.asarray(done, jnp.int32))
+            else:
+                for g in range(done, min(done + chunk, G)):
+                    gg = jnp.asarray(g, jnp.int32)
+                    z, state, k_eval = ask_jit(carry.state, gg)
+                    f, d = eval_host(z, k_eval)
+                    carry = tell_jit(carry, state, gg, z, f, d)
+            done = min(done + chunk, G)
+            if ckpt is not None:
+                _save_checkpoint(ckpt, carry, {**meta, "steps_done": done})
+            best = float(carry.best_f)
+            bar.update(done, f"best {best:.6g}")
+            if callback is not None and callback(done, best):
+                break
+            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+                break
+    finally:
+        bar.close()
+
+    best_params = sp.to_python(jax.tree.map(np.asarray, sp.decode(carry.best_z)))
+    arch_out = None
+    if archive is not None and carry.archive is not None:
+        arch_out = elites(
+            carry.archive, archive, lambda z: sp.to_python(jax.tree.map(np.asarray, sp.decode(z)))
+        )
+    return EvolveResult(
+        best_params=best_params,
+        best_fitness=float(carry.best_f),
+        history={
+            "best_fitness": np.asarray(carry.hist_best)[:done],
+            "generation_best": np.asarray(carry.hist_gen_best)[:done],
+            "generation_mean": np.asarray(carry.hist_gen_mean)[:done],
+        },
+        archive=arch_out,
+        num_evaluations=done * pop + (pop if pop_based else 0),
+        num_generations=done,
+        traceable=use_jax,
+        strategy=strategy_name,
+    )
