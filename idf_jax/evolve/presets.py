@@ -47,10 +47,9 @@ def _path(name: str | os.PathLike) -> Path:
     p = Path(name)
     if p.is_file():
         return p
+    known = ", ".join(available_presets()) or "none"
     raise ArgumentError(
-        "preset",
-        f"no preset {str(name)!r}: not a packaged preset ({', '.join(available_presets()) or 'none'}) "
-        "and not a file",
+        "preset", f"no preset {str(name)!r}: not a packaged preset ({known}) and not a file"
     )
 
 
@@ -83,7 +82,12 @@ def preset_record(
         raise ArgumentError("name", f"a preset name is a plain non-empty string, got {name!r}")
     prov = {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     prov.update(dict(provenance or {}))
-    return {"name": name, "target": target, "config": jsonable(dict(config)), "provenance": jsonable(prov)}
+    return {
+        "name": name,
+        "target": target,
+        "config": jsonable(dict(config)),
+        "provenance": jsonable(prov),
+    }
 
 
 def save_preset(

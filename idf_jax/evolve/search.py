@@ -207,123 +207,41 @@ def minimize(
         raise ArgumentError("archive", "archive must be MapElites.make(bins, ranges)")
     if time_budget_s is not None:
         positive("time_budget_s", time_budget_s)
-    es, params, strategy_name = make_strategy(
+    sig = (
+        fitness_fn,
+        descriptor_fn,
+        repr(sp.describe()),
         strategy,
         pop,
-        sp.dim,
-        init_std=float(init_std),
-        strategy_kwargs=strategy_kwargs,
-        strategy_params=strategy_params,
+        num_generations,
+        has_aux,
+        archive,
+        traceable,
+        repr(sorted((strategy_kwargs or {}).items())),
     )
-    pop_based = is_population_based(es)
-    k_init, k_run, k_probe = jax.random.split(key, 3)
-
-    err = _detect(fitness_fn, sp, k_probe, has_aux, descriptor_fn) if traceable is not False else None
-    if traceable is True and err is not None:
-        raise ArgumentError(
-            "fitness_fn",
-            f"fitness_fn could not be traced by JAX ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); pass traceable=False to "
-            "evaluate it on the host",
+    engine = _ENGINES.get(sig)
+    if engine is None:
+        engine = _Engine(
+            fitness_fn,
+            sp,
+            strategy,
+            pop,
+            num_generations,
+            has_aux,
+            archive,
+            descriptor_fn,
+            traceable,
+            strategy_kwargs,
         )
-    use_jax = traceable is not False and err is None
-    if traceable is None and err is not None:
-        _log.info(
-            "fitness_fn is not JAX-traceable (%s); evaluating it on the host", type(err).__name__
-        )
-
-    G = num_generations
-
-    # --- evaluation of one generation: traced, or on the host ---------------------------
-    def eval_traced(z, k):
-        values = sp.decode_batch(z)
-        keys = jax.random.split(k, z.shape[0])
-
-        def one(v, kk):
-            f, aux = _split_out(fitness_fn(v, kk), has_aux)
-            f = jnp.asarray(f, jnp.float32).reshape(())
-            d = _as_descriptor(descriptor_fn(v, aux)) if descriptor_fn is not None else None
-            return f, d
-
-        f, d = jax.vmap(one)(values, keys)
-        return jnp.where(jnp.isnan(f), jnp.inf, f), d
-
-    decode_jit = jax.jit(sp.decode_batch)
-
-    def eval_host(z, k):
-        values = sp.to_python_batch(decode_jit(z))
-        keys = jax.random.split(k, len(values))
-        fs, ds = [], []
-        for v, kk in zip(values, keys):
-            f, aux = _split_out(fitness_fn(v, kk), has_aux)
-            f = np.asarray(f, np.float64)
-            if f.shape != ():
-                raise ArgumentError(
-                    "fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}"
-                )
-            fs.append(float(f))
-            if descriptor_fn is not None:
-                ds.append(np.asarray(_as_descriptor(descriptor_fn(v, aux))))
-        f = np.asarray(fs, np.float32)
-        f = np.where(np.isnan(f), np.inf, f)
-        return jnp.asarray(f), (jnp.asarray(np.stack(ds)) if ds else None)
-
-    # --- ask / tell with our own best and archive bookkeeping ------------------------------
-    def ask(state, g):
-        k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        z, state = es.ask(k_ask, state, params)
-        return z, state, k_eval
-
-    def tell(c: _Carry, state, g, z, f, d) -> _Carry:
-        _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        state, _ = es.tell(k_tell, z, f, state, params)
-        i = jnp.argmin(f)
-        better = f[i] < c.best_f
-        best_z = jnp.where(better, z[i], c.best_z)
-        best_f = jnp.where(better, f[i], c.best_f)
-        arch = c.archive
-        if archive is not None and arch is not None:
-            arch = archive_insert(archive, arch, z, f, d)
-        fin = jnp.isfinite(f)
-        mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
-        mean = jnp.where(jnp.any(fin), mean, jnp.inf)
-        return _Carry(
-            state,
-            best_z,
-            best_f,
-            arch,
-            c.hist_best.at[g].set(best_f),
-            c.hist_gen_best.at[g].set(f[i]),
-            c.hist_gen_mean.at[g].set(mean),
-        )
-
-    def fresh_carry() -> _Carry:
-        arch0 = Archive.empty(archive, sp.dim) if archive is not None else None
-        c = _Carry(
-            None,
-            sp.centre(),
-            jnp.asarray(jnp.inf, jnp.float32),
-            arch0,
-            jnp.full((G,), jnp.inf, jnp.float32),
-            jnp.full((G,), jnp.inf, jnp.float32),
-            jnp.full((G,), jnp.inf, jnp.float32),
-        )
-        if pop_based:
-            z0 = jax.random.uniform(k_init, (pop, sp.dim), jnp.float32)
-            if start is not None:
-                z0 = z0.at[0].set(sp.encode(start))
-            k0 = jax.random.fold_in(k_init, 1)
-            f0, d0 = jax.jit(eval_traced)(z0, k0) if use_jax else eval_host(z0, k0)
-            state = es.init(k_init, z0, f0, params)
-            i = jnp.argmin(f0)
-            arch = c.archive
-            if archive is not None and arch is not None:
-                arch = archive_insert(archive, arch, z0, f0, d0)
-            c = c._replace(best_z=z0[i], best_f=jnp.minimum(f0[i], c.best_f), archive=arch)
-        else:
-            mean = sp.encode(start) if start is not None else sp.centre()
-            state = es.init(k_init, mean, params)
-        return _strong(c._replace(state=state))
+        _ENGINES[sig] = engine
+        while len(_ENGINES) > _MAX_ENGINES:
+            _ENGINES.pop(next(iter(_ENGINES)))
+    else:
+        _ENGINES[sig] = _ENGINES.pop(sig)  # most recently used last
+    params = engine.params(float(init_std), strategy_params)
+    strategy_name, use_jax, G = engine.name, engine.use_jax, num_generations
+    k_init, k_run = jax.random.split(key)
+    start_z = sp.encode(start) if start is not None else sp.centre()
 
     meta = {
         "kind": "idf_jax.evolve.minimize",
@@ -332,15 +250,17 @@ def minimize(
         "num_generations": G,
         "space": sp.describe(),
         "traceable": use_jax,
-        "archive": None if archive is None else [list(archive.bins), [list(r) for r in archive.ranges]],
+        "archive": None
+        if archive is None
+        else [list(archive.bins), [list(r) for r in archive.ranges]],
         "key": _key_fingerprint(key),
     }
     done = 0
     ckpt = os.fspath(checkpoint) if checkpoint is not None else None
     if ckpt is not None and os.path.exists(ckpt):
-        carry, done = _load_checkpoint(ckpt, fresh_carry(), meta)
+        carry, done = _load_checkpoint(ckpt, engine.fresh(k_init, start_z, params), meta)
     else:
-        carry = fresh_carry()
+        carry = engine.fresh(k_init, start_z, params)
 
     chunked = progress or ckpt is not None or time_budget_s is not None or callback is not None
     if chunk_generations is not None:
@@ -349,38 +269,11 @@ def minimize(
         chunk = max(1, math.ceil(G / 20)) if chunked else G
     chunk = min(chunk, G)
 
-    if use_jax:
-
-        def run_chunk(c: _Carry, first):
-            def body(cc, i):
-                g = first + i
-
-                def step(c2):
-                    z, state, k_eval = ask(c2.state, g)
-                    f, d = eval_traced(z, k_eval)
-                    return tell(c2, state, g, z, f, d)
-
-                return jax.lax.cond(g < G, step, lambda c2: c2, cc), None
-
-            c, _ = jax.lax.scan(body, c, jnp.arange(chunk))
-            return c
-
-        run_jit = jax.jit(run_chunk)
-    else:
-        ask_jit, tell_jit = jax.jit(ask), jax.jit(tell)
-
     bar = Progress(G, done, label="evolving", status="", enabled=progress)
     t0 = time.perf_counter()
     try:
         while done < G:
-            if use_jax:
-                carry = run_jit(carry, jnp.asarray(done, jnp.int32))
-            else:
-                for g in range(done, min(done + chunk, G)):
-                    gg = jnp.asarray(g, jnp.int32)
-                    z, state, k_eval = ask_jit(carry.state, gg)
-                    f, d = eval_host(z, k_eval)
-                    carry = tell_jit(carry, state, gg, z, f, d)
+            carry = engine.run(carry, done, chunk, k_run, params)
             done = min(done + chunk, G)
             if ckpt is not None:
                 _save_checkpoint(ckpt, carry, {**meta, "steps_done": done})
@@ -408,8 +301,198 @@ def minimize(
             "generation_mean": np.asarray(carry.hist_gen_mean)[:done],
         },
         archive=arch_out,
-        num_evaluations=done * pop + (pop if pop_based else 0),
+        num_evaluations=done * pop + (pop if engine.pop_based else 0),
         num_generations=done,
         traceable=use_jax,
         strategy=strategy_name,
     )
+
+
+_ENGINES: dict[tuple, _Engine] = {}
+_MAX_ENGINES = 8
+"""Compiled searches by (fitness, space, strategy, sizes): a search with a new key, new
+strategy parameters or a new start reuses the compiled one (least recently used go)."""
+
+
+class _Engine:
+    """One compiled search: the strategy object and the jitted ask / evaluate / tell.
+
+    Everything that varies between searches of one signature (key, strategy params,
+    start, carry) is an argument of the jitted functions, never a closure constant.
+    """
+
+    def __init__(
+        self,
+        fitness_fn,
+        sp: Space,
+        strategy,
+        pop,
+        G,
+        has_aux,
+        archive,
+        descriptor_fn,
+        traceable,
+        strategy_kwargs,
+    ):
+        self.es, _, self.name = make_strategy(
+            strategy, pop, sp.dim, init_std=1.0, strategy_kwargs=strategy_kwargs
+        )
+        self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
+        self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn
+        self.pop_based = is_population_based(self.es)
+        probe_key = jax.random.key(0)
+        err = (
+            _detect(fitness_fn, sp, probe_key, has_aux, descriptor_fn)
+            if traceable is not False
+            else None
+        )
+        if traceable is True and err is not None:
+            raise ArgumentError(
+                "fitness_fn",
+                f"fitness_fn could not be traced by JAX ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); pass traceable=False to "
+                "evaluate it on the host",
+            )
+        if traceable is None and err is not None:
+            _log.info(
+                "fitness_fn is not JAX-traceable (%s); evaluating it on the host",
+                type(err).__name__,
+            )
+        self.use_jax = traceable is not False and err is None
+        self._decode = jax.jit(sp.decode_batch)
+        self._eval = jax.jit(self._eval_traced)
+        self._ask = jax.jit(self._ask_fn)
+        self._tell = jax.jit(self._tell_fn)
+        self._chunks: dict[int, Callable] = {}
+
+    def params(self, init_std: float, overrides):
+        p = self.es.default_params
+        fields = set(getattr(p, "__dataclass_fields__", {}))
+        if "std_init" in fields:
+            p = p.replace(std_init=jnp.asarray(init_std, jnp.float32))
+        extra = dict(overrides or {})
+        unknown = sorted(set(extra) - fields)
+        if unknown:
+            raise ArgumentError(
+                "strategy_params",
+                f"{self.name} has no parameter(s) {unknown}; it has {sorted(fields)}",
+            )
+        return p.replace(**extra) if extra else p
+
+    # --- evaluation of one generation: traced, or on the host ---------------------------
+    def _eval_traced(self, z, k):
+        values = self.sp.decode_batch(z)
+        keys = jax.random.split(k, z.shape[0])
+
+        def one(v, kk):
+            f, aux = _split_out(self.fitness_fn(v, kk), self.has_aux)
+            f = jnp.asarray(f, jnp.float32).reshape(())
+            d = (
+                _as_descriptor(self.descriptor_fn(v, aux))
+                if self.descriptor_fn is not None
+                else None
+            )
+            return f, d
+
+        f, d = jax.vmap(one)(values, keys)
+        return jnp.where(jnp.isnan(f), jnp.inf, f), d
+
+    def _eval_host(self, z, k):
+        values = self.sp.to_python_batch(self._decode(z))
+        keys = jax.random.split(k, len(values))
+        fs, ds = [], []
+        for v, kk in zip(values, keys):
+            f, aux = _split_out(self.fitness_fn(v, kk), self.has_aux)
+            f = np.asarray(f, np.float64)
+            if f.shape != ():
+                raise ArgumentError(
+                    "fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}"
+                )
+            fs.append(float(f))
+            if self.descriptor_fn is not None:
+                ds.append(np.asarray(_as_descriptor(self.descriptor_fn(v, aux))))
+        f = np.asarray(fs, np.float32)
+        f = np.where(np.isnan(f), np.inf, f)
+        return jnp.asarray(f), (jnp.asarray(np.stack(ds)) if ds else None)
+
+    def evaluate(self, z, k):
+        return self._eval(z, k) if self.use_jax else self._eval_host(z, k)
+
+    # --- ask / tell with our own best and archive bookkeeping ------------------------------
+    def _ask_fn(self, state, g, k_run, params):
+        k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        z, state = self.es.ask(k_ask, state, params)
+        return z, state, k_eval
+
+    def _tell_fn(self, c: _Carry, state, g, z, f, d, k_run, params) -> _Carry:
+        _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        state, _ = self.es.tell(k_tell, z, f, state, params)
+        i = jnp.argmin(f)
+        better = f[i] < c.best_f
+        arch = c.archive
+        if self.archive is not None and arch is not None:
+            arch = archive_insert(self.archive, arch, z, f, d)
+        fin = jnp.isfinite(f)
+        mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
+        mean = jnp.where(jnp.any(fin), mean, jnp.inf)
+        best_f = jnp.where(better, f[i], c.best_f)
+        return _Carry(
+            state,
+            jnp.where(better, z[i], c.best_z),
+            best_f,
+            arch,
+            c.hist_best.at[g].set(best_f),
+            c.hist_gen_best.at[g].set(f[i]),
+            c.hist_gen_mean.at[g].set(mean),
+        )
+
+    def fresh(self, k_init, start_z, params) -> _Carry:
+        sp, G = self.sp, self.G
+        arch0 = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
+        inf = jnp.full((G,), jnp.inf, jnp.float32)
+        c = _Carry(None, start_z, jnp.asarray(jnp.inf, jnp.float32), arch0, inf, inf, inf)
+        if self.pop_based:
+            z0 = jax.random.uniform(k_init, (self.pop, sp.dim), jnp.float32)
+            z0 = z0.at[0].set(start_z)
+            f0, d0 = self.evaluate(z0, jax.random.fold_in(k_init, 1))
+            state = self.es.init(k_init, z0, f0, params)
+            i = jnp.argmin(f0)
+            arch = c.archive
+            if self.archive is not None and arch is not None:
+                arch = archive_insert(self.archive, arch, z0, f0, d0)
+            c = c._replace(best_z=z0[i], best_f=f0[i], archive=arch)
+        else:
+            state = self.es.init(k_init, start_z, params)
+        return _strong(c._replace(state=state))
+
+    def _chunk_fn(self, chunk: int):
+        if chunk not in self._chunks:
+            G = self.G
+
+            def run_chunk(c: _Carry, first, k_run, params):
+                def body(cc, i):
+                    g = first + i
+
+                    def step(c2):
+                        z, state, k_eval = self._ask_fn(c2.state, g, k_run, params)
+                        f, d = self._eval_traced(z, k_eval)
+                        return self._tell_fn(c2, state, g, z, f, d, k_run, params)
+
+                    return jax.lax.cond(g < G, step, lambda c2: c2, cc), None
+
+                c, _ = jax.lax.scan(body, c, jnp.arange(chunk))
+                return c
+
+            self._chunks[chunk] = jax.jit(run_chunk)
+        return self._chunks[chunk]
+
+    def run(self, carry: _Carry, done: int, chunk: int, k_run, params) -> _Carry:
+        """Generations done .. done + chunk - 1 (those < G)."""
+        if self.use_jax:
+            return self._chunk_fn(chunk)(carry, jnp.asarray(done, jnp.int32), k_run, params)
+        for g in range(done, min(done + chunk, self.G)):
+            gg = jnp.asarray(g, jnp.int32)
+            z, state, k_eval = self._ask(carry.state, gg, k_run, params)
+            f, d = self._eval_host(z, k_eval)
+            carry = self._tell(carry, state, gg, z, f, d, k_run, params)
+        return carry

@@ -247,8 +247,9 @@ class Space:
         out: dict[str, Any] = {}
         for name, d in self.dims.items():
             if isinstance(d, Choice):
-                out[name] = {"choice": [o if isinstance(o, (int, float, str)) else str(o)
-                                        for o in d.options]}
+                out[name] = {
+                    "choice": [o if isinstance(o, (int, float, str)) else str(o) for o in d.options]
+                }
             else:
                 out[name] = {type(d).__name__.lower(): [d.lo, d.hi], "log": d.log}
         return out

@@ -23,9 +23,7 @@ def _registry() -> dict[str, Any]:
     try:
         from evosax.algorithms import algorithms
     except ImportError as e:  # pragma: no cover - evosax is in the `evolve` extra
-        raise ImportError(
-            "idf_jax.evolve needs evosax: pip install 'idf-jax[evolve]'"
-        ) from e
+        raise ImportError("idf_jax.evolve needs evosax: pip install 'idf-jax[evolve]'") from e
     return dict(algorithms)
 
 
@@ -64,8 +62,11 @@ def make_strategy(
             "strategy", f"unknown strategy {name!r}; choose one of {', '.join(sorted(reg))}"
         )
     try:
-        es = reg[key](population_size=population_size, solution=jnp.zeros((dim,)),
-                      **dict(strategy_kwargs or {}))
+        es = reg[key](
+            population_size=population_size,
+            solution=jnp.zeros((dim,)),
+            **dict(strategy_kwargs or {}),
+        )
     except AssertionError as e:  # evosax checks sizes with assert
         raise ArgumentError("population_size", f"{key}: {e}") from e
     except TypeError as e:

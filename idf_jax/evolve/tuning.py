@@ -92,7 +92,9 @@ def equilibrium_space(
     out: dict[str, Dimension] = {}
     for n in names:
         if n not in EQUILIBRIUM_OPTIONS and n not in (overrides or {}):
-            raise ArgumentError("include", f"{n!r} is not a tunable option ({list(EQUILIBRIUM_OPTIONS)})")
+            raise ArgumentError(
+                "include", f"{n!r} is not a tunable option ({list(EQUILIBRIUM_OPTIONS)})"
+            )
         if n in accepted and n in EQUILIBRIUM_OPTIONS:
             out[n] = EQUILIBRIUM_OPTIONS[n]
     for n, d in (overrides or {}).items():
@@ -167,7 +169,9 @@ def equilibrium_fitness(
     if metric == "energy":
         fitness = gap
     else:
-        fitness = math.log10(evals / max(successes, 0.5)) + (min(max(gap, 0.0), 1.0) if successes == 0 else 0.0)
+        fitness = math.log10(evals / max(successes, 0.5)) + (
+            min(max(gap, 0.0), 1.0) if successes == 0 else 0.0
+        )
     details = {
         "successes": successes,
         "runs": runs,
@@ -230,7 +234,9 @@ def tune_equilibrium(
             if d.lo <= v <= d.hi:
                 start[n] = v
     t0 = time.perf_counter()
-    base_fit, base_details = equilibrium_fitness(start, tasks, seeds, fn=fn, metric=metric, fixed=fixed)
+    base_fit, base_details = equilibrium_fitness(
+        start, tasks, seeds, fn=fn, metric=metric, fixed=fixed
+    )
     details: dict[str, Any] = {}
 
     def fitness(params, _key):
@@ -238,7 +244,9 @@ def tune_equilibrium(
         details[repr(sorted(params.items()))] = det
         return f
 
-    remaining = None if time_budget_s is None else max(time_budget_s - (time.perf_counter() - t0), 1e-3)
+    remaining = (
+        None if time_budget_s is None else max(time_budget_s - (time.perf_counter() - t0), 1e-3)
+    )
     res = minimize(
         fitness,
         sp,
@@ -305,7 +313,10 @@ def sampler_space(sampler: str) -> dict[str, Dimension]:
     if sampler == "mala":
         return {"step_size": Real(1e-4, 10.0, log=True)}
     if sampler == "hmc":
-        return {"step_size": Real(1e-4, 10.0, log=True), "num_integration_steps": Int(1, 32, log=True)}
+        return {
+            "step_size": Real(1e-4, 10.0, log=True),
+            "num_integration_steps": Int(1, 32, log=True),
+        }
     raise ArgumentError("sampler", f"sampler must be 'mala' or 'hmc', got {sampler!r}")
 
 
