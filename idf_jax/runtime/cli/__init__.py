@@ -1,7 +1,7 @@
 """The `idf` command: sample, anneal, train, serve, monitor and deploy from a terminal.
 
 A module per command (`init`, `capsules`, `sample`, `equilibrium`, `train`, `serve`,
-`monitor`, `deploy`), registered here on the typer app of `_app` in the order `idf --help`
+`monitor`, `deploy`, and the `evolve` group), registered here on the typer app of `_app` in the order `idf --help`
 lists them; `_common` holds what they share. Every command has `--help` with examples.
 Bad options give one line on stderr, `idf: error: ...`, and a non-zero exit status (2 for
 usage errors, 1 for others).
@@ -9,7 +9,7 @@ usage errors, 1 for others).
 
 from __future__ import annotations
 
-from . import capsules, deploy, equilibrium, init, monitor, sample, serve, train
+from . import capsules, deploy, equilibrium, evolve, init, monitor, sample, serve, train
 from ._app import app, main
 
 __all__ = ["app", "main"]
@@ -22,3 +22,4 @@ app.command()(train.train)
 app.command()(serve.serve)
 app.command()(monitor.monitor)
 app.command()(deploy.deploy)
+app.add_typer(evolve.app, name="evolve")
