@@ -92,7 +92,9 @@ def sampler_task():
 def run_idf(space, fit, evals, pop, seed):
     gens = max(1, evals // pop)
     t0 = time.perf_counter()
-    ev.minimize(fit, space, jax.random.key(10_000 + seed), population_size=pop, num_generations=gens)
+    ev.minimize(
+        fit, space, jax.random.key(10_000 + seed), population_size=pop, num_generations=gens
+    )
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = ev.minimize(fit, space, jax.random.key(seed), population_size=pop, num_generations=gens)
@@ -187,10 +189,14 @@ def main():
                     f"  evosax CMA-ES direct: best {bd:.4g} in {td:.3f} s | "
                     f"wrapper overhead time(idf)/time(direct) {ti / td:.2f}"
                 )
-    print("\n| task | evals | idf best | idf s (warm) | idf compile s | Optuna TPE best | Optuna s | time idf/Optuna | idf best <= Optuna |")
+    print(
+        "\n| task | evals | idf best | idf s (warm) | idf compile s | Optuna TPE best | Optuna s | time idf/Optuna | idf best <= Optuna |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for title, seed, n, bi, ti, ci, bo, to in rows:
-        print(f"| {title} (seed {seed}) | {n} | {bi:.4g} | {ti:.3f} | {ci:.1f} | {bo:.4g} | {to:.2f} | {ti / to:.4f} | {'yes' if bi <= bo else 'no'} |")
+        print(
+            f"| {title} (seed {seed}) | {n} | {bi:.4g} | {ti:.3f} | {ci:.1f} | {bo:.4g} | {to:.2f} | {ti / to:.4f} | {'yes' if bi <= bo else 'no'} |"
+        )
 
 
 if __name__ == "__main__":

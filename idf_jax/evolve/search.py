@@ -430,7 +430,7 @@ class _Engine:
         i = jnp.argmin(f)
         better = f[i] < c.best_f
         arch = c.archive
-        if self.archive is not None and arch is not None:
+        if self.archive is not None and arch is not None and d is not None:
             arch = archive_insert(self.archive, arch, z, f, d)
         fin = jnp.isfinite(f)
         mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
@@ -458,7 +458,7 @@ class _Engine:
             state = self.es.init(k_init, z0, f0, params)
             i = jnp.argmin(f0)
             arch = c.archive
-            if self.archive is not None and arch is not None:
+            if self.archive is not None and arch is not None and d0 is not None:
                 arch = archive_insert(self.archive, arch, z0, f0, d0)
             c = c._replace(best_z=z0[i], best_f=f0[i], archive=arch)
         else:

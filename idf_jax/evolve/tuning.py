@@ -364,23 +364,24 @@ def tune_sampler(
         leaves = jax.tree.leaves(trace.positions)
         return jnp.concatenate([l.reshape(l.shape[0], l.shape[1], -1) for l in leaves], axis=-1)
 
+    fitness: Callable[[Any, Any], Any]
     if sampler == "mala":
 
-        def fitness(p, k):
+        def mala_fitness(p, k):
             tr = sample(mala(energy_fn, p["step_size"]), k, x0_batch, num_steps, burn_in=burn_in)
             ess = jnp.min(ess_per_chain_jax(draws_flat(tr)))
             return -jnp.log10(jnp.maximum(ess, 1e-6) / (chains * num_steps))
 
-        traceable = True
+        fitness, traceable = mala_fitness, True
     elif sampler == "hmc":
 
-        def fitness(p, k):
+        def hmc_fitness(p, k):
             L = int(p["num_integration_steps"])
             tr = sample(hmc(energy_fn, p["step_size"], L), k, x0_batch, num_steps, burn_in=burn_in)
             ess = float(jnp.min(ess_per_chain_jax(draws_flat(tr))))
             return -math.log10(max(ess, 1e-6) / (chains * num_steps * L))
 
-        traceable = False
+        fitness, traceable = hmc_fitness, False
     else:
         raise ArgumentError("sampler", f"sampler must be 'mala' or 'hmc', got {sampler!r}")
     return minimize(

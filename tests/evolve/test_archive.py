@@ -14,7 +14,9 @@ GRID = ev.MapElites.make((2, 3), [(0.0, 1.0), (0.0, 3.0)])
 
 def _insert(arch, f, d):
     z = jnp.arange(len(f), dtype=jnp.float32)[:, None] * jnp.ones((1, 2))  # solution i = [i, i]
-    return ev.archive_insert(GRID, arch, z, jnp.asarray(f, jnp.float32), jnp.asarray(d, jnp.float32))
+    return ev.archive_insert(
+        GRID, arch, z, jnp.asarray(f, jnp.float32), jnp.asarray(d, jnp.float32)
+    )
 
 
 def test_cell_keeps_the_best_and_ties_keep_the_incumbent():
@@ -37,8 +39,11 @@ def test_cell_keeps_the_best_and_ties_keep_the_incumbent():
 
 def test_ties_within_a_generation_go_to_the_first_and_bad_values_never_enter():
     arch = ev.Archive.empty(GRID, 2)
-    arch = _insert(arch, [2.0, 2.0, np.nan, np.inf, 0.1],
-                   [[0.1, 0.1], [0.2, 0.2], [0.7, 0.1], [0.7, 0.1], [np.nan, 0.1]])
+    arch = _insert(
+        arch,
+        [2.0, 2.0, np.nan, np.inf, 0.1],
+        [[0.1, 0.1], [0.2, 0.2], [0.7, 0.1], [0.7, 0.1], [np.nan, 0.1]],
+    )
     assert float(arch.fitness[0]) == 2.0 and float(arch.solution[0, 0]) == 0.0
     assert int(arch.filled.sum()) == 1  # NaN / inf fitness and NaN descriptors are dropped
 
@@ -50,8 +55,12 @@ def test_out_of_range_descriptors_clip_into_border_cells():
 
 def test_insertion_is_traceable():
     f = jax.jit(lambda a, z, fit, d: ev.archive_insert(GRID, a, z, fit, d))
-    a = f(ev.Archive.empty(GRID, 2), jnp.zeros((3, 2)), jnp.array([1.0, 2.0, 3.0]),
-          jnp.array([[0.1, 0.1], [0.9, 0.1], [0.9, 2.9]]))
+    a = f(
+        ev.Archive.empty(GRID, 2),
+        jnp.zeros((3, 2)),
+        jnp.array([1.0, 2.0, 3.0]),
+        jnp.array([[0.1, 0.1], [0.9, 0.1], [0.9, 2.9]]),
+    )
     assert int(a.filled.sum()) == 3
 
 
@@ -71,9 +80,15 @@ def test_minimize_keeps_an_archive_next_to_the_best():
     # trade-off: fitness prefers n = 1 but the archive keeps the best x for every n
     space = {"x": ev.Real(-2.0, 2.0), "n": ev.Int(1, 4)}
     grid = ev.MapElites.make(4, [(0.5, 4.5)])
-    res = ev.minimize(lambda p, k: (p["x"] - 1.0) ** 2 + p["n"], space, jax.random.key(0),
-                      population_size=16, num_generations=30, archive=grid,
-                      descriptor_fn=lambda p, out: (p["n"],))
+    res = ev.minimize(
+        lambda p, k: (p["x"] - 1.0) ** 2 + p["n"],
+        space,
+        jax.random.key(0),
+        population_size=16,
+        num_generations=30,
+        archive=grid,
+        descriptor_fn=lambda p, out: (p["n"],),
+    )
     assert res.best_params["n"] == 1 and abs(res.best_params["x"] - 1.0) < 1e-2
     cells = {e["cell"][0]: e for e in res.archive}
     assert set(cells) == {0, 1, 2, 3}

@@ -16,9 +16,17 @@ def _target(x, *, num_steps, target_acceptance=0.57, t_end_ratio=1e-2):
 
 def test_round_trip_and_provenance(tmp_path):
     cfg = {"num_steps": 500, "target_acceptance": 0.41, "t_end_ratio": 0.003}
-    path = ev.save_preset(tmp_path, "lj-small", cfg,
-                          provenance={"command": "idf evolve equilibrium ...", "seeds": [0, 1],
-                                      "budget_s": 60, "fitness": 3.2})
+    path = ev.save_preset(
+        tmp_path,
+        "lj-small",
+        cfg,
+        provenance={
+            "command": "idf evolve equilibrium ...",
+            "seeds": [0, 1],
+            "budget_s": 60,
+            "fitness": 3.2,
+        },
+    )
     assert path.name == "lj-small.json"
     assert ev.load_preset(path) == cfg
     rec = json.loads(path.read_text())

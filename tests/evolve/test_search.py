@@ -90,8 +90,15 @@ def test_one_compilation_per_search_even_when_chunked():
     # one trace for detection (eval_shape) and one for the compiled chunk, reused 5 times
     assert len(calls) == 2
     # a new key and new strategy parameters are data: the compiled search is reused
-    again = ev.minimize(fit, SPHERE, jax.random.key(6), num_generations=9, chunk_generations=2,
-                        init_std=0.1, callback=lambda done, best: None)
+    again = ev.minimize(
+        fit,
+        SPHERE,
+        jax.random.key(6),
+        num_generations=9,
+        chunk_generations=2,
+        init_std=0.1,
+        callback=lambda done, best: None,
+    )
     assert len(calls) == 2 and again.best_params != res.best_params
 
 

@@ -39,6 +39,8 @@ app = typer.Typer(
 def known_record(capsule: str, params: dict[str, Any]) -> float | None:
     """The published best energy of a capsule instance, where the package knows one."""
     n = params.get("n")
+    if not isinstance(n, int):
+        return None
     if capsule == "molecular.lennard_jones_cluster" and not set(params) - {"n"}:
         from capsules.molecular import LJ_GLOBAL_MINIMA
 
