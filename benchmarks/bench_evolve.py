@@ -1,6 +1,6 @@
 """idf.evolve.minimize against Optuna (TPE) and against evosax called directly.
 
-Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--evals 480] [--repeats 1]
+Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--evals 256] [--repeats 1]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
 side (idf: population x generations; Optuna: trials):
@@ -163,7 +163,7 @@ def rosenbrock_raw(x):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--evals", type=int, default=480, help="fitness evaluations per side")
+    ap.add_argument("--evals", type=int, default=256, help="fitness evaluations per side")
     ap.add_argument("--pop", type=int, default=16, help="idf population size")
     ap.add_argument("--repeats", type=int, default=1, help="seeds per task")
     ap.add_argument("--tasks", default="rosenbrock,mixed,sampler")

@@ -27,6 +27,7 @@ __all__ = [
     "apply_preset",
     "available_presets",
     "load_preset",
+    "merge_preset",
     "preset_record",
     "read_preset",
     "save_preset",
@@ -128,3 +129,39 @@ def apply_preset(fn: Callable[..., Any], name: str | os.PathLike, /, *args, **kw
                 f"{getattr(fn, '__name__', 'the function')} does not accept",
             )
     return fn(*args, **{**config, **kwargs})
+
+
+def merge_preset(fn: Callable[..., Any], name: str | os.PathLike, call: Mapping[str, Any]) -> dict:
+    """Keyword arguments for `fn` from its own call's `locals()` and a preset.
+
+    For a `preset=` hook inside `fn` (one line):
+
+        if preset is not None:
+            return fn(energy_fn, key, x0_batch, **merge_preset(fn, preset, locals()))
+
+    Every keyword-only parameter of `fn` takes the caller's value, except where the caller
+    left it at its default and the preset sets it: then the preset's value. `preset`
+    itself is reset to None. Preset keys `fn` does not take raise `ArgumentError`.
+    """
+    config = load_preset(name)
+    params = inspect.signature(fn).parameters
+    kw_only = {n: p for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(config) - set(kw_only))
+    if unknown:
+        raise ArgumentError(
+            "preset",
+            f"preset {str(name)!r} sets {unknown}, which "
+            f"{getattr(fn, '__name__', 'the function')} does not accept",
+        )
+    out = {}
+    for n, p in kw_only.items():
+        v = call[n]
+        at_default = v is p.default or (
+            isinstance(v, (int, float, str, bool, type(None)))
+            and type(v) is type(p.default)
+            and v == p.default
+        )
+        out[n] = config[n] if (n in config and at_default) else v
+    if "preset" in out:
+        out["preset"] = None
+    return out

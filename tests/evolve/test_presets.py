@@ -61,3 +61,20 @@ def test_packaged_presets_load_and_fit_sample_equilibrium():
         assert rec["provenance"]["command"] and "fitness" in rec["provenance"]
         if rec["target"] == "sample_equilibrium":
             assert set(rec["config"]) <= accepted, name
+
+
+def _hooked(x, *, num_steps=1000, target_acceptance=0.57, relax=True, preset=None):
+    """A function with the one-line preset hook the lead adds to sample_equilibrium."""
+    if preset is not None:
+        return _hooked(x, **ev.presets.merge_preset(_hooked, preset, locals()))
+    return x, num_steps, target_acceptance, relax
+
+
+def test_the_one_line_preset_hook(tmp_path):
+    path = ev.save_preset(tmp_path, "h", {"num_steps": 250, "target_acceptance": 0.37})
+    assert _hooked("x", preset=path) == ("x", 250, 0.37, True)
+    # what the caller sets explicitly (not the default) wins over the preset
+    assert _hooked("x", preset=path, num_steps=50, relax=False) == ("x", 50, 0.37, False)
+    bad = ev.save_preset(tmp_path, "b", {"no_such_option": 1})
+    with pytest.raises(ArgumentError):
+        _hooked("x", preset=bad)
