@@ -80,8 +80,19 @@ def default_population_size(dim: int) -> int:
 
 
 def _strong(tree):
-    """Leaves as committed, strongly typed arrays (a resumed carry matches a fresh one)."""
-    return jax.tree.map(lambda l: jnp.asarray(np.asarray(l)), tree)
+    """Leaves as strongly typed arrays (traceable), so a fresh carry, a carry after a
+    chunk and a carry read back from a checkpoint all have the same types."""
+
+    def one(l):
+        l = jnp.asarray(l)
+        if l.dtype == jnp.bool_:
+            return jnp.logical_or(l, jnp.zeros((), jnp.bool_))
+        return l + jnp.zeros((), l.dtype)
+
+    return jax.tree.map(one, tree)
+
+
+_strong_jit = jax.jit(_strong)
 
 
 def _as_descriptor(out) -> jax.Array:
@@ -167,7 +178,8 @@ def minimize(
         init_std: initial spread in box units (the box is [0, 1] per coordinate).
         start: initial configuration (some or all names) for the strategy's mean.
         traceable: True: JAX path (an error if it cannot trace); False: host path;
-            None: try to trace and fall back to the host (logged on "idf_jax.evolve").
+            None: try to trace (`jax.eval_shape`: the function runs once on tracers) and
+            fall back to the host when that fails (logged on "idf_jax.evolve").
         has_aux: fitness_fn returns (fitness, aux).
         archive: a `MapElites(bins, ranges)` grid; needs `descriptor_fn`.
         descriptor_fn: (params, aux or fitness) -> a tuple of descriptors, one per grid
@@ -286,7 +298,7 @@ def minimize(
     finally:
         bar.close()
 
-    best_params = sp.to_python(jax.tree.map(np.asarray, sp.decode(carry.best_z)))
+    best_params = sp.to_python(jax.tree.map(np.asarray, engine.readout(carry.best_z)))
     arch_out = None
     if archive is not None and carry.archive is not None:
         arch_out = elites(
@@ -364,8 +376,19 @@ class _Engine:
         self._ask = jax.jit(self._ask_fn)
         self._tell = jax.jit(self._tell_fn)
         self._chunks: dict[int, Callable] = {}
+        self._params: dict[tuple, Any] = {}
+        self._fresh_dist = jax.jit(self._fresh_dist_fn)
+        self.readout = jax.jit(sp.decode)
 
     def params(self, init_std: float, overrides):
+        ck = (init_std, repr(sorted((overrides or {}).items())))
+        if ck not in self._params:
+            self._params[ck] = self._make_params(init_std, overrides)
+            while len(self._params) > 16:
+                self._params.pop(next(iter(self._params)))
+        return self._params[ck]
+
+    def _make_params(self, init_std: float, overrides):
         p = self.es.default_params
         fields = set(getattr(p, "__dataclass_fields__", {}))
         if "std_init" in fields:
@@ -446,24 +469,29 @@ class _Engine:
             c.hist_gen_mean.at[g].set(mean),
         )
 
-    def fresh(self, k_init, start_z, params) -> _Carry:
+    def _fresh_dist_fn(self, k_init, start_z, params) -> _Carry:
         sp, G = self.sp, self.G
         arch0 = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
         inf = jnp.full((G,), jnp.inf, jnp.float32)
-        c = _Carry(None, start_z, jnp.asarray(jnp.inf, jnp.float32), arch0, inf, inf, inf)
-        if self.pop_based:
-            z0 = jax.random.uniform(k_init, (self.pop, sp.dim), jnp.float32)
-            z0 = z0.at[0].set(start_z)
-            f0, d0 = self.evaluate(z0, jax.random.fold_in(k_init, 1))
-            state = self.es.init(k_init, z0, f0, params)
-            i = jnp.argmin(f0)
-            arch = c.archive
-            if self.archive is not None and arch is not None and d0 is not None:
-                arch = archive_insert(self.archive, arch, z0, f0, d0)
-            c = c._replace(best_z=z0[i], best_f=f0[i], archive=arch)
-        else:
-            state = self.es.init(k_init, start_z, params)
-        return _strong(c._replace(state=state))
+        state = self.es.init(k_init, start_z, params)
+        c = _Carry(state, start_z, jnp.asarray(jnp.inf, jnp.float32), arch0, inf, inf, inf)
+        return _strong(c)
+
+    def fresh(self, k_init, start_z, params) -> _Carry:
+        """The carry before generation 0 (population-based: an evaluated random start)."""
+        if not self.pop_based:
+            return self._fresh_dist(k_init, start_z, params)
+        sp, G = self.sp, self.G
+        inf = jnp.full((G,), jnp.inf, jnp.float32)
+        z0 = jax.random.uniform(k_init, (self.pop, sp.dim), jnp.float32)
+        z0 = z0.at[0].set(start_z)
+        f0, d0 = self.evaluate(z0, jax.random.fold_in(k_init, 1))
+        state = self.es.init(k_init, z0, f0, params)
+        i = jnp.argmin(f0)
+        arch = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
+        if self.archive is not None and arch is not None and d0 is not None:
+            arch = archive_insert(self.archive, arch, z0, f0, d0)
+        return _strong_jit(_Carry(state, z0[i], f0[i], arch, inf, inf, inf))
 
     def _chunk_fn(self, chunk: int):
         if chunk not in self._chunks:
