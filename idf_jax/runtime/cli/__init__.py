@@ -1,8 +1,9 @@
 """The `idf` command: sample, anneal, train, serve, monitor and deploy from a terminal.
 
 A module per command (`init`, `capsules`, `sample`, `equilibrium`, `train`, `serve`,
-`monitor`, `deploy`, and the `evolve` group), registered here on the typer app of `_app` in the order `idf --help`
-lists them; `_common` holds what they share. Every command has `--help` with examples.
+`monitor`, `deploy`, and the `evolve` group), registered here on the typer app of `_app`
+in the order `idf --help` lists them; `_common` holds what they share. Every command has
+`--help` with examples.
 Bad options give one line on stderr, `idf: error: ...`, and a non-zero exit status (2 for
 usage errors, 1 for others).
 """
