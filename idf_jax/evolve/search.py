@@ -253,7 +253,7 @@ def minimize(
     params = engine.params(float(init_std), strategy_params)
     strategy_name, use_jax, G = engine.name, engine.use_jax, num_generations
     k_init, k_run = jax.random.split(key)
-    start_z = sp.encode(start) if start is not None else sp.centre()
+    start_z = sp.encode(start) if start is not None else engine.centre
 
     meta = {
         "kind": "idf_jax.evolve.minimize",
@@ -265,7 +265,7 @@ def minimize(
         "archive": None
         if archive is None
         else [list(archive.bins), [list(r) for r in archive.ranges]],
-        "key": _key_fingerprint(key),
+        "key": _key_fingerprint(key) if checkpoint is not None else None,
     }
     done = 0
     ckpt = os.fspath(checkpoint) if checkpoint is not None else None
@@ -379,6 +379,7 @@ class _Engine:
         self._params: dict[tuple, Any] = {}
         self._fresh_dist = jax.jit(self._fresh_dist_fn)
         self.readout = jax.jit(sp.decode)
+        self.centre = sp.centre()
 
     def params(self, init_std: float, overrides):
         ck = (init_std, repr(sorted((overrides or {}).items())))
