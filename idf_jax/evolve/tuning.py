@@ -294,7 +294,7 @@ def ess_per_chain_jax(draws: Float[Array, "chains draws dim"]) -> Float[Array, "
     Stan's multi-chain estimator: per-chain autocovariances by FFT, combined with the
     between-chain variance (rho_t = 1 - (W - mean acov_t) / var+, so chains stuck at
     different places count as few samples), summed with Geyer's initial positive
-    sequence (pairs of lags until a pair sum is <= 0). The estimator family of
+    sequence (pairs of lags until a pair sum is <= 0, made non-increasing). The estimator family of
     `idf.ess`, without rank normalisation.
     """
     x = jnp.asarray(draws, jnp.float32)
@@ -310,6 +310,7 @@ def ess_per_chain_jax(draws: Float[Array, "chains draws dim"]) -> Float[Array, "
     m = n // 2
     pairs = rho[0 : 2 * m : 2] + rho[1 : 2 * m : 2]
     keep = jnp.cumprod(pairs > 0, axis=0)
+    pairs = jax.lax.cummin(jnp.where(keep > 0, pairs, 0.0), axis=0)  # initial monotone
     tau = -1.0 + 2.0 * jnp.sum(pairs * keep, axis=0)
     tau = jnp.maximum(tau, 1.0 / jnp.log10(jnp.maximum(c * n, 10.0)))
     return c * n / tau

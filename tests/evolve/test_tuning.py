@@ -97,7 +97,8 @@ def test_jax_ess_matches_the_reference_estimator():
         x[:, t] = phi * x[:, t - 1] + e[:, t]
     ess = jax.jit(tuning.ess_per_chain_jax)
     ours = np.asarray(ess(jnp.asarray(x, jnp.float32)))
-    np.testing.assert_allclose(ours, idf.ess(x), rtol=0.1)
+    np.testing.assert_allclose(ours, idf.ess(x), rtol=0.15)  # idf.ess: split, rank-normalised
+    np.testing.assert_allclose(ours, c * n * (1 - phi) / (1 + phi), rtol=0.25)
     # chains stuck in different places are few effective samples
     stuck = np.arange(c)[:, None, None] + 1e-3 * np.cumsum(e, axis=1)
     assert np.all(np.asarray(ess(jnp.asarray(stuck, jnp.float32))) < 2 * c)
