@@ -4,7 +4,8 @@ Everything is an energy E(x) over a PyTree x; the target is p(x) ∝ exp(-E(x)/T
 This module is the single front door: every public name is reachable from here.
 
 The core (samplers, the driver, adaptation, diagnostics, thermodynamics) is imported
-eagerly; the modelling layers (`nvp`, `eil`), the blueprint facade (`engine`,
+eagerly; the modelling layers (`nvp`, `eil`), the evolution engine (`evolve`), the
+blueprint facade (`engine`,
 `EnergyDiffusionEngine`) and the runtime are imported on first use (PEP 562), so
 `import idf_jax` stays light.
 """
@@ -81,6 +82,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "nvp": ("idf_jax.nvp", None),
     "eil": ("idf_jax.eil", None),
+    "evolve": ("idf_jax.evolve", None),
     "blueprint": ("idf_jax.blueprint", None),
     "engine": ("idf_jax.blueprint.engine", None),
     "NVPPredictor": ("idf_jax.nvp", "NVPPredictor"),
@@ -93,6 +95,7 @@ _LAZY = {
 if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and editors
     from . import blueprint as blueprint
     from . import eil as eil
+    from . import evolve as evolve
     from . import nvp as nvp
     from .blueprint import engine as engine
     from .blueprint.engine import EnergyDiffusionEngine as EnergyDiffusionEngine
@@ -161,6 +164,7 @@ __all__ = [
     "diagnostics",
     "diffusion",
     "eil",
+    "evolve",
     "energy_law_fidelity",
     "engine",
     "entropy_coherence",

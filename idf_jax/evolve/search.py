@@ -1,0 +1,527 @@
+"""`minimize`: an evolution strategy over a named search space, one compiled search.
+
+A JAX-traceable fitness is evaluated for the whole population in one `vmap`, and the
+generations run in one `jax.lax.scan` inside one `jax.jit`: one compilation per search
+(a progress bar, checkpoints, a time budget or a callback cut the scan into chunks of
+equal length, the last one masked, so the compiled chunk is reused). A fitness that JAX
+cannot trace (it calls NumPy on its inputs, runs a simulator, reads files) is evaluated
+on the host, one generation at a time, with Python values; the strategy's ask / tell
+stay compiled.
+
+Randomness: generation g uses `fold_in(key, g)`, so a chunked, checkpointed or resumed
+search gives the numbers of an uninterrupted one with the same chunking.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from .._checks import ArgumentError, as_key, positive, positive_int
+from .._progress import Progress
+from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoint
+from .archive import Archive, MapElites, archive_insert, elites
+from .space import Dimension, Space, as_space
+from .strategies import is_population_based, make_strategy
+
+__all__ = ["EvolveResult", "minimize", "default_population_size"]
+
+_log = logging.getLogger("idf_jax.evolve")
+
+
+class EvolveResult(NamedTuple):
+    """What `minimize` found.
+
+    best_params: the best configuration, as Python values (float, int, the option).
+    best_fitness: its fitness (lowest seen).
+    history: per generation run, NumPy arrays: `best_fitness` (best so far),
+        `generation_best`, `generation_mean` (over finite fitness values).
+    archive: the MAP-Elites elites (list of dicts: cell, fitness, descriptor, params),
+        None without `archive=`.
+    num_evaluations: fitness evaluations made.
+    num_generations: generations run (fewer than asked when stopped early).
+    traceable: True when the fitness ran as JAX code (one jit(vmap)), False on the host.
+    strategy: the evosax algorithm's name.
+    """
+
+    best_params: dict[str, Any]
+    best_fitness: float
+    history: dict[str, np.ndarray]
+    archive: list[dict[str, Any]] | None
+    num_evaluations: int
+    num_generations: int
+    traceable: bool
+    strategy: str
+
+
+class _Carry(NamedTuple):
+    state: Any
+    best_z: jax.Array
+    best_f: jax.Array
+    archive: Archive | None
+    hist_best: jax.Array
+    hist_gen_best: jax.Array
+    hist_gen_mean: jax.Array
+
+
+def default_population_size(dim: int) -> int:
+    """CMA-ES's default 4 + floor(3 ln d), at least 8, rounded up to even (Open_ES)."""
+    n = max(8, 4 + int(3 * math.log(max(dim, 1))))
+    return n + (n % 2)
+
+
+def _strong(tree):
+    """Leaves as strongly typed arrays (traceable), so a fresh carry, a carry after a
+    chunk and a carry read back from a checkpoint all have the same types."""
+
+    def one(l):
+        l = jnp.asarray(l)
+        if l.dtype == jnp.bool_:
+            return jnp.logical_or(l, jnp.zeros((), jnp.bool_))
+        return l + jnp.zeros((), l.dtype)
+
+    return jax.tree.map(one, tree)
+
+
+_strong_jit = jax.jit(_strong)
+
+
+def _as_descriptor(out) -> jax.Array:
+    if isinstance(out, (tuple, list)):
+        return jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in out])
+    return jnp.asarray(out, jnp.float32).reshape(-1)
+
+
+def _split_out(out, has_aux: bool):
+    if not has_aux:
+        return out, out
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ArgumentError("fitness_fn", "with has_aux=True fitness_fn must return (fitness, aux)")
+    return out[0], out[1]
+
+
+def _detect(fitness_fn, space: Space, key, has_aux, descriptor_fn) -> Exception | None:
+    """None when the fitness (and descriptors) trace as JAX code, else the error."""
+    values = space.decode(space.centre())
+
+    def probe(v, k):
+        f, aux = _split_out(fitness_fn(v, k), has_aux)
+        d = _as_descriptor(descriptor_fn(v, aux)) if descriptor_fn is not None else None
+        return jnp.asarray(f), d
+
+    try:
+        f, _ = jax.eval_shape(probe, values, key)
+    except ArgumentError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to trace means "host"
+        return e
+    if f.shape != ():
+        raise ArgumentError("fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}")
+    return None
+
+
+def minimize(
+    fitness_fn: Callable[..., Any],
+    space: Space | Mapping[str, Dimension],
+    key: PRNGKeyArray,
+    *,
+    strategy: str = "CMA_ES",
+    population_size: int | None = None,
+    num_generations: int = 50,
+    init_std: float = 0.25,
+    start: Mapping[str, Any] | None = None,
+    traceable: bool | None = None,
+    has_aux: bool = False,
+    archive: MapElites | None = None,
+    descriptor_fn: Callable[..., Any] | None = None,
+    progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    chunk_generations: int | None = None,
+    time_budget_s: float | None = None,
+    callback: Callable[[int, float], bool | None] | None = None,
+    strategy_kwargs: Mapping[str, Any] | None = None,
+    strategy_params: Mapping[str, Any] | None = None,
+) -> EvolveResult:
+    """Minimise `fitness_fn(params, key) -> scalar` over `space` with an evosax strategy.
+
+    The strategy searches the encoded box of `space` (see `idf_jax.evolve.space`: reals
+    by (log-)affine maps, ints by rounding, choices by argmax over one-hot logits);
+    every candidate is decoded to `params`, a dict name -> value, and evaluated with its
+    own key (split from the generation's key). Lower fitness is better; NaN counts as
+    +inf. Distribution-based strategies start at `start` (default: the middle of every
+    range) with spread `init_std` (box units, where the algorithm has `std_init`);
+    population-based ones first evaluate a uniform random population.
+
+    Example:
+        >>> space = {"x": idf.evolve.Real(-5, 5), "n": idf.evolve.Int(1, 8)}
+        >>> res = idf.evolve.minimize(lambda p, k: (p["x"] - 1) ** 2 + p["n"], space, key)
+        >>> res.best_params  # {'x': 1.0..., 'n': 1}
+
+    Args:
+        fitness_fn: (params, key) -> scalar; JAX code gets a dict of arrays, host code a
+            dict of Python values. With `has_aux=True` it returns (fitness, aux), and aux
+            reaches `descriptor_fn`.
+        space: name -> `Real` / `Int` / `Choice` (or a `Space`).
+        key: PRNG key; the search is a function of it.
+        strategy: an evosax algorithm name (`available_strategies()`).
+        population_size: candidates per generation (default `default_population_size`).
+        num_generations: generations to run.
+        init_std: initial spread in box units (the box is [0, 1] per coordinate).
+        start: initial configuration (some or all names) for the strategy's mean.
+        traceable: True: JAX path (an error if it cannot trace); False: host path;
+            None: try to trace (`jax.eval_shape`: the function runs once on tracers) and
+            fall back to the host when that fails (logged on "idf_jax.evolve").
+        has_aux: fitness_fn returns (fitness, aux).
+        archive: a `MapElites(bins, ranges)` grid; needs `descriptor_fn`.
+        descriptor_fn: (params, aux or fitness) -> a tuple of descriptors, one per grid
+            axis.
+        progress: a progress bar over generations.
+        checkpoint: a file; the search state is written there atomically after every
+            chunk, and a search started with an existing checkpoint resumes from it.
+        chunk_generations: generations per chunk when chunked (default: 1/20 of them).
+        time_budget_s: stop after the first chunk that ends past this wall time.
+        callback: callback(generations_done, best_fitness) after every chunk; return
+            True to stop (the checkpoint is kept, so the search can be resumed).
+        strategy_kwargs: extra arguments of the evosax algorithm's constructor.
+        strategy_params: fields of its params to override (e.g. {"std_min": 1e-3}).
+
+    Returns:
+        An `EvolveResult`.
+    """
+    sp = as_space(space)
+    key = as_key(key)
+    num_generations = positive_int("num_generations", num_generations)
+    positive("init_std", init_std)
+    pop = (
+        default_population_size(sp.dim)
+        if population_size is None
+        else positive_int("population_size", population_size)
+    )
+    if pop < 2:
+        raise ArgumentError("population_size", f"population_size must be >= 2, got {pop}")
+    if not callable(fitness_fn):
+        raise ArgumentError("fitness_fn", "fitness_fn must be callable (params, key) -> scalar")
+    if (archive is None) != (descriptor_fn is None):
+        raise ArgumentError(
+            "descriptor_fn" if archive is not None else "archive",
+            "archive= and descriptor_fn= go together (a MAP-Elites grid and its descriptors)",
+        )
+    if archive is not None and not isinstance(archive, MapElites):
+        raise ArgumentError("archive", "archive must be MapElites.make(bins, ranges)")
+    if time_budget_s is not None:
+        positive("time_budget_s", time_budget_s)
+    sig = (
+        fitness_fn,
+        descriptor_fn,
+        repr(sp.describe()),
+        strategy,
+        pop,
+        num_generations,
+        has_aux,
+        archive,
+        traceable,
+        repr(sorted((strategy_kwargs or {}).items())),
+    )
+    engine = _ENGINES.get(sig)
+    if engine is None:
+        engine = _Engine(
+            fitness_fn,
+            sp,
+            strategy,
+            pop,
+            num_generations,
+            has_aux,
+            archive,
+            descriptor_fn,
+            traceable,
+            strategy_kwargs,
+        )
+        _ENGINES[sig] = engine
+        while len(_ENGINES) > _MAX_ENGINES:
+            _ENGINES.pop(next(iter(_ENGINES)))
+    else:
+        _ENGINES[sig] = _ENGINES.pop(sig)  # most recently used last
+    params = engine.params(float(init_std), strategy_params)
+    strategy_name, use_jax, G = engine.name, engine.use_jax, num_generations
+    k_init, k_run = jax.random.split(key)
+    start_z = sp.encode(start) if start is not None else engine.centre
+
+    meta = {
+        "kind": "idf_jax.evolve.minimize",
+        "strategy": strategy_name,
+        "population_size": pop,
+        "num_generations": G,
+        "space": sp.describe(),
+        "traceable": use_jax,
+        "archive": None
+        if archive is None
+        else [list(archive.bins), [list(r) for r in archive.ranges]],
+        "key": _key_fingerprint(key) if checkpoint is not None else None,
+    }
+    done = 0
+    ckpt = os.fspath(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and os.path.exists(ckpt):
+        carry, done = _load_checkpoint(ckpt, engine.fresh(k_init, start_z, params), meta)
+    else:
+        carry = engine.fresh(k_init, start_z, params)
+
+    chunked = progress or ckpt is not None or time_budget_s is not None or callback is not None
+    if chunk_generations is not None:
+        chunk = positive_int("chunk_generations", chunk_generations)
+    else:
+        chunk = max(1, math.ceil(G / 20)) if chunked else G
+    chunk = min(chunk, G)
+
+    bar = Progress(G, done, label="evolving", status="", enabled=progress)
+    t0 = time.perf_counter()
+    try:
+        while done < G:
+            carry = engine.run(carry, done, chunk, k_run, params)
+            done = min(done + chunk, G)
+            if ckpt is not None:
+                _save_checkpoint(ckpt, carry, {**meta, "steps_done": done})
+            best = float(carry.best_f)
+            bar.update(done, f"best {best:.6g}")
+            if callback is not None and callback(done, best):
+                break
+            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+                break
+    finally:
+        bar.close()
+
+    best_params = sp.to_python(jax.tree.map(np.asarray, engine.readout(carry.best_z)))
+    arch_out = None
+    if archive is not None and carry.archive is not None:
+        arch_out = elites(
+            carry.archive, archive, lambda z: sp.to_python(jax.tree.map(np.asarray, sp.decode(z)))
+        )
+    return EvolveResult(
+        best_params=best_params,
+        best_fitness=float(carry.best_f),
+        history={
+            "best_fitness": np.asarray(carry.hist_best)[:done],
+            "generation_best": np.asarray(carry.hist_gen_best)[:done],
+            "generation_mean": np.asarray(carry.hist_gen_mean)[:done],
+        },
+        archive=arch_out,
+        num_evaluations=done * pop + (pop if engine.pop_based else 0),
+        num_generations=done,
+        traceable=use_jax,
+        strategy=strategy_name,
+    )
+
+
+_ENGINES: dict[tuple, _Engine] = {}
+_MAX_ENGINES = 8
+"""Compiled searches by (fitness, space, strategy, sizes): a search with a new key, new
+strategy parameters or a new start reuses the compiled one (least recently used go)."""
+
+
+class _Engine:
+    """One compiled search: the strategy object and the jitted ask / evaluate / tell.
+
+    Everything that varies between searches of one signature (key, strategy params,
+    start, carry) is an argument of the jitted functions, never a closure constant.
+    """
+
+    def __init__(
+        self,
+        fitness_fn,
+        sp: Space,
+        strategy,
+        pop,
+        G,
+        has_aux,
+        archive,
+        descriptor_fn,
+        traceable,
+        strategy_kwargs,
+    ):
+        self.es, _, self.name = make_strategy(
+            strategy, pop, sp.dim, init_std=1.0, strategy_kwargs=strategy_kwargs
+        )
+        self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
+        self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn
+        self.pop_based = is_population_based(self.es)
+        probe_key = jax.random.key(0)
+        err = (
+            _detect(fitness_fn, sp, probe_key, has_aux, descriptor_fn)
+            if traceable is not False
+            else None
+        )
+        if traceable is True and err is not None:
+            raise ArgumentError(
+                "fitness_fn",
+                f"fitness_fn could not be traced by JAX ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); pass traceable=False to "
+                "evaluate it on the host",
+            )
+        if traceable is None and err is not None:
+            _log.info(
+                "fitness_fn is not JAX-traceable (%s); evaluating it on the host",
+                type(err).__name__,
+            )
+        self.use_jax = traceable is not False and err is None
+        self._decode = jax.jit(sp.decode_batch)
+        self._eval = jax.jit(self._eval_traced)
+        self._ask = jax.jit(self._ask_fn)
+        self._tell = jax.jit(self._tell_fn)
+        self._chunks: dict[int, Callable] = {}
+        self._params: dict[tuple, Any] = {}
+        self._fresh_dist = jax.jit(self._fresh_dist_fn)
+        self.readout = jax.jit(sp.decode)
+        self.centre = sp.centre()
+
+    def params(self, init_std: float, overrides):
+        ck = (init_std, repr(sorted((overrides or {}).items())))
+        if ck not in self._params:
+            self._params[ck] = self._make_params(init_std, overrides)
+            while len(self._params) > 16:
+                self._params.pop(next(iter(self._params)))
+        return self._params[ck]
+
+    def _make_params(self, init_std: float, overrides):
+        p = self.es.default_params
+        fields = set(getattr(p, "__dataclass_fields__", {}))
+        if "std_init" in fields:
+            p = p.replace(std_init=jnp.asarray(init_std, jnp.float32))
+        extra = dict(overrides or {})
+        unknown = sorted(set(extra) - fields)
+        if unknown:
+            raise ArgumentError(
+                "strategy_params",
+                f"{self.name} has no parameter(s) {unknown}; it has {sorted(fields)}",
+            )
+        return p.replace(**extra) if extra else p
+
+    # --- evaluation of one generation: traced, or on the host ---------------------------
+    def _eval_traced(self, z, k):
+        values = self.sp.decode_batch(z)
+        keys = jax.random.split(k, z.shape[0])
+
+        def one(v, kk):
+            f, aux = _split_out(self.fitness_fn(v, kk), self.has_aux)
+            f = jnp.asarray(f, jnp.float32).reshape(())
+            d = (
+                _as_descriptor(self.descriptor_fn(v, aux))
+                if self.descriptor_fn is not None
+                else None
+            )
+            return f, d
+
+        f, d = jax.vmap(one)(values, keys)
+        return jnp.where(jnp.isnan(f), jnp.inf, f), d
+
+    def _eval_host(self, z, k):
+        values = self.sp.to_python_batch(self._decode(z))
+        keys = jax.random.split(k, len(values))
+        fs, ds = [], []
+        for v, kk in zip(values, keys):
+            f, aux = _split_out(self.fitness_fn(v, kk), self.has_aux)
+            f = np.asarray(f, np.float64)
+            if f.shape != ():
+                raise ArgumentError(
+                    "fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}"
+                )
+            fs.append(float(f))
+            if self.descriptor_fn is not None:
+                ds.append(np.asarray(_as_descriptor(self.descriptor_fn(v, aux))))
+        f = np.asarray(fs, np.float32)
+        f = np.where(np.isnan(f), np.inf, f)
+        return jnp.asarray(f), (jnp.asarray(np.stack(ds)) if ds else None)
+
+    def evaluate(self, z, k):
+        return self._eval(z, k) if self.use_jax else self._eval_host(z, k)
+
+    # --- ask / tell with our own best and archive bookkeeping ------------------------------
+    def _ask_fn(self, state, g, k_run, params):
+        k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        z, state = self.es.ask(k_ask, state, params)
+        return z, state, k_eval
+
+    def _tell_fn(self, c: _Carry, state, g, z, f, d, k_run, params) -> _Carry:
+        _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        state, _ = self.es.tell(k_tell, z, f, state, params)
+        i = jnp.argmin(f)
+        better = f[i] < c.best_f
+        arch = c.archive
+        if self.archive is not None and arch is not None and d is not None:
+            arch = archive_insert(self.archive, arch, z, f, d)
+        fin = jnp.isfinite(f)
+        mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
+        mean = jnp.where(jnp.any(fin), mean, jnp.inf)
+        best_f = jnp.where(better, f[i], c.best_f)
+        return _Carry(
+            state,
+            jnp.where(better, z[i], c.best_z),
+            best_f,
+            arch,
+            c.hist_best.at[g].set(best_f),
+            c.hist_gen_best.at[g].set(f[i]),
+            c.hist_gen_mean.at[g].set(mean),
+        )
+
+    def _fresh_dist_fn(self, k_init, start_z, params) -> _Carry:
+        sp, G = self.sp, self.G
+        arch0 = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
+        inf = jnp.full((G,), jnp.inf, jnp.float32)
+        state = self.es.init(k_init, start_z, params)
+        c = _Carry(state, start_z, jnp.asarray(jnp.inf, jnp.float32), arch0, inf, inf, inf)
+        return _strong(c)
+
+    def fresh(self, k_init, start_z, params) -> _Carry:
+        """The carry before generation 0 (population-based: an evaluated random start)."""
+        if not self.pop_based:
+            return self._fresh_dist(k_init, start_z, params)
+        sp, G = self.sp, self.G
+        inf = jnp.full((G,), jnp.inf, jnp.float32)
+        z0 = jax.random.uniform(k_init, (self.pop, sp.dim), jnp.float32)
+        z0 = z0.at[0].set(start_z)
+        f0, d0 = self.evaluate(z0, jax.random.fold_in(k_init, 1))
+        state = self.es.init(k_init, z0, f0, params)
+        i = jnp.argmin(f0)
+        arch = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
+        if self.archive is not None and arch is not None and d0 is not None:
+            arch = archive_insert(self.archive, arch, z0, f0, d0)
+        return _strong_jit(_Carry(state, z0[i], f0[i], arch, inf, inf, inf))
+
+    def _chunk_fn(self, chunk: int):
+        if chunk not in self._chunks:
+            G = self.G
+
+            def run_chunk(c: _Carry, first, k_run, params):
+                def body(cc, i):
+                    g = first + i
+
+                    def step(c2):
+                        z, state, k_eval = self._ask_fn(c2.state, g, k_run, params)
+                        f, d = self._eval_traced(z, k_eval)
+                        return self._tell_fn(c2, state, g, z, f, d, k_run, params)
+
+                    return jax.lax.cond(g < G, step, lambda c2: c2, cc), None
+
+                c, _ = jax.lax.scan(body, c, jnp.arange(chunk))
+                return c
+
+            self._chunks[chunk] = jax.jit(run_chunk)
+        return self._chunks[chunk]
+
+    def run(self, carry: _Carry, done: int, chunk: int, k_run, params) -> _Carry:
+        """Generations done .. done + chunk - 1 (those < G)."""
+        if self.use_jax:
+            return self._chunk_fn(chunk)(carry, jnp.asarray(done, jnp.int32), k_run, params)
+        for g in range(done, min(done + chunk, self.G)):
+            gg = jnp.asarray(g, jnp.int32)
+            z, state, k_eval = self._ask(carry.state, gg, k_run, params)
+            f, d = self._eval_host(z, k_eval)
+            carry = self._tell(carry, state, gg, z, f, d, k_run, params)
+        return carry

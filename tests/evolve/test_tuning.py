@@ -1,0 +1,120 @@
+"""Self-tuning: the configuration space follows the installed signature; the tuners."""
+
+import inspect
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import idf_jax as idf
+from idf_jax._checks import ArgumentError
+from idf_jax.evolve import tuning
+
+ev = idf.evolve
+
+
+class _Res(NamedTuple):
+    num_reached: int
+    best_energy: float
+
+
+def fake_equilibrium(
+    energy_fn,
+    key,
+    x0_batch,
+    *,
+    num_steps,
+    target_acceptance=0.57,
+    adapt_rate=0.05,
+    constraints=None,
+    project=None,
+    target=None,
+    target_tol=1e-3,
+    relax_steps=500,
+    prerelax_steps=100,
+):
+    """A stand-in with a known answer: chains succeed only when adapt_rate < 0.02."""
+    chains = x0_batch.shape[0]
+    ok = adapt_rate < 0.02
+    return _Res(chains // 2 if ok else 0, target if ok else target + 1.0)
+
+
+def test_space_follows_the_signature():
+    sp = ev.equilibrium_space(fake_equilibrium)
+    assert set(sp) == {"num_steps", "target_acceptance", "adapt_rate"}
+    real = ev.equilibrium_space()
+    accepted = set(inspect.signature(idf.sample_equilibrium).parameters)
+    assert set(real) <= accepted and "num_steps" in real
+    assert ("method" in real) == ("method" in accepted)
+    sp = ev.equilibrium_space(
+        fake_equilibrium, include=["adapt_rate"], overrides={"num_steps": ev.Choice([100, 200])}
+    )
+    assert set(sp) == {"adapt_rate", "num_steps"}
+    with pytest.raises(ArgumentError) as e:
+        ev.equilibrium_space(fake_equilibrium, overrides={"method": ev.Choice(["x"])})
+    assert e.value.argument == "overrides"
+
+
+def test_fitness_is_cost_per_success():
+    task = ev.EquilibriumTask(
+        "toy", lambda x: jnp.sum(x**2), lambda k, c: jnp.zeros((c, 2)), target=-1.0, chains=4
+    )
+    f, det = tuning.equilibrium_fitness(
+        {"num_steps": 100, "adapt_rate": 0.01}, [task], [0, 1], fn=fake_equilibrium
+    )
+    evals = 2 * 4 * (100 + 100 + 500)
+    assert det["successes"] == 4 and det["evaluations"] == evals
+    assert f == pytest.approx(np.log10(evals / 4))
+    f_fail, det = tuning.equilibrium_fitness({"num_steps": 100}, [task], [0], fn=fake_equilibrium)
+    assert det["successes"] == 0 and f_fail > np.log10(4 * 700)  # failure costs more
+
+
+def test_tune_equilibrium_finds_the_known_answer():
+    task = ev.EquilibriumTask(
+        "toy", lambda x: jnp.sum(x**2), lambda k, c: jnp.zeros((c, 2)), target=-1.0, chains=4
+    )
+    res, report = ev.tune_equilibrium(
+        [task],
+        jax.random.key(0),
+        seeds=[0],
+        fn=fake_equilibrium,
+        population_size=8,
+        num_generations=8,
+    )
+    assert report["baseline"]["successes"] == 0  # the defaults (adapt_rate 0.05) fail
+    assert report["best_config"]["adapt_rate"] < 0.02 and report["best"]["successes"] > 0
+    assert report["best_fitness"] < report["baseline_fitness"]
+    assert not res.traceable
+
+
+def test_jax_ess_matches_the_reference_estimator():
+    phi, c, n = 0.8, 4, 1000
+    e = np.random.default_rng(1).normal(size=(c, n, 2))
+    x = np.zeros_like(e)
+    for t in range(1, n):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    ess = jax.jit(tuning.ess_per_chain_jax)
+    ours = np.asarray(ess(jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(ours, idf.ess(x), rtol=0.15)  # idf.ess: split, rank-normalised
+    np.testing.assert_allclose(ours, c * n * (1 - phi) / (1 + phi), rtol=0.25)
+    # chains stuck in different places are few effective samples
+    stuck = np.arange(c)[:, None, None] + 1e-3 * np.cumsum(e, axis=1)
+    assert np.all(np.asarray(ess(jnp.asarray(stuck, jnp.float32))) < 2 * c)
+
+
+@pytest.mark.slow
+def test_tune_sampler_mala_on_a_gaussian():
+    scales = jnp.array([0.5, 1.0, 2.0])
+    x0 = jax.random.normal(jax.random.key(0), (8, 3))
+    res = ev.tune_sampler(
+        lambda x: 0.5 * jnp.sum((x / scales) ** 2),
+        x0,
+        jax.random.key(1),
+        num_steps=300,
+        burn_in=50,
+        num_generations=6,
+    )
+    assert res.traceable
+    assert 0.05 < res.best_params["step_size"] < 3.0
