@@ -22,7 +22,9 @@ class Limits:
 
     max_dimensions: size of one chain's state (number of scalars).
     max_chains, max_steps: chains and steps (burn-in included) of one sampling job.
-    max_work: chains * steps * dimensions of one job (the cost of a job).
+    max_work: chains * steps * dimensions of one job (the cost of a job, its time).
+    max_trace_values: chains * draws * dimensions a sampling job keeps (its memory: 4 bytes
+        each in float32, so the default 50 M is 200 MB of positions).
     max_draws_returned: chains * draws * dimensions a response may carry back.
     max_body_bytes: request body size.
     max_history: telemetry samples in one NVP history.
@@ -32,7 +34,8 @@ class Limits:
     max_dimensions: int = 4096
     max_chains: int = 1024
     max_steps: int = 100_000
-    max_work: int = 2_000_000_000
+    max_work: int = 500_000_000
+    max_trace_values: int = 50_000_000
     max_draws_returned: int = 1_000_000
     max_body_bytes: int = 1_048_576
     max_history: int = 4096
@@ -56,6 +59,13 @@ class ServiceConfig:
     sampler_cache_size: compiled samplers kept for repeated identical jobs.
     capsule_modules: extra Python modules imported at start-up, so capsules they register
         with `@capsules.register` are served (e.g. a team's own capsule package).
+    state_dir: the state directory (jobs, ledger, keys); None: `IDF_STATE_DIR` or the
+        default of `idf_jax.runtime.state_dir`.
+    job_queue_size: jobs waiting for a worker before new ones get 429 (Retry-After).
+    job_wall_s: default wall-time budget of a job, seconds (a job over it: `timeout`).
+    job_memory_mb: default memory budget of a job, MB of worker RSS above its idle
+        footprint (a job over it: `out_of_memory`).
+    prewarm_workers: start the job worker processes with the app (else on the first job).
     """
 
     api_keys: tuple[str, ...] = ()
@@ -68,6 +78,11 @@ class ServiceConfig:
     max_concurrent_jobs: int = 2
     sampler_cache_size: int = 32
     capsule_modules: tuple[str, ...] = ()
+    state_dir: str | None = None
+    job_queue_size: int = 64
+    job_wall_s: float = 600.0
+    job_memory_mb: float = 2048.0
+    prewarm_workers: bool = False
 
     def __post_init__(self):
         if any(not isinstance(k, str) or len(k) < 8 for k in self.api_keys):
@@ -77,7 +92,16 @@ class ServiceConfig:
                 "no API keys configured: set IDF_API_KEYS, or service.api_keys in the config "
                 "(auth_disabled=True only for local development)"
             )
-        for name in ("batch_max_size", "max_concurrent_jobs", "sampler_cache_size"):
+        for name in ("job_wall_s", "job_memory_mb"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name} must be a number > 0, got {v!r}")
+        for name in (
+            "batch_max_size",
+            "max_concurrent_jobs",
+            "sampler_cache_size",
+            "job_queue_size",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
