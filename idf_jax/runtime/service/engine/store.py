@@ -3,7 +3,8 @@
 A row per job: id, kind, status, progress, created / started / finished (Unix seconds),
 the request payload, the budgets, the result (JSON; a file under `results/` when larger
 than `inline_limit` bytes) and the error. Rows survive restarts; a job that was queued or
-running when the previous process stopped is marked `failed` ("interrupted") on open.
+running when its process stopped (same host, process gone) is marked `failed`
+("interrupted") on open; jobs of a live process sharing the file are left alone.
 Thread-safe: one connection, a lock, WAL journal.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -37,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     budgets TEXT NOT NULL,
     result TEXT,
     result_path TEXT,
-    error TEXT
+    error TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
 """
@@ -92,31 +96,35 @@ class JobStore:
         self.inline_limit = inline_limit
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
         with self._lock:
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "UPDATE jobs SET status='failed', finished=?, error=? "
-                "WHERE status IN ('queued', 'running')",
-                (
-                    time.time(),
-                    json.dumps(
-                        {
-                            "field": "job",
-                            "message": "interrupted: the service stopped before the job finished",
-                            "status": 503,
-                        }
-                    ),
-                ),
+            rows = self._db.execute(
+                "SELECT id, owner FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchall()
+            err = json.dumps(
+                {
+                    "field": "job",
+                    "message": "interrupted: the service stopped before the job finished",
+                    "status": 503,
+                }
             )
+            for jid, owner in rows:
+                if _gone(owner):
+                    self._db.execute(
+                        "UPDATE jobs SET status='failed', finished=?, error=? WHERE id=?",
+                        (time.time(), err, jid),
+                    )
 
     def insert(self, job_id: str, kind: str, payload: dict[str, Any], budgets: dict[str, Any]) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, kind, status, created, payload, budgets) "
-                "VALUES (?, ?, 'queued', ?, ?, ?)",
-                (job_id, kind, time.time(), json.dumps(payload), json.dumps(budgets)),
+                "INSERT INTO jobs (id, kind, status, created, payload, budgets, owner) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (job_id, kind, time.time(), json.dumps(payload), json.dumps(budgets), self.owner),
             )
 
     def mark_running(self, job_id: str) -> None:
@@ -187,6 +195,33 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _started(pid: int) -> str:
+    """The start time of process `pid` (clock ticks since boot; "" when unknown), so that
+    a reused pid (a restarted container) is not taken for the process that owned a job."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _gone(owner: str | None) -> bool:
+    """True when the process that owned a job (host:pid:start) no longer runs on this host."""
+    parts = (owner or "").rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True
+    host, pid, start = parts[0], int(parts[1]), parts[2]
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _started(pid) != start
 
 
 def _record(row: tuple) -> JobRecord:
