@@ -44,6 +44,7 @@ def serve(
     service_cfg = dict(cfg.get("service", {}) or {})
     if insecure_no_auth:
         service_cfg["auth_disabled"] = True
+    service_cfg.setdefault("prewarm_workers", True)  # job workers start with the server
     conf = load_config(service_cfg)
     uvicorn.run(
         create_app(conf),

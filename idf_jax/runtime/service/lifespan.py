@@ -41,7 +41,7 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
             eil = EILService(config.eil if isinstance(config.eil, Mapping) else {})
             await eil.start()
             state["eil"] = eil
-        state["engine"] = make_engine(ctx)
+        state["engine"] = await asyncio.get_running_loop().run_in_executor(None, make_engine, ctx)
         state["ready"] = True
         log.info("idf service ready")
         try:
@@ -66,8 +66,11 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
 def make_engine(ctx: ServiceContext) -> JobEngine:
     """The job engine of `ctx`'s configuration, started (workers spawn on the first job,
     or now with `prewarm_workers`)."""
+    import capsules
+
     from ..state_dir import state_dir
 
+    capsules.registry()  # import every domain now, not on the first request
     config = ctx.config
     engine = JobEngine(
         state_dir(config.state_dir),

@@ -39,7 +39,7 @@ from typing import Any
 from ..config import Limits
 from ..jobs import JobError
 from .store import FINISHED, JobRecord, JobStatus, JobStore
-from .tasks import KINDS
+from .tasks import KINDS, check_capsule
 from .worker import WorkerProcess, WorkerSettings
 
 __all__ = ["Budgets", "JobEngine", "QueueFull"]
@@ -193,6 +193,7 @@ class JobEngine:
             raise JobError("kind", f"unknown job kind {kind!r}; choose one of {KINDS}")
         if not isinstance(payload, dict):
             raise JobError("payload", "must be a JSON object")
+        check_capsule(payload.get("capsule"), payload.get("params", {}))
         b = (budgets or self.max_budgets).capped(self.max_budgets)
         if not self._threads:
             self.start()

@@ -25,7 +25,7 @@ from ..jobs import (
     summarize_trace,
 )
 
-__all__ = ["KINDS", "Cancelled", "check_params", "run_task"]
+__all__ = ["KINDS", "Cancelled", "check_capsule", "check_params", "run_task"]
 
 KINDS = ("sample", "equilibrium")
 
@@ -53,6 +53,29 @@ def check_params(params: dict[str, Any], limits: Limits) -> None:
                     f"list of {n} values is over the limit max_dimensions={limits.max_dimensions}",
                     413,
                 )
+
+
+def check_capsule(name: Any, params: Any) -> None:
+    """422 for an unknown capsule or a parameter its factory does not take, checked in the
+    submitting process (cheap: no worker needed to refuse a typo)."""
+    import inspect
+
+    import capsules
+
+    reg = capsules.registry()
+    if not isinstance(name, str) or name not in reg:
+        raise JobError("capsule", f"unknown capsule {name!r}; known: {', '.join(reg)}")
+    if not isinstance(params, dict):
+        raise JobError("params", "must be a JSON object")
+    sig = inspect.signature(reg[name].factory)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    unknown = sorted(set(params) - set(sig.parameters))
+    if unknown:
+        raise JobError(
+            "params",
+            f"invalid parameters for {name}: unknown {unknown}; it takes {list(sig.parameters)}",
+        )
 
 
 def _count(v: Any) -> int:
