@@ -161,9 +161,9 @@ def test_time_budget_stops_the_job_and_replaces_the_worker(server):
 def test_memory_budget_stops_the_job_and_replaces_the_worker(server):
     c = server.client
     pid = _wait_worker(server)
-    job = dict(SMALL, capsule=HOG, params={"mb": 600, "seconds": 30})
+    job = dict(SMALL, capsule=HOG, params={"mb": 240, "seconds": 30})
     r = c.post(
-        "/v1/jobs", json={"kind": "sample", "payload": job, "budgets": {"memory_mb": 150}}
+        "/v1/jobs", json={"kind": "sample", "payload": job, "budgets": {"memory_mb": 100}}
     )
     body = _wait_status(c, r.json()["id"], {"out_of_memory", "done", "failed", "timeout"})
     assert body["status"] == "out_of_memory", body

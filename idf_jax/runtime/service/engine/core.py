@@ -24,6 +24,7 @@ loop never waits on a job: `wait` awaits a future completed by the slot thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import logging
@@ -87,7 +88,7 @@ class Budgets:
         return self
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Job:
     id: str
     kind: str
@@ -98,6 +99,40 @@ class _Job:
     )
     cancel_requested: bool = False
     running: bool = False
+
+
+class _JobQueue:
+    """A bounded FIFO of jobs from which a cancelled job is removed (freeing its place)."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: collections.deque[_Job | None] = collections.deque()
+        self._cond = threading.Condition()
+
+    def put_nowait(self, job: _Job | None) -> None:
+        with self._cond:
+            if job is not None and len(self._items) >= self.maxsize:
+                raise queue.Full
+            self._items.append(job)
+            self._cond.notify()
+
+    def get(self) -> _Job | None:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            return self._items.popleft()
+
+    def remove(self, job: _Job) -> bool:
+        with self._cond:
+            try:
+                self._items.remove(job)
+            except ValueError:
+                return False
+            return True
+
+    def qsize(self) -> int:
+        with self._cond:
+            return sum(1 for j in self._items if j is not None)
 
 
 class JobEngine:
@@ -133,7 +168,7 @@ class JobEngine:
         self.poll_s = poll_s
         self.start_timeout_s = start_timeout_s
         self.store = JobStore(self.state_dir / "jobs" / "jobs.sqlite3")
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.queue_size)
+        self._queue = _JobQueue(self.queue_size)
         self._jobs: dict[str, _Job] = {}
         self._subs: dict[str, list[Callable[[Event], None]]] = {}
         self._lock = threading.Lock()
@@ -164,10 +199,7 @@ class JobEngine:
         for j in pending:
             j.cancel_requested = True
         for _ in self._threads:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                break
+            self._queue.put_nowait(None)
         for i, w in enumerate(self._workers):
             if w is not None:
                 w.kill()
@@ -233,7 +265,8 @@ class JobEngine:
         job.cancel_requested = True
         with self._lock:
             running = job.running
-        if not running:  # still queued: its slot skips it
+        if not running:  # still queued: out of the queue
+            self._queue.remove(job)
             self._finish(job, "cancelled", error=_cancelled_error())
         return True
 
@@ -374,7 +407,8 @@ class JobEngine:
                 try:
                     self._spawn(i)
                 except RuntimeError:
-                    log.exception("job worker %d failed to restart", i)
+                    if not self._closing:
+                        log.exception("job worker %d failed to restart", i)
                     self._workers[i] = None
 
     def _run(self, w: WorkerProcess, job: _Job) -> bool:
@@ -391,6 +425,7 @@ class JobEngine:
                 try:
                     msg = w.recv()
                 except (EOFError, OSError):
+                    w.kill()  # reap it
                     code = w.process.exitcode
                     if job.cancel_requested:
                         self._finish(job, "cancelled", error=_cancelled_error())
@@ -415,6 +450,7 @@ class JobEngine:
                 elif kind == "cancelled":
                     self._finish(job, "cancelled", error=_cancelled_error())
                 elif kind == "out_of_memory":
+                    w.kill()
                     self._finish(job, "out_of_memory", error=msg[2])
                     return True  # a worker that ran out of memory may be in a bad state
                 else:
@@ -426,9 +462,11 @@ class JobEngine:
                     stop_asked = now
                     w.request_stop()
                 elif now - stop_asked > self.cancel_grace_s:
+                    w.kill()
                     self._finish(job, "cancelled", error=_cancelled_error())
                     return True
             if now > deadline:
+                w.kill()
                 self._finish(
                     job,
                     "timeout",
@@ -442,6 +480,7 @@ class JobEngine:
                 return True
             rss = w.rss()
             if rss > mem_limit:
+                w.kill()
                 self._finish(job, "out_of_memory", error=_oom_error(job, rss - base))
                 return True
 
