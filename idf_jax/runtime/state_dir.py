@@ -14,7 +14,9 @@ from pathlib import Path
 __all__ = ["state_dir"]
 
 
-def state_dir(configured: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None) -> Path:
+def state_dir(
+    configured: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None
+) -> Path:
     """The state directory (created if missing); see the module for the order of sources."""
     env = os.environ if env is None else env
     if configured:

@@ -20,6 +20,7 @@ from .nvp_service import NVPService
 
 __all__ = ["Components", "ServiceContext"]
 
+
 class Components(TypedDict):
     """The app's run state (`app.state.runtime`): ready, draining, and the components
     started by the lifespan (None: not configured in this instance, or not started)."""

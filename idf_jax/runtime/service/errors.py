@@ -2,8 +2,8 @@
 
 422 for an invalid value, 413 for a value over a configured limit, 404 for something not
 found, 429 (with Retry-After) when the job queue is full, 503 for a component not
-configured in this instance, 504 / 507 for a job stopped over its wall-time / memory budget; the WebSocket stream sends the
-same as `{"type": "error", "status", "detail"}` messages.
+configured in this instance, 504 / 507 for a job stopped over its wall-time / memory
+budget; the WebSocket stream sends the same as `{"type": "error", "status", "detail"}` messages.
 """
 
 from __future__ import annotations

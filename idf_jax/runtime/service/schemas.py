@@ -195,7 +195,7 @@ class JobRequest(_Model):
     payload: dict[Name, Any] = Field(
         description="a SampleRequest (kind sample) or an EquilibriumRequest (kind equilibrium)"
     )
-    budgets: BudgetsModel = Field(default_factory=BudgetsModel)
+    budgets: BudgetsModel = Field(default_factory=lambda: BudgetsModel.model_validate({}))
 
 
 class JobAccepted(BaseModel):

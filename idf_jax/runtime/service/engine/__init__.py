@@ -15,4 +15,13 @@ from .store import JobStatus as JobStatus
 from .store import JobStore as JobStore
 from .tasks import KINDS as KINDS
 
-__all__ = ["FINISHED", "KINDS", "Budgets", "JobEngine", "JobRecord", "JobStatus", "JobStore", "QueueFull"]
+__all__ = [
+    "FINISHED",
+    "KINDS",
+    "Budgets",
+    "JobEngine",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "QueueFull",
+]

@@ -71,8 +71,10 @@ class Budgets:
     def __post_init__(self) -> None:
         for name in ("wall_s", "memory_mb"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                math.isfinite(v) and v > 0
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not (math.isfinite(v) and v > 0)
             ):
                 raise JobError(f"budgets.{name}", f"must be a finite number > 0, got {v!r}")
 
@@ -94,9 +96,7 @@ class _Job:
     kind: str
     payload: dict[str, Any]
     budgets: Budgets
-    future: concurrent.futures.Future = dataclasses.field(
-        default_factory=concurrent.futures.Future
-    )
+    future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
     cancel_requested: bool = False
     running: bool = False
 
@@ -214,9 +214,7 @@ class JobEngine:
 
     # -- the API -----------------------------------------------------------------------
 
-    def submit(
-        self, kind: str, payload: dict[str, Any], budgets: Budgets | None = None
-    ) -> str:
+    def submit(self, kind: str, payload: dict[str, Any], budgets: Budgets | None = None) -> str:
         """Queue a job; its id. JobError for an unknown kind or a budget over the limit,
         `QueueFull` (429) when the queue is full."""
         if self._closing:
@@ -310,7 +308,11 @@ class JobEngine:
         """The job's events as an async iterator, ending with its final status event."""
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[Event] = asyncio.Queue()
-        unsubscribe = self.subscribe(job_id, lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
+
+        def forward(ev: Event) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, ev)
+
+        unsubscribe = self.subscribe(job_id, forward)
         try:
             rec = self.store.get(job_id)
             if rec is None:
@@ -385,7 +387,9 @@ class JobEngine:
                     w = self._spawn(i)
                 except RuntimeError as e:
                     self._workers[i] = None
-                    self._finish(job, "failed", error={"field": "job", "message": str(e), "status": 503})
+                    self._finish(
+                        job, "failed", error={"field": "job", "message": str(e), "status": 503}
+                    )
                     continue
             with self._lock:
                 if job.future.done():
@@ -399,7 +403,9 @@ class JobEngine:
                 log.exception("job %s: slot error", job.id)
                 killed = True
                 if not job.future.done():
-                    self._finish(job, "failed", error={"field": "job", "message": str(e), "status": 500})
+                    self._finish(
+                        job, "failed", error={"field": "job", "message": str(e), "status": 500}
+                    )
             if killed and not self._closing:
                 w.kill()
                 self.replaced += 1
@@ -433,7 +439,9 @@ class JobEngine:
                         self._finish(job, "out_of_memory", error=_oom_error(job, w.rss()))
                     else:
                         err = f"the job worker exited (code {code})"
-                        self._finish(job, "failed", error={"field": "job", "message": err, "status": 500})
+                        self._finish(
+                            job, "failed", error={"field": "job", "message": err, "status": 500}
+                        )
                     return True
                 kind = msg[0]
                 if kind == "event":

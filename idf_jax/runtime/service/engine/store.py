@@ -119,7 +119,9 @@ class JobStore:
                         (time.time(), err, jid),
                     )
 
-    def insert(self, job_id: str, kind: str, payload: dict[str, Any], budgets: dict[str, Any]) -> None:
+    def insert(
+        self, job_id: str, kind: str, payload: dict[str, Any], budgets: dict[str, Any]
+    ) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, kind, status, created, payload, budgets, owner) "

@@ -155,7 +155,9 @@ class WorkerProcess:
             msg = self._conn.recv()
         except (EOFError, OSError) as e:
             self.kill()
-            raise RuntimeError(f"job worker exited at start-up (code {self.process.exitcode})") from e
+            raise RuntimeError(
+                f"job worker exited at start-up (code {self.process.exitcode})"
+            ) from e
         if not (isinstance(msg, tuple) and msg[0] == "ready"):
             self.kill()
             raise RuntimeError(f"job worker sent {msg!r} at start-up")

@@ -116,9 +116,13 @@ def router(ctx: ServiceContext) -> APIRouter:
         limit: int = Query(100, ge=1, le=1000),
     ):
         """The newest jobs, results left out."""
-        return [rec.public(with_result=False) for rec in ctx.engine().list(limit=limit, status=status)]
+        return [
+            rec.public(with_result=False) for rec in ctx.engine().list(limit=limit, status=status)
+        ]
 
-    @r.get("/jobs/{job_id}", response_model=JobInfo, responses={404: {"description": "no such job"}})
+    @r.get(
+        "/jobs/{job_id}", response_model=JobInfo, responses={404: {"description": "no such job"}}
+    )
     async def get_job(job_id: str = JobId):
         """A job's status, progress (0..1), result (once done) and error."""
         rec = ctx.engine().status(job_id)
