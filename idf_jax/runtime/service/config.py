@@ -55,7 +55,8 @@ class ServiceConfig:
         None: a scratch EIL (temporary database, insecure development key); False: no EIL.
     batch_max_size, batch_max_wait_ms: NVP micro-batching: a batch is sent when it holds
         `batch_max_size` series or its first request has waited `batch_max_wait_ms`.
-    max_concurrent_jobs: sampling / equilibrium jobs run at once (others queue).
+    max_concurrent_jobs: job worker processes: sampling / equilibrium jobs run at once
+        (others queue, up to `job_queue_size`).
     sampler_cache_size: compiled samplers kept for repeated identical jobs.
     capsule_modules: extra Python modules imported at start-up, so capsules they register
         with `@capsules.register` are served (e.g. a team's own capsule package).

@@ -79,6 +79,7 @@ def make_engine(ctx: ServiceContext) -> JobEngine:
         queue_size=config.job_queue_size,
         budgets=Budgets(wall_s=config.job_wall_s, memory_mb=config.job_memory_mb),
         modules=config.capsule_modules,
+        sampler_cache_size=config.sampler_cache_size,
     )
     engine.start(prewarm=config.prewarm_workers)
     return engine

@@ -141,7 +141,8 @@ class JobEngine:
     workers: worker processes (jobs run at once). queue_size: jobs waiting before `submit`
     raises `QueueFull`. budgets: the default and largest budgets of a job. modules: modules
     each worker imports (capsule registrations); the modules of capsules registered in this
-    process are added when a worker starts. cancel_grace_s: how long a cancelled job may
+    process are added when a worker starts. sampler_cache_size: built samplers a worker
+    keeps (compiled runs of repeated job shapes). cancel_grace_s: how long a cancelled job may
     take to stop at a chunk boundary before its worker is killed.
     """
 
@@ -154,6 +155,7 @@ class JobEngine:
         queue_size: int = 64,
         budgets: Budgets | None = None,
         modules: tuple[str, ...] = (),
+        sampler_cache_size: int = 32,
         cancel_grace_s: float = 2.0,
         poll_s: float = 0.02,
         start_timeout_s: float = 300.0,
@@ -164,6 +166,7 @@ class JobEngine:
         self.queue_size = int(queue_size)
         self.max_budgets = budgets or Budgets(wall_s=600.0, memory_mb=2048.0)
         self.modules = tuple(modules)
+        self.sampler_cache_size = int(sampler_cache_size)
         self.cancel_grace_s = cancel_grace_s
         self.poll_s = poll_s
         self.start_timeout_s = start_timeout_s
@@ -360,7 +363,7 @@ class JobEngine:
             if m and m != "__main__" and not m.startswith("capsules") and m not in mods:
                 mods.append(m)
         cache = self.state_dir / "jax-cache"
-        return WorkerSettings(self.limits, tuple(mods), str(cache))
+        return WorkerSettings(self.limits, tuple(mods), str(cache), self.sampler_cache_size)
 
     def _spawn(self, i: int) -> WorkerProcess:
         w = WorkerProcess(self._settings())

@@ -33,12 +33,14 @@ log = logging.getLogger("idf_jax.runtime.service")
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
-    """What a worker needs: the limits, modules to import (capsule registrations) and the
-    JAX compilation cache folder (None: no persistent cache)."""
+    """What a worker needs: the limits, modules to import (capsule registrations), the
+    JAX compilation cache folder (None: no persistent cache) and how many built samplers
+    it keeps for repeated jobs."""
 
     limits: Limits
     modules: tuple[str, ...] = ()
     compile_cache_dir: str | None = None
+    sampler_cache_size: int = 32
 
 
 def read_rss(pid: int) -> int:
@@ -86,8 +88,11 @@ def worker_main(conn: Connection, stop_flag: Any, settings: WorkerSettings) -> N
             importlib.import_module(mod)
         except ImportError as e:
             print(f"idf job worker: cannot import {mod!r}: {e}", file=sys.stderr)
+    from .. import jobs
     from ..jobs import JobError
     from .tasks import Cancelled, run_task
+
+    jobs._SAMPLER_CACHE.size = settings.sampler_cache_size
 
     conn.send(("ready", os.getpid()))
     while True:

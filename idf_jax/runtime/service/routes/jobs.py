@@ -138,7 +138,7 @@ def router(ctx: ServiceContext) -> APIRouter:
             raise JobError("id", f"no job {job_id!r}", 404)
         cancelled = engine.cancel(job_id)
         rec = await engine.wait(job_id, timeout=30) if cancelled else engine.status(job_id)
-        assert rec is not None
-        return JSONResponse({"id": job_id, "cancelled": cancelled, "status": rec.status})
+        status = rec.status if rec is not None else "unknown"
+        return JSONResponse({"id": job_id, "cancelled": cancelled, "status": status})
 
     return r
