@@ -34,13 +34,15 @@ log = logging.getLogger("idf_jax.runtime.service")
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
     """What a worker needs: the limits, modules to import (capsule registrations), the
-    JAX compilation cache folder (None: no persistent cache) and how many built samplers
-    it keeps for repeated jobs."""
+    JAX compilation cache folder (None: no persistent cache), how many built samplers
+    it keeps for repeated jobs, and its scheduling niceness (jobs are batch work: the
+    serving process, its health probes and predictions, goes first for the CPU)."""
 
     limits: Limits
     modules: tuple[str, ...] = ()
     compile_cache_dir: str | None = None
     sampler_cache_size: int = 32
+    nice: int = 10
 
 
 def read_rss(pid: int) -> int:
@@ -72,6 +74,11 @@ def _is_oom(e: BaseException) -> bool:
 def worker_main(conn: Connection, stop_flag: Any, settings: WorkerSettings) -> None:
     """The worker's loop (the target of the spawned process; see the module)."""
     _die_with_parent()
+    if settings.nice:
+        try:
+            os.nice(settings.nice)
+        except OSError:
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
     import importlib
 
