@@ -23,8 +23,14 @@ Server and load generator share the machine's cores, as they would on one 2-core
 CPU pinning); the CPU each used is reported (cores busy, and CPU microseconds per request).
 
     python benchmarks/bench_service.py [--duration 10] [--connections 64] [--rate 1000]
+    python benchmarks/bench_service.py --mixed [--duration 10] [--rate 1000]
 
 Targets (issue 8): >= 1000 predictions/s with p99 < 50 ms on a 2-core machine.
+
+`--mixed` (issue 18): one batched server; two sampling jobs (LJ13, 128 chains, submitted
+with POST /v1/jobs) run in the job engine's worker processes while NVP predictions are
+offered at `--rate` (open loop) and a probe thread hits /healthz and /readyz every 50 ms.
+Targets: prediction p99 < 50 ms, every health probe < 100 ms, zero 5xx.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import http.client
 import json
 import os
 import socket
@@ -39,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 try:
@@ -59,7 +67,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(batch_max_size: int, wait_ms: float, port: int, log):
+def start_server(batch_max_size: int, wait_ms: float, port: int, log, **extra):
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     json.dump(
         {
@@ -69,6 +77,7 @@ def start_server(batch_max_size: int, wait_ms: float, port: int, log):
                 "nvp_model_path": "default",
                 "eil": False,
                 "limits": {"max_body_bytes": 1 << 20},
+                **extra,
             }
         },
         cfg,
@@ -302,6 +311,103 @@ def run_one(name, batch, wait_ms, args):
     return closed, opened
 
 
+def _call(port: int, method: str, path: str, body=None):
+    """One request with the key on a fresh connection: (status, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=headers)
+    r = conn.getresponse()
+    out = r.status, r.read()
+    conn.close()
+    return out
+
+
+MIXED_JOB = {
+    "capsule": "molecular.lennard_jones_cluster",
+    "params": {"n": 13},
+    "sampler": "mala",
+    "chains": 128,
+    "steps": 100_000,
+    "thin": 100,
+    "step_size": 1e-3,
+    "temperature": 0.2,
+}
+
+
+def _wait_running(port: int, ids: list[str], timeout: float = 300.0) -> None:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:  # both compiled and computing
+        st = [json.loads(_call(port, "GET", f"/v1/jobs/{i}")[1]) for i in ids]
+        if all(s["status"] == "running" and s["progress"] > 0 for s in st):
+            return
+        if any(s["status"] not in ("queued", "running") for s in st):
+            raise RuntimeError(f"a sampling job ended early: {st}")
+        time.sleep(0.5)
+    raise TimeoutError("the sampling jobs did not start")
+
+
+def run_mixed(args):
+    """NVP load while two sampling jobs run; health probed throughout (see the module)."""
+    port = free_port()
+    probes: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def probe():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            for path in ("/healthz", "/readyz"):
+                t0 = time.perf_counter()
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                probes.append((time.perf_counter() - t0, r.status))
+            time.sleep(0.05)
+        conn.close()
+
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryDirectory() as state:
+        proc = start_server(
+            args.batch_size, args.wait_ms, port, log, state_dir=state, max_concurrent_jobs=2
+        )
+        try:
+            ids = []
+            for seed in (1, 2):
+                job = {"kind": "sample", "payload": {**MIXED_JOB, "seed": seed}}
+                status, body = _call(port, "POST", "/v1/jobs", job)
+                if status != 202:
+                    raise RuntimeError(f"job not accepted: {status} {body[:300]!r}")
+                ids.append(json.loads(body)["id"])
+            _wait_running(port, ids)
+            th = threading.Thread(target=probe, daemon=True)
+            th.start()
+            row = measure(f"mixed, {args.rate:.0f}/s offered", port, args, args.rate, proc.pid)
+            stop.set()
+            th.join(timeout=30)
+            st = [json.loads(_call(port, "GET", f"/v1/jobs/{i}")[1]) for i in ids]
+            still = sum(s["status"] == "running" for s in st)
+            progress = [round(s["progress"], 3) for s in st]
+            for i in ids:
+                _call(port, "DELETE", f"/v1/jobs/{i}")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    lat = sorted(p[0] for p in probes)
+    five = sum(1 for p in probes if p[1] >= 500)
+    print(
+        f"  health probes: {len(lat)}, p50 {1e3 * pct(lat, 0.5):.1f} ms, "
+        f"p99 {1e3 * pct(lat, 0.99):.1f} ms, max {1e3 * lat[-1]:.1f} ms, {five} 5xx\n"
+        f"  sampling jobs still running at the end: {still} of 2 (progress {progress})"
+    )
+    ok = row["p99"] < 50 and lat[-1] < 0.1 and five == 0 and row["errors"] == 0 and still == 2
+    print(
+        f"target (NVP p99 < 50 ms at {args.rate:.0f}/s offered while 2 sampling jobs run, "
+        f"every health probe < 100 ms, zero 5xx): {'met' if ok else 'NOT met'}"
+    )
+
+
 def library_reference(reps: int = 50):
     from idf_jax.nvp import NVPPredictor
 
@@ -326,6 +432,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64, help="service.batch_max_size")
     ap.add_argument("--wait-ms", type=float, default=2.0, help="service.batch_max_wait_ms")
     ap.add_argument("--only", choices=("batched", "unbatched"), help="run one mode")
+    ap.add_argument(
+        "--mixed", action="store_true", help="NVP load while two sampling jobs run (issue 18)"
+    )
     args = ap.parse_args()
     print(
         f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
@@ -333,6 +442,8 @@ def main():
         f"{args.warmup:.0f} s warm-up, load generator on "
         f"{'uvloop' if uvloop is not None else 'asyncio'} (no CPU pinning)"
     )
+    if args.mixed:
+        return run_mixed(args)
     lib = library_reference()
     print(f"  {'library':26s} {lib:6.0f} pred/s  (in-process predict_batch of 64, no HTTP)")
     if args.only != "unbatched":

@@ -13,13 +13,32 @@ from ._common import console
 __all__ = ["init"]
 
 
+_DATACENTER = {
+    "servers": [
+        {"name": "rack-a", "idle_power_kw": 0.10, "max_power_kw": 0.30, "service_rate": 500.0},
+        {"name": "rack-b", "idle_power_kw": 0.12, "max_power_kw": 0.35, "service_rate": 700.0},
+    ],
+    "workloads": [
+        {"name": "web", "request_rate": 120.0},
+        {"name": "batch", "request_rate": 200.0},
+    ],
+    "recirculation": 2.0,
+    "constraints": {"uptime": 0.999, "latency_max": 20.0},
+}
+_PORTFOLIO = {
+    "mu": [0.08, 0.05, 0.03],
+    "cov": [[0.040, 0.006, 0.002], [0.006, 0.020, 0.001], [0.002, 0.001, 0.010]],
+    "risk_aversion": 3.0,
+    "names": ["equity", "credit", "bonds"],
+}
+
 _DOMAIN_EXAMPLES = {
     "molecular": ("molecular.lennard_jones_cluster", {"n": 13}, 1e-3, 0.1),
     "plasma": ("plasma.thomson", {"n": 12}, 1e-3, 0.05),
     "biomedical": ("biomedical.ab_protein", {"sequence": "ABBABBABABBAB"}, 1e-3, 0.1),
     "lattice": ("lattice.ising", {"L": 16}, 1e-2, 2.0),
-    "enterprise": ("enterprise.datacenter", {}, 1e-3, 1.0),
-    "market": ("market.portfolio", {}, 1e-3, 0.01),
+    "enterprise": ("enterprise.datacenter", {"config": _DATACENTER}, 1e-3, 1.0),
+    "market": ("market.portfolio", _PORTFOLIO, 1e-3, 0.01),
     "creative": ("creative.digits", {}, 1e-3, 1.0),
 }
 
@@ -37,7 +56,9 @@ def _config_text(name: str, domain: str) -> str:
             note = "  # the first registered capsule of this domain; see `idf capsules`"
         else:
             note = "  # not registered in this install yet; see `idf capsules`"
-    params_yaml = yaml.safe_dump(params, default_flow_style=False).strip() if params else "{}"
+    params_yaml = (
+        yaml.safe_dump(params, default_flow_style=None, sort_keys=False).strip() if params else "{}"
+    )
     params_block = (
         "\n".join("    " + line for line in params_yaml.splitlines()) if params else "    {}"
     )

@@ -99,9 +99,12 @@ def sample(
     t0 = time.perf_counter()
     trace, cap = run_sample(job, progress=progress)
     elapsed = time.perf_counter() - t0
+    import numpy as np
+
     from ...diagnostics import summary as idf_summary
 
-    idf_summary(trace, print_table=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant chain: R-hat undefined
+        idf_summary(trace, print_table=True)
     written = save_trace(trace, out_dir, plots=plots)
     s = summarize_trace(trace)
     s.update(

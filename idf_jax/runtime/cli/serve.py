@@ -67,6 +67,7 @@ def serve(
     service_cfg = dict(cfg.get("service", {}) or {})
     if insecure_no_auth:
         service_cfg["auth_disabled"] = True
+    service_cfg.setdefault("prewarm_workers", True)  # job workers start with the server
     conf = load_config(service_cfg)
     if state_dir is not None:
         conf = dataclasses.replace(conf, state_dir=str(state_dir))

@@ -9,6 +9,7 @@ Routes (every one but /healthz and /readyz needs a key: `Authorization: Bearer <
     GET  /v1/capsules               registered capsules with descriptions and parameters
     POST /v1/sample                 sample a capsule's Boltzmann distribution (idf.sample)
     POST /v1/equilibrium            anneal to low-energy states (idf.sample_equilibrium)
+    POST /v1/jobs, GET /v1/jobs[/{id}], DELETE /v1/jobs/{id}    asynchronous jobs
     POST /v1/nvp/predict            NVP next-state forecast (micro-batched, one vmapped call)
     POST /v1/eil/sense | act | prove                            the EIL decision loop
     GET  /v1/ledger/verify[?anchor=], /anchor, /public-key      the signed proof ledger
@@ -34,7 +35,7 @@ from .fastpath import ServiceApp
 from .lifespan import make_lifespan
 from .middleware import Auth, BodyLimit, HTTPMetrics
 from .redact import install_redaction
-from .routes import eil, equilibrium, health, nvp, sample, websocket
+from .routes import eil, equilibrium, health, jobs, nvp, sample, websocket
 
 __all__ = ["create_app"]
 
@@ -60,7 +61,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.config = config
     app.state.runtime = ctx.state
     install_error_handlers(app)
-    for group in (health, sample, equilibrium, nvp, eil, websocket):
+    for group in (health, sample, equilibrium, jobs, nvp, eil, websocket):
         app.include_router(group.router(ctx))
     app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
     app.add_middleware(Auth, authenticator=ctx.authenticator)

@@ -52,7 +52,9 @@ class Limits:
 
     max_dimensions: size of one chain's state (number of scalars).
     max_chains, max_steps: chains and steps (burn-in included) of one sampling job.
-    max_work: chains * steps * dimensions of one job (the cost of a job).
+    max_work: chains * steps * dimensions of one job (the cost of a job, its time).
+    max_trace_values: chains * draws * dimensions a sampling job keeps (its memory: 4 bytes
+        each in float32, so the default 50 M is 200 MB of positions).
     max_draws_returned: chains * draws * dimensions a response may carry back.
     max_body_bytes: request body size.
     max_history: telemetry samples in one NVP history.
@@ -62,7 +64,8 @@ class Limits:
     max_dimensions: int = 4096
     max_chains: int = 1024
     max_steps: int = 100_000
-    max_work: int = 2_000_000_000
+    max_work: int = 500_000_000
+    max_trace_values: int = 50_000_000
     max_draws_returned: int = 1_000_000
     max_body_bytes: int = 1_048_576
     max_history: int = 4096
@@ -83,7 +86,8 @@ class ServiceConfig:
         the EIL with all defaults; False: no EIL.
     batch_max_size, batch_max_wait_ms: NVP micro-batching: a batch is sent when it holds
         `batch_max_size` series or its first request has waited `batch_max_wait_ms`.
-    max_concurrent_jobs: sampling / equilibrium jobs run at once (others queue).
+    max_concurrent_jobs: job worker processes: sampling / equilibrium jobs run at once
+        (others queue, up to `job_queue_size`).
     sampler_cache_size: compiled samplers kept for repeated identical jobs.
     capsule_modules: extra Python modules imported at start-up, so capsules they register
         with `@capsules.register` are served (e.g. a team's own capsule package).
@@ -93,6 +97,11 @@ class ServiceConfig:
         restrict it with a NetworkPolicy); None: only the keyed /metrics.
     dev: development mode (`idf serve --dev`): the EIL ledger is signed with the public
         development key (in its own file, `eil-dev.sqlite`), which the log announces.
+    job_queue_size: jobs waiting for a worker before new ones get 429 (Retry-After).
+    job_wall_s: default wall-time budget of a job, seconds (a job over it: `timeout`).
+    job_memory_mb: default memory budget of a job, MB of worker RSS above its idle
+        footprint (a job over it: `out_of_memory`).
+    prewarm_workers: start the job worker processes with the app (else on the first job).
     """
 
     api_keys: tuple[str, ...] = ()
@@ -108,6 +117,10 @@ class ServiceConfig:
     state_dir: str | None = None
     metrics_port: int | None = None
     dev: bool = False
+    job_queue_size: int = 64
+    job_wall_s: float = 600.0
+    job_memory_mb: float = 2048.0
+    prewarm_workers: bool = False
 
     def __post_init__(self):
         for i, k in enumerate(self.api_keys, start=1):
@@ -119,7 +132,16 @@ class ServiceConfig:
                 "no API keys configured: set IDF_API_KEYS, or service.api_keys in the config "
                 "(auth_disabled=True only for local development)"
             )
-        for name in ("batch_max_size", "max_concurrent_jobs", "sampler_cache_size"):
+        for name in ("job_wall_s", "job_memory_mb"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name} must be a number > 0, got {v!r}")
+        for name in (
+            "batch_max_size",
+            "max_concurrent_jobs",
+            "sampler_cache_size",
+            "job_queue_size",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")

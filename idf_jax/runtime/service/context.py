@@ -1,13 +1,10 @@
 """What the routes of one app share: configuration, metrics, the key check, the event hub,
-the optional components (NVP, EIL) and the slots that bound concurrent sampling jobs."""
+the optional components (NVP, EIL) and the job engine (started by the lifespan)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
-from collections.abc import Callable
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
 from fastapi import Depends
 from fastapi.params import Depends as DependsParam
@@ -15,24 +12,24 @@ from fastapi.params import Depends as DependsParam
 from .auth import Authenticator, security_dependencies
 from .config import ServiceConfig
 from .eil_service import EILService
+from .engine import JobEngine
 from .hub import EventHub
-from .jobs import _LRU, JobError
+from .jobs import JobError
 from .metrics import Metrics
 from .nvp_service import NVPService
 
 __all__ = ["Components", "ServiceContext"]
 
-T = TypeVar("T")
-
 
 class Components(TypedDict):
     """The app's run state (`app.state.runtime`): ready, draining, and the components
-    started by the lifespan (None: not configured in this instance)."""
+    started by the lifespan (None: not configured in this instance, or not started)."""
 
     ready: bool
     draining: bool
     nvp: NVPService | None
     eil: EILService | None
+    engine: JobEngine | None
 
 
 @dataclasses.dataclass
@@ -44,8 +41,6 @@ class ServiceContext:
     authenticator: Authenticator
     hub: EventHub
     state: Components
-    job_slots: threading.BoundedSemaphore
-    sampler_cache: _LRU
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> ServiceContext:
@@ -54,9 +49,7 @@ class ServiceContext:
             metrics=Metrics(),
             authenticator=Authenticator(config.api_keys, disabled=config.auth_disabled),
             hub=EventHub(),
-            state={"ready": False, "draining": False, "nvp": None, "eil": None},
-            job_slots=threading.BoundedSemaphore(config.max_concurrent_jobs),
-            sampler_cache=_LRU(config.sampler_cache_size),
+            state={"ready": False, "draining": False, "nvp": None, "eil": None, "engine": None},
         )
 
     @property
@@ -64,14 +57,12 @@ class ServiceContext:
         """The dependencies of a route that needs a key."""
         return [Depends(d) for d in security_dependencies(self.authenticator)]
 
-    async def run_job(self, fn: Callable[[], T]) -> T:
-        """`fn()` in a worker thread, once one of `config.max_concurrent_jobs` slots is free."""
-
-        def guarded() -> T:
-            with self.job_slots:
-                return fn()
-
-        return await asyncio.get_running_loop().run_in_executor(None, guarded)
+    def engine(self) -> JobEngine:
+        """The job engine; a 503 `JobError` while the service starts or stops."""
+        engine = self.state["engine"]
+        if engine is None:
+            raise JobError("job", "the job engine is not running (starting or stopping)", 503)
+        return engine
 
     def eil(self) -> EILService:
         """The EIL component; a 503 `JobError` when this instance has none."""

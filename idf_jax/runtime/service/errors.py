@@ -1,8 +1,9 @@
 """Error answers in FastAPI's shape, `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`.
 
 422 for an invalid value, 413 for a value over a configured limit, 404 for something not
-found, 503 for a component not configured in this instance; the WebSocket stream sends the
-same as `{"type": "error", "status", "detail"}` messages.
+found, 429 (with Retry-After) when the job queue is full, 503 for a component not
+configured in this instance, 504 / 507 for a job stopped over its wall-time / memory
+budget; the WebSocket stream sends the same as `{"type": "error", "status", "detail"}` messages.
 """
 
 from __future__ import annotations
@@ -42,8 +43,20 @@ def error_body(field: str, msg: str, kind: str) -> bytes:
 
 def job_error_response(e: JobError) -> JSONResponse:
     """A `JobError` as its answer: the status and field it carries."""
-    kind = {413: "limit_exceeded", 503: "unavailable"}.get(e.status, "value_error")
-    return error_response(e.status, e.field, e.message, kind)
+    kind = {
+        404: "not_found",
+        413: "limit_exceeded",
+        429: "queue_full",
+        499: "cancelled",
+        503: "unavailable",
+        504: "timeout",
+        507: "out_of_memory",
+    }.get(e.status, "value_error")
+    response = error_response(e.status, e.field, e.message, kind)
+    retry_after = getattr(e, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(int(retry_after))
+    return response
 
 
 def ws_error(status: int, detail: Any) -> dict[str, Any]:

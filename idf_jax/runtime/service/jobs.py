@@ -136,6 +136,10 @@ def state_size(capsule: Capsule) -> int:
     """Number of scalars in one chain's state, found without computing anything."""
     try:
         shapes = jax.eval_shape(lambda k: capsule.init(k, 1), jax.random.key(0))
+    except jax.errors.JAXTypeError:
+        # an init that needs concrete values (an RDKit embedding seeded from the key):
+        # build one chain's state for real, outside any trace
+        shapes = _initial_states(capsule, jax.random.key(0), 1)
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
         raise JobError("params", f"capsule {capsule.name} cannot build initial states: {e}") from e
     return int(sum(math.prod(l.shape[1:]) for l in jax.tree.leaves(shapes)))
@@ -155,9 +159,19 @@ def check_limits(job: SampleJob | EquilibriumJob, dims: int, limits: Limits) -> 
     if work > limits.max_work:
         raise JobError(
             "steps",
-            f"chains * steps * dimensions = {work}, over the limit {limits.max_work}",
+            f"chains * steps * dimensions = {work}, over the limit max_work={limits.max_work}",
             413,
         )
+    if isinstance(job, SampleJob):
+        kept = job.chains * ((job.steps - job.burn_in) // job.thin) * max(dims, 1)
+        if kept > limits.max_trace_values:
+            raise JobError(
+                "thin",
+                f"chains * draws * dimensions = {kept} values kept in memory, over the limit "
+                f"max_trace_values={limits.max_trace_values}; thin more, or use fewer steps "
+                "or chains",
+                413,
+            )
 
 
 class _LRU:
@@ -265,13 +279,19 @@ def run_sample(
     progress: bool = False,
     callback: Callable[[int, int], None] | None = None,
     cache: _LRU | None = None,
+    before_run: Callable[[int, int, int], None] | None = None,
 ) -> tuple[Trace, Capsule]:
-    """Run a `SampleJob`; returns (trace, capsule). Raises `JobError` for bad input."""
+    """Run a `SampleJob`; returns (trace, capsule). Raises `JobError` for bad input.
+
+    `before_run(chains, draws, dimensions)` is called once the job is checked against
+    `limits`, before anything is sampled (a caller's own size checks)."""
     _check_job(job)
     capsule = build_capsule(job.capsule, job.params)
     dims = state_size(capsule)
     if limits is not None:
         check_limits(job, dims, limits)
+    if before_run is not None:
+        before_run(job.chains, (job.steps - job.burn_in) // job.thin, dims)
     cache = _SAMPLER_CACHE if cache is None else cache
     key_ = _sampler_key(job, capsule.state_kind)
     sampler = cache.get_or_make(key_, lambda: _make_sampler(job, capsule))

@@ -1,5 +1,6 @@
-"""Start-up and shutdown of the service: load the NVP model (warmed up) and open the EIL
-before the app reports ready; on shutdown report draining, then close both."""
+"""Start-up and shutdown of the service: load the NVP model (warmed up), open the EIL and
+start the job engine before the app reports ready; on shutdown report draining, then close
+them (the engine's job table stays in the state directory)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from .context import ServiceContext
 from .eil_service import EILService, eil_importable
+from .engine import Budgets, JobEngine
 from .nvp_service import NVPService, nvp_importable
 
 __all__ = ["make_lifespan"]
@@ -43,6 +45,7 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
         if config.metrics_port is not None:  # the unkeyed scrape port
             stop_metrics = ctx.metrics.serve(config.metrics_port)
             log.info("metrics for scrapers on port %d", config.metrics_port)
+        state["engine"] = await asyncio.get_running_loop().run_in_executor(None, make_engine, ctx)
         state["ready"] = True
         log.info("idf service ready")
         try:
@@ -52,6 +55,9 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
                 stop_metrics()
             state["draining"] = True
             state["ready"] = False
+            engine, state["engine"] = state["engine"], None
+            if engine is not None:
+                await asyncio.get_running_loop().run_in_executor(None, engine.close)
             nvp, eil = state["nvp"], state["eil"]
             if nvp is not None:
                 await nvp.close()
@@ -61,3 +67,25 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
             log.info("idf service stopped")
 
     return lifespan
+
+
+def make_engine(ctx: ServiceContext) -> JobEngine:
+    """The job engine of `ctx`'s configuration, started (workers spawn on the first job,
+    or now with `prewarm_workers`)."""
+    import capsules
+
+    from ..state import state_dir
+
+    capsules.registry()  # import every domain now, not on the first request
+    config = ctx.config
+    engine = JobEngine(
+        state_dir(config.state_dir),
+        limits=config.limits,
+        workers=config.max_concurrent_jobs,
+        queue_size=config.job_queue_size,
+        budgets=Budgets(wall_s=config.job_wall_s, memory_mb=config.job_memory_mb),
+        modules=config.capsule_modules,
+        sampler_cache_size=config.sampler_cache_size,
+    )
+    engine.start(prewarm=config.prewarm_workers)
+    return engine

@@ -8,9 +8,18 @@ Non-finite floats (NaN, Infinity, which Python's JSON parser accepts) are reject
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
 
 __all__ = [
     "SampleRequest",
@@ -22,15 +31,54 @@ __all__ = [
     "ActRequest",
     "ProveRequest",
     "CapsuleInfoModel",
+    "JobRequest",
+    "BudgetsModel",
+    "JobAccepted",
+    "JobInfo",
     "ErrorResponse",
 ]
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
 
 Scalar = StrictBool | StrictInt | StrictFloat | Annotated[str, Field(max_length=1000)]
-ParamValue = (
-    Scalar | Annotated[list[StrictInt | StrictFloat | StrictBool | str], Field(max_length=100_000)]
-)
+
+_MAX_DEPTH = 8
+_MAX_VALUES = 1_000_000
+
+
+def _check_json(value: Any) -> Any:
+    """A capsule parameter: JSON scalars, lists and objects (a covariance matrix, a
+    datacenter config) nested at most 8 deep, at most 1 M values, finite numbers only."""
+    count = 0
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        count += 1
+        if count > _MAX_VALUES:
+            raise ValueError(f"more than {_MAX_VALUES} values")
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(v, str) and len(v) > 1000:
+            raise ValueError("strings must be at most 1000 characters")
+        if isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if len(k) > 200:
+                    raise ValueError("keys must be at most 200 characters")
+                stack.append((x, depth + 1))
+        elif v is not None and not isinstance(v, (bool, int, float, str)):
+            raise ValueError(f"not a JSON value: {type(v).__name__}")
+    return value
+
+
+ParamValue = Annotated[
+    Scalar | list[Any] | dict[str, Any] | None,
+    AfterValidator(_check_json),
+    Field(description="a JSON value: number, string, bool, list (nested: arrays) or object"),
+]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Number = StrictFloat | StrictInt
 
@@ -132,3 +180,40 @@ class CapsuleInfoModel(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any
+
+
+class BudgetsModel(_Model):
+    """A job's budgets (default and maximum: the service's `job_wall_s`, `job_memory_mb`)."""
+
+    wall_s: float | None = Field(None, gt=0, le=1e7, description="wall-time budget, seconds")
+    memory_mb: float | None = Field(
+        None, gt=0, le=1e7, description="memory budget, MB above the worker's idle footprint"
+    )
+
+
+class JobRequest(_Model):
+    """An asynchronous job: `kind` and the body of the matching synchronous route."""
+
+    kind: Literal["sample", "equilibrium"]
+    payload: dict[Name, Any] = Field(
+        description="a SampleRequest (kind sample) or an EquilibriumRequest (kind equilibrium)"
+    )
+    budgets: BudgetsModel = Field(default_factory=lambda: BudgetsModel.model_validate({}))
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: str
+
+
+class JobInfo(BaseModel):
+    id: str
+    kind: str
+    status: str
+    progress: float
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    budgets: dict[str, Any]
+    error: dict[str, Any] | None = None
+    result: Any = None

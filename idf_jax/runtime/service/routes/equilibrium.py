@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter
-
-from ...._io import jsonable
 from ..context import ServiceContext
-from ..jobs import EquilibriumJob, run_equilibrium
+from ..engine.tasks import check_params
 from ..schemas import EquilibriumRequest, EquilibriumResponse
-from .sample import check_params
+from .jobs import run_sync
 
 __all__ = ["router"]
 
@@ -22,20 +19,21 @@ def router(ctx: ServiceContext) -> APIRouter:
     @r.post(
         "/equilibrium",
         response_model=EquilibriumResponse,
-        responses={413: {"description": "over a limit"}, 503: {"description": "not built"}},
+        responses={
+            413: {"description": "over a limit"},
+            429: {"description": "job queue full (Retry-After)"},
+            503: {"description": "not running"},
+            504: {"description": "over the wall-time budget"},
+            507: {"description": "over the memory budget"},
+        },
     )
-    async def equilibrium_route(req: EquilibriumRequest):
-        """Anneal chains of a capsule to low-energy states with `idf.sample_equilibrium`."""
+    async def equilibrium_route(req: EquilibriumRequest, request: Request):
+        """Anneal chains of a capsule to low-energy states with `idf.sample_equilibrium`
+        (a job of the engine, awaited; a client that disconnects cancels it)."""
         check_params(req.params, limits)
-        job = EquilibriumJob(**req.model_dump())
-        t0 = time.perf_counter()
-        _, _, summary = await ctx.run_job(lambda: run_equilibrium(job, limits=limits))
-        ctx.metrics.samples.labels("equilibrium").inc(job.chains)
-        ctx.metrics.steps.inc(job.chains * job.steps)
-        return {
-            "capsule": req.capsule,
-            "summary": jsonable(summary),
-            "elapsed_s": time.perf_counter() - t0,
-        }
+        result = await run_sync(ctx, "equilibrium", req.model_dump(), request)
+        ctx.metrics.samples.labels("equilibrium").inc(req.chains)
+        ctx.metrics.steps.inc(req.chains * req.steps)
+        return result
 
     return r

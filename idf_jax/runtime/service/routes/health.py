@@ -31,8 +31,12 @@ def router(ctx: ServiceContext) -> APIRouter:
                 "equilibrium": equilibrium_available(),
                 "nvp": state["nvp"] is not None,
                 "eil": state["eil"] is not None,
+                "jobs": state["engine"] is not None,
             },
         }
+        engine = state["engine"]
+        if engine is not None:
+            body["jobs"] = engine.stats()
         return JSONResponse(body, status_code=200 if state["ready"] else 503)
 
     @r.get("/metrics", dependencies=ctx.protected)

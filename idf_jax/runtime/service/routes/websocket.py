@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -22,10 +21,11 @@ from starlette.websockets import WebSocketDisconnect
 from ...._io import jsonable
 from ..context import ServiceContext
 from ..errors import ws_error, ws_validation_error
-from ..jobs import JobError, run_sample
+from ..jobs import JobError
 from ..schemas import ActRequest, SampleRequest
 from .eil import act_kwargs
-from .sample import sample_job, sample_payload
+from .jobs import raise_for
+from .sample import count_samples, sample_job
 
 __all__ = ["router"]
 
@@ -47,6 +47,7 @@ def router(ctx: ServiceContext) -> APIRouter:
         out_q: asyncio.Queue = asyncio.Queue()
         sub = sub_task = None
         origin = id(ws)
+        jobs: set[asyncio.Task] = set()  # sampling jobs of this socket, cancelled on close
 
         async def pump_sub(q: asyncio.Queue) -> None:
             while True:
@@ -76,7 +77,9 @@ def router(ctx: ServiceContext) -> APIRouter:
                         sub_task = asyncio.create_task(pump_sub(sub))
                     await out_q.put({"type": "subscribed"})
                 elif kind == "sample":
-                    await _sample(msg, out_q)
+                    t = asyncio.create_task(_sample(msg, out_q))
+                    jobs.add(t)
+                    t.add_done_callback(jobs.discard)
                 elif kind == "act":
                     await _act(msg, out_q, origin)
                 else:
@@ -91,37 +94,39 @@ def router(ctx: ServiceContext) -> APIRouter:
             ctx.metrics.ws.dec()
             if sub is not None:
                 ctx.hub.unsubscribe(sub)
-            for t in (sub_task, writer_task):
+            for t in (sub_task, writer_task, *jobs):
                 if t is not None:
                     t.cancel()
 
     async def _sample(msg: dict[str, Any], out_q: asyncio.Queue) -> None:
         try:
             req = SampleRequest(**msg)
-            job = sample_job(req, limits)
+            sample_job(req, limits)
         except ValidationError as e:
             await out_q.put(ws_validation_error(e))
             return
         except JobError as e:
             await out_q.put(ws_error(e.status, str(e)))
             return
-        loop = asyncio.get_running_loop()
-
-        def progress(done, total) -> None:
-            loop.call_soon_threadsafe(
-                out_q.put_nowait,
-                {"type": "progress", "steps_done": int(done), "num_steps": int(total)},
-            )
-
-        t0 = time.perf_counter()
         try:
-            trace, _ = await ctx.run_job(
-                lambda: run_sample(job, limits=limits, callback=progress, cache=ctx.sampler_cache)
-            )
-            payload = sample_payload(ctx, req, trace, time.perf_counter() - t0)
+            engine = ctx.engine()
+            job_id = engine.submit("sample", req.model_dump())
         except JobError as e:
             await out_q.put(ws_error(e.status, str(e)))
             return
+        try:
+            async for ev in engine.events(job_id):
+                if ev.get("type") == "progress":
+                    await out_q.put(ev)
+            rec = await engine.wait(job_id)
+            payload = raise_for(rec)
+        except asyncio.CancelledError:  # the socket closed: stop the job
+            engine.cancel(job_id)
+            raise
+        except JobError as e:
+            await out_q.put(ws_error(e.status, str(e)))
+            return
+        count_samples(ctx, req, payload)
         await out_q.put({"type": "result", **payload})
 
     async def _act(msg: dict[str, Any], out_q: asyncio.Queue, origin: int) -> None:
