@@ -137,7 +137,7 @@ class _JobQueue:
 
 
 class JobEngine:
-    """Jobs in worker processes, under budgets, recorded in `state_dir/jobs.sqlite` (`idf_jax.runtime.state.jobs_db_path`).
+    """Jobs in worker processes, under budgets, recorded in `state_dir/jobs.sqlite`.
 
     workers: worker processes (jobs run at once). queue_size: jobs waiting before `submit`
     raises `QueueFull`. budgets: the default and largest budgets of a job. modules: modules
