@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar
 
 from fastapi import Depends
 from fastapi.params import Depends as DependsParam
@@ -19,6 +19,10 @@ from .hub import EventHub
 from .jobs import _LRU, JobError
 from .metrics import Metrics
 from .nvp_service import NVPService
+
+if TYPE_CHECKING:
+    from .grpc.server import GrpcServer
+    from .kafka import KafkaIngest
 
 __all__ = ["Components", "ServiceContext"]
 
@@ -33,6 +37,8 @@ class Components(TypedDict):
     draining: bool
     nvp: NVPService | None
     eil: EILService | None
+    grpc: NotRequired[GrpcServer]  # started when config.grpc_port is set
+    kafka: NotRequired[KafkaIngest]  # started when config.kafka_bootstrap is set
 
 
 @dataclasses.dataclass

@@ -39,6 +39,14 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
             eil = EILService(config.eil if isinstance(config.eil, Mapping) else {})
             await eil.start()
             state["eil"] = eil
+        if config.grpc_port is not None:
+            from .grpc.server import start_grpc
+
+            state["grpc"] = await start_grpc(ctx)
+        if config.kafka_bootstrap is not None:
+            from .kafka import start_kafka
+
+            state["kafka"] = await start_kafka(ctx)
         state["ready"] = True
         log.info("idf service ready")
         try:
@@ -46,6 +54,10 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
         finally:
             state["draining"] = True
             state["ready"] = False
+            if "kafka" in state:
+                await state["kafka"].stop()
+            if "grpc" in state:
+                await state["grpc"].stop()
             nvp, eil = state["nvp"], state["eil"]
             if nvp is not None:
                 await nvp.close()
