@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ...eil import EILOptimizer
 
 __all__ = ["EILService", "eil_importable"]
+
+T = TypeVar("T")
 
 
 def eil_importable() -> bool:
@@ -52,6 +54,11 @@ class EILService:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: fn(*args, **kwargs)
         )
+
+    async def run(self, fn: Callable[[EILOptimizer], T]) -> T:
+        """`fn(eil)`, run in the EIL thread (several calls in one step, in order)."""
+        eil = self._started()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(eil))
 
     async def verify(self) -> dict[str, Any]:
         """Re-check the hash chain and signatures of the whole ledger."""

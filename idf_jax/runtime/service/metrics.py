@@ -9,6 +9,10 @@ Exposed at `/metrics` in the Prometheus text format (version 0.0.4):
 - idf_eil_readings_total, idf_eil_decisions_total{type}, idf_eil_proofs_total{valid},
   idf_eil_pft_minted_total
 - idf_ws_connections (open WebSocket streams)
+- idf_kafka_messages_total{outcome}: telemetry messages consumed (stored, duplicate, malformed)
+- idf_kafka_malformed_total{reason}: malformed messages sent to the dead-letter topic
+- idf_kafka_consumer_lag{partition}: messages on the broker not yet consumed
+- idf_kafka_connected: 1 while the telemetry consumer reaches its broker
 """
 
 from __future__ import annotations
@@ -79,6 +83,24 @@ class Metrics:
         self.proofs = Counter("idf_eil_proofs", "EIL proofs by validity", ["valid"], registry=r)
         self.pft = Counter("idf_eil_pft_minted", "Proof-of-prediction tokens minted", registry=r)
         self.ws = Gauge("idf_ws_connections", "Open WebSocket streams", registry=r)
+        self.kafka_messages = Counter(
+            "idf_kafka_messages", "Telemetry messages consumed by outcome", ["outcome"], registry=r
+        )
+        self.kafka_malformed = Counter(
+            "idf_kafka_malformed",
+            "Malformed telemetry messages (sent to the dead-letter topic) by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.kafka_lag = Gauge(
+            "idf_kafka_consumer_lag",
+            "Telemetry messages on the broker not yet consumed, by topic partition",
+            ["partition"],
+            registry=r,
+        )
+        self.kafka_connected = Gauge(
+            "idf_kafka_connected", "1 while the telemetry consumer reaches its broker", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,11 @@
-"""The EIL decision loop: POST /v1/eil/sense | act | prove, GET /v1/ledger/verify."""
+"""The EIL decision loop: POST /v1/eil/sense | act | prove, GET /v1/ledger/verify, and
+GET /v1/eil/sources/{source}/readings (the stored readings of a source)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from ...._io import jsonable
@@ -81,6 +82,24 @@ def router(ctx: ServiceContext) -> APIRouter:
                 metrics.pft.inc(float(out["pft_amount"]))
         ctx.hub.publish({"type": "proof", "proof": out})
         return out
+
+    @r.get(
+        "/eil/sources/{source}/readings",
+        responses={404: {"description": "unknown source"}, 503: {"description": "no EIL"}},
+    )
+    async def eil_readings(source: str, limit: int = Query(100, ge=1, le=10_000)):
+        """The last `limit` stored readings of `source`, newest last."""
+        eil = ctx.eil()
+
+        def read(opt: Any) -> list[dict[str, Any]] | None:
+            if source not in opt.sources:
+                return None
+            return [rec.as_dict() for rec in opt.store.history(source, limit=limit)]
+
+        readings = await eil.run(read)
+        if readings is None:
+            return error_response(404, "source", f"unknown source {source!r}", "not_found")
+        return {"readings": jsonable(readings)}
 
     @r.get("/ledger/verify", responses={503: {"description": "no EIL"}})
     async def ledger_verify():
