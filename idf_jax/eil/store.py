@@ -29,10 +29,11 @@ rejected at the outside temperature ``T_out``, carrying entropy
 
 Storage: one SQLite database (WAL journal), table ``readings``; each accepted reading is
 written in its own transaction. A reading is identified by (source, timestamp): storing one
-again (a redelivered message) writes nothing, so ingestion may be at-least-once. The store uses ``synchronous=NORMAL`` by default
-(atomic, survives a killed process; a power cut may drop the last readings), the proof
-ledger ``FULL``; pass ``synchronous='FULL'`` for fully durable telemetry. A rejected reading raises
-``ValueError`` naming the problem and writes nothing.
+again (a redelivered message) writes nothing, so ingestion may be at-least-once. The store
+uses ``synchronous=NORMAL`` by default (atomic, survives a killed process; a power cut may
+drop the last readings), the proof ledger ``FULL``; pass ``synchronous='FULL'`` for fully
+durable telemetry. A rejected reading raises ``ValueError`` naming the problem and writes
+nothing.
 """
 
 from __future__ import annotations

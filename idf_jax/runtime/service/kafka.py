@@ -109,9 +109,7 @@ class KafkaIngest:
         """Stop the clients, waiting at most 10 s: with the broker gone, aiokafka's consumer
         stop can hang in a fetch retry (and swallow a cancellation, so no `wait_for`); a stop
         that does not finish is left to finish in the background."""
-        stops = [
-            asyncio.ensure_future(c.stop()) for c in (self._consumer, self._producer) if c
-        ]
+        stops = [asyncio.ensure_future(c.stop()) for c in (self._consumer, self._producer) if c]
         self._consumer = self._producer = None
         if stops:
             done, pending = await asyncio.wait(stops, timeout=10.0)
@@ -149,7 +147,7 @@ class KafkaIngest:
                 await self._consume(consumer, producer)
             except asyncio.CancelledError:
                 raise
-            except (KafkaError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, KafkaError, OSError) as e:
                 self._set_connected(False, f"{type(e).__name__}: {e}")
                 log.warning("Kafka consumer: %s; reconnecting", self.last_error)
             except Exception as e:  # noqa: BLE001 - never let the consumer die
@@ -200,8 +198,14 @@ class KafkaIngest:
         await producer.send_and_wait(self.dlq_topic, value, key=key, headers=headers)
         self.ctx.metrics.kafka_malformed.labels(e.kind).inc()
         self.ctx.metrics.kafka_messages.labels("malformed").inc()
-        log.info("Kafka message %s/%d@%d to %s: %s", rec.topic, rec.partition, rec.offset,
-                 self.dlq_topic, e.reason)
+        log.info(
+            "Kafka message %s/%d@%d to %s: %s",
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            self.dlq_topic,
+            e.reason,
+        )
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

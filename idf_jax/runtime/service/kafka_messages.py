@@ -46,7 +46,9 @@ def parse_message(value: bytes | None) -> dict[str, Any]:
     if not isinstance(source, str) or not source:
         raise Malformed("schema", "source: a non-empty string is required")
     if not _number(msg.get("timestamp")):
-        raise Malformed("schema", "timestamp: a finite number (seconds since the epoch) is required")
+        raise Malformed(
+            "schema", "timestamp: a finite number (seconds since the epoch) is required"
+        )
     metrics = msg.get("metrics")
     if not isinstance(metrics, dict) or not metrics:
         raise Malformed("schema", "metrics: a non-empty object of channel -> number is required")

@@ -147,9 +147,7 @@ class InferenceService:
     @rpc_errors
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self._check_model(request.name, request.version)
-        return self.pb.ModelReadyResponse(
-            ready=self._ready() and self.ctx.state["nvp"] is not None
-        )
+        return self.pb.ModelReadyResponse(ready=self._ready() and self.ctx.state["nvp"] is not None)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return self.pb.ServerMetadataResponse(name="idf-jax", version="0.1.0", extensions=[])
@@ -207,7 +205,9 @@ class InferenceService:
                 name=name, datatype="BOOL" if a.dtype == bool else "FP32", shape=list(a.shape)
             )
             if raw:
-                resp.raw_output_contents.append(a.astype("<f4" if a.dtype != bool else "?").tobytes())
+                resp.raw_output_contents.append(
+                    a.astype("<f4" if a.dtype != bool else "?").tobytes()
+                )
             elif a.dtype == bool:
                 out.contents.bool_contents.extend(a.ravel().tolist())
             else:

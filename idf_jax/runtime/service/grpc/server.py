@@ -12,7 +12,9 @@ import logging
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+
+# the asyncio servicer that `grpc_health.v1.health.aio` re-exports (pyright cannot see it there)
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from ..context import ServiceContext
@@ -55,13 +57,17 @@ async def start_grpc(ctx: ServiceContext) -> GrpcServer:
         InferenceService(ctx, gen), server
     )
     gen.sampling_grpc.add_SamplingServicer_to_server(SamplingService(ctx, gen), server)
-    health = health_aio.HealthServicer()
+    health = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     inference = gen.inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
     sampling = gen.sampling_pb2.DESCRIPTOR.services_by_name["Sampling"].full_name
     services = [inference, sampling]
     reflection.enable_server_reflection(
-        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *services,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     address = f"{config.grpc_host}:{config.grpc_port}"
