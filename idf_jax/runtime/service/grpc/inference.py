@@ -57,7 +57,7 @@ def decode_inputs(
         dtype = _DTYPES.get(t.datatype)
         if dtype is None:
             raise invalid(f"{where}.datatype", f"{t.datatype!r}; use FP32 (or FP64)")
-        dims = tuple(int(d) for d in t.shape)
+        dims = tuple(t.shape)
         if len(dims) != 2 or min(dims) < 1:
             raise invalid(f"{where}.shape", f"{list(dims)}; expected [batch, time], both >= 1")
         if dims[0] > max_series:
@@ -91,7 +91,7 @@ def decode_inputs(
                 raise invalid(
                     f"{where}.contents.{field}", f"{len(vals)} values for shape {list(dims)}"
                 )
-            a = np.asarray(vals, dtype)
+            a = np.fromiter(vals, dtype, n)
         a = a.astype(np.float64).reshape(dims)
         if not np.isfinite(a).all():
             raise invalid(f"{where}.contents", f"input {t.name!r} holds NaN or infinite values")
