@@ -281,3 +281,43 @@ def test_readme_python_client_example_runs(service):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["forecast"].shape == (1, 3) and scope["summary"]["chains"] == 4
+
+
+def test_generated_code_is_rebuilt_when_a_proto_changes(tmp_path, monkeypatch):
+    import shutil
+
+    from idf_jax.runtime.service.grpc import protos
+
+    src = tmp_path / "protos"
+    shutil.copytree(protos.proto_dir(), src)
+    out = tmp_path / "generated"
+    monkeypatch.setattr(protos, "_candidates", lambda digest: [out])
+    assert protos._ensure_compiled(src) == out
+    stamp = (out / "STAMP").read_text()
+    grpc_file = (out / "idf" / "v1" / "sampling_pb2_grpc.py").read_text()
+    assert "from . import sampling_pb2 as" in grpc_file  # no top-level import of a _pb2
+    assert (
+        "from . import grpc_predict_v2_pb2 as" in (out / "grpc_predict_v2_pb2_grpc.py").read_text()
+    )
+    mtime = (out / "grpc_predict_v2_pb2.py").stat().st_mtime_ns
+    assert protos._ensure_compiled(src) == out  # up to date: nothing compiled again
+    assert (out / "grpc_predict_v2_pb2.py").stat().st_mtime_ns == mtime
+    proto = src / "idf" / "v1" / "sampling.proto"
+    proto.write_text(proto.read_text() + "\n// changed\n")
+    protos._ensure_compiled(src)
+    assert (out / "STAMP").read_text() != stamp
+
+
+def test_grpc_and_kafka_config_keys_are_checked():
+    from idf_jax.runtime.service import load_config
+
+    env = {"IDF_API_KEYS": API_KEY}
+    assert load_config({"grpc_port": 50051}, env=env).grpc_port == 50051
+    for bad, needle in (
+        ({"grpc_port": 70000}, "grpc_port"),
+        ({"grpc_port": "50051"}, "grpc_port"),
+        ({"kafka_bootstrap": "127.0.0.1:9092"}, "kafka_topic"),
+        ({"kafka_bootstrap": "127.0.0.1:9092", "kafka_topic": " "}, "kafka_topic"),
+    ):
+        with pytest.raises(ValueError, match=needle):
+            load_config(bad, env=env)
