@@ -203,10 +203,21 @@ def test_ingests_good_messages_and_dead_letters_malformed_ones(tmp_path, broker)
         assert any("plausible range" in x for x in reasons) and any(
             "unknown source" in x for x in reasons
         )
-        # EIL decisions go out on TOPIC.decisions
-        assert client.post("/v1/eil/act", json={"source": SOURCE}, headers=AUTH).status_code == 200
+
+
+@pytest.mark.slow
+def test_decisions_are_published(tmp_path, broker):
+    """With `kafka_decisions`, every EIL decision also goes to `<topic>.decisions`
+    (slow: the first decision compiles the EIL's planner, ~20 s here)."""
+    topic = "telemetry"
+    produce(broker.bootstrap, topic, [json.dumps(reading(i)).encode() for i in range(10)])
+    with TestClient(create_app(_config(tmp_path, broker, topic))) as client:
+        wait_until(lambda: len(stored(client)) == 10, what="readings")
+        r = client.post("/v1/eil/act", json={"source": SOURCE}, headers=AUTH)
+        assert r.status_code == 200, r.text
         decisions = read_all(broker.bootstrap, f"{topic}.decisions", 1)
-        assert len(decisions) == 1 and "type" in json.loads(decisions[0].value)
+        assert len(decisions) == 1
+        assert json.loads(decisions[0].value)["type"] == r.json()["type"]
 
 
 def test_broker_loss_is_reported_and_recovered(tmp_path, broker):
