@@ -200,6 +200,16 @@ def test_model_infer_limits_are_resource_exhausted(service, pb):
         assert e.value.details().startswith("inputs[0].shape:")
 
 
+def test_a_message_over_the_body_limit_is_resource_exhausted(service, pb):
+    _, channel, _ = service
+    infer = pb.inference_grpc.GRPCInferenceServiceStub(channel)
+    req = _infer_request(pb, [HISTORY])
+    req.id = "x" * (1 << 21)  # 2 MiB: over limits.max_body_bytes (1 MiB), as for HTTP
+    with pytest.raises(grpc.RpcError) as e:
+        infer.ModelInfer(req, metadata=AUTH)
+    assert _code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_sample_matches_http(service, pb):
     http, channel, _ = service
     sp = pb.sampling_pb2
@@ -321,3 +331,25 @@ def test_grpc_and_kafka_config_keys_are_checked():
     ):
         with pytest.raises(ValueError, match=needle):
             load_config(bad, env=env)
+
+
+def test_serve_flags_reach_the_config(monkeypatch, capsys):
+    import uvicorn
+
+    from idf_jax.runtime.cli import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(config=app.state.config))
+    monkeypatch.setenv("IDF_API_KEYS", API_KEY)
+    args = ["serve", "--host", "127.0.0.2", "--grpc-port", "50099"]
+    args += ["--kafka-bootstrap", "127.0.0.1:9092", "--kafka-topic", "tele", "--kafka-group", "g1"]
+    assert main(args) in (0, None)
+    cfg = seen["config"]
+    assert (cfg.grpc_port, cfg.grpc_host) == (50099, "127.0.0.2")
+    assert (cfg.kafka_bootstrap, cfg.kafka_topic, cfg.kafka_group) == (
+        "127.0.0.1:9092",
+        "tele",
+        "g1",
+    )
+    assert main(["serve", "--grpc-port", "70000"]) != 0
+    assert "--grpc-port" in capsys.readouterr().err
