@@ -305,14 +305,21 @@ def test_service_killed_mid_stream_loses_and_duplicates_nothing(tmp_path, broker
         except httpx.HTTPError:
             return False
 
-    def slow_producer():  # the stream goes on while the service is killed and restarted
-        for start in range(0, n, 20):
-            produce(
-                broker.bootstrap,
-                topic,
-                [json.dumps(reading(i)).encode() for i in range(start, start + 20)],
-            )
-            time.sleep(0.1)
+    def slow_producer():  # ~10 s of stream, going on while the service is killed and restarted
+        async def go():
+            p = aiokafka.AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+            await p.start()
+            try:
+                for i in range(n):
+                    await p.send(topic, json.dumps(reading(i)).encode(), key=b"k")
+                    if i % 10 == 9:
+                        await p.flush()
+                        await asyncio.sleep(0.25)
+                await p.flush()
+            finally:
+                await p.stop()
+
+        asyncio.run(go())
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
