@@ -28,10 +28,12 @@ rejected at the outside temperature ``T_out``, carrying entropy
 ``outside_temp`` is not reported, the source's configured default is used.
 
 Storage: one SQLite database (WAL journal), table ``readings``; each accepted reading is
-written in its own transaction. The store uses ``synchronous=NORMAL`` by default
-(atomic, survives a killed process; a power cut may drop the last readings), the proof
-ledger ``FULL``; pass ``synchronous='FULL'`` for fully durable telemetry. A rejected reading raises
-``ValueError`` naming the problem and writes nothing.
+written in its own transaction. A reading is identified by (source, timestamp): storing one
+again (a redelivered message) writes nothing, so ingestion may be at-least-once. The store
+uses ``synchronous=NORMAL`` by default (atomic, survives a killed process; a power cut may
+drop the last readings), the proof ledger ``FULL``; pass ``synchronous='FULL'`` for fully
+durable telemetry. A rejected reading raises ``ValueError`` naming the problem and writes
+nothing.
 """
 
 from __future__ import annotations
@@ -295,6 +297,10 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_source ON readings(source, id);
 """
+# (source, timestamp) identifies a reading; a database written before this index existed
+# may hold duplicates, and then keeps a plain index (appends still skip a known pair)
+_UNIQUE = "CREATE UNIQUE INDEX IF NOT EXISTS readings_source_ts ON readings(source, timestamp)"
+_PLAIN = "CREATE INDEX IF NOT EXISTS readings_source_ts_plain ON readings(source, timestamp)"
 
 
 _TAIL = 64  # readings per source kept in memory for `history(limit <= _TAIL)`
@@ -309,6 +315,10 @@ class TelemetryStore:
         self._lock = threading.Lock()
         self._conn = connect(path, synchronous)
         self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute(_UNIQUE)
+        except sqlite3.IntegrityError:
+            self._conn.execute(_PLAIN)
         self._last: dict[str, EnergyReading] = {}
         # the last _TAIL readings per source, read once from the database and then kept up to
         # date by `append` (this store is its sources' writer, as `latest` already assumes):
@@ -316,7 +326,8 @@ class TelemetryStore:
         self._tail: dict[str, collections.deque] = {}
 
     def append(self, reading: dict) -> EnergyReading:
-        """Validate and store one reading; return its energy representation."""
+        """Validate and store one reading; return its energy representation. A reading of a
+        (source, timestamp) already stored is not stored again."""
         cfg, metrics = validate_reading(reading, self.sources)
         interval = float(reading.get("interval_s", cfg.interval_s))
         ts = float(reading.get("timestamp", time.time()))
@@ -325,19 +336,31 @@ class TelemetryStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute(
+                cur = self._conn.execute(
                     "INSERT INTO readings (source, timestamp, interval_s, metrics, energy, entropy)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (cfg.name, ts, interval, json.dumps(metrics, sort_keys=True), energy, entropy),
+                    " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS"
+                    " (SELECT 1 FROM readings WHERE source = ? AND timestamp = ?)",
+                    (cfg.name, ts, interval, json.dumps(metrics, sort_keys=True), energy, entropy)
+                    + (cfg.name, ts),
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            self._last[cfg.name] = rec
-            if cfg.name in self._tail:
-                self._tail[cfg.name].append(rec)
+            if cur.rowcount == 1:
+                self._last[cfg.name] = rec
+                if cfg.name in self._tail:
+                    self._tail[cfg.name].append(rec)
         return rec
+
+    def has(self, source: str, timestamp: float) -> bool:
+        """Whether a reading of `source` at `timestamp` is stored."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM readings WHERE source = ? AND timestamp = ? LIMIT 1",
+                (source, float(timestamp)),
+            ).fetchone()
+        return row is not None
 
     def history(self, source: str, limit: int | None = None) -> list[EnergyReading]:
         """The last `limit` readings of `source` (all when None), oldest first."""

@@ -280,7 +280,9 @@ def test_predict_and_backtest_commands(capsys, tmp_path):
     assert rc == 0, err
     assert "next step after row 119" in stdout
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0].startswith("row,cpu_mean,cpu_lo90,cpu_hi90") and len(lines) == 1 + 118  # targets 2..119
+    assert (
+        lines[0].startswith("row,cpu_mean,cpu_lo90,cpu_hi90") and len(lines) == 1 + 118
+    )  # targets 2..119
     assert (out / "forecast.png").read_bytes()[:4] == b"\x89PNG"
     bt = tmp_path / "bt"
     rc, stdout, err = run(

@@ -42,12 +42,22 @@ def serve(
     graceful_timeout: int = typer.Option(
         30, min=1, help="seconds to finish in-flight requests on shutdown"
     ),
+    grpc_port: int | None = typer.Option(
+        None, min=0, max=65535, help="also serve gRPC (KServe v2, idf.v1.Sampling) on this port"
+    ),
+    kafka_bootstrap: str | None = typer.Option(
+        None, help="HOST:PORT of a Kafka broker: ingest EIL telemetry from --kafka-topic"
+    ),
+    kafka_topic: str | None = typer.Option(None, help="telemetry topic (dead letters: TOPIC.dlq)"),
+    kafka_group: str | None = typer.Option(None, help="Kafka consumer group (default idf-eil)"),
 ):
     """Start the HTTP/WebSocket service (uvicorn). API keys: IDF_API_KEYS or service.api_keys
     (at least 32 characters; weak keys are refused with the reason).
 
     Example: IDF_API_KEYS=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')
     idf serve --config config.yaml --port 8000 --state-dir /var/lib/idf
+    (add --grpc-port 50051 for gRPC, --kafka-bootstrap HOST:PORT --kafka-topic TOPIC to
+    ingest telemetry from Kafka)
     """
     import dataclasses
     import logging
@@ -68,6 +78,15 @@ def serve(
     if insecure_no_auth:
         service_cfg["auth_disabled"] = True
     service_cfg.setdefault("prewarm_workers", True)  # job workers start with the server
+    if grpc_port is not None:
+        service_cfg["grpc_port"], service_cfg["grpc_host"] = grpc_port, host
+    for key, value in (
+        ("kafka_bootstrap", kafka_bootstrap),
+        ("kafka_topic", kafka_topic),
+        ("kafka_group", kafka_group),
+    ):
+        if value is not None:
+            service_cfg[key] = value
     conf = load_config(service_cfg)
     if state_dir is not None:
         conf = dataclasses.replace(conf, state_dir=str(state_dir))

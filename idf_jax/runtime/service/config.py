@@ -102,6 +102,14 @@ class ServiceConfig:
     job_memory_mb: default memory budget of a job, MB of worker RSS above its idle
         footprint (a job over it: `out_of_memory`).
     prewarm_workers: start the job worker processes with the app (else on the first job).
+    grpc_port: serve gRPC (KServe v2 inference, idf.v1.Sampling, health, reflection) on
+        this port beside HTTP, in the same process (None: no gRPC; 0: any free port).
+    grpc_host: the interface the gRPC server binds.
+    kafka_bootstrap: `HOST:PORT[,HOST:PORT...]` of a Kafka cluster: consume telemetry from
+        `kafka_topic` into the EIL's store (None: no Kafka).
+    kafka_topic: the telemetry topic (malformed messages go to `<topic>.dlq`).
+    kafka_group: the consumer group (committed offsets live there).
+    kafka_decisions: also publish EIL decisions to `<topic>.decisions`.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -121,6 +129,12 @@ class ServiceConfig:
     job_wall_s: float = 600.0
     job_memory_mb: float = 2048.0
     prewarm_workers: bool = False
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
+    kafka_bootstrap: str | None = None
+    kafka_topic: str | None = None
+    kafka_group: str = "idf-eil"
+    kafka_decisions: bool = False
 
     def __post_init__(self):
         for i, k in enumerate(self.api_keys, start=1):
@@ -152,6 +166,15 @@ class ServiceConfig:
             raise ValueError(f"metrics_port must be a port in 1..65535 or null, got {mp!r}")
         if not (self.batch_max_wait_ms >= 0):
             raise ValueError(f"batch_max_wait_ms must be >= 0, got {self.batch_max_wait_ms!r}")
+        p = self.grpc_port
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535):
+            raise ValueError(f"grpc_port must be an integer in [0, 65535] or null, got {p!r}")
+        if self.kafka_bootstrap is not None and not self.kafka_topic:
+            raise ValueError("kafka_topic is required with kafka_bootstrap")
+        for name in ("kafka_bootstrap", "kafka_topic", "kafka_group"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ValueError(f"{name} must be a non-empty string, got {v!r}")
 
 
 def load_config(

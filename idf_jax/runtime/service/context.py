@@ -4,7 +4,7 @@ the optional components (NVP, EIL) and the job engine (started by the lifespan).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from fastapi import Depends
 from fastapi.params import Depends as DependsParam
@@ -18,6 +18,10 @@ from .jobs import JobError
 from .metrics import Metrics
 from .nvp_service import NVPService
 
+if TYPE_CHECKING:
+    from .grpc.server import GrpcServer
+    from .kafka import KafkaIngest
+
 __all__ = ["Components", "ServiceContext"]
 
 
@@ -30,6 +34,8 @@ class Components(TypedDict):
     nvp: NVPService | None
     eil: EILService | None
     engine: JobEngine | None
+    grpc: NotRequired[GrpcServer]  # started when config.grpc_port is set
+    kafka: NotRequired[KafkaIngest]  # started when config.kafka_bootstrap is set
 
 
 @dataclasses.dataclass

@@ -21,9 +21,9 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ...eil import EILOptimizer
@@ -34,6 +34,8 @@ __all__ = ["EILService", "LedgerFrozen", "eil_importable"]
 
 log = logging.getLogger("idf_jax.runtime.service")
 _WRITES = frozenset(("act", "prove"))  # calls that may append to the ledger
+
+T = TypeVar("T")
 
 
 def eil_importable() -> bool:
@@ -180,6 +182,11 @@ class EILService:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: self._publish(history=True)
         )
+
+    async def run(self, fn: Callable[[EILOptimizer], T]) -> T:
+        """`fn(eil)`, run in the EIL thread (several calls in one step, in order)."""
+        eil = self._started()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(eil))
 
     async def verify(self, anchor: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Re-check the hash chain and signatures of the whole ledger, against `anchor`

@@ -46,6 +46,14 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
             stop_metrics = ctx.metrics.serve(config.metrics_port)
             log.info("metrics for scrapers on port %d", config.metrics_port)
         state["engine"] = await asyncio.get_running_loop().run_in_executor(None, make_engine, ctx)
+        if config.grpc_port is not None:
+            from .grpc.server import start_grpc
+
+            state["grpc"] = await start_grpc(ctx)
+        if config.kafka_bootstrap is not None:
+            from .kafka import start_kafka
+
+            state["kafka"] = await start_kafka(ctx)
         state["ready"] = True
         log.info("idf service ready")
         try:
@@ -55,6 +63,10 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
                 stop_metrics()
             state["draining"] = True
             state["ready"] = False
+            if "kafka" in state:
+                await state["kafka"].stop()
+            if "grpc" in state:
+                await state["grpc"].stop()
             engine, state["engine"] = state["engine"], None
             if engine is not None:
                 await asyncio.get_running_loop().run_in_executor(None, engine.close)

@@ -13,6 +13,10 @@ own (`Metrics.serve`), for a Prometheus scraper that a NetworkPolicy lets in:
 - idf_ledger_verification_failures_total{where}: ledger verifications that failed (an alert:
   `startup` against the last anchor, `request` on /v1/ledger/verify)
 - idf_ws_connections (open WebSocket streams)
+- idf_kafka_messages_total{outcome}: telemetry messages consumed (stored, duplicate, malformed)
+- idf_kafka_malformed_total{reason}: malformed messages sent to the dead-letter topic
+- idf_kafka_consumer_lag{partition}: messages on the broker not yet consumed
+- idf_kafka_connected: 1 while the telemetry consumer reaches its broker
 """
 
 from __future__ import annotations
@@ -98,6 +102,24 @@ class Metrics:
             registry=r,
         )
         self.ws = Gauge("idf_ws_connections", "Open WebSocket streams", registry=r)
+        self.kafka_messages = Counter(
+            "idf_kafka_messages", "Telemetry messages consumed by outcome", ["outcome"], registry=r
+        )
+        self.kafka_malformed = Counter(
+            "idf_kafka_malformed",
+            "Malformed telemetry messages (sent to the dead-letter topic) by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.kafka_lag = Gauge(
+            "idf_kafka_consumer_lag",
+            "Telemetry messages on the broker not yet consumed, by topic partition",
+            ["partition"],
+            registry=r,
+        )
+        self.kafka_connected = Gauge(
+            "idf_kafka_connected", "1 while the telemetry consumer reaches its broker", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,7 +3,8 @@
 POST /v1/eil/sense | act | prove; GET /v1/ledger/verify[?anchor=ANCHOR] (chain, signatures
 and the anchor: JSON text, or base64url of it; default the service's last published one),
 GET /v1/ledger/anchor (a signed anchor of the current head, to keep elsewhere),
-GET /v1/ledger/public-key (the Ed25519 public key, PEM, for offline verification).
+GET /v1/ledger/public-key (the Ed25519 public key, PEM, for offline verification),
+GET /v1/eil/sources/{source}/readings (the stored readings of a source, newest last).
 """
 
 from __future__ import annotations
@@ -149,6 +150,24 @@ def router(ctx: ServiceContext) -> APIRouter:
         from ....eil.keys import public_key_pem
 
         return PlainTextResponse(public_key_pem(ctx.eil().optimizer.ledger.public_key).decode())
+
+    @r.get(
+        "/eil/sources/{source}/readings",
+        responses={404: {"description": "unknown source"}, 503: {"description": "no EIL"}},
+    )
+    async def eil_readings(source: str, limit: int = Query(100, ge=1, le=10_000)):
+        """The last `limit` stored readings of `source`, newest last."""
+        eil = ctx.eil()
+
+        def read(opt: Any) -> list[dict[str, Any]] | None:
+            if source not in opt.sources:
+                return None
+            return [rec.as_dict() for rec in opt.store.history(source, limit=limit)]
+
+        readings = await eil.run(read)
+        if readings is None:
+            return error_response(404, "source", f"unknown source {source!r}", "not_found")
+        return {"readings": jsonable(readings)}
 
     return r
 

@@ -23,9 +23,14 @@ def router(ctx: ServiceContext) -> APIRouter:
 
     @r.get("/readyz", responses={503: {"description": "not ready"}})
     async def readyz():
-        """Readiness: components loaded and not draining."""
+        """Readiness: components loaded and not draining (and the Kafka broker reachable,
+        when this instance ingests from Kafka)."""
+        ready = state["ready"]
+        kafka = state.get("kafka")
+        if kafka is not None:
+            ready = ready and kafka.connected
         body = {
-            "ready": state["ready"],
+            "ready": ready,
             "components": {
                 "sample": True,
                 "equilibrium": equilibrium_available(),
@@ -37,7 +42,12 @@ def router(ctx: ServiceContext) -> APIRouter:
         engine = state["engine"]
         if engine is not None:
             body["jobs"] = engine.stats()
-        return JSONResponse(body, status_code=200 if state["ready"] else 503)
+        if kafka is not None:
+            body["components"]["kafka"] = kafka.connected
+            body["kafka"] = kafka.status()
+        if "grpc" in state:
+            body["components"]["grpc"] = True
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @r.get("/metrics", dependencies=ctx.protected)
     async def metrics_route():
