@@ -12,9 +12,9 @@ Costs (segment y of length m, from prefix sums, O(1) each, vectorised over candi
 - ``'l2'``:  C = sum (y - mean)^2          (change in mean; ruptures' ``"l2"``)
 - ``'normal'``: C = m log(var + 1e-6)      (change in mean and variance, i.i.d. Gaussian,
   -2 log-likelihood up to constants; ruptures' ``"normal"`` for 1-D signals)
-- ``'ar1'``: C = m log(s^2 + eps), s^2 the residual variance of the least-squares
-  AR(1) fit y_i = a + b y_{i-1} + e_i over the segment's own observations y_i (y_{i-1} may
-  be the last value before the segment): the Gaussian -2 log-likelihood
+- ``'ar1'``: C = (m - 1) log(s^2 + eps), s^2 the residual variance of the least-squares
+  AR(1) fit y_i = a + b y_{i-1} + e_i inside the segment (conditional likelihood: the
+  segment's first value is a regressor only, so change points are located to +-1 sample): the Gaussian -2 log-likelihood
   of an autocorrelated segment, so a change in level, variance or dynamics is a change
   point and serial correlation alone is not (eps = 1e-6 var(y)).
 
@@ -144,9 +144,9 @@ def _prefixes(yc: np.ndarray, cost: str) -> tuple[np.ndarray, np.ndarray]:
     f = np.stack([np.ones_like(x), x, z, x * x, z * z, x * z], axis=1)
     q = np.concatenate([np.zeros((2, 6)), np.cumsum(f, axis=0)], axis=0)  # q[j]: pairs i < j
     n = yc.size
-    # the segment [s, t) explains its own observations y_s .. y_{t-1}: pairs i in [s, t)
-    # (y_s's regressor is the last value before the change); pair 0 does not exist
-    start = q[np.maximum(np.arange(n + 1), 1)]
+    # pairs i >= s + 1 belong to [s, t): the pair straddling a change point belongs to no
+    # segment (conditional likelihood), so a step is located to within one sample
+    start = q[np.minimum(np.arange(n + 1) + 1, n)]
     return q, start
 
 

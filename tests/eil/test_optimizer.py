@@ -305,7 +305,9 @@ def test_regime_from_sensed_history():
     for p in np.r_[np.full(40, 500.0), np.full(40, 800.0)] + rng.normal(0, 5, 80):
         e.sense({"source": "dc", "metrics": {"cpu": 0.5, "power": float(p), "temp": 50}})
     r = e.regime()
-    assert r["change_points"] == [40] and r["current_regime"] == "high"
+    # the default AR(1) cost locates a step to within one sample (conditional likelihood)
+    (cp,) = r["change_points"]
+    assert abs(cp - 40) <= 1 and r["current_regime"] == "high"
     e.close()
 
 
