@@ -13,10 +13,11 @@ Costs (segment y of length m, from prefix sums, O(1) each, vectorised over candi
 - ``'normal'``: C = m log(var + 1e-6)      (change in mean and variance, i.i.d. Gaussian,
   -2 log-likelihood up to constants; ruptures' ``"normal"`` for 1-D signals)
 - ``'ar1'``: C = (m - 1) log(s^2 + eps), s^2 the residual variance of the least-squares
-  AR(1) fit y_i = a + b y_{i-1} + e_i inside the segment (conditional likelihood: the
-  segment's first value is a regressor only, so change points are located to +-1 sample): the Gaussian -2 log-likelihood
-  of an autocorrelated segment, so a change in level, variance or dynamics is a change
-  point and serial correlation alone is not (eps = 1e-6 var(y)).
+  AR(1) fit y_i = a + b y_{i-1} + e_i inside the segment, y standardised (conditional
+  likelihood: a segment's first value is a regressor only, so change points are located to
+  +-1 sample): the Gaussian -2 log-likelihood of an autocorrelated segment, so a change in
+  level, variance or dynamics is a change point and serial correlation alone is not
+  (eps = 1e-6).
 
 Penalties (``penalty=`` a number, or a rule): ``'bic'`` (Schwarz) = (d + 1) log n per change
 and ``'mbic'`` (Zhang & Siegmund 2007, as in R's `changepoint`) = (d + 2) log n, with d the
@@ -222,8 +223,14 @@ def pelt(
 def _pelt(y: np.ndarray, pen: float, min_size: int, cost: str) -> list[int]:
     n = y.size
     yc = y - y.mean()  # centred: prefix sums stay well conditioned
+    eps = 1e-6
+    if cost == "ar1":
+        # standardised: each segment drops its first pair, so the number of terms (and with
+        # it the cost of a unit change) varies with the segmentation; in units of the
+        # series' own spread the result does not depend on the units of y
+        sd = float(np.std(yc))
+        yc = yc / (sd if sd > 0 else 1.0)
     end, start = _prefixes(yc, cost)
-    eps = 1e-6 if cost == "normal" else 1e-6 * max(float(np.var(yc)), 1e-300)
 
     F = np.full(n + 1, np.inf)
     F[0] = -pen

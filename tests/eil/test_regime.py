@@ -162,3 +162,11 @@ def test_penalty_rules():
         pelt(y, penalty="aic")
     with pytest.raises(ValueError, match="at least 4"):
         pelt(y, cost="ar1", min_size=2)
+
+
+def test_ar1_segmentation_does_not_depend_on_units():
+    rng = np.random.default_rng(15)
+    y = np.r_[np.full(60, 5.0), np.full(60, 8.0)] + rng.normal(0, 0.5, 120)
+    ref = pelt(y, cost="ar1", min_size=8)
+    for scale in (1e-3, 60.0, 1e6):
+        assert pelt(scale * y + 17.0, cost="ar1", min_size=8) == ref
