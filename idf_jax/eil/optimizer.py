@@ -285,13 +285,19 @@ class EILOptimizer:
     # ------------------------------------------------------------------ sense
     def sense(self, telemetry: dict) -> dict:
         """Validate, convert and store one reading; returns its energy representation
-        (``energy`` kJ over the interval, ``entropy`` kJ/K) and the stored metrics."""
+        (``energy`` kJ over the interval, ``entropy`` kJ/K), the stored metrics and its
+        ``flags`` (``duplicate``: already sensed, nothing learnt twice; ``gap``: readings
+        are missing before it). A reading older than the source's latest is a ValueError."""
         with self._lock:
             src = telemetry.get("source") if isinstance(telemetry, dict) else None
             if isinstance(src, str) and src in self.sources:
                 self._calibration(src)  # load earlier history before appending
             rec = self.store.append(telemetry)
             self._last_source = rec.source
+            if "duplicate" in rec.flags:  # a redelivered reading: learnt from once already
+                out = rec.as_dict()
+                out["units"] = {"energy": "kJ", "entropy": "kJ/K", "interval_s": "s"}
+                return out
             calib = self._calibration(rec.source)
             d = sensing.demand_of(rec.metrics, self._num_servers[rec.source])
             if d is not None:

@@ -175,6 +175,10 @@ class EnergyReading:
     metrics: dict[str, float] = field(default_factory=dict)
     energy: float = 0.0  # kJ consumed over the interval
     entropy: float = 0.0  # kJ/K carried to the outside as rejected heat
+    # what `TelemetryStore.append` noticed (not stored): "duplicate" (this (source,
+    # timestamp) was stored before; nothing written), "gap" (more than 1.5 intervals since
+    # the previous reading of the source)
+    flags: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +188,7 @@ class EnergyReading:
             "metrics": dict(self.metrics),
             "energy": self.energy,
             "entropy": self.entropy,
+            "flags": list(self.flags),
         }
 
 
@@ -327,12 +332,28 @@ class TelemetryStore:
 
     def append(self, reading: dict) -> EnergyReading:
         """Validate and store one reading; return its energy representation. A reading of a
-        (source, timestamp) already stored is not stored again."""
+        (source, timestamp) already stored is not stored again (flag ``duplicate``); one
+        older than the source's latest is rejected (ValueError: out of order); one more than
+        1.5 intervals after the previous is stored with the flag ``gap``."""
         cfg, metrics = validate_reading(reading, self.sources)
         interval = float(reading.get("interval_s", cfg.interval_s))
         ts = float(reading.get("timestamp", time.time()))
         energy, entropy = to_energy(metrics, cfg, interval)
-        rec = EnergyReading(cfg.name, ts, interval, metrics, energy, entropy)
+        if self.has(cfg.name, ts):  # redelivered: idempotent, flagged
+            return EnergyReading(
+                cfg.name, ts, interval, metrics, energy, entropy, flags=("duplicate",)
+            )
+        last = self.latest(cfg.name)
+        flags: tuple[str, ...] = ()
+        if last is not None:
+            if ts < last.timestamp:
+                raise ValueError(
+                    f"reading of {cfg.name!r} at timestamp {ts:g} is older than the latest "
+                    f"stored one ({last.timestamp:g}): out-of-order readings are rejected"
+                )
+            if ts - last.timestamp > 1.5 * last.interval_s:
+                flags = ("gap",)
+        rec = EnergyReading(cfg.name, ts, interval, metrics, energy, entropy, flags)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:

@@ -21,6 +21,7 @@ def test_energy_representation_and_history(store, tmp_path):
         {
             "source": "dc",
             "metrics": {"cpu": 0.5, "power": 100.0, "temp": 40.0, "outside_temp": 27.0},
+            "timestamp": 0.0,
         }
     )
     assert rec.energy == pytest.approx(100.0 * 60.0)  # kW * s = kJ
@@ -128,3 +129,20 @@ def test_recent_history_from_memory_equals_the_database(store, tmp_path):
             store.history("dc", limit=0)
     finally:
         fresh.close()
+
+
+def test_time_order_duplicates_and_gaps(tmp_path):
+    s = TelemetryStore(str(tmp_path / "t.sqlite"), {"dc": SourceConfig("dc", interval_s=900)})
+    m = {"cpu": 0.5, "power": 100.0, "temp": 40.0}
+    assert s.append({"source": "dc", "metrics": m, "timestamp": 0.0}).flags == ()
+    assert s.append({"source": "dc", "metrics": m, "timestamp": 900.0}).flags == ()
+    # redelivered: nothing stored, flagged
+    assert s.append({"source": "dc", "metrics": m, "timestamp": 900.0}).flags == ("duplicate",)
+    assert s.count("dc") == 2
+    # older than the latest: rejected, naming both times
+    with pytest.raises(ValueError, match="older than the latest stored one \\(900\\)"):
+        s.append({"source": "dc", "metrics": m, "timestamp": 450.0})
+    # three intervals missing: stored and flagged
+    rec = s.append({"source": "dc", "metrics": m, "timestamp": 4500.0})
+    assert rec.flags == ("gap",) and s.count("dc") == 3
+    s.close()
