@@ -99,12 +99,12 @@ class NUTSWork(NamedTuple):
     The trajectory spans `left`..`right` with momentum sum `rho`; the subtree being grown
     at depth `depth` in direction `direction` has `n` leaves so far, its last leaf
     `sub_end`, kept leaf `sub`, log summed weight `sub_log_w`, momentum sum `sub_rho`, and
-    the checkpoints `ck_p`, `ck_rho` of its sub-subtrees for the U-turn check.
+    the checkpoints `ck_v`, `ck_c` of its sub-subtrees for the U-turn check.
     """
 
-    key: Array
+    key: Array  # (2,) uint32 Threefry key words of the transition's leaf stream
     h0: Array
-    directions: Array  # (max_depth,) +-1
+    directions: Array  # int32 bit mask: bit k set = depth k grows forward
     left: _Point
     right: _Point
     rho: Array
@@ -120,8 +120,12 @@ class NUTSWork(NamedTuple):
     sub_leaf_log_w: Array
     sub_log_w: Array
     sub_rho: Array
-    ck_p: Array  # (max_depth, d)
-    ck_rho: Array  # (max_depth, d)
+    ck_v: Array  # (max_depth, d) velocities M^-1 p at the checkpoints
+    ck_c: Array  # (max_depth, d) rho - p / 2 at the checkpoints
+    ck_a: Array  # (max_depth,) v . c at the checkpoints
+    sub_div: Array  # the last leaf diverged
+    sub_turn: Array  # a sub-subtree ending at the last leaf turned
+    sub_done: Array  # the subtree is complete (full, turned or diverged): merge next
     moved: Array
     diverged: Array
     turning: Array
@@ -145,7 +149,8 @@ def _where(pred, a, b):
 
 def _is_turning(inv_mass, p_left, p_right, rho):
     r = rho - 0.5 * (p_left + p_right)
-    return (jnp.dot(inv_mass * p_left, r) <= 0) | (jnp.dot(inv_mass * p_right, r) <= 0)
+    # sums of products, not `dot`: under vmap a dot becomes a tiny batched matmul call
+    return (jnp.sum(inv_mass * p_left * r) <= 0) | (jnp.sum(inv_mass * p_right * r) <= 0)
 
 
 def _ckpt_idxs(n):
@@ -175,7 +180,13 @@ class NUTS(Sampler):
     def step(self, key: PRNGKeyArray, state: NUTSState) -> tuple[NUTSState, NUTSInfo]:
         ops = self.ops(state.position)
         work = self.start(ops, key, state)
-        work = jax.lax.while_loop(lambda w: ~w.done, lambda w: self.advance(ops, w), work)
+        # Two nested loops (doublings, then the leaves of one subtree), as BlackJAX's
+        # iterative NUTS; `advance` is the same machine flattened to one leaf per call.
+        def subtree(w):
+            w = jax.lax.while_loop(lambda v: ~v.sub_done, lambda v: _leaf(ops, v), w)
+            return _merge(ops, w)
+
+        work = jax.lax.while_loop(lambda w: ~w.done, subtree, work)
         return self.finish(ops, work)
 
     # ---------------------------------------------------------------- the machine
@@ -219,19 +230,26 @@ class NUTS(Sampler):
         return _finish(ops, work)
 
 
+def _key_words(key) -> Array:
+    """Two uint32 words of a PRNG key (typed or legacy), the Threefry key of a stream."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    data = jnp.ravel(data).astype(jnp.uint32)
+    return data[:2] if data.shape[0] >= 2 else jnp.concatenate([data, ~data])[:2]
+
+
 def _start(ops: _Ops, key, x, e, g) -> NUTSWork:
     k_mom, k_dir, k_tree = jax.random.split(key, 3)
     d = ops.max_depth
     p0 = jax.random.normal(k_mom, x.shape, x.dtype) * jnp.sqrt(ops.temperature / ops.inv_mass)
     h0 = e + 0.5 * jnp.sum(ops.inv_mass * p0 * p0)
-    directions = jnp.where(jax.random.bernoulli(k_dir, 0.5, (d,)), 1, -1).astype(jnp.int32)
+    directions = jax.random.bits(k_dir, (), jnp.uint32).astype(jnp.int32)  # bit k: depth k forward
     pt = _Point(x, p0, g, e)
     zero = jnp.zeros((), x.dtype)
     ninf = jnp.asarray(-jnp.inf, x.dtype)
     i0 = jnp.zeros((), jnp.int32)
     f = jnp.zeros((), bool)
     return NUTSWork(
-        key=k_tree,
+        key=_key_words(k_tree),
         h0=h0,
         directions=directions,
         left=pt,
@@ -249,8 +267,12 @@ def _start(ops: _Ops, key, x, e, g) -> NUTSWork:
         sub_leaf_log_w=zero,
         sub_log_w=ninf,
         sub_rho=jnp.zeros_like(x),
-        ck_p=jnp.zeros((d, x.shape[0]), x.dtype),
-        ck_rho=jnp.zeros((d, x.shape[0]), x.dtype),
+        ck_v=jnp.zeros((d, x.shape[0]), x.dtype),
+        ck_c=jnp.zeros((d, x.shape[0]), x.dtype),
+        ck_a=jnp.zeros((d,), x.dtype),
+        sub_div=f,
+        sub_turn=f,
+        sub_done=f,
         moved=f,
         diverged=f,
         turning=f,
@@ -258,11 +280,42 @@ def _start(ops: _Ops, key, x, e, g) -> NUTSWork:
     )
 
 
+def _mix32(h):
+    """lowbias32 (C. Wellons' 32-bit integer hash: xorshift-multiply, bias ~0.17)."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x7FEB352D)
+    h = h ^ (h >> 15)
+    h = h * jnp.uint32(0x846CA68B)
+    return h ^ (h >> 16)
+
+
+def _uniforms(key_data, counter, dtype):
+    """Two uniforms in (0, 1) for leaf `counter` of a transition.
+
+    A counter-based stream keyed by the transition's two Threefry-derived key words:
+    u_j = mix(mix(k0 ^ (2 counter + j) * golden) ^ k1), mix = lowbias32. A leaf needs two
+    uniforms (multinomial and subtree acceptance), and one Threefry call per leaf was
+    ~40% of a small target's transition on CPU; the per-transition key is Threefry.
+    """
+    c = counter.astype(jnp.uint32) * jnp.uint32(2) + jnp.arange(2, dtype=jnp.uint32)
+    bits = _mix32(_mix32(key_data[0] ^ (c * jnp.uint32(0x9E3779B9))) ^ key_data[1])
+    # 23 (float32) random mantissa bits, offset by half a step: never 0 or 1.
+    return ((bits >> 9).astype(dtype) + 0.5) * jnp.asarray(2.0**-23, dtype)
+
+
 def _advance(ops: _Ops, w: NUTSWork) -> NUTSWork:
+    """One leapfrog step; when it completes a subtree, the merge too."""
+    w = _leaf(ops, w)
+    return _where(w.sub_done, _merge(ops, w), w)
+
+
+def _leaf(ops: _Ops, w: NUTSWork) -> NUTSWork:
+    """One leapfrog step from the growing end of the subtree, its multinomial sampling
+    and the U-turn checks of the sub-subtrees that end at the new leaf."""
     inv_mass, temp = ops.inv_mass, ops.temperature
     dt = w.h0.dtype
-    # --- one leapfrog step from the growing end of the subtree
-    eps = w.directions[w.depth].astype(dt) * ops.eps
+    fwd = ((w.directions >> w.depth) & 1) == 1
+    eps = jnp.where(fwd, ops.eps, -ops.eps)
     a = w.sub_end
     p_half = a.p - 0.5 * eps * a.g
     x = a.x + eps * inv_mass * p_half
@@ -276,69 +329,80 @@ def _advance(ops: _Ops, w: NUTSWork) -> NUTSWork:
     div = bad | (dh > DIVERGENCE_THRESHOLD)
     lw = jnp.where(div, -jnp.inf, -dh)
 
-    # --- the subtree: progressive multinomial sampling of its leaves
-    k_leaf = jax.random.fold_in(jax.random.fold_in(w.key, w.depth), w.n)
-    u = jax.random.uniform(k_leaf, (2,), dt)
+    # progressive multinomial sampling within the subtree
+    u = _uniforms(w.key, w.num_states, dt)
     first = w.n == 0
     sub_log_w = jnp.where(first, lw, jnp.logaddexp(w.sub_log_w, lw))
     take = first | (jnp.log(u[0]) < lw - sub_log_w)
-    sub = _where(take, new, w.sub)
-    sub_leaf_log_w = jnp.where(take, lw, w.sub_leaf_log_w)
     sub_rho = jnp.where(first, p, w.sub_rho + p)
-    sum_log_acc = jnp.logaddexp(w.sum_log_acc, jnp.minimum(lw, 0.0))
-    num_states = w.num_states + 1
 
-    # --- iterative U-turn checks on the sub-subtrees that end at this leaf
+    # iterative U-turn checks on the sub-subtrees that end at this leaf
     idx_min, idx_max = _ckpt_idxs(w.n)
     even = (w.n % 2) == 0
-    ck_p = w.ck_p.at[idx_max].set(jnp.where(even, p, w.ck_p[idx_max]))
-    ck_rho = w.ck_rho.at[idx_max].set(jnp.where(even, sub_rho, w.ck_rho[idx_max]))
-    r = sub_rho[None, :] - ck_rho + 0.5 * ck_p - 0.5 * p[None, :]
-    t_left = jnp.sum(ck_p * inv_mass * r, axis=1)
-    t_right = r @ (inv_mass * p)
     i = jnp.arange(ops.max_depth)
+    # one-hot writes, not scatters: under vmap the index differs between chains
+    write = ((i == idx_max) & even)[:, None]
+    # checkpoint k stores the velocity v_k = M^-1 p_k, c_k = rho_k - p_k / 2 and
+    # a_k = v_k . c_k at its leaf; the span from checkpoint k to this leaf has
+    # r = h - c_k with h = rho - p / 2, so v_k . r = v_k . h - a_k and v . r = v . h - c_k . v
+    v = inv_mass * p
+    half = sub_rho - 0.5 * p
+    ck_v = jnp.where(write, v[None, :], w.ck_v)
+    ck_c = jnp.where(write, half[None, :], w.ck_c)
+    ck_a = jnp.where(write[:, 0], jnp.sum(v * half), w.ck_a)
+    t_left = ck_v @ half - ck_a
+    t_right = jnp.sum(v * half) - ck_c @ v
     in_range = (i >= idx_min) & (i <= idx_max)
     sub_turn = jnp.any(in_range & ((t_left <= 0) | (t_right <= 0)))
     sub_full = (w.n + 1) >= (jnp.int32(1) << w.depth)
-    sub_done = div | sub_turn | sub_full
+    return w._replace(
+        num_states=w.num_states + 1,
+        sum_log_acc=jnp.logaddexp(w.sum_log_acc, jnp.minimum(lw, 0.0)),
+        n=w.n + 1,
+        sub_end=new,
+        sub=_where(take, new, w.sub),
+        sub_leaf_log_w=jnp.where(take, lw, w.sub_leaf_log_w),
+        sub_log_w=sub_log_w,
+        sub_rho=sub_rho,
+        ck_v=ck_v,
+        ck_c=ck_c,
+        ck_a=ck_a,
+        sub_div=div,
+        sub_turn=sub_turn,
+        sub_done=div | sub_turn | sub_full,
+    )
 
-    # --- a finished subtree: biased progressive sampling, merge, full U-turn check
-    ok = ~(div | sub_turn)
-    accept = ok & (jnp.log(u[1]) < sub_log_w - w.log_w)
-    fwd = w.directions[w.depth] > 0
+
+def _merge(ops: _Ops, w: NUTSWork) -> NUTSWork:
+    """A finished subtree: biased progressive sampling of its draw, merge into the
+    trajectory, the U-turn check of the whole, and the next direction (or the end)."""
+    new = w.sub_end
+    u = _uniforms(w.key, w.num_states - 1, w.h0.dtype)
+    ok = ~(w.sub_div | w.sub_turn)
+    accept = ok & (jnp.log(u[1]) < w.sub_log_w - w.log_w)
+    fwd = ((w.directions >> w.depth) & 1) == 1
     left = _where(fwd, w.left, new)
     right = _where(fwd, new, w.right)
-    rho = w.rho + sub_rho
-    full_turn = _is_turning(inv_mass, left.p, right.p, rho)
-    finished = div | sub_turn | full_turn | (w.depth + 1 >= ops.max_depth)
+    rho = w.rho + w.sub_rho
+    full_turn = _is_turning(ops.inv_mass, left.p, right.p, rho)
+    finished = ~ok | full_turn | (w.depth + 1 >= ops.max_depth)
     next_depth = jnp.minimum(w.depth + 1, ops.max_depth - 1)
-    next_end = _where(w.directions[next_depth] > 0, right, left)
-    merged = w._replace(
+    next_end = _where(((w.directions >> next_depth) & 1) == 1, right, left)
+    return w._replace(
         left=left,
         right=right,
         rho=rho,
-        prop=_where(accept, sub, w.prop),
-        prop_log_w=jnp.where(accept, sub_leaf_log_w, w.prop_log_w),
-        log_w=jnp.where(ok, jnp.logaddexp(w.log_w, sub_log_w), w.log_w),
+        prop=_where(accept, w.sub, w.prop),
+        prop_log_w=jnp.where(accept, w.sub_leaf_log_w, w.prop_log_w),
+        log_w=jnp.where(ok, jnp.logaddexp(w.log_w, w.sub_log_w), w.log_w),
         depth=jnp.where(finished, w.depth, next_depth),
         n=jnp.zeros_like(w.n),
         sub_end=next_end,
+        sub_done=jnp.zeros_like(w.sub_done),
         moved=w.moved | accept,
-        diverged=div,
-        turning=sub_turn | full_turn,
+        diverged=w.sub_div,
+        turning=w.sub_turn | full_turn,
         done=finished,
-    )
-    growing = w._replace(n=w.n + 1, sub_end=new)
-    out = _where(sub_done, merged, growing)
-    return out._replace(
-        sub=sub,
-        sub_leaf_log_w=sub_leaf_log_w,
-        sub_log_w=sub_log_w,
-        sub_rho=sub_rho,
-        sum_log_acc=sum_log_acc,
-        num_states=num_states,
-        ck_p=ck_p,
-        ck_rho=ck_rho,
     )
 
 
