@@ -31,8 +31,14 @@ from .langevin import build_underdamped_kernel as build_underdamped_kernel
 from .langevin import mala as mala
 from .langevin import ula as ula
 from .langevin import underdamped_langevin as underdamped_langevin
+from .nuts import NUTS as NUTS
+from .nuts import NUTSInfo as NUTSInfo
+from .nuts import nuts as nuts
 from .projected import ProjectedLangevin as ProjectedLangevin
 from .projected import projected_langevin as projected_langevin
+from .smc import SMCResult as SMCResult
+from .smc import TemperedEnergy as TemperedEnergy
+from .smc import smc as smc
 from .tempering import ReplicaExchange as ReplicaExchange
 from .tempering import ReplicaExchangeInfo as ReplicaExchangeInfo
 from .tempering import ReplicaExchangeState as ReplicaExchangeState
