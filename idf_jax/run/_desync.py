@@ -125,9 +125,9 @@ def _run(static, dynamic, key, x0_batch, *, num_draws: int, burn_in: int, max_it
         num_gradient_evals=chains.num_grad,
         num_iterations=iterations,
     )
-    final = jax.vmap(
-        lambda w: (ops.unravel(w.prop.x), w.prop.e, ops.unravel(w.prop.g)), in_axes=0
-    )(chains.work)
+    final = jax.vmap(lambda w: (ops.unravel(w.prop.x), w.prop.e, ops.unravel(w.prop.g)), in_axes=0)(
+        chains.work
+    )
     return Trace(
         unravel(chains.positions), chains.energies, stats, LangevinState(*final), chains.divergences
     )
@@ -181,9 +181,13 @@ def sample_nuts_desync(
     key = as_key(key)
     leaves = jax.tree.leaves(x0_batch)
     if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
-        raise ArgumentError("x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis")
+        raise ArgumentError(
+            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
+        )
     if any(not jnp.issubdtype(jnp.result_type(l), jnp.floating) for l in leaves):
-        raise ArgumentError("x0_batch", "x0_batch leaves must be float arrays (NUTS moves along gradients)")
+        raise ArgumentError(
+            "x0_batch", "x0_batch leaves must be float arrays (NUTS moves along gradients)"
+        )
     n = leaves[0].shape[0]
     if any(l.shape[0] != n for l in leaves):
         raise ArgumentError("x0_batch", "every leaf of x0_batch needs the same leading chain axis")

@@ -180,6 +180,7 @@ class NUTS(Sampler):
     def step(self, key: PRNGKeyArray, state: NUTSState) -> tuple[NUTSState, NUTSInfo]:
         ops = self.ops(state.position)
         work = self.start(ops, key, state)
+
         # Two nested loops (doublings, then the leaves of one subtree), as BlackJAX's
         # iterative NUTS; `advance` is the same machine flattened to one leaf per call.
         def subtree(w):

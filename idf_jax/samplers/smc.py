@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import equinox as eqx
 import jax
@@ -111,7 +111,7 @@ def _as_builder(kernel: Any) -> _Build:
             )
         return _Build(None, kernel)
     if callable(kernel) and not isinstance(kernel, eqx.Module):
-        return _Build(kernel, None)
+        return _Build(cast(Callable[[TemperedEnergy], Sampler], kernel), None)
     raise ArgumentError(
         "kernel",
         "kernel must be an idf Sampler template (e.g. idf.mala(E, 0.1), whose energy is "
@@ -128,6 +128,7 @@ def _ess_fraction(log_w):
 
 def _next_lambda(lam, delta_e, target_ess, force):
     """λ' in (λ, 1] with ESS(exp(-(λ' - λ) ΔE)) / N = target (bisection, 50 halvings)."""
+
     # Particles with ΔE = +inf (outside the target's support) get weight 0 at any λ' > λ.
     def ess_at(d):
         return jnp.nan_to_num(_ess_fraction(-d * delta_e), nan=0.0)
@@ -229,9 +230,7 @@ def _run(static, dynamic, key, init, *, num_particles, num_mcmc_steps, max_stage
         nan,
     )
     c = jax.lax.while_loop(lambda c: c.lam < 1.0, stage, c0)
-    return SMCResult(
-        c.particles, c.log_w, c.log_z, jnp.sqrt(c.var), c.lambdas, c.acc, c.ess, c.i
-    )
+    return SMCResult(c.particles, c.log_w, c.log_z, jnp.sqrt(c.var), c.lambdas, c.acc, c.ess, c.i)
 
 
 _run_jit = jax.jit(
@@ -287,7 +286,9 @@ def smc(
     num_mcmc_steps = positive_int("num_mcmc_steps", num_mcmc_steps)
     max_stages = positive_int("max_stages", max_stages)
     if isinstance(target_ess, bool) or not isinstance(target_ess, (int, float)):
-        raise ArgumentError("target_ess", f"target_ess must be a float in (0, 1), got {target_ess!r}")
+        raise ArgumentError(
+            "target_ess", f"target_ess must be a float in (0, 1), got {target_ess!r}"
+        )
     if not 0.0 < float(target_ess) < 1.0:
         raise ArgumentError("target_ess", f"target_ess must be in (0, 1), got {target_ess!r}")
     if callable(init) and not isinstance(init, jax.Array):

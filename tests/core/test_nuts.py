@@ -73,7 +73,9 @@ def test_one_dimensional_histogram_and_moments_against_quadrature(key):
     dens = np.exp(-(grid**4 - 2 * grid**2))
     dens /= dens.sum()
     edges = np.linspace(-2.0, 2.0, 13)
-    p_exact = np.array([dens[(grid >= a) & (grid < b)].sum() for a, b in zip(edges[:-1], edges[1:])])
+    p_exact = np.array(
+        [dens[(grid >= a) & (grid < b)].sum() for a, b in zip(edges[:-1], edges[1:])]
+    )
     x0 = jax.random.normal(key, (128, 1))
     tr = idf.sample(idf.nuts(double_well, 0.25), key, x0, 1600, burn_in=100, thin=3)
     x = np.asarray(tr.positions)[..., 0]
@@ -96,7 +98,9 @@ def test_jit_vmap_forward_derivative_and_no_retrace(key):
     states = jax.vmap(s.init)(jnp.ones((3, D)))
     out, _ = jax.vmap(s.step)(jax.random.split(key, 3), states)
     assert out.energy.shape == (3,)
-    e = jax.vmap(lambda eps: idf.nuts(gauss, eps).step(key, state)[0].energy)(jnp.array([0.05, 0.1]))
+    e = jax.vmap(lambda eps: idf.nuts(gauss, eps).step(key, state)[0].energy)(
+        jnp.array([0.05, 0.1])
+    )
     assert e.shape == (2,)
 
     # forward-mode derivative of the draw's energy w.r.t. an energy parameter (pathwise,

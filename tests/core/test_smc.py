@@ -172,7 +172,10 @@ def test_max_stages_forces_the_last_jump(key):
     "kwargs,argument",
     [
         (dict(kernel="mala"), "kernel"),
-        (dict(kernel=IsingGibbs(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(1.0), 4)), "kernel"),
+        (
+            dict(kernel=IsingGibbs(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(1.0), 4)),
+            "kernel",
+        ),
         (dict(kernel=hmc_kernel, target_ess=1.5), "target_ess"),
         (dict(kernel=hmc_kernel, num_mcmc_steps=0), "num_mcmc_steps"),
         (dict(kernel=hmc_kernel, max_stages=0), "max_stages"),
