@@ -190,6 +190,17 @@ def funnel(z):
     return v**2 / 18.0 + 0.5 * jnp.sum(x**2) * jnp.exp(-v) + 0.5 * x.shape[0] * v
 
 
+def test_desync_gives_the_same_draws_as_sample(key):
+    x0 = jax.random.normal(key, (16, D)) * 0.1
+    s = idf.nuts(gauss, 0.1)
+    sync = idf.sample(s, key, x0, 30, burn_in=10)
+    de = idf.sample_nuts_desync(s, key, x0, 20, burn_in=10)
+    np.testing.assert_allclose(np.asarray(de.positions), np.asarray(sync.positions), atol=1e-5)
+    grads = np.asarray(de.stats["num_gradient_evals"])
+    assert int(de.stats["num_iterations"]) == int(grads.max())
+
+
+@pytest.mark.slow
 def test_desync_gives_the_same_draws_in_fewer_iterations(key):
     x0 = jax.random.normal(key, (16, 5)) * 0.5
     s = idf.nuts(funnel, 0.2)
