@@ -59,9 +59,7 @@ def funnel():
 def _timed(fn, repeats_log, name):
     t0, c0 = time.perf_counter(), time.process_time()
     out = jax.block_until_ready(fn())
-    repeats_log.setdefault(name, []).append(
-        (time.perf_counter() - t0, time.process_time() - c0)
-    )
+    repeats_log.setdefault(name, []).append((time.perf_counter() - t0, time.process_time() - c0))
     return out
 
 
@@ -128,7 +126,9 @@ def main():
         rows = run(target, args.chains, args.transitions, args.repeats)
         n = args.chains * args.transitions
         print(f"\n## {target}: {args.chains} chains x {args.transitions} transitions, float32")
-        print("| runner | wall s | CPU s | transitions/s (wall) | leapfrogs/transition | min ESS | ESS/s (wall) |")
+        print(
+            "| runner | wall s | CPU s | transitions/s (wall) | leapfrogs/transition | min ESS | ESS/s (wall) |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, r in rows.items():
             print(

@@ -6,7 +6,8 @@ chains until the longest trajectory among them ends: the cost of a transition is
 sum_t max_c L_ct. Here the transition is the finite-state machine of
 `idf_jax.samplers.nuts` (one leapfrog step per `advance`), and one loop iteration
 advances every chain by one leapfrog step; a chain that finishes its transition records
-its draw and starts its next transition in the same iteration (Dance, Glaser, Orbanz &
+its draw and starts its next transition at the next restart point, at most
+`restart_every` iterations later (Dance, Glaser, Orbanz &
 Adams, "Efficiently vectorized MCMC on modern accelerators", ICML 2025). The run
 costs max_c sum_t L_ct iterations, close to the mean when there are many draws.
 
@@ -45,7 +46,17 @@ class _Chain(NamedTuple):
     num_grad: Array  # leapfrog steps taken (gradient evaluations), burn-in included
 
 
-def _run(static, dynamic, key, x0_batch, *, num_draws: int, burn_in: int, max_iterations: int):
+def _run(
+    static,
+    dynamic,
+    key,
+    x0_batch,
+    *,
+    num_draws: int,
+    burn_in: int,
+    max_iterations: int,
+    restart_every: int,
+):
     sampler: NUTS = eqx.combine(dynamic, static)
     n = jax.tree.leaves(x0_batch)[0].shape[0]
     like = jax.tree.map(lambda l: l[0], x0_batch)
@@ -69,17 +80,20 @@ def _run(static, dynamic, key, x0_batch, *, num_draws: int, burn_in: int, max_it
             z,
         )
 
-    def step_one(ck, c: _Chain) -> _Chain:
-        active = c.t < total
+    def advance_one(c: _Chain) -> _Chain:
+        # a chain whose transition is done waits (masked) for the next restart
+        moving = (c.t < total) & ~c.work.done
         w = _advance(ops, c.work)
-        finished = w.done & active
+        work = jax.tree.map(lambda a, old: jnp.where(moving, a, old), w, c.work)
+        return c._replace(work=work, num_grad=c.num_grad + moving.astype(jnp.int32))
+
+    def restart_one(ck, c: _Chain) -> _Chain:
+        w = c.work
+        finished = w.done & (c.t < total)
         _, info = _finish(ops, w)
         record = finished & (c.t >= burn_in)
         idx = jnp.where(record, c.t - burn_in, num_draws)  # out of range: dropped
         restart = _start(ops, jax.random.fold_in(ck, c.t + 1), w.prop.x, w.prop.e, w.prop.g)
-        work = jax.tree.map(
-            lambda r, a, old: jnp.where(finished, r, jnp.where(active, a, old)), restart, w, c.work
-        )
         stats = jnp.stack(
             [
                 info.acceptance_rate.astype(jnp.float32),
@@ -90,14 +104,14 @@ def _run(static, dynamic, key, x0_batch, *, num_draws: int, burn_in: int, max_it
             ]
         )
         return _Chain(
-            work,
+            jax.tree.map(lambda r, old: jnp.where(finished, r, old), restart, w),
             c.t + finished.astype(jnp.int32),
             c.positions.at[idx].set(w.prop.x, mode="drop"),
             c.energies.at[idx].set(w.prop.e, mode="drop"),
             c.divergences.at[idx].set(info.diverged, mode="drop"),
             c.sums + jnp.where(record, stats, 0.0),
             c.num_divergent + (finished & info.diverged).astype(jnp.int32),
-            c.num_grad + active.astype(jnp.int32),
+            c.num_grad,
         )
 
     chains = jax.vmap(init_one)(chain_keys, x0_batch)
@@ -107,8 +121,12 @@ def _run(static, dynamic, key, x0_batch, *, num_draws: int, burn_in: int, max_it
         return (i < max_iterations) & jnp.any(c.t < total)
 
     def body(carry):
+        # `restart_every` leapfrog iterations, then finished chains record and restart:
+        # the restart (a momentum draw per chain) is paid once per block, and a finished
+        # chain idles at most restart_every - 1 iterations
         i, c = carry
-        return i + 1, jax.vmap(step_one)(chain_keys, c)
+        c = jax.lax.fori_loop(0, restart_every, lambda _, c: jax.vmap(advance_one)(c), c)
+        return i + restart_every, jax.vmap(restart_one)(chain_keys, c)
 
     iterations, chains = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), chains))
     unravel = jax.vmap(jax.vmap(ops.unravel))
@@ -134,7 +152,9 @@ def _run(static, dynamic, key, x0_batch, *, num_draws: int, burn_in: int, max_it
 
 
 _run_jit = jax.jit(
-    _run, static_argnums=(0,), static_argnames=("num_draws", "burn_in", "max_iterations")
+    _run,
+    static_argnums=(0,),
+    static_argnames=("num_draws", "burn_in", "max_iterations", "restart_every"),
 )
 
 
@@ -146,12 +166,13 @@ def sample_nuts_desync(
     *,
     burn_in: int = 0,
     max_iterations: int | None = None,
+    restart_every: int = 4,
 ) -> Trace:
     """Run NUTS on every chain of `x0_batch`, each chain at its own pace.
 
     Every iteration of one compiled loop advances every chain by one leapfrog step; a
-    chain whose transition ends records the draw and starts its next transition at
-    once, so no chain waits for the longest trajectory of the batch (see the module
+    chain whose transition ends records the draw and starts its next transition within
+    `restart_every` iterations, so no chain waits for the longest trajectory of the batch (see the module
     docstring). Gives the same draws as `idf.sample(sampler, key, x0_batch,
     burn_in + num_draws, burn_in=burn_in)`.
 
@@ -164,13 +185,16 @@ def sample_nuts_desync(
         max_iterations: a cap on loop iterations (leapfrog steps per chain, the gradient
             budget); chains not done by then have NaN in their missing draws and
             `stats['num_draws_done']` says how many they made. Default: no practical cap.
+        restart_every: finished chains record their draw and start the next transition
+            every this many iterations (a chain idles at most restart_every - 1
+            iterations; the restart's momentum draw is paid once per block).
 
     Returns:
         A `Trace`: positions (chains, draws, ...), energies, divergences (chains, draws),
         stats (per chain: mean acceptance_rate, is_accepted, num_integration_steps,
         tree_depth, is_turning over the recorded draws; num_divergent, num_draws_done,
-        num_gradient_evals; num_iterations: the loop's iterations, the wall-clock cost in
-        leapfrog steps) and the final state.
+        num_gradient_evals; num_iterations: the loop's leapfrog iterations, the
+        wall-clock cost in leapfrog steps, idle ones included) and the final state.
     """
     if not isinstance(sampler, NUTS):
         raise ArgumentError(
@@ -194,6 +218,7 @@ def sample_nuts_desync(
     if max_iterations is None:
         max_iterations = min((burn_in + num_draws) * (2**sampler.max_tree_depth), 2**31 - 1)
     max_iterations = check_positive_int("max_iterations", max_iterations)
+    restart_every = check_positive_int("restart_every", restart_every)
     dynamic, static = eqx.partition(sampler, eqx.is_array)
     return _run_jit(
         static,
@@ -203,4 +228,5 @@ def sample_nuts_desync(
         num_draws=num_draws,
         burn_in=burn_in,
         max_iterations=max_iterations,
+        restart_every=restart_every,
     )

