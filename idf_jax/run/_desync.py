@@ -172,8 +172,8 @@ def sample_nuts_desync(
 
     Every iteration of one compiled loop advances every chain by one leapfrog step; a
     chain whose transition ends records the draw and starts its next transition within
-    `restart_every` iterations, so no chain waits for the longest trajectory of the batch (see the module
-    docstring). Gives the same draws as `idf.sample(sampler, key, x0_batch,
+    `restart_every` iterations, so no chain waits for the longest trajectory of the
+    batch (see the module docstring). Gives the same draws as `idf.sample(sampler, key, x0_batch,
     burn_in + num_draws, burn_in=burn_in)`.
 
     Args:
