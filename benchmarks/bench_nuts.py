@@ -101,6 +101,7 @@ def run(target: str, chains: int, transitions: int, repeats: int) -> dict:
         if name.startswith("blackjax"):
             xs, n = out
             steps = float(jnp.mean(n))
+            lockstep = int(jnp.sum(jnp.max(n, axis=1)))  # sum_t max_c L_ct
         else:
             xs = out.positions
             steps = float(jnp.mean(out.stats["num_integration_steps"]))
@@ -108,6 +109,8 @@ def run(target: str, chains: int, transitions: int, repeats: int) -> dict:
         wall = min(w for w, _ in log[name])
         cpu = min(c for _, c in log[name])
         rows[name] = dict(wall=wall, cpu=cpu, steps=steps, ess=ess)
+        if name.startswith("blackjax"):
+            rows[name]["lockstep"] = lockstep
         if name == "idf.sample_nuts_desync":
             rows[name]["iterations"] = int(out.stats["num_iterations"])
     return rows
@@ -148,7 +151,9 @@ def main():
         de = rows["idf.sample_nuts_desync"]
         print(
             f"\ndesync loop iterations: {de['iterations']} (= leapfrog steps of the slowest "
-            f"chain); mean leapfrogs per chain: {de['steps'] * args.transitions:.0f}"
+            f"chain, idle ones included); mean leapfrogs per chain: "
+            f"{de['steps'] * args.transitions:.0f}; lock-step cost sum_t max_c L_ct: "
+            f"{base['lockstep']}"
         )
 
 
