@@ -31,6 +31,7 @@ from .diagnostics import summary as summary
 from .run import Trace as Trace
 from .run import sample as sample
 from .run.tuned import sample_tuned as sample_tuned
+from .run import sample_nuts_desync as sample_nuts_desync
 from .samplers import HMCInfo as HMCInfo
 from .samplers import LangevinInfo as LangevinInfo
 from .samplers import LangevinState as LangevinState
@@ -48,6 +49,11 @@ from .samplers import MCLMCInfo as MCLMCInfo
 from .samplers import mams as mams
 from .samplers import mclmc as mclmc
 from .samplers import mala as mala
+from .samplers import NUTSInfo as NUTSInfo
+from .samplers import nuts as nuts
+from .samplers import SMCResult as SMCResult
+from .samplers import TemperedEnergy as TemperedEnergy
+from .samplers import smc as smc
 from .samplers import replica_exchange as replica_exchange
 from .samplers import ula as ula
 from .samplers import underdamped_langevin as underdamped_langevin
@@ -143,11 +149,14 @@ __all__ = [
     "IsingGibbsState",
     "LangevinInfo",
     "LangevinState",
+    "NUTSInfo",
     "NVPPredictor",
     "PottsGibbsState",
     "ReplicaExchangeInfo",
     "ReplicaExchangeState",
+    "SMCResult",
     "Sampler",
+    "TemperedEnergy",
     "Trace",
     "UnderdampedState",
     "VESDE",
@@ -176,6 +185,7 @@ __all__ = [
     "hmc",
     "load_ipython_extension",
     "mala",
+    "nuts",
     "nvp",
     "projected_langevin",
     "relax",
@@ -185,8 +195,10 @@ __all__ = [
     "run",
     "sample",
     "sample_equilibrium",
+    "sample_nuts_desync",
     "samplers",
     "schedules",
+    "smc",
     "summary",
     "thermo",
     "to_arviz",

@@ -49,8 +49,14 @@ from .mclmc import build_mams_kernel as build_mams_kernel
 from .mclmc import build_mclmc_kernel as build_mclmc_kernel
 from .mclmc import mams as mams
 from .mclmc import mclmc as mclmc
+from .nuts import NUTS as NUTS
+from .nuts import NUTSInfo as NUTSInfo
+from .nuts import nuts as nuts
 from .projected import ProjectedLangevin as ProjectedLangevin
 from .projected import projected_langevin as projected_langevin
+from .smc import SMCResult as SMCResult
+from .smc import TemperedEnergy as TemperedEnergy
+from .smc import smc as smc
 from .tempering import ReplicaExchange as ReplicaExchange
 from .tempering import ReplicaExchangeInfo as ReplicaExchangeInfo
 from .tempering import ReplicaExchangeState as ReplicaExchangeState
