@@ -111,8 +111,9 @@ def _block(tree):
     return jax.block_until_ready(tree)
 
 
-def run_kernel_method(method: Method, target: Target, chains: int, key, budget: int,
-                      tune_steps: int, pooled: bool) -> dict[str, Any]:
+def run_kernel_method(
+    method: Method, target: Target, chains: int, key, budget: int, tune_steps: int, pooled: bool
+) -> dict[str, Any]:
     """Tune, then sample until the gradient budget is spent; b2 curves and timings."""
     dt = jnp.result_type(float)
     k_init, k_tune, k_run = jax.random.split(key, 3)
@@ -141,8 +142,14 @@ def run_kernel_method(method: Method, target: Target, chains: int, key, budget: 
     b2max, b2avg, grads = _block(run_c(tuned.params, tuned.states, k_run, truth, var))
     sample_s = time.perf_counter() - t0
     return _curves_result(
-        np.asarray(b2max), np.asarray(b2avg), tuning_grads + np.asarray(grads, np.float64),
-        tune_s, sample_s, compile_s, tuning_grads, num_steps,
+        np.asarray(b2max),
+        np.asarray(b2avg),
+        tuning_grads + np.asarray(grads, np.float64),
+        tune_s,
+        sample_s,
+        compile_s,
+        tuning_grads,
+        num_steps,
     )
 
 
@@ -150,6 +157,7 @@ def _curves_result(b2max, b2avg, grads, tune_s, sample_s, compile_s, tuning_grad
     g_max = cost_to_threshold(b2max, grads)
     g_avg = cost_to_threshold(b2avg, grads)
     total = tune_s + sample_s
+
     # Wall time to the threshold: tuning + the sampling steps needed (steps are uniform).
     def wall_to(g):
         if g is None:
@@ -196,10 +204,11 @@ def _tuning_total(stats: dict) -> float | None:
     return None
 
 
-def run_sample_tuned(mode: str, target: Target, chains: int, key, budget: int,
-                     pooled: bool) -> dict[str, Any]:
+def run_sample_tuned(
+    mode: str, target: Target, chains: int, key, budget: int, pooled: bool
+) -> dict[str, Any]:
     """`idf.sample_tuned(energy, key, x0, num_draws, method=mode)`, timed on a second call."""
-    fn = idf.sample_tuned  # type: ignore[attr-defined]
+    fn: Any = getattr(idf, "sample_tuned")  # a later idf_jax; absent names are skipped
     dt = jnp.result_type(float)
     k_init, k_run = jax.random.split(key)
     x0 = target.init(k_init, chains, dt)
@@ -238,8 +247,15 @@ def _fmt(v, digits=0):
 
 def print_table(target: str, chains: int, rows: dict[str, dict]) -> None:
     ref = rows.get("blackjax_nuts", {})
-    header = ["method", "grads to b2max<0.01", "grads to b2avg<0.01", "wall s", "ratio max",
-              "ratio avg", "tuning grads"]
+    header = [
+        "method",
+        "grads to b2max<0.01",
+        "grads to b2avg<0.01",
+        "wall s",
+        "ratio max",
+        "ratio avg",
+        "tuning grads",
+    ]
     lines = []
     for name, r in rows.items():
         if "error" in r:
@@ -250,10 +266,17 @@ def print_table(target: str, chains: int, rows: dict[str, dict]) -> None:
             a, b = r.get(k), ref.get(k)
             return "-" if a is None or b is None else f"{a / b:.2f}"
 
-        lines.append([
-            name, _fmt(r["grads_to_b2max"]), _fmt(r["grads_to_b2avg"]), f"{r['wall_s']:.2f}",
-            ratio("grads_to_b2max"), ratio("grads_to_b2avg"), _fmt(r["tuning_grads"]),
-        ])
+        lines.append(
+            [
+                name,
+                _fmt(r["grads_to_b2max"]),
+                _fmt(r["grads_to_b2avg"]),
+                f"{r['wall_s']:.2f}",
+                ratio("grads_to_b2max"),
+                ratio("grads_to_b2avg"),
+                _fmt(r["tuning_grads"]),
+            ]
+        )
     try:
         from rich.console import Console
         from rich.table import Table
@@ -291,8 +314,14 @@ def plot(target: str, runs: dict[int, dict[str, dict]]) -> pathlib.Path | None:
                     continue
                 c = r["curve"]
                 lab = name if len(runs) == 1 else f"{name} ({chains})"
-                ax.loglog(c["grads"], c[key], styles[chains], color=colors[j % len(colors)],
-                          label=lab, lw=1.4)
+                ax.loglog(
+                    c["grads"],
+                    c[key],
+                    styles[chains],
+                    color=colors[j % len(colors)],
+                    label=lab,
+                    lw=1.4,
+                )
         ax.axhline(THRESHOLD, color="k", lw=0.8, ls="--")
         ax.set_xlabel("gradient evaluations per chain (tuning included)")
         ax.set_title(f"{target}: {label} of E[x$^2$]")
@@ -315,7 +344,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--full", action="store_true", help="every target, 128 and 1024 chains")
     p.add_argument("--targets", nargs="+", choices=TARGET_NAMES)
     p.add_argument("--methods", nargs="+", help="method names (default: all available)")
-    p.add_argument("--chains", type=int, nargs="+", help="chain counts (default 128; --full 128 1024)")
+    p.add_argument(
+        "--chains", type=int, nargs="+", help="chain counts (default 128; --full 128 1024)"
+    )
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiply the gradient budgets")
     p.add_argument("--pooled", action="store_true", help="one estimate pooled over chains")
     p.add_argument("--float64", action="store_true", help="run in float64")
@@ -335,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     methods = available_methods()
     tuned_modes = []
     if hasattr(idf, "sample_tuned"):
-        params = inspect.signature(idf.sample_tuned).parameters  # type: ignore[attr-defined]
+        params = inspect.signature(getattr(idf, "sample_tuned")).parameters
         if "method" in params:
             tuned_modes = ["auto", "nuts", "mams", "mclmc"]
     chosen = a.methods or [*methods, *(f"idf_sample_tuned_{m}" for m in tuned_modes)]
@@ -346,9 +377,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: dict[str, Any] = dict(
         meta=dict(
-            jax=jax.__version__, backend=jax.default_backend(), float64=bool(a.float64),
-            devices=str(jax.devices()), pooled=a.pooled, threshold=THRESHOLD,
-            command=" ".join(["bench_posteriors.py", *(argv if argv is not None else sys.argv[1:])]),
+            jax=jax.__version__,
+            backend=jax.default_backend(),
+            float64=bool(a.float64),
+            devices=str(jax.devices()),
+            pooled=a.pooled,
+            threshold=THRESHOLD,
+            command=" ".join(
+                ["bench_posteriors.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
         ),
         targets={},
     )
@@ -370,16 +407,24 @@ def main(argv: list[str] | None = None) -> dict:
                         )
                 except Exception as e:  # one failing method must not hide the others
                     rows[name] = dict(error=f"{type(e).__name__}: {e}")
-                print(f"  {tname} {chains} {name}: "
-                      + (rows[name].get("error") or
-                         f"{_fmt(rows[name]['grads_to_b2max'])} / {_fmt(rows[name]['grads_to_b2avg'])} "
-                         f"grads, {rows[name]['wall_s']:.2f} s"), flush=True)
+                print(
+                    f"  {tname} {chains} {name}: "
+                    + (
+                        rows[name].get("error")
+                        or f"{_fmt(rows[name]['grads_to_b2max'])} / {_fmt(rows[name]['grads_to_b2avg'])} "
+                        f"grads, {rows[name]['wall_s']:.2f} s"
+                    ),
+                    flush=True,
+                )
             print_table(tname, chains, rows)
             runs[chains] = rows
         plot(tname, runs)
         results["targets"][tname] = {
-            "source": target.source, "dim": target.dim, "exact": target.exact,
-            "budget": budget, "runs": {str(c): r for c, r in runs.items()},
+            "source": target.source,
+            "dim": target.dim,
+            "exact": target.exact,
+            "budget": budget,
+            "runs": {str(c): r for c, r in runs.items()},
         }
         atomic_write_json(a.out, jsonable(results))
     return results

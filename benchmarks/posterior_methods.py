@@ -98,6 +98,11 @@ def info_grads(info: Any, sampler: Any = None) -> jax.Array:
     )
 
 
+def _idf(name: str) -> Any:
+    """A front-door name of a later idf_jax (`available_methods` checks it exists)."""
+    return getattr(idf, name)
+
+
 def _positions(states) -> jax.Array:
     return states.position
 
@@ -110,7 +115,8 @@ def _bj_nuts_tune(target, key, x0, plan: Plan) -> Tuned:
     wa = blackjax.window_adaptation(blackjax.nuts, target.logdensity)
 
     def one(k, x):
-        (state, params), info = wa.run(k, x, num_steps=plan.tune_steps)
+        run: Any = wa.run
+        (state, params), info = run(k, x, num_steps=plan.tune_steps)
         n_leap = info.info.num_integration_steps.astype(jnp.float32)
         tail = n_leap[-max(plan.tune_steps // 5, 1) :]
         grads = jnp.sum(n_leap) + 1.0  # + the initial gradient
@@ -132,12 +138,14 @@ def _bj_nuts_step(target, params, keys, states):
 
 
 def _bj_mclmc_tune(target, key, x0, plan: Plan) -> Tuned:
+    assert blackjax is not None
+    bj = blackjax
     kernel = bj_mclmc.build_kernel()
 
     def one(k, x):
         k_init, k_tune = jax.random.split(k)
         state = bj_mclmc.init(x, target.logdensity, k_init)
-        state, params, n_steps = blackjax.mclmc_find_L_and_step_size(
+        state, params, n_steps = bj.mclmc_find_L_and_step_size(
             mclmc_kernel=kernel,
             num_steps=plan.sample_steps,
             state=state,
@@ -169,9 +177,13 @@ def _mams_kernel():
 
 
 def _bj_mams_tune(target, key, x0, plan: Plan) -> Tuned:
+    assert blackjax is not None
+    bj = blackjax
     kernel = _mams_kernel()
 
-    def mclmc_kernel(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, integration_steps_params):
+    def mclmc_kernel(
+        rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, integration_steps_params
+    ):
         return kernel(
             rng_key,
             state,
@@ -184,7 +196,7 @@ def _bj_mams_tune(target, key, x0, plan: Plan) -> Tuned:
     def one(k, x):
         k_init, k_tune = jax.random.split(k)
         state = bj_mams.init(x, target.logdensity, k_init)
-        state, params, n_steps = blackjax.adjusted_mclmc_find_L_and_step_size(
+        state, params, n_steps = bj.adjusted_mclmc_find_L_and_step_size(
             mclmc_kernel=mclmc_kernel,
             logdensity_fn=target.logdensity,
             num_steps=plan.sample_steps,
@@ -227,7 +239,7 @@ def _adapt(sampler, key, x0, num_steps: int, method: str | None):
             continue
         out = fn(sampler, key, x0, num_steps, method=method)
         if hasattr(out, "sampler"):
-            return out.sampler, getattr(out, "positions", x0)
+            return getattr(out, "sampler"), getattr(out, "positions", x0)
         tuned = out[0] if isinstance(out, tuple) else out
         return tuned, x0  # `adapt` returns no positions: the run starts from x0
     raise ValueError(f"idf.adapt takes no `method` argument: cannot tune {method!r}")
@@ -271,15 +283,27 @@ def available_methods() -> dict[str, Method]:
     out: dict[str, Method] = {}
     if blackjax is not None:
         out["blackjax_nuts"] = Method(
-            "blackjax_nuts", "blackjax", _bj_nuts_tune, _bj_nuts_step, _positions,
+            "blackjax_nuts",
+            "blackjax",
+            _bj_nuts_tune,
+            _bj_nuts_step,
+            _positions,
             "window adaptation, diag mass, target 0.8",
         )
         out["blackjax_mclmc"] = Method(
-            "blackjax_mclmc", "blackjax", _bj_mclmc_tune, _bj_mclmc_step, _positions,
+            "blackjax_mclmc",
+            "blackjax",
+            _bj_mclmc_tune,
+            _bj_mclmc_step,
+            _positions,
             "mclmc_find_L_and_step_size, diag precond",
         )
         out["blackjax_mams"] = Method(
-            "blackjax_mams", "blackjax", _bj_mams_tune, _bj_mams_step, _positions,
+            "blackjax_mams",
+            "blackjax",
+            _bj_mams_tune,
+            _bj_mams_step,
+            _positions,
             "adjusted_mclmc_find_L_and_step_size, target 0.9",
         )
     out["idf_mala"] = _idf_method(
@@ -290,14 +314,22 @@ def available_methods() -> dict[str, Method]:
     )
     if hasattr(idf, "nuts"):
         out["idf_nuts"] = _idf_method(
-            "idf_nuts", lambda e: idf.nuts(e, 0.1), None, None, "idf.adapt (window)"
+            "idf_nuts", lambda e: _idf("nuts")(e, 0.1), None, None, "idf.adapt (window)"
         )
     if hasattr(idf, "mclmc"):
         out["idf_mclmc"] = _idf_method(
-            "idf_mclmc", lambda e: idf.mclmc(e, 0.1, 1.0), "mclmc", None, "idf.adapt(method='mclmc')"
+            "idf_mclmc",
+            lambda e: _idf("mclmc")(e, 0.1, 1.0),
+            "mclmc",
+            None,
+            "idf.adapt(method='mclmc')",
         )
     if hasattr(idf, "mams"):
         out["idf_mams"] = _idf_method(
-            "idf_mams", lambda e: idf.mams(e, 0.1, 1.0), "mams", None, "idf.adapt(method='mams')"
+            "idf_mams",
+            lambda e: _idf("mams")(e, 0.1, 1.0),
+            "mams",
+            None,
+            "idf.adapt(method='mams')",
         )
     return out

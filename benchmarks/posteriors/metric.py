@@ -45,9 +45,7 @@ def b2_curves(
     truth = np.asarray(second_moment, np.float64)
     var = np.asarray(var_second_moment, np.float64)
     if truth.shape != (s.shape[1],) or var.shape != truth.shape:
-        raise ValueError(
-            f"moments must be ({s.shape[1]},), got {truth.shape} and {var.shape}"
-        )
+        raise ValueError(f"moments must be ({s.shape[1]},), got {truth.shape} and {var.shape}")
     if num_chains < 1:
         raise ValueError(f"num_chains must be >= 1, got {num_chains}")
     steps = np.arange(1, s.shape[0] + 1, dtype=np.float64)[:, None]
