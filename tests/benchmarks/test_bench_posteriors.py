@@ -100,3 +100,29 @@ def test_one_method_end_to_end_on_the_banana(key):
     assert g[0] == pytest.approx(102.0) and g[-1] == pytest.approx(2101.0)
     assert r["wall_s"] > 0 and np.isfinite(r["final_b2max"])
     assert r["grads_to_b2max"] is None or 102 <= r["grads_to_b2max"] <= 2101
+
+
+def test_sample_tuned_rows_read_the_trace_counts(monkeypatch, key):
+    """A stand-in `idf.sample_tuned` (MALA, counts in `Trace.stats`) goes through the harness."""
+
+    def fake_sample_tuned(energy_fn, key, x0_batch, num_draws, method="auto"):
+        del method
+        trace = idf.sample(idf.mala(energy_fn, 0.5), key, x0_batch, num_draws)
+        n = x0_batch.shape[0]
+        stats = dict(trace.stats)
+        stats["num_grad_evals"] = jnp.ones((n,))
+        stats["tuning_grad_evals"] = jnp.full((n,), 10.0)
+        return trace._replace(stats=stats)
+
+    banana = get_target("banana")  # one energy function: the runs share compiled code
+    monkeypatch.setattr(idf, "sample_tuned", fake_sample_tuned, raising=False)
+    r = bench.run_sample_tuned("auto", banana, 8, key, budget=800, pooled=False)
+    assert r["num_steps"] == 200 and r["tuning_grads"] == 10.0
+    assert r["curve"]["grads"][0] == 11.0 and r["curve"]["grads"][-1] == 210.0
+
+    def uncounted(energy_fn, key, x0_batch, num_draws, method="auto"):
+        return idf.sample(idf.mala(energy_fn, 0.5), key, x0_batch, num_draws)
+
+    monkeypatch.setattr(idf, "sample_tuned", uncounted, raising=False)
+    with pytest.raises(ValueError, match="no gradient count"):
+        bench.run_sample_tuned("auto", banana, 8, key, budget=800, pooled=False)
