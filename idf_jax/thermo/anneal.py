@@ -182,7 +182,7 @@ def sample_equilibrium(
     project: Callable[[PyTree], PyTree] | None = None,
     step_size: float | Array | None = None,
     target_acceptance: float | Array = 0.57,
-    adapt_rate: float | Array = 0.05,
+    adapt_rate: float | Array | None = None,
     target: float | Array | None = None,
     target_tol: float | Array = 1e-3,
     relax_steps: int = 500,
@@ -267,7 +267,8 @@ def sample_equilibrium(
         step_size: initial Langevin step eta (x^2 / E units); default 0.5 / lambda_max
             per chain.
         target_acceptance: acceptance the per-chain step sizes are steered to.
-        adapt_rate: kappa in log eta += kappa (alpha - target).
+        adapt_rate: kappa in log eta += kappa (alpha - target); default 0.05 for
+            annealing (per step), 0.2 for basin hopping (per hop).
         target: known best energy; `reached` counts chains within `target_tol` of it.
         relax_steps: iterations of the relaxation.
         prerelax_steps: FIRE steps before annealing (0: none).
@@ -297,7 +298,8 @@ def sample_equilibrium(
     """
     num_steps = check_positive_int("num_steps", num_steps)
     relax_steps = check_positive_int("relax_steps", relax_steps)
-    check_positive("adapt_rate", adapt_rate)
+    if adapt_rate is not None:
+        check_positive("adapt_rate", adapt_rate)
     check_positive("t_end_ratio", t_end_ratio)
     if not is_traced(target_acceptance) and not 0.0 < float(target_acceptance) < 1.0:
         raise ArgumentError(
@@ -333,7 +335,8 @@ def sample_equilibrium(
         raise ArgumentError(
             "precision", f"precision must be None, 'float32' or 'float64', got {precision!r}"
         )
-    traced = is_traced((key, x0, energy_fn, cs, target, temperature))
+    energy = differentiable(energy_fn, example)
+    traced = is_traced((key, x0, energy, cs, target, temperature))
     if precision == "float64" and traced:
         raise ArgumentError(
             "precision",
@@ -341,7 +344,6 @@ def sample_equilibrium(
             "run under an outer jit / vmap; call it outside, or enable jax_enable_x64",
         )
     t_call = time.perf_counter()
-    energy = differentiable(energy_fn, example)
     if kind != "anneal":
         return _search(
             energy,
@@ -364,7 +366,7 @@ def sample_equilibrium(
             target=target,
             target_tol=target_tol,
             target_acceptance=target_acceptance,
-            adapt_rate=adapt_rate,
+            adapt_rate=0.2 if adapt_rate is None else adapt_rate,
             chunk_hops=chunk_hops,
             stop_at_target=stop_at_target,
             checkpoint=checkpoint,
@@ -409,7 +411,7 @@ def sample_equilibrium(
         jax.lax.stop_gradient(temps_in),
         eta_in,
         jnp.asarray(target_acceptance, jnp.float32),
-        jnp.asarray(adapt_rate, jnp.float32),
+        jnp.asarray(0.05 if adapt_rate is None else adapt_rate, jnp.float32),
         num_steps=num_steps,
         record_every=record_every,
         prerelax_steps=prerelax_steps,
@@ -700,10 +702,11 @@ def _readout64(energy, cs, project, best_x, relax_method, relax_steps, target, t
             one * 1e-10, method=relax_method, steps=steps,
         )
         t = jnp.asarray(jnp.nan if target is None else target, jnp.float64)
-        out = _readout_jit(
+        bx, raw, viol, b, reached = _readout_jit(
             energy, cs, rx, re, t, jnp.asarray(target_tol, jnp.float64), implicit=implicit
         )
-    return out
+        b = jnp.asarray(b, jnp.int32)  # the index must not stay int64 outside x64
+    return bx, raw, viol, b, reached
 
 
 def _search(
@@ -762,8 +765,9 @@ def _search(
                 f"got {jnp.shape(temperature)}",
             )
         check_positive("temperature", t)
-        temperature = t
     fdt = jnp.result_type(*jax.tree.leaves(x0))
+    # NaN: read the temperature from the landscape (same shape either way: no retrace)
+    temperature = jnp.full(want or (1,), jnp.nan, fdt) if temperature is None else t.astype(fdt)
     consts = {
         "target": jnp.asarray(jnp.nan if target is None else target, fdt),
         "target_tol": jnp.asarray(target_tol, fdt),

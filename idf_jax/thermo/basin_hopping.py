@@ -5,7 +5,10 @@ current minimum with a move (`thermo.moves`: a capsule's domain moves or a Gauss
 kick) of the chain's own scale, relax it with FIRE to the nearest local minimum
 (`relax.fire_until_one`: stops at |grad E| < gtol, at most `relax_steps` iterations),
 accept the new minimum with probability min(1, exp(-(E_new - E) / T_c)). The move scale
-follows log s += rate (accepted - target_acceptance). Three ways to set T_c:
+follows log s += rate (accepted - target_acceptance), and log s += rate when the hop
+fell back into the minimum it left (the kick was too small to leave the basin); it
+stays within [e^-6, e^3] times its start, 0.2 x the states' length scale. Three ways
+to set T_c:
 
 - "basin_hopping": one temperature for every chain;
 - "parallel_tempering": chains in groups of R replicas on a geometric temperature ladder;
@@ -280,7 +283,11 @@ def _chunk_jit(energy_fn, cs, project, moves, params, carry, h_stop, *, kind, ru
         xr, er, it, acc = jax.vmap(hop_one)(keys, c.x, c.e, c.log_scale, active, temps)
         x = _where(acc, xr, c.x)
         e = jnp.where(acc, er, c.e)
-        step = params.adapt_rate * (acc.astype(e.dtype) - params.target_acc)
+        # a hop back into the same minimum moved nothing: the scale grows
+        same = jnp.abs(er - c.e) <= 1e-6 * (1.0 + jnp.abs(c.e))
+        step = params.adapt_rate * jnp.where(
+            same, 1.0, acc.astype(e.dtype) - params.target_acc
+        )
         lo = jnp.log(params.scale0) - 6.0
         log_scale = jnp.clip(c.log_scale + jnp.where(active, step, 0.0), lo, lo + 9.0)
         better = e < c.best_e
@@ -359,7 +366,7 @@ def run_search(
 ) -> SearchOutput:
     """The host driver: init, the hop loop in chunks (or in one call under a trace)."""
     t_start = time.perf_counter()
-    temp_in = jnp.asarray(jnp.nan if temperature is None else temperature)
+    temp_in = jnp.asarray(temperature)
     ok, carry, params = _init_jit(
         energy_fn,
         cs,
