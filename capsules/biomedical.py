@@ -111,7 +111,7 @@ def pivot_move_3d(key: PRNGKeyArray, x: Float[Array, "m 3"], scale) -> Float[Arr
     rotated = (
         x * jnp.cos(theta)
         + cross * jnp.sin(theta)
-        + axis * (x @ axis)[:, None] * (1.0 - jnp.cos(theta))
+        + axis[None, :] * (x @ axis)[:, None] * (1.0 - jnp.cos(theta))
     )
     tail = (jnp.arange(m) > at)[:, None]
     y = jnp.where(tail, rotated, x)

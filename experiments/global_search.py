@@ -144,7 +144,9 @@ def main():
             f"| {med('hit_minimisations'):.0f} | {med('hit_evaluations'):.3g} "
             f"| {med('time_to_target'):.1f} | {tmax:.1f} |"
         )
-    lines.append(f"\nCommand: `PYTHONPATH=. python experiments/global_search.py {' '.join(sys.argv[1:])}`\n")
+    lines.append(
+        f"\nCommand: `PYTHONPATH=. python experiments/global_search.py {' '.join(sys.argv[1:])}`\n"
+    )
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

@@ -192,8 +192,10 @@ def cluster_move(epsilon: float = 1.0, sigma: float = 1.0):
         s6 = (s2 / r2) ** 3
         pair = 4.0 * epsilon * (s6 * s6 - s6) * (1.0 - jnp.eye(n, dtype=x.dtype))
         worst = jnp.argmax(jnp.sum(pair, axis=1))
-        atom = jnp.where(jax.random.uniform(k_pick) < 0.5, worst, jax.random.randint(k_atom, (), 0, n))
-        radius = jnp.max(jnp.linalg.norm(x - c, axis=-1))
+        atom = jnp.where(
+            jax.random.uniform(k_pick) < 0.5, worst, jax.random.randint(k_atom, (), 0, n)
+        )
+        radius = jnp.max(jnp.linalg.norm(x - c[None, :], axis=-1))
         u = jax.random.normal(k_dir, (3,), x.dtype)
         u = u / jnp.maximum(jnp.linalg.norm(u), 1e-12)
         angular = x.at[atom].set(c + radius * u)

@@ -17,10 +17,9 @@ chain's best state to the nearest local minimum.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
-
-import time
 
 import equinox as eqx
 import jax
@@ -35,8 +34,8 @@ from ..samplers.langevin import LangevinState, build_mala_kernel
 from . import basin_hopping as _bh
 from . import constraints as _constraints
 from . import relax as _relax
-from .moves import Move, check_moves
 from .implicit import detach, differentiable, implicit_minimiser
+from .moves import Move, check_moves
 from .schedules import Schedule, as_schedule
 
 __all__ = ["EquilibriumResult", "METHODS", "sample_equilibrium", "default_start_temperature"]
@@ -375,7 +374,9 @@ def sample_equilibrium(
             t_call=t_call,
         )
     if moves is not None:
-        raise ArgumentError("moves", "moves are basin-hopping proposals; method='anneal' takes none")
+        raise ArgumentError(
+            "moves", "moves are basin-hopping proposals; method='anneal' takes none"
+        )
 
     # Temperatures: a user schedule is evaluated here (and checked when concrete); the
     # default one is T_0 * rel[i] with T_0 judged in the pipeline from the initial energies.
@@ -427,8 +428,15 @@ def sample_equilibrium(
     implicit = bool(relax_method) and not has_proj
     if precision == "float64":
         best_x, raw, viol, b, reached = _readout64(
-            energy, cs, project, best_x, relax_method or "fire", relax_steps, target,
-            target_tol, implicit=implicit,
+            energy,
+            cs,
+            project,
+            best_x,
+            relax_method or "fire",
+            relax_steps,
+            target,
+            target_tol,
+            implicit=implicit,
         )
     else:
         best_x, raw, viol, b, reached = _readout_jit(
@@ -460,8 +468,14 @@ def sample_equilibrium(
         acceptance_rate=carry.acc_sum / num_steps,
         step_size=jnp.exp(carry.log_eta),
         **_anneal_accounting(
-            reached, n, num_steps, prerelax_steps, relax_steps if relax_method else 0,
-            temps[-1], traced, t_call,
+            reached,
+            n,
+            num_steps,
+            prerelax_steps,
+            relax_steps if relax_method else 0,
+            temps[-1],
+            traced,
+            t_call,
         ),
     )
 
@@ -655,7 +669,9 @@ def _resolve_method(method, schedule, record_every, relax) -> str:
                 f"schedule is an annealing schedule; method={method!r} takes `temperature`",
             )
         if relax is False or relax is None:
-            raise ArgumentError("relax", f"method={method!r} relaxes every hop; relax cannot be False")
+            raise ArgumentError(
+                "relax", f"method={method!r} relaxes every hop; relax cannot be False"
+            )
     return method
 
 
@@ -686,7 +702,9 @@ def _anneal_accounting(reached, n, num_steps, prerelax, relax_steps, t_last, tra
     )
 
 
-def _readout64(energy, cs, project, best_x, relax_method, relax_steps, target, target_tol, *, implicit):
+def _readout64(
+    energy, cs, project, best_x, relax_method, relax_steps, target, target_tol, *, implicit
+):
     """Final relaxation and read-out in float64 (`jax.enable_x64` scoped to it)."""
     with jax.enable_x64(True):
         x64 = jax.tree.map(lambda l: jnp.asarray(l, jnp.float64), best_x)
@@ -698,8 +716,16 @@ def _readout64(energy, cs, project, best_x, relax_method, relax_steps, target, t
         lam = lam if np.isfinite(lam) and lam > 0 else 1.0
         dt0 = one * 0.1 / np.sqrt(lam)
         rx, re = _bh.polish_jit(
-            detach(energy), detach(cs), project, x64, dt0, 10.0 * dt0, 0.1 * length,
-            one * 1e-10, method=relax_method, steps=steps,
+            detach(energy),
+            detach(cs),
+            project,
+            x64,
+            dt0,
+            10.0 * dt0,
+            0.1 * length,
+            one * 1e-10,
+            method=relax_method,
+            steps=steps,
         )
         t = jnp.asarray(jnp.nan if target is None else target, jnp.float64)
         bx, raw, viol, b, reached = _readout_jit(
@@ -746,8 +772,10 @@ def _search(
     resample_every = check_positive_int("resample_every", resample_every)
     chunk_hops = check_positive_int("chunk_hops", chunk_hops)
     check_positive("relax_gtol", relax_gtol)
-    if checkpoint is not None and not isinstance(checkpoint, (str, bytes)) and not hasattr(
-        checkpoint, "__fspath__"
+    if (
+        checkpoint is not None
+        and not isinstance(checkpoint, (str, bytes))
+        and not hasattr(checkpoint, "__fspath__")
     ):
         raise ArgumentError("checkpoint", f"checkpoint must be a file path, got {checkpoint!r}")
     rungs = _rungs(n, replicas) if kind == "parallel_tempering" else 1
@@ -802,15 +830,30 @@ def _search(
     implicit = not has_proj
     if precision == "float64":
         best_x, raw, viol, b, reached = _readout64(
-            energy, cs, project, c.best_x, relax_method, relax_steps, target, target_tol,
+            energy,
+            cs,
+            project,
+            c.best_x,
+            relax_method,
+            relax_steps,
+            target,
+            target_tol,
             implicit=implicit,
         )
     else:
         steps = 4 * relax_steps if relax_method == "fire" else relax_steps
         gtol = jnp.asarray(1e-10 if fdt == jnp.float64 else 1e-5, fdt)
         px, pe = _bh.polish_jit(
-            detach(energy), detach(cs), project, c.best_x, p.dt0, p.dt_max, p.max_step, gtol,
-            method=relax_method, steps=steps,
+            detach(energy),
+            detach(cs),
+            project,
+            c.best_x,
+            p.dt0,
+            p.dt_max,
+            p.max_step,
+            gtol,
+            method=relax_method,
+            steps=steps,
         )
         best_x, raw, viol, b, reached = _readout_jit(
             energy, cs, px, pe, consts["target"], consts["target_tol"], implicit=implicit

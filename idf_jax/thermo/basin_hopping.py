@@ -285,9 +285,7 @@ def _chunk_jit(energy_fn, cs, project, moves, params, carry, h_stop, *, kind, ru
         e = jnp.where(acc, er, c.e)
         # a hop back into the same minimum moved nothing: the scale grows
         same = jnp.abs(er - c.e) <= 1e-6 * (1.0 + jnp.abs(c.e))
-        step = params.adapt_rate * jnp.where(
-            same, 1.0, acc.astype(e.dtype) - params.target_acc
-        )
+        step = params.adapt_rate * jnp.where(same, 1.0, acc.astype(e.dtype) - params.target_acc)
         lo = jnp.log(params.scale0) - 6.0
         log_scale = jnp.clip(c.log_scale + jnp.where(active, step, 0.0), lo, lo + 9.0)
         better = e < c.best_e
@@ -337,9 +335,7 @@ def polish_jit(energy_fn, cs, project, x, dt0, dt_max, max_step, gtol, *, method
         rx, re = _relax.lbfgs_one_batch(penalised, proj, steps, gtol)(x)
     else:
         fire = jax.vmap(_relax.fire_until_one(penalised, proj), (0, None, None, None, None, None))
-        rx, re, _ = fire(
-            x, dt0.astype(fdt), dt_max.astype(fdt), max_step.astype(fdt), steps, gtol
-        )
+        rx, re, _ = fire(x, dt0.astype(fdt), dt_max.astype(fdt), max_step.astype(fdt), steps, gtol)
     better = re < e
     return _where(better, rx, x), jnp.where(better, re, e)
 
@@ -416,7 +412,8 @@ def run_search(
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, carry, {**(meta or {}), "steps_done": int(carry.hop)})
             bar.update(
-                _spent(carry, budget), status=f"best {float(np.nanmin(np.asarray(carry.best_e))):.6g}"
+                _spent(carry, budget),
+                status=f"best {float(np.nanmin(np.asarray(carry.best_e))):.6g}",
             )
     return SearchOutput(ok, carry, params, time.perf_counter() - t_start, t_hit)
 
@@ -424,7 +421,6 @@ def run_search(
 def _spent(carry: SearchCarry, budget: int) -> int:
     """Median evaluations spent per chain (for the progress bar)."""
     return int(min(budget, float(np.median(np.asarray(carry.n_eval)))))
-
 
 
 def chain_temperatures(carry: SearchCarry, params: SearchParams, kind: str, rungs: int):

@@ -43,7 +43,8 @@ def check_moves(moves: Move | Sequence[Move] | None, example: PyTree) -> tuple[M
     seq = (moves,) if callable(moves) else moves
     if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or len(seq) == 0:
         raise ArgumentError(
-            "moves", f"moves must be a callable (key, x, scale) -> x' or a sequence of them, got {moves!r}"
+            "moves",
+            f"moves must be a callable (key, x, scale) -> x' or a sequence of them, got {moves!r}",
         )
     want = jax.tree.map(lambda l: jax.ShapeDtypeStruct(jnp.shape(l), jnp.result_type(l)), example)
     scale = jax.ShapeDtypeStruct((), jnp.result_type(*jax.tree.leaves(example)))
@@ -63,11 +64,13 @@ def check_moves(moves: Move | Sequence[Move] | None, example: PyTree) -> tuple[M
             for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
         )
         if not same:
+            expected = [(l.shape, str(l.dtype)) for l in jax.tree.leaves(want)]
+            returned = [
+                (getattr(l, "shape", None), str(getattr(l, "dtype", None)))
+                for l in jax.tree.leaves(got)
+            ]
             raise ArgumentError(
-                "moves",
-                f"moves[{i}] must return a state like its input "
-                f"{[(l.shape, str(l.dtype)) for l in jax.tree.leaves(want)]}, got "
-                f"{[(getattr(l, 'shape', None), str(getattr(l, 'dtype', None))) for l in jax.tree.leaves(got)]}",
+                "moves", f"moves[{i}] must return a state like its input {expected}, got {returned}"
             )
         out.append(m)
     return tuple(out)

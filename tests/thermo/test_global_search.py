@@ -59,8 +59,10 @@ def test_each_method_finds_the_exact_minimum_from_the_wrong_well(method):
 
 
 def test_reproducible_from_the_key():
-    a, b, c = _run("parallel_tempering", 3), _run("parallel_tempering", 3), _run(
-        "parallel_tempering", 4
+    a, b, c = (
+        _run("parallel_tempering", 3),
+        _run("parallel_tempering", 3),
+        _run("parallel_tempering", 4),
     )
     np.testing.assert_array_equal(np.asarray(a.energy), np.asarray(b.energy))
     np.testing.assert_array_equal(np.asarray(a.final_position), np.asarray(b.final_position))
@@ -125,7 +127,9 @@ def test_float64_final_relaxation():
     np.testing.assert_allclose(np.asarray(res.best_position), x_star, atol=1e-6)
     assert not jax.config.jax_enable_x64  # scoped: switched off again
     # float32 search alone resolves the minimum only to float32 rounding
-    r32 = idf.sample_equilibrium(energy, jax.random.key(1), x0, num_steps=200, method="basin_hopping")
+    r32 = idf.sample_equilibrium(
+        energy, jax.random.key(1), x0, num_steps=200, method="basin_hopping"
+    )
     assert r32.energy.dtype == jnp.float32
     with pytest.raises(ArgumentError, match="precision"):
         idf.sample_equilibrium(energy, jax.random.key(1), x0, num_steps=20, precision="float16")
@@ -260,7 +264,9 @@ def test_thomson_12_known_minimum_with_sphere_moves():
         target=plasma.THOMSON_MINIMA[12],
     )
     assert float(res.best_energy) == pytest.approx(plasma.THOMSON_MINIMA[12], abs=1e-3)
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(res.best_position), axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(np.asarray(res.best_position), axis=1), 1.0, atol=1e-5
+    )
 
 
 def test_ab_short_chain_matches_exhaustive_grid():

@@ -97,7 +97,8 @@ def equilibrium(
             f"{summary['num_evaluations']:.3g} energy evaluations"
             + (
                 f"; target {target} first reached at hop {summary['first_hit_hop']} after "
-                f"{summary['hit_evaluations']:.3g} evaluations, {summary['time_to_target'] or 0:.1f} s "
+                f"{summary['hit_evaluations']:.3g} evaluations, "
+                f"{summary['time_to_target'] or 0:.1f} s "
                 f"({summary['fraction_reached']:.0%} of chains)"
                 if target is not None and summary["first_hit_hop"] >= 0
                 else ""
