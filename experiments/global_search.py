@@ -19,6 +19,7 @@ median is over all seeds). Writes experiments/results/global_search.md and .json
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -50,7 +51,10 @@ KNOWN = {
 }
 
 
+@functools.cache
 def capsule_for(name: str):
+    """The instance's capsule, built once: its energy, constraints and moves are the
+    same objects for every seed, so the search compiles once per instance."""
     if name.startswith("lj"):
         return lennard_jones_cluster(int(name[2:]))
     if name.startswith("ab"):

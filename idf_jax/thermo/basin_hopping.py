@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _tree
+from .._checks import is_traced
 from .._progress import Progress
 from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoint
 from ..samplers._base import energy_and_grad
@@ -375,7 +376,9 @@ def run_search(
         rungs=rungs,
     )
     static = dict(kind=kind, rungs=rungs, resample=resample_every)
-    if traced:
+    # values closed over by a plain-function energy can be traced without showing in
+    # its leaves (vmap over a closure): the init's outputs then are tracers
+    if traced or is_traced(ok):
         carry = _chunk_jit(energy_fn, cs, project, moves, params, carry, _INT_MAX, **static)
         return SearchOutput(ok, carry, params, float("nan"), float("nan"))
     if not bool(ok):
