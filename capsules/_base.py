@@ -19,9 +19,10 @@ StateKind = Literal["continuous", "spins"]
 (float PyTrees; gradient samplers such as `idf.mala`) or "spins" (integer lattices; the
 checkerboard sampler `idf.block_gibbs`)."""
 
-Moves = Callable[[Key, PyTree], PyTree]
-"""`moves(key, x) -> x'`: a domain move proposal for one state (a symmetric proposal for
-global search: a surface-atom move, a pivot, a flipped placement)."""
+Moves = Callable[[Key, PyTree, Any], PyTree]
+"""`moves(key, x, scale) -> x'`: a domain move proposal for one state, pure JAX, for
+global search (`idf.sample_equilibrium`'s basin hopping: a surface-atom move, a pivot,
+a rotation on the sphere); `scale` is the chain's adapted step size."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,8 @@ class Capsule:
         model: the domain model the energy is built from, where the domain has one (a
             parsed datacenter, a trained score network), as an `equinox.Module`.
         state_kind: "continuous" (float states) or "spins" (integer spin lattices).
-        moves: optional domain move proposals `moves(key, x) -> x'` for global search.
+        moves: optional domain move proposal `moves(key, x, scale) -> x'` for global
+            search (pass it as `sample_equilibrium(..., moves=capsule.moves)`).
     """
 
     name: str

@@ -85,6 +85,39 @@ def ab_coordinates(x, dim: int):
     return jnp.stack(_coordinate_rows(x, dim), axis=-1)
 
 
+def pivot_move_2d(key: PRNGKeyArray, x: Float[Array, " m"], scale) -> Float[Array, " m"]:
+    """Pivot move for a 2-D chain in bend angles: 1-3 randomly chosen angles redrawn
+    uniformly in [-pi, pi) (the chain folds at new places, the rest of the fold is kept),
+    then N(0, scale^2) added to every angle."""
+    k_new, k_noise, k_count, k_pick = jax.random.split(key, 4)
+    m = x.shape[0]
+    count = jax.random.randint(k_count, (), 1, 4)
+    pick = jax.random.permutation(k_pick, m) < count
+    new = jax.random.uniform(k_new, x.shape, x.dtype, minval=-np.pi, maxval=np.pi)
+    return jnp.where(pick, new, x) + scale * jax.random.normal(k_noise, x.shape, x.dtype)
+
+
+def pivot_move_3d(key: PRNGKeyArray, x: Float[Array, "m 3"], scale) -> Float[Array, "m 3"]:
+    """Pivot move for a 3-D chain in bond vectors: every bond after a random one is
+    rotated by one random rotation (uniform axis, angle uniform in [-pi, pi); Rodrigues'
+    formula), then N(0, scale^2) added to every bond-vector coordinate."""
+    k_at, k_axis, k_angle, k_noise = jax.random.split(key, 4)
+    m = x.shape[0]
+    at = jax.random.randint(k_at, (), 0, m)
+    axis = jax.random.normal(k_axis, (3,), x.dtype)
+    axis = axis / jnp.maximum(jnp.linalg.norm(axis), 1e-12)
+    theta = jax.random.uniform(k_angle, (), x.dtype, minval=-np.pi, maxval=np.pi)
+    cross = jnp.cross(jnp.broadcast_to(axis, x.shape), x)
+    rotated = (
+        x * jnp.cos(theta)
+        + cross * jnp.sin(theta)
+        + axis[None, :] * (x @ axis)[:, None] * (1.0 - jnp.cos(theta))
+    )
+    tail = (jnp.arange(m) > at)[:, None]
+    y = jnp.where(tail, rotated, x)
+    return y + scale * jax.random.normal(k_noise, x.shape, x.dtype)
+
+
 @register("biomedical.ab_protein", "AB off-lattice protein model (2-D Stillinger / 3-D Irbäck)")
 def ab_protein(sequence: str, dim: int = 2) -> Capsule:
     """AB off-lattice protein model for a sequence of A (hydrophobic) and B (hydrophilic).
@@ -102,6 +135,7 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
         A `Capsule`. 2-D states are the N-2 bend angles (radians, unconstrained);
         3-D states are N-1 bond 3-vectors (only their directions count). `decode`
         gives monomer coordinates, energy and XYZ text (A as C atoms, B as N atoms).
+        `moves`: pivot moves (`pivot_move_2d` / `pivot_move_3d`).
     """
     seq = _check_sequence(sequence)
     if dim not in (2, 3):
@@ -163,4 +197,5 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
         decode=decode,
         params={"sequence": seq, "dim": dim},
         description=f"AB protein model ({'Stillinger 2-D' if dim == 2 else 'Irbäck 3-D'})",
+        moves=pivot_move_2d if dim == 2 else pivot_move_3d,
     )

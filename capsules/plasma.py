@@ -58,6 +58,19 @@ def _normalise(x):
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def sphere_move(key: PRNGKeyArray, x: Float[Array, "n 3"], scale) -> Float[Array, "n 3"]:
+    """Basin-hopping move on the sphere: every charge rotated by a random tangent step of
+    size ~scale (u + scale N(0, I), renormalised); with probability 1/4 one random charge
+    also jumps to a uniformly random direction."""
+    k_rot, k_pick, k_dir, k_jump = jax.random.split(key, 4)
+    u = _normalise(x)
+    y = _normalise(u + scale * jax.random.normal(k_rot, u.shape, u.dtype))
+    j = jax.random.randint(k_pick, (), 0, u.shape[0])
+    z = jax.random.normal(k_dir, (3,), u.dtype)
+    jumped = y.at[j].set(z / jnp.maximum(jnp.linalg.norm(z), 1e-12))
+    return jnp.where(jax.random.uniform(k_jump) < 0.25, jumped, y)
+
+
 @register("plasma.thomson", "Thomson problem: n unit charges on the unit sphere, E = sum 1/r")
 def thomson(n: int) -> Capsule:
     """Thomson problem: n unit point charges on the unit sphere.
@@ -99,6 +112,7 @@ def thomson(n: int) -> Capsule:
         params={"n": n},
         description="Thomson problem on the unit sphere",
         project=_normalise,
+        moves=sphere_move,
     )
 
 

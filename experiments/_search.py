@@ -1,10 +1,10 @@
-"""Minimum search used by the capsule studies: basin hopping with the library's local
-relaxations (`idf.relax`: L-BFGS or FIRE), and population pivot basin hopping for chains
-in internal coordinates (Adam relaxations from overlapping starts, then an L-BFGS polish),
-every chain in parallel.
+"""The AB study's original population pivot basin hopping (Adam relaxations from
+overlapping starts, then an L-BFGS polish), kept as the reference the slow test
+tests/capsules/test_physcaps_particles.py reproduces.
 
-Annealing to low energy is `idf.sample_equilibrium`; these helpers add the global moves
-(random kicks, pivots) that the studies need on top of local relaxation.
+Basin hopping itself now lives in the library: `idf.sample_equilibrium(method=
+"basin_hopping" | "parallel_tempering" | "population", moves=capsule.moves)` (pivot
+moves are `capsules.biomedical.pivot_move_2d` / `pivot_move_3d`), which the studies use.
 """
 
 from __future__ import annotations
@@ -31,68 +31,6 @@ def relax(energy_fn, x0_batch, steps: int = 2000, project=None):
         x, _ = idf.relax(energy_fn, x64, method="lbfgs", num_steps=steps, project=project)
         x = jax.tree.map(lambda l: jnp.asarray(l, jnp.float32), x)
     return x, jax.jit(jax.vmap(energy_fn))(x)
-
-
-def basin_hopping(
-    energy_fn,
-    key,
-    x0_batch,
-    hops: int,
-    relax_steps: int,
-    kick: float,
-    temperature: float,
-    project=None,
-    method: str = "fire",
-    dt: float = 0.02,
-    kick_fraction: float = 1.0,
-):
-    """Basin hopping (Wales & Doye 1997), every chain in parallel: kick all coordinates by
-    N(0, kick^2) (each coordinate only with probability `kick_fraction`: pivot-like moves
-    for chains), relax, accept the new minimum with probability
-    min(1, exp(-(E_new - E_old) / T)). The local relaxation is `idf.relax` with
-    `method` "fire" (one gradient per step, cheap to compile; initial time step `dt`) or
-    "lbfgs", `relax_steps` iterations. Returns (best x, best E, (chains, hops) history of
-    the best energy)."""
-
-    def local(x_batch):
-        return idf.relax(
-            energy_fn,
-            x_batch,
-            method=method,
-            num_steps=relax_steps,
-            project=project,
-            step_size=dt,
-            gtol=1e-6,
-        )
-
-    def propose(key, x, k):
-        k1, k2 = jax.random.split(jax.random.fold_in(key, k))
-        k1, k3 = jax.random.split(k1)
-        chosen = jax.random.uniform(k3, x.shape) < kick_fraction
-        return x + kick * chosen * jax.random.normal(k1, x.shape), k2
-
-    def accept(k2, x, e, xn, en, bx, be):
-        en = jnp.where(jnp.isfinite(en), en, jnp.inf)
-        take = jnp.log(jax.random.uniform(k2)) < -(en - e) / temperature
-        x, e = jnp.where(take, xn, x), jnp.where(take, en, e)
-        better = e < be
-        return x, e, jnp.where(better, x, bx), jnp.where(better, e, be)
-
-    def run(keys, x0):
-        x, e = local(x0)
-
-        def body(carry, k):
-            x, e, bx, be = carry
-            xn, k2 = jax.vmap(propose, (0, 0, None))(keys, x, k)
-            xn, en = local(xn)
-            x, e, bx, be = jax.vmap(accept)(k2, x, e, xn, en, bx, be)
-            return (x, e, bx, be), be
-
-        (_, _, bx, be), hist = jax.lax.scan(body, (x, e, x, e), jnp.arange(hops))
-        return bx, be, hist.T
-
-    keys = jax.random.split(key, jax.tree.leaves(x0_batch)[0].shape[0])
-    return jax.jit(run)(keys, x0_batch)
 
 
 def adam_relax_one(energy_fn, steps: int, lr: float, clip: float = 100.0):

@@ -4,7 +4,7 @@ Reduced units: lengths in sigma, energies in epsilon. The pair energy is
     u(r) = 4 eps ((sigma / r)^12 - (sigma / r)^6),
 and the cluster energy E(x) = sum_{i<j} u(|x_i - x_j|) for x shaped (n, 3).
 Known global minima (Cambridge Cluster Database, eps = sigma = 1): LJ7 -16.505384,
-LJ13 -44.326801, LJ38 -173.928427.
+LJ13 -44.326801, LJ26 -108.315616, LJ38 -173.928427, LJ75 -397.492331.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "lj_energy_autodiff",
     "lennard_jones_cluster",
     "LJ_GLOBAL_MINIMA",
+    "cluster_move",
 ]
 
 LJ_GLOBAL_MINIMA = {
@@ -37,7 +38,11 @@ LJ_GLOBAL_MINIMA = {
     7: -16.505384,
     8: -19.821489,
     13: -44.326801,
+    19: -72.659782,
+    26: -108.315616,
+    31: -133.586422,
     38: -173.928427,
+    75: -397.492331,
 }
 """Putative global minima E/eps of LJ_n (Cambridge Cluster Database, Wales & Doye 1997)."""
 
@@ -168,6 +173,38 @@ def _lattice_init(key, num_chains, n, sigma, spacing=1.12):
     return jax.vmap(one)(jax.random.split(key, num_chains))
 
 
+def cluster_move(epsilon: float = 1.0, sigma: float = 1.0):
+    """Basin-hopping move for an atomic cluster: `move(key, x, scale) -> x'`, x (n, 3).
+
+    With probability 1/4 an angular (surface) move (Doye & Wales): the least-bound atom
+    (highest pair energy; half of the time a random atom instead) goes to a random
+    point on the sphere through the outermost atom, centred on the centroid. Otherwise
+    every atom is displaced by N(0, scale^2) per coordinate (Wales & Doye 1997).
+    """
+    s2 = float(sigma) ** 2
+
+    def move(key: PRNGKeyArray, x: Float[Array, "n 3"], scale) -> Float[Array, "n 3"]:
+        k_kind, k_atom, k_pick, k_dir, k_kick = jax.random.split(key, 5)
+        n = x.shape[0]
+        c = jnp.mean(x, axis=0)
+        d = x[:, None, :] - x[None, :, :]
+        r2 = jnp.sum(d * d, axis=-1) + jnp.eye(n, dtype=x.dtype)
+        s6 = (s2 / r2) ** 3
+        pair = 4.0 * epsilon * (s6 * s6 - s6) * (1.0 - jnp.eye(n, dtype=x.dtype))
+        worst = jnp.argmax(jnp.sum(pair, axis=1))
+        atom = jnp.where(
+            jax.random.uniform(k_pick) < 0.5, worst, jax.random.randint(k_atom, (), 0, n)
+        )
+        radius = jnp.max(jnp.linalg.norm(x - c[None, :], axis=-1))
+        u = jax.random.normal(k_dir, (3,), x.dtype)
+        u = u / jnp.maximum(jnp.linalg.norm(u), 1e-12)
+        angular = x.at[atom].set(c + radius * u)
+        kicked = x + scale * jax.random.normal(k_kick, x.shape, x.dtype)
+        return jnp.where(jax.random.uniform(k_kind) < 0.25, angular, kicked)
+
+    return move
+
+
 def _container(radius):
     def outside(x):
         c = jnp.mean(x, axis=-2, keepdims=True)
@@ -191,6 +228,7 @@ def lennard_jones_cluster(
     every compact configuration and is not part of `energy_fn`.
     init: random subsets of a jittered cubic lattice (no overlaps).
     decode: a `Molecule` of argon-labelled atoms, positions in sigma, energy in eps.
+    moves: `cluster_move` (angular surface-atom moves and all-atom kicks).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (number of atoms), got {n!r}")
@@ -227,4 +265,5 @@ def lennard_jones_cluster(
         constraints=(Inequality(fn=_container(container_radius), weight=100.0 * epsilon),),
         params={"n": n, "epsilon": epsilon, "sigma": sigma, "container_radius": container_radius},
         description=f"LJ{n} cluster in a spherical container of radius {container_radius:.3g}",
+        moves=cluster_move(epsilon, sigma),
     )

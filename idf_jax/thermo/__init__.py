@@ -1,7 +1,11 @@
 """Everything that reasons about temperature.
 
 - `schedules`: temperature schedules and the constant-thermodynamic-speed ladder;
-- `anneal`: `sample_equilibrium`, annealing to the lowest-energy states;
+- `anneal`: `sample_equilibrium`, the search for the lowest-energy states (annealing or
+  basin hopping, chosen by `method`);
+- `basin_hopping`: basin hopping, parallel-tempering basin hopping and population
+  annealing over many chains in one compiled loop;
+- `moves`: move proposals `(key, x, scale) -> x'` for basin hopping;
 - `relax`: deterministic local minimisation (L-BFGS, FIRE);
 - `constraints`: composable constraints (penalties and projections);
 - `diffusion`: VP/VE SDEs, score matching, reverse SDE and probability flow;
@@ -11,10 +15,12 @@
 """
 
 from . import anneal as anneal
+from . import basin_hopping as basin_hopping
 from . import constraints as constraints
 from . import diffusion as diffusion
 from . import implicit as implicit
 from . import metrics as metrics
+from . import moves as moves
 from . import relax as relax
 from . import schedules as schedules
 from . import validate as validate
@@ -35,6 +41,8 @@ from .metrics import zwanzig as zwanzig
 
 __all__ = [
     "anneal",
+    "basin_hopping",
+    "moves",
     "constraints",
     "diffusion",
     "implicit",

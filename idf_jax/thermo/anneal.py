@@ -1,6 +1,12 @@
-"""Annealing to low-energy states: `sample_equilibrium`.
+"""Global search for low-energy states: `sample_equilibrium`.
 
-All chains run annealed Metropolis-adjusted Langevin (MALA) in one vmapped `lax.scan`:
+`method` picks the search: "anneal" (below), or basin hopping over many chains with a
+single temperature, a replica ladder ("parallel_tempering") or a resampled population
+("population"), all in `thermo.basin_hopping`; "auto" (the default) is parallel-tempering
+basin hopping unless the call asks for annealing (a `schedule`, `record_every` or
+`relax=False`). Every method reports the same `EquilibriumResult`.
+
+Annealing: all chains run annealed Metropolis-adjusted Langevin (MALA) in one vmapped `lax.scan`:
 at step i the target is exp(-E_c(x) / T_i), E_c the energy plus constraint penalties and
 T_i the schedule. Each chain keeps its own step size, adapted on the fly towards a
 target acceptance (annealing is an optimiser, not a sampler: per-step adaptation is
@@ -11,7 +17,8 @@ chain's best state to the nearest local minimum.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -24,12 +31,17 @@ from .. import _tree
 from .._checks import ArgumentError, as_key, is_traced, nonnegative_int
 from ..samplers._base import check_positive, check_positive_int, energy_and_grad
 from ..samplers.langevin import LangevinState, build_mala_kernel
+from . import basin_hopping as _bh
 from . import constraints as _constraints
 from . import relax as _relax
 from .implicit import detach, differentiable, implicit_minimiser
+from .moves import Move, check_moves
 from .schedules import Schedule, as_schedule
 
-__all__ = ["EquilibriumResult", "sample_equilibrium", "default_start_temperature"]
+__all__ = ["EquilibriumResult", "METHODS", "sample_equilibrium", "default_start_temperature"]
+
+METHODS = ("auto", "anneal", *_bh.SEARCH_METHODS)
+_PRECISIONS = (None, "float32", "float64")
 
 PyTree = Any
 
@@ -50,8 +62,25 @@ class EquilibriumResult(NamedTuple):
     energy_trace: (chains, records) raw energy of the current state every
         `record_every` steps (empty when record_every is None).
     temperatures: (records,) the temperature at each record.
-    acceptance_rate: (chains,) mean Metropolis acceptance over the run.
-    step_size: (chains,) each chain's final Langevin step size.
+    acceptance_rate: (chains,) mean Metropolis acceptance over the run (annealing
+        steps, or hops for basin hopping).
+    step_size: (chains,) each chain's final Langevin step size (annealing) or move
+        scale (basin hopping).
+    num_minimisations: () local minimisations over all chains (basin hopping: one per
+        hop and chain plus the first; annealing: the final relaxation of each chain).
+    num_evaluations: () energy-and-gradient evaluations over all chains.
+    hops: (chains,) basin-hopping steps each chain made (0 for annealing).
+    first_hit_hop: () the hop at which a chain first came within `target_tol` of
+        `target` (0: already the first minima; -1: never or no target). Annealing
+        checks the target only at its end (hop 1 when reached).
+    hit_minimisations, hit_evaluations: () local minimisations and evaluations over
+        all chains until that first hit (-1 when never reached).
+    time_to_target: () wall seconds from the call to the end of the chunk of hops in
+        which the target was first reached (NaN when never, or under jit / vmap).
+    fraction_reached: () num_reached / chains.
+    wall_time: () wall seconds of the call, compilation included (NaN under a trace).
+    search_temperature: (chains,) each chain's Metropolis temperature at the end of
+        basin hopping (annealing: the last temperature of the schedule).
     """
 
     position: PyTree
@@ -67,6 +96,16 @@ class EquilibriumResult(NamedTuple):
     temperatures: Float[Array, " records"]
     acceptance_rate: Float[Array, " chains"]
     step_size: Float[Array, " chains"]
+    num_minimisations: Int[Array, ""] | int = -1
+    num_evaluations: Float[Array, ""] | float = -1.0
+    hops: Int[Array, " chains"] | None = None
+    first_hit_hop: Int[Array, ""] | int = -1
+    hit_minimisations: Float[Array, ""] | float = -1.0
+    hit_evaluations: Float[Array, ""] | float = -1.0
+    time_to_target: Float[Array, ""] | float = float("nan")
+    fraction_reached: Float[Array, ""] | float = 0.0
+    wall_time: Float[Array, ""] | float = float("nan")
+    search_temperature: Float[Array, " chains"] | None = None
 
 
 class _Carry(NamedTuple):
@@ -142,17 +181,45 @@ def sample_equilibrium(
     project: Callable[[PyTree], PyTree] | None = None,
     step_size: float | Array | None = None,
     target_acceptance: float | Array = 0.57,
-    adapt_rate: float | Array = 0.05,
+    adapt_rate: float | Array | None = None,
     target: float | Array | None = None,
     target_tol: float | Array = 1e-3,
     relax_steps: int = 500,
     prerelax_steps: int = 100,
     record_every: int | None = None,
     t_end_ratio: float | Array = 1e-2,
+    method: str = "auto",
+    moves: Move | Sequence[Move] | None = None,
+    precision: str | None = None,
+    temperature: float | Array | None = None,
+    replicas: int = 8,
+    resample_every: int = 10,
+    relax_gtol: float | Array = 1e-3,
+    chunk_hops: int = 10,
+    stop_at_target: bool = False,
+    checkpoint: str | None = None,
+    progress: bool = False,
 ) -> EquilibriumResult:
-    """Anneal every chain of `x0_batch` towards low energy, then relax to the nearest minimum.
+    """Search every chain of `x0_batch` for the lowest energy; relax to the nearest minimum.
 
-    Step i (i = 0..num_steps-1) of chain c, at temperature T_i = schedule(i, num_steps):
+    Methods (`method=`):
+    - "basin_hopping", "parallel_tempering", "population": basin hopping over all
+      chains at once (`thermo.basin_hopping`: perturb with `moves`, relax with FIRE,
+      Metropolis on the relaxed energies), with one temperature, with replicas on a
+      temperature ladder that exchange minima, or as population annealing with
+      resampling. `num_steps` is then each chain's budget of energy-and-gradient
+      evaluations (a chain hops until it has spent it), `relax_steps` the most FIRE
+      iterations of one local minimisation (it stops at |grad| < `relax_gtol`).
+    - "anneal": annealed MALA, described below.
+    - "auto" (default): "anneal" when the call asks for it (a `schedule`,
+      `record_every`, or `relax=False`), otherwise "parallel_tempering".
+    Whatever the method, every chain's best state gets a final relaxation (FIRE, or
+    L-BFGS with relax="lbfgs"); with precision="float64" that relaxation and the
+    reported energies and positions are float64 (`jax.enable_x64` scoped to it, not
+    available under an outer jit / vmap), so energies resolved only beyond float32
+    (about 1e-7 relative) can be compared with literature values.
+
+    Annealing: step i (i = 0..num_steps-1) of chain c, at temperature T_i = schedule(i, num_steps):
     x' = P(x - eta_c grad E_c(x) + sqrt(2 eta_c T_i) xi), accepted with the MALA
     probability min(1, exp(-(E_c(x') - E_c(x))/T_i) q(x|x')/q(x'|x)) (the library's MALA
     kernel, `samplers.build_mala_kernel`); then log eta_c += adapt_rate (alpha -
@@ -199,19 +266,39 @@ def sample_equilibrium(
         step_size: initial Langevin step eta (x^2 / E units); default 0.5 / lambda_max
             per chain.
         target_acceptance: acceptance the per-chain step sizes are steered to.
-        adapt_rate: kappa in log eta += kappa (alpha - target).
+        adapt_rate: kappa in log eta += kappa (alpha - target); default 0.05 for
+            annealing (per step), 0.2 for basin hopping (per hop).
         target: known best energy; `reached` counts chains within `target_tol` of it.
         relax_steps: iterations of the relaxation.
         prerelax_steps: FIRE steps before annealing (0: none).
-        record_every: record the energy of every chain every this many steps.
+        record_every: record the energy of every chain every this many steps (anneal).
         t_end_ratio: final / initial temperature of the default schedule.
+        method: "auto", "anneal", "basin_hopping", "parallel_tempering" or "population".
+        moves: basin-hopping moves `(key, x, scale) -> x'` for one state (a capsule's
+            `moves`), one or a sequence (one drawn uniformly per hop); default a
+            Gaussian kick of every coordinate. A move returning another shape raises
+            `ArgumentError`.
+        precision: None / "float32" (the search's dtype) or "float64" (final
+            relaxation and reported energies in float64).
+        temperature: basin-hopping Metropolis temperature: a scalar
+            ("basin_hopping"), `replicas` temperatures ("parallel_tempering"), or
+            (hot, cold) ("population"); default from the spread of the first minima.
+        replicas: replicas per tempering group (chains are grouped; the largest
+            divisor of the chain count not above `replicas` is used).
+        resample_every: hops between resamplings ("population").
+        relax_gtol: gradient norm at which a basin-hopping relaxation stops.
+        chunk_hops: hops per compiled call on the host (progress, checkpoints, timing).
+        stop_at_target: stop once a chain has reached `target` (basin hopping).
+        checkpoint: file to save the search to after every chunk and resume from.
+        progress: show a progress bar (basin hopping).
 
     Returns:
         An `EquilibriumResult`.
     """
     num_steps = check_positive_int("num_steps", num_steps)
     relax_steps = check_positive_int("relax_steps", relax_steps)
-    check_positive("adapt_rate", adapt_rate)
+    if adapt_rate is not None:
+        check_positive("adapt_rate", adapt_rate)
     check_positive("t_end_ratio", t_end_ratio)
     if not is_traced(target_acceptance) and not 0.0 < float(target_acceptance) < 1.0:
         raise ArgumentError(
@@ -242,6 +329,54 @@ def sample_equilibrium(
     has_proj = project is not None or _constraints.has_projection(cs)
     relax_method = _relax.resolve_method(relax, has_projection=has_proj)
     x0 = jax.tree.map(lambda l: jnp.asarray(l, jnp.result_type(l)), x0_batch)
+    kind = _resolve_method(method, schedule, record_every, relax)
+    if precision not in _PRECISIONS:
+        raise ArgumentError(
+            "precision", f"precision must be None, 'float32' or 'float64', got {precision!r}"
+        )
+    energy = differentiable(energy_fn, example)
+    traced = is_traced((key, x0, energy, cs, target, temperature))
+    if precision == "float64" and traced:
+        raise ArgumentError(
+            "precision",
+            "precision='float64' switches on float64 for the final relaxation and cannot "
+            "run under an outer jit / vmap; call it outside, or enable jax_enable_x64",
+        )
+    t_call = time.perf_counter()
+    if kind != "anneal":
+        return _search(
+            energy,
+            cs,
+            project,
+            key,
+            x0,
+            example,
+            kind=kind,
+            has_proj=has_proj,
+            relax_method=relax_method or "fire",
+            num_steps=num_steps,
+            moves=moves,
+            precision=precision,
+            temperature=temperature,
+            replicas=replicas,
+            resample_every=resample_every,
+            relax_gtol=relax_gtol,
+            relax_steps=relax_steps,
+            target=target,
+            target_tol=target_tol,
+            target_acceptance=target_acceptance,
+            adapt_rate=0.2 if adapt_rate is None else adapt_rate,
+            chunk_hops=chunk_hops,
+            stop_at_target=stop_at_target,
+            checkpoint=checkpoint,
+            progress=progress,
+            traced=traced,
+            t_call=t_call,
+        )
+    if moves is not None:
+        raise ArgumentError(
+            "moves", "moves are basin-hopping proposals; method='anneal' takes none"
+        )
 
     # Temperatures: a user schedule is evaluated here (and checked when concrete); the
     # default one is T_0 * rel[i] with T_0 judged in the pipeline from the initial energies.
@@ -268,7 +403,6 @@ def sample_equilibrium(
     eta_in = jnp.broadcast_to(
         jnp.asarray(step_size if step_size is not None else -1.0, jnp.float32), (n,)
     )
-    energy = differentiable(energy_fn, example)
     out = _pipeline_jit(
         detach(energy),
         detach(cs),
@@ -278,7 +412,7 @@ def sample_equilibrium(
         jax.lax.stop_gradient(temps_in),
         eta_in,
         jnp.asarray(target_acceptance, jnp.float32),
-        jnp.asarray(adapt_rate, jnp.float32),
+        jnp.asarray(0.05 if adapt_rate is None else adapt_rate, jnp.float32),
         num_steps=num_steps,
         record_every=record_every,
         prerelax_steps=prerelax_steps,
@@ -291,15 +425,29 @@ def sample_equilibrium(
         raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
 
     target_arr = jnp.asarray(jnp.nan if target is None else target, jnp.float32)
-    best_x, raw, viol, b, reached = _readout_jit(
-        energy,
-        cs,
-        best_x,
-        best_e,
-        target_arr,
-        jnp.asarray(target_tol, jnp.float32),
-        implicit=bool(relax_method) and not has_proj,
-    )
+    implicit = bool(relax_method) and not has_proj
+    if precision == "float64":
+        best_x, raw, viol, b, reached = _readout64(
+            energy,
+            cs,
+            project,
+            best_x,
+            relax_method or "fire",
+            relax_steps,
+            target,
+            target_tol,
+            implicit=implicit,
+        )
+    else:
+        best_x, raw, viol, b, reached = _readout_jit(
+            energy,
+            cs,
+            best_x,
+            best_e,
+            target_arr,
+            jnp.asarray(target_tol, jnp.float32),
+            implicit=implicit,
+        )
     if record_every is not None:
         n_rec = num_steps // record_every
         rec_t = temps[record_every - 1 : n_rec * record_every : record_every]
@@ -319,6 +467,16 @@ def sample_equilibrium(
         temperatures=rec_t,
         acceptance_rate=carry.acc_sum / num_steps,
         step_size=jnp.exp(carry.log_eta),
+        **_anneal_accounting(
+            reached,
+            n,
+            num_steps,
+            prerelax_steps,
+            relax_steps if relax_method else 0,
+            temps[-1],
+            traced,
+            t_call,
+        ),
     )
 
 
@@ -490,3 +648,240 @@ def _make_run(penalised, energy_fn, proj, n, num_steps, target_acc, kappa, recor
         return carry, rec.T
 
     return run
+
+
+def _resolve_method(method, schedule, record_every, relax) -> str:
+    """`method` checked; "auto" is annealing when the call asks for annealing, else
+    parallel-tempering basin hopping."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ArgumentError("method", f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        asks_anneal = schedule is not None or record_every is not None or relax is False
+        return "anneal" if asks_anneal else "parallel_tempering"
+    if method != "anneal":
+        if record_every is not None:
+            raise ArgumentError(
+                "record_every", f"record_every records annealing traces; method={method!r} has none"
+            )
+        if schedule is not None:
+            raise ArgumentError(
+                "schedule",
+                f"schedule is an annealing schedule; method={method!r} takes `temperature`",
+            )
+        if relax is False or relax is None:
+            raise ArgumentError(
+                "relax", f"method={method!r} relaxes every hop; relax cannot be False"
+            )
+    return method
+
+
+def _rungs(n: int, replicas: int) -> int:
+    """The largest divisor of the chain count that is <= `replicas`."""
+    r = max(1, min(int(replicas), n))
+    while n % r:
+        r -= 1
+    return r
+
+
+def _anneal_accounting(reached, n, num_steps, prerelax, relax_steps, t_last, traced, t_call):
+    """The search-accounting fields of an annealing result (one gradient per step)."""
+    evals = float(n * (prerelax + 20 + num_steps + relax_steps))
+    hit = jnp.any(reached)
+    wall = float("nan") if traced else time.perf_counter() - t_call
+    return dict(
+        num_minimisations=jnp.int32(n if relax_steps else 0),
+        num_evaluations=jnp.float32(evals),
+        hops=jnp.zeros((n,), jnp.int32),
+        first_hit_hop=jnp.where(hit, 1, -1).astype(jnp.int32),
+        hit_minimisations=jnp.where(hit, float(n if relax_steps else 0), -1.0),
+        hit_evaluations=jnp.where(hit, evals, -1.0),
+        time_to_target=jnp.where(hit, wall, jnp.nan),
+        fraction_reached=jnp.mean(reached.astype(jnp.float32)),
+        wall_time=jnp.float32(wall),
+        search_temperature=jnp.full((n,), t_last, jnp.float32),
+    )
+
+
+def _readout64(
+    energy, cs, project, best_x, relax_method, relax_steps, target, target_tol, *, implicit
+):
+    """Final relaxation and read-out in float64 (`jax.enable_x64` scoped to it)."""
+    with jax.enable_x64(True):
+        x64 = jax.tree.map(lambda l: jnp.asarray(l, jnp.float64), best_x)
+        one = jnp.ones((), jnp.float64)
+        steps = 4 * relax_steps if relax_method == "fire" else relax_steps
+        length = _bh._length_scale(x64)
+        lam = jax.vmap(_relax.curvature_one(_constraints.apply_constraints(energy, cs)))(x64)
+        lam = float(np.nanmedian(np.where(np.isfinite(lam) & (lam > 0), lam, np.nan)))
+        lam = lam if np.isfinite(lam) and lam > 0 else 1.0
+        dt0 = one * 0.1 / np.sqrt(lam)
+        rx, re = _bh.polish_jit(
+            detach(energy),
+            detach(cs),
+            project,
+            x64,
+            dt0,
+            10.0 * dt0,
+            0.1 * length,
+            one * 1e-10,
+            method=relax_method,
+            steps=steps,
+        )
+        t = jnp.asarray(jnp.nan if target is None else target, jnp.float64)
+        bx, raw, viol, b, reached = _readout_jit(
+            energy, cs, rx, re, t, jnp.asarray(target_tol, jnp.float64), implicit=implicit
+        )
+        b = jnp.asarray(b, jnp.int32)  # the index must not stay int64 outside x64
+    return bx, raw, viol, b, reached
+
+
+def _search(
+    energy,
+    cs,
+    project,
+    key,
+    x0,
+    example,
+    *,
+    kind,
+    has_proj,
+    relax_method,
+    num_steps,
+    moves,
+    precision,
+    temperature,
+    replicas,
+    resample_every,
+    relax_gtol,
+    relax_steps,
+    target,
+    target_tol,
+    target_acceptance,
+    adapt_rate,
+    chunk_hops,
+    stop_at_target,
+    checkpoint,
+    progress,
+    traced,
+    t_call,
+) -> EquilibriumResult:
+    """Basin hopping, tempering or population search, then the common read-out."""
+    n = _num_chains(x0)
+    move_set = check_moves(moves, example)
+    replicas = check_positive_int("replicas", replicas)
+    resample_every = check_positive_int("resample_every", resample_every)
+    chunk_hops = check_positive_int("chunk_hops", chunk_hops)
+    check_positive("relax_gtol", relax_gtol)
+    if (
+        checkpoint is not None
+        and not isinstance(checkpoint, (str, bytes))
+        and not hasattr(checkpoint, "__fspath__")
+    ):
+        raise ArgumentError("checkpoint", f"checkpoint must be a file path, got {checkpoint!r}")
+    rungs = _rungs(n, replicas) if kind == "parallel_tempering" else 1
+    want = {"basin_hopping": (), "parallel_tempering": (rungs,), "population": (2,)}[kind]
+    if temperature is not None:
+        t = jnp.asarray(temperature)
+        if kind == "basin_hopping" and t.shape == ():
+            t = t.reshape(1)
+        elif kind == "parallel_tempering" and t.shape == ():
+            t = jnp.broadcast_to(t, (rungs,))
+        if t.shape != (want or (1,)):
+            raise ArgumentError(
+                "temperature",
+                f"method={kind!r} takes a temperature of shape {want} (here {rungs} replicas), "
+                f"got {jnp.shape(temperature)}",
+            )
+        check_positive("temperature", t)
+    fdt = jnp.result_type(*jax.tree.leaves(x0))
+    # NaN: read the temperature from the landscape (same shape either way: no retrace)
+    temperature = jnp.full(want or (1,), jnp.nan, fdt) if temperature is None else t.astype(fdt)
+    consts = {
+        "target": jnp.asarray(jnp.nan if target is None else target, fdt),
+        "target_tol": jnp.asarray(target_tol, fdt),
+        "target_acc": jnp.asarray(target_acceptance, fdt),
+        "adapt_rate": jnp.asarray(adapt_rate, fdt),
+        "gtol": jnp.asarray(relax_gtol, fdt),
+        "budget": jnp.int32(num_steps),
+        "key": key,
+    }
+    out = _bh.run_search(
+        detach(energy),
+        detach(cs),
+        project,
+        move_set,
+        key,
+        jax.lax.stop_gradient(x0),
+        kind=kind,
+        rungs=rungs,
+        resample_every=resample_every,
+        temperature=temperature,
+        consts=consts,
+        relax_steps=relax_steps,
+        traced=traced,
+        chunk_hops=chunk_hops,
+        stop_at_target=stop_at_target,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        progress=progress,
+    )
+    if not is_traced(out.ok) and not bool(out.ok):
+        raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
+    c, p = out.carry, out.params
+    implicit = not has_proj
+    if precision == "float64":
+        best_x, raw, viol, b, reached = _readout64(
+            energy,
+            cs,
+            project,
+            c.best_x,
+            relax_method,
+            relax_steps,
+            target,
+            target_tol,
+            implicit=implicit,
+        )
+    else:
+        steps = 4 * relax_steps if relax_method == "fire" else relax_steps
+        gtol = jnp.asarray(1e-10 if fdt == jnp.float64 else 1e-5, fdt)
+        px, pe = _bh.polish_jit(
+            detach(energy),
+            detach(cs),
+            project,
+            c.best_x,
+            p.dt0,
+            p.dt_max,
+            p.max_step,
+            gtol,
+            method=relax_method,
+            steps=steps,
+        )
+        best_x, raw, viol, b, reached = _readout_jit(
+            energy, cs, px, pe, consts["target"], consts["target_tol"], implicit=implicit
+        )
+    temps = _bh.chain_temperatures(c, p, kind, rungs)
+    hops = jnp.maximum(c.hops, 1)
+    return EquilibriumResult(
+        position=best_x,
+        energy=raw,
+        violation=viol,
+        best_position=jax.tree.map(lambda l: l[b], best_x),
+        best_energy=raw[b],
+        best_chain=b,
+        reached=reached,
+        num_reached=jnp.sum(reached),
+        final_position=c.x,
+        energy_trace=jnp.zeros((n, 0), jnp.float32),
+        temperatures=jnp.zeros((0,), jnp.float32),
+        acceptance_rate=c.accepted / hops,
+        step_size=jnp.exp(c.log_scale),
+        num_minimisations=jnp.sum(c.n_min) + n,
+        num_evaluations=jnp.sum(c.n_eval.astype(jnp.float32)),
+        hops=c.hops,
+        first_hit_hop=c.first_hop,
+        hit_minimisations=c.hit_mins,
+        hit_evaluations=c.hit_evals,
+        time_to_target=jnp.float32(out.time_to_target),
+        fraction_reached=jnp.mean(reached.astype(jnp.float32)),
+        wall_time=jnp.float32(float("nan") if traced else time.perf_counter() - t_call),
+        search_temperature=temps,
+    )

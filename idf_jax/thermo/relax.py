@@ -253,3 +253,77 @@ def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
         return x, e
 
     return one
+
+
+def fire_until_one(energy_fn, project):
+    """FIRE for one state that stops at convergence (a `lax.while_loop`).
+
+    `one(x0, dt0, dt_max, max_step, max_iter, gtol) -> (x, E, iterations)`: stops when
+    |grad E| < gtol or after `max_iter` iterations (all arguments are data, so one
+    compilation serves every budget). Each displacement coordinate is clipped to
+    +-`max_step`, so a start with huge forces (an overlap after a global move) cannot
+    throw particles away. Under `vmap` the loop runs until every chain has stopped
+    (chains that stopped are masked); `iterations` counts each chain's own gradient
+    evaluations (one per iteration, plus one at the start).
+    """
+    n_min, f_inc, f_dec, alpha0, f_alpha = 5, 1.1, 0.5, 0.1, 0.99
+
+    def one(x0, dt0, dt_max, max_step, max_iter, gtol):
+        if project is not None:
+            x0 = project(x0)
+        e0, g0 = energy_and_grad(energy_fn, x0)
+        fdt = jnp.result_type(e0)
+        v0 = jax.tree.map(jnp.zeros_like, x0)
+
+        def gnorm(g):
+            return jnp.sqrt(_tree.sq_norm(g))
+
+        def cond(c):
+            _, _, _, g, _, _, _, it = c
+            return (it < max_iter) & (gnorm(g) >= gtol)
+
+        def body(c):
+            x, v, e, g, dt, alpha, n_pos, it = c
+            f = _tree.mul(g, -1.0)
+            power = _tree.vdot(f, v)
+            vn = jnp.sqrt(_tree.sq_norm(v))
+            fn = gnorm(f)
+            mixed = _tree.add_scaled(
+                _tree.mul(v, 1.0 - alpha), f, alpha * vn / jnp.maximum(fn, 1e-30)
+            )
+            uphill = power <= 0.0
+            v = _tree.select(uphill, jax.tree.map(jnp.zeros_like, v), mixed)
+            speed_up = ~uphill & (n_pos > n_min)
+            dt = jnp.where(
+                uphill, dt * f_dec, jnp.where(speed_up, jnp.minimum(dt * f_inc, dt_max), dt)
+            )
+            alpha = jnp.where(uphill, alpha0, jnp.where(speed_up, alpha * f_alpha, alpha))
+            n_pos = jnp.where(uphill, 0, n_pos + 1)
+            v_new = _tree.add_scaled(v, f, dt)
+            dx = jax.tree.map(lambda a: jnp.clip(a * dt, -max_step, max_step), v_new)
+            x_new = jax.tree.map(jnp.add, x, dx)
+            if project is not None:
+                x_new = project(x_new)
+            e_new, g_new = energy_and_grad(energy_fn, x_new)
+            ok = _finite(e_new, g_new)
+            x = _tree.select(ok, x_new, x)
+            v = _tree.select(ok, v_new, jax.tree.map(jnp.zeros_like, v))
+            e = jnp.where(ok, e_new, e)
+            g = _tree.select(ok, g_new, g)
+            dt = jnp.where(ok, dt, dt * f_dec)
+            return (x, v, e, g, dt, alpha, n_pos, it + 1)
+
+        init = (
+            x0,
+            v0,
+            e0,
+            g0,
+            jnp.asarray(dt0, fdt),
+            jnp.asarray(alpha0, fdt),
+            jnp.int32(0),
+            jnp.int32(0),
+        )
+        x, _, e, _, _, _, _, it = jax.lax.while_loop(cond, body, init)
+        return x, e, it + 1
+
+    return one

@@ -53,8 +53,18 @@ def equilibrium(
         show_default="config equilibrium.out, else results/equilibrium",
     ),
     plots: bool = typer.Option(True),
+    method: str | None = typer.Option(
+        None, help="auto | anneal | basin_hopping | parallel_tempering | population"
+    ),
+    target: float | None = typer.Option(None, help="known best energy: report the first hit"),
+    progress: bool = typer.Option(False, help="show a progress bar (basin hopping)"),
 ):
-    """Anneal a capsule to its low-energy states (idf.sample_equilibrium) and save them.
+    """Search a capsule's low-energy states (idf.sample_equilibrium) and save them.
+
+    With --method, --target or --progress the search runs here with the capsule's own
+    moves (`Capsule.moves`) and reports its accounting (local minimisations, energy
+    evaluations, the first hit of --target); otherwise it runs as the service's job.
+    For basin hopping --steps is each chain's budget of energy evaluations.
 
     Example: idf equilibrium --capsule molecular.lennard_jones_cluster --param n=13 --chains 64
     """
@@ -77,12 +87,16 @@ def equilibrium(
     con = console()
     from rich.status import Status
 
-    with Status(
-        f"annealing {job.chains} chains of {job.capsule} for {job.steps} steps", console=con
-    ):
-        t0 = time.perf_counter()
-        res, cap, summary = run_equilibrium(job)
-        elapsed = time.perf_counter() - t0
+    direct = method is not None or target is not None or progress
+    t0 = time.perf_counter()
+    if direct:
+        res, cap, summary = _search_here(job, method or "auto", target, progress)
+    else:
+        with Status(
+            f"searching {job.chains} chains of {job.capsule} for {job.steps} steps", console=con
+        ):
+            res, cap, summary = run_equilibrium(job)
+    elapsed = time.perf_counter() - t0
     energies = np.asarray(summary["energy_per_chain"], dtype=float)
     from rich.table import Table
 
@@ -97,6 +111,19 @@ def equilibrium(
         str(int(np.sum(np.abs(energies - best) <= 1e-4 * max(1.0, abs(best))))),
     )
     con.print(t)
+    if direct:
+        con.print(
+            f"{summary['num_minimisations']} local minimisations, "
+            f"{summary['num_evaluations']:.3g} energy evaluations"
+            + (
+                f"; target {target} first reached at hop {summary['first_hit_hop']} after "
+                f"{summary['hit_evaluations']:.3g} evaluations, "
+                f"{summary['time_to_target'] or 0:.1f} s "
+                f"({summary['fraction_reached']:.0%} of chains)"
+                if target is not None and summary["first_hit_hop"] >= 0
+                else ""
+            )
+        )
     arrays = {f"position_{k}": v for k, v in leaf_arrays(res.position).items()}
     arrays["energy"] = energies
     save_npz(out_dir / "equilibrium.npz", arrays)
@@ -129,3 +156,50 @@ def equilibrium(
         plt.close(fig)
         written.append(out_dir / "equilibrium.png")
     con.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _search_here(job, method: str, target: float | None, progress: bool):
+    """`idf.sample_equilibrium` on the job's capsule with its moves; (res, capsule, summary)."""
+    import jax
+    import numpy as np
+
+    from ...thermo.anneal import sample_equilibrium
+    from ..service.jobs import build_capsule
+
+    cap = build_capsule(job.capsule, job.params)
+    k_init, k_run = jax.random.split(jax.random.key(job.seed))
+    res = sample_equilibrium(
+        cap.energy_fn,
+        k_run,
+        cap.init(k_init, job.chains),
+        num_steps=job.steps,
+        method=method,
+        moves=cap.moves if method != "anneal" else None,
+        constraints=list(cap.constraints) or None,
+        relax=job.relax,
+        project=cap.project,
+        target=target,
+        progress=progress,
+    )
+    energies = np.asarray(res.energy, dtype=np.float64)
+    summary = {
+        "chains": job.chains,
+        "method": method,
+        "energy_per_chain": [float(v) for v in energies],
+        "best_energy": float(res.best_energy),
+        "best_chain": int(res.best_chain),
+        "num_minimisations": int(res.num_minimisations),
+        "num_evaluations": float(res.num_evaluations),
+        "first_hit_hop": int(res.first_hit_hop),
+        "hit_evaluations": float(res.hit_evaluations),
+        "time_to_target": _finite_or_none(res.time_to_target),
+        "fraction_reached": float(res.fraction_reached),
+    }
+    return res, cap, summary
+
+
+def _finite_or_none(v) -> float | None:
+    import math
+
+    f = float(v)
+    return f if math.isfinite(f) else None

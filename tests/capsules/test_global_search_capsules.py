@@ -1,0 +1,84 @@
+"""Capsule moves and known answers of `sample_equilibrium`'s basin hopping on small
+instances: LJ7 with cluster moves, Thomson N=12 with sphere moves, a short 2-D AB chain
+against an exhaustive grid (capsule code is not held to strict rank promotion, so these
+live here rather than in tests/thermo)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import idf_jax as idf
+
+
+def test_lj7_known_minimum_with_cluster_moves():
+    from capsules.molecular import LJ_GLOBAL_MINIMA, lennard_jones_cluster
+
+    cap = lennard_jones_cluster(7)
+    res = idf.sample_equilibrium(
+        cap.energy_fn,
+        jax.random.key(0),
+        cap.init(jax.random.key(1), 16),
+        num_steps=4000,
+        constraints=list(cap.constraints),
+        moves=cap.moves,
+        target=LJ_GLOBAL_MINIMA[7],
+    )
+    assert float(res.best_energy) == pytest.approx(LJ_GLOBAL_MINIMA[7], abs=1e-3)
+    assert int(res.num_reached) >= 1
+
+
+def test_thomson_12_known_minimum_with_sphere_moves():
+    from capsules import plasma
+
+    cap = plasma.thomson(12)
+    res = idf.sample_equilibrium(
+        cap.energy_fn,
+        jax.random.key(0),
+        cap.init(jax.random.key(1), 8),
+        num_steps=3000,
+        project=cap.project,
+        moves=cap.moves,
+        target=plasma.THOMSON_MINIMA[12],
+    )
+    assert float(res.best_energy) == pytest.approx(plasma.THOMSON_MINIMA[12], abs=1e-3)
+    np.testing.assert_allclose(
+        np.linalg.norm(np.asarray(res.best_position), axis=1), 1.0, atol=1e-5
+    )
+
+
+def test_ab_short_chain_matches_exhaustive_grid():
+    from capsules import biomedical
+
+    cap = biomedical.ab_protein("ABBAB")  # three bend angles
+    g = np.linspace(-np.pi, np.pi, 49, endpoint=False)
+    grid = jnp.asarray(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
+    e = np.asarray(jax.jit(jax.vmap(cap.energy_fn))(grid))
+    starts = grid[np.argsort(e)[:32]]
+    _, e_ref = idf.relax(cap.energy_fn, starts, method="fire", num_steps=3000, step_size=0.05)
+    ref = float(np.min(np.asarray(e_ref)))
+    res = idf.sample_equilibrium(
+        cap.energy_fn,
+        jax.random.key(0),
+        cap.init(jax.random.key(1), 16),
+        num_steps=4000,
+        moves=cap.moves,
+    )
+    assert float(res.best_energy) == pytest.approx(ref, abs=1e-4)
+
+
+def test_capsule_moves_keep_shapes():
+    from capsules import biomedical, plasma
+    from capsules.molecular import lennard_jones_cluster
+
+    for cap in (
+        lennard_jones_cluster(5),
+        plasma.thomson(6),
+        biomedical.ab_protein("ABBABBAB"),
+        biomedical.ab_protein("ABBABBAB", dim=3),
+    ):
+        x = cap.init(jax.random.key(0), 1)[0]
+        assert cap.moves is not None
+        y = jax.jit(cap.moves)(jax.random.key(1), x, jnp.float32(0.1))
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert bool(jnp.all(jnp.isfinite(y))) and not bool(jnp.all(y == x))
