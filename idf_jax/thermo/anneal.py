@@ -17,6 +17,7 @@ chain's best state to the nearest local minimum.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -199,8 +200,13 @@ def sample_equilibrium(
     stop_at_target: bool = False,
     checkpoint: str | None = None,
     progress: bool = False,
+    preset: str | os.PathLike | None = None,
 ) -> EquilibriumResult:
     """Search every chain of `x0_batch` for the lowest energy; relax to the nearest minimum.
+
+    `preset`: a packaged preset name (`idf.evolve.available_presets()`) or a preset file
+    written by the evolution engine (`idf evolve equilibrium`): its configuration fills
+    every option left at its default here; explicit arguments win.
 
     Methods (`method=`):
     - "basin_hopping", "parallel_tempering", "population": basin hopping over all
@@ -291,10 +297,17 @@ def sample_equilibrium(
         stop_at_target: stop once a chain has reached `target` (basin hopping).
         checkpoint: file to save the search to after every chunk and resume from.
         progress: show a progress bar (basin hopping).
+        preset: a preset name or file (above).
 
     Returns:
         An `EquilibriumResult`.
     """
+    if preset is not None:
+        from .._presets import merge_preset
+
+        return sample_equilibrium(
+            energy_fn, key, x0_batch, **merge_preset(sample_equilibrium, preset, locals())
+        )
     num_steps = check_positive_int("num_steps", num_steps)
     relax_steps = check_positive_int("relax_steps", relax_steps)
     if adapt_rate is not None:

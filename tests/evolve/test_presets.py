@@ -78,3 +78,35 @@ def test_the_one_line_preset_hook(tmp_path):
     bad = ev.save_preset(tmp_path, "b", {"no_such_option": 1})
     with pytest.raises(ArgumentError):
         _hooked("x", preset=bad)
+
+
+def test_sample_equilibrium_preset_hook(tmp_path):
+    import json
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    import idf_jax as idf
+    from idf_jax._checks import ArgumentError
+
+    energy = lambda x: jnp.sum((x - 1.0) ** 2)
+    x0 = jnp.zeros((4, 2))
+    key = jax.random.key(0)
+    path = tmp_path / "p.json"
+    cfg = {"method": "anneal", "t_end_ratio": 0.05, "relax_steps": 20}
+    path.write_text(json.dumps({"name": "p", "target": "sample_equilibrium", "config": cfg}))
+    a = idf.sample_equilibrium(energy, key, x0, num_steps=30, preset=str(path))
+    b = idf.sample_equilibrium(energy, key, x0, num_steps=30, **cfg)
+    np.testing.assert_array_equal(np.asarray(a.best_energy), np.asarray(b.best_energy))
+    # an explicit argument wins over the preset
+    c = idf.sample_equilibrium(energy, key, x0, num_steps=30, preset=str(path), t_end_ratio=0.5)
+    d = idf.sample_equilibrium(energy, key, x0, num_steps=30, **{**cfg, "t_end_ratio": 0.5})
+    np.testing.assert_array_equal(np.asarray(c.best_energy), np.asarray(d.best_energy))
+    path.write_text(
+        json.dumps({"name": "p", "target": "sample_equilibrium", "config": {"bogus": 1}})
+    )
+    with pytest.raises(ArgumentError, match="bogus"):
+        idf.sample_equilibrium(energy, key, x0, num_steps=30, preset=str(path))
+    assert "lj13-anneal" in idf.evolve.available_presets()
