@@ -348,7 +348,20 @@ def test_serve_flags_reach_the_config(monkeypatch, capsys):
     from idf_jax.runtime.cli import main
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(config=app.state.config))
+
+    class FakeServer:  # `idf serve` builds a uvicorn.Server; capture its app's config
+        def __init__(self, config):
+            seen.update(config=config.app.state.config)
+
+        def run(self):
+            pass
+
+    class FakeConfig:  # uvicorn.Config would configure logging onto the captured stderr
+        def __init__(self, app, **kw):
+            self.app = app
+
+    monkeypatch.setattr(uvicorn, "Server", FakeServer)
+    monkeypatch.setattr(uvicorn, "Config", FakeConfig)
     monkeypatch.setenv("IDF_API_KEYS", API_KEY)
     args = ["serve", "--host", "127.0.0.2", "--grpc-port", "50099"]
     args += ["--kafka-bootstrap", "127.0.0.1:9092", "--kafka-topic", "tele", "--kafka-group", "g1"]

@@ -8,6 +8,8 @@ with the public development key, and says so in the log.
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import typer
@@ -67,11 +69,12 @@ def serve(
     from ..service import create_app, load_config
     from ..service.redact import install_redaction
 
-    handler = logging.StreamHandler()
-    handler.addFilter(install_redaction())  # the same filter, secrets added below
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
     idf_log = logging.getLogger("idf_jax")
-    idf_log.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in idf_log.handlers):  # once per process
+        handler = _StderrHandler()
+        handler.addFilter(install_redaction())  # the same filter, secrets added below
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        idf_log.addHandler(handler)
     idf_log.setLevel(log_level.upper())
     cfg = load_yaml(config)
     service_cfg = dict(cfg.get("service", {}) or {})
@@ -102,6 +105,15 @@ def serve(
     )
     install_redaction(conf.api_keys)  # after uvicorn set up its loggers: keys never logged
     uvicorn.Server(server_config).run()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to the current `sys.stderr` (not the one at creation:
+    a replaced or closed stream, as under test capture, is never written to)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _has(mod: str) -> bool:
