@@ -160,7 +160,7 @@ def _config(tmp_path, broker, topic: str) -> ServiceConfig:
     return ServiceConfig(
         api_keys=(API_KEY,),
         nvp_model_path=None,
-        eil={"db_path": str(tmp_path / "eil.db"), "ledger_key": "00" * 32},
+        eil={"db_path": str(tmp_path / "eil.db"), "ledger_key": bytes(range(32)).hex()},
         kafka_bootstrap=broker.bootstrap,
         kafka_topic=topic,
         kafka_decisions=True,
@@ -252,7 +252,10 @@ def test_service_killed_mid_stream_loses_and_duplicates_nothing(tmp_path, broker
             {
                 "service": {
                     "nvp_model_path": None,
-                    "eil": {"db_path": str(tmp_path / "eil.db"), "ledger_key": "00" * 32},
+                    "eil": {
+                        "db_path": str(tmp_path / "eil.db"),
+                        "ledger_key": bytes(range(32)).hex(),
+                    },
                 }
             }
         )

@@ -54,9 +54,13 @@ def equilibrium(
     ),
     plots: bool = typer.Option(True),
     method: str | None = typer.Option(
-        None, help="auto | anneal | basin_hopping | parallel_tempering | population"
+        None,
+        help="auto | anneal | basin_hopping | parallel_tempering | population",
+        show_default="none: the configured annealing job (auto with --target / --progress)",
     ),
-    target: float | None = typer.Option(None, help="known best energy: report the first hit"),
+    target: float | None = typer.Option(
+        None, help="known best energy: report the first hit", show_default="none"
+    ),
     progress: bool = typer.Option(False, help="show a progress bar (basin hopping)"),
 ):
     """Search a capsule's low-energy states (idf.sample_equilibrium) and save them.

@@ -83,7 +83,9 @@ def _versions() -> dict[str, str]:
 @app.command("equilibrium")
 def equilibrium(
     capsule: str = typer.Option(..., help="registered capsule name (continuous states)"),
-    param: list[str] | None = typer.Option(None, "--param", "-p", help="capsule KEY=VALUE"),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="capsule KEY=VALUE", show_default="the capsule's defaults"
+    ),
     target: float | None = typer.Option(None, help="record energy (default: the known one)"),
     chains: int = typer.Option(16, min=1, help="chains per run"),
     seeds: str = typer.Option("0,1", help="comma-separated seeds (runs per configuration)"),
@@ -200,7 +202,9 @@ def equilibrium(
 @app.command("sampler")
 def sampler(
     capsule: str = typer.Option(..., help="registered capsule name (continuous states)"),
-    param: list[str] | None = typer.Option(None, "--param", "-p", help="capsule KEY=VALUE"),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="capsule KEY=VALUE", show_default="the capsule's defaults"
+    ),
     kind: str = typer.Option("mala", "--sampler", help="'mala' or 'hmc'"),
     chains: int = typer.Option(8, min=1),
     steps: int = typer.Option(500, min=2, help="steps per chain (burn-in: a fifth)"),

@@ -45,13 +45,27 @@ def serve(
         30, min=1, help="seconds to finish in-flight requests on shutdown"
     ),
     grpc_port: int | None = typer.Option(
-        None, min=0, max=65535, help="also serve gRPC (KServe v2, idf.v1.Sampling) on this port"
+        None,
+        min=0,
+        max=65535,
+        help="also serve gRPC (KServe v2, idf.v1.Sampling) on this port",
+        show_default="config service.grpc_port, else no gRPC",
     ),
     kafka_bootstrap: str | None = typer.Option(
-        None, help="HOST:PORT of a Kafka broker: ingest EIL telemetry from --kafka-topic"
+        None,
+        help="HOST:PORT of a Kafka broker: ingest EIL telemetry from --kafka-topic",
+        show_default="config service.kafka_bootstrap, else no Kafka",
     ),
-    kafka_topic: str | None = typer.Option(None, help="telemetry topic (dead letters: TOPIC.dlq)"),
-    kafka_group: str | None = typer.Option(None, help="Kafka consumer group (default idf-eil)"),
+    kafka_topic: str | None = typer.Option(
+        None,
+        help="telemetry topic (dead letters: TOPIC.dlq)",
+        show_default="config service.kafka_topic",
+    ),
+    kafka_group: str | None = typer.Option(
+        None,
+        help="Kafka consumer group",
+        show_default="config service.kafka_group, else idf-eil",
+    ),
 ):
     """Start the HTTP/WebSocket service (uvicorn). API keys: IDF_API_KEYS or service.api_keys
     (at least 32 characters; weak keys are refused with the reason).
