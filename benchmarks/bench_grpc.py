@@ -23,13 +23,12 @@ import collections
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from bench_service import HISTORY, KEY, cpu_seconds, free_port, measure, pct
+from bench_service import HISTORY, KEY, free_port, measure, timed_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -139,33 +138,14 @@ def grpc_measure(label, port, args, rate, pid):
     from idf_jax.runtime.service.grpc.protos import generated
 
     pb = generated()  # imported (and compiled) before the clock starts
-    c0, s0, w0 = time.process_time(), cpu_seconds(pid), time.perf_counter()
-    lat, errors, n_all, span = asyncio.run(
-        grpc_load(pb, port, args.connections, args.warmup, args.duration, rate)
+    return timed_row(
+        label,
+        pid,
+        lambda: asyncio.run(
+            grpc_load(pb, port, args.connections, args.warmup, args.duration, rate)
+        ),
+        unit="call",
     )
-    wall = time.perf_counter() - w0
-    client_cpu, server_cpu = time.process_time() - c0, cpu_seconds(pid) - s0
-    if errors:
-        print(f"  {label}: {len(errors)} errors, first: {errors[0]}")
-    row = dict(
-        rate=len(lat) / span,
-        p50=1e3 * pct(lat, 0.50),
-        p99=1e3 * pct(lat, 0.99),
-        mean=1e3 * statistics.fmean(lat) if lat else float("nan"),
-        n=len(lat),
-        errors=len(errors),
-        client_cores=client_cpu / wall,
-        server_cores=server_cpu / wall,
-        server_us=1e6 * server_cpu / max(n_all, 1),
-        client_us=1e6 * client_cpu / max(n_all, 1),
-    )
-    print(
-        f"  {label:26s} {row['rate']:6.0f} pred/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms"
-        f"  ({row['n']} calls, {row['errors']} errors)\n"
-        f"  {'':26s} CPU: server {row['server_cores']:.2f} cores ({row['server_us']:.0f} us/call),"
-        f" load generator {row['client_cores']:.2f} cores ({row['client_us']:.0f} us/call)"
-    )
-    return row
 
 
 def main():

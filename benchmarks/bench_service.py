@@ -265,9 +265,20 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(label, port, args, rate, pid):
     """One load run against the server on `port`; prints and returns its row."""
-    c0, s0, w0 = time.process_time(), cpu_seconds(pid), time.perf_counter()
     run = uvloop.run if uvloop is not None else asyncio.run
-    lat, errors, n_all, span = run(load(port, args.connections, args.warmup, args.duration, rate))
+    return timed_row(
+        label,
+        pid,
+        lambda: run(load(port, args.connections, args.warmup, args.duration, rate)),
+        unit="request",
+    )
+
+
+def timed_row(label, pid, run_load, *, unit):
+    """Run `run_load() -> (latencies, errors, calls, span_s)`, timing client and server CPU
+    (server: process `pid`); print and return the row (rate, percentiles, CPU per `unit`)."""
+    c0, s0, w0 = time.process_time(), cpu_seconds(pid), time.perf_counter()
+    lat, errors, n_all, span = run_load()
     wall = time.perf_counter() - w0
     client_cpu, server_cpu = time.process_time() - c0, cpu_seconds(pid) - s0
     if errors:
@@ -286,9 +297,9 @@ def measure(label, port, args, rate, pid):
     )
     print(
         f"  {label:26s} {row['rate']:6.0f} pred/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms"
-        f"  ({row['n']} requests, {row['errors']} errors)\n"
-        f"  {'':26s} CPU: server {row['server_cores']:.2f} cores ({row['server_us']:.0f} us/request),"
-        f" load generator {row['client_cores']:.2f} cores ({row['client_us']:.0f} us/request)"
+        f"  ({row['n']} {unit}s, {row['errors']} errors)\n"
+        f"  {'':26s} CPU: server {row['server_cores']:.2f} cores ({row['server_us']:.0f} us/{unit}),"
+        f" load generator {row['client_cores']:.2f} cores ({row['client_us']:.0f} us/{unit})"
     )
     return row
 
