@@ -219,7 +219,9 @@ def test_repeated_runs_do_not_recompile(key, x0):
 
 def _run_py(code, env_extra=None, check=True, platform="cpu"):
     """Run `code` in a fresh Python; `platform=None` keeps this process's JAX platform."""
-    env = dict(os.environ, PYTHONPATH=ROOT, **(env_extra or {}))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for name, value in (env_extra or {}).items():  # XLA_FLAGS add to the session's flags
+        env[name] = f"{env.get(name, '')} {value}".strip() if name == "XLA_FLAGS" else value
     if platform is not None:
         env["JAX_PLATFORMS"] = platform
     return subprocess.run(
