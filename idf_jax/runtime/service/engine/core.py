@@ -42,6 +42,7 @@ from ..config import Limits
 from ..jobs import JobError
 from .store import FINISHED, JobRecord, JobStatus, JobStore
 from .tasks import KINDS, check_capsule
+from .train_task import check_train
 from .worker import WorkerProcess, WorkerSettings
 
 __all__ = ["Budgets", "JobEngine", "QueueFull"]
@@ -227,7 +228,10 @@ class JobEngine:
             raise JobError("kind", f"unknown job kind {kind!r}; choose one of {KINDS}")
         if not isinstance(payload, dict):
             raise JobError("payload", "must be a JSON object")
-        check_capsule(payload.get("capsule"), payload.get("params", {}))
+        if kind == "train":
+            check_train(payload, self.state_dir)
+        else:
+            check_capsule(payload.get("capsule"), payload.get("params", {}))
         b = (budgets or self.max_budgets).capped(self.max_budgets)
         if not self._threads:
             self.start()
@@ -364,7 +368,13 @@ class JobEngine:
             if m and m != "__main__" and not m.startswith("capsules") and m not in mods:
                 mods.append(m)
         cache = self.state_dir / "jax-cache"
-        return WorkerSettings(self.limits, tuple(mods), str(cache), self.sampler_cache_size)
+        return WorkerSettings(
+            self.limits,
+            tuple(mods),
+            str(cache),
+            self.sampler_cache_size,
+            state_dir=str(self.state_dir),
+        )
 
     def _spawn(self, i: int) -> WorkerProcess:
         w = WorkerProcess(self._settings())
