@@ -98,6 +98,9 @@ def make_engine(ctx: ServiceContext) -> JobEngine:
         budgets=Budgets(wall_s=config.job_wall_s, memory_mb=config.job_memory_mb),
         modules=config.capsule_modules,
         sampler_cache_size=config.sampler_cache_size,
+        retention_s=config.job_retention_days * 86400.0,
+        max_rows=config.job_max_rows,
+        prune_interval_s=config.job_prune_interval_s,
     )
     engine.start(prewarm=config.prewarm_workers)
     return engine

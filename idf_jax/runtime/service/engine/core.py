@@ -145,7 +145,10 @@ class JobEngine:
     each worker imports (capsule registrations); the modules of capsules registered in this
     process are added when a worker starts. sampler_cache_size: built samplers a worker
     keeps (compiled runs of repeated job shapes). cancel_grace_s: how long a cancelled job may
-    take to stop at a chunk boundary before its worker is killed.
+    take to stop at a chunk boundary before its worker is killed. retention_s, max_rows:
+    finished jobs older than `retention_s` seconds, and beyond the newest `max_rows`
+    finished ones, are pruned from the job table (with their result files) at `start` and
+    every `prune_interval_s` seconds (None: no such bound).
     """
 
     def __init__(
@@ -161,6 +164,9 @@ class JobEngine:
         cancel_grace_s: float = 2.0,
         poll_s: float = 0.02,
         start_timeout_s: float = 300.0,
+        retention_s: float | None = 7 * 86400.0,
+        max_rows: int | None = 10_000,
+        prune_interval_s: float = 3600.0,
     ):
         self.state_dir = Path(state_dir)
         self.limits = limits or Limits()
@@ -181,6 +187,12 @@ class JobEngine:
         self._workers: list[WorkerProcess | None] = [None] * self.num_workers
         self._closing = False
         self.replaced = 0  # workers killed (budget, cancel) and replaced
+        self.retention_s = retention_s
+        self.max_rows = max_rows
+        self.prune_interval_s = float(prune_interval_s)
+        self.pruned = 0  # finished jobs pruned from the table so far
+        self._stop_pruning = threading.Event()
+        self._pruner: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -189,6 +201,9 @@ class JobEngine:
         background), else on its first job."""
         if self._threads:
             return
+        self.prune()
+        self._pruner = threading.Thread(target=self._prune_loop, name="idf-job-pruner", daemon=True)
+        self._pruner.start()
         for i in range(self.num_workers):
             t = threading.Thread(
                 target=self._slot, args=(i, prewarm), name=f"idf-job-slot-{i}", daemon=True
@@ -199,6 +214,9 @@ class JobEngine:
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers; queued and running jobs are recorded as failed (interrupted)."""
         self._closing = True
+        self._stop_pruning.set()
+        if self._pruner is not None:
+            self._pruner.join(timeout=timeout)
         with self._lock:
             pending = [j for j in self._jobs.values() if not j.future.done()]
         for j in pending:
@@ -349,6 +367,21 @@ class JobEngine:
             "running": running,
             "replaced": self.replaced,
         }
+
+    def prune(self) -> int:
+        """Prune finished jobs past the retention (class doc) now; the number pruned."""
+        n = self.store.prune(self.retention_s, self.max_rows)
+        if n:
+            self.pruned += n
+            log.info("pruned %d finished jobs from the job table", n)
+        return n
+
+    def _prune_loop(self) -> None:
+        while not self._stop_pruning.wait(self.prune_interval_s):
+            try:
+                self.prune()
+            except Exception:  # noqa: BLE001 - a failed prune is retried next time
+                log.exception("pruning the job table failed")
 
     def worker_pids(self) -> list[int | None]:
         """The pid of each slot's worker (None: not started)."""
