@@ -148,7 +148,8 @@ class JobEngine:
     take to stop at a chunk boundary before its worker is killed. retention_s, max_rows:
     finished jobs older than `retention_s` seconds, and beyond the newest `max_rows`
     finished ones, are pruned from the job table (with their result files) at `start` and
-    every `prune_interval_s` seconds (None: no such bound).
+    every `prune_interval_s` seconds (None: no such bound). on_finish(kind, status) is called
+    when a job ends, on_prune(n) when n jobs were pruned (the service's metrics).
     """
 
     def __init__(
@@ -167,6 +168,8 @@ class JobEngine:
         retention_s: float | None = 7 * 86400.0,
         max_rows: int | None = 10_000,
         prune_interval_s: float = 3600.0,
+        on_finish: Callable[[str, str], None] | None = None,
+        on_prune: Callable[[int], None] | None = None,
     ):
         self.state_dir = Path(state_dir)
         self.limits = limits or Limits()
@@ -191,6 +194,8 @@ class JobEngine:
         self.max_rows = max_rows
         self.prune_interval_s = float(prune_interval_s)
         self.pruned = 0  # finished jobs pruned from the table so far
+        self.on_finish = on_finish
+        self.on_prune = on_prune
         self._stop_pruning = threading.Event()
         self._pruner: threading.Thread | None = None
 
@@ -373,6 +378,8 @@ class JobEngine:
         n = self.store.prune(self.retention_s, self.max_rows)
         if n:
             self.pruned += n
+            if self.on_prune is not None:
+                self.on_prune(n)
             log.info("pruned %d finished jobs from the job table", n)
         return n
 
@@ -555,6 +562,11 @@ class JobEngine:
         with self._lock:
             self._jobs.pop(job.id, None)
         job.future.set_result(status)
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job.kind, status)
+            except Exception:  # noqa: BLE001 - metrics never break a job
+                log.exception("job %s: on_finish failed", job.id)
         self._notify(job.id, {"type": "status", "status": status})
         with self._lock:
             self._subs.pop(job.id, None)
