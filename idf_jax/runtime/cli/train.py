@@ -15,7 +15,7 @@ The `nvp:` section of a project config.yaml:
       controls: []                   # channels that are control inputs (e.g. setpoint)
       val_fraction: 0.2              # the last 20% of every series is the validation range
       balance: null                  # energy-balance spec of idf_jax.nvp (None: no balance)
-      checkpoint: models/nvp.ckpt
+      checkpoint: models/nvp.ckpt    # relative to the project folder (that of config.yaml)
       resume: false
 
 Each CSV file is one series (a header row, then one sample per row, oldest first). A
@@ -32,7 +32,7 @@ from typing import Any
 import typer
 
 from ..training import plan_training, run_training
-from ._common import console, load_yaml
+from ._common import console, load_yaml, project_path
 
 __all__ = ["train", "train_from_config"]
 
@@ -41,7 +41,9 @@ def train(
     config: Path = typer.Option(..., "--config", "-c", help="project config.yaml (nvp section)"),
     data: Path = typer.Option(..., "--data", help="folder of CSV telemetry files (or one CSV)"),
     out: Path | None = typer.Option(
-        None, help="checkpoint path", show_default="config nvp.checkpoint"
+        None,
+        help="checkpoint path",
+        show_default="config nvp.checkpoint, else models/nvp.ckpt; in the --config project",
     ),
     epochs: int | None = typer.Option(None, min=1, show_default="config nvp.epochs, else 30"),
     seed: int | None = typer.Option(None, min=0, show_default="config nvp.seed, else 0"),
@@ -56,8 +58,7 @@ def train(
         nvp_cfg["epochs"] = epochs
     if seed is not None:
         nvp_cfg["seed"] = seed
-    if out is not None:
-        nvp_cfg["checkpoint"] = str(out)
+    nvp_cfg["checkpoint"] = str(project_path(out, config, nvp_cfg, "checkpoint", "models/nvp.ckpt"))
     if not data.exists():
         raise typer.BadParameter(f"{str(data)!r} does not exist", param_hint="--data")
     result = train_from_config(nvp_cfg, data)
