@@ -28,6 +28,7 @@ __all__ = [
     "EquilibriumResponse",
     "PredictRequest",
     "SenseRequest",
+    "StreamMessage",
     "ActRequest",
     "ProveRequest",
     "CapsuleInfoModel",
@@ -144,6 +145,15 @@ class PredictRequest(_Model):
     histories: list[Annotated[list[Reading], Field(min_length=1)]] | None = Field(
         None, min_length=1
     )
+
+
+class StreamMessage(_Model):
+    """A message in on WS /v1/nvp/stream: a reading of one series, or a reset of it."""
+
+    type: Literal["reading", "reset"]
+    reading: Reading | None = Field(None, min_length=1)
+    series: Name = "default"
+    timestamp: Number | None = None
 
 
 class SenseRequest(_Model):
