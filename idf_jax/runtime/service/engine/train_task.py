@@ -81,7 +81,7 @@ def data_path(state_dir: Path, data: str) -> Path:
     if not path.is_relative_to(root):
         raise JobError("data", f"{data!r} is outside the state directory")
     if not path.exists():
-        raise JobError("data", f"{data!r} does not exist in the state directory", 404)
+        raise JobError("data", f"{data!r} does not exist in the state directory")
     return path
 
 
