@@ -14,9 +14,10 @@ that need the EIL's state (`EIL_PATHS`) go to ``<name>-eil``, everything else to
 Besides /v1/eil and /v1/ledger (503 on a stateless pod, which has no EIL), that is
 /v1/stream (its ``act`` and ``subscribe`` messages are EIL decisions) and /v1/jobs: the job
 table is a file in the state directory, so a job submitted to one stateless replica would be
-unknown (404) to the next one; on the StatefulSet it lives on the persistent volume (with the checkpoints of `train` jobs).
-Streaming predictions (/v1/nvp/stream) and /v1/nvp/predict, /v1/sample, /v1/equilibrium stay
-on the stateless pods. The NetworkPolicy already admits the ingress controller's namespace to the HTTP port of both.
+unknown (404) to the next one; on the StatefulSet it lives on the persistent volume (with
+the checkpoints of `train` jobs). Streaming predictions (/v1/nvp/stream), /v1/nvp/predict,
+/v1/sample and /v1/equilibrium stay on the stateless pods. The NetworkPolicy already
+admits the ingress controller's namespace to the HTTP port of both.
 
 Both run as a non-root user with the RuntimeDefault seccomp profile, a read-only root
 filesystem and no capabilities; a NetworkPolicy admits HTTP from the namespace (and the
