@@ -2,6 +2,11 @@
 
     idf predict  --checkpoint models/nvp.ckpt --data data/site.csv --out results/predict
     idf backtest --checkpoint models/nvp.ckpt --data data/site.csv --horizons 1,4,24
+    idf backtest --config project/config.yaml --data project/data/site.csv
+
+With `--config` (a project made by `idf init`) the checkpoint defaults to the config's
+`nvp.checkpoint` and the results go to `results/predict` / `results/backtest`, both inside
+the project folder.
 
 The CSV holds the checkpoint's channels as columns (and optionally a `timestamp` column,
 seconds or ISO 8601, checked for order and spacing against the checkpoint's interval).
@@ -18,12 +23,41 @@ from pathlib import Path
 import typer
 
 from ..._io import atomic_write_bytes, atomic_write_json
-from ._common import console, save_figure
+from ._common import console, load_yaml, project_path, save_figure
 
 __all__ = ["backtest", "predict"]
 
-_CKPT = typer.Option(..., "--checkpoint", "-m", help="NVP checkpoint file")
+_CKPT = typer.Option(
+    None,
+    "--checkpoint",
+    "-m",
+    help="NVP checkpoint file",
+    show_default="config nvp.checkpoint, in the --config project folder",
+)
 _DATA = typer.Option(..., "--data", help="telemetry CSV (the checkpoint's channels as columns)")
+_CONFIG = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="project config.yaml: its folder holds models/ and results/ (idf init)",
+    show_default="none",
+)
+
+
+def _paths(
+    checkpoint: Path | None, out: Path | None, config: Path | None, command: str
+) -> tuple[Path, Path]:
+    """The checkpoint and the results folder: as given, else from the config (`nvp.checkpoint`,
+    `<command>.out`, else results/<command>), relative to the project folder."""
+    cfg = load_yaml(config)
+    nvp = cfg.get("nvp", {}) or {}
+    if checkpoint is None and (config is None or "checkpoint" not in nvp):
+        raise typer.BadParameter(
+            "give --checkpoint (or nvp.checkpoint in --config)", param_hint="--checkpoint"
+        )
+    ckpt = project_path(checkpoint, config, nvp, "checkpoint", "models/nvp.ckpt")
+    section = cfg.get(command, {}) or {}
+    return ckpt, project_path(out, config, section, "out", f"results/{command}")
 
 
 def _load(checkpoint: Path, data: Path):
@@ -76,9 +110,14 @@ def _plot(x, res, horizons, path: Path, title: str) -> None:
 
 
 def predict(
-    checkpoint: Path = _CKPT,
+    checkpoint: Path | None = _CKPT,
     data: Path = _DATA,
-    out: Path = typer.Option(Path("results/predict"), help="folder for predictions and plot"),
+    out: Path | None = typer.Option(
+        None,
+        help="folder for predictions and plot",
+        show_default="config predict.out, else results/predict; in the --config project",
+    ),
+    config: Path | None = _CONFIG,
 ):
     """Rolling one-step forecasts of a CSV and the next step after its last row.
 
@@ -86,6 +125,7 @@ def predict(
     """
     from ...nvp.backtest import backtest as run_backtest
 
+    checkpoint, out = _paths(checkpoint, out, config, "predict")
     pred, x = _load(checkpoint, data)
     res = run_backtest(pred, x, (1,))
     res["units"] = None if pred.series is None else pred.series.units
@@ -119,10 +159,15 @@ def predict(
 
 
 def backtest(
-    checkpoint: Path = _CKPT,
+    checkpoint: Path | None = _CKPT,
     data: Path = _DATA,
     horizons: str = typer.Option("1,4,24", help="comma-separated horizons in steps"),
-    out: Path = typer.Option(Path("results/backtest"), help="folder for metrics and plot"),
+    out: Path | None = typer.Option(
+        None,
+        help="folder for metrics and plot",
+        show_default="config backtest.out, else results/backtest; in the --config project",
+    ),
+    config: Path | None = _CONFIG,
 ):
     """Multi-horizon rolling backtest: MASE, skill vs persistence, CRPS, 90 % coverage.
 
@@ -136,6 +181,7 @@ def backtest(
         raise typer.BadParameter(f"not a list of integers: {horizons!r}", param_hint="--horizons")
     if not hs or hs[0] < 1:
         raise typer.BadParameter("horizons must be integers >= 1", param_hint="--horizons")
+    checkpoint, out = _paths(checkpoint, out, config, "backtest")
     pred, x = _load(checkpoint, data)
     res = run_backtest(pred, x, hs)
     res["units"] = None if pred.series is None else pred.series.units
