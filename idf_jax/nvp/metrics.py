@@ -93,7 +93,9 @@ def crps_gaussian(
     return sd * (z * (2.0 * jnorm.cdf(z) - 1.0) + 2.0 * jnorm.pdf(z) - 1.0 / math.sqrt(math.pi))
 
 
-def crps_samples(y: Float[ArrayLike, "*s"], samples: Float[ArrayLike, "M *s"]) -> Float[Array, "*s"]:
+def crps_samples(
+    y: Float[ArrayLike, "*s"], samples: Float[ArrayLike, "M *s"]
+) -> Float[Array, "*s"]:
     """Pointwise CRPS of the empirical distribution of `samples` (sample axis first) at y.
 
     With sorted samples x_(1) <= ... <= x_(m): sum_ij |x_i - x_j| = 2 sum_i (2i - m - 1) x_(i).

@@ -36,7 +36,9 @@ def test_crps_samples_hand_values_and_brute_force():
 
 def test_crps_samples_converges_to_gaussian():
     s = norm.ppf((np.arange(20000) + 0.5) / 20000, 0.3, 1.7)  # quantile "samples"
-    assert float(M.crps_samples(1.1, s)) == pytest.approx(float(M.crps_gaussian(1.1, 0.3, 1.7)), rel=1e-3)
+    assert float(M.crps_samples(1.1, s)) == pytest.approx(
+        float(M.crps_gaussian(1.1, 0.3, 1.7)), rel=1e-3
+    )
 
 
 def test_mase_skill_coverage_by_hand():
@@ -62,7 +64,9 @@ def test_jit_and_vmap_compile_once():
     for k in range(3):  # new values, same shapes: one trace
         out = f(y + k, jnp.zeros(8), jnp.ones(8) * (1 + k))
     np.testing.assert_allclose(
-        np.asarray(out), np.asarray(M.crps_gaussian(y + 2, jnp.zeros(8), 3.0 * jnp.ones(8))), rtol=1e-6
+        np.asarray(out),
+        np.asarray(M.crps_gaussian(y + 2, jnp.zeros(8), 3.0 * jnp.ones(8))),
+        rtol=1e-6,
     )
     # vmap over channels equals the broadcast call
     ys, ss = jnp.ones((5, 3)), jnp.ones((7, 5, 3))
