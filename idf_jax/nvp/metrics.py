@@ -84,8 +84,8 @@ def skill(
 
 
 def crps_gaussian(
-    y: Float[ArrayLike, "*s"], mu: Float[ArrayLike, "*s"], sd: Float[ArrayLike, "*s"]
-) -> Float[Array, "*s"]:
+    y: Float[ArrayLike, "..."], mu: Float[ArrayLike, "..."], sd: Float[ArrayLike, "..."]
+) -> Float[Array, "..."]:
     """Pointwise CRPS of N(mu, sd^2) at y (sd floored at 1e-12; sd -> 0 gives |y - mu|)."""
     y, mu = jnp.asarray(y), jnp.asarray(mu)
     sd = jnp.maximum(jnp.asarray(sd), 1e-12)
@@ -94,8 +94,8 @@ def crps_gaussian(
 
 
 def crps_samples(
-    y: Float[ArrayLike, "*s"], samples: Float[ArrayLike, "M *s"]
-) -> Float[Array, "*s"]:
+    y: Float[ArrayLike, "..."], samples: Float[ArrayLike, "M ..."]
+) -> Float[Array, "..."]:
     """Pointwise CRPS of the empirical distribution of `samples` (sample axis first) at y.
 
     With sorted samples x_(1) <= ... <= x_(m): sum_ij |x_i - x_j| = 2 sum_i (2i - m - 1) x_(i).
@@ -111,8 +111,8 @@ def crps_samples(
 
 
 def gaussian_interval(
-    mu: Float[ArrayLike, "*s"], sd: Float[ArrayLike, "*s"], level: float = 0.9
-) -> tuple[Float[Array, "*s"], Float[Array, "*s"]]:
+    mu: Float[ArrayLike, "..."], sd: Float[ArrayLike, "..."], level: float = 0.9
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     """(lo, hi) of the central `level` interval of N(mu, sd^2)."""
     z = z_of_level(level)
     mu, sd = jnp.asarray(mu), jnp.asarray(sd)
