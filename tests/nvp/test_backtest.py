@@ -62,3 +62,22 @@ def test_bad_input(nvp, series):
     bad[10, 1] = -5.0
     with pytest.raises(ValueError, match="physical range"):
         backtest(nvp, bad)
+
+
+def test_report_uses_library_metrics(nvp, series):
+    from idf_jax.nvp import metrics as M
+
+    x = series[:80]
+    res = backtest(nvp, x, (1, 2))
+    o = res["origins"]
+    ok = o + 2 < len(x)
+    y, mu, sd = x[o[ok] + 2], res["mean"][ok, 1], res["sd"][ok, 1]
+    scale = np.asarray(M.naive_scale(x))
+    lo, hi = M.gaussian_interval(mu, sd, 0.9)
+    cov = np.asarray(M.coverage(y, lo, hi))
+    crps = np.asarray(M.crps_gaussian(y, mu, sd)).mean(0)
+    for j, c in enumerate(res["channels"]):
+        m = res["metrics"][2][c]
+        assert m["mase"] == pytest.approx(np.abs(y[:, j] - mu[:, j]).mean() / scale[j], rel=1e-4)
+        assert m["coverage90"] == pytest.approx(float(cov[j]))
+        assert m["crps"] == pytest.approx(float(crps[j]), rel=1e-5)
