@@ -332,7 +332,9 @@ def report(paths: list[str]) -> str:
         out += [
             "",
             f"- origins train/val/test {r['n_origins']['train']}/{r['n_origins']['val']}/"
-            f"{r['n_origins']['test']} (validation and test every {r['stride']}th origin); "
+            f"{r['n_origins']['test']} (validation and test: "
+            + ("every origin" if r["stride"] == 1 else f"every {r['stride']}th origin")
+            + "); "
             f"NVP one-step windows {info['nvp_windows_train']}/{info['nvp_windows_val']}, "
             f"{info['epochs']} epochs (best {info['best']}), training "
             f"{info['nvp_train_s']:.0f} s, rollouts {info['nvp_rollout_s']:.0f} s; ETS fit "
@@ -368,11 +370,36 @@ def report(paths: list[str]) -> str:
             f"{'yes' if mn < mb else 'NO'} ({100 * (1 - mn / mb):+.1f} %) | {cov:.3f} | "
             f"{'yes' if 0.87 <= cov <= 0.93 else 'NO'} |"
         )
-    wins = sum(mn < mb for _, _, mn, _, mb, _ in verdict)
+    wins = [f"{n} h={h}" for n, h, mn, _, mb, _ in verdict if mn < mb]
+    losses = [f"{n} h={h}" for n, h, mn, _, mb, _ in verdict if not mn < mb]
+    cov_ok = [f"{n} h={h}" for n, h, *_, c in verdict if 0.87 <= c <= 0.93]
+    abl = [
+        float(np.mean(r["table"][ABL][h]["mase"]) / np.mean(r["table"][NVP][h]["mase"]) - 1)
+        for r in runs
+        for h in ("1", "4", "24")
+    ]
     out += [
         "",
-        f"The NVP beats the best baseline in {wins} of {len(verdict)} (data set, horizon) "
-        "cells at h = 4 and 24.",
+        "Plain statement (generated from the numbers above):",
+        "",
+        f"- The NVP beats the best baseline on mean MASE in {len(wins)} of {len(verdict)} "
+        f"cells: {', '.join(wins) or 'none'}. It does not in {', '.join(losses) or 'none'}. "
+        "The target (beat the best baseline at h = 4 and 24 on every data set) is "
+        + ("met." if not losses else "NOT met."),
+        f"- NVP 90 % coverage on test origins is within 0.87-0.93 in {len(cov_ok)} of "
+        f"{len(verdict)} cells ({', '.join(cov_ok) or 'none'}); its intervals are rescaled per "
+        "horizon on validation days (3 a month, few for a 24-step quantile), so the "
+        "coverage target is " + ("met." if len(cov_ok) == len(verdict) else "NOT met everywhere."),
+        "- The ablation without the transformer's mean head (linear AR path + correction MLP, "
+        "iterated) is within "
+        f"{100 * min(abl):+.1f} % to {100 * max(abl):+.1f} % of the full NVP's MASE across "
+        "all data sets and horizons (positive: the ablation is worse): the transformer's mean "
+        "head adds little.",
+        "- The NVP is a one-step model rolled out iteratively; at h = 24 its errors compound, "
+        "and the direct ridge AR (one regression per horizon) or persistence / the same hour "
+        "yesterday is as good or better where the NVP loses.",
+        "- Skill against persistence replaces 100 - MAPE (which does not discriminate: "
+        "persistence already scores ~98 % on simulator power one step ahead).",
         "",
     ]
     return "\n".join(out)
