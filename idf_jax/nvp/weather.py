@@ -37,7 +37,8 @@ def tmy3_path(name: str = DEFAULT_TMY3) -> str:
         ) from e
     path = os.path.join(os.path.dirname(pvlib.__file__), "data", name)
     if not os.path.exists(path):
-        raise ValueError(f"no TMY file {name!r} in pvlib's data folder {os.path.dirname(path)}")
+        kind = "TMY2" if name.lower().endswith(".tm2") else "TMY3"
+        raise ValueError(f"no {kind} file {name!r} in pvlib's data folder {os.path.dirname(path)}")
     return path
 
 

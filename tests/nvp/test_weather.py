@@ -18,5 +18,5 @@ def test_tmy_files_load_in_deg_c(name, mean_c):
 
 
 def test_unknown_file_is_refused():
-    with pytest.raises(ValueError, match="no TMY file"):
+    with pytest.raises(ValueError, match="no TMY2 file"):
         load_tmy3("nowhere.tm2")
