@@ -17,7 +17,8 @@ Metrics per channel and horizon h (targets y_{t+h} over all origins with a targe
 - coverage of the central 90 % interval mu -/+ 1.645 sd (well calibrated: 0.90). For h > 1
   the sd is the model's one-step sd at the fed-back input, which ignores the growth of
   uncertainty along the recursion; coverage then reads low, and is reported as measured
-  (`experiments/nvp_forecast.py` rescales the sd per horizon on validation data instead).
+  (`calibrate=f` rescales the sd per horizon on the first f of the origins and scores the
+  rest, as `experiments/nvp_forecast.py` does on validation days).
 
 `rollouts(forecast_fn, window, x, origins, horizon)` is the compiled recursion itself, for
 any pure one-step forecast function (a predictor's `forecast_fn`, or one built from a freshly
@@ -94,6 +95,7 @@ def backtest(
     horizons: Sequence[int] = (1, 4, 24),
     *,
     start: int | None = None,
+    calibrate: float | None = None,
 ) -> dict:
     """Rolling recursive forecasts of a (T, C) series in the predictor's channel order.
 
@@ -102,10 +104,15 @@ def backtest(
       values: (T, C) series (physically impossible values raise ValueError).
       horizons: forecast horizons in steps (each >= 1).
       start: first origin (default: the model's `min_history` - 1).
+      calibrate: None (default: the model's own sd at every step) or a fraction f in (0, 1):
+        the first f of the origins only calibrate the sd, per horizon and channel, by the
+        factor that makes the 90 % interval cover 90 % of their targets (targets before the
+        first scored origin only); metrics are then computed on the remaining origins.
 
     Returns a dict: ``horizons``, ``channels``, ``metrics[h][channel]`` (mae, mase,
-    mase_persistence, skill, crps, coverage90, n), ``origins`` (N,), and the arrays
-    ``mean`` / ``sd`` (N, H, C) with H = max(horizons), for plots.
+    mase_persistence, skill, crps, coverage90, n), ``origins`` (N,), the arrays
+    ``mean`` / ``sd`` (N, H, C) with H = max(horizons), for plots (sd calibrated when asked),
+    and ``scored_from`` (first scored origin) and ``sd_factor`` ((H, C) or None).
     """
     x = np.asarray(values, np.float64)
     chans = predictor.channels
@@ -129,9 +136,32 @@ def backtest(
         )
     mu, sd = rollouts(predictor.forecast_fn, predictor.window, x, origins, big)
     scale = np.asarray(M.naive_scale(x), np.float64)
+    scored_from, factor = int(origins[0]), None
+    if calibrate is not None:
+        if not 0.0 < float(calibrate) < 1.0:
+            raise ValueError(f"calibrate must be a fraction in (0, 1), got {calibrate}")
+        n_cal = int(round(float(calibrate) * len(origins)))
+        if n_cal < 1 or n_cal >= len(origins):
+            raise ValueError(
+                f"calibrate={calibrate} leaves no calibration or no scored origins "
+                f"among {len(origins)}"
+            )
+        scored_from = int(origins[n_cal])
+        factor = np.ones((big, len(chans)))
+        for h in range(1, big + 1):
+            cal = np.flatnonzero(origins[:n_cal] + h <= scored_from)
+            if cal.size < 10:
+                raise ValueError(
+                    f"calibrate={calibrate}: fewer than 10 calibration targets at h={h}; "
+                    "use a longer series or a larger fraction"
+                )
+            z = np.abs(x[origins[cal] + h] - mu[cal, h - 1]) / np.maximum(sd[cal, h - 1], 1e-12)
+            f = np.quantile(z, 0.9, axis=0) / Z90
+            factor[h - 1] = np.where(np.isfinite(f) & (f > 0), f, 1.0)
+        sd = sd * factor[None]
     metrics: dict[int, dict[str, dict]] = {}
     for h in hs:
-        ok = origins + h < x.shape[0]
+        ok = (origins + h < x.shape[0]) & (origins >= scored_from)
         if not ok.any():
             continue
         y = x[origins[ok] + h]
@@ -157,4 +187,13 @@ def backtest(
                 n=int(ok.sum()),
             )
         metrics[h] = per
-    return dict(horizons=hs, channels=list(chans), metrics=metrics, origins=origins, mean=mu, sd=sd)
+    return dict(
+        horizons=hs,
+        channels=list(chans),
+        metrics=metrics,
+        origins=origins,
+        mean=mu,
+        sd=sd,
+        scored_from=scored_from,
+        sd_factor=factor,
+    )
