@@ -13,7 +13,9 @@ seconds or ISO 8601, checked for order and spacing against the checkpoint's inte
 `predict` writes the rolling one-step forecasts (`predictions.csv`: mean and 90 % interval
 per channel), a forecast-vs-actual plot (`forecast.png`) and prints the next step.
 `backtest` writes `metrics.json` (MAE, MASE, skill against persistence, CRPS, 90 % coverage
-per horizon and channel; `idf_jax.nvp.backtest`) and `backtest.png`, and prints the table.
+per horizon and channel; `idf_jax.nvp.backtest` on `idf_jax.nvp.metrics`; `--calibrate f`
+rescales the sd per horizon on the first f of the rows and scores the rest) and
+`backtest.png`, and prints the table.
 """
 
 from __future__ import annotations
@@ -168,6 +170,11 @@ def backtest(
         show_default="config backtest.out, else results/backtest; in the --config project",
     ),
     config: Path | None = _CONFIG,
+    calibrate: float | None = typer.Option(
+        None,
+        help="fraction of the first origins used only to rescale the sd per horizon "
+        "(90 % coverage there); metrics on the rest [default: off, the model's own sd]",
+    ),
 ):
     """Multi-horizon rolling backtest: MASE, skill vs persistence, CRPS, 90 % coverage.
 
@@ -183,15 +190,27 @@ def backtest(
         raise typer.BadParameter("horizons must be integers >= 1", param_hint="--horizons")
     checkpoint, out = _paths(checkpoint, out, config, "backtest")
     pred, x = _load(checkpoint, data)
-    res = run_backtest(pred, x, hs)
+    if calibrate is not None and not 0.0 < calibrate < 1.0:
+        raise typer.BadParameter("a fraction in (0, 1)", param_hint="--calibrate")
+    try:
+        res = run_backtest(pred, x, hs, calibrate=calibrate)
+    except ValueError as e:
+        if calibrate is None:
+            raise
+        raise typer.BadParameter(str(e), param_hint="--calibrate") from None
     res["units"] = None if pred.series is None else pred.series.units
     out.mkdir(parents=True, exist_ok=True)
+    factor = res["sd_factor"]
     report = dict(
         checkpoint=str(checkpoint),
         data=str(data),
         rows=int(x.shape[0]),
         horizons=res["horizons"],
         metrics={str(h): m for h, m in res["metrics"].items()},
+        scored_from=res["scored_from"],
+        sd_factor=None
+        if factor is None
+        else {str(h): dict(zip(pred.channels, factor[h - 1].tolist())) for h in hs},
     )
     atomic_write_json(out / "metrics.json", report)
     shown = [h for h in (hs[0], hs[-1]) if h in res["metrics"]]
@@ -214,4 +233,9 @@ def backtest(
             )
     con = console()
     con.print(table)
+    if factor is not None:
+        con.print(
+            f"sd rescaled per horizon on origins before row {res['scored_from']} "
+            f"(--calibrate {calibrate}); metrics from there on"
+        )
     con.print(f"wrote {out / 'metrics.json'} and {out / 'backtest.png'}")
