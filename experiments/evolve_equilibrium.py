@@ -179,7 +179,11 @@ def main():
     ap.add_argument(
         "--presets", default=",".join(ev.available_presets()), help="preset names or files"
     )
-    ap.add_argument("--configs", default="", help="only configurations containing this text")
+    ap.add_argument(
+        "--configs",
+        default="",
+        help="only configurations containing one of these (comma-separated)",
+    )
     args = ap.parse_args()
     budgets = dict(kv.split("=") for kv in args.budget.split(",") if kv)
     seeds = list(range(HELD_OUT_SEED0, HELD_OUT_SEED0 + args.seeds))
@@ -192,7 +196,8 @@ def main():
         cap, record = instance(inst)
         budget = int(budgets.get(inst, 3000))
         for name, cfg in configs_for([p for p in args.presets.split(",") if p], budget).items():
-            if args.configs and args.configs not in name:
+            wanted = [c for c in args.configs.split(",") if c]
+            if wanted and not any(c in name for c in wanted):
                 continue
             r = run(cap, record, cfg, seeds, args.chains)
             r.update(
