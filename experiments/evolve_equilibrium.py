@@ -23,7 +23,8 @@ which) is run unchanged on the larger ones.
 
 Each call measures the instances it is given and merges them into
 experiments/results/evolve_equilibrium.json (rows keyed by instance and configuration),
-then rewrites experiments/results/evolve_equilibrium.md from all rows, so a study is run
+then rewrites experiments/results/evolve_equilibrium.md from all rows (followed by the
+hand-written reading in evolve_equilibrium.notes.md), so a study is run
 as one short call per instance on a shared machine:
 
     nice -n 5 env PYTHONPATH=. python experiments/evolve_equilibrium.py --instances lj13 \\
@@ -125,8 +126,9 @@ def configs_for(preset_names: list[str], budget: int) -> dict[str, dict]:
     return out
 
 
-def _fmt(x: float, spec: str) -> str:
-    return "-" if not math.isfinite(x) else format(x, spec)
+def _fmt(x: float | None, spec: str) -> str:
+    """A number, or "-" for never (inf, stored as null in the JSON)."""
+    return "-" if x is None or not math.isfinite(x) else format(x, spec)
 
 
 def write_md(rows: dict, meta: dict) -> str:
@@ -146,7 +148,9 @@ def write_md(rows: dict, meta: dict) -> str:
         lines.append(f"- `{c['command']}` ({c['date']}, load {c['load']:.1f}, {c['wall_s']:.0f} s)")
     lines += ["", "Configurations:"]
     for name, cfg in sorted(meta.get("configs", {}).items()):
-        lines.append(f"- {name}: `{cfg}`")
+        shown = {k: v for k, v in cfg.items() if k != "num_steps" or cfg.get("method") == "anneal"}
+        lines.append(f"- {name}: `{shown}`")
+    lines.append("(basin-hopping configurations: num_steps = the budget column)")
     lines += [
         "",
         "| instance | record | configuration | chains | budget / chain | runs reached | ERT (evals) "
@@ -163,6 +167,9 @@ def write_md(rows: dict, meta: dict) -> str:
             f"| {r['s_per_run']:.2f} | {_fmt(r['wall_ert'], '.3g')} | {r['first_call_s']:.1f} "
             f"| {r['best']:.6f} | {r['load']:.1f} |"
         )
+    notes = os.path.join(OUT, "evolve_equilibrium.notes.md")  # the hand-written reading
+    if os.path.isfile(notes):
+        lines += ["", open(notes).read().rstrip()]
     return "\n".join(lines) + "\n"
 
 
