@@ -1,6 +1,6 @@
 """idf.evolve.minimize against Optuna (TPE) and against evosax called directly, at several budgets.
 
-Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,1024,2048] [--tasks rosenbrock]
+Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks rosenbrock]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
 side (idf: population x generations; Optuna: trials; evosax direct: population x
@@ -176,7 +176,7 @@ TASKS = {"rosenbrock": rosenbrock_task, "mixed": mixed_task, "sampler": sampler_
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--budgets", default="256,1024,2048", help="fitness evaluations per side, comma-separated"
+        "--budgets", default="256,512,1024", help="fitness evaluations per side, comma-separated"
     )
     ap.add_argument("--pop", type=int, default=16, help="population size (idf and evosax)")
     ap.add_argument("--seed", type=int, default=0)
