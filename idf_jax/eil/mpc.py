@@ -38,7 +38,6 @@ compilation per (horizon, racks, chains, steps).
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -55,7 +54,7 @@ from ..samplers.langevin import LangevinState, build_mala_kernel, langevin_init
 from ..thermo.schedules import geometric
 from .plant import PlantAction, PlantModel, PlantState, predict
 
-__all__ = ["MPCInputs", "MPCPlan", "MPCResult", "MPCPlanner", "plan", "sequence_cost"]
+__all__ = ["MPCInputs", "MPCPlan", "MPCResult", "MPCPlanner", "plan", "plan_impl", "sequence_cost"]
 
 _SP_GRID = 0.25  # K: setpoint repair step
 
@@ -290,8 +289,7 @@ def _make_executable(model: PlantModel, inp: MPCInputs, p: MPCPlan) -> tuple[Pla
     return action, served & ok[j], hots[j]
 
 
-@functools.partial(jax.jit, static_argnames=("chains", "steps", "polish", "hold"))
-def plan(
+def plan_impl(
     model: PlantModel,
     inp: MPCInputs,
     key: PRNGKeyArray,
@@ -301,7 +299,7 @@ def plan(
     polish: int = 40,
     hold: bool = False,
 ) -> MPCResult:
-    """One receding-horizon decision (module doc), one jitted call. With ``hold=True``
+    """One receding-horizon decision (module doc; `plan` is this function jitted). With ``hold=True``
     the sequence is one action held over the horizon (the comparison the tests make)."""
     h = jnp.shape(inp.demand)[0]
 
@@ -346,18 +344,20 @@ def plan(
     i = jnp.argmin(best_e)
     x = jax.tree.map(lambda v: v[i], best_x)
 
-    opt = optax.adam(1e-2)
+    if polish > 0:
+        opt = optax.adam(1e-2)
 
-    def polish_step(carry, _):
-        x, s, bx, be = carry
-        e, g = jax.value_and_grad(energy)(x)
-        better = e < be
-        bx = jax.tree.map(lambda a, b: jnp.where(better, a, b), x, bx)
-        be = jnp.where(better, e, be)
-        upd, s = opt.update(g, s, x)
-        return (_project(optax.apply_updates(x, upd)), s, bx, be), None
+        def polish_step(carry, _):
+            x, s, bx, be = carry
+            e, g = jax.value_and_grad(energy)(x)
+            better = e < be
+            bx = jax.tree.map(lambda a, b: jnp.where(better, a, b), x, bx)
+            be = jnp.where(better, e, be)
+            upd, s = opt.update(g, s, x)
+            return (_project(optax.apply_updates(x, upd)), s, bx, be), None
 
-    (_, _, x, _), _ = jax.lax.scan(polish_step, (x, opt.init(x), x, best_e[i]), None, length=polish)
+        init = (x, opt.init(x), x, best_e[i])
+        (_, _, x, _), _ = jax.lax.scan(polish_step, init, None, length=polish)
     p = _decode(model, inp, expand(x))
     parts = sequence_cost(model, inp, p)
     action, feasible, temp_hi = _make_executable(model, inp, p)
@@ -380,6 +380,10 @@ def plan(
     )
 
 
+plan = jax.jit(plan_impl, static_argnames=("chains", "steps", "polish", "hold"))
+"""`plan_impl` jitted (the static settings are its only static arguments)."""
+
+
 class MPCPlanner(eqx.Module):
     """`plan` with its static settings checked once: `horizon` intervals, `chains` MALA
     chains of `steps` annealing steps, `polish` Adam steps. `decide(model, inputs, key)`
@@ -391,7 +395,7 @@ class MPCPlanner(eqx.Module):
     steps: int = eqx.field(static=True)
     polish: int = eqx.field(static=True)
 
-    def __init__(self, horizon: int = 12, *, chains: int = 4, steps: int = 80, polish: int = 30):
+    def __init__(self, horizon: int = 12, *, chains: int = 4, steps: int = 60, polish: int = 20):
         self.horizon = positive_int("horizon", horizon)
         self.chains = positive_int("chains", chains)
         self.steps = positive_int("steps", steps)
