@@ -3,7 +3,7 @@
 `EILOptimizer(planner="mpc")` (or ``planner=MPCPlanner(...)``) decides every source with
 `idf_jax.eil.mpc`: each reading feeds two `SeasonalForecaster`s (offered load, outside air)
 of the source's `MPCSource`; `MPCSource.inputs` builds the traced `MPCInputs` of a decision
-(forecasts, uptime headroom ``max(z sigma_h, 1.1 q_h, z floor)`` from the backtested
+(forecasts, uptime headroom ``max(z sigma_h, q_h, z floor)`` from the backtested
 forecast errors and the source's configured demand-noise floor, the previous plan shifted by
 one interval as the warm start, temperature margins learned from the plan's own one-step
 errors), and `report` turns an `MPCResult` into the decision dict `EILOptimizer.act`
@@ -34,7 +34,9 @@ _TEMP_MEMORY = 672
 class MPCSource:
     """What the MPC mode keeps for one source (module doc)."""
 
-    def __init__(self, cfg: SourceConfig, history: list[EnergyReading], demands: list[float | None]):
+    def __init__(
+        self, cfg: SourceConfig, history: list[EnergyReading], demands: list[float | None]
+    ):
         period = check_period(cfg.interval_s)
         self.cfg = cfg
         self.demand = SeasonalForecaster(period)
@@ -74,7 +76,9 @@ class MPCSource:
     def temp_margins(self) -> tuple[float, float]:
         """(interval-1 margin over the high scenario, sigma of the mean forecast) [K]:
         1.1 x the largest under-prediction of the high scenario (0.2 K at least) and the
-        RMS error of the mean forecast (0.3 K at least), once 8 outcomes are known."""
+        RMS error of the mean forecast (0.3 K at least), once 8 outcomes are known. The
+        later intervals are held below ``temp_max - max(margin, z_T sigma)`` (not growing
+        with h: every interval is re-planned)."""
         if len(self.resid_high) < 8:
             return 0.5, 0.5
         hi = max(0.2, 1.1 * max(0.0, max(self.resid_high)))
@@ -112,7 +116,7 @@ class MPCSource:
         sig, q = self._err
         z = z_of(float(limits.uptime))
         floor = z * float(self.cfg.demand_sigma)
-        head = np.maximum(np.maximum(z * sig, 1.1 * q), floor)
+        head = np.maximum(np.maximum(z * sig, q), floor)
         margin, t_sd = self.temp_margins()
         if self.plan is None:
             warm = MPCPlan(

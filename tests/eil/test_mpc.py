@@ -20,6 +20,8 @@ from idf_jax.eil.presets import row_source, simulator_plant
 
 H, R = 4, 4
 f32 = np.float32
+# the tests that run the planner compile it (tens of seconds on a loaded 2-core machine)
+SLOW = pytest.mark.slow
 # one small planner for every test: one compilation shared by the module
 SMALL = dict(chains=2, steps=24, polish=0)
 
@@ -29,7 +31,9 @@ def model():
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), simulator_plant())
 
 
-def inputs(demand=0.5, headroom=0.1, temps=26.0, t_out=30.0, temp_max=32.0, sp=20.0, goal=(1, 0.1, 1)):
+def inputs(
+    demand=0.5, headroom=0.1, temps=26.0, t_out=30.0, temp_max=32.0, sp=20.0, goal=(1, 0.1, 1)
+):
     dem = np.broadcast_to(np.asarray(demand, f32), (H,)).copy()
     on = np.full((R,), 40.0, f32)
     w = np.full((R,), 0.25, f32)
@@ -63,6 +67,7 @@ def hottest_high(model, inp, action):
     return float(predict(model, st, action)["temp_max"])
 
 
+@SLOW
 @pytest.mark.parametrize("temps", [26.0, 31.6])
 def test_mpc_respects_constraints(model, temps):
     planner = MPCPlanner(H, **SMALL)
@@ -80,6 +85,7 @@ def test_mpc_respects_constraints(model, temps):
     assert on.sum() < 160
 
 
+@SLOW
 def test_sequence_beats_the_held_action(model):
     """Demand ramps up over the horizon: one action held must carry the last interval's
     servers from the start; the sequence tracks the ramp."""
@@ -95,6 +101,7 @@ def test_sequence_beats_the_held_action(model):
     assert float(seq.cost) <= float(seq.cost_start) + 1e-4
 
 
+@SLOW
 def test_compiles_once_across_decisions(model):
     planner = MPCPlanner(H, **SMALL)
     counted = jax.jit(
@@ -113,6 +120,7 @@ def test_compiles_once_across_decisions(model):
     assert mpc_mod.plan._cache_size() - before <= 1
 
 
+@SLOW
 def test_decision_is_jittable(model):
     """Every input of a decision can be traced: the planner nests inside jit."""
     planner = MPCPlanner(H, **SMALL)
@@ -178,6 +186,7 @@ def test_seasonal_forecaster_learns_the_daily_profile():
     assert check_period(900.0) == 96
 
 
+@SLOW
 def test_optimizer_mpc_mode_senses_acts_proves():
     cfg = row_source(demand_sigma=0.05)
     with EILOptimizer(sources=[cfg], planner=MPCPlanner(H, **SMALL)) as eil:
@@ -189,7 +198,9 @@ def test_optimizer_mpc_mode_senses_acts_proves():
                 "servers_on": 160.0, "demand": 0.45 + 0.01 * i,
             }  # fmt: skip
             m.update({f"temp_{r}": 27.0 for r in range(R)})
-            eil.sense({"source": "row-1", "metrics": m, "interval_s": 900.0, "timestamp": 900.0 * i})
+            eil.sense(
+                {"source": "row-1", "metrics": m, "interval_s": 900.0, "timestamp": 900.0 * i}
+            )
             if pid is not None:
                 assert eil.prove(pid)["status"] in ("proven", "invalid")
             a = eil.act(constraints={"uptime": 0.999, "temp_max": 32.0})
