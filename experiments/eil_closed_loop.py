@@ -25,6 +25,16 @@ Controllers
   model (`idf_jax.eil.plant`, the simulator's documented physics, 8-step horizon), declared
   burst headroom as in eil-nvp.
 
+- eil-mpc: `EILOptimizer(planner="mpc")`, EIL's model-predictive planning mode
+  (`idf_jax.eil.mpc`): every interval a 12-interval action sequence over all levers
+  (setpoint, cap, servers per rack, shares) minimising C(a) = w1 E + w2 X + w3 I plus
+  chance-constraint penalties, by annealed projected MALA (4 chains) in one jitted call, on
+  the plant model driven by a seasonal demand / outside-air forecast learned from the sensed
+  history (`idf_jax.eil.forecast`); the first action is applied (servers rounded up and
+  repaired, setpoint lowered until interval 1 is safe in the high-demand scenario). Uptime
+  headroom max(z sigma_h, q_h, z floor) with the declared burst headroom as the floor, as
+  eil-nvp; 'eil-mpc-learned': floor 0.04 (learned forecast error only).
+
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
 
