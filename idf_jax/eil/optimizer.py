@@ -27,6 +27,12 @@ Forecaster. Two scorers share the candidate set, the cost and the constraints:
   outside temperature) is persistence, or the one-step forecast of a (not
   action-conditioned) NVP predictor (``EILOptimizer(predictor=idf_jax.nvp.NVPPredictor(...))``).
 
+- model-predictive control (``planner="mpc"`` or ``planner=MPCPlanner(...)``,
+  `idf_jax.eil.mpc`, `idf_jax.eil.mpc_mode`): every source is planned by optimising a
+  12-interval action sequence over all levers with annealed MALA on the plant model, driven
+  by a seasonal demand / outside-air forecast learned from the sensed history; the first
+  action is applied and the next decision re-plans.
+
 The plant model's capacity arithmetic (server power curve, servers needed for a load,
 `idf_jax.nvp.physics`) also generates the candidate levels, and the NVP path uses the same
 arithmetic for the service (uptime) constraint, which is a capacity fact rather than
