@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 
 from .. import _tree
-
 from .._checks import is_traced
 
 __all__ = [
@@ -74,6 +73,11 @@ class Constraint(eqx.Module):
 
     def check(self, x: PyTree, energy_fn=None) -> None:
         """Raise ValueError when the constraint cannot apply to states shaped like `x`."""
+
+    def __call__(self, x: PyTree) -> PyTree:
+        """The constraint as a projection callable (`relax(..., project=Sphere())`): a
+        PyTree, so its arrays (bounds, radius) are data and can be differentiated."""
+        return self.project(x)
 
 
 class Box(Constraint):
