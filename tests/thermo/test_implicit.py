@@ -153,7 +153,11 @@ def _thomson(x, theta):
     r = jnp.sqrt(jnp.sum(d**2, -1) + jnp.eye(N_THOMSON, dtype=x.dtype))
     iu = jnp.triu_indices(N_THOMSON, 1)
     coulomb = jnp.sum((q[:, None] * q[None, :] / r)[iu])
-    return coulomb + theta[1] * jnp.sum(x[:, 2]) + jnp.sum(x**2 * jnp.asarray(_ANISO, x.dtype))
+    return (
+        coulomb
+        + theta[1] * jnp.sum(x[:, 2])
+        + jnp.sum(x**2 * jnp.asarray(_ANISO, x.dtype)[None, :])
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -190,7 +194,9 @@ def test_box_active_bound_closed_form(dtype):
         def xstar(p):
             theta, upper = p[:2], p[2]
             box = C.Box(upper=upper)
-            x, _ = idf.relax(_Shifted(theta), jnp.zeros((1, 2), dtype), method="fire", project=box)
+            x, _ = idf.relax(
+                _Shifted(theta), jnp.zeros((1, 2), dtype), method="fire", project=box, gtol=1e-12
+            )
             return x[0]
 
         p = jnp.asarray([2.0, 0.3, 1.0], dtype)
