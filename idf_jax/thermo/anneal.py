@@ -224,8 +224,9 @@ def sample_equilibrium(
     - "anneal": annealed MALA, described below.
     - "auto" (default): "anneal" when the call asks for it (a `schedule`,
       `record_every`, or `relax=False`), otherwise "parallel_tempering".
-    Whatever the method, every chain's best state gets a final relaxation (FIRE, or
-    L-BFGS with relax="lbfgs"); with precision="float64" that relaxation and the
+    Whatever the method, every chain's best state gets a final relaxation (annealing:
+    FIRE, or optax L-BFGS with relax="lbfgs"; basin hopping: its `local` minimiser's
+    L-BFGS unless relax="lbfgs" asks for optax's, FIRE with local="fire"); with precision="float64" that relaxation and the
     reported energies and positions are float64 (`jax.enable_x64` scoped to it, not
     available under an outer jit / vmap), so energies resolved only beyond float32
     (about 1e-7 relative) can be compared with literature values.
@@ -870,6 +871,9 @@ def _search(
     else:
         steps = 4 * relax_steps if relax_method == "fire" else relax_steps
         gtol = jnp.asarray(1e-10 if fdt == jnp.float64 else 1e-5, fdt)
+        # the final polish uses the search's own L-BFGS (far cheaper than 4 x relax_steps
+        # FIRE steps) unless the call asked for optax's L-BFGS (relax="lbfgs")
+        polish = "local_lbfgs" if local == "lbfgs" and relax_method == "fire" else relax_method
         px, pe = _bh.polish_jit(
             detach(energy),
             detach(cs),
@@ -879,7 +883,7 @@ def _search(
             p.dt_max,
             p.max_step,
             gtol,
-            method=relax_method,
+            method=polish,
             steps=steps,
         )
         best_x, raw, viol, b, reached = _readout_jit(

@@ -352,6 +352,9 @@ def polish_jit(energy_fn, cs, project, x, dt0, dt_max, max_step, gtol, *, method
     e = jnp.where(jnp.isnan(e), jnp.inf, e)
     if method == "lbfgs":
         rx, re = _relax.lbfgs_one_batch(penalised, proj, steps, gtol)(x)
+    elif method == "local_lbfgs":
+        lb = jax.vmap(lbfgs_until_one(penalised, proj), in_axes=(0, None, None, None))
+        rx, re, _ = lb(x, steps, gtol, max_step.astype(fdt))
     else:
         fire = jax.vmap(_relax.fire_until_one(penalised, proj), (0, None, None, None, None, None))
         rx, re, _ = fire(x, dt0.astype(fdt), dt_max.astype(fdt), max_step.astype(fdt), steps, gtol)

@@ -120,3 +120,17 @@ def test_projection_kept_on_the_sphere():
     x, e, _ = _lbfgs_batch(cap.energy_fn, cap.project)(x0, 2000, 1e-4, 0.1)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(x), axis=-1), 1.0, atol=1e-5)
     assert float(jnp.min(e)) == pytest.approx(49.165253, abs=1e-3)
+
+
+def test_chain_move_2d_has_crankshafts_that_keep_the_tail_direction():
+    from capsules.biomedical import chain_move_2d
+
+    x = jax.random.uniform(jax.random.key(0), (11,), minval=-1.0, maxval=1.0)
+    keys = jax.random.split(jax.random.key(1), 300)
+    y = jax.vmap(lambda k: chain_move_2d(k, x, jnp.float32(0.0)))(keys)
+    changed = np.sum(np.abs(np.asarray(y) - np.asarray(x)) > 1e-6, axis=1)
+    # the tail's direction is the sum of the bend angles: a crankshaft keeps it
+    kept = np.abs(np.sum(np.asarray(y), axis=1) - float(jnp.sum(x))) < 1e-5
+    crank = kept & (changed == 2)
+    assert 0.2 < np.mean(crank) < 0.5  # one move kind in three
+    assert np.all(changed <= 3)  # every move kind touches at most 3 angles (scale 0)
