@@ -224,12 +224,12 @@ def sample_equilibrium(
     - "anneal": annealed MALA, described below.
     - "auto" (default): "anneal" when the call asks for it (a `schedule`,
       `record_every`, or `relax=False`), otherwise "parallel_tempering".
-    Whatever the method, every chain's best state gets a final relaxation (annealing:
-    FIRE, or optax L-BFGS with relax="lbfgs"; basin hopping: its `local` minimiser's
-    L-BFGS unless relax="lbfgs" asks for optax's, FIRE with local="fire"); with precision="float64" that relaxation and the
-    reported energies and positions are float64 (`jax.enable_x64` scoped to it, not
-    available under an outer jit / vmap), so energies resolved only beyond float32
-    (about 1e-7 relative) can be compared with literature values.
+    Whatever the method, every chain's best state gets a final relaxation (annealing: FIRE,
+    or optax L-BFGS with relax="lbfgs"; basin hopping: its `local` minimiser's L-BFGS unless
+    relax="lbfgs" asks for optax's, FIRE with local="fire"); with precision="float64" that
+    relaxation and the reported energies and positions are float64 (`jax.enable_x64` scoped
+    to it, not available under an outer jit / vmap), so energies resolved only beyond
+    float32 (about 1e-7 relative) can be compared with literature values.
 
     Annealing: step i (i = 0..num_steps-1) of chain c, at temperature T_i = schedule(i, num_steps):
     x' = P(x - eta_c grad E_c(x) + sqrt(2 eta_c T_i) xi), accepted with the MALA
