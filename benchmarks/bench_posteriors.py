@@ -68,6 +68,7 @@ BUDGET = {
     "funnel": (20_000, 100_000),
     "logistic_breast_cancer": (20_000, 60_000),
     "eight_schools_noncentered": (30_000, 60_000),
+    "irt_2pl": (20_000, 60_000),
 }
 TUNE_STEPS = (500, 1000)  # quick, full
 MAX_STEPS = 40_000

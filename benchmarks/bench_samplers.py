@@ -8,6 +8,7 @@ best of `repeats`).
     python benchmarks/bench_samplers.py            # full sizes from the issue
     python benchmarks/bench_samplers.py --quick    # small sizes, a smoke run
     python benchmarks/bench_samplers.py --system gaussian --repeats 5   # one system
+    python benchmarks/bench_samplers.py --system overhead   # per-call host overhead
 
 Each system also gets compile-once rows (`bench_rebuild`): the same sampler reused, a
 sampler rebuilt per call, a new step size per call, against BlackJAX jitted once with
@@ -259,11 +260,59 @@ def bench_rebuild(name, system, chains, steps, thin, calls):
     return secs
 
 
+def bench_overhead(chains=8, steps=10, calls=20, repeats=5):
+    """Per-call host overhead: tiny runs (the host side dominates) of `idf.sample` with a
+    sampler reused / rebuilt / given a new step size, vs BlackJAX MALA jitted once."""
+    energy, init, p = gaussian_100d()
+    key = jax.random.key(0)
+    x0 = init(key, chains)
+    eps = p["mala"]
+    reused = idf.mala(energy, eps)
+    runs = {
+        "idf: same sampler reused": lambda i: idf.sample(reused, key, x0, steps).positions,
+        "idf: sampler rebuilt per call": lambda i: (
+            idf.sample(idf.mala(energy, eps), key, x0, steps).positions
+        ),
+        "idf: new step size per call": lambda i: (
+            idf.sample(idf.mala(energy, eps * (1 + 1e-3 * i)), key, x0, steps).positions
+        ),
+    }
+    if blackjax is not None:
+
+        @jax.jit
+        def bj(key, x0, eps):
+            kernel = blackjax.mala(lambda x: -energy(x), eps)
+
+            def one(k, x):
+                return thinned_scan(kernel.step, kernel.init(x), jax.random.split(k, steps), 1)
+
+            return jax.vmap(one)(jax.random.split(key, x0.shape[0]), x0)
+
+        runs["blackjax (jit once), new step per call"] = lambda i: bj(
+            key, x0, jnp.float32(eps * (1 + 1e-3 * i))
+        )
+    for f in runs.values():
+        jax.block_until_ready(f(0))
+    best = {k: float("inf") for k in runs}
+    for _ in range(repeats):
+        for k, f in runs.items():
+            t = time.perf_counter()
+            for i in range(calls):
+                jax.block_until_ready(f(i))
+            best[k] = min(best[k], (time.perf_counter() - t) / calls)
+    print(f"\n## per-call overhead: {chains} chains x {steps} steps, best of {repeats}")
+    for k, v in best.items():
+        print(f"| {k} | {1e3 * v:.2f} ms per call |")
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--system", choices=["all", "gaussian", "lj38", "funnel"], default="all")
+    ap.add_argument(
+        "--system", choices=["all", "gaussian", "lj38", "funnel", "overhead"], default="all"
+    )
     ap.add_argument("--calls", type=int, default=5, help="calls per compile-once row")
     ap.add_argument("--chains", type=int, default=1024, help="chains (1024 in the issue)")
     a = ap.parse_args()
@@ -281,6 +330,8 @@ def main():
         if a.system in ("all", "funnel"):
             bench("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.repeats)
             bench_rebuild("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.calls)
+        if a.system in ("all", "overhead"):
+            bench_overhead()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,16 @@ Controllers
   model (`idf_jax.eil.plant`, the simulator's documented physics, 8-step horizon), declared
   burst headroom as in eil-nvp.
 
+- eil-mpc: `EILOptimizer(planner="mpc")`, EIL's model-predictive planning mode
+  (`idf_jax.eil.mpc`): every interval a 12-interval action sequence over all levers
+  (setpoint, cap, servers per rack, shares) minimising C(a) = w1 E + w2 X + w3 I plus
+  chance-constraint penalties, by annealed projected MALA (4 chains) in one jitted call, on
+  the plant model driven by a seasonal demand / outside-air forecast learned from the sensed
+  history (`idf_jax.eil.forecast`); the first action is applied (servers rounded up and
+  repaired, setpoint lowered until interval 1 is safe in the high-demand scenario). Uptime
+  headroom max(z sigma_h, q_h, z floor) with the declared burst headroom as the floor, as
+  eil-nvp; 'eil-mpc-learned': floor 0.04 (learned forecast error only).
+
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
 
@@ -70,6 +80,9 @@ BURN = 2 * 96
 # sigma at the uptime quantile: 0.30 / Phi^-1(0.999)
 DECLARED_SIGMA = 0.30 / 3.090232306167813
 CONTROLLERS = ("fixed", "rule", "eil-nvp", "eil-nvp-learned", "eil-plant")
+# EIL's model-predictive planning mode (`EILOptimizer(planner="mpc")`, `idf_jax.eil.mpc`):
+# declared burst headroom as a floor ('eil-mpc'), or the learned forecast error only
+MPC_CONTROLLERS = ("eil-mpc", "eil-mpc-learned")
 WEEKS = {"January (week 2)": 7 * 24, "July (week 28)": 27 * 7 * 24}
 
 
@@ -183,9 +196,11 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
     keys = jax.random.split(key, steps + BURN)
     eil = None
     if controller.startswith("eil"):
-        floor = 0.04 if controller == "eil-nvp-learned" else DECLARED_SIGMA
+        floor = 0.04 if controller.endswith("-learned") else DECLARED_SIGMA
         cfg = row_source("row-1", params, demand_sigma=floor, setpoint=18.0, temp_max=TEMP_MAX)
         planner = _planner() if controller.startswith("eil-nvp") else None
+        if controller in MPC_CONTROLLERS:
+            planner = "mpc"
         eil = EILOptimizer(sources=[cfg], planner=planner)
     # two days at the default operating point: thermal burn-in; EIL only observes (sense)
     for t, k in enumerate(keys[:BURN]):
@@ -196,6 +211,7 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
     viol_temp = viol_up = 0
     pft = 0.0
     latencies, types, scorers, refined = [], {}, {}, 0
+    setpoints, servers = [], []
     max_temp = 0.0
     last_pid = None  # the prediction whose outcome the next reading measures
     for t, k in enumerate(keys[BURN:]):
@@ -215,6 +231,8 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
                 valid += r["valid"]
                 pft += r["pft_amount"]
             action = to_action(a["plant_action"], params)
+            setpoints.append(float(action.setpoint))
+            servers.append(float(np.sum(action.servers_on)))
             pid = a["prediction_id"]
             decisions += 1
             types[a["type"]] = types.get(a["type"], 0) + 1
@@ -250,6 +268,9 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
         refined=refined,
         latency_p50=1e3 * float(np.median(latencies)) if latencies else None,
         latency_p99=1e3 * float(np.percentile(latencies, 99)) if latencies else None,
+        latency_max=1e3 * float(np.max(latencies)) if latencies else None,
+        mean_setpoint=float(np.mean(setpoints)) if setpoints else None,
+        mean_servers_on=float(np.mean(servers)) if servers else None,
     )
     if eil is not None:
         ver = eil.verify_ledger()
@@ -289,7 +310,7 @@ def run_setting(station, start_day, days, seed, controllers):
             out["controller"] = ctrl
         else:
             name = "eil-nvp" if ctrl == "eil" else ctrl
-            if name not in CONTROLLERS:
+            if name not in CONTROLLERS + MPC_CONTROLLERS:
                 raise SystemExit(f"unknown controller {ctrl!r}")
             out = run_week(f"day {start_day}", start_hour, name, key, station=station, steps=steps)
             out["controller"] = ctrl

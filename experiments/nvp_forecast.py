@@ -1,49 +1,82 @@
-"""NVP one-step forecasting on held-out time ranges of two data sets, against baselines.
+"""NVP multi-horizon forecasts (1, 4, 24 steps) on held-out time, against five baselines.
 
-    PYTHONPATH=. python experiments/nvp_forecast.py [--quick]
+    PYTHONPATH=. nice -n 5 python experiments/nvp_forecast.py --dataset sim
+    PYTHONPATH=. nice -n 5 python experiments/nvp_forecast.py --dataset 723170TYA.CSV
+    PYTHONPATH=. nice -n 5 python experiments/nvp_forecast.py --dataset 703165TY.csv
+    PYTHONPATH=. nice -n 5 python experiments/nvp_forecast.py --dataset 12839.tm2
+    PYTHONPATH=. python experiments/nvp_forecast.py --report     # writes results/nvp.md
+
+Each `--dataset` run writes `experiments/results/nvp_forecast_<name>.json`; `--report`
+assembles the tables of all of them into `experiments/results/nvp.md`.
 
 Data sets
-  * sim:  one year of the datacenter simulator's row preset (`simulator.make_params`, 4 racks,
-          15-minute steps, TMY3 outside air of Greensboro NC), 9 channels.
-  * tmy3: the real hourly TMY3 series shipped with pvlib (723170TYA.CSV): dry-bulb temperature
-          (deg C) and global horizontal irradiance (W/m^2), forecast directly.
-Held-out ranges: in every month, days 1-21 train, 22-24 validation, 25-end test; training and
-validation windows whose inputs touch a test range are dropped (no leakage of test values).
-Baselines (same script, same test targets): last value, seasonal naive (24 h), ridge
-autoregression (all channels, same lag window as NVP, ridge strength chosen on validation),
-statsmodels Holt-Winters ETS (damped additive trend, additive 24-h season; smoothing parameters
-fitted on training data, applied one-step-ahead through the test ranges). Baselines get
-Gaussian predictive intervals from their validation residual std, so CRPS is comparable.
-Metrics (test targets): MAE, RMSE, MAPE (points with |y| >= 0.1 mean|y|), MASE (scale: in-sample
-one-step naive MAE on training data), Gaussian CRPS; NVP also energy fidelity (share of
-predictions meeting the balance to 0.01 relative) and 90% interval coverage.
-NVP: linear AR path (ridge) + correction MLP over its forecast + causal transformer heads, see
-the header of the written report. Writes experiments/results/nvp.md.
+  * sim: one year of the datacenter simulator's row preset (`simulator.make_params`, 4 racks,
+    15-minute steps, TMY3 outside air of Greensboro NC), 9 channels; 24 steps = 6 h.
+  * every TMY file pvlib ships (`weather.TMY_FILES`: TMY3 Greensboro NC, TMY3 Sand Point AK,
+    TMY2 Miami FL): dry-bulb temperature (deg C) and GHI (W/m^2), hourly; 24 steps = 1 day.
+Split in time: in every month days 1-21 train, 22-24 validation, 25-end test. A forecast origin
+o belongs to a split when o + 1 .. o + 24 all lie in it (training origins also need their
+input window inside the training days); nothing is fitted or tuned on test origins.
+Forecasters, each a Gaussian predictive N(mean_h, sd_h^2) per horizon h:
+  * NVP: the one-step model (`idf_jax.nvp`, linear AR path + correction MLP + causal
+    transformer heads + conservation layer), trained on one-step windows of the training days
+    only (short budget: see `TRAIN`), rolled out *iteratively* (each mean fed back,
+    `backtest.rollouts`). sd_h: the model's own one-step sd at step h times a per-horizon,
+    per-channel factor chosen so that the 90 % interval covers 90 % of the *validation*
+    origins (as `train.calibrate` does for h = 1); the uncalibrated coverage is reported too.
+  * ablation (not a baseline): the same trained model with the transformer's mean head zeroed.
+  * baselines (`idf_jax.nvp.baselines`): persistence, seasonal naive (1 day), direct ridge AR
+    with time-of-day features (same lag window as the NVP; strength per horizon chosen on
+    validation), ETS(A, Ad, A) (statsmodels-fitted on the first 14 training days, then run
+    online with fixed parameters). sd_h: RMS validation error at horizon h.
+Metrics per horizon (`idf_jax.nvp.metrics`): MASE (scale: in-sample one-step naive MAE over
+the training targets, one scale for all horizons), skill against persistence
+1 - MASE / MASE_persistence, Gaussian CRPS (reported divided by the channel's std), coverage of
+the central 90 % interval (target 0.87-0.93).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
 import time
-import warnings
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import erf
 
 from idf_jax.nvp import conservation, simulator
+from idf_jax.nvp import metrics as M
+from idf_jax.nvp.backtest import rollouts
+from idf_jax.nvp.baselines import (
+    HoltWinters,
+    Persistence,
+    RidgeAR,
+    SeasonalNaive,
+    calibrate,
+)
 from idf_jax.nvp.loss import make_physics
 from idf_jax.nvp.model import NVPConfig, fit_normalizer, forecast
 from idf_jax.nvp.train import TrainConfig, train_windows
-from idf_jax.nvp.weather import load_tmy3
+from idf_jax.nvp.weather import TMY_FILES, load_tmy3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+HORIZONS = (1, 4, 24)
 MODEL_KW = dict(d_model=32, num_layers=2, lin_head=64)
-Z90 = 1.6448536269514722
+TRAIN = dict(
+    epochs=4,
+    batch_size=64,
+    learning_rate=3e-3,
+    patience=2,
+    seed=0,
+    max_epoch_windows=2048,
+    lin_head_steps=1000,
+)
+Z90 = M.z_of_level(0.9)
+NVP, ABL = "NVP", "NVP w/o transformer mean head (ablation)"
 
 
 def month_labels(num_steps: int, steps_per_day: int) -> np.ndarray:
@@ -54,164 +87,119 @@ def month_labels(num_steps: int, steps_per_day: int) -> np.ndarray:
     return np.where(dom < 21, 0, np.where(dom < 24, 1, 2))
 
 
-def split_targets(labels: np.ndarray, window: int, min_history: int):
-    """Target indices per split; train/val targets whose window touches test are dropped."""
-    t = np.arange(len(labels))
-    is_test = (labels == 2).astype(int)
-    csum = np.concatenate([[0], np.cumsum(is_test)])
-    lo = np.maximum(t - window, 0)
-    touches = (csum[t + 1] - csum[lo]) > 0
-    ok = t >= max(min_history, 96 * 2)
-    return [
-        t[ok & (labels == 0) & ~touches],
-        t[ok & (labels == 1) & ~touches],
-        t[ok & (labels == 2)],
-    ]
+def _all_in(labels: np.ndarray, lab: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """True where labels[lo .. hi] (inclusive) all equal `lab`."""
+    bad = np.concatenate([[0], np.cumsum(labels != lab)])
+    return (bad[hi + 1] - bad[lo]) == 0
+
+
+def split_origins(labels: np.ndarray, window: int, hmax: int):
+    """Forecast origins per split (module doc): train (inputs and targets in training days),
+    validation and test (targets o+1 .. o+hmax inside the split)."""
+    t = np.arange(window, len(labels) - hmax)
+    tr = t[_all_in(labels, 0, t - window + 1, t + hmax)]
+    va = t[_all_in(labels, 1, t + 1, t + hmax)]
+    te = t[_all_in(labels, 2, t + 1, t + hmax)]
+    return tr, va, te
+
+
+def one_step_targets(labels: np.ndarray, window: int):
+    """Target indices of one-step training / validation windows (inputs inside the split's
+    days or earlier non-test days; no test value is ever an input or a target)."""
+    t = np.arange(window, len(labels))
+    clean = _all_in(labels, 0, t - window, t)
+    not_test = ~np.isin(labels, [2])
+    nt = np.concatenate([[0], np.cumsum(~not_test)])
+    no_test_inputs = (nt[t + 1] - nt[t - window]) == 0
+    return t[clean], t[(labels[t] == 1) & no_test_inputs]
 
 
 def windows_at(x, idx, window):
-    offs = np.arange(-window, 0)
-    j = idx[:, None] + offs[None, :]
-    mask = j >= 0
-    j = np.maximum(j, 0)
-    return x[j], mask, x[idx]
+    j = idx[:, None] + np.arange(-window, 0)[None, :]
+    return x[j], np.ones(j.shape, bool), x[idx]
 
 
-def crps_gaussian(y, mu, sd):
-    sd = np.maximum(sd, 1e-12)
-    z = (y - mu) / sd
-    pdf = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * (1 + erf(z / math.sqrt(2)))
-    return sd * (z * (2 * cdf - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
-
-
-def metrics(y, mu, sd, scale):
-    err = mu - y
-    mae = np.abs(err).mean(0)
-    big = np.abs(y) >= 0.1 * np.abs(y).mean(0)
-    mape = np.array(
-        [100 * np.mean(np.abs(err[big[:, c], c] / y[big[:, c], c])) for c in range(y.shape[1])]
+def train_nvp(x, labels, channels, spec, window):
+    cfg = NVPConfig(channels=tuple(channels), window=window, min_history=2, **MODEL_KW)
+    tcfg = TrainConfig(**TRAIN)
+    t_tr, t_va = one_step_targets(labels, window)
+    bal = make_physics(spec, cfg.channels).balance
+    runs = np.split(t_tr, np.flatnonzero(np.diff(t_tr) > 1) + 1)
+    norm = fit_normalizer([x[r[0] - 1 : r[-1] + 1] for r in runs if len(r) > 1], bal)
+    res = train_windows(
+        windows_at(x, t_tr, window),
+        windows_at(x, t_va, window),
+        norm,
+        cfg,
+        spec,
+        tcfg,
+        progress=False,
     )
-    return dict(
-        MAE=mae,
-        RMSE=np.sqrt((err**2).mean(0)),
-        MAPE=mape,
-        MASE=mae / scale,
-        CRPS=crps_gaussian(y, mu, sd).mean(0),
-    )
+    return res, len(t_tr), len(t_va)
 
 
-def ridge_fit(x, idx_tr, idx_va, lags):
-    def design(idx):
-        j = idx[:, None] + np.arange(-lags, 0)[None, :]
-        return x[j].reshape(len(idx), -1), x[idx]
+def nvp_fn(res, spec):
+    phys = make_physics(spec, res.config.channels)
 
-    xtr, ytr = design(idx_tr)
-    xva, yva = design(idx_va)
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-9
-    ym = ytr.mean(0)
-    a = (xtr - mu) / sd
-    best = None
-    for lam in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0):
-        w = np.linalg.solve(a.T @ a + lam * len(a) * 1e-3 * np.eye(a.shape[1]), a.T @ (ytr - ym))
-        pred = ((xva - mu) / sd) @ w + ym
-        score = np.mean(((pred - yva) / (ytr.std(0) + 1e-9)) ** 2)
-        if best is None or score < best[0]:
-            best = (score, lam, w)
-    _, lam, w = best
-    return (lambda idx: ((design(idx)[0] - mu) / sd) @ w + ym), lam
+    def one(y, m):
+        fc = forecast(res.model, phys.balance, res.normalizer, phys.util_idx, y, m)
+        return jnp.stack([fc.mean, fc.var])
+
+    return one
 
 
-def ets_forecasts(x, labels, idx_te, period, idx_tr):
-    """One-step Holt-Winters forecasts at idx_te, parameters fitted on the first training run."""
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-    out = np.zeros((len(idx_te), x.shape[1]))
-    # the longest contiguous training range fits the smoothing parameters
-    starts = np.flatnonzero(np.diff(np.concatenate([[0], (labels == 0).astype(int)])) == 1)
-    ends = np.flatnonzero(np.diff(np.concatenate([(labels == 0).astype(int), [0]])) == -1) + 1
-    k = np.argmax(ends - starts)
-    fit_rng = slice(starts[k], ends[k])
-    for c in range(x.shape[1]):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = ExponentialSmoothing(
-                x[fit_rng, c],
-                trend="add",
-                damped_trend=True,
-                seasonal="add",
-                seasonal_periods=period,
-                initialization_method="estimated",
-            ).fit()
-        p = res.params
-        # run through each test block with 3 days of context, fixed smoothing parameters
-        blocks = np.split(idx_te, np.flatnonzero(np.diff(idx_te) > 1) + 1)
-        pos = 0
-        for b in blocks:
-            lo = max(0, b[0] - 3 * period)
-            seg = x[lo : b[-1] + 1, c]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m = ExponentialSmoothing(
-                    seg,
-                    trend="add",
-                    damped_trend=True,
-                    seasonal="add",
-                    seasonal_periods=period,
-                    initialization_method="heuristic",
-                ).fit(
-                    smoothing_level=p["smoothing_level"],
-                    smoothing_trend=p["smoothing_trend"],
-                    smoothing_seasonal=p["smoothing_seasonal"],
-                    damping_trend=p["damping_trend"],
-                    optimized=False,
-                )
-            out[pos : pos + len(b), c] = m.fittedvalues[b - lo]
-            pos += len(b)
+def score(x, origins, mean, sd, scale, persistence_mase=None):
+    """Per-horizon metrics (lists over channels) of (N, H, C) Gaussian forecasts."""
+    out = {}
+    for i, h in enumerate(HORIZONS):
+        y = x[origins + h]
+        mu, s = mean[:, i], sd[:, i]
+        mase = np.asarray(M.mase(y, mu, scale), np.float64)
+        lo, hi = M.gaussian_interval(mu, s, 0.9)
+        d = dict(
+            mase=mase.tolist(),
+            crps=np.asarray(np.mean(M.crps_gaussian(y, mu, s), axis=0), np.float64).tolist(),
+            coverage=np.asarray(M.coverage(y, lo, hi), np.float64).tolist(),
+        )
+        if persistence_mase is not None:
+            d["skill"] = np.asarray(M.skill(mase, persistence_mase[h]["mase"])).tolist()
+        out[h] = d
     return out
 
 
-def nvp_predict(res, spec, xw, mw, batch=1024):
-    phys = make_physics(spec, res.config.channels)
-    fn = jax.jit(
-        jax.vmap(
-            lambda y, m: forecast(res.model, phys.balance, res.normalizer, phys.util_idx, y, m)
-        )
-    )
-    outs = []
-    for i in range(0, len(xw), batch):
-        yb = xw[i : i + batch].astype(np.float32)
-        mb = mw[i : i + batch]
-        n = len(yb)
-        if n < batch:
-            yb = np.concatenate([yb, np.repeat(yb[-1:], batch - n, 0)])
-            mb = np.concatenate([mb, np.repeat(mb[-1:], batch - n, 0)])
-        fc = fn(yb, mb)
-        outs.append([np.asarray(a, np.float64)[:n] for a in fc])
-    return [np.concatenate([o[k] for o in outs]) for k in range(4)]
-
-
-def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
-    labels = month_labels(len(x), steps_per_day)
-    min_hist = 2
-    idx_tr, idx_va, idx_te = split_targets(labels, window, min_hist)
-    scale = np.abs(np.diff(x, axis=0))[idx_tr - 1].mean(0)  # in-sample naive MAE (train)
-
-    # NVP
-    cfg = NVPConfig(channels=tuple(channels), window=window, min_history=min_hist, **mcfg_kw)
-    # each split's windows are fed as "series" of pre-cut windows
+def run_dataset(name: str, quick: bool) -> dict:
     t0 = time.perf_counter()
-    res = train_on_windows(x, idx_tr, idx_va, cfg, spec, tcfg)
-    train_s = time.perf_counter() - t0
-    xw, mw, yte = windows_at(x, idx_te, window)
-    mean_raw, _, mean, var = nvp_predict(res, spec, xw, mw)  # Forecast field order
-    sd = np.sqrt(var)
-    xv, mv, yva = windows_at(x, idx_va, window)
+    if name == "sim":
+        params = simulator.make_params()
+        days = 120 if quick else 365
+        obs = simulator.simulate(params, jax.random.key(7), days * 96)
+        x, chs = simulator.row_telemetry(obs)
+        spec, spd, window, stride = simulator.row_balance_spec(params), 96, 32, 4
+        title = "Simulator (row preset, 15-min steps, 9 channels; 24 steps = 6 h)"
+    else:
+        w = load_tmy3(name)
+        x = np.stack([w.temp_air, w.ghi], axis=1)
+        chs, spec, spd, window, stride = ("temp_air", "ghi"), None, 24, 48, 1
+        title = f"{name}: {w.station}, dry-bulb temperature and GHI, hourly (24 steps = 1 day)"
+    x = np.asarray(x, np.float64)
+    labels = month_labels(len(x), spd)
+    hmax = max(HORIZONS)
+    o_tr, o_va, o_te = split_origins(labels, window, hmax)
+    o_va, o_te = o_va[::stride], o_te[::stride]
+    t_tr = np.flatnonzero(labels == 0)
+    t_tr = t_tr[t_tr >= 1]
+    scale = np.mean(np.abs(x[t_tr] - x[t_tr - 1]), axis=0)  # in-sample one-step naive MAE
+    scale = np.where(scale > 0, scale, 1.0)
 
-    preds = {}
-    preds["NVP"] = (mean, sd)
-    # ablation (not a baseline): the same trained model without the transformer's mean head,
-    # i.e. linear AR path + correction MLP, projected with the same variances
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    info: dict = {}
+    # ---- NVP
+    t1 = time.perf_counter()
+    res, n_tr, n_va = train_nvp(x, labels, chs, spec, window)
+    info["nvp_train_s"] = time.perf_counter() - t1
+    info.update(
+        nvp_windows_train=n_tr, nvp_windows_val=n_va, epochs=len(res.history), best=res.best_epoch
+    )
     ab = res._replace(
         model=eqx.tree_at(
             lambda m: (m.head_mu.weight, m.head_mu.bias),
@@ -219,227 +207,236 @@ def run_dataset(name, x, channels, spec, steps_per_day, window, tcfg, mcfg_kw):
             (jnp.zeros_like(res.model.head_mu.weight), jnp.zeros_like(res.model.head_mu.bias)),
         )
     )
-    ab_mean = nvp_predict(ab, spec, xw, mw)[2]
-    preds["NVP w/o transformer mean head (ablation)"] = (ab_mean, sd)
-
-    # baselines: point forecasts + Gaussian sd from validation residuals
-    def with_sd(fn):
-        pv = fn(idx_va)
-        return fn(idx_te), np.std(pv - x[idx_va], axis=0)
-
-    last = lambda idx: x[idx - 1]
-    season = lambda idx: x[idx - steps_per_day]
-    ridge, lam = ridge_fit(x, idx_tr, idx_va, window)
-    for bname, fn in (
-        ("last value", last),
-        ("seasonal naive 24h", season),
-        (f"ridge AR ({window} lags, lambda={lam:g})", ridge),
-    ):
-        p, s = with_sd(fn)
-        preds[bname] = (p, np.broadcast_to(s, p.shape))
+    hidx = np.asarray(HORIZONS) - 1
     t1 = time.perf_counter()
-    ets_te = ets_forecasts(x, labels, idx_te, steps_per_day, idx_tr)
-    ets_va = ets_forecasts(x, labels, idx_va, steps_per_day, idx_tr)
-    ets_s = time.perf_counter() - t1
-    preds["ETS (Holt-Winters)"] = (ets_te, np.broadcast_to(np.std(ets_va - yva, 0), ets_te.shape))
+    for label, r in ((NVP, res), (ABL, ab)):
+        fn = nvp_fn(r, spec)
+        mu_v, sd_v = (a[:, hidx] for a in rollouts(fn, window, x, o_va, hmax))
+        mu_t, sd_t = (a[:, hidx] for a in rollouts(fn, window, x, o_te, hmax))
+        yv = np.stack([x[o_va + h] for h in HORIZONS], axis=1)
+        z = np.abs(yv - mu_v) / np.maximum(sd_v, 1e-12)
+        factor = np.quantile(z, 0.9, axis=0) / Z90  # (H, C), validation only
+        if label == NVP:
+            info["nvp_raw_coverage"] = {
+                h: np.asarray(
+                    M.coverage(x[o_te + h], *M.gaussian_interval(mu_t[:, i], sd_t[:, i]))
+                ).tolist()
+                for i, h in enumerate(HORIZONS)
+            }
+            info["nvp_sd_factor"] = {h: factor[i].tolist() for i, h in enumerate(HORIZONS)}
+            bal = conservation.make_balance(spec, tuple(chs))
+            if bal.defined:
+                rel = conservation.relative_residual(bal, mu_t[:, 0], x[o_te])
+                info["energy_fidelity_h1"] = float(np.mean(rel <= 0.01))
+        preds[label] = (mu_t, sd_t * factor[None])
+    info["nvp_rollout_s"] = time.perf_counter() - t1
 
-    table = {k: metrics(yte, p, s, scale) for k, (p, s) in preds.items()}
-    extra = dict(
-        train_s=train_s,
-        ets_s=ets_s,
-        n_train=len(idx_tr),
-        n_val=len(idx_va),
-        n_test=len(idx_te),
-        best_epoch=res.best_epoch,
-        epochs=len(res.history),
+    # ---- baselines
+    t1 = time.perf_counter()
+    ridge = RidgeAR.fit(x, o_tr, HORIZONS, lags=window, steps_per_day=spd, val_origins=o_va)
+    info["ridge_lambdas"] = list(ridge.lambdas)
+    info["ridge_fit_s"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    ets = HoltWinters.fit(x, 0, 14 * spd, spd)
+    info["ets_fit_s"] = time.perf_counter() - t1
+    for label, b in (
+        ("persistence", Persistence()),
+        ("seasonal naive (1 day)", SeasonalNaive(spd)),
+        (f"ridge AR ({window} lags + time of day, direct)", ridge),
+        ("ETS (A,Ad,A)", ets),
+    ):
+        preds[label] = calibrate(b, x, o_va, HORIZONS).predict(x, o_te)
+
+    pers = score(x, o_te, *preds["persistence"], scale)
+    table = {k: score(x, o_te, mu, sd, scale, pers) for k, (mu, sd) in preds.items()}
+    return dict(
+        name=name,
+        title=title,
+        channels=list(chs),
+        std=x.std(0).tolist(),
+        horizons=list(HORIZONS),
+        n_origins=dict(train=len(o_tr), val=len(o_va), test=len(o_te)),
+        stride=stride,
+        table=table,
+        info=info,
+        wall_s=time.perf_counter() - t0,
+        load_avg=list(os.getloadavg()),
+        quick=quick,
     )
-    lo, hi = mean - Z90 * sd, mean + Z90 * sd
-    inside = (yte >= lo) & (yte <= hi)
-    extra["coverage"] = inside.mean(0)
-    extra["coverage_all"] = inside.mean()
-    bal = conservation.make_balance(spec, tuple(channels))
-    if bal.defined:
-        last_obs = x[idx_te - 1]
-        rel = conservation.relative_residual(bal, mean, last_obs)
-        rel_raw = conservation.relative_residual(bal, mean_raw, last_obs)
-        extra["fidelity"] = float(np.mean(rel <= 0.01))
-        extra["fidelity_raw"] = float(np.mean(rel_raw <= 0.01))
-        extra["max_rel_residual"] = float(rel.max())
-        extra["fidelity_data"] = float(
-            np.mean(conservation.relative_residual(bal, yte, last_obs) <= 0.01)
-        )
-        for k, (p, _) in preds.items():
-            if not k.startswith("NVP"):
-                extra.setdefault("fidelity_baselines", {})[k] = float(
-                    np.mean(conservation.relative_residual(bal, p, last_obs) <= 0.01)
-                )
-    return table, extra
 
 
-def train_on_windows(x, idx_tr, idx_va, cfg, spec, tcfg):
-    """Train on exactly the given target indices (blocked split, leakage-free); the
-    normaliser is fitted on the training targets only."""
-    bal = make_physics(spec, cfg.channels).balance
-    # one-step differences for diff_std and energy flows must be consecutive: use train runs
-    runs = np.split(idx_tr, np.flatnonzero(np.diff(idx_tr) > 1) + 1)
-    norm = fit_normalizer([x[r[0] - 1 : r[-1] + 1] for r in runs if len(r) > 1], bal)
-    return train_windows(
-        windows_at(x, idx_tr, cfg.window),
-        windows_at(x, idx_va, cfg.window),
-        norm,
-        cfg,
-        spec,
-        tcfg,
-        progress=False,
-    )
+# ------------------------------------------------------------------------------- report
+def _best_baseline(tab: dict, h: str) -> tuple[str, float]:
+    rows = [(np.mean(v[h]["mase"]), k) for k, v in tab.items() if not k.startswith("NVP")]
+    m, k = min(rows)
+    return k, float(m)
 
 
-def fmt_table(name, channels, table, extra):
-    lines = [
-        f"### {name}",
+def report(paths: list[str]) -> str:
+    runs = [json.load(open(p)) for p in paths]
+    out = [
+        "# NVP forecasting: 1, 4 and 24 steps ahead on held-out time, against baselines",
         "",
-        "Mean over channels (MASE is the target metric):",
+        "Commands (each run on a 2-core CPU shared with other engineers' jobs, `nice -n 5`; "
+        "load averages per run below):",
         "",
-        "| model | MASE | MAE (norm.) | CRPS (norm.) |",
-        "| --- | --- | --- | --- |",
+        "```",
+        *[
+            f"PYTHONPATH=. nice -n 5 python experiments/nvp_forecast.py --dataset {r['name']}"
+            for r in runs
+        ],
+        "PYTHONPATH=. python experiments/nvp_forecast.py --report",
+        "```",
+        "",
+        "Method: see the docstring of `experiments/nvp_forecast.py`. In short: months split "
+        "into days 1-21 train / 22-24 validation / 25-end test; an origin is test when its 24 "
+        "targets are test days; the NVP is rolled out iteratively from its one-step model, the "
+        "ridge AR is direct (one fit per horizon), ETS is its own closed-form h-step forecast. "
+        "Every predictive sd is fitted on validation origins (baselines: RMS error per "
+        "horizon; NVP: its own sd times a per-horizon factor for 90 % validation coverage). "
+        "MASE scale: in-sample one-step naive MAE on the training days (one scale for every "
+        "horizon, so MASE grows with h). Skill = 1 - MASE / MASE_persistence. CRPS is "
+        "Gaussian, divided by each channel's std, then averaged over channels. "
+        f"NVP budget (short, to fit a shared CPU): model {MODEL_KW}, training {TRAIN}.",
+        "",
     ]
-    for k, m in table.items():
-        lines.append(
-            f"| {k} | {m['MASE'].mean():.3f} | "
-            f"{np.mean(m['MAE'] / extra['std']):.4f} | "
-            f"{np.mean(m['CRPS'] / extra['std']):.4f} |"
+    verdict = []
+    for r in runs:
+        tab, std = r["table"], np.asarray(r["std"])
+        out += [f"## {r['title']}", ""]
+        out.append(
+            "| model | "
+            + " | ".join(f"MASE h={h} | skill h={h} | CRPS h={h} | cover h={h}" for h in HORIZONS)
+            + " |"
         )
-    lines += ["", "Per channel:", ""]
-    for metric in ("MASE", "MAE", "RMSE", "MAPE", "CRPS"):
-        lines.append(f"| {metric} | " + " | ".join(channels) + " |")
-        lines.append("| --- " * (len(channels) + 1) + "|")
-        for k, m in table.items():
-            lines.append(f"| {k} | " + " | ".join(f"{v:.4g}" for v in m[metric]) + " |")
-        lines.append("")
-    return lines
+        out.append("| --- " * (1 + 4 * len(HORIZONS)) + "|")
+        for k, v in tab.items():
+            cells = []
+            for h in map(str, HORIZONS):
+                d = v[h]
+                cells += [
+                    f"{np.mean(d['mase']):.3f}",
+                    f"{np.mean(d['skill']):+.3f}",
+                    f"{np.mean(np.asarray(d['crps']) / std):.4f}",
+                    f"{np.mean(d['coverage']):.3f}",
+                ]
+            out.append(f"| {k} | " + " | ".join(cells) + " |")
+        out += ["", "MASE per channel:", ""]
+        out.append("| model | h | " + " | ".join(r["channels"]) + " |")
+        out.append("| --- " * (2 + len(r["channels"])) + "|")
+        for k, v in tab.items():
+            for h in map(str, HORIZONS):
+                out.append(f"| {k} | {h} | " + " | ".join(f"{m:.3f}" for m in v[h]["mase"]) + " |")
+        info = r["info"]
+        raw = info["nvp_raw_coverage"]
+        out += [
+            "",
+            f"- origins train/val/test {r['n_origins']['train']}/{r['n_origins']['val']}/"
+            f"{r['n_origins']['test']} (validation and test: "
+            + ("every origin" if r["stride"] == 1 else f"every {r['stride']}th origin")
+            + "); "
+            f"NVP one-step windows {info['nvp_windows_train']}/{info['nvp_windows_val']}, "
+            f"{info['epochs']} epochs (best {info['best']}), training "
+            f"{info['nvp_train_s']:.0f} s, rollouts {info['nvp_rollout_s']:.0f} s; ETS fit "
+            f"{info['ets_fit_s']:.0f} s; ridge strengths per horizon {info['ridge_lambdas']}; "
+            f"wall {r['wall_s']:.0f} s at load average "
+            f"{', '.join(f'{v:.1f}' for v in r['load_avg'])}"
+            + (" (QUICK smoke run)" if r["quick"] else ""),
+            "- NVP 90 % coverage before the per-horizon validation rescaling (its own one-step "
+            "sd fed along the recursion): "
+            + ", ".join(f"h={h} {np.mean(raw[str(h)]):.3f}" for h in HORIZONS),
+        ]
+        if "energy_fidelity_h1" in info:
+            out.append(
+                f"- energy fidelity of the NVP's h=1 forecasts (|balance residual| <= 0.01 of "
+                f"the gross flow): {100 * info['energy_fidelity_h1']:.1f} %"
+            )
+        out.append("")
+        for h in ("4", "24"):
+            kb, mb = _best_baseline(tab, h)
+            mn = float(np.mean(tab[NVP][h]["mase"]))
+            cov = float(np.mean(tab[NVP][h]["coverage"]))
+            verdict.append((r["name"], h, mn, kb, mb, cov))
+    out += [
+        "## Verdict: does the NVP beat the best baseline (mean MASE) at horizons 4 and 24?",
+        "",
+        "| data | h | NVP MASE | best baseline | its MASE | NVP better | NVP coverage | "
+        "in 0.87-0.93 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, h, mn, kb, mb, cov in verdict:
+        out.append(
+            f"| {name} | {h} | {mn:.3f} | {kb} | {mb:.3f} | "
+            f"{'yes' if mn < mb else 'NO'} ({100 * (1 - mn / mb):+.1f} %) | {cov:.3f} | "
+            f"{'yes' if 0.87 <= cov <= 0.93 else 'NO'} |"
+        )
+    wins = [f"{n} h={h}" for n, h, mn, _, mb, _ in verdict if mn < mb]
+    losses = [f"{n} h={h}" for n, h, mn, _, mb, _ in verdict if not mn < mb]
+    cov_ok = [f"{n} h={h}" for n, h, *_, c in verdict if 0.87 <= c <= 0.93]
+    abl = [
+        float(np.mean(r["table"][ABL][h]["mase"]) / np.mean(r["table"][NVP][h]["mase"]) - 1)
+        for r in runs
+        for h in ("1", "4", "24")
+    ]
+    out += [
+        "",
+        "Plain statement (generated from the numbers above):",
+        "",
+        f"- The NVP beats the best baseline on mean MASE in {len(wins)} of {len(verdict)} "
+        f"cells: {', '.join(wins) or 'none'}. It does not in {', '.join(losses) or 'none'}. "
+        "The target (beat the best baseline at h = 4 and 24 on every data set) is "
+        + ("met." if not losses else "NOT met."),
+        f"- NVP 90 % coverage on test origins is within 0.87-0.93 in {len(cov_ok)} of "
+        f"{len(verdict)} cells ({', '.join(cov_ok) or 'none'}); its intervals are rescaled per "
+        "horizon on validation days (3 a month, few for a 24-step quantile), so the "
+        "coverage target is " + ("met." if len(cov_ok) == len(verdict) else "NOT met everywhere."),
+        "- The ablation without the transformer's mean head (linear AR path + correction MLP, "
+        "iterated) is within "
+        f"{100 * min(abl):+.1f} % to {100 * max(abl):+.1f} % of the full NVP's MASE across "
+        "all data sets and horizons (positive: the ablation is worse): the transformer's mean "
+        "head adds little.",
+        "- The NVP is a one-step model rolled out iteratively; at h = 24 its errors compound, "
+        "and the direct ridge AR (one regression per horizon) or persistence / the same hour "
+        "yesterday is as good or better where the NVP loses.",
+        "- Skill against persistence replaces 100 - MAPE (which does not discriminate: "
+        "persistence already scores ~98 % on simulator power one step ahead).",
+        "",
+    ]
+    return "\n".join(out)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", help="'sim' or a TMY file pvlib ships: " + ", ".join(TMY_FILES))
+    ap.add_argument("--quick", action="store_true", help="smoke run (120 simulated days)")
+    ap.add_argument("--report", action="store_true", help="assemble results/nvp.md")
     args = ap.parse_args()
-    epochs = 1 if args.quick else 12
-    out = [
-        "# NVP forecasting: held-out time ranges, one step ahead",
-        "",
-        "Command: `PYTHONPATH=. python experiments/nvp_forecast.py` on a 2-core CPU shared "
-        "with other jobs (timings are loaded-machine wall times).",
-        "",
-        "Split: in every month days 1-21 train, 22-24 validation, 25-end test; training "
-        "windows touching a test range are dropped. MASE scale: in-sample one-step naive MAE "
-        "on the training targets. Baseline intervals: Gaussian with the validation residual "
-        "std. MAPE over points with |y| >= 0.1 mean|y|. Normalised MAE/CRPS: divided by the "
-        "channel's std.",
-        "",
-        "NVP (`idf_jax.nvp`, model "
-        + ", ".join(f"{k}={v}" for k, v in MODEL_KW.items())
-        + "): stage 1, the linear AR path over the window, closed-form ridge on the training "
-        "windows (strength chosen on validation), frozen; stage 2, the correction MLP over the "
-        "linear forecast (`lin_head`, Huber loss on the training windows, kept only if it "
-        "lowers the validation loss), frozen; stage 3, the causal transformer's mean and "
-        "log-variance heads trained with the physics loss, all in units of the linear path's "
-        "training residual std (`Normalizer.res_std`); the conservation layer projects the "
-        "result. The ablation row is the same trained model without the transformer's mean "
-        "head (it is not a baseline and not counted in the targets).",
-        "",
-    ]
-    summary = []
-    t_script = time.perf_counter()
-
-    # ---- simulator
-    params = simulator.make_params()
-    obs = simulator.simulate(params, jax.random.key(7), 365 * 96)
-    xs, chs = simulator.row_telemetry(obs)
-    spec = simulator.row_balance_spec(params)
-    tcfg = TrainConfig(
-        epochs=epochs,
-        batch_size=64,
-        learning_rate=3e-3,
-        patience=4,
-        seed=0,
-        max_epoch_windows=512 if args.quick else 6144,
-    )
-    tab, ext = run_dataset("sim", xs, chs, spec, 96, 32, tcfg, MODEL_KW)
-    ext["std"] = xs.std(0)
-    out += fmt_table("Simulator (row preset, 15-min steps, 9 channels)", chs, tab, ext)
-    p = chs.index("power")
-    out += [
-        f"- simulator one-step power skill against persistence (1 - MASE_NVP / MASE_last): "
-        f"{1 - tab['NVP']['MASE'][p] / tab['last value']['MASE'][p]:+.3f} (100 % - MAPE is "
-        f"not reported: last value alone scores {100 - tab['last value']['MAPE'][p]:.2f} % on it)",
-        f"- energy fidelity (|residual| <= 0.01 of gross flow): NVP {100 * ext['fidelity']:.2f}%"
-        f" (raw network output before the conservation layer {100 * ext['fidelity_raw']:.2f}%;"
-        f" max relative residual {ext['max_rel_residual']:.1e}; the simulator's own data "
-        f"{100 * ext['fidelity_data']:.2f}%); baselines: "
-        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in ext["fidelity_baselines"].items()),
-        f"- NVP 90% interval coverage: {100 * ext['coverage_all']:.1f}% overall; per channel "
-        + ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(chs, ext["coverage"])),
-        f"- windows train/val/test {ext['n_train']}/{ext['n_val']}/{ext['n_test']}; NVP "
-        f"training {ext['train_s']:.0f} s ({ext['epochs']} epochs, best {ext['best_epoch']});"
-        f" ETS fits {ext['ets_s']:.0f} s",
-        "",
-    ]
-    summary.append(("sim", tab, ext))
-
-    # ---- TMY3 real weather
-    w = load_tmy3()
-    xt = np.stack([w.temp_air, w.ghi], axis=1)
-    cht = ("temp_air", "ghi")
-    tab2, ext2 = run_dataset("tmy3", xt, cht, None, 24, 48, tcfg, MODEL_KW)
-    ext2["std"] = xt.std(0)
-    out += fmt_table(f"TMY3 {w.station}: dry-bulb temperature and GHI, hourly", cht, tab2, ext2)
-    out += [
-        f"- NVP 90% interval coverage: {100 * ext2['coverage_all']:.1f}% overall; per channel "
-        + ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(cht, ext2["coverage"])),
-        f"- windows train/val/test {ext2['n_train']}/{ext2['n_val']}/{ext2['n_test']}; NVP "
-        f"training {ext2['train_s']:.0f} s ({ext2['epochs']} epochs, best "
-        f"{ext2['best_epoch']}); ETS fits {ext2['ets_s']:.0f} s",
-        "",
-    ]
-    summary.append(("tmy3", tab2, ext2))
-
-    # ---- targets
-    out += ["## Targets", "", "| target | result | met |", "| --- | --- | --- |"]
-    for name, tab_, ext_ in summary:
-        nvp = tab_["NVP"]["MASE"].mean()
-        best = min((v["MASE"].mean(), k) for k, v in tab_.items() if not k.startswith("NVP"))
-        out.append(
-            f"| NVP beats every baseline on mean MASE ({name}) | NVP {nvp:.3f} vs best "
-            f"baseline {best[1]} {best[0]:.3f} | {'yes' if nvp < best[0] else 'no'} |"
-        )
-    for name, tab_, _ in summary:
-        sk = 1 - tab_["NVP"]["MASE"] / tab_["last value"]["MASE"]
-        out.append(
-            f"| NVP skill against persistence > 0 on every channel ({name}) | "
-            f"{', '.join(f'{v:+.3f}' for v in sk)} | {'yes' if (sk > 0).all() else 'no'} |"
-        )
-    out.append(
-        f"| energy fidelity 100% | {100 * ext['fidelity']:.2f}% | "
-        f"{'yes' if ext['fidelity'] == 1.0 else 'no'} |"
-    )
-    for name, _, ext_ in summary:
-        c = 100 * ext_["coverage_all"]
-        out.append(
-            f"| 90% interval covers 85-95% ({name}) | {c:.1f}% | "
-            f"{'yes' if 85 <= c <= 95 else 'no'} |"
-        )
-    out += [
-        "",
-        f"Script wall time {time.perf_counter() - t_script:.0f} s (NVP training: sim "
-        f"{ext['train_s']:.0f} s, TMY3 {ext2['train_s']:.0f} s; each under the 10-minute "
-        f"budget: {'yes' if max(ext['train_s'], ext2['train_s']) < 600 else 'no'}).",
-        "",
-    ]
-    text = "\n".join(out)
-    if not args.quick:
-        with open(os.path.join(HERE, "results", "nvp.md"), "w") as f:
+    if args.report:
+        names = ["sim", *TMY_FILES]
+        paths = [os.path.join(RESULTS, f"nvp_forecast_{n}.json") for n in names]
+        have = [p for p in paths if os.path.exists(p)]
+        if not have:
+            raise SystemExit("no results/nvp_forecast_*.json yet: run --dataset first")
+        text = report(have)
+        with open(os.path.join(RESULTS, "nvp.md"), "w") as f:
             f.write(text)
-    print(text)
+        print(text)
+        return
+    if args.dataset not in ("sim", *TMY_FILES):
+        raise SystemExit(f"--dataset must be 'sim' or one of {', '.join(TMY_FILES)}")
+    res = run_dataset(args.dataset, args.quick)
+    path = os.path.join(RESULTS, f"nvp_forecast_{args.dataset}.json")
+    if args.quick:
+        path = os.path.join("/tmp", os.path.basename(path))
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    print(json.dumps({k: v for k, v in res.items() if k != "table"}, indent=1))
+    for k, v in res["table"].items():
+        print(
+            k,
+            {h: round(float(np.mean(d["mase"])), 3) for h, d in v.items()},
+            {h: round(float(np.mean(d["coverage"])), 3) for h, d in v.items()},
+        )
 
 
 if __name__ == "__main__":

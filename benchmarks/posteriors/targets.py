@@ -5,7 +5,7 @@ E(x) = -log p(x) + const is plain JAX, in the float type of `x` (float32, or flo
 `jax.enable_x64`): the data are held as float64 NumPy arrays and cast to `x.dtype` inside.
 
 Moments are exact where the law is known in closed form (Gaussians, the banana, the
-funnel) and, for the two Bayesian models, a long-run reference stored in
+funnel) and, for the three Bayesian models, a long-run reference stored in
 `references/<name>.npz` together with its Monte-Carlo standard error (made by
 `make_references.py`, whose command line is in that file's docstring).
 
@@ -25,7 +25,12 @@ Sources:
   logistic regression);
 - eight schools, non-centred: Rubin (1981), Gelman et al. BDA3 ch. 5; posteriordb's
   `eight_schools-eight_schools_noncentered` (mu ~ N(0, 5^2), tau ~ half-Cauchy(0, 5),
-  theta_j = mu + tau eta_j, eta_j ~ N(0, 1)), sampled as (mu, log tau, eta_1..8).
+  theta_j = mu + tau eta_j, eta_j ~ N(0, 1)), sampled as (mu, log tau, eta_1..8);
+- item response (2PL): Birnbaum (1968) in Lord & Novick; Inference Gym's
+  `SyntheticItemResponseTheory` is its 1PL cousin. 50 persons x 10 items, responses
+  simulated once with a fixed seed (`IRT_SEED`): y_pj ~ Bernoulli(sigmoid(a_j (theta_p -
+  b_j))), theta_p ~ N(0, 1), b_j ~ N(0, 1), log a_j ~ N(0, 0.5^2), sampled as
+  (theta_1..50, b_1..10, log a_1..10) (d = 70).
 """
 
 from __future__ import annotations
@@ -239,6 +244,36 @@ def eight_schools_energy(z: Float[Array, " d"]) -> Float[Array, ""]:
     return prior + 0.5 * jnp.sum(((y - theta) / sigma) ** 2)
 
 
+# --------------------------------------------------------------------------- item response
+
+IRT_SEED = 20261202
+IRT_PERSONS, IRT_ITEMS = 50, 10
+IRT_LOG_A_SD = 0.5
+
+
+@functools.cache
+def irt_responses() -> np.ndarray:
+    """(persons, items) 0/1 responses simulated once from the 2PL prior with `IRT_SEED`."""
+    rng = np.random.default_rng(IRT_SEED)
+    theta = rng.normal(size=IRT_PERSONS)
+    b = rng.normal(size=IRT_ITEMS)
+    a = np.exp(IRT_LOG_A_SD * rng.normal(size=IRT_ITEMS))
+    logits = a[None, :] * (theta[:, None] - b[None, :])
+    return (rng.uniform(size=logits.shape) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float64)
+
+
+def irt_energy(z: Float[Array, " d"]) -> Float[Array, ""]:
+    """-log p(theta, b, log a | y) of the 2PL model (priors in the module doc)."""
+    theta = z[:IRT_PERSONS]
+    b = z[IRT_PERSONS : IRT_PERSONS + IRT_ITEMS]
+    log_a = z[IRT_PERSONS + IRT_ITEMS :]
+    y = jnp.asarray(irt_responses(), z.dtype)
+    eta = jnp.exp(log_a)[None, :] * (theta[:, None] - b[None, :])
+    nll = jnp.sum(jax.nn.softplus(eta) - y * eta)
+    prior = 0.5 * (jnp.sum(theta**2) + jnp.sum(b**2) + jnp.sum((log_a / IRT_LOG_A_SD) ** 2))
+    return nll + prior
+
+
 # --------------------------------------------------------------------------- references
 
 
@@ -292,6 +327,15 @@ def _eight_schools() -> Target:
     )
 
 
+def _irt() -> Target:
+    return _from_reference(
+        "irt_2pl",
+        IRT_PERSONS + 2 * IRT_ITEMS,
+        irt_energy,
+        "item response 2PL, 50 persons x 10 items simulated (seed IRT_SEED), (theta, b, log a)",
+    )
+
+
 _BUILDERS: dict[str, Callable[[], Target]] = {
     "gaussian_k100": lambda: _gaussian(1e2),
     "gaussian_k10000": lambda: _gaussian(1e4),
@@ -299,6 +343,7 @@ _BUILDERS: dict[str, Callable[[], Target]] = {
     "funnel": _funnel,
     "logistic_breast_cancer": _logistic,
     "eight_schools_noncentered": _eight_schools,
+    "irt_2pl": _irt,
 }
 
 TARGET_NAMES: tuple[str, ...] = tuple(_BUILDERS)

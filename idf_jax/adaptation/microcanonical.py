@@ -8,13 +8,15 @@ pooled over all chains:
    eps at 0.8 eps;
 2. the same, collecting the eps-weighted variance of the positions: L = sqrt(sum var)
    or, with diagonal preconditioning, M^-1 = var and L = sqrt(d), then more step-size
-   steps at the new mass;
+   steps at the new mass (`dense_mass=True`: the eps-weighted (D, D) covariance is
+   M^-1, shrunk like the window warm-up's, and L = sqrt(d));
 3. L = 0.4 eps tau from the effective sample size (tau = steps per effective sample,
    averaged over dimensions) of a short run at the tuned parameters.
 
 MAMS (Robnik et al., arXiv 2503.01707; BlackJAX `adjusted_mclmc_find_L_and_step_size`):
 dual averaging of the step size to the mean acceptance 0.9 (L / eps held at its initial
-ratio), then the positions' variance sets M^-1 (diagonal) and L = sqrt(sum var / M^-1),
+ratio), then the positions' variance sets M^-1 (diagonal; `dense_mass=True`: their
+(D, D) covariance) and L = sqrt(d) (no preconditioning: L = sqrt(sum var / M^-1)),
 dual averaging again at that L, then L = 0.5 L / (effective samples per transition)
 (at most 2 L) from a run at the tuned step size, and a last dual averaging at the final
 L. Phases take 20 / 20 / 25 / 20 / 15 % of the warm-up.
@@ -36,6 +38,7 @@ from jaxtyping import Array, PRNGKeyArray
 from .._checks import ArgumentError, as_key
 from .._custom_types import PyTree
 from ..run._scan import init_chains, step_chains
+from ..samplers import _metric
 from ..samplers.mclmc import MAMS, MCLMC
 from ._common import check_batch, check_target, da_init, da_update, ess_per_dim, flat_chains
 from .window import AdaptationResult, grads_per_step
@@ -85,13 +88,52 @@ def _flat_inverse_mass(inv_mass, example, dim: int) -> Array:
     return jnp.full((dim,), jnp.asarray(inv_mass, jnp.float32))
 
 
-def _moments_update(sums, x_flat, weight):
+def _moments_update(sums, x_flat, weight, shift):
+    """Weighted sums of 1, x - shift and (x - shift)^2 (dense: the outer products)."""
     s0, s1, s2 = sums
-    return (
-        s0 + weight * x_flat.shape[0],
-        s1 + weight * x_flat.sum(0),
-        s2 + weight * (x_flat**2).sum(0),
-    )
+    xc = x_flat - shift[None]
+    sq = xc.T @ xc if s2.ndim == 2 else (xc**2).sum(0)
+    return s0 + weight * x_flat.shape[0], s1 + weight * xc.sum(0), s2 + weight * sq
+
+
+def _zero_sums(dim: int, dense: bool):
+    z = jnp.zeros((), jnp.float32)
+    d = jnp.zeros((dim,), jnp.float32)
+    return z, d, jnp.zeros((dim, dim) if dense else (dim,), jnp.float32)
+
+
+def _covariance(sums):
+    """Variance (d,) or covariance (d, d) from `_moments_update` sums (shift cancels)."""
+    s0, s1, s2 = sums
+    w = jnp.maximum(s0, 1e-30)
+    mean = s1 / w
+    if s2.ndim == 2:
+        cov = s2 / w - jnp.outer(mean, mean)
+        return 0.5 * (cov + cov.T)
+    return jnp.maximum(s2 / w - mean**2, 1e-10)
+
+
+def _dense_inverse_mass(cov, count):
+    """The covariance shrunk towards 1e-3 I as in the window warm-up, with a relative jitter."""
+    eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
+    jitter = 1e-6 * jnp.mean(jnp.diag(cov))
+    return cov * (count / (count + 5.0)) + eye * (1e-3 * 5.0 / (count + 5.0) + jitter)
+
+
+def _z_variance_sum(cov, inv_mass, example, dim: int):
+    """sum of the variances in the sampler's coordinates: tr(M cov) (diag or dense M^-1)."""
+    if _metric.is_dense(inv_mass, example):
+        m = jnp.asarray(jax.tree.leaves(inv_mass)[0], jnp.float32)
+        full = cov if cov.ndim == 2 else jnp.diag(cov)
+        return jnp.trace(jnp.linalg.solve(m, full))
+    var = jnp.diag(cov) if cov.ndim == 2 else cov
+    return jnp.sum(var / _flat_inverse_mass(inv_mass, example, dim))
+
+
+def _mode(diagonal_preconditioning: Any, dense_mass: Any) -> str:
+    precond = check_bool("diagonal_preconditioning", diagonal_preconditioning)
+    dense = check_bool("dense_mass", dense_mass)
+    return "dense" if dense else ("diag" if precond else "none")
 
 
 # --------------------------------------------------------------------------- MCLMC
@@ -107,21 +149,27 @@ def mclmc_adapt_run(
     trust_in_estimate: float = 1.5,
     num_effective_samples: float = 150.0,
     diagonal_preconditioning: bool = True,
+    dense_mass: bool = False,
     l_factor: float = 0.4,
 ) -> AdaptationResult:
-    """Tune an `idf.mclmc` sampler's step size, L (and diagonal inverse mass); module doc."""
+    """Tune an `idf.mclmc` sampler's step size, L (and inverse mass); module doc.
+
+    `dense_mass=True` tunes a dense (D, D) inverse mass (it overrides
+    `diagonal_preconditioning`).
+    """
     key = _check(sampler, MCLMC, "mclmc", num_steps, x0_batch, key)
-    precond = check_bool("diagonal_preconditioning", diagonal_preconditioning)
+    mode = _mode(diagonal_preconditioning, dense_mass)
+    precond = mode != "none"
     sizes = _phases(num_steps, (0.3, 0.3 if precond else 0.4, 0.1 if precond else 0.0, 0.3))
     if not precond:
         sizes = (sizes[0], sizes[1], 0, sizes[3])
     dynamic, static = eqx.partition(sampler, eqx.is_array)
     consts = jnp.asarray([desired_energy_var, trust_in_estimate, num_effective_samples, l_factor])
-    out = _mclmc_jit(static, dynamic, key, x0_batch, consts, sizes=sizes, precond=precond)
+    out = _mclmc_jit(static, dynamic, key, x0_batch, consts, sizes=sizes, mode=mode)
     return AdaptationResult(*out)
 
 
-def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, precond):
+def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
     sampler = eqx.combine(dynamic, static)
     desired, trust, n_eff, l_factor = consts[0], consts[1], consts[2], consts[3]
     decay = (n_eff - 1.0) / (n_eff + 1.0)
@@ -132,15 +180,15 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, precond):
     chain_keys = jax.random.split(k_run, n)
     example = jax.tree.map(lambda l: l[0], x0_batch)
     dim = ravel_pytree(example)[0].shape[0]
-    unravel = ravel_pytree(example)[1]
     temp = jnp.asarray(sampler.temperature, jnp.float32)
     eps = jnp.asarray(sampler.step_size, jnp.float32)
     big_l = jnp.asarray(sampler.L, jnp.float32)
     inv_mass: Any = sampler.inverse_mass
+    dense = mode == "dense" or _metric.is_dense(inv_mass, example)
     grads = jnp.float32(n)  # the initial gradients
 
     def step_size_phase(state, eps, inv_mass, big_l, start, length, collect):
-        zero_d = jnp.zeros((dim,), jnp.float32)
+        shift = jnp.mean(flat_chains(state.position).astype(jnp.float32), axis=0)
 
         def body(carry, i):
             state, eps, t, xavg, eps_max, sums, g = carry
@@ -159,29 +207,26 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, precond):
             new = jnp.minimum(new, eps_max)
             if collect:
                 x = flat_chains(state.position).astype(jnp.float32)
-                sums = _moments_update(sums, x, new)
+                sums = _moments_update(sums, x, new, shift)
             return (state, new, t, xavg, eps_max, sums, g), None
 
         z = jnp.zeros((), jnp.float32)
-        carry = (state, eps, z, z, jnp.float32(jnp.inf), (z, zero_d, zero_d), z)
+        carry = (state, eps, z, z, jnp.float32(jnp.inf), _zero_sums(dim, dense), z)
         carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
         state, eps, _, _, _, sums, g = carry
         return state, eps, sums, g
 
     state, eps, _, g1 = step_size_phase(state, eps, inv_mass, big_l, 0, n1, False)
-    state, eps, (s0, s1, s2), g2 = step_size_phase(state, eps, inv_mass, big_l, n1, n2, True)
-    mean = s1 / jnp.maximum(s0, 1e-30)
-    var = jnp.maximum(s2 / jnp.maximum(s0, 1e-30) - mean**2, 1e-10)
+    state, eps, sums, g2 = step_size_phase(state, eps, inv_mass, big_l, n1, n2, True)
+    cov = _covariance(sums)
     grads = grads + g1 + g2
-    if precond:
-        inv_mass = jax.tree.map(
-            lambda v, x: jnp.asarray(v, jnp.result_type(x)), unravel(var), example
-        )
+    if mode != "none":
+        inv_mass = _tuned_mass(cov, n * n2, example, mode)
         big_l = jnp.sqrt(jnp.float32(dim))
         state, eps, _, g2b = step_size_phase(state, eps, inv_mass, big_l, n1 + n2, n2b, False)
         grads = grads + g2b
     else:
-        big_l = jnp.sqrt(jnp.sum(var / _flat_inverse_mass(inv_mass, example, dim)))
+        big_l = jnp.sqrt(_z_variance_sum(cov, inv_mass, example, dim))
 
     tuned = _rebuild(sampler, eps, big_l, inv_mass)
 
@@ -202,7 +247,16 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, precond):
     return tuned, params, state.position, one, jnp.float32(jnp.nan), grads
 
 
-_mclmc_jit = jax.jit(_mclmc_warmup, static_argnums=(0,), static_argnames=("sizes", "precond"))
+_mclmc_jit = jax.jit(_mclmc_warmup, static_argnums=(0,), static_argnames=("sizes", "mode"))
+
+
+def _tuned_mass(cov, count, example, mode: str) -> Any:
+    """The inverse mass from the warm-up moments: dense (D, D) or diagonal like x."""
+    if mode == "dense":
+        dt = jnp.result_type(ravel_pytree(example)[0])
+        return _dense_inverse_mass(cov, jnp.float32(count)).astype(dt)
+    unravel = ravel_pytree(example)[1]
+    return jax.tree.map(lambda v, x: jnp.asarray(v, jnp.result_type(x)), unravel(cov), example)
 
 
 # --------------------------------------------------------------------------- MAMS
@@ -216,21 +270,26 @@ def mams_adapt_run(
     target_acceptance: float | Array | None = None,
     *,
     diagonal_preconditioning: bool = True,
+    dense_mass: bool = False,
     l_factor: float = 0.5,
 ) -> AdaptationResult:
-    """Tune an `idf.mams` sampler's step size, L (and diagonal inverse mass); module doc."""
+    """Tune an `idf.mams` sampler's step size, L (and inverse mass); module doc.
+
+    `dense_mass=True` tunes a dense (D, D) inverse mass (it overrides
+    `diagonal_preconditioning`).
+    """
     key = _check(sampler, MAMS, "mams", num_steps, x0_batch, key)
-    precond = check_bool("diagonal_preconditioning", diagonal_preconditioning)
+    mode = _mode(diagonal_preconditioning, dense_mass)
     target = check_target(target_acceptance, MAMS_TARGET)
     sizes = _phases(num_steps, (0.2, 0.2, 0.25, 0.2, 0.15))
     dynamic, static = eqx.partition(sampler, eqx.is_array)
     out = _mams_jit(
-        static, dynamic, key, x0_batch, target, jnp.float32(l_factor), sizes=sizes, precond=precond
+        static, dynamic, key, x0_batch, target, jnp.float32(l_factor), sizes=sizes, mode=mode
     )
     return AdaptationResult(*out)
 
 
-def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, precond):
+def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mode):
     sampler = eqx.combine(dynamic, static)
     na, nb, nc, nd, ne = sizes
     n = jax.tree.leaves(x0_batch)[0].shape[0]
@@ -238,16 +297,16 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
     state = init_chains(sampler, x0_batch, jax.random.split(k_init, n))
     chain_keys = jax.random.split(k_run, n)
     example = jax.tree.map(lambda l: l[0], x0_batch)
-    flat0, unravel = ravel_pytree(example)
-    dim = flat0.shape[0]
+    dim = ravel_pytree(example)[0].shape[0]
     eps0 = jnp.asarray(sampler.step_size, jnp.float32)
     l0 = jnp.asarray(sampler.L, jnp.float32)
     ratio = jnp.maximum(l0 / eps0, 1.1)
     inv_mass: Any = sampler.inverse_mass
-    zero_d = jnp.zeros((dim,), jnp.float32)
+    dense = mode == "dense" or _metric.is_dense(inv_mass, example)
 
     def da_phase(state, eps_start, big_l, inv_mass, start, length, *, scale_l, collect):
         """Dual averaging of eps (L = ratio * eps when scale_l, else fixed)."""
+        shift = jnp.mean(flat_chains(state.position).astype(jnp.float32), axis=0)
 
         def body(carry, i):
             state, da, sums, acc_sum, g = carry
@@ -264,11 +323,12 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
             alpha = jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
             da = da_update(da, alpha, target)
             if collect:
-                sums = _moments_update(sums, flat_chains(state.position).astype(jnp.float32), 1.0)
+                x = flat_chains(state.position).astype(jnp.float32)
+                sums = _moments_update(sums, x, 1.0, shift)
             return (state, da, sums, acc_sum + alpha, g), None
 
         z = jnp.zeros((), jnp.float32)
-        carry = (state, da_init(jnp.log(eps_start)), (z, zero_d, zero_d), z, z)
+        carry = (state, da_init(jnp.log(eps_start)), _zero_sums(dim, dense), z, z)
         carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
         state, da, sums, acc_sum, g = carry
         eps = jnp.exp(da.log_eps_bar)
@@ -278,19 +338,14 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
 
     # A: step size at L / eps fixed; B: continue, collecting the positions' moments.
     state, eps, _, _, ga = da_phase(state, eps0, l0, inv_mass, 0, na, scale_l=True, collect=False)
-    state, eps, (s0, s1, s2), _, gb = da_phase(
-        state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True
-    )
+    state, eps, sums, _, gb = da_phase(state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True)
     big_l_old = ratio * eps
-    mean = s1 / s0
-    var = jnp.maximum(s2 / s0 - mean**2, 1e-10)
-    if precond:
-        inv_mass = jax.tree.map(
-            lambda v, x: jnp.asarray(v, jnp.result_type(x)), unravel(var), example
-        )
+    cov = _covariance(sums)
+    if mode != "none":
+        inv_mass = _tuned_mass(cov, n * nb, example, mode)
         big_l = jnp.sqrt(jnp.float32(dim))
     else:
-        big_l = jnp.sqrt(jnp.sum(var / _flat_inverse_mass(inv_mass, example, dim)))
+        big_l = jnp.sqrt(_z_variance_sum(cov, inv_mass, example, dim))
     eps = jnp.minimum(eps * big_l / big_l_old, big_l / 1.1)
     # C: step size at the new L and mass.
     start = na + nb
@@ -323,4 +378,4 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, pre
     return tuned, params, state.position, acc, target, grads
 
 
-_mams_jit = jax.jit(_mams_warmup, static_argnums=(0,), static_argnames=("sizes", "precond"))
+_mams_jit = jax.jit(_mams_warmup, static_argnums=(0,), static_argnames=("sizes", "mode"))

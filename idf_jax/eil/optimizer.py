@@ -27,6 +27,12 @@ Forecaster. Two scorers share the candidate set, the cost and the constraints:
   outside temperature) is persistence, or the one-step forecast of a (not
   action-conditioned) NVP predictor (``EILOptimizer(predictor=idf_jax.nvp.NVPPredictor(...))``).
 
+- model-predictive control (``planner="mpc"`` or ``planner=MPCPlanner(...)``,
+  `idf_jax.eil.mpc`, `idf_jax.eil.mpc_mode`): every source is planned by optimising a
+  12-interval action sequence over all levers with annealed MALA on the plant model, driven
+  by a seasonal demand / outside-air forecast learned from the sensed history; the first
+  action is applied and the next decision re-plans.
+
 The plant model's capacity arithmetic (server power curve, servers needed for a load,
 `idf_jax.nvp.physics`) also generates the candidate levels, and the NVP path uses the same
 arithmetic for the service (uptime) constraint, which is a capacity fact rather than
@@ -97,6 +103,9 @@ from .candidates import ACTION_TYPES, CandidateSet
 from .decision import Decision, Limits, Objective, decide_once
 from .goals import CONSTRAINT_KEYS, GOALS, goal_weights, limits_of
 from .ledger import KEY_ENV, Ledger
+from .mpc import MPCPlanner
+from .mpc_mode import MPCSource
+from .mpc_mode import report as mpc_report
 from .planner import NVPEnv, NVPPlanner, Window, fits_packaged, packaged_planner
 from .plant import PlantAction, PlantModel, PlantState
 from .plant_forecaster import PlantForecaster
@@ -234,6 +243,15 @@ class EILOptimizer:
             for n, c in self.sources.items()
         }
         self._num_servers = {n: float(m.num_servers) for n, m in self._models.items()}
+        # planning mode "mpc": model-predictive control of every source (`idf_jax.eil.mpc`)
+        self._mpc: MPCPlanner | None = None
+        if isinstance(planner, MPCPlanner):
+            self._mpc, planner = planner, None
+        elif isinstance(planner, str) and planner == "mpc":
+            self._mpc, planner = MPCPlanner(horizon=12), None
+        self._mpc_src: dict[str, MPCSource] = {}
+        self._mpc_key = jax.random.key(0)
+        self._mpc_count = 0
         self._planners = self._make_planners(planner)
 
     def _make_planners(self, planner: Any) -> dict[str, NVPPlanner | _Auto]:
@@ -302,6 +320,8 @@ class EILOptimizer:
             d = sensing.demand_of(rec.metrics, self._num_servers[rec.source])
             if d is not None:
                 calib.demands.append(d)
+            if self._mpc is not None:
+                self._mpc_source(rec.source).observe(rec, d)
             self._calibrate(rec, calib)
             out = rec.as_dict()
             out["units"] = {"energy": "kJ", "entropy": "kJ/K", "interval_s": "s"}
@@ -320,6 +340,17 @@ class EILOptimizer:
                 cfg.demand_sigma, self.calibration_rate, (d for d in demands if d is not None)
             )
         return calib
+
+    def _mpc_source(self, source: str) -> MPCSource:
+        """The MPC mode's state of `source`; the first use reads up to a week (and a day)
+        of earlier readings from the store (`idf_jax.eil.mpc_mode`)."""
+        ms = self._mpc_src.get(source)
+        if ms is None:
+            hist = self.store.history(source, limit=DEMAND_MEMORY + 96)
+            n_all = self._num_servers[source]
+            demands = [sensing.demand_of(h.metrics, n_all) for h in hist]
+            ms = self._mpc_src[source] = MPCSource(self.sources[source], hist, demands)
+        return ms
 
     def _calibrate(self, rec: EnergyReading, calib: SourceCalibration) -> None:
         """Track measured / modelled facility power (`SourceCalibration.observe_power`)."""
@@ -397,13 +428,15 @@ class EILOptimizer:
             planner = self._planner(source)
             res = None
             why = None
-            if planner is not None:
+            if self._mpc is not None:
+                res = self._plan_mpc(source, rec, state, cur, w, limits)
+            elif planner is not None:
                 y, mask, why = self._nvp_window(source, planner, rec)
                 if y is not None and mask is not None:
                     res = self._plan_nvp(source, planner, Window(y, mask), state, cur, w, limits)
             if res is None:
                 res = self._plan_plant(source, state, cur, w, limits)
-                if planner is not None:
+                if planner is not None and self._mpc is None:
                     res["fc_info"]["nvp_unavailable"] = why
             chosen, best_type, best_params = res["chosen"], res["type"], res["params"]
             if best_type != "no_op" and cand.same_point(chosen, cur):
@@ -510,6 +543,32 @@ class EILOptimizer:
             "refined": res.pop("refined"),
         }
         return res
+
+    def _plan_mpc(
+        self,
+        source: str,
+        rec: EnergyReading,
+        state: PlantState,
+        cur: PlantAction,
+        w: tuple[float, ...],
+        limits: Limits,
+    ) -> dict[str, Any]:
+        """Decide with the model-predictive planner (`idf_jax.eil.mpc`): one jitted call."""
+        assert self._mpc is not None
+        ms = self._mpc_source(source)
+        model = self._models[source]
+        calib = self._calibration(source)
+        inp, info = ms.inputs(
+            self._mpc, model, rec, state, cur, w, limits, calib.power_ratio(),
+            self.setpoint_range, self.switch_kwh, self.migrate_kwh,
+        )  # fmt: skip
+        self._mpc_count += 1
+        key = jax.random.fold_in(self._mpc_key, self._mpc_count)
+        res = jax.device_get(self._mpc.decide(model, inp, key))
+        ms.remember(res, rec.timestamp)
+        out = mpc_report(res, cur, _PREDICTED_KEYS, info)
+        out["fc_info"]["horizon"] = self._mpc.horizon
+        return out
 
     def _plan_plant(
         self,

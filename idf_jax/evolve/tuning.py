@@ -12,7 +12,17 @@ num_steps + relax_steps) per run, an upper bound that does not depend on the mac
 `successes` the chains that ended within `target_tol` of the record, and `gap` the mean
 relative distance of the runs' best energies from the record (so a configuration that
 never succeeds still has a direction to improve in). `metric="energy"` scores the mean
-relative gap at the configuration's budget instead.
+relative gap at the configuration's budget instead. `metric="ert"` scores the expected
+running time to the record, the standard measure of benchmarking studies (COCO / BBOB):
+
+    fitness = log10(ERT),  ERT = (sum over runs of the evaluations each spent until it
+              first reached the record, or all it spent when it did not)
+              / max(runs that reached it, 0.5)
+
+plus the same gap term when no run reached it. A run is one seed of one task (all its
+chains); the evaluations are the function's exact counts (`hit_evaluations`,
+`num_evaluations` of its result), and the runs stop at the record (`stop_at_target=True`
+where the function takes it), so a configuration that finds the record early is cheap.
 
 The configuration space is built from what the installed `sample_equilibrium` accepts
 (`inspect.signature`): every option of `EQUILIBRIUM_OPTIONS` that is one of its keyword
@@ -42,6 +52,7 @@ from .space import Choice, Dimension, Int, Real
 __all__ = [
     "EQUILIBRIUM_OPTIONS",
     "EQUILIBRIUM_METHODS",
+    "METRICS",
     "EquilibriumTask",
     "equilibrium_fitness",
     "equilibrium_space",
@@ -50,6 +61,9 @@ __all__ = [
     "tune_equilibrium",
     "tune_sampler",
 ]
+
+METRICS = ("evaluations", "energy", "ert")
+"""The fitness measures of `equilibrium_fitness` (module docstring)."""
 
 EQUILIBRIUM_METHODS = ("anneal", "basin_hopping", "parallel_tempering", "population")
 """The `method=` values `sample_equilibrium` documents where it takes `method` ("auto"
@@ -132,18 +146,23 @@ def equilibrium_fitness(
 ) -> tuple[float, dict[str, Any]]:
     """(fitness, details) of one configuration over every task and seed (host code).
 
-    details: successes, runs (chains x seeds x tasks), evaluations, gap, seconds.
+    details: successes, runs (chains x seeds x tasks), evaluations, gap, seconds; with
+    metric="ert" also `runs_reached` (seeds x tasks that reached the record), `seed_runs`
+    and `ert`.
     """
     if fn is None:
         from ..thermo.anneal import sample_equilibrium as fn
-    if metric not in ("evaluations", "energy"):
-        raise ArgumentError("metric", f"metric must be 'evaluations' or 'energy', got {metric!r}")
+    if metric not in METRICS:
+        raise ArgumentError("metric", f"metric must be one of {list(METRICS)}, got {metric!r}")
     kw = {**dict(fixed or {}), **dict(config)}
+    if metric == "ert" and "stop_at_target" in _accepted(fn):
+        kw.setdefault("stop_at_target", True)
     steps = int(kw.get("num_steps", 1000))
     kw["num_steps"] = steps
     pre = int(kw.get("prerelax_steps", 100))
     rel = int(kw.get("relax_steps", 500))
     successes, evals, runs, gaps = 0, 0, 0, []
+    ert_spent, runs_reached, seed_runs = 0, 0, 0
     t0 = time.perf_counter()
     for task in tasks:
         for seed in seeds:
@@ -160,14 +179,27 @@ def equilibrium_fitness(
                 **kw,
             )
             successes += int(res.num_reached)
-            evals += task.chains * (pre + steps + rel)
+            bound = task.chains * (pre + steps + rel)
+            evals += bound
             runs += task.chains
+            seed_runs += 1
+            if metric == "ert":
+                spent = _count(getattr(res, "num_evaluations", None), bound)
+                if int(res.num_reached) > 0:
+                    runs_reached += 1
+                    spent = _count(getattr(res, "hit_evaluations", None), spent)
+                ert_spent += spent
             best = float(res.best_energy)
             gap = (best - task.target) / max(abs(task.target), 1.0)
             gaps.append(gap if math.isfinite(gap) else 1.0)
     gap = float(np.mean(gaps))
+    ert = ert_spent / max(runs_reached, 0.5)
     if metric == "energy":
         fitness = gap
+    elif metric == "ert":
+        fitness = math.log10(max(ert, 1.0)) + (
+            min(max(gap, 0.0), 1.0) if runs_reached == 0 else 0.0
+        )
     else:
         fitness = math.log10(evals / max(successes, 0.5)) + (
             min(max(gap, 0.0), 1.0) if successes == 0 else 0.0
@@ -179,7 +211,20 @@ def equilibrium_fitness(
         "gap": gap,
         "seconds": time.perf_counter() - t0,
     }
+    if metric == "ert":
+        details.update(
+            {"runs_reached": runs_reached, "seed_runs": seed_runs, "ert": ert, "spent": ert_spent}
+        )
     return fitness, details
+
+
+def _count(value: Any, fallback: int) -> int:
+    """An exact evaluation count from a result field, or `fallback` where there is none
+    (a function without the field, or -1: never reached)."""
+    if value is None:
+        return int(fallback)
+    v = int(np.asarray(value))
+    return v if v >= 0 else int(fallback)
 
 
 def tune_equilibrium(

@@ -4,7 +4,10 @@ Modules: `physics` (the datacenter physics, one source for the simulator and EIL
 (datacenter telemetry simulator / EIL environment), `weather` (TMY3 from
 pvlib), `data` (windows and input checks), `model` (causal transformer), `conservation`
 (energy-balance projection), `loss` (physics-informed loss), `train` (optax training),
-`checkpoint` (self-contained files), `predictor` (`NVPPredictor`).
+`checkpoint` (self-contained files), `predictor` (`NVPPredictor`), `metrics` (MASE, skill
+against persistence, CRPS, interval coverage), `baselines` (persistence, seasonal naive,
+ridge AR with time-of-day features, ETS; multi-horizon with residual-based sds), `backtest`
+(rolling multi-horizon backtests of a predictor).
 
 Default checkpoint: `NVPPredictor()` without a path loads `checkpoints/rack_default.ckpt`
 (~80 KB), trained by `experiments/nvp_default_checkpoint.py` on 60 days of the simulator's
@@ -26,11 +29,13 @@ channels of the simulator's row preset, trained on excited actions by
 `experiments/eil_nvp_checkpoint.py`), whose pure `rollout` EIL vmaps over candidate actions.
 """
 
+from . import baselines as baselines
 from . import checkpoint as checkpoint
 from . import conservation as conservation
 from . import control as control
 from . import data as data
 from . import loss as loss
+from . import metrics as metrics
 from . import model as model
 from . import physics as physics
 from . import simulator as simulator

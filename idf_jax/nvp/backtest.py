@@ -8,49 +8,60 @@ compiled, vmapped call (`jax.lax.scan` over the horizon).
 Metrics per channel and horizon h (targets y_{t+h} over all origins with a target):
 
 - MAE and MASE = MAE / s, s the in-sample one-step naive MAE of the series (Hyndman &
-  Koehler 2006), so MASE < 1 beats the one-step naive forecast on average;
+  Koehler 2006, `M.naive_scale`), so MASE < 1 beats the one-step naive forecast on
+  average; one s for every horizon;
 - skill against persistence = 1 - MASE_model / MASE_persistence (persistence: y_t for every
   horizon), positive when the model is better;
-- Gaussian CRPS (Gneiting & Raftery 2007) with the model's predictive sd at that step;
+- Gaussian CRPS (Gneiting & Raftery 2007, `metrics.crps_gaussian`) with the model's
+  predictive sd at that step;
 - coverage of the central 90 % interval mu -/+ 1.645 sd (well calibrated: 0.90). For h > 1
   the sd is the model's one-step sd at the fed-back input, which ignores the growth of
-  uncertainty along the recursion; coverage then reads low, and is reported as measured.
+  uncertainty along the recursion; coverage then reads low, and is reported as measured
+  (`calibrate=f` rescales the sd per horizon on the first f of the origins and scores the
+  rest, as `experiments/nvp_forecast.py` does on validation days).
+
+`rollouts(forecast_fn, window, x, origins, horizon)` is the compiled recursion itself, for
+any pure one-step forecast function (a predictor's `forecast_fn`, or one built from a freshly
+trained model).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike
-from scipy.special import erf
+from jaxtyping import ArrayLike, Float, Int
 
+from . import metrics as M
+from .metrics import crps_gaussian
 from .predictor import Z90, NVPPredictor
 
-__all__ = ["backtest", "crps_gaussian"]
+__all__ = ["backtest", "crps_gaussian", "rollouts"]
 
 
-def crps_gaussian(y: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """CRPS of N(mu, sd^2) at y: sd [z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)], z = (y-mu)/sd."""
-    sd = np.maximum(sd, 1e-12)
-    z = (y - mu) / sd
-    pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * (1 + erf(z / math.sqrt(2)))
-    return sd * (z * (2 * cdf - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
+def rollouts(
+    forecast_fn: Callable,
+    window: int,
+    x: Float[np.ndarray, "T C"],
+    origins: Int[np.ndarray, " N"],
+    horizon: int,
+    *,
+    chunk: int = 2048,
+) -> tuple[Float[np.ndarray, "N H C"], Float[np.ndarray, "N H C"]]:
+    """(N, H, C) means and sds of the recursive forecasts from each origin (inclusive).
 
-
-def _rollouts(pred: NVPPredictor, x: np.ndarray, origins: np.ndarray, horizon: int):
-    """(N, H, C) means and sds of the recursive forecasts from each origin (inclusive)."""
-    w = pred.window
+    `forecast_fn(y (window, C) float32, mask (window,) bool)` returns a stack whose rows 0
+    and 1 are the next step's mean and variance (`NVPPredictor.forecast_fn`); each mean is
+    fed back as the next input."""
+    w = int(window)
     idx = origins[:, None] + np.arange(-w + 1, 1)[None, :]
     mask = idx >= 0
     first = np.maximum(origins - w + 1, 0)
     idx = np.where(mask, idx, first[:, None])
     ys = x[idx].astype(np.float32)
-    fn = pred.forecast_fn
+    fn = forecast_fn
 
     def one(y, m):
         def step(carry, _):
@@ -66,12 +77,12 @@ def _rollouts(pred: NVPPredictor, x: np.ndarray, origins: np.ndarray, horizon: i
 
     run = jax.jit(jax.vmap(one))
     mus, sds = [], []
-    for s in range(0, len(origins), 2048):  # bounded memory; one compilation per chunk size
-        chunk = slice(s, s + 2048)
-        n = len(origins[chunk])
+    for s in range(0, len(origins), chunk):  # bounded memory; one compilation per chunk size
+        part = slice(s, s + chunk)
+        n = len(origins[part])
         size = 1 << max(n - 1, 0).bit_length()
-        yb = np.concatenate([ys[chunk], np.repeat(ys[chunk][:1], size - n, 0)])
-        mb = np.concatenate([mask[chunk], np.repeat(mask[chunk][:1], size - n, 0)])
+        yb = np.concatenate([ys[part], np.repeat(ys[part][:1], size - n, 0)])
+        mb = np.concatenate([mask[part], np.repeat(mask[part][:1], size - n, 0)])
         mu, sd = run(jnp.asarray(yb), jnp.asarray(mb))
         mus.append(np.asarray(mu, np.float64)[:n])
         sds.append(np.asarray(sd, np.float64)[:n])
@@ -84,6 +95,7 @@ def backtest(
     horizons: Sequence[int] = (1, 4, 24),
     *,
     start: int | None = None,
+    calibrate: float | None = None,
 ) -> dict:
     """Rolling recursive forecasts of a (T, C) series in the predictor's channel order.
 
@@ -92,10 +104,15 @@ def backtest(
       values: (T, C) series (physically impossible values raise ValueError).
       horizons: forecast horizons in steps (each >= 1).
       start: first origin (default: the model's `min_history` - 1).
+      calibrate: None (default: the model's own sd at every step) or a fraction f in (0, 1):
+        the first f of the origins only calibrate the sd, per horizon and channel, by the
+        factor that makes the 90 % interval cover 90 % of their targets (targets before the
+        first scored origin only); metrics are then computed on the remaining origins.
 
     Returns a dict: ``horizons``, ``channels``, ``metrics[h][channel]`` (mae, mase,
-    mase_persistence, skill, crps, coverage90, n), ``origins`` (N,), and the arrays
-    ``mean`` / ``sd`` (N, H, C) with H = max(horizons), for plots.
+    mase_persistence, skill, crps, coverage90, n), ``origins`` (N,), the arrays
+    ``mean`` / ``sd`` (N, H, C) with H = max(horizons), for plots (sd calibrated when asked),
+    and ``scored_from`` (first scored origin) and ``sd_factor`` ((H, C) or None).
     """
     x = np.asarray(values, np.float64)
     chans = predictor.channels
@@ -117,30 +134,66 @@ def backtest(
             f"series of {x.shape[0]} steps is too short for a model needing "
             f"{predictor.min_history} steps of history"
         )
-    mu, sd = _rollouts(predictor, x, origins, big)
-    scale = np.mean(np.abs(np.diff(x, axis=0)), axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    mu, sd = rollouts(predictor.forecast_fn, predictor.window, x, origins, big)
+    scale = np.asarray(M.naive_scale(x), np.float64)
+    scored_from, factor = int(origins[0]), None
+    if calibrate is not None:
+        if not 0.0 < float(calibrate) < 1.0:
+            raise ValueError(f"calibrate must be a fraction in (0, 1), got {calibrate}")
+        n_cal = int(round(float(calibrate) * len(origins)))
+        if n_cal < 1 or n_cal >= len(origins):
+            raise ValueError(
+                f"calibrate={calibrate} leaves no calibration or no scored origins "
+                f"among {len(origins)}"
+            )
+        scored_from = int(origins[n_cal])
+        factor = np.ones((big, len(chans)))
+        for h in range(1, big + 1):
+            cal = np.flatnonzero(origins[:n_cal] + h <= scored_from)
+            if cal.size < 10:
+                raise ValueError(
+                    f"calibrate={calibrate}: fewer than 10 calibration targets at h={h}; "
+                    "use a longer series or a larger fraction"
+                )
+            z = np.abs(x[origins[cal] + h] - mu[cal, h - 1]) / np.maximum(sd[cal, h - 1], 1e-12)
+            f = np.quantile(z, 0.9, axis=0) / Z90
+            factor[h - 1] = np.where(np.isfinite(f) & (f > 0), f, 1.0)
+        sd = sd * factor[None]
     metrics: dict[int, dict[str, dict]] = {}
     for h in hs:
-        ok = origins + h < x.shape[0]
+        ok = (origins + h < x.shape[0]) & (origins >= scored_from)
         if not ok.any():
             continue
         y = x[origins[ok] + h]
         m, s = mu[ok, h - 1], sd[ok, h - 1]
         naive = x[origins[ok]]
+        mae = np.asarray(M.mae(y, m), np.float64)
+        mase = mae / scale
+        mase_p = np.asarray(M.mase(y, naive, scale), np.float64)
+        # `metrics.skill`, in float64 (JAX computes in float32 unless x64 is enabled)
+        sk = np.where(mase_p > 0, 1.0 - mase / np.where(mase_p > 0, mase_p, 1.0), np.nan)
+        crps = np.asarray(np.mean(crps_gaussian(y, m, s), axis=0), np.float64)
+        lo, hi = m - Z90 * s, m + Z90 * s
+        cov = np.asarray(M.coverage(y, lo, hi), np.float64)
         per = {}
         for j, c in enumerate(chans):
-            mae = float(np.mean(np.abs(y[:, j] - m[:, j])))
-            mae_p = float(np.mean(np.abs(y[:, j] - naive[:, j])))
-            mase, mase_p = mae / scale[j], mae_p / scale[j]
             per[c] = dict(
-                mae=mae,
-                mase=mase,
-                mase_persistence=mase_p,
-                skill=1.0 - mase / mase_p if mase_p > 0 else float("nan"),
-                crps=float(np.mean(crps_gaussian(y[:, j], m[:, j], s[:, j]))),
-                coverage90=float(np.mean(np.abs(y[:, j] - m[:, j]) <= Z90 * s[:, j])),
+                mae=float(mae[j]),
+                mase=float(mase[j]),
+                mase_persistence=float(mase_p[j]),
+                skill=float(sk[j]),
+                crps=float(crps[j]),
+                coverage90=float(cov[j]),
                 n=int(ok.sum()),
             )
         metrics[h] = per
-    return dict(horizons=hs, channels=list(chans), metrics=metrics, origins=origins, mean=mu, sd=sd)
+    return dict(
+        horizons=hs,
+        channels=list(chans),
+        metrics=metrics,
+        origins=origins,
+        mean=mu,
+        sd=sd,
+        scored_from=scored_from,
+        sd_factor=factor,
+    )

@@ -253,17 +253,25 @@ def _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, *, num):
     return carry
 
 
-def _run_chunk(static, dynamic, chain_keys, carry, start, draw0, *, num, thin, has_ee, mesh, burn):
-    """A chunk of `num` burn-in steps or `num` draws, on one device or sharded."""
+def _run_chunk(
+    static, dynamic, key_data, carry, start, draw0, *, num, thin, has_ee, mesh, burn, impl
+):
+    """A chunk of `num` burn-in steps or `num` draws, on one device or sharded.
+
+    The chain keys travel as raw key data (`impl` names the PRNG): a typed key array
+    returned from or passed to a jitted function is re-validated on the host every call
+    (~0.5 ms), raw uint32 data is not.
+    """
     sampler = eqx.combine(dynamic, static)
 
-    def local(chain_keys, carry, start, draw0):
+    def local(key_data, carry, start, draw0):
+        chain_keys = jax.random.wrap_key_data(key_data, impl=impl)
         if burn:
             return _burn(sampler, has_ee, chain_keys, carry, start, num=num)
         return _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, num=num)
 
     if mesh is None:
-        return local(chain_keys, carry, start, draw0)
+        return local(key_data, carry, start, draw0)
     chains = PartitionSpec("chains")
     f = jax.shard_map(
         local,
@@ -275,7 +283,7 @@ def _run_chunk(static, dynamic, chain_keys, carry, start, draw0, *, num, thin, h
         # closed over: they are replicated on every device.
         check_vma=False,
     )
-    return f(chain_keys, carry, start, draw0)
+    return f(key_data, carry, start, draw0)
 
 
 # Compiled once per (sampler structure, static fields, shapes, dtypes, chunk sizes): a
@@ -283,14 +291,14 @@ def _run_chunk(static, dynamic, chain_keys, carry, start, draw0, *, num, thin, h
 _run_chunk_jit = jax.jit(
     _run_chunk,
     static_argnums=(0,),
-    static_argnames=("num", "thin", "has_ee", "mesh", "burn"),
+    static_argnames=("num", "thin", "has_ee", "mesh", "burn", "impl"),
     donate_argnums=(3,),
 )
 # Under an outer jit / vmap / grad the carry is a tracer: nothing to donate.
 _run_chunk_traced = jax.jit(
     _run_chunk,
     static_argnums=(0,),
-    static_argnames=("num", "thin", "has_ee", "mesh", "burn"),
+    static_argnames=("num", "thin", "has_ee", "mesh", "burn", "impl"),
 )
 
 
@@ -356,6 +364,7 @@ def sample(
     carry, chain_keys = _prepare_jit(
         static, dynamic, x0_batch, key, n=n, pad=pad, num_draws=num_draws
     )
+    impl = jax.random.key_impl(key)
     has_ee = carry.hist.shape[1] > 0
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("chains"))
@@ -363,7 +372,9 @@ def sample(
         chain_keys = _to_global(chain_keys, sharding)
 
     runner = _run_chunk_traced if is_traced((carry, dynamic, chain_keys)) else _run_chunk_jit
-    chunk = functools.partial(runner, static, dynamic, thin=thin, has_ee=has_ee, mesh=mesh)
+    chunk = functools.partial(
+        runner, static, dynamic, thin=thin, has_ee=has_ee, mesh=mesh, impl=impl
+    )
 
     chunked = progress or checkpoint is not None or callback is not None or chunk_draws is not None
     burn_chunk, draw_chunk = _default_chunk(num_draws, thin, burn_in)
@@ -407,14 +418,14 @@ def sample(
             if steps_done < burn_in:
                 num = min(burn_chunk, burn_in - steps_done)
                 carry = chunk(
-                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(0), num=num, burn=True
+                    chain_keys, carry, np.int32(steps_done), np.int32(0), num=num, burn=True
                 )
                 steps_done += num
             else:
                 draw0 = (steps_done - burn_in) // thin
                 num = min(draw_chunk, num_draws - draw0)
                 carry = chunk(
-                    chain_keys, carry, jnp.int32(steps_done), jnp.int32(draw0), num=num, burn=False
+                    chain_keys, carry, np.int32(steps_done), np.int32(draw0), num=num, burn=False
                 )
                 steps_done += num * thin
             if chunked:
@@ -497,7 +508,7 @@ def _prepare(static, dynamic, x0_batch, key, *, n: int, pad: int, num_draws: int
         energies=jnp.zeros((n_total, num_draws, *state.energy.shape[1:]), state.energy.dtype),
         divergences=jnp.zeros((n_total, num_draws), bool),
     )
-    return carry, chain_keys
+    return carry, jax.random.key_data(chain_keys)
 
 
 _prepare_jit = jax.jit(_prepare, static_argnums=(0,), static_argnames=("n", "pad", "num_draws"))

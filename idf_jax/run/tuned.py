@@ -3,6 +3,11 @@
 For users who do not want to choose: `method="auto"` picks MAMS (the many-chain winner
 of Robnik et al., arXiv 2503.01707) for float states. Discrete states have no gradient
 to tune on: they are refused with a pointer to `idf.block_gibbs`.
+
+`preset=`: a sampler preset written by `idf evolve sampler` (target "mala" or "hmc",
+config {step_size[, num_integration_steps]}), packaged or a file. No warm-up tuning
+runs then: the preset's settings are used as they are, the `num_warmup` steps are a
+discarded burn-in with them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +35,67 @@ from ..samplers.langevin import mala
 from ..samplers.mclmc import mams, mclmc
 from ._driver import Trace, sample
 
-__all__ = ["TUNED_METHODS", "sample_tuned"]
+__all__ = ["SAMPLER_PRESET_TARGETS", "TUNED_METHODS", "sample_tuned", "sampler_presets"]
 
 TUNED_METHODS = ("auto", "nuts", "mams", "mclmc", "chees", "meads", "hmc", "mala")
+
+SAMPLER_PRESET_TARGETS = ("mala", "hmc")
+"""The `target` of the presets `sample_tuned(..., preset=)` takes (`idf evolve sampler`)."""
+
+
+def sampler_presets() -> list[str]:
+    """Names of the packaged sampler presets (targets in `SAMPLER_PRESET_TARGETS`)."""
+    from .._presets import available_presets, read_preset
+
+    return [
+        n for n in available_presets() if read_preset(n).get("target") in SAMPLER_PRESET_TARGETS
+    ]
+
+
+def _available_text() -> str:
+    from .._presets import available_presets, read_preset
+
+    sampler = sampler_presets()
+    other = [
+        f"{n} ({read_preset(n).get('target')})" for n in available_presets() if n not in sampler
+    ]
+    return (
+        f"packaged sampler presets: {', '.join(sampler) or 'none'}"
+        + (f"; other packaged presets: {', '.join(other)}" if other else "")
+        + "; or give the path of a file written by `idf evolve sampler`"
+    )
+
+
+def _sampler_preset(preset: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(target, config) of a sampler preset, checked; ArgumentError("preset") otherwise."""
+    from .._presets import PRESET_DIR, read_preset
+
+    if not isinstance(preset, (str, os.PathLike)):
+        raise ArgumentError(
+            "preset", f"preset is a preset name or file path, got {type(preset).__name__}"
+        )
+    packaged = isinstance(preset, str) and (PRESET_DIR / f"{preset}.json").is_file()
+    if not packaged and not os.path.isfile(preset):
+        raise ArgumentError("preset", f"no preset {str(preset)!r}: {_available_text()}")
+    rec = read_preset(preset)
+    target = rec.get("target")
+    if target not in SAMPLER_PRESET_TARGETS:
+        raise ArgumentError(
+            "preset",
+            f"preset {str(preset)!r} is for {target!r}, not a sampler "
+            f"({list(SAMPLER_PRESET_TARGETS)}): {_available_text()}",
+        )
+    config = dict(rec["config"])
+    allowed = {"step_size"} | ({"num_integration_steps"} if target == "hmc" else set())
+    unknown = sorted(set(config) - allowed)
+    if unknown or "step_size" not in config:
+        raise ArgumentError(
+            "preset",
+            f"preset {str(preset)!r} ({target}) must set step_size"
+            + (" and may set num_integration_steps" if target == "hmc" else "")
+            + (f"; it sets {unknown} as well" if unknown else ""),
+        )
+    return str(target), config
 
 
 def _is_discrete(x0_batch: PyTree) -> bool:
@@ -68,6 +132,7 @@ def sample_tuned(
     temperature: FloatScalar = 1.0,
     thin: int = 1,
     num_integration_steps: int = 10,
+    preset: str | os.PathLike | None = None,
     **sample_kwargs: Any,
 ) -> Trace:
     """Tune a sampler for `energy_fn` on the chains of `x0_batch`, then draw from it.
@@ -84,6 +149,10 @@ def sample_tuned(
         temperature: T > 0.
         thin: keep one state every `thin` steps (num_draws * thin steps are run).
         num_integration_steps: leapfrog steps for method="hmc".
+        preset: a sampler preset (a packaged name or a file written by `idf evolve
+            sampler`): its sampler and settings replace the warm-up tuning (method
+            "auto" takes the preset's; another method raises `ArgumentError`; an
+            explicit `num_integration_steps` wins over the preset's).
         **sample_kwargs: passed to `idf.sample` (progress, checkpoint, devices, ...).
 
     Returns:
@@ -92,7 +161,23 @@ def sample_tuned(
         `tuning_seconds` (wall time of the warm-up, NaN under jit / vmap),
         `sampling_grad_evals` (gradient evaluations each chain spent drawing), and the
         tuned `step_size` (and `L` / `trajectory_length` where the method has one).
+        With a preset, `tuning_grad_evals` is the burn-in's cost, `tuning_seconds` 0
+        (the tuning was paid when the preset was made) and `step_size` the preset's.
     """
+    if preset is not None:
+        return _sample_preset(
+            energy_fn,
+            key,
+            x0_batch,
+            num_draws,
+            method,
+            preset,
+            num_warmup=num_warmup,
+            temperature=temperature,
+            thin=thin,
+            num_integration_steps=num_integration_steps,
+            **sample_kwargs,
+        )
     if not isinstance(method, str) or method not in TUNED_METHODS:
         raise ArgumentError(
             "method", f"method must be one of {list(TUNED_METHODS)}, got {method!r}"
@@ -164,4 +249,86 @@ def sample_tuned(
     for name in ("step_size", "L", "trajectory_length"):
         if name in res.params:
             stats[name] = ones * res.params[name]
+    return trace._replace(stats=stats)
+
+
+def _sample_preset(
+    energy_fn: EnergyFn,
+    key: PRNGKeyArray,
+    x0_batch: PyTree,
+    num_draws: int,
+    method: str,
+    preset: str | os.PathLike,
+    *,
+    num_warmup: int,
+    temperature: FloatScalar,
+    thin: int,
+    num_integration_steps: int,
+    **sample_kwargs: Any,
+) -> Trace:
+    """`sample_tuned` with a sampler preset: burn-in and draws with the preset's settings."""
+    target, config = _sampler_preset(preset)
+    if method not in ("auto", target):
+        raise ArgumentError(
+            "method",
+            f"preset {str(preset)!r} is a {target!r} preset; leave method='auto' or pass "
+            f"method={target!r}, got {method!r}",
+        )
+    num_draws = positive_int("num_draws", num_draws)
+    num_warmup = positive_int("num_warmup", num_warmup)
+    thin = positive_int("thin", thin)
+    positive("temperature", temperature)
+    try:
+        step_size = float(config["step_size"])
+    except (TypeError, ValueError):
+        step_size = math.nan
+    if not (math.isfinite(step_size) and step_size > 0):
+        raise ArgumentError(
+            "preset",
+            f"preset {str(preset)!r} has step_size {config['step_size']!r}; it must be > 0",
+        )
+    key = as_key(key)
+    leaves = jax.tree.leaves(x0_batch)
+    if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
+        raise ArgumentError(
+            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
+        )
+    if _is_discrete(x0_batch):
+        raise ArgumentError(
+            "x0_batch",
+            "sampler presets are for gradient-based samplers and x0_batch holds discrete "
+            "states; sample spins with idf.block_gibbs(capsule, T) and idf.sample",
+        )
+    n = int(leaves[0].shape[0])
+    if target == "hmc":
+        steps = num_integration_steps
+        # the preset's number, unless the caller set another than the default (10)
+        if steps == 10 and "num_integration_steps" in config:
+            steps = int(config["num_integration_steps"])
+        steps = positive_int("num_integration_steps", steps)
+        sampler = hmc(energy_fn, step_size, steps, temperature)
+        per_step_default = float(steps)
+    else:
+        sampler = mala(energy_fn, step_size, temperature)
+        per_step_default = 1.0
+    trace = sample(
+        sampler,
+        key,
+        x0_batch,
+        num_warmup + num_draws * thin,
+        thin=thin,
+        burn_in=num_warmup,
+        **sample_kwargs,
+    )
+    stats = dict(trace.stats)
+    ones = jnp.ones((n,), jnp.float32)
+    per_step = stats.get("num_grad_evals")
+    if per_step is None:
+        per_step = ones * per_step_default
+    stats["tuning_grad_evals"] = per_step * num_warmup
+    stats["tuning_seconds"] = ones * 0.0
+    stats["sampling_grad_evals"] = per_step * (num_draws * thin)
+    stats["step_size"] = ones * step_size
+    if target == "hmc":
+        stats["L"] = ones * per_step_default
     return trace._replace(stats=stats)

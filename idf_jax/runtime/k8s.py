@@ -3,7 +3,8 @@
 `render_manifests(DeploySpec(...))` returns the objects (plain dicts, `k8s_objects`): a
 ConfigMap with the service configuration (never a secret), a NetworkPolicy, the Services,
 the stateless sampling / NVP Deployment (HorizontalPodAutoscaler, PodDisruptionBudget) and
-the stateful EIL StatefulSet (one replica, its state on a PersistentVolumeClaim). The
+the stateful EIL StatefulSet (one replica, its state on a PersistentVolumeClaim) and an
+Ingress that routes the EIL-state paths to the StatefulSet, the rest to the Deployment. The
 Secret itself is never rendered: keys stay out of manifests; create it with
 `kubectl -n NS create secret generic idf-api-keys --from-literal=api-keys=KEY1,KEY2
 --from-literal=ledger-key=HEX` (ledger-key is optional: an Ed25519 seed, 64 hex characters;
@@ -42,6 +43,9 @@ __all__ = [
 
 _DNS = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUB = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_HOST = re.compile(
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
 _QTY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
@@ -54,6 +58,13 @@ class DeploySpec:
     cluster's default class). metrics_port: the unkeyed /metrics port Prometheus scrapes,
     which the NetworkPolicy opens to `monitoring_namespace` only; HTTP is open to the
     namespace and `ingress_namespace` (the ingress controller's).
+
+    ingress: render an Ingress (networking.k8s.io/v1) that sends the EIL-state paths
+    (`k8s_objects.EIL_PATHS`: /v1/eil, /v1/ledger, /v1/stream, /v1/jobs) to the EIL
+    StatefulSet's Service and everything else to the stateless Deployment's. ingress_host:
+    the host it answers (None: any host); ingress_class: its `ingressClassName`;
+    ingress_tls_secret: a Secret holding the TLS certificate of `ingress_host` (None: no
+    TLS section; the controller's default certificate, if any).
     """
 
     namespace: str = "idf"
@@ -74,6 +85,10 @@ class DeploySpec:
     metrics_port: int = 9100
     monitoring_namespace: str = "monitoring"
     ingress_namespace: str = "ingress-nginx"
+    ingress: bool = True
+    ingress_host: str | None = None
+    ingress_class: str = "nginx"
+    ingress_tls_secret: str | None = None
     service_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -110,6 +125,23 @@ class DeploySpec:
             isinstance(self.storage_class, str) and _DNS_SUB.match(self.storage_class)
         ):
             raise ValueError(f"storage_class must be a DNS-1123 name, got {self.storage_class!r}")
+        if not isinstance(self.ingress, bool):
+            raise ValueError(f"ingress must be true or false, got {self.ingress!r}")
+        if self.ingress_host is not None and not (
+            isinstance(self.ingress_host, str) and _HOST.match(self.ingress_host)
+        ):
+            raise ValueError(
+                "ingress_host must be a DNS name like 'idf.example.com' (or '*.example.com'), "
+                f"got {self.ingress_host!r}"
+            )
+        for f in ("ingress_class", "ingress_tls_secret"):
+            v = getattr(self, f)
+            if (v is not None or f == "ingress_class") and not (
+                isinstance(v, str) and _DNS_SUB.match(v)
+            ):
+                raise ValueError(f"{f} must be a DNS-1123 name, got {v!r}")
+        if self.ingress_tls_secret is not None and self.ingress_host is None:
+            raise ValueError("ingress_tls_secret needs ingress_host (the certificate's host)")
         if not (isinstance(self.target_cpu_percent, int) and 1 <= self.target_cpu_percent <= 100):
             raise ValueError(
                 f"target_cpu_percent must be in 1..100, got {self.target_cpu_percent!r}"

@@ -9,6 +9,16 @@ Two parts, so that replicas never split state:
   of exactly one replica whose state directory ``/var/lib/idf`` is a PersistentVolumeClaim
   (kept when the set is deleted or scaled), behind the headless Service ``<name>-eil``.
 
+An Ingress (``<name>``, when ``spec.ingress``) is the one way in from outside: the paths
+that need the EIL's state (`EIL_PATHS`) go to ``<name>-eil``, everything else to ``<name>``.
+Besides /v1/eil and /v1/ledger (503 on a stateless pod, which has no EIL), that is
+/v1/stream (its ``act`` and ``subscribe`` messages are EIL decisions) and /v1/jobs: the job
+table is a file in the state directory, so a job submitted to one stateless replica would be
+unknown (404) to the next one; on the StatefulSet it lives on the persistent volume (with
+the checkpoints of `train` jobs). Streaming predictions (/v1/nvp/stream), /v1/nvp/predict,
+/v1/sample and /v1/equilibrium stay on the stateless pods. The NetworkPolicy already
+admits the ingress controller's namespace to the HTTP port of both.
+
 Both run as a non-root user with the RuntimeDefault seccomp profile, a read-only root
 filesystem and no capabilities; a NetworkPolicy admits HTTP from the namespace (and the
 ingress controller's namespace) and scrapes of the unkeyed metrics port from the monitoring
@@ -31,10 +41,11 @@ import yaml
 if TYPE_CHECKING:
     from .k8s import DeploySpec
 
-__all__ = ["STATE_DIR", "build_objects", "public_config"]
+__all__ = ["EIL_PATHS", "STATE_DIR", "build_objects", "public_config"]
 
 STATE_DIR = "/var/lib/idf"
 _SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|(^|_)keys?$)")
+EIL_PATHS = ("/v1/eil", "/v1/ledger", "/v1/stream", "/v1/jobs")  # to the StatefulSet
 _EIL_LOCAL = ("db_path", "ledger_key", "allow_dev_key")  # the pod decides these
 
 
@@ -289,9 +300,54 @@ def build_objects(spec: DeploySpec, v: Callable[[str], Any]) -> list[dict[str, A
             "spec": {"minAvailable": 1, "selector": {"matchLabels": labels("api")}},
         },
     ]
-    if spec.service_config.get("eil") is False:  # no EIL: no stateful part
+    has_eil = spec.service_config.get("eil") is not False
+    if not has_eil:  # no EIL: no stateful part
         objs = [o for o in objs if o["metadata"]["name"] != eil_name]
+    if spec.ingress:
+        objs.append(_ingress(spec, meta(spec.name), eil_name if has_eil else None))
     return objs
+
+
+def _ingress(spec: DeploySpec, metadata: dict[str, Any], eil_name: str | None) -> dict[str, Any]:
+    """The Ingress (module doc): `EIL_PATHS` to `eil_name` (None: no EIL, all to the API)."""
+
+    def path(prefix: str, service: str) -> dict[str, Any]:
+        backend = {"service": {"name": service, "port": {"name": "http"}}}
+        return {"path": prefix, "pathType": "Prefix", "backend": backend}
+
+    paths = [path(p, eil_name) for p in EIL_PATHS] if eil_name else []
+    paths.append(path("/", spec.name))
+    rule: dict[str, Any] = {"http": {"paths": paths}}
+    if spec.ingress_host:
+        rule["host"] = spec.ingress_host
+    body: dict[str, Any] = {"ingressClassName": spec.ingress_class, "rules": [rule]}
+    if spec.ingress_tls_secret:
+        body["tls"] = [{"hosts": [spec.ingress_host], "secretName": spec.ingress_tls_secret}]
+    if spec.ingress_class == "nginx":  # ingress-nginx: WebSocket streams and request bodies
+        metadata = dict(
+            metadata,
+            annotations={
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+                "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+                "nginx.ingress.kubernetes.io/proxy-body-size": _body_size(spec),
+                "nginx.ingress.kubernetes.io/ssl-redirect": (
+                    "true" if spec.ingress_tls_secret else "false"
+                ),
+            },
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": body,
+    }
+
+
+def _body_size(spec: DeploySpec) -> str:
+    """The service's `limits.max_body_bytes` (default 1 MiB) as an nginx size, in KiB."""
+    limits = spec.service_config.get("limits") or {}
+    size = limits.get("max_body_bytes", 1_048_576) if isinstance(limits, Mapping) else 1_048_576
+    return f"{-(-int(size) // 1024)}k"
 
 
 def _ns(name: str) -> dict[str, Any]:

@@ -14,8 +14,11 @@ the dynamics sees grad log p = -grad E / T.
   transition draws a fresh unit velocity, runs n = ceil(U * s(L / eps)) steps (U
   uniform, s chosen so that E[n] = L / eps) and accepts with min(1, exp(-dH / T)).
 
-Preconditioning is a diagonal inverse mass M^-1 (scalar or a PyTree like x): the
-dynamics runs in coordinates z = M^(-1/2) x. `info.energy_error` is the energy error in
+Preconditioning is an inverse mass M^-1: diagonal (a scalar or a PyTree like x), where
+the dynamics runs in coordinates z = M^(-1/2) x, or dense (one (D, D) symmetric
+positive-definite array, D the size of x), where it runs in z = C^-1 x with
+M^-1 = C C^T (one Cholesky factor per transition; x moves by C u, the velocity sees
+C^T grad log p). `info.energy_error` is the energy error in
 energy units (T times the dimensionless change), as for HMC.
 """
 
@@ -32,6 +35,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from .. import _tree
 from .._checks import ArgumentError
 from .._custom_types import FloatScalar
+from . import _metric
 from ._base import (
     EnergyFn,
     PyTree,
@@ -59,6 +63,7 @@ __all__ = [
     "mams",
     "mclmc",
     "mean_integration_steps",
+    "preconditioner",
 ]
 
 _B1 = 0.1931833275037836
@@ -142,6 +147,20 @@ def _velocity_update(u_flat, g_flat, step, dim):
     return new, (delta - jnp.log(2.0) + log_a) * (dim - 1)
 
 
+def preconditioner(inv_mass, position: PyTree):
+    """(to_x, to_z) on flat vectors for the inverse mass M^-1 = C C^T.
+
+    to_x(u) = C u (a z-space direction in x space), to_z(g) = C^T g (an x-space gradient
+    in z space); C = sqrt(M^-1) for a diagonal M^-1, its Cholesky factor for a dense one.
+    """
+    if _metric.is_dense(inv_mass, position):
+        chol = jnp.linalg.cholesky(jax.tree.leaves(inv_mass)[0])
+        return (lambda u: chol @ u), (lambda g: chol.T @ g)
+    sqrt_m = jax.tree.map(jnp.sqrt, inv_mass)
+    scale = ravel_pytree(sqrt_m)[0] if _tree._is_tree_like(sqrt_m, position) else sqrt_m
+    return (lambda u: scale * u), (lambda g: scale * g)
+
+
 def isokinetic_step(
     energy_fn: EnergyFn, integrator: str, state: MCLMCState, step_size, temp, inv_mass
 ):
@@ -149,21 +168,24 @@ def isokinetic_step(
 
     Returns (state, kinetic_change) with kinetic_change dimensionless (units of T).
     """
+    to_x, to_z = preconditioner(inv_mass, state.position)
+    return _isokinetic(energy_fn, integrator, state, step_size, temp, to_x, to_z)
+
+
+def _isokinetic(energy_fn, integrator, state: MCLMCState, step_size, temp, to_x, to_z):
     coefs, _ = INTEGRATORS[integrator]
     flat_x, unravel = ravel_pytree(state.position)
     dim = flat_x.shape[0]
-    sqrt_m = jax.tree.map(jnp.sqrt, inv_mass)
-    sqrt_m_flat = ravel_pytree(sqrt_m)[0] if _tree._is_tree_like(sqrt_m, state.position) else sqrt_m
     u = ravel_pytree(state.momentum)[0]
     x, energy, grad = state.position, state.energy, state.grad
     kinetic = jnp.zeros((), flat_x.dtype)
     for i, c in enumerate(coefs):
         if i % 2 == 0:
-            g = -sqrt_m_flat * ravel_pytree(grad)[0] / temp
+            g = -to_z(ravel_pytree(grad)[0]) / temp
             u, dk = _velocity_update(u, g, step_size * c, dim)
             kinetic = kinetic + dk
         else:
-            x = _tree.add_scaled(x, unravel(sqrt_m_flat * u), step_size * c)
+            x = _tree.add_scaled(x, unravel(to_x(u)), step_size * c)
             energy, grad = energy_and_grad(energy_fn, x)
     return MCLMCState(x, unravel(u), energy, grad), kinetic
 
@@ -201,8 +223,9 @@ def build_mclmc_kernel(energy_fn: EnergyFn, integrator: str = "mclachlan"):
         temp, inv_mass = cast(temperature, state.energy), cast(inverse_mass, state.energy)
         k1, k2 = jax.random.split(key)
         u, noise = _partial_refresh(k1, state.momentum, 0.5 * eps, big_l)
-        s, kinetic = isokinetic_step(
-            energy_fn, integrator, state._replace(momentum=u), eps, temp, inv_mass
+        to_x, to_z = preconditioner(inv_mass, state.position)
+        s, kinetic = _isokinetic(
+            energy_fn, integrator, state._replace(momentum=u), eps, temp, to_x, to_z
         )
         s = s._replace(momentum=_partial_refresh(k2, s.momentum, 0.5 * eps, big_l)[0])
         change = kinetic + (s.energy - state.energy) / temp
@@ -259,10 +282,11 @@ def build_mams_kernel(energy_fn: EnergyFn, integrator: str = "mclachlan", jitter
             n_raw = jnp.ceil(mu)
         n = jnp.clip(n_raw, 1, 2**30).astype(jnp.int32)
         s0 = MCLMCState(state.position, _unit_vector(k_u, state.position), state.energy, state.grad)
+        to_x, to_z = preconditioner(inv_mass, state.position)  # one factor per trajectory
 
         def body(_, carry):
             s, kin = carry
-            s, dk = isokinetic_step(energy_fn, integrator, s, eps, temp, inv_mass)
+            s, dk = _isokinetic(energy_fn, integrator, s, eps, temp, to_x, to_z)
             return s, kin + dk
 
         s, kinetic = jax.lax.fori_loop(0, n, body, (s0, jnp.zeros_like(state.energy)))
@@ -348,7 +372,7 @@ def _params(step_size, L, temperature, inverse_mass):
     check_positive("L", L)
     check_positive("temperature", temperature)
     inv_mass = 1.0 if inverse_mass is None else inverse_mass
-    check_positive("inverse_mass", inv_mass)
+    _metric.check_inverse_mass(inv_mass)
     return as_param(step_size), as_param(L), as_param(temperature), as_param(inv_mass)
 
 
@@ -367,7 +391,8 @@ def mclmc(
         step_size: integrator step epsilon > 0 (an array leaf).
         L: velocity decoherence length > 0 (an array leaf; `inf` for no refreshment).
         temperature: T > 0.
-        inverse_mass: diagonal M^-1: None (identity), a scalar, or a PyTree like x.
+        inverse_mass: M^-1: None (identity), a scalar or a PyTree like x (diagonal), or
+            one (D, D) symmetric positive-definite array, D the size of x (dense).
         integrator: "mclachlan" (2 gradients per step) or "leapfrog" (1).
 
     Tune `step_size` and `L` with `idf.adapt(sampler, ..., method="mclmc")`.
@@ -392,7 +417,8 @@ def mams(
         step_size: integrator step epsilon > 0 (an array leaf).
         L: trajectory length > 0 (an array leaf): L / step_size steps on average.
         temperature: T > 0.
-        inverse_mass: diagonal M^-1: None (identity), a scalar, or a PyTree like x.
+        inverse_mass: M^-1: None (identity), a scalar or a PyTree like x (diagonal), or
+            one (D, D) symmetric positive-definite array, D the size of x (dense).
         integrator: "mclachlan" (2 gradients per step) or "leapfrog" (1).
         jitter: random trajectory lengths with mean L / step_size (the paper's and
             BlackJAX's dynamic variant); False uses ceil(L / step_size) steps.

@@ -451,7 +451,7 @@ def sample_equilibrium(
         raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
 
     target_arr = jnp.asarray(jnp.nan if target is None else target, jnp.float32)
-    implicit = bool(relax_method) and not has_proj
+    implicit = bool(relax_method)
     if precision == "float64":
         best_x, raw, viol, b, reached = _readout64(
             energy,
@@ -468,6 +468,7 @@ def sample_equilibrium(
         best_x, raw, viol, b, reached = _readout_jit(
             energy,
             cs,
+            project,
             best_x,
             best_e,
             target_arr,
@@ -507,12 +508,18 @@ def sample_equilibrium(
 
 
 @eqx.filter_jit
-def _readout_jit(energy, cs, best_x, best_e, target, target_tol, *, implicit):
+def _readout_jit(energy, cs, project, best_x, best_e, target, target_tol, *, implicit):
     """Differentiable read-out of the search: the envelope theorem for energies, the
-    implicit function theorem for positions (where the final relaxation ran without a
-    projection; otherwise positions carry no gradient); the best feasible chain."""
+    implicit function theorem for positions where a final relaxation ran (on the
+    penalised energy, with the constrained stationarity condition under a projection;
+    otherwise positions carry no gradient); the best feasible chain."""
     if implicit:
-        best_x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, best_x)
+        penalised, proj = _constraints.penalised_and_projection(energy, cs, project)
+        example = jax.tree.map(lambda l: l[0], best_x)
+        minimised = differentiable(penalised, example)
+        best_x = jax.vmap(
+            lambda e, p, x: implicit_minimiser(e, x, project=p), in_axes=(None, None, 0)
+        )(minimised, None if proj is None else differentiable(proj, example), best_x)
     else:
         best_x = jax.lax.stop_gradient(best_x)
     fixed = jax.lax.stop_gradient(best_x)
@@ -755,7 +762,7 @@ def _readout64(
         )
         t = jnp.asarray(jnp.nan if target is None else target, jnp.float64)
         bx, raw, viol, b, reached = _readout_jit(
-            energy, cs, rx, re, t, jnp.asarray(target_tol, jnp.float64), implicit=implicit
+            energy, cs, project, rx, re, t, jnp.asarray(target_tol, jnp.float64), implicit=implicit
         )
         b = jnp.asarray(b, jnp.int32)  # the index must not stay int64 outside x64
     return bx, raw, viol, b, reached
@@ -855,7 +862,7 @@ def _search(
     if not is_traced(out.ok) and not bool(out.ok):
         raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
     c, p = out.carry, out.params
-    implicit = not has_proj
+    implicit = True
     if precision == "float64":
         best_x, raw, viol, b, reached = _readout64(
             energy,
@@ -887,7 +894,7 @@ def _search(
             steps=steps,
         )
         best_x, raw, viol, b, reached = _readout_jit(
-            energy, cs, px, pe, consts["target"], consts["target_tol"], implicit=implicit
+            energy, cs, project, px, pe, consts["target"], consts["target_tol"], implicit=implicit
         )
     temps = _bh.chain_temperatures(c, p, kind, rungs)
     hops = jnp.maximum(c.hops, 1)

@@ -7,7 +7,10 @@ A constraint is an `equinox.Module` with
 - `violation(x, energy) -> scalar >= 0`: how far from feasible (the constraint's units).
 
 `apply_constraints(energy_fn, constraints)` returns E(x) + sum of penalties;
-`project_all(constraints)` composes the projections.
+`project_all(constraints)` composes the projections; `penalised_and_projection` gives
+both at once (with a user projection); `projected_gradient` is the gradient on the
+feasible set that minimisers under a projection use (zero exactly at a constrained
+stationary point).
 """
 
 from __future__ import annotations
@@ -19,16 +22,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import _tree
 from .._checks import is_traced
 
 __all__ = [
     "Constraint",
     "Box",
+    "Sphere",
     "Equality",
     "Inequality",
     "EnergyMax",
     "apply_constraints",
     "project_all",
+    "penalised_and_projection",
+    "projected_gradient",
+    "normal_step",
     "total_violation",
     "parse",
     "validate",
@@ -65,6 +73,11 @@ class Constraint(eqx.Module):
 
     def check(self, x: PyTree, energy_fn=None) -> None:
         """Raise ValueError when the constraint cannot apply to states shaped like `x`."""
+
+    def __call__(self, x: PyTree) -> PyTree:
+        """The constraint as a projection callable (`relax(..., project=Sphere())`): a
+        PyTree, so its arrays (bounds, radius) are data and can be differentiated."""
+        return self.project(x)
 
 
 class Box(Constraint):
@@ -149,6 +162,55 @@ class Box(Constraint):
         if self.mode == "project":
             return jnp.zeros(())
         return self.weight * self._sq_overshoot(x)
+
+
+class Sphere(Constraint):
+    """Rows on a sphere: |x[..., :]| == radius along the last axis of every leaf.
+
+    mode='project' normalises exactly (points on a sphere: the Thomson problem);
+    mode='penalty' adds weight * sum((|row| - radius)^2).
+    """
+
+    radius: Any = 1.0
+    weight: float = eqx.field(static=True, default=1e3)
+    mode: str = eqx.field(static=True, default="project")
+
+    def __check_init__(self):
+        _check_mode(self.mode)
+        r = self.radius
+        if not is_traced(r) and not bool(jnp.all(jnp.asarray(r) > 0)):
+            raise ValueError(f"Sphere radius must be > 0, got {r!r}")
+
+    @property
+    def projects(self) -> bool:
+        return self.mode == "project"
+
+    def check(self, x, energy_fn=None):
+        if jnp.ndim(self.radius) != 0:
+            raise ValueError(f"Sphere radius must be a scalar, got shape {jnp.shape(self.radius)}")
+        for leaf in jax.tree.leaves(x):
+            if jnp.ndim(leaf) == 0:
+                raise ValueError("Sphere needs state leaves with a last axis (the coordinates)")
+
+    def _norms(self, x):
+        return jax.tree.map(lambda a: jnp.linalg.norm(a, axis=-1, keepdims=True), x)
+
+    def project(self, x):
+        if self.mode != "project":
+            return x
+        return jax.tree.map(lambda a, n: self.radius * a / n, x, self._norms(x))
+
+    def _sq_offset(self, x):
+        offs = jax.tree.map(lambda n: jnp.sum((n - self.radius) ** 2), self._norms(x))
+        return sum(jax.tree.leaves(offs))
+
+    def violation(self, x, energy=None):
+        return jnp.sqrt(self._sq_offset(x))
+
+    def penalty(self, x, energy=None):
+        if self.mode == "project":
+            return jnp.zeros(())
+        return self.weight * self._sq_offset(x)
 
 
 class Equality(Constraint):
@@ -272,6 +334,48 @@ def project_all(constraints) -> Callable[[PyTree], PyTree]:
         return x
 
     return project
+
+
+def penalised_and_projection(energy_fn, constraints, project=None):
+    """(E + penalties, the composed projection or None): a user `project` after the
+    constraints' own projections, None when nothing projects."""
+    cs = _check_list(constraints)
+    penalised = apply_constraints(energy_fn, cs)
+    proj_c = project_all(cs) if any(c.projects for c in cs) else None
+    if project is not None and proj_c is not None:
+        return penalised, (lambda x: project(proj_c(x)))
+    return penalised, (project if project is not None else proj_c)
+
+
+#: Relative length of the step against the gradient in `normal_step`.
+NORMAL_STEP = 1e-3
+
+
+def normal_step(x: PyTree, g: PyTree) -> jax.Array:
+    """η with |η g| = NORMAL_STEP |x| (0 where g = 0).
+
+    At a constrained stationary point x of an exact projection P, the gradient is normal
+    to the feasible set and P(x - η g) = x for any short step: long enough that an
+    active box bound is strictly overshot (its clip has Jacobian 0, not a tie), short
+    enough to stay on the same side of a sphere.
+    """
+    gn = jnp.sqrt(_tree.sq_norm(g))
+    xn = jnp.sqrt(_tree.sq_norm(x))
+    return jnp.where(gn > 0, NORMAL_STEP * jnp.maximum(xn, 1e-6) / jnp.maximum(gn, 1e-30), 0.0)
+
+
+def projected_gradient(project: Callable[[PyTree], PyTree], x: PyTree, g: PyTree) -> PyTree:
+    """The gradient of u -> E(P(u)) at u = x - η g (g = grad E(x), x feasible).
+
+    J_P(u)^T g: the tangential part of g on a sphere (the radial part removed), g with
+    the components that push against an active box bound set to zero, g itself inside
+    the feasible set. It vanishes exactly at a constrained stationary point, so it is
+    the force and the convergence measure of minimisers that project.
+    """
+    u = _tree.add_scaled(x, g, -normal_step(x, g))
+    _, vjp = jax.vjp(project, u)
+    (out,) = vjp(g)
+    return out
 
 
 def total_violation(constraints, x, energy) -> jax.Array:

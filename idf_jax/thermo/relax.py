@@ -23,6 +23,7 @@ import optax
 from .. import _tree
 from .._checks import ArgumentError
 from ..samplers._base import check_positive, check_positive_int, energy_and_grad
+from .constraints import projected_gradient
 from .implicit import detach, differentiable, implicit_minimiser
 
 __all__ = ["relax", "resolve_method", "max_curvature"]
@@ -61,9 +62,10 @@ def relax(
     tolerances and new energy parameters (arrays inside an `eqx.Module` energy) reuse it.
     Runs under `jax.jit` / `jax.vmap`, and is differentiable with respect to the energy's
     parameters (`thermo.implicit`): the minimum energy by the envelope theorem
-    (dE*/dθ = ∂E/∂θ at x*), the minimiser by the implicit function theorem (without a
-    projection; with one, the positions carry no gradient). The search itself is never
-    differentiated.
+    (dE*/dθ = ∂E/∂θ at x*), the minimiser by the implicit function theorem, in forward
+    and reverse mode; with a projection, from the constrained stationarity condition
+    (the projected Hessian, `thermo.implicit`), and arrays the projection closes over
+    (bounds) are differentiated too. The search itself is never differentiated.
 
     Args:
         energy_fn: E(x) -> scalar for one state (a function or an `eqx.Module`).
@@ -98,9 +100,10 @@ def relax(
     dt0 = jnp.broadcast_to(jnp.asarray(step_size, jnp.float32), (n,))
     example = jax.tree.map(lambda l: l[0], x_batch)
     energy = differentiable(energy_fn, example)
+    proj = None if project is None else differentiable(project, example)
     x, _ = _relax_jit(
         detach(energy),
-        project,
+        None if proj is None else detach(proj),
         jax.lax.stop_gradient(x_batch),
         dt0,
         jnp.asarray(gtol, jnp.float32),
@@ -108,14 +111,16 @@ def relax(
         method=method,
         num_steps=num_steps,
     )
-    return _readout_jit(energy, x, implicit=project is None)
+    return _readout_jit(energy, proj, x)
 
 
 @eqx.filter_jit
-def _readout_jit(energy, x, *, implicit):
-    """Positions with implicit-function-theorem gradients, energies by the envelope theorem."""
-    if implicit:
-        x = jax.vmap(implicit_minimiser, in_axes=(None, 0))(energy, x)
+def _readout_jit(energy, project, x):
+    """Positions with implicit-function-theorem gradients (the constrained stationarity
+    condition under a projection), energies by the envelope theorem."""
+    x = jax.vmap(lambda e, p, y: implicit_minimiser(e, y, project=p), in_axes=(None, None, 0))(
+        energy, project, x
+    )
     return x, jax.vmap(energy)(jax.lax.stop_gradient(x))
 
 
@@ -168,6 +173,20 @@ def curvature_one(energy_fn, num_iters: int = 20):
     return one
 
 
+def _energy_and_force_grad(energy_fn, project):
+    """x -> (E, the gradient FIRE moves against): grad E, or under a projection the
+    gradient on the feasible set (`constraints.projected_gradient`: zero at a
+    constrained minimum, so the convergence test |g| < gtol can be met there)."""
+    if project is None:
+        return lambda x: energy_and_grad(energy_fn, x)
+
+    def eg(x):
+        e, g = energy_and_grad(energy_fn, x)
+        return e, projected_gradient(project, x, g)
+
+    return eg
+
+
 def _finite(e, g):
     return jnp.isfinite(e) & _tree.all_finite(g)
 
@@ -210,10 +229,12 @@ def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
     """FIRE for one state: `one(x0, dt0) -> (x, E)` (not jitted, for composition)."""
     n_min, f_inc, f_dec, alpha0, f_alpha = 5, 1.1, 0.5, 0.1, 0.99
 
+    eg = _energy_and_force_grad(energy_fn, project)
+
     def one(x0, dt0):
         if project is not None:
             x0 = project(x0)
-        e0, g0 = energy_and_grad(energy_fn, x0)
+        e0, g0 = eg(x0)
         v0 = jax.tree.map(jnp.zeros_like, x0)
         dt_max = dt_max_factor * dt0
 
@@ -239,7 +260,7 @@ def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
             x_new = _tree.add_scaled(x, v_new, dt)
             if project is not None:
                 x_new = project(x_new)
-            e_new, g_new = energy_and_grad(energy_fn, x_new)
+            e_new, g_new = eg(x_new)
             ok = _finite(e_new, g_new) & (jnp.sqrt(_tree.sq_norm(g)) >= gtol)
             x = _tree.select(ok, x_new, x)
             v = _tree.select(ok, v_new, jax.tree.map(jnp.zeros_like, v))
@@ -268,10 +289,12 @@ def fire_until_one(energy_fn, project):
     """
     n_min, f_inc, f_dec, alpha0, f_alpha = 5, 1.1, 0.5, 0.1, 0.99
 
+    eg = _energy_and_force_grad(energy_fn, project)
+
     def one(x0, dt0, dt_max, max_step, max_iter, gtol):
         if project is not None:
             x0 = project(x0)
-        e0, g0 = energy_and_grad(energy_fn, x0)
+        e0, g0 = eg(x0)
         fdt = jnp.result_type(e0)
         v0 = jax.tree.map(jnp.zeros_like, x0)
 
@@ -304,7 +327,7 @@ def fire_until_one(energy_fn, project):
             x_new = jax.tree.map(jnp.add, x, dx)
             if project is not None:
                 x_new = project(x_new)
-            e_new, g_new = energy_and_grad(energy_fn, x_new)
+            e_new, g_new = eg(x_new)
             ok = _finite(e_new, g_new)
             x = _tree.select(ok, x_new, x)
             v = _tree.select(ok, v_new, jax.tree.map(jnp.zeros_like, v))

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import log_expit
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -21,10 +22,17 @@ from benchmarks.posteriors import (  # noqa: E402
     get_target,
     load_reference,
 )
-from benchmarks.posteriors.targets import EIGHT_SCHOOLS_SIGMA, EIGHT_SCHOOLS_Y  # noqa: E402
+from benchmarks.posteriors.targets import (  # noqa: E402
+    EIGHT_SCHOOLS_SIGMA,
+    EIGHT_SCHOOLS_Y,
+    IRT_ITEMS,
+    IRT_LOG_A_SD,
+    IRT_PERSONS,
+    irt_responses,
+)
 
 EXACT = ("gaussian_k100", "gaussian_k10000", "banana", "funnel")
-REFERENCED = ("logistic_breast_cancer", "eight_schools_noncentered")
+REFERENCED = ("logistic_breast_cancer", "eight_schools_noncentered", "irt_2pl")
 
 
 @pytest.mark.parametrize("name", TARGET_NAMES)
@@ -111,6 +119,27 @@ def test_energies_match_independent_log_densities():
         return lp + stats.norm.logpdf(EIGHT_SCHOOLS_Y, theta, EIGHT_SCHOOLS_SIGMA).sum(1)
 
     _logpdf_gap(schools, z, schools_logpdf)
+    irt = get_target("irt_2pl")
+    z = rng.normal(size=(6, IRT_PERSONS + 2 * IRT_ITEMS))
+    y = irt_responses()
+
+    def irt_logpdf(z):
+        theta, b = z[:, :IRT_PERSONS], z[:, IRT_PERSONS : IRT_PERSONS + IRT_ITEMS]
+        log_a = z[:, IRT_PERSONS + IRT_ITEMS :]
+        logit = np.exp(log_a)[:, None, :] * (theta[:, :, None] - b[:, None, :])
+        # Bernoulli log-pmf through log-sigmoids (stable where p rounds to 0 or 1)
+        lik = (y * log_expit(logit) + (1 - y) * log_expit(-logit)).sum((1, 2))
+        prior = stats.norm.logpdf(theta).sum(1) + stats.norm.logpdf(b).sum(1)
+        return lik + prior + stats.norm.logpdf(log_a, 0, IRT_LOG_A_SD).sum(1)
+
+    _logpdf_gap(irt, z, irt_logpdf)
+
+
+def test_irt_responses_are_fixed_and_informative():
+    y = irt_responses()
+    assert y.shape == (IRT_PERSONS, IRT_ITEMS) and set(np.unique(y)) == {0.0, 1.0}
+    np.testing.assert_array_equal(y, irt_responses.__wrapped__())  # same seed, same data
+    assert 0.2 < y.mean() < 0.8
 
 
 @pytest.mark.parametrize("name", EXACT)

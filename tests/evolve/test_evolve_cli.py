@@ -30,3 +30,15 @@ def test_help_lists_the_commands(capsys):
     assert main(["evolve", "--help"]) == 0
     out = capsys.readouterr().out
     assert "equilibrium" in out and "sampler" in out
+
+
+def test_fixed_and_tuned_option_is_a_usage_error(capsys):
+    rc = main(
+        [
+            "evolve", "equilibrium", "--capsule", "molecular.lennard_jones_cluster",
+            "--param", "n=13", "--fix", "adapt_rate=0.1", "--include", "adapt_rate",
+            "--budget-s", "1",
+        ]
+    )  # fmt: skip
+    assert rc == 2
+    assert "--fix" in capsys.readouterr().err

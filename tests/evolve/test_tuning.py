@@ -118,3 +118,43 @@ def test_tune_sampler_mala_on_a_gaussian():
     )
     assert res.traceable
     assert 0.05 < res.best_params["step_size"] < 3.0
+
+
+class _HitRes(NamedTuple):
+    num_reached: int
+    best_energy: float
+    num_evaluations: int
+    hit_evaluations: int
+
+
+def test_ert_metric_counts_evaluations_until_the_first_hit():
+    """ERT = evaluations spent over all runs (until the hit where there is one) per run
+    that reached the record; runs are asked to stop at the target."""
+    seen = {}
+
+    def fake(energy_fn, key, x0_batch, *, num_steps, adapt_rate=0.05, constraints=None,
+             project=None, target=None, target_tol=1e-3, stop_at_target=False):  # fmt: skip
+        seen["stop"] = stop_at_target
+        seed_ok = int(jax.random.randint(key, (), 0, 2)) == 1 or adapt_rate < 0.02
+        if seed_ok:
+            return _HitRes(1, target, 5000, 1200)
+        return _HitRes(0, target + 1.0, 5000, -1)
+
+    task = ev.EquilibriumTask(
+        "toy", lambda x: jnp.sum(x**2), lambda k, c: jnp.zeros((c, 2)), target=-1.0, chains=4
+    )
+    f, det = tuning.equilibrium_fitness(
+        {"num_steps": 100, "adapt_rate": 0.01}, [task], [0, 1, 2], fn=fake, metric="ert"
+    )
+    assert seen["stop"] is True
+    assert det["runs_reached"] == 3 and det["seed_runs"] == 3
+    assert det["ert"] == pytest.approx(1200.0) and f == pytest.approx(np.log10(1200.0))
+    f, det = tuning.equilibrium_fitness(
+        {"num_steps": 100, "adapt_rate": 0.1}, [task], list(range(6)), fn=fake, metric="ert"
+    )
+    k = det["runs_reached"]
+    assert 0 < k < 6
+    assert det["ert"] == pytest.approx((k * 1200 + (6 - k) * 5000) / k)
+    with pytest.raises(ArgumentError) as e:
+        tuning.equilibrium_fitness({"num_steps": 1}, [task], [0], fn=fake, metric="bogus")
+    assert e.value.argument == "metric"

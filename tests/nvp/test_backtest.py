@@ -62,3 +62,39 @@ def test_bad_input(nvp, series):
     bad[10, 1] = -5.0
     with pytest.raises(ValueError, match="physical range"):
         backtest(nvp, bad)
+
+
+def test_report_uses_library_metrics(nvp, series):
+    from idf_jax.nvp import metrics as M
+
+    x = series[:80]
+    res = backtest(nvp, x, (1, 2))
+    o = res["origins"]
+    ok = o + 2 < len(x)
+    y, mu, sd = x[o[ok] + 2], res["mean"][ok, 1], res["sd"][ok, 1]
+    scale = np.asarray(M.naive_scale(x))
+    lo, hi = M.gaussian_interval(mu, sd, 0.9)
+    cov = np.asarray(M.coverage(y, lo, hi))
+    crps = np.asarray(M.crps_gaussian(y, mu, sd)).mean(0)
+    for j, c in enumerate(res["channels"]):
+        m = res["metrics"][2][c]
+        assert m["mase"] == pytest.approx(np.abs(y[:, j] - mu[:, j]).mean() / scale[j], rel=1e-4)
+        assert m["coverage90"] == pytest.approx(float(cov[j]))
+        assert m["crps"] == pytest.approx(float(crps[j]), rel=1e-5)
+
+
+def test_calibrated_sd_scores_only_later_origins(nvp, series):
+    plain = backtest(nvp, series, (1, 4))
+    res = backtest(nvp, series, (1, 4), calibrate=0.5)
+    o, first = res["origins"], res["scored_from"]
+    assert first == o[int(round(0.5 * len(o)))]
+    f = res["sd_factor"]
+    assert f.shape == (4, 3) and np.all(f > 0)
+    np.testing.assert_allclose(res["sd"], plain["sd"] * f[None], rtol=1e-12)
+    # the factor is the 90 % quantile of |error| / sd over calibration targets before `first`
+    cal = np.flatnonzero(o[: int(round(0.5 * len(o)))] + 4 <= first)
+    z = np.abs(series[o[cal] + 4] - plain["mean"][cal, 3]) / plain["sd"][cal, 3]
+    np.testing.assert_allclose(f[3], np.quantile(z, 0.9, axis=0) / 1.6448536269514722)
+    assert res["metrics"][4]["power"]["n"] == int(np.sum((o >= first) & (o + 4 < len(series))))
+    with pytest.raises(ValueError, match="calibrate"):
+        backtest(nvp, series, (1,), calibrate=1.5)

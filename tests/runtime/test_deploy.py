@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace as dataclasses_replace
 
 import pytest
 import yaml
@@ -34,6 +35,7 @@ KINDS = [
     "StatefulSet",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "Ingress",
 ]
 SECRET_LEDGER_KEY = "5f" * 32
 
@@ -131,6 +133,95 @@ def test_no_eil_means_no_stateful_part():
     assert "StatefulSet" not in [o["kind"] for o in objs]
     for o in objs:
         _validate(o)
+    ing = _by(objs, "Ingress")  # everything to the stateless pods
+    paths = ing["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [("/", "idf")]
+
+
+def _routes(ing):
+    return {
+        p["path"]: p["backend"]["service"]["name"] for p in ing["spec"]["rules"][0]["http"]["paths"]
+    }
+
+
+def test_ingress_routes_eil_state_to_the_statefulset():
+    from idf_jax.runtime.k8s_objects import EIL_PATHS
+
+    objs = render_manifests(DeploySpec(namespace="prod"))
+    ing = _by(objs, "Ingress")
+    _validate(ing)
+    assert ing["metadata"]["namespace"] == "prod" and ing["spec"]["ingressClassName"] == "nginx"
+    assert "host" not in ing["spec"]["rules"][0] and "tls" not in ing["spec"]
+    routes = _routes(ing)
+    eil_svc, api_svc = _by(objs, "Service", "-eil"), objs[2]
+    assert set(EIL_PATHS) == {"/v1/eil", "/v1/ledger", "/v1/stream", "/v1/jobs"}
+    assert all(routes[p] == eil_svc["metadata"]["name"] for p in EIL_PATHS)
+    assert routes["/"] == api_svc["metadata"]["name"] == "idf"
+    for p in ing["spec"]["rules"][0]["http"]["paths"]:
+        assert p["pathType"] == "Prefix" and p["backend"]["service"]["port"] == {"name": "http"}
+    ann = ing["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == "1024k"
+    assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"  # WebSockets
+    # the NetworkPolicy lets the ingress controller reach the HTTP port of both parts
+    netpol = _by(objs, "NetworkPolicy")
+    http_rule = netpol["spec"]["ingress"][0]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    } in (http_rule["from"])
+    assert http_rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    selector = netpol["spec"]["podSelector"]["matchLabels"]
+    for wl in (_by(objs, "Deployment"), _by(objs, "StatefulSet")):
+        labels = wl["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+    # the stateless pods really answer 503 for the EIL paths: the service has no EIL there
+    assert yaml.safe_load(_by(objs, "ConfigMap")["data"]["api.yaml"])["service"]["eil"] is False
+
+
+def test_ingress_host_tls_and_class_are_configurable():
+    spec = DeploySpec(
+        ingress_host="idf.example.com",
+        ingress_tls_secret="idf-tls",
+        ingress_class="traefik",
+        service_config={"limits": {"max_body_bytes": 5000}},
+    )
+    ing = _by(render_manifests(spec), "Ingress")
+    _validate(ing)
+    assert ing["spec"]["ingressClassName"] == "traefik"
+    assert ing["spec"]["rules"][0]["host"] == "idf.example.com"
+    assert ing["spec"]["tls"] == [{"hosts": ["idf.example.com"], "secretName": "idf-tls"}]
+    assert "annotations" not in ing["metadata"]  # nginx annotations only for nginx
+    nginx = _by(render_manifests(dataclasses_replace(spec, ingress_class="nginx")), "Ingress")
+    ann = nginx["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == "5k"
+    assert ann["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+    assert "Ingress" not in [o["kind"] for o in render_manifests(DeploySpec(ingress=False))]
+    with pytest.raises(ValueError, match="ingress_host"):
+        DeploySpec(ingress_host="Not A Host")
+    with pytest.raises(ValueError, match="needs ingress_host"):
+        DeploySpec(ingress_tls_secret="idf-tls")
+    with pytest.raises(ValueError, match="ingress_class"):
+        DeploySpec(ingress_class="")
+
+
+def test_cli_ingress_options(capsys):
+    rc = main(
+        [
+            "deploy",
+            "--dry-run",
+            "--ingress-host",
+            "idf.example.com",
+            "--ingress-tls-secret",
+            "idf-tls",
+        ]
+    )
+    objs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert rc == 0
+    ing = _by(objs, "Ingress")
+    _validate(ing)
+    assert ing["spec"]["rules"][0]["host"] == "idf.example.com"
+    assert ing["spec"]["tls"][0]["secretName"] == "idf-tls"
+    rc = main(["deploy", "--dry-run", "--no-ingress"])
+    assert rc == 0 and "kind: Ingress" not in capsys.readouterr().out
 
 
 def test_metrics_port_serves_prometheus_without_a_key(tmp_path):

@@ -24,6 +24,7 @@ __all__ = [
     "load_yaml",
     "parse_params",
     "pick",
+    "project_path",
     "save_figure",
     "save_npz",
     "save_trace",
@@ -94,6 +95,28 @@ def pick(cli_value: Any, section: dict[str, Any], key: str, default: Any) -> Any
     if cli_value is not None:
         return cli_value
     return section.get(key, default)
+
+
+def project_path(
+    cli_value: Path | str | None,
+    config: Path | None,
+    section: dict[str, Any],
+    key: str,
+    default: str,
+) -> Path:
+    """Where a command reads or writes: the command-line value as given (relative to the
+    working directory); else the config section's `key`, else `default`, taken relative to
+    the project folder, the folder of `--config` (as `idf init` lays it out: results/,
+    models/, data/ beside config.yaml); relative to the working directory without a config."""
+    if cli_value is not None:
+        return Path(cli_value)
+    value = section.get(key, default)
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise typer.BadParameter(f"{key} must be a path, got {value!r}", param_hint="--config")
+    path = Path(value).expanduser()
+    if path.is_absolute() or config is None:
+        return path
+    return config.parent / path
 
 
 def leaf_arrays(tree: Any) -> dict[str, np.ndarray]:

@@ -37,20 +37,42 @@ def deploy(
     helm: Path | None = typer.Option(
         None, "--helm", help="write the manifests as a Helm chart into DIR", show_default="none"
     ),
+    ingress_host: str | None = typer.Option(
+        None,
+        help="host the Ingress answers (e.g. idf.example.com)",
+        show_default="config deploy.ingress_host, else any host",
+    ),
+    ingress_class: str | None = typer.Option(
+        None, help="ingressClassName of the Ingress", show_default="config, else nginx"
+    ),
+    ingress_tls_secret: str | None = typer.Option(
+        None,
+        help="Secret with the TLS certificate of --ingress-host",
+        show_default="config, else no TLS",
+    ),
+    ingress: bool | None = typer.Option(
+        None,
+        "--ingress/--no-ingress",
+        help="render the Ingress (EIL paths to the StatefulSet, the rest to the Deployment)",
+        show_default="config deploy.ingress, else on",
+    ),
     kubeconfig: Path | None = typer.Option(
         None, help="kubeconfig file", show_default="$KUBECONFIG, else ~/.kube/config"
     ),
 ):
     """Render the Kubernetes manifests and apply them: the stateless sampling / NVP
     Deployment (HPA, PodDisruptionBudget), the one-replica EIL StatefulSet on a persistent
-    volume, Services, a NetworkPolicy and the ConfigMap (never a secret: keys come from the
-    Secret `api_key_secret`).
+    volume, Services, an Ingress (/v1/eil, /v1/ledger, /v1/stream, /v1/jobs to the
+    StatefulSet, the rest to the Deployment), a NetworkPolicy and the ConfigMap (never a
+    secret: keys come from the Secret `api_key_secret`).
 
     Examples:
 
       idf deploy --cluster k8s-prod --namespace idf --dry-run
 
       idf deploy --namespace idf --helm charts/idf
+
+      idf deploy --dry-run --ingress-host idf.example.com --ingress-tls-secret idf-tls
 
       idf deploy --cluster k8s-prod --namespace idf
     """
@@ -62,6 +84,14 @@ def deploy(
         dep["image"] = image
     if replicas is not None:
         dep["replicas"] = replicas
+    for key, value in (
+        ("ingress_host", ingress_host),
+        ("ingress_class", ingress_class),
+        ("ingress_tls_secret", ingress_tls_secret),
+        ("ingress", ingress),
+    ):
+        if value is not None:
+            dep[key] = value
     known = set(DeploySpec.__dataclass_fields__) - {"namespace", "name", "service_config"}
     bad = set(dep) - known
     if bad:

@@ -14,6 +14,7 @@ from ._common import (
     leaf_arrays,
     load_yaml,
     pick,
+    project_path,
     save_figure,
     save_npz,
 )
@@ -50,7 +51,7 @@ def equilibrium(
     out: Path | None = typer.Option(
         None,
         help="results folder",
-        show_default="config equilibrium.out, else results/equilibrium",
+        show_default="config equilibrium.out, else results/equilibrium; in the --config project",
     ),
     plots: bool = typer.Option(True),
     method: str | None = typer.Option(
@@ -87,7 +88,7 @@ def equilibrium(
         seed=pick(seed, ceq, "seed", 0),
         relax=pick(relax, ceq, "relax", True),
     )
-    out_dir = Path(pick(out, ceq, "out", "results/equilibrium"))
+    out_dir = project_path(out, config, ceq, "out", "results/equilibrium")
     con = console()
     from rich.status import Status
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from ._common import capsule_and_params, console
+from ._common import capsule_and_params, console, parse_params
 
 __all__ = ["app", "known_record"]
 
@@ -94,7 +94,15 @@ def equilibrium(
     population: int = typer.Option(8, min=2, help="configurations per generation"),
     strategy: str = typer.Option("CMA_ES", help="evosax strategy"),
     metric: str = typer.Option(
-        "evaluations", help="'evaluations' (cost to the record) or 'energy'"
+        "evaluations",
+        help="'evaluations' (cost per chain that reached the record), 'ert' (expected "
+        "evaluations to the record, runs stop there) or 'energy' (gap at the budget)",
+    ),
+    fix: list[str] | None = typer.Option(
+        None,
+        "--fix",
+        help="sample_equilibrium KEY=VALUE held fixed in the search (and saved in the preset)",
+        show_default="none",
     ),
     include: str | None = typer.Option(
         None, help="comma-separated options to tune (default: all the installed version takes)"
@@ -134,6 +142,12 @@ def equilibrium(
         include=[s.strip() for s in include.split(",") if s.strip()] if include else None
     )
     seed_list = _seeds(seeds)
+    fixed = parse_params(fix)
+    overlap = sorted(set(fixed) & set(space))
+    if overlap:
+        raise typer.BadParameter(
+            f"{overlap} are both fixed and tuned; leave them out of --include", param_hint="--fix"
+        )
     con = console()
     con.print(f"tuning {', '.join(space)} on {task.name} (record {rec}), seeds {seed_list}")
     t0 = time.perf_counter()
@@ -142,6 +156,7 @@ def equilibrium(
         jax.random.key(seed),
         seeds=seed_list,
         space=space,
+        fixed=fixed,
         metric=metric,
         strategy=strategy,
         population_size=population,
@@ -173,7 +188,7 @@ def equilibrium(
     path = ev.save_preset(
         out,
         pname,
-        report["best_config"],
+        {**fixed, **report["best_config"]},
         target="sample_equilibrium",
         provenance={
             "command": _command(),
@@ -188,6 +203,7 @@ def equilibrium(
             "generations": res.num_generations,
             "evaluations": res.num_evaluations,
             "metric": metric,
+            "fixed": fixed,
             "fitness": report["best_fitness"],
             "details": report["best"],
             "baseline_config": report["baseline_config"],

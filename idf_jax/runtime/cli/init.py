@@ -64,6 +64,7 @@ def _config_text(name: str, domain: str) -> str:
     )
     return f"""# idf-jax project "{name}" ({domain} domain).
 # Every command reads this file with --config; command-line options override it.
+# Relative paths here (out, checkpoint) are inside this project folder.
 
 capsule:
   # A registered capsule: `idf capsules` lists them with their parameters.
@@ -100,7 +101,13 @@ nvp:                    # `idf train --config config.yaml --data data/`
   window: 32
   epochs: 20
   seed: 0
-  checkpoint: models/nvp
+  checkpoint: models/nvp.ckpt
+
+predict:                # `idf predict --config config.yaml --data data/site.csv`
+  out: results/predict
+
+backtest:               # `idf backtest --config config.yaml --data data/site.csv`
+  out: results/backtest
 
 service:                # `idf serve --config config.yaml`; keys come from IDF_API_KEYS
   limits:

@@ -2,13 +2,20 @@
 
     idf predict  --checkpoint models/nvp.ckpt --data data/site.csv --out results/predict
     idf backtest --checkpoint models/nvp.ckpt --data data/site.csv --horizons 1,4,24
+    idf backtest --config project/config.yaml --data project/data/site.csv
+
+With `--config` (a project made by `idf init`) the checkpoint defaults to the config's
+`nvp.checkpoint` and the results go to `results/predict` / `results/backtest`, both inside
+the project folder.
 
 The CSV holds the checkpoint's channels as columns (and optionally a `timestamp` column,
 seconds or ISO 8601, checked for order and spacing against the checkpoint's interval).
 `predict` writes the rolling one-step forecasts (`predictions.csv`: mean and 90 % interval
 per channel), a forecast-vs-actual plot (`forecast.png`) and prints the next step.
 `backtest` writes `metrics.json` (MAE, MASE, skill against persistence, CRPS, 90 % coverage
-per horizon and channel; `idf_jax.nvp.backtest`) and `backtest.png`, and prints the table.
+per horizon and channel; `idf_jax.nvp.backtest` on `idf_jax.nvp.metrics`; `--calibrate f`
+rescales the sd per horizon on the first f of the rows and scores the rest) and
+`backtest.png`, and prints the table.
 """
 
 from __future__ import annotations
@@ -18,12 +25,41 @@ from pathlib import Path
 import typer
 
 from ..._io import atomic_write_bytes, atomic_write_json
-from ._common import console, save_figure
+from ._common import console, load_yaml, project_path, save_figure
 
 __all__ = ["backtest", "predict"]
 
-_CKPT = typer.Option(..., "--checkpoint", "-m", help="NVP checkpoint file")
+_CKPT = typer.Option(
+    None,
+    "--checkpoint",
+    "-m",
+    help="NVP checkpoint file",
+    show_default="config nvp.checkpoint, in the --config project folder",
+)
 _DATA = typer.Option(..., "--data", help="telemetry CSV (the checkpoint's channels as columns)")
+_CONFIG = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="project config.yaml: its folder holds models/ and results/ (idf init)",
+    show_default="none",
+)
+
+
+def _paths(
+    checkpoint: Path | None, out: Path | None, config: Path | None, command: str
+) -> tuple[Path, Path]:
+    """The checkpoint and the results folder: as given, else from the config (`nvp.checkpoint`,
+    `<command>.out`, else results/<command>), relative to the project folder."""
+    cfg = load_yaml(config)
+    nvp = cfg.get("nvp", {}) or {}
+    if checkpoint is None and (config is None or "checkpoint" not in nvp):
+        raise typer.BadParameter(
+            "give --checkpoint (or nvp.checkpoint in --config)", param_hint="--checkpoint"
+        )
+    ckpt = project_path(checkpoint, config, nvp, "checkpoint", "models/nvp.ckpt")
+    section = cfg.get(command, {}) or {}
+    return ckpt, project_path(out, config, section, "out", f"results/{command}")
 
 
 def _load(checkpoint: Path, data: Path):
@@ -76,9 +112,14 @@ def _plot(x, res, horizons, path: Path, title: str) -> None:
 
 
 def predict(
-    checkpoint: Path = _CKPT,
+    checkpoint: Path | None = _CKPT,
     data: Path = _DATA,
-    out: Path = typer.Option(Path("results/predict"), help="folder for predictions and plot"),
+    out: Path | None = typer.Option(
+        None,
+        help="folder for predictions and plot",
+        show_default="config predict.out, else results/predict; in the --config project",
+    ),
+    config: Path | None = _CONFIG,
 ):
     """Rolling one-step forecasts of a CSV and the next step after its last row.
 
@@ -86,6 +127,7 @@ def predict(
     """
     from ...nvp.backtest import backtest as run_backtest
 
+    checkpoint, out = _paths(checkpoint, out, config, "predict")
     pred, x = _load(checkpoint, data)
     res = run_backtest(pred, x, (1,))
     res["units"] = None if pred.series is None else pred.series.units
@@ -119,10 +161,20 @@ def predict(
 
 
 def backtest(
-    checkpoint: Path = _CKPT,
+    checkpoint: Path | None = _CKPT,
     data: Path = _DATA,
     horizons: str = typer.Option("1,4,24", help="comma-separated horizons in steps"),
-    out: Path = typer.Option(Path("results/backtest"), help="folder for metrics and plot"),
+    out: Path | None = typer.Option(
+        None,
+        help="folder for metrics and plot",
+        show_default="config backtest.out, else results/backtest; in the --config project",
+    ),
+    config: Path | None = _CONFIG,
+    calibrate: float | None = typer.Option(
+        None,
+        help="fraction of the first origins used only to rescale the sd per horizon "
+        "(90 % coverage there); metrics on the rest [default: off, the model's own sd]",
+    ),
 ):
     """Multi-horizon rolling backtest: MASE, skill vs persistence, CRPS, 90 % coverage.
 
@@ -136,16 +188,29 @@ def backtest(
         raise typer.BadParameter(f"not a list of integers: {horizons!r}", param_hint="--horizons")
     if not hs or hs[0] < 1:
         raise typer.BadParameter("horizons must be integers >= 1", param_hint="--horizons")
+    checkpoint, out = _paths(checkpoint, out, config, "backtest")
     pred, x = _load(checkpoint, data)
-    res = run_backtest(pred, x, hs)
+    if calibrate is not None and not 0.0 < calibrate < 1.0:
+        raise typer.BadParameter("a fraction in (0, 1)", param_hint="--calibrate")
+    try:
+        res = run_backtest(pred, x, hs, calibrate=calibrate)
+    except ValueError as e:
+        if calibrate is None:
+            raise
+        raise typer.BadParameter(str(e), param_hint="--calibrate") from None
     res["units"] = None if pred.series is None else pred.series.units
     out.mkdir(parents=True, exist_ok=True)
+    factor = res["sd_factor"]
     report = dict(
         checkpoint=str(checkpoint),
         data=str(data),
         rows=int(x.shape[0]),
         horizons=res["horizons"],
         metrics={str(h): m for h, m in res["metrics"].items()},
+        scored_from=res["scored_from"],
+        sd_factor=None
+        if factor is None
+        else {str(h): dict(zip(pred.channels, factor[h - 1].tolist())) for h in hs},
     )
     atomic_write_json(out / "metrics.json", report)
     shown = [h for h in (hs[0], hs[-1]) if h in res["metrics"]]
@@ -168,4 +233,9 @@ def backtest(
             )
     con = console()
     con.print(table)
+    if factor is not None:
+        con.print(
+            f"sd rescaled per horizon on origins before row {res['scored_from']} "
+            f"(--calibrate {calibrate}); metrics from there on"
+        )
     con.print(f"wrote {out / 'metrics.json'} and {out / 'backtest.png'}")

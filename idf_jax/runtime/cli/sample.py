@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..._io import atomic_write_json
-from ._common import capsule_and_params, console, load_yaml, pick, save_trace
+from ._common import capsule_and_params, console, load_yaml, pick, project_path, save_trace
 
 __all__ = ["sample"]
 
@@ -56,7 +56,9 @@ def sample(
     ),
     seed: int | None = typer.Option(None, min=0, show_default="config sample.seed, else 0"),
     out: Path | None = typer.Option(
-        None, help="results folder", show_default="config sample.out, else results/sample"
+        None,
+        help="results folder",
+        show_default="config sample.out, else results/sample; in the --config project folder",
     ),
     plots: bool = typer.Option(True, help="write PNG plots"),
     progress: bool = typer.Option(True, help="show a progress bar"),
@@ -89,7 +91,7 @@ def sample(
         num_integration_steps=pick(integration_steps, csam, "num_integration_steps", 10),
         seed=pick(seed, csmp, "seed", 0),
     )
-    out_dir = Path(pick(out, csmp, "out", "results/sample"))
+    out_dir = project_path(out, config, csmp, "out", "results/sample")
     build_capsule(job.capsule, job.params)  # fail fast on a bad capsule or parameters
     con = console()
     con.print(

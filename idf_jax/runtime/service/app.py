@@ -14,6 +14,7 @@ Routes (every one but /healthz and /readyz needs a key: `Authorization: Bearer <
     POST /v1/eil/sense | act | prove                            the EIL decision loop
     GET  /v1/ledger/verify[?anchor=], /anchor, /public-key      the signed proof ledger
     WS   /v1/stream                 sampling progress and EIL decisions as they happen
+    WS   /v1/nvp/stream             streaming NVP predictions, one per reading sent
 
 Errors use FastAPI's shape, `{"detail": [{"loc": ["body", FIELD], "msg": ..., "type": ...}]}`:
 422 for an invalid value, 413 for a value over a configured limit (or a body too large),
@@ -35,7 +36,7 @@ from .fastpath import ServiceApp
 from .lifespan import make_lifespan
 from .middleware import Auth, BodyLimit, HTTPMetrics
 from .redact import install_redaction
-from .routes import eil, equilibrium, health, jobs, nvp, sample, websocket
+from .routes import eil, equilibrium, health, jobs, nvp, nvp_stream, sample, websocket
 
 __all__ = ["create_app"]
 
@@ -61,7 +62,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.config = config
     app.state.runtime = ctx.state
     install_error_handlers(app)
-    for group in (health, sample, equilibrium, jobs, nvp, eil, websocket):
+    for group in (health, sample, equilibrium, jobs, nvp, eil, websocket, nvp_stream):
         app.include_router(group.router(ctx))
     app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
     app.add_middleware(Auth, authenticator=ctx.authenticator)

@@ -101,6 +101,10 @@ class ServiceConfig:
     job_wall_s: default wall-time budget of a job, seconds (a job over it: `timeout`).
     job_memory_mb: default memory budget of a job, MB of worker RSS above its idle
         footprint (a job over it: `out_of_memory`).
+    job_retention_days: finished jobs older than this are pruned from the job table (and
+        their result files), at start and every `job_prune_interval_s` seconds.
+    job_max_rows: at most this many finished jobs are kept (the oldest are pruned first).
+    job_prune_interval_s: how often the job table is pruned.
     prewarm_workers: start the job worker processes with the app (else on the first job).
     grpc_port: serve gRPC (KServe v2 inference, idf.v1.Sampling, health, reflection) on
         this port beside HTTP, in the same process (None: no gRPC; 0: any free port).
@@ -128,6 +132,9 @@ class ServiceConfig:
     job_queue_size: int = 64
     job_wall_s: float = 600.0
     job_memory_mb: float = 2048.0
+    job_retention_days: float = 7.0
+    job_max_rows: int = 10_000
+    job_prune_interval_s: float = 3600.0
     prewarm_workers: bool = False
     grpc_port: int | None = None
     grpc_host: str = "127.0.0.1"
@@ -146,7 +153,7 @@ class ServiceConfig:
                 "no API keys configured: set IDF_API_KEYS, or service.api_keys in the config "
                 "(auth_disabled=True only for local development)"
             )
-        for name in ("job_wall_s", "job_memory_mb"):
+        for name in ("job_wall_s", "job_memory_mb", "job_retention_days", "job_prune_interval_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
@@ -155,6 +162,7 @@ class ServiceConfig:
             "max_concurrent_jobs",
             "sampler_cache_size",
             "job_queue_size",
+            "job_max_rows",
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -46,6 +46,7 @@ def make_lifespan(ctx: ServiceContext) -> Callable[[FastAPI], AbstractAsyncConte
             stop_metrics = ctx.metrics.serve(config.metrics_port)
             log.info("metrics for scrapers on port %d", config.metrics_port)
         state["engine"] = await asyncio.get_running_loop().run_in_executor(None, make_engine, ctx)
+        ctx.metrics.bind_engine(lambda: state["engine"])
         if config.grpc_port is not None:
             from .grpc.server import start_grpc
 
@@ -98,6 +99,11 @@ def make_engine(ctx: ServiceContext) -> JobEngine:
         budgets=Budgets(wall_s=config.job_wall_s, memory_mb=config.job_memory_mb),
         modules=config.capsule_modules,
         sampler_cache_size=config.sampler_cache_size,
+        retention_s=config.job_retention_days * 86400.0,
+        max_rows=config.job_max_rows,
+        prune_interval_s=config.job_prune_interval_s,
+        on_finish=ctx.metrics.job_finished,
+        on_prune=ctx.metrics.jobs_pruned.inc,
     )
     engine.start(prewarm=config.prewarm_workers)
     return engine

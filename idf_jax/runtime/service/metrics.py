@@ -13,6 +13,11 @@ own (`Metrics.serve`), for a Prometheus scraper that a NetworkPolicy lets in:
 - idf_ledger_verification_failures_total{where}: ledger verifications that failed (an alert:
   `startup` against the last anchor, `request` on /v1/ledger/verify)
 - idf_ws_connections (open WebSocket streams)
+- idf_jobs_queued, idf_jobs_running, idf_job_workers_alive, idf_job_workers: the job
+  engine's queue and worker processes, read when scraped (`bind_engine`)
+- idf_jobs_finished_total{kind, status}: jobs that ended, by kind and final status (done,
+  failed, cancelled, timeout, out_of_memory)
+- idf_jobs_pruned_total: finished jobs pruned from the job table (retention)
 - idf_kafka_messages_total{outcome}: telemetry messages consumed (stored, duplicate, malformed)
 - idf_kafka_malformed_total{reason}: malformed messages sent to the dead-letter topic
 - idf_kafka_consumer_lag{partition}: messages on the broker not yet consumed
@@ -22,6 +27,7 @@ own (`Metrics.serve`), for a Prometheus scraper that a NetworkPolicy lets in:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -120,6 +126,42 @@ class Metrics:
         self.kafka_connected = Gauge(
             "idf_kafka_connected", "1 while the telemetry consumer reaches its broker", registry=r
         )
+
+        self.jobs_queued = Gauge("idf_jobs_queued", "Jobs waiting for a worker", registry=r)
+        self.jobs_running = Gauge("idf_jobs_running", "Jobs running in a worker", registry=r)
+        self.workers_alive = Gauge(
+            "idf_job_workers_alive", "Job worker processes alive", registry=r
+        )
+        self.workers = Gauge("idf_job_workers", "Job worker slots configured", registry=r)
+        self.jobs_finished = Counter(
+            "idf_jobs_finished",
+            "Jobs that ended, by kind and status",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.jobs_pruned = Counter(
+            "idf_jobs_pruned", "Finished jobs pruned from the job table", registry=r
+        )
+        self.bind_engine(lambda: None)
+
+    def bind_engine(self, engine: Callable[[], Any]) -> None:
+        """Read the job gauges from `engine()` (a `JobEngine`, or None: all 0) when scraped."""
+
+        def stat(key: str) -> Callable[[], float]:
+            def read() -> float:
+                e = engine()
+                return 0.0 if e is None else float(e.stats()[key])
+
+            return read
+
+        self.jobs_queued.set_function(stat("queued"))
+        self.jobs_running.set_function(stat("running"))
+        self.workers_alive.set_function(stat("workers_alive"))
+        self.workers.set_function(stat("workers"))
+
+    def job_finished(self, kind: str, status: str) -> None:
+        """Count a job's end (the engine's `on_finish`)."""
+        self.jobs_finished.labels(kind, status).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

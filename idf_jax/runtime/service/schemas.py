@@ -28,10 +28,12 @@ __all__ = [
     "EquilibriumResponse",
     "PredictRequest",
     "SenseRequest",
+    "StreamMessage",
     "ActRequest",
     "ProveRequest",
     "CapsuleInfoModel",
     "JobRequest",
+    "TrainRequest",
     "BudgetsModel",
     "JobAccepted",
     "JobInfo",
@@ -145,6 +147,15 @@ class PredictRequest(_Model):
     )
 
 
+class StreamMessage(_Model):
+    """A message in on WS /v1/nvp/stream: a reading of one series, or a reset of it."""
+
+    type: Literal["reading", "reset"]
+    reading: Reading | None = Field(None, min_length=1)
+    series: Name = "default"
+    timestamp: Number | None = None
+
+
 class SenseRequest(_Model):
     source: Name
     metrics: dict[Name, Number] = Field(min_length=1)
@@ -191,12 +202,45 @@ class BudgetsModel(_Model):
     )
 
 
+RowValue = StrictFloat | StrictInt | Annotated[str, Field(max_length=64)]
+
+
+class TrainRequest(_Model):
+    """Train an NVP forecaster as `idf train` does, on CSV telemetry in the state directory
+    (`data`) or on the rows given (`rows`, oldest first); the checkpoint is written to
+    `<state dir>/models/<name>.ckpt` (atomically: replaced only by a finished training)."""
+
+    nvp: dict[Name, ParamValue] = Field(
+        description="the nvp: section of idf train (channels, window, d_model, epochs, "
+        "batch_size, units, interval_s, controls, val_fraction, ...; the service sets the "
+        "checkpoint)"
+    )
+    data: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="a CSV file or a folder of CSV files, relative to the state directory",
+    )
+    rows: list[dict[Name, RowValue]] | None = Field(
+        None,
+        min_length=2,
+        max_length=100_000,
+        description="one series: records {channel: number, timestamp?: seconds or ISO 8601}",
+    )
+    name: str = Field(
+        "nvp",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="checkpoint name: models/<name>.ckpt in the state directory",
+    )
+
+
 class JobRequest(_Model):
     """An asynchronous job: `kind` and the body of the matching synchronous route."""
 
-    kind: Literal["sample", "equilibrium"]
+    kind: Literal["sample", "equilibrium", "train"]
     payload: dict[Name, Any] = Field(
-        description="a SampleRequest (kind sample) or an EquilibriumRequest (kind equilibrium)"
+        description="a SampleRequest (kind sample), an EquilibriumRequest (kind equilibrium) "
+        "or a TrainRequest (kind train)"
     )
     budgets: BudgetsModel = Field(default_factory=lambda: BudgetsModel.model_validate({}))
 

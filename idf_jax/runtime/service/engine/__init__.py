@@ -1,9 +1,9 @@
-"""The job engine: sampling and equilibrium jobs in worker processes, under wall-time and
-memory budgets, behind a bounded queue, recorded in a SQLite job table.
+"""The job engine: sampling, equilibrium and NVP training jobs in worker processes, under
+wall-time and memory budgets, behind a bounded queue, recorded in a SQLite job table.
 
 `JobEngine` (core.py) is the Python API the HTTP routes, the WebSocket and gRPC share;
 `JobStore` (store.py) the job table; `WorkerProcess` (worker.py) one worker; tasks.py what
-a worker runs for each job kind.
+a worker runs for each job kind (train_task.py: the `train` kind).
 """
 
 from .core import Budgets as Budgets

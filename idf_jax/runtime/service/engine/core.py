@@ -42,6 +42,7 @@ from ..config import Limits
 from ..jobs import JobError
 from .store import FINISHED, JobRecord, JobStatus, JobStore
 from .tasks import KINDS, check_capsule
+from .train_task import check_train
 from .worker import WorkerProcess, WorkerSettings
 
 __all__ = ["Budgets", "JobEngine", "QueueFull"]
@@ -144,7 +145,11 @@ class JobEngine:
     each worker imports (capsule registrations); the modules of capsules registered in this
     process are added when a worker starts. sampler_cache_size: built samplers a worker
     keeps (compiled runs of repeated job shapes). cancel_grace_s: how long a cancelled job may
-    take to stop at a chunk boundary before its worker is killed.
+    take to stop at a chunk boundary before its worker is killed. retention_s, max_rows:
+    finished jobs older than `retention_s` seconds, and beyond the newest `max_rows`
+    finished ones, are pruned from the job table (with their result files) at `start` and
+    every `prune_interval_s` seconds (None: no such bound). on_finish(kind, status) is called
+    when a job ends, on_prune(n) when n jobs were pruned (the service's metrics).
     """
 
     def __init__(
@@ -160,6 +165,11 @@ class JobEngine:
         cancel_grace_s: float = 2.0,
         poll_s: float = 0.02,
         start_timeout_s: float = 300.0,
+        retention_s: float | None = 7 * 86400.0,
+        max_rows: int | None = 10_000,
+        prune_interval_s: float = 3600.0,
+        on_finish: Callable[[str, str], None] | None = None,
+        on_prune: Callable[[int], None] | None = None,
     ):
         self.state_dir = Path(state_dir)
         self.limits = limits or Limits()
@@ -180,6 +190,14 @@ class JobEngine:
         self._workers: list[WorkerProcess | None] = [None] * self.num_workers
         self._closing = False
         self.replaced = 0  # workers killed (budget, cancel) and replaced
+        self.retention_s = retention_s
+        self.max_rows = max_rows
+        self.prune_interval_s = float(prune_interval_s)
+        self.pruned = 0  # finished jobs pruned from the table so far
+        self.on_finish = on_finish
+        self.on_prune = on_prune
+        self._stop_pruning = threading.Event()
+        self._pruner: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -188,6 +206,9 @@ class JobEngine:
         background), else on its first job."""
         if self._threads:
             return
+        self.prune()
+        self._pruner = threading.Thread(target=self._prune_loop, name="idf-job-pruner", daemon=True)
+        self._pruner.start()
         for i in range(self.num_workers):
             t = threading.Thread(
                 target=self._slot, args=(i, prewarm), name=f"idf-job-slot-{i}", daemon=True
@@ -198,6 +219,9 @@ class JobEngine:
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers; queued and running jobs are recorded as failed (interrupted)."""
         self._closing = True
+        self._stop_pruning.set()
+        if self._pruner is not None:
+            self._pruner.join(timeout=timeout)
         with self._lock:
             pending = [j for j in self._jobs.values() if not j.future.done()]
         for j in pending:
@@ -227,7 +251,10 @@ class JobEngine:
             raise JobError("kind", f"unknown job kind {kind!r}; choose one of {KINDS}")
         if not isinstance(payload, dict):
             raise JobError("payload", "must be a JSON object")
-        check_capsule(payload.get("capsule"), payload.get("params", {}))
+        if kind == "train":
+            check_train(payload, self.state_dir)
+        else:
+            check_capsule(payload.get("capsule"), payload.get("params", {}))
         b = (budgets or self.max_budgets).capped(self.max_budgets)
         if not self._threads:
             self.start()
@@ -346,6 +373,23 @@ class JobEngine:
             "replaced": self.replaced,
         }
 
+    def prune(self) -> int:
+        """Prune finished jobs past the retention (class doc) now; the number pruned."""
+        n = self.store.prune(self.retention_s, self.max_rows)
+        if n:
+            self.pruned += n
+            if self.on_prune is not None:
+                self.on_prune(n)
+            log.info("pruned %d finished jobs from the job table", n)
+        return n
+
+    def _prune_loop(self) -> None:
+        while not self._stop_pruning.wait(self.prune_interval_s):
+            try:
+                self.prune()
+            except Exception:  # noqa: BLE001 - a failed prune is retried next time
+                log.exception("pruning the job table failed")
+
     def worker_pids(self) -> list[int | None]:
         """The pid of each slot's worker (None: not started)."""
         return [w.pid if w is not None and w.alive else None for w in self._workers]
@@ -364,7 +408,13 @@ class JobEngine:
             if m and m != "__main__" and not m.startswith("capsules") and m not in mods:
                 mods.append(m)
         cache = self.state_dir / "jax-cache"
-        return WorkerSettings(self.limits, tuple(mods), str(cache), self.sampler_cache_size)
+        return WorkerSettings(
+            self.limits,
+            tuple(mods),
+            str(cache),
+            self.sampler_cache_size,
+            state_dir=str(self.state_dir),
+        )
 
     def _spawn(self, i: int) -> WorkerProcess:
         w = WorkerProcess(self._settings())
@@ -512,6 +562,11 @@ class JobEngine:
         with self._lock:
             self._jobs.pop(job.id, None)
         job.future.set_result(status)
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job.kind, status)
+            except Exception:  # noqa: BLE001 - metrics never break a job
+                log.exception("job %s: on_finish failed", job.id)
         self._notify(job.id, {"type": "status", "status": status})
         with self._lock:
             self._subs.pop(job.id, None)

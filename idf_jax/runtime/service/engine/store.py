@@ -5,7 +5,9 @@ the request payload, the budgets, the result (JSON; a file under `results/` when
 than `inline_limit` bytes) and the error. Rows survive restarts; a job that was queued or
 running when its process stopped (same host, process gone) is marked `failed`
 ("interrupted") on open; jobs of a live process sharing the file are left alone.
-Thread-safe: one connection, a lock, WAL journal.
+Finished jobs are pruned by `prune(max_age_s, max_rows)` (their result files with them);
+the engine calls it at start and periodically. Thread-safe: one connection, a lock, WAL
+journal.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
 """
 
 
@@ -193,6 +196,42 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(q, (*args, int(limit))).fetchall()
         return [_record(r) for r in rows]
+
+    def prune(self, max_age_s: float | None, max_rows: int | None) -> int:
+        """Delete finished jobs that finished over `max_age_s` seconds ago, then the oldest
+        finished jobs beyond the newest `max_rows` (None: no such bound), with their result
+        files; queued and running jobs are never pruned. Returns the jobs deleted."""
+        finished = tuple(sorted(FINISHED))
+        marks = ",".join("?" * len(finished))
+        doomed: list[tuple[str, str | None]] = []
+        with self._lock:
+            if max_age_s is not None:
+                doomed += self._db.execute(
+                    f"SELECT id, result_path FROM jobs WHERE status IN ({marks}) AND finished < ?",
+                    (*finished, time.time() - max_age_s),
+                ).fetchall()
+            if max_rows is not None:
+                gone = {jid for jid, _ in doomed}
+                rows = self._db.execute(
+                    f"SELECT id, result_path FROM jobs WHERE status IN ({marks}) "
+                    "ORDER BY finished DESC, created DESC LIMIT -1 OFFSET ?",
+                    (*finished, int(max_rows)),
+                ).fetchall()
+                doomed += [r for r in rows if r[0] not in gone]
+            if doomed:
+                self._db.executemany("DELETE FROM jobs WHERE id=?", [(jid,) for jid, _ in doomed])
+        for _, path in doomed:
+            if path:
+                try:
+                    Path(path).unlink()
+                except OSError:
+                    pass
+        return len(doomed)
+
+    def count(self) -> int:
+        """Jobs in the table."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

@@ -1,16 +1,18 @@
 """What a worker runs for each job kind: a JSON payload in, a JSON result out.
 
-`run_task(kind, payload, limits, emit, should_stop)` validates the payload with the
-service's request models (so the Python API, gRPC and HTTP see one set of rules), runs the
-job through `service.jobs` and returns the JSON-ready result. `emit(event)` sends progress
-events (`{"type": "progress", "steps_done", "num_steps"}`); `should_stop()` is polled between
-chunks of a run and stops it with `Cancelled`. Runs inside a worker process only.
+`run_task(kind, payload, limits, emit, should_stop, state_dir=...)` validates the payload
+with the service's request models (so the Python API, gRPC and HTTP see one set of rules),
+runs the job through `service.jobs` (a `train` job: `train_task`) and returns the JSON-ready
+result. `emit(event)` sends progress events (`{"type": "progress", "steps_done",
+"num_steps"}`); `should_stop()` is polled between chunks of a run and stops it with
+`Cancelled`. Runs inside a worker process only.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ...._io import jsonable
@@ -25,9 +27,9 @@ from ..jobs import (
     summarize_trace,
 )
 
-__all__ = ["KINDS", "Cancelled", "check_capsule", "check_params", "run_task"]
+__all__ = ["KINDS", "Cancelled", "check_capsule", "check_params", "run_task", "validated"]
 
-KINDS = ("sample", "equilibrium")
+KINDS = ("sample", "equilibrium", "train")
 
 
 class Cancelled(Exception):
@@ -86,7 +88,7 @@ def _count(v: Any) -> int:
     return 1
 
 
-def _validated(model: type, payload: dict[str, Any]) -> Any:
+def validated(model: type, payload: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
     try:
@@ -105,12 +107,21 @@ def run_task(
     limits: Limits,
     emit: Callable[[dict[str, Any]], None],
     should_stop: Callable[[], bool],
+    *,
+    state_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one job of `kind` (see the module); raises `JobError` for bad input."""
+    """Run one job of `kind` (see the module); raises `JobError` for bad input. `state_dir`:
+    where a `train` job reads its data and writes its checkpoint."""
     if kind == "sample":
         return _sample(payload, limits, emit, should_stop)
     if kind == "equilibrium":
         return _equilibrium(payload, limits)
+    if kind == "train":
+        if state_dir is None:
+            raise JobError("kind", "train jobs need the service's state directory", 503)
+        from .train_task import run_train
+
+        return run_train(payload, state_dir, emit, should_stop)
     raise JobError("kind", f"unknown job kind {kind!r}; choose one of {KINDS}")
 
 
@@ -120,7 +131,7 @@ def _sample(payload, limits, emit, should_stop) -> dict[str, Any]:
 
     from ..schemas import SampleRequest
 
-    req = _validated(SampleRequest, payload)
+    req = validated(SampleRequest, payload)
     check_params(req.params, limits)
     job = SampleJob(**req.model_dump(exclude={"return_positions"}))
 
@@ -162,7 +173,7 @@ def _sample(payload, limits, emit, should_stop) -> dict[str, Any]:
 def _equilibrium(payload, limits) -> dict[str, Any]:
     from ..schemas import EquilibriumRequest
 
-    req = _validated(EquilibriumRequest, payload)
+    req = validated(EquilibriumRequest, payload)
     check_params(req.params, limits)
     job = EquilibriumJob(**req.model_dump())
     t0 = time.perf_counter()

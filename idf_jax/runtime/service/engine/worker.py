@@ -22,6 +22,7 @@ import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from ..config import Limits
@@ -34,7 +35,8 @@ log = logging.getLogger("idf_jax.runtime.service")
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
     """What a worker needs: the limits, modules to import (capsule registrations), the
-    JAX compilation cache folder (None: no persistent cache), how many built samplers
+    JAX compilation cache folder (None: no persistent cache), the state directory (where
+    `train` jobs read data and write checkpoints; None: no train jobs), how many built samplers
     it keeps for repeated jobs, and its scheduling niceness (jobs are batch work: the
     serving process, its health probes and predictions, goes first for the CPU)."""
 
@@ -43,6 +45,7 @@ class WorkerSettings:
     compile_cache_dir: str | None = None
     sampler_cache_size: int = 32
     nice: int = 10
+    state_dir: str | None = None
 
 
 def read_rss(pid: int) -> int:
@@ -115,7 +118,14 @@ def worker_main(conn: Connection, stop_flag: Any, settings: WorkerSettings) -> N
             conn.send(("event", job_id, event))
 
         try:
-            result = run_task(kind, payload, settings.limits, emit, lambda: stop_flag.value != 0)
+            result = run_task(
+                kind,
+                payload,
+                settings.limits,
+                emit,
+                lambda: stop_flag.value != 0,
+                state_dir=None if settings.state_dir is None else Path(settings.state_dir),
+            )
             reply: tuple = ("done", job_id, result)
         except Cancelled:
             reply = ("cancelled", job_id, None)

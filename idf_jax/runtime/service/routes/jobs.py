@@ -28,11 +28,12 @@ from ..schemas import (
     JobInfo,
     JobRequest,
     SampleRequest,
+    TrainRequest,
 )
 
 __all__ = ["budgets_of", "raise_for", "router", "run_sync"]
 
-_MODELS = {"sample": SampleRequest, "equilibrium": EquilibriumRequest}
+_MODELS = {"sample": SampleRequest, "equilibrium": EquilibriumRequest, "train": TrainRequest}
 JobId = Path(..., min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
 
 
@@ -97,14 +98,16 @@ def router(ctx: ServiceContext) -> APIRouter:
         },
     )
     async def submit_job(req: JobRequest):
-        """Queue a sampling or equilibrium job; poll `GET /v1/jobs/{id}` for its result."""
+        """Queue a sampling, equilibrium or NVP training job; poll `GET /v1/jobs/{id}` for
+        its result."""
         try:
             body = _MODELS[req.kind](**req.payload)
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err.get("loc", ()))
             raise JobError(f"payload.{loc}" if loc else "payload", str(err.get("msg"))) from e
-        check_params(body.params, limits)
+        if not isinstance(body, TrainRequest):
+            check_params(body.params, limits)
         engine = ctx.engine()
         b = budgets_of(engine, req.budgets.wall_s, req.budgets.memory_mb)
         job_id = engine.submit(req.kind, body.model_dump(), b)
