@@ -180,12 +180,14 @@ def main():
             if name.startswith("lj") and not args.no_ase:
                 rows["ase"].append(run_ase(name, seed, args.cap))
             print(name, seed, {k: v[-1] for k, v in rows.items() if v}, flush=True)
-        summary = {"idf_cold_s": cold["time"]}
+        summary = {"idf_cold_s": cold["time"], "load_avg": os.getloadavg()[0]}
         for peer, rs in rows.items():
             if rs:
                 summary[peer] = {
                     "success": f"{sum(r['hit'] for r in rs)}/{len(rs)}",
                     "median_s": float(np.median([r["time"] for r in rs])),
+                    "times": [round(r["time"], 2) for r in rs],
+                    "hits": [bool(r["hit"]) for r in rs],
                 }
         if rows["idf"]:
             t_idf = summary["idf"]["median_s"]

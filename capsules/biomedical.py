@@ -97,6 +97,34 @@ def pivot_move_2d(key: PRNGKeyArray, x: Float[Array, " m"], scale) -> Float[Arra
     return jnp.where(pick, new, x) + scale * jax.random.normal(k_noise, x.shape, x.dtype)
 
 
+def chain_move_2d(key: PRNGKeyArray, x: Float[Array, " m"], scale) -> Float[Array, " m"]:
+    """Chain move for a 2-D chain in bend angles, one of (equally likely):
+
+    - pivot: 1-3 angles redrawn uniformly in [-pi, pi) (`pivot_move_2d`: the tail swings);
+    - crankshaft: angles i and j = i + 1..3 turned by +d and -d, d uniform in [-pi, pi):
+      the segment between monomers i and j + 1 rotates and the tail keeps its direction
+      (it only shifts), a local refold that a pivot cannot make without moving the tail;
+    - local: N(0, (4 scale)^2) on 1-3 consecutive angles (a small refold whose size the
+      search's step adaptation controls).
+
+    Then N(0, scale^2) is added to every angle.
+    """
+    k_kind, k_pivot, k_i, k_j, k_d, k_loc, k_noise = jax.random.split(key, 7)
+    m = x.shape[0]
+    idx = jnp.arange(m)
+    pivot = pivot_move_2d(k_pivot, x, 0.0)
+    i = jax.random.randint(k_i, (), 0, m)
+    span = jax.random.randint(k_j, (), 1, 4)
+    j = jnp.minimum(i + span, m - 1)
+    d = jax.random.uniform(k_d, (), x.dtype, minval=-np.pi, maxval=np.pi)
+    crank = x + jnp.where(idx == i, d, 0.0) - jnp.where((idx == j) & (j != i), d, 0.0)
+    near = (idx >= i) & (idx < i + span)
+    local = x + jnp.where(near, 4.0 * scale * jax.random.normal(k_loc, x.shape, x.dtype), 0.0)
+    kind = jax.random.randint(k_kind, (), 0, 3)
+    y = jnp.where(kind == 0, pivot, jnp.where(kind == 1, crank, local))
+    return y + scale * jax.random.normal(k_noise, x.shape, x.dtype)
+
+
 def pivot_move_3d(key: PRNGKeyArray, x: Float[Array, "m 3"], scale) -> Float[Array, "m 3"]:
     """Pivot move for a 3-D chain in bond vectors: every bond after a random one is
     rotated by one random rotation (uniform axis, angle uniform in [-pi, pi); Rodrigues'
@@ -135,7 +163,8 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
         A `Capsule`. 2-D states are the N-2 bend angles (radians, unconstrained);
         3-D states are N-1 bond 3-vectors (only their directions count). `decode`
         gives monomer coordinates, energy and XYZ text (A as C atoms, B as N atoms).
-        `moves`: pivot moves (`pivot_move_2d` / `pivot_move_3d`).
+        `moves`: chain moves (2-D: `chain_move_2d`, pivots, crankshafts and local
+        refolds; 3-D: `pivot_move_3d`).
     """
     seq = _check_sequence(sequence)
     if dim not in (2, 3):
@@ -197,5 +226,5 @@ def ab_protein(sequence: str, dim: int = 2) -> Capsule:
         decode=decode,
         params={"sequence": seq, "dim": dim},
         description=f"AB protein model ({'Stillinger 2-D' if dim == 2 else 'Irbäck 3-D'})",
-        moves=pivot_move_2d if dim == 2 else pivot_move_3d,
+        moves=chain_move_2d if dim == 2 else pivot_move_3d,
     )

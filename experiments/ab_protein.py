@@ -2,10 +2,10 @@
 
 Method (2-D, Stillinger 1993 form, the state is the N-2 bend angles; 3-D, Irbäck 1997
 form, bond vectors): the library's global search, `idf.sample_equilibrium` with its
-default method (parallel-tempering basin hopping) and the capsule's pivot moves
-(`Capsule.moves`: 1-3 bend angles redrawn in 2-D, a random rotation of the chain's tail
-in 3-D), random starts from the capsule's `init`, FIRE relaxations, a float64 final
-relaxation of every chain's best fold. Compared with published lowest energies. Writes
+default method (parallel-tempering basin hopping) and the capsule's chain moves
+(`Capsule.moves`: 2-D pivots, crankshafts and local refolds of the bend angles, a random
+rotation of the chain's tail in 3-D), random starts from the capsule's `init`, L-BFGS
+relaxations (`local="lbfgs"`), a float64 final relaxation of every chain's best fold. Compared with published lowest energies. Writes
 experiments/results/ab_protein.md, ab_protein_structures.png and XYZ files.
 
     PYTHONPATH=. python experiments/ab_protein.py [--chains 256] [--budget 200000] [--lengths 13,21]
@@ -85,7 +85,7 @@ def main():
         f.write("# AB off-lattice protein model: Fibonacci sequences\n\n")
         f.write(
             f"`idf.sample_equilibrium` (method 'auto': parallel-tempering basin hopping) with "
-            f"the capsule's pivot moves, {args.chains} chains from random starts, a budget of "
+            f"the capsule's chain moves, {args.chains} chains from random starts, a budget of "
             f"{args.budget} x ceil((N-2)/11) energy evaluations per chain, stopped at the "
             "published value, float64 final relaxation. Times on a shared 2-core CPU.\n\n"
         )

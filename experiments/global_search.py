@@ -70,7 +70,7 @@ def tolerance(name: str, known: float) -> float:
     return max(1e-3 if not name.startswith("thomson") else 1e-6, 1e-7 * abs(known))
 
 
-def run_one(name: str, seed: int, chains: int, budget: int, precision):
+def run_one(name: str, seed: int, chains: int, budget: int, precision, local: str = "lbfgs"):
     cap = capsule_for(name)
     known = KNOWN[name]
     k_init, k_run = jax.random.split(jax.random.key(seed))
@@ -87,6 +87,7 @@ def run_one(name: str, seed: int, chains: int, budget: int, precision):
         target_tol=tolerance(name, known),
         stop_at_target=True,
         precision=precision,
+        local=local,
     )
     wall = time.perf_counter() - t0
     hit = int(res.first_hit_hop) >= 0 and float(res.best_energy) <= known + tolerance(name, known)
@@ -102,6 +103,7 @@ def run_one(name: str, seed: int, chains: int, budget: int, precision):
         "minimisations": int(res.num_minimisations),
         "evaluations": float(res.num_evaluations),
         "wall": wall,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -111,6 +113,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--chains", type=int, default=128)
     ap.add_argument("--budget", type=int, default=100_000, help="evaluations per chain")
+    ap.add_argument("--local", default="lbfgs", help="basin-hopping local minimiser")
     ap.add_argument("--out", default=os.path.join(OUT, "global_search"))
     args = ap.parse_args()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -118,7 +121,7 @@ def main():
     for name in args.instances.split(","):
         precision = "float64" if name.startswith("thomson") else None
         for seed in range(args.seeds):
-            r = run_one(name, seed, args.chains, args.budget, precision)
+            r = run_one(name, seed, args.chains, args.budget, precision, args.local)
             rows.append(r)
             print(json.dumps(r), flush=True)
     with open(args.out + ".json", "w") as f:
@@ -127,12 +130,13 @@ def main():
         "# Global search: the default `sample_equilibrium` call on known minima\n",
         f"{args.chains} chains from the capsule's random `init`, budget {args.budget} energy "
         "evaluations per chain, method 'auto' (parallel-tempering basin hopping with the "
-        "capsule's moves), stopped at the first hit. Cost to the first hit is summed over "
-        "all chains; wall seconds include compilation on the first seed of an instance. "
-        "Shared 2-core CPU (other engineers' jobs running): wall times are upper bounds.\n",
+        f"capsule's moves, local minimiser {args.local!r}), stopped at the first hit. "
+        "Cost to the first hit is summed over all chains; wall seconds include compilation on the first seed of an instance. "
+        "Shared 2-core CPU (other engineers' jobs running; 1-minute load average per "
+        "instance in the last column): wall times are upper bounds.\n",
         "| instance | known | success | best (worst seed) | median hop | median minimisations"
-        " | median evaluations | median wall s to hit | max wall s to hit |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | median evaluations | median wall s to hit | max wall s to hit | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["instance"] for r in rows):
         rs = [r for r in rows if r["instance"] == name]
@@ -146,7 +150,8 @@ def main():
         lines.append(
             f"| {name} | {KNOWN[name]} | {len(ok)}/{len(rs)} | {worst:.6f} | {med('hit_hop'):.0f} "
             f"| {med('hit_minimisations'):.0f} | {med('hit_evaluations'):.3g} "
-            f"| {med('time_to_target'):.1f} | {tmax:.1f} |"
+            f"| {med('time_to_target'):.1f} | {tmax:.1f} "
+            f"| {min(r['load'] for r in rs):.0f}-{max(r['load'] for r in rs):.0f} |"
         )
     lines.append(
         f"\nCommand: `PYTHONPATH=. python experiments/global_search.py {' '.join(sys.argv[1:])}`\n"

@@ -6,10 +6,10 @@
   the energy is an `MMFFEnergy` module: tables and topology as array leaves, padded to
   a size `Bucket`, so molecules of one bucket share compiled code.
 - `MolecularDiffusionCapsule().generate_equilibrium_structures(smiles_list, ...)`: many
-  molecules x conformers annealed and relaxed (`idf.relax` L-BFGS) per compiled call;
+  molecules x conformers annealed and relaxed (batched L-BFGS) per compiled call;
   `generate_equilibrium_structure(formula_or_smiles, T)` for one.
-- `relax(energy_fn, x_batch)`, `relax_each(energies, x_batch)`: `idf.relax` in compiled
-  chunks with early stopping.
+- `relax(energy_fn, x_batch)`, `relax_each(energies, x_batch)`: batched L-BFGS
+  (`idf_jax.thermo.local_min`) to |grad E| < gtol, all states in one compiled loop.
 """
 
 from ._batch import MMFFBatch as MMFFBatch

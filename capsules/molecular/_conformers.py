@@ -5,7 +5,7 @@ All molecules of one call are padded to one `Bucket` (the elementwise maximum of
 own) and every conformer becomes an item: a padded (atoms, 3) state with its own copy
 of its molecule's `MMFFEnergy` (a leading item axis on every leaf). The items are
 padded to a count on the ladder 8, 12, 16, 24, 32, 48, ... by repeating the first, so
-the compiled annealing and L-BFGS chunk depend only on (bucket, item count, steps):
+the compiled annealing and L-BFGS loop depend only on (bucket, item count, steps):
 a second call of the same shape does not compile again.
 """
 
@@ -27,7 +27,6 @@ from ._energy import (
     dummy_positions,
     merge_buckets,
     stack_energies,
-    switch_off_energies,
 )
 from ._mmff import MMFFParameters
 from ._relax import TRACES, compiled, relax_each
@@ -154,7 +153,6 @@ def relax_conformers(
             x,
             max_steps=relax_steps,
             gtol=gtol,
-            switch_off=switch_off_energies,
             active=np.arange(len(take)) < num,
         )
         pos, e, gn = np.asarray(res.position), np.asarray(res.energy), np.asarray(res.grad_norm)

@@ -34,13 +34,13 @@ class MolecularDiffusionCapsule:
        kcal/mol/K, so energies stay in kcal/mol), each chain's step size (initially
        `step_size`) steered to 0.57 acceptance, keeping the lowest-energy state visited
        (`num_steps=0`: no annealing, the relaxation starts from the ETKDG conformers);
-    4. relaxes every conformer with L-BFGS (`idf.relax`) for at most `relax_steps`
+    4. relaxes every conformer with batched L-BFGS for at most `relax_steps`
        iterations to |grad E| < `gtol` kcal/mol/A (default 1e-5: bond lengths within
        ~1e-8 A of the minimum; a conformer stops earlier where float64 rounding stalls
        the line search) and returns, per molecule, the lowest-energy minimum as a
        `Molecule` (angstrom, kcal/mol).
     Everything runs in float64. All molecules of a call share one padded size bucket,
-    so a call compiles (annealing and one L-BFGS chunk) only for a bucket and conformer
+    so a call compiles (annealing and the L-BFGS loop) only for a bucket and conformer
     count it has not seen; `generate_equilibrium_structure` is the one-molecule case.
     """
 

@@ -39,7 +39,6 @@ __all__ = [
     "exact_bucket",
     "merge_buckets",
     "stack_energies",
-    "switch_off_energies",
     "dummy_positions",
     "mmff_energy",
     "mmff_terms",
@@ -253,17 +252,6 @@ def stack_energies(energies: Sequence[MMFFEnergy]) -> MMFFEnergy:
     if len(buckets) != 1:
         raise ValueError(f"energies to stack must share one bucket, got {sorted(buckets)}")
     return jax.tree.map(lambda *leaves: np.stack([np.asarray(l) for l in leaves]), *energies)
-
-
-def switch_off_energies(energies: MMFFEnergy, keep: ArrayLike) -> MMFFEnergy:
-    """Stacked energies with every row of item i masked where keep[i] is False: those
-    items have E = 0 and no force (for `relax_each`)."""
-    keep = np.asarray(keep, bool)
-    tables = {
-        name: TermTable(t.index, np.asarray(t.mask) & keep[:, None], t.params)
-        for name, t in energies.tables.items()
-    }
-    return MMFFEnergy(tables, energies.atom_mask, energies.distance_dielectric)
 
 
 def mmff_terms(p: MMFFParameters, x: Float[ArrayLike, "n 3"]) -> dict[str, Float[Array, ""]]:

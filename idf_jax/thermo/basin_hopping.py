@@ -2,13 +2,14 @@
 
 One hop of chain c (Wales & Doye, J. Phys. Chem. A 101, 5111 (1997)): perturb the
 current minimum with a move (`thermo.moves`: a capsule's domain moves or a Gaussian
-kick) of the chain's own scale, relax it with FIRE to the nearest local minimum
-(`relax.fire_until_one`: stops at |grad E| < gtol, at most `relax_steps` iterations),
-accept the new minimum with probability min(1, exp(-(E_new - E) / T_c)). The move scale
-follows log s += rate (accepted - target_acceptance), and log s += rate when the hop
-fell back into the minimum it left (the kick was too small to leave the basin); it
-stays within [e^-6, e^3] times its start, 0.2 x the states' length scale. Three ways
-to set T_c:
+kick) of the chain's own scale, relax it to the nearest local minimum (`local="lbfgs"`:
+`local_min.lbfgs_until_one`, one evaluation per iteration; `local="fire"`:
+`relax.fire_until_one`; both stop at |grad E| < gtol, at most `relax_steps` iterations,
+and count each chain's own evaluations), accept the new minimum with probability
+min(1, exp(-(E_new - E) / T_c)). The move scale follows
+log s += rate (accepted - target_acceptance), and log s += rate when the hop fell back
+into the minimum it left (the kick was too small to leave the basin); it stays within
+[e^-6, e^3] times its start, 0.2 x the states' length scale. Three ways to set T_c:
 
 - "basin_hopping": one temperature for every chain;
 - "parallel_tempering": chains in groups of R replicas on a geometric temperature ladder;
@@ -47,6 +48,7 @@ from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoi
 from ..samplers._base import energy_and_grad
 from . import constraints as _constraints
 from . import relax as _relax
+from .local_min import lbfgs_until_one
 from .moves import Move, apply_move
 
 __all__ = ["SEARCH_METHODS", "SearchParams", "SearchCarry", "SearchOutput", "run_search"]
@@ -143,8 +145,16 @@ def _take(tree, idx):
     return jax.tree.map(lambda l: l[idx], tree)
 
 
+def _local_minimiser(penalised, proj, local):
+    """`one(x0, dt0, dt_max, max_step, max_iter, gtol) -> (x, E, evaluations)`."""
+    if local == "lbfgs":
+        lb = lbfgs_until_one(penalised, proj)
+        return lambda x0, dt0, dt_max, max_step, max_iter, gtol: lb(x0, max_iter, gtol, max_step)
+    return _relax.fire_until_one(penalised, proj)
+
+
 @eqx.filter_jit
-def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind, rungs):
+def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind, rungs, local):
     """Clash removal and first local minimum of every chain; the landscape's scales."""
     penalised, proj = _penalised_and_projection(energy_fn, cs, project)
     eg = jax.vmap(lambda x: energy_and_grad(penalised, x))
@@ -159,8 +169,11 @@ def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind,
     dt_s = jnp.sqrt(0.01 * length / jnp.maximum(gn, 1e-30))
     dt_s = jnp.where(jnp.isfinite(dt_s) & (dt_s > 0), dt_s, 1e-6).astype(fdt)
     max_step = 0.1 * length
-    fire = jax.vmap(_relax.fire_until_one(penalised, proj), in_axes=(0, 0, 0, None, None, None))
-    x, e, it = fire(x0, dt_s, 100.0 * dt_s, max_step, 4 * relax_steps, consts["gtol"])
+    minimise = jax.vmap(
+        _local_minimiser(penalised, proj, local), in_axes=(0, 0, 0, None, None, None)
+    )
+    first_steps = 4 * relax_steps if local == "fire" else relax_steps
+    x, e, it = minimise(x0, dt_s, 100.0 * dt_s, max_step, first_steps, consts["gtol"])
     e = jnp.where(jnp.isnan(e), jnp.inf, e)
     lam = jax.vmap(_relax.curvature_one(penalised))(x)
     lam = jnp.nanmedian(jnp.where(jnp.isfinite(lam) & (lam > 0), lam, jnp.nan))
@@ -247,10 +260,12 @@ def _resample(c: SearchCarry, t_now, key):
 
 
 @eqx.filter_jit
-def _chunk_jit(energy_fn, cs, project, moves, params, carry, h_stop, *, kind, rungs, resample):
+def _chunk_jit(
+    energy_fn, cs, project, moves, params, carry, h_stop, *, kind, rungs, resample, local
+):
     """Hops until hop `h_stop` or until every chain has spent its budget."""
     penalised, proj = _penalised_and_projection(energy_fn, cs, project)
-    fire = _relax.fire_until_one(penalised, proj)
+    minimise = _local_minimiser(penalised, proj, local)
     n = carry.e.shape[0]
 
     def hop_one(key, x, e, log_scale, active, temp):
@@ -258,8 +273,11 @@ def _chunk_jit(energy_fn, cs, project, moves, params, carry, h_stop, *, kind, ru
         xn = apply_move(moves, k_move, x, jnp.exp(log_scale))
         if proj is not None:
             xn = proj(xn)
-        max_iter = jnp.where(active, params.relax_steps, 0)
-        xr, er, it = fire(xn, params.dt0, params.dt_max, params.max_step, max_iter, params.gtol)
+        # under vmap a hop lasts as long as its slowest relaxation: L-BFGS, which needs
+        # ~5x fewer iterations than FIRE, gets a cap of relax_steps // 5 per hop
+        cap = params.relax_steps if local == "fire" else jnp.maximum(params.relax_steps // 5, 1)
+        max_iter = jnp.where(active, cap, 0)
+        xr, er, it = minimise(xn, params.dt0, params.dt_max, params.max_step, max_iter, params.gtol)
         er = jnp.where(jnp.isfinite(er), er, jnp.inf)
         u = jax.random.uniform(k_acc, (), e.dtype)
         acc = active & (jnp.log(u) < -(er - e) / temp)
@@ -334,6 +352,9 @@ def polish_jit(energy_fn, cs, project, x, dt0, dt_max, max_step, gtol, *, method
     e = jnp.where(jnp.isnan(e), jnp.inf, e)
     if method == "lbfgs":
         rx, re = _relax.lbfgs_one_batch(penalised, proj, steps, gtol)(x)
+    elif method == "local_lbfgs":
+        lb = jax.vmap(lbfgs_until_one(penalised, proj), in_axes=(0, None, None, None))
+        rx, re, _ = lb(x, steps, gtol, max_step.astype(fdt))
     else:
         fire = jax.vmap(_relax.fire_until_one(penalised, proj), (0, None, None, None, None, None))
         rx, re, _ = fire(x, dt0.astype(fdt), dt_max.astype(fdt), max_step.astype(fdt), steps, gtol)
@@ -350,6 +371,7 @@ def run_search(
     x0,
     *,
     kind: str,
+    local: str,
     rungs: int,
     resample_every: int,
     temperature,
@@ -374,8 +396,9 @@ def run_search(
         consts,
         kind=kind,
         rungs=rungs,
+        local=local,
     )
-    static = dict(kind=kind, rungs=rungs, resample=resample_every)
+    static = dict(kind=kind, rungs=rungs, resample=resample_every, local=local)
     # values closed over by a plain-function energy can be traced without showing in
     # its leaves (vmap over a closure): the init's outputs then are tracers
     if traced or is_traced(ok):
@@ -387,6 +410,7 @@ def run_search(
     if checkpoint is not None:
         meta = {
             "method": kind,
+            "local": local,
             "rungs": rungs,
             "chains": int(carry.e.shape[0]),
             "num_steps": int(params.budget),

@@ -82,3 +82,55 @@ def test_capsule_moves_keep_shapes():
         y = jax.jit(cap.moves)(jax.random.key(1), x, jnp.float32(0.1))
         assert y.shape == x.shape and y.dtype == x.dtype
         assert bool(jnp.all(jnp.isfinite(y))) and not bool(jnp.all(y == x))
+
+
+def _lbfgs_batch(energy, project=None):
+    from idf_jax.thermo.local_min import lbfgs_until_one
+
+    return jax.jit(jax.vmap(lbfgs_until_one(energy, project), in_axes=(0, None, None, None)))
+
+
+def test_matches_fire_minima_on_lj13():
+    from capsules.molecular import lennard_jones_cluster
+    from idf_jax.thermo import relax as _relax
+
+    cap = lennard_jones_cluster(13)
+    x0 = cap.init(jax.random.key(3), 16)
+    fire = jax.jit(
+        jax.vmap(
+            _relax.fire_until_one(cap.energy_fn, None), in_axes=(0, None, None, None, None, None)
+        )
+    )
+    xf, ef, _ = fire(x0, 0.005, 0.05, 0.1, 3000, 1e-4)
+    # from each of FIRE's minima, slightly perturbed, L-BFGS finds the same minimum
+    noise = 0.01 * jax.random.normal(jax.random.key(4), xf.shape)
+    xl, el, evals = _lbfgs_batch(cap.energy_fn)(xf + noise, 2000, 1e-4, 0.1)
+    np.testing.assert_allclose(np.asarray(el), np.asarray(ef), atol=1e-3)
+    # from the random starts (which may fall into other minima) it needs fewer evaluations
+    _, _, ev_r = _lbfgs_batch(cap.energy_fn)(x0, 2000, 1e-3, 0.1)
+    _, _, ev_f = fire(x0, 0.005, 0.05, 0.1, 3000, 1e-3)
+    assert np.median(np.asarray(ev_r)) < np.median(np.asarray(ev_f))
+
+
+def test_projection_kept_on_the_sphere():
+    from capsules import plasma
+
+    cap = plasma.thomson(12)
+    x0 = cap.init(jax.random.key(0), 4)
+    x, e, _ = _lbfgs_batch(cap.energy_fn, cap.project)(x0, 2000, 1e-4, 0.1)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(x), axis=-1), 1.0, atol=1e-5)
+    assert float(jnp.min(e)) == pytest.approx(49.165253, abs=1e-3)
+
+
+def test_chain_move_2d_has_crankshafts_that_keep_the_tail_direction():
+    from capsules.biomedical import chain_move_2d
+
+    x = jax.random.uniform(jax.random.key(0), (11,), minval=-1.0, maxval=1.0)
+    keys = jax.random.split(jax.random.key(1), 300)
+    y = jax.vmap(lambda k: chain_move_2d(k, x, jnp.float32(0.0)))(keys)
+    changed = np.sum(np.abs(np.asarray(y) - np.asarray(x)) > 1e-6, axis=1)
+    # the tail's direction is the sum of the bend angles: a crankshaft keeps it
+    kept = np.abs(np.sum(np.asarray(y), axis=1) - float(jnp.sum(x))) < 1e-5
+    crank = kept & (changed == 2)
+    assert 0.2 < np.mean(crank) < 0.5  # one move kind in three
+    assert np.all(changed <= 3)  # every move kind touches at most 3 angles (scale 0)
