@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -157,6 +158,7 @@ class WorkerProcess:
     def __init__(self, settings: WorkerSettings):
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
+        self._kill_lock = threading.Lock()  # kill() runs from a job's thread and from close()
         self.stop_flag = ctx.RawValue("b", 0)
         self.process = ctx.Process(
             target=worker_main,
@@ -196,7 +198,13 @@ class WorkerProcess:
         self._conn.send((job_id, kind, payload))
 
     def poll(self, timeout: float) -> bool:
-        return self._conn.poll(timeout)
+        """True when a message (or the end of the pipe) is waiting. A pipe closed by
+        kill() in another thread also answers True: the next recv() raises OSError,
+        which the caller handles as a dead worker."""
+        try:
+            return self._conn.poll(timeout)
+        except (OSError, ValueError):
+            return True
 
     def recv(self) -> tuple:
         """The next message; EOFError when the worker died."""
@@ -206,11 +214,14 @@ class WorkerProcess:
         self.stop_flag.value = 1
 
     def kill(self) -> None:
-        """SIGKILL the worker and reap it."""
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=10)
-        self._conn.close()
+        """SIGKILL the worker and reap it; safe to call again and from several threads
+        (a cancelled job's thread and the engine's close can both get here)."""
+        with self._kill_lock:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(timeout=10)
+            if not self._conn.closed:
+                self._conn.close()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Ask an idle worker to exit; kill it if it does not."""
