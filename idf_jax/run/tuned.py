@@ -105,6 +105,23 @@ def _is_discrete(x0_batch: PyTree) -> bool:
     )
 
 
+def _num_chains(x0_batch: PyTree, what: str) -> int:
+    """The chain count of x0_batch (a PyTree of arrays with a leading chain axis of
+    continuous states); `what` starts the message for discrete states."""
+    leaves = jax.tree.leaves(x0_batch)
+    if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
+        raise ArgumentError(
+            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
+        )
+    if _is_discrete(x0_batch):
+        raise ArgumentError(
+            "x0_batch",
+            f"{what} and x0_batch holds discrete states; "
+            "sample spins with idf.block_gibbs(capsule, T) and idf.sample",
+        )
+    return int(leaves[0].shape[0])
+
+
 def _nuts_factory(energy_fn, temperature) -> Callable:
     try:
         module = importlib.import_module("idf_jax.samplers.nuts")
@@ -187,18 +204,7 @@ def sample_tuned(
     thin = positive_int("thin", thin)
     positive("temperature", temperature)
     key = as_key(key)
-    leaves = jax.tree.leaves(x0_batch)
-    if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
-        raise ArgumentError(
-            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
-        )
-    if _is_discrete(x0_batch):
-        raise ArgumentError(
-            "x0_batch",
-            "sample_tuned tunes gradient-based samplers and x0_batch holds discrete states; "
-            "sample spins with idf.block_gibbs(capsule, T) and idf.sample",
-        )
-    n = int(leaves[0].shape[0])
+    n = _num_chains(x0_batch, "sample_tuned tunes gradient-based samplers")
     dim = ravel_pytree(jax.tree.map(lambda l: l[0], x0_batch))[0].shape[0]
     if method == "auto":
         # MAMS needs a state of dimension >= 2; a scalar state gets NUTS (or ChEES).
@@ -288,18 +294,7 @@ def _sample_preset(
             f"preset {str(preset)!r} has step_size {config['step_size']!r}; it must be > 0",
         )
     key = as_key(key)
-    leaves = jax.tree.leaves(x0_batch)
-    if not leaves or any(jnp.ndim(l) == 0 for l in leaves):
-        raise ArgumentError(
-            "x0_batch", "x0_batch must be a PyTree of arrays with a leading chain axis"
-        )
-    if _is_discrete(x0_batch):
-        raise ArgumentError(
-            "x0_batch",
-            "sampler presets are for gradient-based samplers and x0_batch holds discrete "
-            "states; sample spins with idf.block_gibbs(capsule, T) and idf.sample",
-        )
-    n = int(leaves[0].shape[0])
+    n = _num_chains(x0_batch, "sampler presets are for gradient-based samplers")
     if target == "hmc":
         steps = num_integration_steps
         # the preset's number, unless the caller set another than the default (10)
