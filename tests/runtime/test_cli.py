@@ -317,3 +317,21 @@ def test_predict_and_backtest_commands(capsys, tmp_path):
         "0",
     )
     assert rc == 2 and "horizons" in err
+
+
+def test_sample_with_a_sampler_preset_equals_its_settings(capsys, tmp_path):
+    from idf_jax._presets import save_preset
+
+    path = save_preset(tmp_path / "tuned.json", "tuned", {"step_size": 0.5}, target="mala")
+    common = ["sample", "--capsule", NAME, "--param", "dim=2", "--chains", "3", "--steps", "30"]
+    common += ["--seed", "4", "--no-progress", "--no-plots"]
+    rc, _, err = run(capsys, *common, "--preset", str(path), "--out", str(tmp_path / "a"))
+    assert rc == 0, err
+    rc, _, err = run(capsys, *common, "--step-size", "0.5", "--out", str(tmp_path / "b"))
+    assert rc == 0, err
+    with np.load(tmp_path / "a" / "samples.npz") as a, np.load(tmp_path / "b" / "samples.npz") as b:
+        np.testing.assert_array_equal(a["position_x"], b["position_x"])
+    rc, _, err = run(capsys, *common, "--preset", str(path), "--sampler", "hmc")
+    assert rc == 2 and "--preset" in err and "is for mala" in err
+    rc, _, err = run(capsys, *common, "--preset", "no-such-preset")
+    assert rc == 2 and "no preset 'no-such-preset'" in err and err.count("\n") == 1

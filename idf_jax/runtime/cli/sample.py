@@ -55,6 +55,12 @@ def sample(
         show_default="config sampler.num_integration_steps, else 10",
     ),
     seed: int | None = typer.Option(None, min=0, show_default="config sample.seed, else 0"),
+    preset: str | None = typer.Option(
+        None,
+        help="sampler preset (a packaged name or a file written by `idf evolve sampler`): "
+        "its sampler, step size and leapfrog steps, unless given here",
+        show_default="config sampler.preset, else none",
+    ),
     out: Path | None = typer.Option(
         None,
         help="results folder",
@@ -77,6 +83,23 @@ def sample(
         cfg.get("sample", {}) or {},
     )
     name, params = capsule_and_params(capsule, param, ccap)
+    preset = pick(preset, csam, "preset", None)
+    if preset is not None:
+        from ..._checks import ArgumentError
+        from ...run.tuned import _sampler_preset
+
+        try:
+            target, pconf = _sampler_preset(preset)
+        except ArgumentError as e:
+            raise typer.BadParameter(str(e), param_hint="--preset") from None
+        kind = pick(sampler, csam, "kind", target)
+        if kind != target:
+            raise typer.BadParameter(
+                f"preset {preset!r} is for {target}, not the sampler {kind!r}",
+                param_hint="--preset",
+            )
+        # the preset fills what neither the command line nor the config sets
+        csam = {"kind": target, **pconf, **csam}
     job = SampleJob(
         capsule=name,
         params=params,
