@@ -35,7 +35,13 @@ from ..samplers.langevin import mala
 from ..samplers.mclmc import mams, mclmc
 from ._driver import Trace, sample
 
-__all__ = ["SAMPLER_PRESET_TARGETS", "TUNED_METHODS", "sample_tuned", "sampler_presets"]
+__all__ = [
+    "SAMPLER_PRESET_TARGETS",
+    "TUNED_METHODS",
+    "read_sampler_preset",
+    "sample_tuned",
+    "sampler_presets",
+]
 
 TUNED_METHODS = ("auto", "nuts", "mams", "mclmc", "chees", "meads", "hmc", "mala")
 
@@ -66,7 +72,7 @@ def _available_text() -> str:
     )
 
 
-def _sampler_preset(preset: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+def read_sampler_preset(preset: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """(target, config) of a sampler preset, checked; ArgumentError("preset") otherwise."""
     from .._presets import PRESET_DIR, read_preset
 
@@ -273,7 +279,7 @@ def _sample_preset(
     **sample_kwargs: Any,
 ) -> Trace:
     """`sample_tuned` with a sampler preset: burn-in and draws with the preset's settings."""
-    target, config = _sampler_preset(preset)
+    target, config = read_sampler_preset(preset)
     if method not in ("auto", target):
         raise ArgumentError(
             "method",

@@ -86,10 +86,10 @@ def sample(
     preset = pick(preset, csam, "preset", None)
     if preset is not None:
         from ..._checks import ArgumentError
-        from ...run.tuned import _sampler_preset
+        from ...run.tuned import read_sampler_preset
 
         try:
-            target, pconf = _sampler_preset(preset)
+            target, pconf = read_sampler_preset(preset)
         except ArgumentError as e:
             raise typer.BadParameter(str(e), param_hint="--preset") from None
         kind = pick(sampler, csam, "kind", target)
