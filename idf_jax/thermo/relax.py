@@ -225,9 +225,30 @@ def lbfgs_one_batch(energy_fn, project, num_steps, gtol=1e-5):
     return jax.vmap(one)
 
 
+_FIRE_N_MIN, _FIRE_F_INC, _FIRE_F_DEC, _FIRE_ALPHA0, _FIRE_F_ALPHA = 5, 1.1, 0.5, 0.1, 0.99
+"""FIRE's constants (Bitzek et al. 2006): steps downhill before speeding up, dt growth and
+cut factors, the initial mixing alpha and its decay."""
+
+
+def _fire_mix(f, v, fn, dt, alpha, n_pos, dt_max):
+    """FIRE's velocity mixing and step control: v <- (1 - alpha) v + alpha |v| f / |f|
+    while the power f.v > 0 (dt grows after n_min such steps, alpha decays); v = 0, dt
+    cut and alpha reset when it goes uphill. `fn` is |f|. Returns (v, dt, alpha, n_pos)."""
+    power = _tree.vdot(f, v)
+    vn = jnp.sqrt(_tree.sq_norm(v))
+    mixed = _tree.add_scaled(_tree.mul(v, 1.0 - alpha), f, alpha * vn / jnp.maximum(fn, 1e-30))
+    uphill = power <= 0.0
+    v = _tree.select(uphill, jax.tree.map(jnp.zeros_like, v), mixed)
+    speed_up = ~uphill & (n_pos > _FIRE_N_MIN)
+    grown = jnp.minimum(dt * _FIRE_F_INC, dt_max)
+    dt = jnp.where(uphill, dt * _FIRE_F_DEC, jnp.where(speed_up, grown, dt))
+    alpha = jnp.where(uphill, _FIRE_ALPHA0, jnp.where(speed_up, alpha * _FIRE_F_ALPHA, alpha))
+    n_pos = jnp.where(uphill, 0, n_pos + 1)
+    return v, dt, alpha, n_pos
+
+
 def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
     """FIRE for one state: `one(x0, dt0) -> (x, E)` (not jitted, for composition)."""
-    n_min, f_inc, f_dec, alpha0, f_alpha = 5, 1.1, 0.5, 0.1, 0.99
 
     eg = _energy_and_force_grad(energy_fn, project)
 
@@ -241,20 +262,9 @@ def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
         def body(c, _):
             x, v, e, g, dt, alpha, n_pos = c
             f = _tree.mul(g, -1.0)
-            power = _tree.vdot(f, v)
-            vn = jnp.sqrt(_tree.sq_norm(v))
-            fn = jnp.sqrt(_tree.sq_norm(f))
-            mixed = _tree.add_scaled(
-                _tree.mul(v, 1.0 - alpha), f, alpha * vn / jnp.maximum(fn, 1e-30)
+            v, dt, alpha, n_pos = _fire_mix(
+                f, v, jnp.sqrt(_tree.sq_norm(f)), dt, alpha, n_pos, dt_max
             )
-            uphill = power <= 0.0
-            v = _tree.select(uphill, jax.tree.map(jnp.zeros_like, v), mixed)
-            speed_up = ~uphill & (n_pos > n_min)
-            dt = jnp.where(
-                uphill, dt * f_dec, jnp.where(speed_up, jnp.minimum(dt * f_inc, dt_max), dt)
-            )
-            alpha = jnp.where(uphill, alpha0, jnp.where(speed_up, alpha * f_alpha, alpha))
-            n_pos = jnp.where(uphill, 0, n_pos + 1)
             # semi-implicit Euler (MD step with unit mass)
             v_new = _tree.add_scaled(v, f, dt)
             x_new = _tree.add_scaled(x, v_new, dt)
@@ -266,10 +276,10 @@ def fire_one(energy_fn, project, num_steps, gtol, dt_max_factor):
             v = _tree.select(ok, v_new, jax.tree.map(jnp.zeros_like, v))
             e = jnp.where(ok, e_new, e)
             g = _tree.select(ok, g_new, g)
-            dt = jnp.where(ok | (jnp.sqrt(_tree.sq_norm(g)) < gtol), dt, dt * f_dec)
+            dt = jnp.where(ok | (jnp.sqrt(_tree.sq_norm(g)) < gtol), dt, dt * _FIRE_F_DEC)
             return (x, v, e, g, dt, alpha, n_pos), None
 
-        init = (x0, v0, e0, g0, dt0, jnp.float32(alpha0), jnp.int32(0))
+        init = (x0, v0, e0, g0, dt0, jnp.float32(_FIRE_ALPHA0), jnp.int32(0))
         (x, _, e, _, _, _, _), _ = jax.lax.scan(body, init, None, length=num_steps)
         return x, e
 
@@ -287,7 +297,6 @@ def fire_until_one(energy_fn, project):
     (chains that stopped are masked); `iterations` counts each chain's own gradient
     evaluations (one per iteration, plus one at the start).
     """
-    n_min, f_inc, f_dec, alpha0, f_alpha = 5, 1.1, 0.5, 0.1, 0.99
 
     eg = _energy_and_force_grad(energy_fn, project)
 
@@ -308,20 +317,7 @@ def fire_until_one(energy_fn, project):
         def body(c):
             x, v, e, g, dt, alpha, n_pos, it = c
             f = _tree.mul(g, -1.0)
-            power = _tree.vdot(f, v)
-            vn = jnp.sqrt(_tree.sq_norm(v))
-            fn = gnorm(f)
-            mixed = _tree.add_scaled(
-                _tree.mul(v, 1.0 - alpha), f, alpha * vn / jnp.maximum(fn, 1e-30)
-            )
-            uphill = power <= 0.0
-            v = _tree.select(uphill, jax.tree.map(jnp.zeros_like, v), mixed)
-            speed_up = ~uphill & (n_pos > n_min)
-            dt = jnp.where(
-                uphill, dt * f_dec, jnp.where(speed_up, jnp.minimum(dt * f_inc, dt_max), dt)
-            )
-            alpha = jnp.where(uphill, alpha0, jnp.where(speed_up, alpha * f_alpha, alpha))
-            n_pos = jnp.where(uphill, 0, n_pos + 1)
+            v, dt, alpha, n_pos = _fire_mix(f, v, gnorm(f), dt, alpha, n_pos, dt_max)
             v_new = _tree.add_scaled(v, f, dt)
             dx = jax.tree.map(lambda a: jnp.clip(a * dt, -max_step, max_step), v_new)
             x_new = jax.tree.map(jnp.add, x, dx)
@@ -333,7 +329,7 @@ def fire_until_one(energy_fn, project):
             v = _tree.select(ok, v_new, jax.tree.map(jnp.zeros_like, v))
             e = jnp.where(ok, e_new, e)
             g = _tree.select(ok, g_new, g)
-            dt = jnp.where(ok, dt, dt * f_dec)
+            dt = jnp.where(ok, dt, dt * _FIRE_F_DEC)
             return (x, v, e, g, dt, alpha, n_pos, it + 1)
 
         init = (
@@ -342,7 +338,7 @@ def fire_until_one(energy_fn, project):
             e0,
             g0,
             jnp.asarray(dt0, fdt),
-            jnp.asarray(alpha0, fdt),
+            jnp.asarray(_FIRE_ALPHA0, fdt),
             jnp.int32(0),
             jnp.int32(0),
         )
