@@ -64,6 +64,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from idf_jax.eil import EILOptimizer, row_source
+from idf_jax.eil.calibration import z_of
+from idf_jax.eil.mpc import MPCPlanner
+from idf_jax.eil.mpc_mode import calibrated_floor, replay_uptime
 from idf_jax.eil.planner import NVPPlanner
 from idf_jax.nvp import simulator as sim
 
@@ -83,6 +86,17 @@ CONTROLLERS = ("fixed", "rule", "eil-nvp", "eil-nvp-learned", "eil-plant")
 # EIL's model-predictive planning mode (`EILOptimizer(planner="mpc")`, `idf_jax.eil.mpc`):
 # declared burst headroom as a floor ('eil-mpc'), or the learned forecast error only
 MPC_CONTROLLERS = ("eil-mpc", "eil-mpc-learned")
+# the MPC with its uptime headroom floor calibrated on the rule's training weeks
+# (`calibrate_mpc`), and its lever ablations: per-rack rounding instead of the row's,
+# setpoint at most 24 °C (the rule's tuned setpoint on the settings developed on), no
+# stored-heat term
+CAL_CONTROLLERS = {
+    "eil-mpc-cal": ({}, None),
+    "eil-mpc-cal-rack": ({"pool": False}, None),
+    "eil-mpc-cal-sp24": ({}, (16.0, 24.0)),
+    "eil-mpc-cal-nostore": ({"stored": False}, None),
+}
+CAL_GRID = 0.0025  # floor grid: 0.1 server per rack
 WEEKS = {"January (week 2)": 7 * 24, "July (week 28)": 27 * 7 * 24}
 
 
@@ -153,6 +167,8 @@ def reading(source, obs, action, params, step):
         "interval_s": float(params.dt),
         "timestamp": float((step + BURN) * params.dt),
     }
+    # (the reading of simulator step j is stamped (j + 1) dt, the end of its interval: the
+    # first decision re-senses the last burn-in reading, a duplicate the store ignores)
 
 
 def to_action(pa: dict, params) -> sim.Action:
@@ -186,7 +202,9 @@ def _planner():
     return _PLANNER[0]
 
 
-def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
+def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK, floor=None):
+    """One closed-loop window of `controller`; `floor` (share of all servers): the
+    calibrated uptime headroom floor of the 'eil-mpc-cal*' controllers."""
     params = sim.make_params(
         start_hour=float(start_hour), **({} if station is None else {"station": station})
     )
@@ -196,17 +214,25 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
     keys = jax.random.split(key, steps + BURN)
     eil = None
     if controller.startswith("eil"):
-        floor = 0.04 if controller.endswith("-learned") else DECLARED_SIGMA
-        cfg = row_source("row-1", params, demand_sigma=floor, setpoint=18.0, temp_max=TEMP_MAX)
+        sigma = 0.04 if controller.endswith("-learned") else DECLARED_SIGMA
+        sp_range = (16.0, 27.0)
         planner = _planner() if controller.startswith("eil-nvp") else None
         if controller in MPC_CONTROLLERS:
             planner = "mpc"
-        eil = EILOptimizer(sources=[cfg], planner=planner)
+        if controller in CAL_CONTROLLERS:
+            if floor is None:
+                raise ValueError(f"{controller} needs the calibrated floor")
+            opts, rng = CAL_CONTROLLERS[controller]
+            sigma = float(floor) / z_of(UPTIME)  # the source's floor is z * demand_sigma
+            planner = MPCPlanner(horizon=12, max_error=False, **opts)
+            sp_range = rng or sp_range
+        cfg = row_source("row-1", params, demand_sigma=sigma, setpoint=18.0, temp_max=TEMP_MAX)
+        eil = EILOptimizer(sources=[cfg], planner=planner, setpoint_range=sp_range)
     # two days at the default operating point: thermal burn-in; EIL only observes (sense)
     for t, k in enumerate(keys[:BURN]):
         state, obs = step(state, action, k)
         if eil is not None:
-            eil.sense(reading("row-1", obs, action, params, t - BURN))
+            eil.sense(reading("row-1", obs, action, params, t + 1 - BURN))
     energy = viol = decisions = valid = proofs = 0
     viol_temp = viol_up = 0
     pft = 0.0
@@ -280,6 +306,34 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK):
     return out
 
 
+def training_days(test_start_day: int, test_days: int) -> list[int]:
+    """The rule's training weeks (`_baselines.tune_rule`): start days 3, 48, ... 363, none
+    within 14 days of the test window, the first six."""
+    lo, hi = test_start_day - 14, test_start_day + test_days + 14
+    return [int(d) for d in np.arange(3, 365, 45) if d + 7 < lo or d > hi][:6]
+
+
+def demand_series(params, key, steps: int) -> np.ndarray:
+    """The offered load of a window (burn-in included): exogenous, the same for every
+    controller (the simulator's workload depends only on the key)."""
+    obs = sim._rollout(params, sim.init_state(params), sim.default_action(params), key, steps)
+    return np.asarray(obs["demand"], np.float64)
+
+
+def calibrate_mpc(station, test_start_day, test_days, seed):
+    """The MPC's uptime headroom floor, tuned as the rule's k: on the rule's training weeks
+    (same days, same demand seeds, never the test window), the smallest floor under which
+    every decision of the MPC's own demand forecast (`replay_uptime`) would have had
+    servers for the demand that followed."""
+    days = training_days(test_start_day, test_days)
+    replays = []
+    for i, day in enumerate(days):
+        params = sim.make_params(station=station, start_hour=24.0 * day)
+        d = demand_series(params, jax.random.key(10_000 + 97 * seed + i), BURN + WEEK)
+        replays.append(replay_uptime(d, BURN, 12, z_of(UPTIME), max_error=False))
+    return calibrated_floor(replays, CAL_GRID), days
+
+
 def _totals(out) -> dict:
     return {k: (float(v) if k in ("energy_kwh", "max_temp") else int(v)) for k, v in out.items()}
 
@@ -291,9 +345,19 @@ def run_setting(station, start_day, days, seed, controllers):
     start_hour = 24.0 * start_day
     params = sim.make_params(station=station, start_hour=start_hour)
     rows = []
+    cal = None
     for ctrl in controllers:
         t = time.perf_counter()
-        if ctrl == "rule-tuned":
+        if ctrl in CAL_CONTROLLERS:
+            if cal is None:
+                cal = calibrate_mpc(station, start_day, days, seed)
+            out = run_week(
+                f"day {start_day}", start_hour, ctrl, key, station=station, steps=steps,
+                floor=cal[0],
+            )  # fmt: skip
+            out["controller"] = ctrl
+            out["tuned"] = {"floor": cal[0], "train_days": cal[1]}
+        elif ctrl == "rule-tuned":
             k, sp, train_days = _baselines.tune_rule(
                 station, start_day, days, seed, TEMP_MAX, UPTIME
             )
@@ -303,6 +367,8 @@ def run_setting(station, start_day, days, seed, controllers):
             out.update(
                 controller=ctrl, tuned={"spares": k, "setpoint": sp, "train_days": train_days}
             )
+            if train_days != training_days(start_day, days):
+                raise AssertionError("the MPC calibration must use the rule's training weeks")
         elif ctrl == "mpc-oracle":
             out = _totals(
                 _baselines.run_mpc_oracle(params, key, TEMP_MAX, UPTIME, burn=BURN, steps=steps)
@@ -320,6 +386,7 @@ def run_setting(station, start_day, days, seed, controllers):
         out.setdefault("latency_p99", None)
         out.update(station=station, start_day=start_day, days=days, seed=seed)
         out["wall_s"] = time.perf_counter() - t
+        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]  # 1, 5, 15 min, at the end
         rows.append(out)
         print(json.dumps(out), flush=True)
     base = next((r for r in rows if r["controller"] == "fixed"), None)

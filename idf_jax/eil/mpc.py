@@ -31,7 +31,12 @@ interval and from capacity heuristics; the lowest-cost state any chain visited i
 by projected Adam (optax). The first action is then made executable: servers rounded up
 to whole servers and raised to the uptime requirement, a cap that would throttle the
 required service dropped, and the setpoint lowered on a 0.25 K grid until interval 1
-meets the temperature constraint. Everything that varies between decisions (state,
+meets the temperature constraint. Rounding is done for the whole row (``pool = 1``): the
+row needs ``S = ceil((d_1 + m_1) N)`` servers, they are spread over the racks in
+proportion to the plan's servers (largest remainders) and the shares are set to
+``on_r / S`` (every rack at the same utilisation, so each keeps the headroom); with
+``pool = 0`` every rack is rounded up on its own (``ceil((d_1 + m_1) N w_r)``), up to one
+spare server per rack more. Everything that varies between decisions (state,
 forecasts, headroom, weights, limits, key) is a traced array of `MPCInputs`: one
 compilation per (horizon, racks, chains, steps).
 """
@@ -81,7 +86,9 @@ class MPCInputs(NamedTuple):
     previous plan shifted by one interval); goal (3,) weights (w1, w2, w3); temp_max °C;
     temp_margin K (interval 1, high scenario); temp_sigma K (one-step model error of the
     hottest rack); z_temp (quantile of the later intervals' temperature check); ratio
-    (measured / modelled facility power); sp_lo, sp_hi °C; switch_kwh, migrate_kwh.
+    (measured / modelled facility power); sp_lo, sp_hi °C; switch_kwh, migrate_kwh;
+    pool (1: round the servers for the whole row, shares follow; 0: per rack, module doc);
+    stored_weight (weight of the stored-heat term of E, 1 by default).
     """
 
     temps: Float[Array, " R"] | np.ndarray
@@ -100,6 +107,8 @@ class MPCInputs(NamedTuple):
     sp_hi: Scalar
     switch_kwh: Scalar
     migrate_kwh: Scalar
+    pool: Scalar = np.float32(1.0)
+    stored_weight: Scalar = np.float32(1.0)
 
 
 class MPCResult(NamedTuple):
@@ -228,7 +237,7 @@ def sequence_cost(model: PlantModel, inp: MPCInputs, p: MPCPlan) -> dict[str, Ar
     )
     cop_now = jnp.clip(o["q"][0] / jnp.maximum(o["p_cool"][0] - model.fan_kw, 1e-6), 1.0, 20.0)
     stored = model.heat_capacity_kj_per_k * jnp.sum(temps_h - temps0) / cop_now / 3600.0
-    energy = jnp.sum(o["energy"]) + inp.ratio * stored
+    energy = jnp.sum(o["energy"]) + inp.stored_weight * inp.ratio * stored
     on_all = jnp.concatenate([jnp.asarray(inp.prev.servers_on)[None], jnp.asarray(p.servers_on)])
     prev_w = physics.shares(jnp.asarray(inp.prev.weights))
     w_all = jnp.concatenate([prev_w[None], jnp.asarray(p.weights)])
@@ -268,6 +277,19 @@ def _heuristic(model: PlantModel, inp: MPCInputs, sp_shift) -> MPCPlan:
     )
 
 
+def _pooled(model: PlantModel, target: Array) -> Array:
+    """Whole servers per rack for the row: ``S = ceil(sum target)`` spread in proportion to
+    `target` (R,) by largest remainders, at most `servers_per_rack` each."""
+    n = model.servers_per_rack
+    total = jnp.clip(jnp.ceil(jnp.sum(target) - 1e-4), 0.0, model.num_servers)
+    x = target * total / jnp.maximum(jnp.sum(target), 1e-9)
+    base = jnp.floor(x)
+    frac = x - base
+    rank = jnp.argsort(jnp.argsort(-frac))
+    extra = rank < (total - jnp.sum(base))
+    return jnp.clip(base + extra, 0.0, n)
+
+
 def _make_executable(
     model: PlantModel, inp: MPCInputs, p: MPCPlan
 ) -> tuple[PlantAction, Array, Array]:
@@ -275,11 +297,20 @@ def _make_executable(
     n = model.servers_per_rack
     n_all = model.num_servers
     fleet = n_all * model.p_peak_kw
-    w = physics.shares(jnp.asarray(p.weights[0]))
-    need = jnp.ceil((inp.demand[0] + inp.headroom[0]) * n_all * w - 1e-4)
-    on = jnp.clip(jnp.maximum(jnp.ceil(p.servers_on[0] - 1e-3), need), 0.0, n)
-    cap = jnp.where(p.power_cap[0] >= fleet, jnp.inf, p.power_cap[0])
     d_hi = inp.demand[0] + inp.headroom[0]
+    w_plan = physics.shares(jnp.asarray(p.weights[0]))
+    req = d_hi * n_all * w_plan
+    plan_on = jnp.asarray(p.servers_on[0])
+    # per rack: every rack rounded up on its own
+    on_rack = jnp.clip(jnp.maximum(jnp.ceil(plan_on - 1e-3), jnp.ceil(req - 1e-4)), 0.0, n)
+    # pooled: the row's servers rounded once, shares follow the servers
+    on_pool = _pooled(model, jnp.clip(jnp.maximum(plan_on, req), 0.0, n))
+    w_pool = physics.shares(on_pool)
+    pooled = inp.pool > 0.5
+    on = jnp.where(pooled, on_pool, on_rack)
+    w = jnp.where(pooled, w_pool, w_plan)
+    need = jnp.ceil(d_hi * n_all * w - 1e-4)
+    cap = jnp.where(p.power_cap[0] >= fleet, jnp.inf, p.power_cap[0])
     thr = physics.row_interval(
         model, jnp.asarray(inp.temps), d_hi, inp.t_out[0], p.setpoint[0], cap, on, w
     )
@@ -402,20 +433,43 @@ class MPCPlanner(eqx.Module):
     """`plan` with its static settings checked once: `horizon` intervals, `chains` MALA
     chains of `steps` annealing steps, `polish` Adam steps. `decide(model, inputs, key)`
     checks the inputs' shapes (ArgumentError naming the argument) and runs one jitted
-    decision."""
+    decision.
+
+    How EIL's MPC mode (`idf_jax.eil.mpc_mode`) builds the inputs: `max_error` (the uptime
+    headroom also covers the largest backtested under-prediction of the demand, not only
+    ``max(z sigma_h, floor)``), `pool` (round servers for the whole row, `MPCInputs.pool`),
+    `stored` (count the stored-heat term). These become traced inputs: changing them does
+    not recompile."""
 
     horizon: int = eqx.field(static=True)
     chains: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     polish: int = eqx.field(static=True)
+    max_error: bool = eqx.field(static=True)
+    pool: bool = eqx.field(static=True)
+    stored: bool = eqx.field(static=True)
 
-    def __init__(self, horizon: int = 12, *, chains: int = 4, steps: int = 60, polish: int = 20):
+    def __init__(
+        self,
+        horizon: int = 12,
+        *,
+        chains: int = 4,
+        steps: int = 60,
+        polish: int = 20,
+        max_error: bool = True,
+        pool: bool = True,
+        stored: bool = True,
+    ):
         self.horizon = positive_int("horizon", horizon)
         self.chains = positive_int("chains", chains)
         self.steps = positive_int("steps", steps)
         if isinstance(polish, bool) or not isinstance(polish, int | np.integer) or polish < 0:
             raise ArgumentError("polish", f"polish must be an integer >= 0, got {polish!r}")
         self.polish = int(polish)
+        for name, v in (("max_error", max_error), ("pool", pool), ("stored", stored)):
+            if not isinstance(v, bool | np.bool_):
+                raise ArgumentError(name, f"{name} must be True or False, got {v!r}")
+        self.max_error, self.pool, self.stored = bool(max_error), bool(pool), bool(stored)
 
     def check(self, model: PlantModel, inputs: MPCInputs) -> None:
         """ArgumentError unless every array of `inputs` has the shape this planner and

@@ -3,12 +3,19 @@
 `EILOptimizer(planner="mpc")` (or ``planner=MPCPlanner(...)``) decides every source with
 `idf_jax.eil.mpc`: each reading feeds two `SeasonalForecaster`s (offered load, outside air)
 of the source's `MPCSource`; `MPCSource.inputs` builds the traced `MPCInputs` of a decision
-(forecasts, uptime headroom ``max(z sigma_h, q_h, z floor)`` from the backtested
-forecast errors and the source's configured demand-noise floor, the previous plan shifted by
+(forecasts, uptime headroom ``max(z sigma_h, q_h, floor)`` from the backtested
+forecast errors and the source's configured demand-noise floor ``floor = z demand_sigma``,
+`uptime_headroom`; ``q_h`` only with ``MPCPlanner(max_error=True)``), the previous plan shifted by
 one interval as the warm start, temperature margins learned from the plan's own one-step
 errors), and `report` turns an `MPCResult` into the decision dict `EILOptimizer.act`
 returns and signs (type: the lever the first action changes most, in the candidate
 vocabulary of `idf_jax.eil.candidates`).
+
+Calibration. `replay_uptime` replays a demand series through the same forecaster and the
+same backtest cadence as a live source and returns, per decision, the interval-1 forecast,
+the learned part of the headroom and the demand that followed: the smallest floor that
+would have kept every interval served (`calibrated_floor`) is then chosen on training weeks,
+the way a rule's spare servers are tuned.
 """
 
 from __future__ import annotations
@@ -25,10 +32,91 @@ from .mpc import MPCInputs, MPCPlan, MPCPlanner, MPCResult
 from .plant import PlantAction, PlantModel, PlantState
 from .store import EnergyReading, SourceConfig
 
-__all__ = ["MPCSource", "report"]
+__all__ = [
+    "DemandPath",
+    "MPCSource",
+    "calibrated_floor",
+    "replay_uptime",
+    "report",
+    "uptime_headroom",
+]
 
 _ERR_EVERY = 16  # decisions between backtests of the forecast errors
 _TEMP_MEMORY = 672
+
+
+def uptime_headroom(
+    sigma: np.ndarray, q: np.ndarray, z: float, floor: float, max_error: bool
+) -> np.ndarray:
+    """Uptime headroom per horizon step (share of all servers): ``max(z sigma_h, floor)``,
+    and the largest backtested under-prediction ``q_h`` too when `max_error`."""
+    head = np.maximum(z * np.asarray(sigma, np.float64), float(floor))
+    if max_error:
+        head = np.maximum(head, np.asarray(q, np.float64))
+    return head
+
+
+class DemandPath:
+    """The offered-load forecaster of a source and its backtested errors, refreshed every
+    `_ERR_EVERY` decisions (`SeasonalForecaster`)."""
+
+    def __init__(self, period: int):
+        self.series = SeasonalForecaster(period)
+        self._err: tuple[np.ndarray, np.ndarray] | None = None
+        self._since = 0
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def append(self, value: float) -> None:
+        self.series.append(value)
+
+    def next(self, horizon: int, fallback: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(forecast (H,) clipped to [0, 1], sigma_h, q_h) for the next decision."""
+        if len(self.series):
+            dem = np.clip(self.series.forecast(horizon), 0.0, 1.0)
+        else:
+            dem = np.full((horizon,), float(fallback))
+        if self._err is None or self._since >= _ERR_EVERY:
+            sig, q, _ = self.series.error_quantiles(horizon)
+            self._err, self._since = (sig, q), 0
+        self._since += 1
+        return dem, self._err[0], self._err[1]
+
+
+def replay_uptime(
+    demands: np.ndarray, burn: int, horizon: int, z: float, *, max_error: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(forecast_1, learned headroom_1, actual) (T - burn,) per decision of a live source
+    whose sensed offered loads are `demands` (T,): decision t has seen ``demands[:burn + t]``
+    and serves ``demands[burn + t]`` (module doc). The learned headroom has no floor."""
+    d = np.asarray(demands, np.float64)
+    path = DemandPath(96)
+    for v in d[:burn]:
+        path.append(float(v))
+    n = d.shape[0] - burn
+    fc, learned = np.zeros(n), np.zeros(n)
+    for t in range(n):
+        dem, sig, q = path.next(horizon, d[burn + t - 1])
+        fc[t] = dem[0]
+        learned[t] = uptime_headroom(sig, q, z, 0.0, max_error)[0]
+        path.append(float(d[burn + t]))
+    return fc, learned, d[burn:].copy()
+
+
+def calibrated_floor(
+    replays: list[tuple[np.ndarray, np.ndarray, np.ndarray]], grid: float
+) -> float:
+    """The smallest floor (a multiple of `grid`, share of all servers) under which every
+    decision of every replay (`replay_uptime`) would have had servers for the demand that
+    followed: ``forecast_1 + max(learned_1, floor) >= actual``."""
+    need = 0.0
+    for fc, learned, actual in replays:
+        short = actual - fc
+        uncovered = short > learned
+        if np.any(uncovered):
+            need = max(need, float(np.max(short[uncovered])))
+    return float(np.ceil(need / grid - 1e-9) * grid)
 
 
 class MPCSource:
@@ -39,14 +127,12 @@ class MPCSource:
     ):
         period = check_period(cfg.interval_s)
         self.cfg = cfg
-        self.demand = SeasonalForecaster(period)
+        self.demand = DemandPath(period)
         self.t_out = SeasonalForecaster(period)
         self.last_ts: float | None = None
         for rec, d in zip(history, demands, strict=True):
             self.observe(rec, d)
         self.plan: MPCPlan | None = None
-        self._err: tuple[np.ndarray, np.ndarray] | None = None
-        self._since_err = 0
         self._pred: tuple[float, float, float] | None = None  # (ts, hot mean, hot high)
         self.resid_mean: collections.deque[float] = collections.deque(maxlen=_TEMP_MEMORY)
         self.resid_high: collections.deque[float] = collections.deque(maxlen=_TEMP_MEMORY)
@@ -103,20 +189,11 @@ class MPCSource:
         f32 = np.float32
         h, r = planner.horizon, model.num_racks
         self._learn_temps(latest, r)
-        if len(self.demand):
-            dem = np.clip(self.demand.forecast(h), 0.0, 1.0)
-        else:
-            dem = np.full((h,), float(state.demand))
-        dem[0] = max(dem[0], 0.0)
+        dem, sig, q = self.demand.next(h, float(state.demand))
         t_out = self.t_out.forecast(h) if len(self.t_out) else np.full((h,), float(state.t_out))
-        if self._err is None or self._since_err >= _ERR_EVERY:
-            sig, q, _ = self.demand.error_quantiles(h)
-            self._err, self._since_err = (sig, q), 0
-        self._since_err += 1
-        sig, q = self._err
         z = z_of(float(limits.uptime))
         floor = z * float(self.cfg.demand_sigma)
-        head = np.maximum(np.maximum(z * sig, q), floor)
+        head = uptime_headroom(sig, q, z, floor, planner.max_error)
         margin, t_sd = self.temp_margins()
         if self.plan is None:
             warm = MPCPlan(
@@ -144,6 +221,8 @@ class MPCSource:
             sp_hi=f32(setpoint_range[1]),
             switch_kwh=f32(switch_kwh),
             migrate_kwh=f32(migrate_kwh),
+            pool=f32(planner.pool),
+            stored_weight=f32(planner.stored),
         )
         info = {
             "demand": float(dem[0]),
