@@ -53,6 +53,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -89,12 +90,14 @@ MPC_CONTROLLERS = ("eil-mpc", "eil-mpc-learned")
 # the MPC with its uptime headroom floor calibrated on the rule's training weeks
 # (`calibrate_mpc`), and its lever ablations: per-rack rounding instead of the row's,
 # setpoint at most 24 °C (the rule's tuned setpoint on the settings developed on), no
-# stored-heat term
+# stored-heat term, and goal weights (1, 0, 0) (energy only: no exergy or switching cost)
+# (planner options, setpoint range, goal weights)
 CAL_CONTROLLERS = {
-    "eil-mpc-cal": ({}, None),
-    "eil-mpc-cal-rack": ({"pool": False}, None),
-    "eil-mpc-cal-sp24": ({}, (16.0, 24.0)),
-    "eil-mpc-cal-nostore": ({"stored": False}, None),
+    "eil-mpc-cal": ({}, None, None),
+    "eil-mpc-cal-rack": ({"pool": False}, None, None),
+    "eil-mpc-cal-sp24": ({}, (16.0, 24.0), None),
+    "eil-mpc-cal-nostore": ({"stored": False}, None, None),
+    "eil-mpc-cal-energy": ({}, None, (1.0, 0.0, 0.0)),
 }
 CAL_GRID = 0.0025  # floor grid: 0.1 server per rack
 WEEKS = {"January (week 2)": 7 * 24, "July (week 28)": 27 * 7 * 24}
@@ -213,6 +216,7 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK, flo
     action = sim.default_action(params)
     keys = jax.random.split(key, steps + BURN)
     eil = None
+    goal_w = None
     if controller.startswith("eil"):
         sigma = 0.04 if controller.endswith("-learned") else DECLARED_SIGMA
         sp_range = (16.0, 27.0)
@@ -222,7 +226,7 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK, flo
         if controller in CAL_CONTROLLERS:
             if floor is None:
                 raise ValueError(f"{controller} needs the calibrated floor")
-            opts, rng = CAL_CONTROLLERS[controller]
+            opts, rng, goal_w = CAL_CONTROLLERS[controller]
             sigma = float(floor) / z_of(UPTIME)  # the source's floor is z * demand_sigma
             planner = MPCPlanner(horizon=12, max_error=False, **opts)
             sp_range = rng or sp_range
@@ -248,7 +252,9 @@ def run_week(name, start_hour, controller, key, *, station=None, steps=WEEK, flo
             t0 = time.perf_counter()
             eil.sense(reading("row-1", obs, action, params, t))
             a = eil.act(
-                goal="minimize_energy", constraints={"uptime": UPTIME, "temp_max": TEMP_MAX}
+                goal="minimize_energy",
+                constraints={"uptime": UPTIME, "temp_max": TEMP_MAX},
+                weights=goal_w,
             )
             latencies.append(time.perf_counter() - t0)
             if last_pid is not None:  # judged on the reading just sensed (the store's)
@@ -334,6 +340,83 @@ def calibrate_mpc(station, test_start_day, test_days, seed):
     return calibrated_floor(replays, CAL_GRID), days
 
 
+@functools.partial(jax.jit, static_argnames=("burn", "steps"))
+def run_state_oracle(params, key, h, sp, *, burn: int, steps: int):
+    """One window under the state oracle (`STATE_ORACLE_DOC`): totals."""
+    keys = jax.random.split(key, burn + steps)
+    act0 = sim.default_action(params)
+    r, n = params.num_racks, float(params.servers_per_rack)
+
+    def warm(s, kk):
+        return sim.step(params, s, act0, kk)
+
+    state, obs = jax.lax.scan(warm, sim.init_state(params), keys[:burn])
+    hot0 = jnp.max(obs["temps"][-1])
+
+    def body(carry, kk):
+        s, hot = carry
+        mean = (
+            sim.demand_profile(params, s.step)
+            + params.ar_coef * s.ar
+            + 0.7 * s.burst
+            + params.burst_prob * params.burst_size
+        )
+        total = jnp.clip(jnp.ceil((mean + h) * n * r - 1e-6), 1.0, n * r)
+        base = jnp.floor(total / r)
+        on = base + (jnp.arange(r) < total - r * base)
+        a = sim.Action(
+            setpoint=jnp.where(hot > TEMP_MAX - 1.5, sp - 3.0, sp).astype(jnp.float32),
+            power_cap=jnp.asarray(jnp.inf, jnp.float32),
+            servers_on=on.astype(jnp.float32),
+            weights=(on / jnp.sum(on)).astype(jnp.float32),
+        )
+        s, o = sim.step(params, s, a, kk)
+        hot = jnp.max(o["temps"])
+        bt, bu = hot > TEMP_MAX, o["unserved"] > 1.0 - UPTIME
+        e = (o["power"] + o["cooling_power"]) * params.dt / 3600.0
+        return (s, hot), (e, bt, bu, hot)
+
+    _, (e, bt, bu, hot) = jax.lax.scan(body, (state, hot0), keys[burn:])
+    return dict(
+        energy_kwh=e.sum(),
+        viol_temp=bt.sum(),
+        viol_uptime=bu.sum(),
+        violations=(bt | bu).sum(),
+        max_temp=hot.max(),
+    )
+
+
+STATE_ORACLE_DOC = """state-oracle: knows the simulator's hidden workload state (AR term and
+burst level of the last interval, the daily profile) but not the next random draw, so its
+forecast E[d_t | state] is the best any forecaster can have; servers for the row
+ceil((E[d_t | state] + h) N) spread evenly, shares following the servers (the MPC's row
+rounding), the setpoint rule of rule-tuned. (h, sp) are tuned on the rule's training weeks
+exactly as rule-tuned's (k, sp): the least energy with zero violations. A bound on what any
+controller without foresight of the next draw can save with the server lever."""
+
+
+def tune_state_oracle(station, test_start_day, test_days, seed):
+    """(h, sp, train days) of the state oracle (`STATE_ORACLE_DOC`)."""
+    hh, ss = np.meshgrid(np.arange(0.15, 0.35, CAL_GRID), np.arange(20.0, 28.0), indexing="ij")
+    hh = jnp.asarray(hh.ravel(), jnp.float32)
+    ss = jnp.asarray(ss.ravel(), jnp.float32)
+    energy = np.zeros(hh.shape[0])
+    nviol = np.zeros(hh.shape[0])
+    days = training_days(test_start_day, test_days)
+    for i, day in enumerate(days):
+        params = sim.make_params(station=station, start_hour=24.0 * day)
+        key = jax.random.key(10_000 + 97 * seed + i)
+        out = jax.vmap(
+            lambda h, s, params=params, key=key: run_state_oracle(
+                params, key, h, s, burn=BURN, steps=WEEK
+            )
+        )(hh, ss)
+        energy += np.asarray(out["energy_kwh"])
+        nviol += np.asarray(out["violations"])
+    j = int(np.lexsort((energy, nviol))[0])
+    return float(hh[j]), float(ss[j]), days
+
+
 def _totals(out) -> dict:
     return {k: (float(v) if k in ("energy_kwh", "max_temp") else int(v)) for k, v in out.items()}
 
@@ -369,6 +452,12 @@ def run_setting(station, start_day, days, seed, controllers):
             )
             if train_days != training_days(start_day, days):
                 raise AssertionError("the MPC calibration must use the rule's training weeks")
+        elif ctrl == "state-oracle":
+            h, sp, train_days = tune_state_oracle(station, start_day, days, seed)
+            out = _totals(run_state_oracle(params, key, h, sp, burn=BURN, steps=steps))
+            out.update(
+                controller=ctrl, tuned={"headroom": h, "setpoint": sp, "train_days": train_days}
+            )
         elif ctrl == "mpc-oracle":
             out = _totals(
                 _baselines.run_mpc_oracle(params, key, TEMP_MAX, UPTIME, burn=BURN, steps=steps)
