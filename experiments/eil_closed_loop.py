@@ -35,6 +35,18 @@ Controllers
   headroom max(z sigma_h, q_h, z floor) with the declared burst headroom as the floor, as
   eil-nvp; 'eil-mpc-learned': floor 0.04 (learned forecast error only).
 
+- eil-mpc-cal: eil-mpc with its uptime headroom floor calibrated as the rule's k is tuned
+  (`calibrate_mpc`): on the rule's six training weeks (same days, same demand seeds, never
+  within 14 days of the test window) the smallest floor (0.1 server per rack grid) under
+  which the MPC's own demand forecast would have left no interval short of servers; the
+  headroom is max(z sigma_h, floor) (no largest-error term), servers are rounded for the
+  whole row with the shares following them. Ablations: '-rack' (per-rack rounding),
+  '-sp24' (setpoint <= 24 °C), '-nostore' (no stored-heat term), '-energy' (goal weights
+  (1, 0, 0): no exergy or switching cost).
+- state-oracle: a bound, not a controller one could run (`STATE_ORACLE_DOC`): it knows the
+  simulator's hidden workload state, so its one-step forecast is the best possible without
+  foresight of the next random draw; headroom and setpoint tuned on the same training weeks.
+
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
 
