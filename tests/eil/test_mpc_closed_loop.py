@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "experiments"))
-import eil_closed_loop as loop  # noqa: E402
+import eil_closed_loop as loop  # noqa: E402  # pyright: ignore[reportMissingImports]  (sys.path)
 
 from idf_jax.nvp import simulator as sim  # noqa: E402
 
