@@ -141,13 +141,13 @@ def fit_direct_head(
         am, dm = a.mean(0), d.mean(0)
         gram, rhs = (a - am).T @ (a - am), (a - am).T @ (d - dm)
         eye = np.eye(gram.shape[0])
-        best = None
+        fits = []
         for lam in lambdas:
             w = np.linalg.solve(gram + float(lam) * len(a) * eye, rhs)
-            err = np.mean(((av - am) @ w + dm - dv) ** 2)
-            if best is None or err < best[0]:
-                best = (err, float(lam), w)
-        _, lam, w = best
+            fits.append((float(np.mean(((av - am) @ w + dm - dv) ** 2)), float(lam), w))
+        if not fits:
+            raise ValueError("lambdas must hold at least one ridge strength")
+        _, lam, w = min(fits, key=lambda f: f[0])
         b = dm - am @ w
         resid = ((av @ w + b) - dv) * std  # physical units
         ws.append(w)
