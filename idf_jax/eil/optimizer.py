@@ -213,6 +213,8 @@ class EILOptimizer:
                     units=_source_units(src),
                     interval_s=src.interval_s,
                     what=f"source {src.name!r}",
+                    controls=sensing.PREDICTOR_CONTROLS,  # EIL sets the setpoint (°C)
+                    varied={"setpoint": (float(lo), float(hi))},
                 )
         self.predictor = predictor
         self._tmpdir: str | None = None

@@ -149,6 +149,11 @@ def nvp_window(
     return y, mask, None
 
 
+PREDICTOR_CONTROLS = {"setpoint": "degC"}
+"""The control inputs EIL gives a predictor, and their units: the supply setpoint of the
+action a forecast is made for."""
+
+
 def exogenous_forecast(
     predictor: Any,
     hist: Sequence[EnergyReading],
@@ -162,7 +167,9 @@ def exogenous_forecast(
     Without a predictor: persistence (the last reading). With one (an
     `idf_jax.nvp.NVPPredictor` trained on this source's channels, same units): its one-step
     forecast from the recent history `hist` replaces the last values of 'demand' (or 'cpu'
-    -> demand = cpu * servers_on / N) and 'outside_temp'.
+    -> demand = cpu * servers_on / N) and 'outside_temp'. A predictor with the setpoint as
+    a control input (`PREDICTOR_CONTROLS`) is given the setpoint of the action the forecast
+    is made for, `cur` (°C; the history's own setpoints too when the source reports them).
     """
     if predictor is None:
         return state, {"method": "persistence"}
@@ -172,6 +179,12 @@ def exogenous_forecast(
         raise ValueError(
             f"predictor needs channels {missing} that source {source!r} does not report"
         )
+    ctrls: tuple[str, ...] = tuple(getattr(predictor, "controls", None) or ())
+    unknown = [c for c in ctrls if c not in PREDICTOR_CONTROLS]
+    if unknown:
+        raise ValueError(f"predictor needs control inputs {unknown} that EIL does not set")
+    if ctrls and all(c in h.metrics for h in hist for c in ctrls):
+        chans = chans + ctrls  # the setpoints in force over the history's intervals
     records = [{c: h.metrics[c] for c in chans} for h in hist if all(c in h.metrics for c in chans)]
     min_h = int(getattr(predictor, "min_history", 1))
     if len(records) < min_h:
@@ -179,7 +192,12 @@ def exogenous_forecast(
             "method": "persistence",
             "reason": f"history {len(records)} < predictor minimum {min_h}",
         }
-    p = predictor.predict_next(telemetry_history=records)
+    if ctrls:
+        p = predictor.predict_next(
+            telemetry_history=records, controls={"setpoint": float(np.asarray(cur.setpoint))}
+        )
+    else:
+        p = predictor.predict_next(telemetry_history=records)
     demand: Any = state.demand
     if "demand" in chans:
         demand = float(np.clip(p["demand"], 0.0, 2.0))

@@ -10,9 +10,14 @@ ridge AR with time-of-day features, ETS; multi-horizon with residual-based sds),
 (rolling multi-horizon backtests of a predictor).
 
 Default checkpoint: `NVPPredictor()` without a path loads `checkpoints/rack_default.ckpt`
-(~80 KB), trained by `experiments/nvp_default_checkpoint.py` on 60 days of the simulator's
-one-server preset (5-minute steps; channels cpu 0-1, power W, temp deg F; energy balance
-C dT = (P - UA (T - T_setpoint)) dt). It answers the blueprint example::
+(~100 KB), trained by `experiments/nvp_default_checkpoint.py` on 60 days of the simulator's
+one-server preset under piecewise-constant setpoint schedules of 16-27 °C (5-minute steps;
+channels cpu 0-1, power W, temp deg F, and the control input setpoint deg F; energy balance
+C dT = (P - UA max(T - T_setpoint, 0)) dt with the setpoint read from its channel,
+`control_inputs`). Pass the setpoint for the forecast interval with
+``predict_next(history, controls={'setpoint': 69.8})`` or over a horizon with
+``forecast(history, controls=..., horizon=H)``; without one the 18 °C default is assumed and
+the result says so (``assumed_controls``). It answers the blueprint example::
 
     nvp = NVPPredictor()
     p = nvp.predict_next(telemetry_history=[{'cpu': 0.75, 'power': 850, 'temp': 72},
@@ -33,6 +38,7 @@ from . import baselines as baselines
 from . import checkpoint as checkpoint
 from . import conservation as conservation
 from . import control as control
+from . import control_inputs as control_inputs
 from . import data as data
 from . import loss as loss
 from . import metrics as metrics

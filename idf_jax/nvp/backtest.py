@@ -23,6 +23,14 @@ Metrics per channel and horizon h (targets y_{t+h} over all origins with a targe
 `rollouts(forecast_fn, window, x, origins, horizon)` is the compiled recursion itself, for
 any pure one-step forecast function (a predictor's `forecast_fn`, or one built from a freshly
 trained model).
+
+Control inputs (`idf_jax.nvp.control_inputs`): for a predictor with controls (the packaged
+setpoint model) the series may carry them as extra columns after the forecast channels
+(each row: the control applied over the interval it closes); the rollout then uses the
+recorded control of every step of the horizon (the controls are known: they are chosen),
+and only the forecast channels are scored. Without control columns the checkpoint's
+default is used (``assumed_controls`` in the result) or, with `controls`, the given
+constant values.
 """
 
 from __future__ import annotations
@@ -49,13 +57,20 @@ def rollouts(
     horizon: int,
     *,
     chunk: int = 2048,
+    control_index: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[Float[np.ndarray, "N H C"], Float[np.ndarray, "N H C"]]:
     """(N, H, C) means and sds of the recursive forecasts from each origin (inclusive).
 
     `forecast_fn(y (window, C) float32, mask (window,) bool)` returns a stack whose rows 0
     and 1 are the next step's mean and variance (`NVPPredictor.forecast_fn`); each mean is
-    fed back as the next input."""
+    fed back as the next input. `control_index`: the control channels of a lead-layout
+    series `x` (`control_inputs.lead_layout`); the fed-back row of step h then gets the
+    recorded controls x[o + h] (the last row's where the series ends)."""
     w = int(window)
+    ci = np.asarray([] if control_index is None else control_index, np.int64)
+    rows = np.minimum(origins[:, None] + np.arange(1, int(horizon) + 1)[None, :], len(x) - 1)
+    feeds = x[rows][:, :, ci].astype(np.float32)  # (N, H, K)
+    jci = jnp.asarray(ci)
     idx = origins[:, None] + np.arange(-w + 1, 1)[None, :]
     mask = idx >= 0
     first = np.maximum(origins - w + 1, 0)
@@ -63,16 +78,17 @@ def rollouts(
     ys = x[idx].astype(np.float32)
     fn = forecast_fn
 
-    def one(y, m):
-        def step(carry, _):
+    def one(y, m, feed):
+        def step(carry, ctrl):
             y, m = carry
             out = fn(y, m)
             mean, var = out[0], out[1]
-            y = jnp.concatenate([y[1:], mean[None]], axis=0)
+            row = mean.at[jci].set(ctrl) if ci.size else mean
+            y = jnp.concatenate([y[1:], row[None]], axis=0)
             m = jnp.concatenate([m[1:], jnp.ones((1,), bool)])
             return (y, m), (mean, jnp.sqrt(jnp.maximum(var, 0.0)))
 
-        _, (mu, sd) = jax.lax.scan(step, (y, m), None, length=horizon)
+        _, (mu, sd) = jax.lax.scan(step, (y, m), feed)
         return mu, sd
 
     run = jax.jit(jax.vmap(one))
@@ -83,7 +99,8 @@ def rollouts(
         size = 1 << max(n - 1, 0).bit_length()
         yb = np.concatenate([ys[part], np.repeat(ys[part][:1], size - n, 0)])
         mb = np.concatenate([mask[part], np.repeat(mask[part][:1], size - n, 0)])
-        mu, sd = run(jnp.asarray(yb), jnp.asarray(mb))
+        fb = np.concatenate([feeds[part], np.repeat(feeds[part][:1], size - n, 0)])
+        mu, sd = run(jnp.asarray(yb), jnp.asarray(mb), jnp.asarray(fb))
         mus.append(np.asarray(mu, np.float64)[:n])
         sds.append(np.asarray(sd, np.float64)[:n])
     return np.concatenate(mus), np.concatenate(sds)
@@ -96,18 +113,23 @@ def backtest(
     *,
     start: int | None = None,
     calibrate: float | None = None,
+    controls: dict[str, float] | None = None,
 ) -> dict:
     """Rolling recursive forecasts of a (T, C) series in the predictor's channel order.
 
     Args:
       predictor: a loaded `NVPPredictor`.
-      values: (T, C) series (physically impossible values raise ValueError).
+      values: (T, C) series in the predictor's channel order, or (T, C + K) with its
+        control inputs after them (module doc); physically impossible values raise
+        ValueError.
       horizons: forecast horizons in steps (each >= 1).
       start: first origin (default: the model's `min_history` - 1).
       calibrate: None (default: the model's own sd at every step) or a fraction f in (0, 1):
         the first f of the origins only calibrate the sd, per horizon and channel, by the
         factor that makes the 90 % interval cover 90 % of their targets (targets before the
         first scored origin only); metrics are then computed on the remaining origins.
+      controls: constant control values (control -> value) for a series without control
+        columns (default: the checkpoint's documented default).
 
     Returns a dict: ``horizons``, ``channels``, ``metrics[h][channel]`` (mae, mase,
     mase_persistence, skill, crps, coverage90, n), ``origins`` (N,), the arrays
@@ -116,16 +138,35 @@ def backtest(
     """
     x = np.asarray(values, np.float64)
     chans = predictor.channels
-    if x.ndim != 2 or x.shape[1] != len(chans):
-        raise ValueError(f"values must be (T, {len(chans)}) in channel order {list(chans)}")
+    ctrls = tuple(getattr(predictor, "controls", ()))
+    ns = len(chans)
+    if x.ndim != 2 or x.shape[1] not in {ns, ns + len(ctrls)}:
+        extra = f" or (T, {ns + len(ctrls)}) with the controls {list(ctrls)}" if ctrls else ""
+        raise ValueError(f"values must be (T, {ns}) in channel order {list(chans)}{extra}")
     if not np.isfinite(x).all():
         raise ValueError("values contain NaN or inf")
+    assumed: list[str] = []
+    if ctrls:
+        from .control_inputs import lead_layout, resolve
+
+        hc = x[:, ns:] if x.shape[1] > ns else None
+        if hc is not None and controls:
+            raise ValueError("give the controls either as columns of values or as `controls`")
+        nxt, assumed = resolve(predictor.series, controls, hc)
+        model_x = lead_layout(x[:, :ns], hc, nxt[0] if hc is None else hc[-1])
+        x = x[:, :ns]
+    else:
+        if controls:
+            from .control_inputs import resolve
+
+            resolve(predictor.series, controls, None)  # refuses what it cannot serve
+        model_x = x
     hs = sorted({int(h) for h in horizons})
     if not hs or hs[0] < 1:
         raise ValueError(f"horizons must be >= 1, got {list(horizons)}")
     from .metadata import check_physical
 
-    check_physical(predictor.series, x, chans)
+    check_physical(predictor.series, model_x, tuple(chans) + ctrls)
     big = hs[-1]
     first = predictor.min_history - 1 if start is None else int(start)
     origins = np.arange(first, x.shape[0] - 1)
@@ -134,7 +175,15 @@ def backtest(
             f"series of {x.shape[0]} steps is too short for a model needing "
             f"{predictor.min_history} steps of history"
         )
-    mu, sd = rollouts(predictor.forecast_fn, predictor.window, x, origins, big)
+    mu, sd = rollouts(
+        predictor.forecast_fn,
+        predictor.window,
+        model_x,
+        origins,
+        big,
+        control_index=getattr(predictor, "control_index", None),
+    )
+    mu, sd = mu[..., :ns], sd[..., :ns]
     scale = np.asarray(M.naive_scale(x), np.float64)
     scored_from, factor = int(origins[0]), None
     if calibrate is not None:
@@ -196,4 +245,5 @@ def backtest(
         sd=sd,
         scored_from=scored_from,
         sd_factor=factor,
+        assumed_controls=assumed,
     )

@@ -12,7 +12,10 @@ Gaussian predictive N(point, sd_h^2) and CRPS / coverage are comparable with the
 - `RidgeAR`: *direct* strategy, one closed-form ridge regression per horizon of the increment
   x[o + h] - x[o] on the last `lags` steps of every channel (standardised) and the
   time-of-day of the target (sin / cos of 2 pi (o + h) / steps_per_day); fitted on training
-  origins, the ridge strength chosen per horizon on validation origins.
+  origins, the ridge strength chosen per horizon on validation origins. `exog` names
+  columns that are known over the horizon (control inputs such as the setpoint, chosen not
+  measured; row t: the value applied over the interval ending at t): their values at
+  o+1 .. o+h are features too, so the ridge gets the same control information as the NVP.
 - `HoltWinters`: ETS(A, Ad, A), additive damped trend and additive season, its smoothing
   parameters and initial states fitted by statsmodels (`ExponentialSmoothing`, an optional
   peer imported on first use) on one contiguous training block; the error-correction
@@ -110,12 +113,17 @@ class RidgeAR:
     weights: np.ndarray  # (H, F, C)
     bias: np.ndarray  # (H, C)
     lambdas: tuple[float, ...]  # chosen ridge strength per horizon
+    exog: tuple[int, ...] = ()  # columns known over the horizon (controls)
 
     @staticmethod
-    def _design(x, o, h, lags, steps_per_day):
+    def _design(x, o, h, lags, steps_per_day, exog=()):
         j = o[:, None] + np.arange(-lags + 1, 1)[None, :]
         lagged = x[j].reshape(len(o), -1)
-        return np.concatenate([lagged, _tod(o + h, steps_per_day)], axis=1)
+        parts = [lagged, _tod(o + h, steps_per_day)]
+        if exog:  # known future controls at o+1 .. o+h (held at the last row past the end)
+            f = np.minimum(o[:, None] + np.arange(1, int(h) + 1)[None, :], x.shape[0] - 1)
+            parts.append(x[f][:, :, list(exog)].reshape(len(o), -1))
+        return np.concatenate(parts, axis=1)
 
     @classmethod
     def fit(
@@ -128,6 +136,7 @@ class RidgeAR:
         steps_per_day: int,
         val_origins: Int[np.ndarray, " M"] | None = None,
         lambdas: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+        exog: Sequence[int] = (),
     ) -> RidgeAR:
         """Closed-form fit on `train_origins` (each needs o + h < T); the strength per horizon
         is the one of `lambdas` (times N) with the least validation MSE (standardised by the
@@ -137,16 +146,31 @@ class RidgeAR:
         x, o, hs = _check(x, train_origins, horizons, min_origin=lags - 1)
         if len(o) < 2:
             raise ValueError("RidgeAR needs at least two training origins")
+        ex = tuple(int(j) for j in exog)
+        if any(not 0 <= j < x.shape[1] for j in ex):
+            raise ValueError(f"exog columns {list(ex)} must lie in [0, {x.shape[1] - 1}]")
         f0 = cls._design(x, o, 0, lags, steps_per_day)[:, : lags * x.shape[1]]
-        mean = np.concatenate([f0.mean(0), np.zeros(2)])
-        std = np.concatenate([np.where(f0.std(0) > 1e-12, f0.std(0), 1.0), np.ones(2)])
+        mean0 = np.concatenate([f0.mean(0), np.zeros(2)])
+        std0 = np.concatenate([np.where(f0.std(0) > 1e-12, f0.std(0), 1.0), np.ones(2)])
+        if ex:  # future controls standardised like their lagged values
+            xm, xs = x[o][:, list(ex)].mean(0), x[o][:, list(ex)].std(0)
+            xs = np.where(xs > 1e-12, xs, 1.0)
+            hmax = int(hs.max())
+            mean0 = np.concatenate([mean0, np.tile(xm, hmax)])
+            std0 = np.concatenate([std0, np.tile(xs, hmax)])
         ws, bs, lams = [], [], []
+        nbase = lags * x.shape[1] + 2
+
+        def cut(v, h):  # feature statistics for horizon h (h future control rows)
+            return v[: nbase + len(ex) * int(h)]
+
         for h in hs:
             ok = o + h < x.shape[0]
             if ok.sum() < 2:
                 raise ValueError(f"fewer than two training origins have a target at h={h}")
             oh = o[ok]
-            a = (cls._design(x, oh, h, lags, steps_per_day) - mean) / std
+            mean, std = cut(mean0, h), cut(std0, h)
+            a = (cls._design(x, oh, h, lags, steps_per_day, ex) - mean) / std
             d = x[oh + h] - x[oh]
             am, dm = a.mean(0), d.mean(0)
             ac, dc = a - am, d - dm
@@ -158,25 +182,26 @@ class RidgeAR:
             if val_origins is not None and len(val_origins):
                 vo = np.asarray(val_origins, np.int64)
                 vo = vo[(vo >= lags - 1) & (vo + h < x.shape[0])]
-                av = (cls._design(x, vo, h, lags, steps_per_day) - mean) / std
+                av = (cls._design(x, vo, h, lags, steps_per_day, ex) - mean) / std
                 dv = x[vo + h] - x[vo]
                 scale = np.where(d.std(0) > 1e-12, d.std(0), 1.0)
                 errs = [np.mean((((av - am) @ w + dm - dv) / scale) ** 2) for _, w in sols]
                 lam, w = sols[int(np.argmin(errs))]
             else:
                 lam, w = sols[0]
-            ws.append(w)
             bs.append(dm - am @ w)
+            ws.append(np.pad(w, ((0, len(mean0) - w.shape[0]), (0, 0))))  # unused rows: 0
             lams.append(lam)
         return cls(
             int(lags),
             int(steps_per_day),
             tuple(int(h) for h in hs),
-            mean,
-            std,
+            mean0,
+            std0,
             np.stack(ws),
             np.stack(bs),
             tuple(lams),
+            ex,
         )
 
     def point(
@@ -188,8 +213,10 @@ class RidgeAR:
             if int(h) not in self.horizons:
                 raise ValueError(f"RidgeAR was fitted for horizons {self.horizons}, not {h}")
             k = self.horizons.index(int(h))
-            a = self._design(x, o, h, self.lags, self.steps_per_day) - self.feat_mean
-            out[:, i] = x[o] + (a / self.feat_std) @ self.weights[k] + self.bias[k]
+            a = self._design(x, o, h, self.lags, self.steps_per_day, self.exog)
+            n = a.shape[1]
+            a = (a - self.feat_mean[:n]) / self.feat_std[:n]
+            out[:, i] = x[o] + a @ self.weights[k][:n] + self.bias[k]
         return out
 
 

@@ -55,7 +55,10 @@ class SeriesMeta:
         e.g. the cooling setpoint) rather than measured states.
       ranges: channel -> (min, max) over the training data.
       conditions: quantities held constant in the training data that the model therefore
-        cannot respond to (e.g. ``{"setpoint_degC": 18.0}``).
+        cannot respond to (e.g. ``{"setpoint_degC": 18.0}``: a checkpoint without a setpoint
+        input refuses a forecast at another setpoint, `control_inputs.resolve`).
+      defaults: control -> the value assumed when a caller gives none (neither in the call
+        nor in the history); the prediction then lists the control in ``assumed_controls``.
     """
 
     channels: tuple[str, ...]
@@ -64,6 +67,7 @@ class SeriesMeta:
     controls: tuple[str, ...] = ()
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     conditions: dict[str, float] = field(default_factory=dict)
+    defaults: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         chans = tuple(self.channels)
@@ -79,6 +83,10 @@ class SeriesMeta:
         if bad:
             raise ValueError(f"SeriesMeta.controls {bad} are not channels {list(chans)}")
         object.__setattr__(self, "controls", tuple(self.controls))
+        bad = [c for c in self.defaults if c not in self.controls]
+        if bad:
+            raise ValueError(f"SeriesMeta.defaults {bad} are not controls {list(self.controls)}")
+        object.__setattr__(self, "defaults", {c: float(v) for c, v in self.defaults.items()})
         rng = {c: (float(lo), float(hi)) for c, (lo, hi) in dict(self.ranges).items()}
         object.__setattr__(self, "ranges", rng)
 
@@ -92,6 +100,7 @@ class SeriesMeta:
         *,
         controls: Sequence[str] = (),
         conditions: Mapping[str, float] | None = None,
+        defaults: Mapping[str, float] | None = None,
     ) -> SeriesMeta:
         """Metadata with the training ranges measured on `series` ((T, C) arrays)."""
         x = np.concatenate([np.asarray(s, np.float64) for s in series], axis=0)
@@ -104,7 +113,13 @@ class SeriesMeta:
             controls=tuple(controls),
             ranges={c: (float(x[:, j].min()), float(x[:, j].max())) for j, c in enumerate(chans)},
             conditions=dict(conditions or {}),
+            defaults=dict(defaults or {}),
         )
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The channels that are forecast (every channel that is not a control)."""
+        return tuple(c for c in self.channels if c not in self.controls)
 
     def to_json(self) -> dict:
         return dict(
@@ -114,6 +129,7 @@ class SeriesMeta:
             controls=list(self.controls),
             ranges={c: list(v) for c, v in self.ranges.items()},
             conditions=dict(self.conditions),
+            defaults=dict(self.defaults),
         )
 
     @classmethod
@@ -126,6 +142,7 @@ class SeriesMeta:
                 controls=tuple(d.get("controls", ())),
                 ranges={c: (v[0], v[1]) for c, v in dict(d.get("ranges", {})).items()},
                 conditions=dict(d.get("conditions", {})),
+                defaults=dict(d.get("defaults", {})),
             )
         except (KeyError, TypeError, IndexError) as e:
             raise ValueError(f"invalid series metadata: {e!r}") from None
@@ -138,11 +155,17 @@ def check_matches(
     interval_s: float,
     what: str = "the source",
     rel_tol: float = 1e-6,
+    controls: Mapping[str, str] | None = None,
+    varied: Mapping[str, tuple[float, float]] | None = None,
 ) -> None:
     """Raise ValueError naming every mismatch between a model's metadata and a data source.
 
     `units`: the source's unit of each channel it reports (channels the model forecasts
-    must all be there); `interval_s`: the source's sampling interval [s].
+    must all be there); `interval_s`: the source's sampling interval [s]. `controls`: the
+    control inputs the caller supplies for the forecast interval and their units (e.g. EIL:
+    ``{"setpoint": "degC"}``); every control of the model must be among them, in its unit.
+    `varied`: control -> (low, high) the caller will set it to; a model trained with that
+    quantity held constant (`SeriesMeta.conditions`) and without it as an input is refused.
     """
     if meta is None:
         raise ValueError(
@@ -151,7 +174,22 @@ def check_matches(
             "`series=SeriesMeta(...)`"
         )
     problems = []
-    for c in meta.channels:
+    supplied = dict(controls or {})
+    for c in meta.controls:
+        if c not in supplied:
+            problems.append(f"control input {c!r} is not supplied by {what}")
+        elif meta.units[c] != supplied[c]:
+            problems.append(f"control {c!r} is in {meta.units[c]}, {what} sets it in {supplied[c]}")
+    for c, (lo, hi) in dict(varied or {}).items():
+        if c in meta.controls:
+            continue
+        for key, v in meta.conditions.items():
+            if (key == c or key.startswith(c + "_")) and not (lo == hi == v):
+                problems.append(
+                    f"the model was trained with {key} = {v:g} held constant (no {c!r} "
+                    f"input), {what} sets {c} in [{lo:g}, {hi:g}]"
+                )
+    for c in meta.states:
         if c not in units:
             problems.append(f"channel {c!r} is not reported by {what}")
         elif meta.units[c] != units[c]:

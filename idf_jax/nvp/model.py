@@ -307,6 +307,17 @@ class NVPModel(eqx.Module):
             x = blk(x, attn_mask)
         return self._readout(x[-1], z, mask, res_std)
 
+    def last_hidden(self, feats: Float[Array, "L F"], mask: Bool[Array, " L"]):
+        """The normalised stream of the last position (d_model,): what the heads read
+        (`idf_jax.nvp.direct` fits a multi-horizon readout on it)."""
+        length = feats.shape[0]
+        pos = sinusoidal_encoding(length, self.d_model)
+        x = jax.vmap(self.embed)(feats) + jnp.asarray(pos, feats.dtype)
+        attn_mask = _attention_mask(jnp.arange(length), mask)
+        for blk in self.blocks:
+            x = blk(x, attn_mask)
+        return self.ln_f(x[-1])
+
     def prefix_cache(self, feats: Float[Array, "L F"], mask: Bool[Array, " L"], length: int):
         """Per-block keys and values of the first `length` positions of a window.
 

@@ -38,7 +38,10 @@ the formulas live in `idf_jax.nvp.physics`, shared with EIL's plant model and pl
     x, channels = simulator.row_telemetry(simulator.simulate(params, key, 96))  # (96, 9)
 
 `rack_params` / `rack_telemetry` / `rack_balance_spec` give the blueprint's three-channel
-one-server view ({'cpu', 'power' W, 'temp' F}) that the packaged default checkpoint uses.
+one-server view ({'cpu', 'power' W, 'temp' F}); the packaged default checkpoint adds the
+supply setpoint as a control input (`rack_controls`, °F; `setpoint_schedule` and
+`simulate_schedule` drive the simulator with piecewise-constant setpoints;
+`rack_control_balance_spec` is the balance that reads the setpoint channel).
 """
 
 from __future__ import annotations
@@ -269,6 +272,67 @@ def simulate(
     return {k: np.asarray(v)[burn_in:] for k, v in obs.items()}
 
 
+def setpoint_schedule(
+    num_steps: int,
+    seed: int,
+    *,
+    low: float = 16.0,
+    high: float = 27.0,
+    mean_hold_steps: float = 72.0,
+) -> np.ndarray:
+    """(num_steps,) piecewise-constant supply setpoints [°C]: levels uniform in [low, high],
+    each held for a geometric number of steps with mean `mean_hold_steps` (an operator or a
+    controller moving the setpoint now and then; the default is 6 h at 5-minute steps)."""
+    if num_steps < 1 or not low < high or not mean_hold_steps >= 1:
+        raise ValueError(
+            f"need num_steps >= 1, low < high and mean_hold_steps >= 1, got {num_steps}, "
+            f"[{low}, {high}], {mean_hold_steps}"
+        )
+    rng = np.random.default_rng(seed)
+    out = np.empty(int(num_steps))
+    t = 0
+    while t < num_steps:
+        n = int(rng.geometric(1.0 / float(mean_hold_steps)))
+        out[t : t + n] = rng.uniform(low, high)
+        t += n
+    return out
+
+
+def simulate_schedule(
+    params: DatacenterParams,
+    key: PRNGKeyArray,
+    setpoints: np.ndarray,
+    *,
+    burn_in: int = 96,
+) -> dict[str, np.ndarray]:
+    """`simulate` under a per-step supply setpoint [°C] (`setpoints`, (T,)); the other levers
+    stay at `default_action`. The burn-in runs at the first setpoint. obs["setpoint"][t] is
+    the setpoint applied over the interval that ended at step t."""
+    sp = np.asarray(setpoints, np.float32).reshape(-1)
+    if sp.size < 1 or not np.isfinite(sp).all():
+        raise ValueError("setpoints must be a non-empty (T,) array of finite °C values")
+    sp = np.concatenate([np.full(int(burn_in), sp[0], np.float32), sp])
+    act = default_action(params)
+    acts = Action(
+        setpoint=jnp.asarray(sp),
+        power_cap=jnp.broadcast_to(act.power_cap, sp.shape),
+        servers_on=jnp.broadcast_to(act.servers_on, sp.shape + act.servers_on.shape),
+        weights=jnp.broadcast_to(act.weights, sp.shape + act.weights.shape),
+    )
+    obs = _rollout_actions(params, init_state(params), acts, jax.random.split(key, sp.size))
+    return {k: np.asarray(v)[burn_in:] for k, v in obs.items()}
+
+
+@jax.jit
+def _rollout_actions(params, state, actions, keys):
+    def body(s, xs):
+        a, k = xs
+        return step(params, s, a, k)
+
+    _, obs = jax.lax.scan(body, state, (actions, keys))
+    return obs
+
+
 @functools.partial(jax.jit, static_argnums=4)
 def _rollout(params, state, action, key, n):
     def body(s, k):
@@ -345,6 +409,9 @@ def rack_params(*, dt: float = 300.0, station: str = DEFAULT_TMY3, **overrides) 
 
 # units of `rack_telemetry` (for `idf_jax.nvp.metadata.SeriesMeta`)
 RACK_UNITS = {"cpu": "fraction", "power": "W", "temp": "degF"}
+# the rack preset's control input and its unit (`rack_controls`)
+RACK_CONTROLS = ("setpoint",)
+RACK_CONTROL_UNITS = {"setpoint": "degF"}
 
 
 def rack_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -352,6 +419,32 @@ def rack_telemetry(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, .
     temp_f = obs["temps"][:, 0] * 9.0 / 5.0 + 32.0
     x = np.stack([obs["cpu"], obs["power"] * 1000.0, temp_f], axis=1).astype(np.float64)
     return x, ("cpu", "power", "temp")
+
+
+def c_to_f(t_c):
+    """°C -> °F."""
+    return np.asarray(t_c, np.float64) * 9.0 / 5.0 + 32.0
+
+
+def rack_controls(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(T, 1) control input of the rack preset: the supply setpoint (°F) applied over the
+    interval that ended at each step (`RACK_CONTROLS`)."""
+    sp = np.broadcast_to(np.asarray(obs["setpoint"], np.float64), obs["cpu"].shape)
+    return c_to_f(sp)[:, None]
+
+
+def rack_control_balance_spec(params: DatacenterParams) -> dict:
+    """`rack_balance_spec` for the channels cpu, power, temp, setpoint (°F) in the lead layout
+    of `idf_jax.nvp.control_inputs` (row t holds the setpoint applied over [t, t+1)): the
+    supply side of the heat removal is the setpoint channel of the last observed row,
+    ``C_F (temp' - temp) = dt [power' - UA_F max(temp - setpoint, 0)]`` (the CRAH idles when
+    the setpoint is raised above the air temperature): exact whatever the setpoint."""
+    spec = rack_balance_spec(params)
+    leak = dict(spec["leaks"][0])
+    leak.pop("cold_value")
+    leak.update(cold="setpoint", cold_at="last", positive=True)
+    spec["leaks"] = [leak]
+    return spec
 
 
 def rack_balance_spec(params: DatacenterParams, setpoint_c: float = 18.0) -> dict:

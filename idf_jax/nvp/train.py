@@ -96,7 +96,9 @@ def train(
 
     `series`: the units, sampling interval and controls of the data; the checkpoint stores
     them with the training ranges measured here, so the model is refused for data in other
-    units or at another interval (`idf_jax.nvp.metadata`)."""
+    units or at another interval (`idf_jax.nvp.metadata`). Control channels (the last
+    channels, in the lead layout of `idf_jax.nvp.control_inputs`) are inputs only: they
+    are not scored by ``L_pred``."""
     channels = model_cfg.channels
     train_series = [nvp_data.array_to_telemetry(s, channels) for s in train_series]
     if series is not None:
@@ -107,12 +109,22 @@ def train(
             series.interval_s,
             controls=series.controls,
             conditions=series.conditions,
+            defaults=series.defaults,
         )
     val_series = [nvp_data.array_to_telemetry(s, channels) for s in val_series]
     w, mh = model_cfg.window, model_cfg.min_history
     tr = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in train_series)
     va = nvp_data.concat_windows(nvp_data.windows(s, w, min_history=mh) for s in val_series)
     norm = fit_normalizer(train_series, make_physics(spec, channels).balance)
+    target_mask = None
+    if series is not None and series.controls:
+        ns = len(channels) - len(series.controls)
+        if tuple(channels[ns:]) != tuple(series.controls):
+            raise ValueError(
+                f"control channels {list(series.controls)} must be the last channels of "
+                f"{list(channels)}"
+            )
+        target_mask = np.arange(len(channels)) < ns
     return train_windows(
         tr,
         va,
@@ -126,6 +138,7 @@ def train(
         extra_meta=extra_meta,
         stop_after=stop_after,
         series=series,
+        target_mask=target_mask,
     )
 
 

@@ -393,11 +393,13 @@ def test_nvp_predictor_drives_the_exogenous_forecast(tmp_path):
     from idf_jax.nvp.predictor import DEFAULT_CHECKPOINT
 
     # the same weights declared for the source's units and interval: the plumbing under test
-    # is the forecast path, not the model's fit
+    # is the forecast path (with the setpoint of the action as the control input), not the
+    # model's fit
     path = str(tmp_path / "kw.ckpt")
     shutil.copy(DEFAULT_CHECKPOINT, path)
-    units = {"cpu": "fraction", "power": "kW", "temp": "degC"}
-    checkpoint.rewrite_series(path, SeriesMeta(("cpu", "power", "temp"), units, 900.0))
+    units = {"cpu": "fraction", "power": "kW", "temp": "degC", "setpoint": "degC"}
+    chans = ("cpu", "power", "temp", "setpoint")
+    checkpoint.rewrite_series(path, SeriesMeta(chans, units, 900.0, controls=("setpoint",)))
     pred = nvp.NVPPredictor(path)
     e = EILOptimizer(predictor=pred)
     hist = [
@@ -409,12 +411,14 @@ def test_nvp_predictor_drives_the_exogenous_forecast(tmp_path):
         e.sense({"source": "datacenter-01", "metrics": m})
     for m in hist:
         e.sense({"source": "datacenter-01", "metrics": m})
+    applied = float(e._current("datacenter-01")[2].setpoint)  # the operating point's °C
     a = e.act()
     assert a["forecast"]["method"] == "nvp"
     expect = pred.predict_next(
         telemetry_history=[
             {c: h.metrics[c] for c in pred.channels} for h in e.store.history("datacenter-01")
-        ]
+        ],
+        controls={"setpoint": applied},
     )
     assert a["forecast"]["demand"] == pytest.approx(min(max(expect["cpu"], 0), 1), rel=1e-5)
     assert e.ledger.get("prediction", a["prediction_id"]).payload["forecast_method"] == "nvp"

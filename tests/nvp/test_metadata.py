@@ -77,10 +77,12 @@ def test_bad_metadata_is_refused():
 
 
 def test_rewrite_series_keeps_weights(tmp_path):
-    from idf_jax.nvp.predictor import DEFAULT_CHECKPOINT
+    import os
 
+    # a three-channel checkpoint (the packaged one before the setpoint became an input)
+    v1 = os.path.join(os.path.dirname(__file__), "data", "rack_fixed_setpoint_v1.ckpt")
     path = tmp_path / "m.ckpt"
-    with open(DEFAULT_CHECKPOINT, "rb") as f:
+    with open(v1, "rb") as f:
         path.write_bytes(f.read())
     h0, p0 = checkpoint.read_header(str(path))
     m = SeriesMeta.from_data([X], CH, {"cpu": "fraction", "power": "W", "temp": "degF"}, 60.0)

@@ -43,10 +43,12 @@ def test_blueprint_example(nvp):
         assert lo < pred[ch] < hi
     assert pred["energy_residual"] < 1e-3
     assert 700 < pred["power"] < 1000 and 0 < pred["cpu"] < 1
-    # 74 °F lies beyond the packaged model's training range (69.1-73.3 °F at an 18 °C
-    # setpoint): the forecast is an extrapolation and says so
-    assert pred["in_range"] is False and pred["out_of_range"] == ["temp"]
-    assert pred["confidence"] == 0.0 and pred["energy_valid"] is False
+    # the packaged model is trained at setpoints 16-27 °C, so 72-74 °F is inside its range;
+    # the example gives no setpoint: the documented 18 °C default is assumed, and reported
+    assert pred["in_range"] is True and pred["out_of_range"] == []
+    assert pred["assumed_controls"] == ["setpoint"]
+    assert pred["controls"]["setpoint"] == pytest.approx(64.4)
+    assert 0.0 < pred["confidence"] <= 1.0 and pred["energy_valid"] is True
 
 
 def test_in_range_history_is_confident(nvp):
@@ -69,8 +71,10 @@ def test_physically_impossible_input_is_an_error(nvp, bad, match):
 
 def test_packaged_checkpoints_carry_series_metadata(nvp):
     s = nvp.series
-    assert s is not None and s.units == {"cpu": "fraction", "power": "W", "temp": "degF"}
-    assert s.interval_s == 300.0 and s.conditions == {"setpoint_degC": 18.0}
+    assert s is not None
+    assert s.units == {"cpu": "fraction", "power": "W", "temp": "degF", "setpoint": "degF"}
+    # the setpoint is a control input, not a condition baked into the checkpoint
+    assert s.interval_s == 300.0 and s.conditions == {} and s.controls == ("setpoint",)
     lo, hi = s.ranges["power"]
     assert 0 < lo < hi <= 1000.0
 
