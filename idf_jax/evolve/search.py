@@ -1,9 +1,12 @@
 """`minimize`: an evolution strategy over a named search space, one compiled search.
 
-A JAX-traceable fitness is evaluated for the whole population in one `vmap`, and the
-generations run in one `jax.lax.scan` inside one `jax.jit`: one compilation per search
-(a progress bar, checkpoints, a time budget or a callback cut the scan into chunks of
-equal length, the last one masked, so the compiled chunk is reused). A fitness that JAX
+A JAX-traceable fitness is evaluated for the whole population in one `vmap` (or, with
+`batch_size=b`, b candidates at a time in a `lax.map`: XLA then compiles the fitness for
+b candidates, not the population, which costs less compile time where the fitness is a
+whole sampler run), and the generations run in one `jax.lax.scan` inside one `jax.jit`:
+one compilation per search (a progress bar, checkpoints, a time budget or a callback cut
+the scan into chunks of equal length, the last one masked when they do not divide the
+generations, so the compiled chunk is reused). A fitness that JAX
 cannot trace (it calls NumPy on its inputs, runs a simulator, reads files) is evaluated
 on the host, one generation at a time, with Python values; the strategy's ask / tell
 stay compiled.
@@ -150,6 +153,7 @@ def minimize(
     callback: Callable[[int, float], bool | None] | None = None,
     strategy_kwargs: Mapping[str, Any] | None = None,
     strategy_params: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
 ) -> EvolveResult:
     """Minimise `fitness_fn(params, key) -> scalar` over `space` with an evosax strategy.
 
@@ -193,6 +197,11 @@ def minimize(
             True to stop (the checkpoint is kept, so the search can be resumed).
         strategy_kwargs: extra arguments of the evosax algorithm's constructor.
         strategy_params: fields of its params to override (e.g. {"std_min": 1e-3}).
+        batch_size: JAX fitness only: evaluate the population `batch_size` candidates at
+            a time (a `lax.map` over groups, each group one vmap; it must divide the
+            population size). None: the whole population in one vmap, the fastest to
+            run; 1: one candidate at a time, the cheapest to compile (a sampler-run
+            fitness compiles about 2x faster unbatched, see benchmarks/README.md).
 
     Returns:
         An `EvolveResult`.
@@ -219,6 +228,15 @@ def minimize(
         raise ArgumentError("archive", "archive must be MapElites.make(bins, ranges)")
     if time_budget_s is not None:
         positive("time_budget_s", time_budget_s)
+    if batch_size is not None:
+        batch_size = positive_int("batch_size", batch_size)
+        if pop % batch_size:
+            raise ArgumentError(
+                "batch_size",
+                f"batch_size ({batch_size}) must divide the population size ({pop})",
+            )
+        if batch_size == pop:
+            batch_size = None
     sig = (
         fitness_fn,
         descriptor_fn,
@@ -230,6 +248,7 @@ def minimize(
         archive,
         traceable,
         repr(sorted((strategy_kwargs or {}).items())),
+        batch_size,
     )
     engine = _ENGINES.get(sig)
     if engine is None:
@@ -244,6 +263,7 @@ def minimize(
             descriptor_fn,
             traceable,
             strategy_kwargs,
+            batch_size,
         )
         _ENGINES[sig] = engine
         while len(_ENGINES) > _MAX_ENGINES:
@@ -278,7 +298,7 @@ def minimize(
     if chunk_generations is not None:
         chunk = positive_int("chunk_generations", chunk_generations)
     else:
-        chunk = max(1, math.ceil(G / 20)) if chunked else G
+        chunk = _default_chunk(G) if chunked else G
     chunk = min(chunk, G)
 
     bar = Progress(G, done, label="evolving", status="", enabled=progress)
@@ -320,6 +340,16 @@ def minimize(
     )
 
 
+def _default_chunk(G: int) -> int:
+    """About a twentieth of the generations; a divisor of G when one is near (<= 1.5x),
+    so the chunks need no mask for the generations past G."""
+    c = max(1, math.ceil(G / 20))
+    for d in range(c, int(1.5 * c) + 1):
+        if G % d == 0:
+            return d
+    return c
+
+
 _ENGINES: dict[tuple, _Engine] = {}
 _MAX_ENGINES = 8
 """Compiled searches by (fitness, space, strategy, sizes): a search with a new key, new
@@ -345,7 +375,9 @@ class _Engine:
         descriptor_fn,
         traceable,
         strategy_kwargs,
+        batch_size=None,
     ):
+        self.batch_size = batch_size
         self.es, _, self.name = make_strategy(
             strategy, pop, sp.dim, init_std=1.0, strategy_kwargs=strategy_kwargs
         )
@@ -418,7 +450,10 @@ class _Engine:
             )
             return f, d
 
-        f, d = jax.vmap(one)(values, keys)
+        if self.batch_size is None:
+            f, d = jax.vmap(one)(values, keys)
+        else:
+            f, d = jax.lax.map(lambda a: one(*a), (values, keys), batch_size=self.batch_size)
         return jnp.where(jnp.isnan(f), jnp.inf, f), d
 
     def _eval_host(self, z, k):
@@ -498,6 +533,10 @@ class _Engine:
         if chunk not in self._chunks:
             G = self.G
 
+            # chunks that divide the generations never run past G: no mask (a cond around
+            # the whole generation costs compile time)
+            masked = G % chunk != 0
+
             def run_chunk(c: _Carry, first, k_run, params):
                 def body(cc, i):
                     g = first + i
@@ -507,6 +546,8 @@ class _Engine:
                         f, d = self._eval_traced(z, k_eval)
                         return self._tell_fn(c2, state, g, z, f, d, k_run, params)
 
+                    if not masked:
+                        return step(cc), None
                     return jax.lax.cond(g < G, step, lambda c2: c2, cc), None
 
                 c, _ = jax.lax.scan(body, c, jnp.arange(chunk))

@@ -191,6 +191,42 @@ def test_bad_spaces_name_the_argument(space, argument):
     assert e.value.argument == argument
 
 
+def test_batch_size_evaluates_the_same_population_in_groups():
+    fit, calls = count_traces(sphere)
+    kw = dict(population_size=8, num_generations=12)
+    whole = ev.minimize(sphere, SPHERE, jax.random.key(3), **kw)
+    for b in (1, 4):
+        res = ev.minimize(fit, SPHERE, jax.random.key(3), batch_size=b, **kw)
+        # the same candidates (a vmap and a lax.map of one function agree to rounding)
+        np.testing.assert_allclose(res.best_fitness, whole.best_fitness, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            res.history["best_fitness"], whole.history["best_fitness"], rtol=1e-4, atol=1e-7
+        )
+    # per batch size: one trace for detection and one for the compiled search
+    assert len(calls) == 4
+    ev.minimize(fit, SPHERE, jax.random.key(4), batch_size=4, **kw)
+    assert len(calls) == 4
+    with pytest.raises(ArgumentError) as e:
+        ev.minimize(sphere, SPHERE, jax.random.key(0), batch_size=3, **kw)
+    assert e.value.argument == "batch_size" and "divide" in str(e.value)
+    with pytest.raises(ArgumentError) as e:
+        ev.minimize(sphere, SPHERE, jax.random.key(0), batch_size=0, **kw)
+    assert e.value.argument == "batch_size"
+
+
+def test_chunks_that_divide_the_generations_give_the_unchunked_numbers():
+    plain = ev.minimize(sphere, SPHERE, jax.random.key(8), num_generations=12)
+    for chunk in (3, 5):  # 3 divides 12 (no mask), 5 does not (the last chunk masked)
+        res = ev.minimize(
+            sphere, SPHERE, jax.random.key(8), num_generations=12, chunk_generations=chunk
+        )
+        assert res.num_generations == 12
+        # the same search; XLA may round a chunk's loop differently from the whole one
+        np.testing.assert_allclose(
+            res.history["best_fitness"], plain.history["best_fitness"], rtol=1e-4, atol=1e-7
+        )
+
+
 def test_bad_arguments():
     with pytest.raises(ArgumentError) as e:
         ev.minimize(sphere, SPHERE, jax.random.key(0), strategy="NoSuchES")
