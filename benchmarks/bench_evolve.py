@@ -1,6 +1,7 @@
 """idf.evolve.minimize against Optuna (TPE) and against evosax called directly, at several budgets.
 
-Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks rosenbrock]
+Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks sampler]
+          [--batch-size N|vmap]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
 side (idf: population x generations; Optuna: trials; evosax direct: population x
@@ -9,7 +10,11 @@ generations):
 1. Rosenbrock 10-d on [-2, 2]^10 (optimum 0 at x = 1).
 2. A mixed space: 4 log-reals, 2 ints, 2 choices (optimum 0, known).
 3. Sampler tuning: MALA's step size on a 4-d Gaussian with scales 0.3..3, fitness
-   -log10(min ESS / gradient evaluations) over 8 chains x 200 steps.
+   -log10(min ESS / gradient evaluations) over 8 chains x 200 steps. idf evaluates it
+   with `batch_size=1` (one candidate at a time in a lax.map inside the compiled
+   generation): the search's cost at these budgets is XLA compiling the sampler, and a
+   population-wide vmap of a whole `idf.sample` run compiles about 2x slower than one
+   run (`--batch-size vmap` measures the vmap).
 
 For every budget (number of fitness evaluations) each side starts from a fresh fitness
 closure, so nothing compiled for another budget is reused, and its wall time counts
@@ -92,17 +97,22 @@ def sampler_task():
     return "MALA step size (ESS / gradient)", space, fit
 
 
+# idf's minimize options per task (the rest: defaults)
+IDF_OPTIONS = {"sampler": {"batch_size": 1}}
+
+
 # --- runners ----------------------------------------------------------------------------
 
 
-def run_idf(space, fit, evals, pop, seed):
+def run_idf(space, fit, evals, pop, seed, **options):
     """(best, wall incl. compile, warm wall, evaluations) of one idf search."""
     gens = max(1, evals // pop)
+    kw = dict(population_size=pop, num_generations=gens, **options)
     t0 = time.perf_counter()
-    res = ev.minimize(fit, space, jax.random.key(seed), population_size=pop, num_generations=gens)
+    res = ev.minimize(fit, space, jax.random.key(seed), **kw)
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ev.minimize(fit, space, jax.random.key(seed + 100), population_size=pop, num_generations=gens)
+    ev.minimize(fit, space, jax.random.key(seed + 100), **kw)
     warm = time.perf_counter() - t0
     return res.best_fitness, cold, warm, gens * pop
 
@@ -182,6 +192,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tasks", default="rosenbrock,mixed,sampler")
     ap.add_argument("--no-direct", action="store_true", help="skip evosax called directly")
+    ap.add_argument(
+        "--batch-size",
+        default=None,
+        help="idf's batch_size for every task: a number, or 'vmap' (the whole population in "
+        "one vmap); default: per task (IDF_OPTIONS)",
+    )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",") if b]
     import evosax.algorithms  # noqa: F401 - imports are not what is measured
@@ -199,7 +215,12 @@ def main():
     for name in args.tasks.split(","):
         for evals in budgets:
             title, space, fit = TASKS[name]()  # a fresh closure per budget and side
-            bi, ci, wi, n = run_idf(space, fit, evals, args.pop, args.seed)
+            options = dict(IDF_OPTIONS.get(name, {}))
+            if args.batch_size is not None:
+                options["batch_size"] = None if args.batch_size == "vmap" else int(args.batch_size)
+            if options.get("batch_size"):
+                title = f"{title} [batch_size={options['batch_size']}]"
+            bi, ci, wi, n = run_idf(space, fit, evals, args.pop, args.seed, **options)
             la_idf = os.getloadavg()[0]
             _, space, fit = TASKS[name]()
             bo, to = run_optuna(space, fit, n, args.seed)
