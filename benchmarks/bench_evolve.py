@@ -10,11 +10,13 @@ generations):
 1. Rosenbrock 10-d on [-2, 2]^10 (optimum 0 at x = 1).
 2. A mixed space: 4 log-reals, 2 ints, 2 choices (optimum 0, known).
 3. Sampler tuning: MALA's step size on a 4-d Gaussian with scales 0.3..3, fitness
-   -log10(min ESS / gradient evaluations) over 8 chains x 200 steps. idf evaluates it
-   with `batch_size=1` (one candidate at a time in a lax.map inside the compiled
-   generation): the search's cost at these budgets is XLA compiling the sampler, and a
-   population-wide vmap of a whole `idf.sample` run compiles about 2x slower than one
-   run (`--batch-size vmap` measures the vmap).
+   -log10(min ESS / gradient evaluations) over 8 chains x 200 steps. idf runs it with
+   `loop="python", batch_size=1`: the search's cost at these budgets is XLA compiling,
+   and (a) a lax.scan over generations holding the sampler run compiles ~2x slower than
+   the sampler alone, (b) a population-wide vmap of a whole `idf.sample` run compiles
+   ~1.4x slower than one run, (c) CMA-ES's ask / tell cost seconds of compile per
+   search inside the scan; with the Python loop they are compiled once per process
+   (`--batch-size vmap` measures the vmap; `--loop scan` the scan).
 
 For every budget (number of fitness evaluations) each side starts from a fresh fitness
 closure, so nothing compiled for another budget is reused, and its wall time counts
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +101,7 @@ def sampler_task():
 
 
 # idf's minimize options per task (the rest: defaults)
-IDF_OPTIONS = {"sampler": {"batch_size": 1}}
+IDF_OPTIONS = {"sampler": {"loop": "python", "batch_size": 1}}
 
 
 # --- runners ----------------------------------------------------------------------------
@@ -107,7 +110,7 @@ IDF_OPTIONS = {"sampler": {"batch_size": 1}}
 def run_idf(space, fit, evals, pop, seed, **options):
     """(best, wall incl. compile, warm wall, evaluations) of one idf search."""
     gens = max(1, evals // pop)
-    kw = dict(population_size=pop, num_generations=gens, **options)
+    kw: dict[str, Any] = dict(population_size=pop, num_generations=gens, **options)
     t0 = time.perf_counter()
     res = ev.minimize(fit, space, jax.random.key(seed), **kw)
     cold = time.perf_counter() - t0
@@ -184,7 +187,7 @@ TASKS = {"rosenbrock": rosenbrock_task, "mixed": mixed_task, "sampler": sampler_
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument(
         "--budgets", default="256,512,1024", help="fitness evaluations per side, comma-separated"
     )
@@ -197,6 +200,9 @@ def main():
         default=None,
         help="idf's batch_size for every task: a number, or 'vmap' (the whole population in "
         "one vmap); default: per task (IDF_OPTIONS)",
+    )
+    ap.add_argument(
+        "--loop", choices=["scan", "python"], default=None, help="idf's loop for every task"
     )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",") if b]
@@ -215,11 +221,13 @@ def main():
     for name in args.tasks.split(","):
         for evals in budgets:
             title, space, fit = TASKS[name]()  # a fresh closure per budget and side
-            options = dict(IDF_OPTIONS.get(name, {}))
+            options: dict[str, Any] = dict(IDF_OPTIONS.get(name, {}))
             if args.batch_size is not None:
                 options["batch_size"] = None if args.batch_size == "vmap" else int(args.batch_size)
-            if options.get("batch_size"):
-                title = f"{title} [batch_size={options['batch_size']}]"
+            if args.loop is not None:
+                options["loop"] = args.loop
+            if options:
+                title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
             bi, ci, wi, n = run_idf(space, fit, evals, args.pop, args.seed, **options)
             la_idf = os.getloadavg()[0]
             _, space, fit = TASKS[name]()

@@ -28,6 +28,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -99,7 +100,7 @@ def compare(preset: str, seeds: list[int], chains: int, draws: int, warmup: int)
 
     target = get_target("gaussian_k100")
     kind, config = read_sampler_preset(preset)
-    ways = {
+    ways: dict[str, dict[str, Any]] = {
         "preset": dict(preset=preset),
         "auto (MAMS, tuned)": dict(method="auto"),
         f"{kind} (window-tuned)": dict(method=kind),
@@ -135,7 +136,7 @@ def compare(preset: str, seeds: list[int], chains: int, draws: int, warmup: int)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("evolve", help="run `idf evolve sampler` on the target (args after --)")
     c = sub.add_parser("compare", help="the preset against sample_tuned on held-out seeds")
