@@ -32,7 +32,8 @@ where it holds. Before anything is timed the process imports evosax and Optuna a
 one throwaway 2-generation search of a 1-d sphere with the benchmark's population size
 (backend start, first-call set-up of the libraries: evosax's first CMA-ES of a population
 size costs ~10 s on the loaded machine, once per process), so the first side measured is
-not charged for the process's start.
+not charged for the process's start. The last two columns are the seconds JAX spent
+tracing, lowering and XLA-compiling during each side's run (jax.monitoring events).
 """
 
 from __future__ import annotations
@@ -105,6 +106,24 @@ IDF_OPTIONS = {"sampler": {"loop": "python", "batch_size": 1}}
 
 
 # --- runners ----------------------------------------------------------------------------
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_s = [0.0]  # seconds JAX spent tracing, lowering and compiling (all sides)
+
+
+def _on_event(event: str, duration_secs: float, **kwargs: str | int) -> None:
+    if event in _COMPILE_EVENTS:
+        _compile_s[0] += duration_secs
+
+
+def _compiled(fn, *args, **kwargs):
+    """(fn's result, seconds of trace + lower + XLA compile while it ran)."""
+    before = _compile_s[0]
+    out = fn(*args, **kwargs)
+    return out, _compile_s[0] - before
 
 
 def run_idf(space, fit, evals, pop, seed, **options):
@@ -216,6 +235,9 @@ def main():
         population_size=args.pop,
         num_generations=2,
     )
+    from jax._src import monitoring
+
+    monitoring.register_event_duration_secs_listener(_on_event)
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, jax {jax.__version__}")
     rows = []
     for name in args.tasks.split(","):
@@ -228,19 +250,23 @@ def main():
                 options["loop"] = args.loop
             if options:
                 title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
-            bi, ci, wi, n = run_idf(space, fit, evals, args.pop, args.seed, **options)
+            (bi, ci, wi, n), kc_i = _compiled(
+                run_idf, space, fit, evals, args.pop, args.seed, **options
+            )
             la_idf = os.getloadavg()[0]
             _, space, fit = TASKS[name]()
-            bo, to = run_optuna(space, fit, n, args.seed)
+            (bo, to), kc_o = _compiled(run_optuna, space, fit, n, args.seed)
             bd = cd = wd = float("nan")
             if not args.no_direct:
                 _, space, fit = TASKS[name]()
                 bd, cd, wd = run_evosax_direct(space, fit, n, args.pop, args.seed)
             la = os.getloadavg()[0]
-            rows.append((title, n, bi, ci, wi, bo, to, bd, cd, wd, f"{la_idf:.0f}/{la:.0f}"))
+            la_s = f"{la_idf:.0f}/{la:.0f}"
+            rows.append((title, n, bi, ci, wi, bo, to, bd, cd, wd, la_s, kc_i, kc_o))
             print(
                 f"{title}: {n} evals | idf best {bi:.4g} wall {ci:.2f} s incl. compile "
-                f"(warm {wi:.3f} s) | optuna TPE best {bo:.4g} wall {to:.2f} s | "
+                f"(warm {wi:.3f} s; JAX trace+lower+compile {kc_i:.2f} s) | optuna TPE best "
+                f"{bo:.4g} wall {to:.2f} s (trace+lower+compile {kc_o:.2f} s) | "
                 f"idf/optuna {ci / to:.3f} | idf best <= optuna: {bi <= bo} | evosax direct "
                 f"best {bd:.4g} cold {cd:.2f} s warm {wd:.3f} s | load {la:.1f}",
                 flush=True,
@@ -248,14 +274,15 @@ def main():
     print(
         "\n| task | evals | idf best | idf wall s (compile incl.) | idf warm s | Optuna TPE best "
         "| Optuna wall s | idf / Optuna wall | <= 0.5x and best <= Optuna | evosax best "
-        "| evosax cold s | evosax warm s | load |"
+        "| evosax cold s | evosax warm s | load | idf compile s | Optuna compile s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
-    for title, n, bi, ci, wi, bo, to, bd, cd, wd, la in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")
+    for title, n, bi, ci, wi, bo, to, bd, cd, wd, la, kc_i, kc_o in rows:
         ok = "yes" if (ci <= 0.5 * to and bi <= bo) else "no"
         print(
             f"| {title} | {n} | {bi:.4g} | {ci:.2f} | {wi:.3f} | {bo:.4g} | {to:.2f} "
-            f"| {ci / to:.3f} | {ok} | {bd:.4g} | {cd:.2f} | {wd:.3f} | {la} |"
+            f"| {ci / to:.3f} | {ok} | {bd:.4g} | {cd:.2f} | {wd:.3f} | {la} "
+            f"| {kc_i:.2f} | {kc_o:.2f} |"
         )
 
 
