@@ -1,6 +1,7 @@
 """idf.evolve.minimize against Optuna (TPE) and against evosax called directly, at several budgets.
 
-Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks rosenbrock]
+Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks sampler]
+          [--batch-size N|vmap]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
 side (idf: population x generations; Optuna: trials; evosax direct: population x
@@ -9,7 +10,13 @@ generations):
 1. Rosenbrock 10-d on [-2, 2]^10 (optimum 0 at x = 1).
 2. A mixed space: 4 log-reals, 2 ints, 2 choices (optimum 0, known).
 3. Sampler tuning: MALA's step size on a 4-d Gaussian with scales 0.3..3, fitness
-   -log10(min ESS / gradient evaluations) over 8 chains x 200 steps.
+   -log10(min ESS / gradient evaluations) over 8 chains x 200 steps. idf runs it with
+   `loop="python", batch_size=1`: the search's cost at these budgets is XLA compiling,
+   and (a) a lax.scan over generations holding the sampler run compiles ~2x slower than
+   the sampler alone, (b) a population-wide vmap of a whole `idf.sample` run compiles
+   ~1.4x slower than one run, (c) CMA-ES's ask / tell cost seconds of compile per
+   search inside the scan; with the Python loop they are compiled once per process
+   (`--batch-size vmap` measures the vmap; `--loop scan` the scan).
 
 For every budget (number of fitness evaluations) each side starts from a fresh fitness
 closure, so nothing compiled for another budget is reused, and its wall time counts
@@ -25,7 +32,8 @@ where it holds. Before anything is timed the process imports evosax and Optuna a
 one throwaway 2-generation search of a 1-d sphere with the benchmark's population size
 (backend start, first-call set-up of the libraries: evosax's first CMA-ES of a population
 size costs ~10 s on the loaded machine, once per process), so the first side measured is
-not charged for the process's start.
+not charged for the process's start. The last two columns are the seconds JAX spent
+tracing, lowering and XLA-compiling during each side's run (jax.monitoring events).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -92,17 +101,40 @@ def sampler_task():
     return "MALA step size (ESS / gradient)", space, fit
 
 
+# idf's minimize options per task (the rest: defaults)
+IDF_OPTIONS = {"sampler": {"loop": "python", "batch_size": 1}}
+
+
 # --- runners ----------------------------------------------------------------------------
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_s = [0.0]  # seconds JAX spent tracing, lowering and compiling (all sides)
 
 
-def run_idf(space, fit, evals, pop, seed):
+def _on_event(event: str, duration_secs: float, **kwargs: str | int) -> None:
+    if event in _COMPILE_EVENTS:
+        _compile_s[0] += duration_secs
+
+
+def _compiled(fn, *args, **kwargs):
+    """(fn's result, seconds of trace + lower + XLA compile while it ran)."""
+    before = _compile_s[0]
+    out = fn(*args, **kwargs)
+    return out, _compile_s[0] - before
+
+
+def run_idf(space, fit, evals, pop, seed, **options):
     """(best, wall incl. compile, warm wall, evaluations) of one idf search."""
     gens = max(1, evals // pop)
+    kw: dict[str, Any] = dict(population_size=pop, num_generations=gens, **options)
     t0 = time.perf_counter()
-    res = ev.minimize(fit, space, jax.random.key(seed), population_size=pop, num_generations=gens)
+    res = ev.minimize(fit, space, jax.random.key(seed), **kw)
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ev.minimize(fit, space, jax.random.key(seed + 100), population_size=pop, num_generations=gens)
+    ev.minimize(fit, space, jax.random.key(seed + 100), **kw)
     warm = time.perf_counter() - t0
     return res.best_fitness, cold, warm, gens * pop
 
@@ -174,7 +206,7 @@ TASKS = {"rosenbrock": rosenbrock_task, "mixed": mixed_task, "sampler": sampler_
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument(
         "--budgets", default="256,512,1024", help="fitness evaluations per side, comma-separated"
     )
@@ -182,6 +214,15 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tasks", default="rosenbrock,mixed,sampler")
     ap.add_argument("--no-direct", action="store_true", help="skip evosax called directly")
+    ap.add_argument(
+        "--batch-size",
+        default=None,
+        help="idf's batch_size for every task: a number, or 'vmap' (the whole population in "
+        "one vmap); default: per task (IDF_OPTIONS)",
+    )
+    ap.add_argument(
+        "--loop", choices=["scan", "python"], default=None, help="idf's loop for every task"
+    )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",") if b]
     import evosax.algorithms  # noqa: F401 - imports are not what is measured
@@ -194,24 +235,38 @@ def main():
         population_size=args.pop,
         num_generations=2,
     )
+    from jax._src import monitoring
+
+    monitoring.register_event_duration_secs_listener(_on_event)
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, jax {jax.__version__}")
     rows = []
     for name in args.tasks.split(","):
         for evals in budgets:
             title, space, fit = TASKS[name]()  # a fresh closure per budget and side
-            bi, ci, wi, n = run_idf(space, fit, evals, args.pop, args.seed)
+            options: dict[str, Any] = dict(IDF_OPTIONS.get(name, {}))
+            if args.batch_size is not None:
+                options["batch_size"] = None if args.batch_size == "vmap" else int(args.batch_size)
+            if args.loop is not None:
+                options["loop"] = args.loop
+            if options:
+                title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
+            (bi, ci, wi, n), kc_i = _compiled(
+                run_idf, space, fit, evals, args.pop, args.seed, **options
+            )
             la_idf = os.getloadavg()[0]
             _, space, fit = TASKS[name]()
-            bo, to = run_optuna(space, fit, n, args.seed)
+            (bo, to), kc_o = _compiled(run_optuna, space, fit, n, args.seed)
             bd = cd = wd = float("nan")
             if not args.no_direct:
                 _, space, fit = TASKS[name]()
                 bd, cd, wd = run_evosax_direct(space, fit, n, args.pop, args.seed)
             la = os.getloadavg()[0]
-            rows.append((title, n, bi, ci, wi, bo, to, bd, cd, wd, f"{la_idf:.0f}/{la:.0f}"))
+            la_s = f"{la_idf:.0f}/{la:.0f}"
+            rows.append((title, n, bi, ci, wi, bo, to, bd, cd, wd, la_s, kc_i, kc_o))
             print(
                 f"{title}: {n} evals | idf best {bi:.4g} wall {ci:.2f} s incl. compile "
-                f"(warm {wi:.3f} s) | optuna TPE best {bo:.4g} wall {to:.2f} s | "
+                f"(warm {wi:.3f} s; JAX trace+lower+compile {kc_i:.2f} s) | optuna TPE best "
+                f"{bo:.4g} wall {to:.2f} s (trace+lower+compile {kc_o:.2f} s) | "
                 f"idf/optuna {ci / to:.3f} | idf best <= optuna: {bi <= bo} | evosax direct "
                 f"best {bd:.4g} cold {cd:.2f} s warm {wd:.3f} s | load {la:.1f}",
                 flush=True,
@@ -219,14 +274,15 @@ def main():
     print(
         "\n| task | evals | idf best | idf wall s (compile incl.) | idf warm s | Optuna TPE best "
         "| Optuna wall s | idf / Optuna wall | <= 0.5x and best <= Optuna | evosax best "
-        "| evosax cold s | evosax warm s | load |"
+        "| evosax cold s | evosax warm s | load | idf compile s | Optuna compile s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
-    for title, n, bi, ci, wi, bo, to, bd, cd, wd, la in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")
+    for title, n, bi, ci, wi, bo, to, bd, cd, wd, la, kc_i, kc_o in rows:
         ok = "yes" if (ci <= 0.5 * to and bi <= bo) else "no"
         print(
             f"| {title} | {n} | {bi:.4g} | {ci:.2f} | {wi:.3f} | {bo:.4g} | {to:.2f} "
-            f"| {ci / to:.3f} | {ok} | {bd:.4g} | {cd:.2f} | {wd:.3f} | {la} |"
+            f"| {ci / to:.3f} | {ok} | {bd:.4g} | {cd:.2f} | {wd:.3f} | {la} "
+            f"| {kc_i:.2f} | {kc_o:.2f} |"
         )
 
 

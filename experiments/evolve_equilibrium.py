@@ -1,7 +1,7 @@
 """Study: evolved `sample_equilibrium` presets against the hand-set defaults, and transfer.
 
 For every instance (LJ clusters with their Cambridge Cluster Database records, Thomson
-problems), every configuration (the defaults: method "auto" = parallel tempering of
+problems, the 2-D AB protein model of the length-13 Fibonacci sequence), every configuration (the defaults: method "auto" = parallel tempering of
 basin hopping; plain basin hopping; each evolved preset) and every held-out seed (never
 used in a search), one `sample_equilibrium` run of `--chains` chains from the capsule's
 random starts, stopping once a chain is within 1e-3 of the record (`stop_at_target`).
@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import idf_jax as idf  # noqa: E402
 import idf_jax.evolve as ev  # noqa: E402
-from capsules import molecular, plasma  # noqa: E402
+from capsules import biomedical, molecular, plasma  # noqa: E402
 from idf_jax._io import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "results")
@@ -61,7 +61,13 @@ def instance(name: str):
     if name.startswith("thomson"):
         n = int(name[7:])
         return plasma.thomson(n), plasma.THOMSON_MINIMA[n]
-    raise SystemExit(f"unknown instance {name!r} (ljN or thomsonN)")
+    if name.startswith("ab"):  # 2-D AB model, Fibonacci sequence of length N
+        n = int(name[2:])
+        if n not in biomedical.AB_KNOWN_MINIMA_2D:
+            raise SystemExit(f"no known AB minimum for length {n}")
+        seq = biomedical.fibonacci_sequence(n)
+        return biomedical.ab_protein(seq, dim=2), biomedical.AB_KNOWN_MINIMA_2D[n]
+    raise SystemExit(f"unknown instance {name!r} (ljN, thomsonN or abN)")
 
 
 def _call(cap, record, cfg, seed, chains):

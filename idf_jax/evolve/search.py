@@ -1,12 +1,18 @@
 """`minimize`: an evolution strategy over a named search space, one compiled search.
 
-A JAX-traceable fitness is evaluated for the whole population in one `vmap`, and the
-generations run in one `jax.lax.scan` inside one `jax.jit`: one compilation per search
-(a progress bar, checkpoints, a time budget or a callback cut the scan into chunks of
-equal length, the last one masked, so the compiled chunk is reused). A fitness that JAX
-cannot trace (it calls NumPy on its inputs, runs a simulator, reads files) is evaluated
-on the host, one generation at a time, with Python values; the strategy's ask / tell
-stay compiled.
+A JAX-traceable fitness is evaluated for the whole population in one `vmap` (or, with
+`batch_size=b`, b candidates at a time in a `lax.map`: XLA then compiles the fitness for
+b candidates, not the population, which costs less compile time where the fitness is a
+whole sampler run), and the generations run in one `jax.lax.scan` inside one `jax.jit`:
+one compilation per search (a progress bar, checkpoints, a time budget or a callback cut
+the scan into chunks of equal length, the last one masked when they do not divide the
+generations, so the compiled chunk is reused). With `loop="python"` the generations are
+a Python loop over one compiled ask, the compiled population evaluation and one compiled
+tell, and the ask / tell are compiled once per process for a (strategy, population,
+dimension) and shared by every search: a search then compiles its fitness and nothing
+else, for ~1 ms of dispatch per generation. A fitness that JAX cannot trace (it calls
+NumPy on its inputs, runs a simulator, reads files) is evaluated on the host, one
+generation at a time, with Python values; the strategy's ask / tell stay compiled.
 
 Randomness: generation g uses `fold_in(key, g)`, so a chunked, checkpointed or resumed
 search gives the numbers of an uninterrupted one with the same chunking.
@@ -150,6 +156,8 @@ def minimize(
     callback: Callable[[int, float], bool | None] | None = None,
     strategy_kwargs: Mapping[str, Any] | None = None,
     strategy_params: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    loop: str = "scan",
 ) -> EvolveResult:
     """Minimise `fitness_fn(params, key) -> scalar` over `space` with an evosax strategy.
 
@@ -193,6 +201,16 @@ def minimize(
             True to stop (the checkpoint is kept, so the search can be resumed).
         strategy_kwargs: extra arguments of the evosax algorithm's constructor.
         strategy_params: fields of its params to override (e.g. {"std_min": 1e-3}).
+        batch_size: JAX fitness only: evaluate the population `batch_size` candidates at
+            a time (a `lax.map` over groups, each group one vmap; it must divide the
+            population size). None: the whole population in one vmap, the fastest to
+            run; 1: one candidate at a time, the cheapest to compile (a sampler-run
+            fitness compiles about 2x faster unbatched, see benchmarks/README.md).
+        loop: JAX fitness only: "scan" (the generations in one compiled `lax.scan`, the
+            fastest per generation) or "python" (a Python loop over the compiled
+            generation's parts; the strategy's ask / tell compiled once per process and
+            shared by every search of that strategy, population and dimension, so a
+            search compiles only its fitness: the cheapest to start).
 
     Returns:
         An `EvolveResult`.
@@ -219,6 +237,17 @@ def minimize(
         raise ArgumentError("archive", "archive must be MapElites.make(bins, ranges)")
     if time_budget_s is not None:
         positive("time_budget_s", time_budget_s)
+    if loop not in ("scan", "python"):
+        raise ArgumentError("loop", f"loop must be 'scan' or 'python', got {loop!r}")
+    if batch_size is not None:
+        batch_size = positive_int("batch_size", batch_size)
+        if pop % batch_size:
+            raise ArgumentError(
+                "batch_size",
+                f"batch_size ({batch_size}) must divide the population size ({pop})",
+            )
+        if batch_size == pop:
+            batch_size = None
     sig = (
         fitness_fn,
         descriptor_fn,
@@ -230,6 +259,8 @@ def minimize(
         archive,
         traceable,
         repr(sorted((strategy_kwargs or {}).items())),
+        batch_size,
+        loop,
     )
     engine = _ENGINES.get(sig)
     if engine is None:
@@ -244,6 +275,8 @@ def minimize(
             descriptor_fn,
             traceable,
             strategy_kwargs,
+            batch_size,
+            loop,
         )
         _ENGINES[sig] = engine
         while len(_ENGINES) > _MAX_ENGINES:
@@ -278,7 +311,7 @@ def minimize(
     if chunk_generations is not None:
         chunk = positive_int("chunk_generations", chunk_generations)
     else:
-        chunk = max(1, math.ceil(G / 20)) if chunked else G
+        chunk = _default_chunk(G) if chunked else G
     chunk = min(chunk, G)
 
     bar = Progress(G, done, label="evolving", status="", enabled=progress)
@@ -320,6 +353,64 @@ def minimize(
     )
 
 
+class _Steps:
+    """A strategy's ask and tell (with the best-so-far and archive bookkeeping), plain for
+    the scan and jitted for the Python loop; shared by every search with the same
+    (strategy, population, dimension, constructor arguments, archive grid)."""
+
+    def __init__(self, strategy, pop, dim, strategy_kwargs, archive):
+        self.es, _, self.name = make_strategy(
+            strategy, pop, dim, init_std=1.0, strategy_kwargs=strategy_kwargs
+        )
+        self.archive = archive
+        self.ask = jax.jit(self.ask_fn)
+        self.tell = jax.jit(self.tell_fn)
+
+    def ask_fn(self, state, g, k_run, params):
+        k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        z, state = self.es.ask(k_ask, state, params)
+        return z, state, k_eval
+
+    def tell_fn(self, best_z, best_f, arch, state, g, z, f, d, k_run, params):
+        """(state, best_z, best_f, archive, this generation's best and mean fitness)."""
+        _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
+        state, _ = self.es.tell(k_tell, z, f, state, params)
+        i = jnp.argmin(f)
+        better = f[i] < best_f
+        if self.archive is not None and arch is not None and d is not None:
+            arch = archive_insert(self.archive, arch, z, f, d)
+        fin = jnp.isfinite(f)
+        mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
+        mean = jnp.where(jnp.any(fin), mean, jnp.inf)
+        best_f = jnp.where(better, f[i], best_f)
+        return state, jnp.where(better, z[i], best_z), best_f, arch, f[i], mean
+
+
+_STEPS: dict[tuple, _Steps] = {}
+_MAX_STEPS = 16
+
+
+def _shared_steps(strategy, pop, dim, strategy_kwargs, archive) -> _Steps:
+    sig = (strategy, pop, dim, repr(sorted((strategy_kwargs or {}).items())), archive)
+    steps = _STEPS.pop(sig, None)
+    if steps is None:
+        steps = _Steps(strategy, pop, dim, strategy_kwargs, archive)
+    _STEPS[sig] = steps  # most recently used last
+    while len(_STEPS) > _MAX_STEPS:
+        _STEPS.pop(next(iter(_STEPS)))
+    return steps
+
+
+def _default_chunk(G: int) -> int:
+    """About a twentieth of the generations; a divisor of G when one is near (<= 1.5x),
+    so the chunks need no mask for the generations past G."""
+    c = max(1, math.ceil(G / 20))
+    for d in range(c, int(1.5 * c) + 1):
+        if G % d == 0:
+            return d
+    return c
+
+
 _ENGINES: dict[tuple, _Engine] = {}
 _MAX_ENGINES = 8
 """Compiled searches by (fitness, space, strategy, sizes): a search with a new key, new
@@ -345,10 +436,12 @@ class _Engine:
         descriptor_fn,
         traceable,
         strategy_kwargs,
+        batch_size=None,
+        loop="scan",
     ):
-        self.es, _, self.name = make_strategy(
-            strategy, pop, sp.dim, init_std=1.0, strategy_kwargs=strategy_kwargs
-        )
+        self.batch_size, self.loop = batch_size, loop
+        self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive)
+        self.es, self.name = self.steps.es, self.steps.name
         self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
         self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn
         self.pop_based = is_population_based(self.es)
@@ -418,7 +511,10 @@ class _Engine:
             )
             return f, d
 
-        f, d = jax.vmap(one)(values, keys)
+        if self.batch_size is None:
+            f, d = jax.vmap(one)(values, keys)
+        else:
+            f, d = jax.lax.map(lambda a: one(*a), (values, keys), batch_size=self.batch_size)
         return jnp.where(jnp.isnan(f), jnp.inf, f), d
 
     def _eval_host(self, z, k):
@@ -444,29 +540,19 @@ class _Engine:
 
     # --- ask / tell with our own best and archive bookkeeping ------------------------------
     def _ask_fn(self, state, g, k_run, params):
-        k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        z, state = self.es.ask(k_ask, state, params)
-        return z, state, k_eval
+        return self.steps.ask_fn(state, g, k_run, params)
 
     def _tell_fn(self, c: _Carry, state, g, z, f, d, k_run, params) -> _Carry:
-        _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        state, _ = self.es.tell(k_tell, z, f, state, params)
-        i = jnp.argmin(f)
-        better = f[i] < c.best_f
-        arch = c.archive
-        if self.archive is not None and arch is not None and d is not None:
-            arch = archive_insert(self.archive, arch, z, f, d)
-        fin = jnp.isfinite(f)
-        mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
-        mean = jnp.where(jnp.any(fin), mean, jnp.inf)
-        best_f = jnp.where(better, f[i], c.best_f)
+        state, best_z, best_f, arch, gen_best, mean = self.steps.tell_fn(
+            c.best_z, c.best_f, c.archive, state, g, z, f, d, k_run, params
+        )
         return _Carry(
             state,
-            jnp.where(better, z[i], c.best_z),
+            best_z,
             best_f,
             arch,
             c.hist_best.at[g].set(best_f),
-            c.hist_gen_best.at[g].set(f[i]),
+            c.hist_gen_best.at[g].set(gen_best),
             c.hist_gen_mean.at[g].set(mean),
         )
 
@@ -498,6 +584,10 @@ class _Engine:
         if chunk not in self._chunks:
             G = self.G
 
+            # chunks that divide the generations never run past G: no mask (a cond around
+            # the whole generation costs compile time)
+            masked = G % chunk != 0
+
             def run_chunk(c: _Carry, first, k_run, params):
                 def body(cc, i):
                     g = first + i
@@ -507,6 +597,8 @@ class _Engine:
                         f, d = self._eval_traced(z, k_eval)
                         return self._tell_fn(c2, state, g, z, f, d, k_run, params)
 
+                    if not masked:
+                        return step(cc), None
                     return jax.lax.cond(g < G, step, lambda c2: c2, cc), None
 
                 c, _ = jax.lax.scan(body, c, jnp.arange(chunk))
@@ -515,8 +607,34 @@ class _Engine:
             self._chunks[chunk] = jax.jit(run_chunk)
         return self._chunks[chunk]
 
+    def _run_python(self, carry: _Carry, done: int, chunk: int, k_run, params) -> _Carry:
+        """The JAX path with `loop="python"`: shared compiled ask / tell, compiled evaluation;
+        the history written on the host once per chunk."""
+        steps = self.steps
+        state, best_z, best_f, arch = carry.state, carry.best_z, carry.best_f, carry.archive
+        gens, rows = range(done, min(done + chunk, self.G)), []
+        for g in gens:
+            gg = jnp.asarray(g, jnp.int32)
+            z, state, k_eval = steps.ask(state, gg, k_run, params)
+            f, d = self._eval(z, k_eval)
+            state, best_z, best_f, arch, gen_best, mean = steps.tell(
+                best_z, best_f, arch, state, gg, z, f, d, k_run, params
+            )
+            rows.append((best_f, gen_best, mean))
+        hist = [
+            np.array(h, np.float32)
+            for h in (carry.hist_best, carry.hist_gen_best, carry.hist_gen_mean)
+        ]
+        if rows:
+            vals = np.asarray(jax.device_get(rows), np.float32)  # (generations, 3)
+            for j in range(3):
+                hist[j][gens.start : gens.stop] = vals[:, j]
+        return _Carry(state, best_z, best_f, arch, *(jnp.asarray(h) for h in hist))
+
     def run(self, carry: _Carry, done: int, chunk: int, k_run, params) -> _Carry:
         """Generations done .. done + chunk - 1 (those < G)."""
+        if self.use_jax and self.loop == "python":
+            return self._run_python(carry, done, chunk, k_run, params)
         if self.use_jax:
             return self._chunk_fn(chunk)(carry, jnp.asarray(done, jnp.int32), k_run, params)
         for g in range(done, min(done + chunk, self.G)):

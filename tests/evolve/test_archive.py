@@ -76,7 +76,8 @@ def test_bad_grids():
     assert e.value.argument == "bins"
 
 
-def test_minimize_keeps_an_archive_next_to_the_best():
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_minimize_keeps_an_archive_next_to_the_best(loop):
     # trade-off: fitness prefers n = 1 but the archive keeps the best x for every n
     space = {"x": ev.Real(-2.0, 2.0), "n": ev.Int(1, 4)}
     grid = ev.MapElites.make(4, [(0.5, 4.5)])
@@ -88,6 +89,7 @@ def test_minimize_keeps_an_archive_next_to_the_best():
         num_generations=30,
         archive=grid,
         descriptor_fn=lambda p, out: (p["n"],),
+        loop=loop,
     )
     assert res.best_params["n"] == 1 and abs(res.best_params["x"] - 1.0) < 1e-2
     cells = {e["cell"][0]: e for e in res.archive}

@@ -191,6 +191,75 @@ def test_bad_spaces_name_the_argument(space, argument):
     assert e.value.argument == argument
 
 
+def test_batch_size_evaluates_the_same_population_in_groups():
+    fit, calls = count_traces(sphere)
+    kw = dict(population_size=8, num_generations=12)
+    whole = ev.minimize(sphere, SPHERE, jax.random.key(3), **kw)
+    for b in (1, 4):
+        res = ev.minimize(fit, SPHERE, jax.random.key(3), batch_size=b, **kw)
+        # the same candidates (a vmap and a lax.map of one function agree to rounding)
+        np.testing.assert_allclose(res.best_fitness, whole.best_fitness, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            res.history["best_fitness"], whole.history["best_fitness"], rtol=1e-4, atol=1e-7
+        )
+    # per batch size: one trace for detection and one for the compiled search
+    assert len(calls) == 4
+    ev.minimize(fit, SPHERE, jax.random.key(4), batch_size=4, **kw)
+    assert len(calls) == 4
+    with pytest.raises(ArgumentError) as e:
+        ev.minimize(sphere, SPHERE, jax.random.key(0), batch_size=3, **kw)
+    assert e.value.argument == "batch_size" and "divide" in str(e.value)
+    with pytest.raises(ArgumentError) as e:
+        ev.minimize(sphere, SPHERE, jax.random.key(0), batch_size=0, **kw)
+    assert e.value.argument == "batch_size"
+
+
+def test_python_loop_matches_the_scan_and_shares_ask_tell_between_searches():
+    from idf_jax.evolve import search
+
+    kw = dict(population_size=8, num_generations=10)
+    scan = ev.minimize(sphere, SPHERE, jax.random.key(9), **kw)
+    fit, calls = count_traces(sphere)
+    res = ev.minimize(fit, SPHERE, jax.random.key(9), loop="python", **kw)
+    assert len(calls) == 2  # detection, and the compiled population evaluation
+    np.testing.assert_allclose(res.best_fitness, scan.best_fitness, rtol=1e-5, atol=1e-9)
+    for name in ("best_fitness", "generation_best", "generation_mean"):
+        np.testing.assert_allclose(res.history[name], scan.history[name], rtol=1e-4, atol=1e-7)
+    # chunked (a callback): the same numbers, the history written per chunk
+    chunked = ev.minimize(
+        fit, SPHERE, jax.random.key(9), loop="python", callback=lambda d, b: None, **kw
+    )
+    np.testing.assert_array_equal(chunked.history["best_fitness"], res.history["best_fitness"])
+    # another fitness and another number of generations: the same compiled ask / tell
+    steps = search._shared_steps("CMA_ES", 8, 3, None, None)
+    before = steps.tell._cache_size()
+    ev.minimize(
+        rosenbrock_3, SPHERE, jax.random.key(1), loop="python", population_size=8, num_generations=4
+    )
+    assert steps.tell._cache_size() == before == 1
+    with pytest.raises(ArgumentError) as e:
+        ev.minimize(sphere, SPHERE, jax.random.key(0), loop="unrolled")
+    assert e.value.argument == "loop"
+
+
+def rosenbrock_3(p, key):
+    x = jnp.stack([p[f"x{i}"] for i in range(3)])
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def test_chunks_that_divide_the_generations_give_the_unchunked_numbers():
+    plain = ev.minimize(sphere, SPHERE, jax.random.key(8), num_generations=12)
+    for chunk in (3, 5):  # 3 divides 12 (no mask), 5 does not (the last chunk masked)
+        res = ev.minimize(
+            sphere, SPHERE, jax.random.key(8), num_generations=12, chunk_generations=chunk
+        )
+        assert res.num_generations == 12
+        # the same search; XLA may round a chunk's loop differently from the whole one
+        np.testing.assert_allclose(
+            res.history["best_fitness"], plain.history["best_fitness"], rtol=1e-4, atol=1e-7
+        )
+
+
 def test_bad_arguments():
     with pytest.raises(ArgumentError) as e:
         ev.minimize(sphere, SPHERE, jax.random.key(0), strategy="NoSuchES")

@@ -107,6 +107,13 @@ class SampleRequest(_Model):
     return_positions: Literal["none", "final", "all"] = Field(
         "none", description="positions returned: none, the final draw per chain, or all draws"
     )
+    preset: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="a sampler preset by name (packaged, or presets/<name>.json in the "
+        "state directory; written by `idf evolve sampler`): its sampler, step_size and "
+        "num_integration_steps, unless the request sets them",
+    )
 
 
 class SampleResponse(BaseModel):

@@ -113,7 +113,7 @@ def run_task(
     """Run one job of `kind` (see the module); raises `JobError` for bad input. `state_dir`:
     where a `train` job reads its data and writes its checkpoint."""
     if kind == "sample":
-        return _sample(payload, limits, emit, should_stop)
+        return _sample(payload, limits, emit, should_stop, state_dir)
     if kind == "equilibrium":
         return _equilibrium(payload, limits)
     if kind == "train":
@@ -125,15 +125,16 @@ def run_task(
     raise JobError("kind", f"unknown job kind {kind!r}; choose one of {KINDS}")
 
 
-def _sample(payload, limits, emit, should_stop) -> dict[str, Any]:
+def _sample(payload, limits, emit, should_stop, state_dir: Path | None) -> dict[str, Any]:
     import jax
     import numpy as np
 
+    from ..presets import preset_summary, with_preset
     from ..schemas import SampleRequest
 
-    req = validated(SampleRequest, payload)
+    req = with_preset(validated(SampleRequest, payload), state_dir)
     check_params(req.params, limits)
-    job = SampleJob(**req.model_dump(exclude={"return_positions"}))
+    job = SampleJob(**req.model_dump(exclude={"return_positions", "preset"}))
 
     def callback(done: int, total: int) -> None:
         if should_stop():
@@ -161,6 +162,8 @@ def _sample(payload, limits, emit, should_stop) -> dict[str, Any]:
         "summary": summarize_trace(trace),
         "elapsed_s": time.perf_counter() - t0,
     }
+    if req.preset is not None:
+        out["summary"]["preset"] = preset_summary(req)
     if req.return_positions != "none":
         pos = trace.positions
         if req.return_positions == "final":

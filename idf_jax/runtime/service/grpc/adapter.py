@@ -10,6 +10,7 @@ from typing import Any
 
 from ..context import ServiceContext
 from ..engine.tasks import check_params
+from ..presets import with_preset
 from ..routes.jobs import raise_for
 from ..routes.sample import count_samples, sample_job
 from ..schemas import EquilibriumRequest, SampleRequest
@@ -51,6 +52,7 @@ async def run_sample(
 ) -> dict[str, Any]:
     """The response of POST /v1/sample for `req`; `on_progress(done, total)` is called
     (from an engine thread) as the chains advance."""
+    req = with_preset(req, ctx.engine().state_dir)
     sample_job(req, ctx.config.limits)  # the route's checks, before queueing
     result = await _run(ctx, "sample", req.model_dump(), on_progress)
     count_samples(ctx, req, result)

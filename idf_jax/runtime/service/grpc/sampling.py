@@ -31,6 +31,7 @@ _SAMPLE_FIELDS = (
     "num_integration_steps",
     "seed",
     "return_positions",
+    "preset",
 )
 _EQUILIBRIUM_FIELDS = ("chains", "steps", "seed", "relax")
 

@@ -22,6 +22,7 @@ from ..context import ServiceContext
 from ..engine import Budgets, JobEngine, JobRecord
 from ..engine.tasks import check_params
 from ..jobs import JobError
+from ..presets import with_preset
 from ..schemas import (
     EquilibriumRequest,
     JobAccepted,
@@ -106,9 +107,14 @@ def router(ctx: ServiceContext) -> APIRouter:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err.get("loc", ()))
             raise JobError(f"payload.{loc}" if loc else "payload", str(err.get("msg"))) from e
+        engine = ctx.engine()
+        if isinstance(body, SampleRequest):
+            try:
+                body = with_preset(body, engine.state_dir)
+            except JobError as e:
+                raise JobError(f"payload.{e.field}", e.message, e.status) from e
         if not isinstance(body, TrainRequest):
             check_params(body.params, limits)
-        engine = ctx.engine()
         b = budgets_of(engine, req.budgets.wall_s, req.budgets.memory_mb)
         job_id = engine.submit(req.kind, body.model_dump(), b)
         return {"id": job_id, "status": "queued"}

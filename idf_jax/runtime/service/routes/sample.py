@@ -11,6 +11,7 @@ from ..config import Limits
 from ..context import ServiceContext
 from ..engine.tasks import check_params
 from ..jobs import SampleJob
+from ..presets import with_preset
 from ..schemas import CapsuleInfoModel, SampleRequest, SampleResponse
 from .jobs import run_sync
 
@@ -20,7 +21,7 @@ __all__ = ["check_params", "count_samples", "router", "sample_job"]
 def sample_job(req: SampleRequest, limits: Limits) -> SampleJob:
     """The job of a validated request (parameters checked against `limits`)."""
     check_params(req.params, limits)
-    return SampleJob(**req.model_dump(exclude={"return_positions"}))
+    return SampleJob(**req.model_dump(exclude={"return_positions", "preset"}))
 
 
 def count_samples(ctx: ServiceContext, req: SampleRequest, result: dict[str, Any]) -> None:
@@ -60,6 +61,7 @@ def router(ctx: ServiceContext) -> APIRouter:
 
         Runs as a job of the engine (a worker process, under the service's budgets); the
         request waits for it, and a client that disconnects cancels it."""
+        req = with_preset(req, ctx.engine().state_dir)
         sample_job(req, limits)
         result = await run_sync(ctx, "sample", req.model_dump(), request)
         count_samples(ctx, req, result)

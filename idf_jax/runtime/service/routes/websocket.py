@@ -22,6 +22,7 @@ from ...._io import jsonable
 from ..context import ServiceContext
 from ..errors import ws_error, ws_validation_error
 from ..jobs import JobError
+from ..presets import with_preset
 from ..schemas import ActRequest, SampleRequest
 from .eil import act_kwargs
 from .jobs import raise_for
@@ -100,7 +101,7 @@ def router(ctx: ServiceContext) -> APIRouter:
 
     async def _sample(msg: dict[str, Any], out_q: asyncio.Queue) -> None:
         try:
-            req = SampleRequest(**msg)
+            req = with_preset(SampleRequest(**msg), ctx.engine().state_dir)
             sample_job(req, limits)
         except ValidationError as e:
             await out_q.put(ws_validation_error(e))
