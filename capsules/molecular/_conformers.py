@@ -24,9 +24,13 @@ import idf_jax as idf
 from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets
 from ._grid import ConformerGrid, GridItem
 from ._mmff import MMFFParameters
-from ._relax import TRACES, compiled, relax_grid
+from ._relax import FULL_OPTIMIZATION_ITEMS, TRACES, compiled, relax_grid
 
 __all__ = ["ConformerSet", "relax_conformers", "item_bucket", "molecule_bucket"]
+
+COMPACT_AFTER = 100
+"""L-BFGS iterations of a large grid before its still-running conformers are gathered
+into a smaller one (`_relax_in_passes`)."""
 
 TARGET_ACCEPTANCE = 0.57
 ADAPT_RATE = 0.05
@@ -111,6 +115,50 @@ def _anneal(
     return compiled(_anneal_each, x.shape[0])(grid, key, x, temps, eta)
 
 
+def _relax_in_passes(energies, grid, x, active, relax_steps, gtol):
+    """L-BFGS on the grid's items: a large grid (>= FULL_OPTIMIZATION_ITEMS items)
+    runs `COMPACT_AFTER` iterations, then the conformers still running are gathered
+    into a smaller grid (molecules and conformers on the ladders, so only a few shapes
+    ever compile) that continues from where they are with a fresh L-BFGS memory, and so
+    on: the slow tail does not pay for the whole batch. Returns numpy (positions,
+    energies, grad norms, iterations) of every item."""
+    pos = np.asarray(x).copy()
+    e = np.full(grid.items, np.inf)
+    gn = np.full(grid.items, np.inf)
+    steps = np.zeros(grid.items, np.int64)
+    where = np.arange(grid.items)  # the item of the full grid each current item is
+    left = relax_steps
+    while True:
+        chunk = left
+        if grid.items >= FULL_OPTIMIZATION_ITEMS and left > COMPACT_AFTER:
+            chunk = COMPACT_AFTER
+        res = relax_grid(grid, x, max_steps=chunk, gtol=gtol, active=active)
+        p, ei, gi, si = (np.asarray(v) for v in res)
+        real = where[active]
+        pos[real], e[real], gn[real] = p[active], ei[active], gi[active]
+        steps[real] += si[active]
+        left -= chunk
+        running = active & (si >= chunk) & ~(gi < gtol)
+        if left <= 0 or not running.any():
+            return pos, e, gn, steps
+        # the running items, grouped by molecule, in a smaller grid
+        mol = np.arange(grid.items) // grid.conformers
+        groups = [np.flatnonzero(running & (mol == m)) for m in range(grid.molecules)]
+        groups = [(m, g) for m, g in enumerate(groups) if len(g)]
+        per_mol = item_bucket(max(len(g) for _, g in groups))
+        num_real = len(groups)
+        groups += [groups[0]] * (molecule_bucket(num_real) - num_real)  # never relaxed
+        sel, act = [], []
+        for k, (_, g) in enumerate(groups):
+            sel.append(np.concatenate([g, np.full(per_mol - len(g), g[0])]))
+            act.append((np.arange(per_mol) < len(g)) & (k < num_real))
+        sel, act = np.concatenate(sel), np.concatenate(act)
+        energies = [energies[m] for m, _ in groups]
+        grid = ConformerGrid.from_energies(energies, per_mol)
+        x = jnp.asarray(p[sel])
+        where, active = where[sel], act
+
+
 def relax_conformers(
     params: list[MMFFParameters],
     conformers: list[np.ndarray],
@@ -166,9 +214,7 @@ def relax_conformers(
             x, e_ann, rate = _anneal(grid, key, x, np.asarray(temperatures), step_size)
             annealed, acc = np.asarray(e_ann), np.asarray(rate)
         t1, c1 = time.perf_counter(), time.process_time()
-        res = relax_grid(grid, x, max_steps=relax_steps, gtol=gtol, active=active)
-        pos, e, gn = np.asarray(res.position), np.asarray(res.energy), np.asarray(res.grad_norm)
-        steps = np.asarray(res.num_steps)
+        pos, e, gn, steps = _relax_in_passes(energies, grid, x, active, relax_steps, gtol)
     if timings is not None:
         timings["anneal"] = t1 - t0
         timings["relax"] = time.perf_counter() - t1

@@ -64,7 +64,7 @@ class ConformerGrid(eqx.Module):
             index = np.concatenate(
                 [np.asarray(t.index) + m * atoms for m, t in enumerate(parts)]
             ).astype(np.int32)
-            params = {
+            params: dict[str, ArrayLike] = {
                 key: np.concatenate([np.asarray(t.params[key]) for t in parts])
                 for key in parts[0].params
             }

@@ -16,6 +16,7 @@ product).
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import equinox as eqx
 import jax
@@ -194,9 +195,7 @@ def _take_rows_fwd(x, idx, mask, ref, sizes):
 
 def _take_rows_bwd(sizes, res, cotangents):
     x, idx, mask = res
-    blocks = [
-        jnp.stack(cotangents[3 * b : 3 * b + 3], axis=1) for b in range(len(sizes))
-    ]
+    blocks = [jnp.stack(cotangents[3 * b : 3 * b + 3], axis=1) for b in range(len(sizes))]
     g = jnp.concatenate(blocks)
     g = jnp.where(mask.reshape(mask.shape + (1,) * (g.ndim - 1)), g, 0.0)
     return jnp.zeros_like(x).at[idx].add(g), None, None, None
@@ -217,7 +216,8 @@ def _gather_rows(x, tables: dict[str, TermTable]):
     ref = np.concatenate(
         [np.broadcast_to(_REFERENCE[s], (k, 3)) for (_, s), k in zip(parts, sizes)]
     )
-    flat = _take_rows(x, idx, mask, jnp.asarray(ref, x.dtype), sizes)
+    # jax.custom_vjp's stubs do not carry the wrapped function's return type
+    flat = cast(tuple[Array, ...], _take_rows(x, idx, mask, jnp.asarray(ref, x.dtype), sizes))
     return {part: flat[3 * b : 3 * b + 3] for b, part in enumerate(parts)}
 
 
