@@ -167,6 +167,7 @@ def warm(names: list[str], num: int, seed: int = 11) -> dict:
         "idf_relax_cpu_s_per_conformer": timings["relax_cpu"] / count,
         "idf_relax_iterations_mean": timings["relax_iterations_mean"],
         "idf_relax_iterations_max": timings["relax_iterations_max"],
+        "idf_relax_passes": timings["relax_passes"],
         "embed_s_per_conformer": t_idf_embed / count,
         "rdkit_mmff_s_per_conformer": (t_rd - t_rd_embed) / count,
         "same_minimum": int(sum(int(k.sum()) for k in same)),
@@ -230,6 +231,13 @@ def main(argv=None):
                 f"[{r['min_energy_idf_minus_rdkit']:.1e}, {r['max_energy_idf_minus_rdkit']:.1e}]",
                 flush=True,
             )
+            for p in r["idf_relax_passes"]:
+                print(
+                    f"    pass: grid {p['molecules']} x {p['conformers']}, {p['running']} "
+                    f"running, {p['iterations']} iterations, {p['seconds']:.3f} s "
+                    f"({p['cpu_seconds']:.3f} s CPU)",
+                    flush=True,
+                )
     out["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(json.dumps(out, default=float))
 

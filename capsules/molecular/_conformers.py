@@ -1,12 +1,15 @@
 """Many molecules x conformers, annealed and relaxed together in compiled calls that
-every call with the same bucket reuses.
+every call with the same shapes reuses.
 
 All molecules of one call are padded to one `Bucket` (the elementwise maximum of their
-own) and every conformer becomes an item: a padded (atoms, 3) state with its own copy
-of its molecule's `MMFFEnergy` (a leading item axis on every leaf). The items are
-padded to a count on the ladder 8, 12, 16, 24, 32, 48, ... by repeating the first, so
-the compiled annealing and L-BFGS loop depend only on (bucket, item count, steps):
-a second call of the same shape does not compile again.
+own) and laid out as a `ConformerGrid`: molecules padded to a count on the ladder 1, 2,
+3, 4, 6, 8, 12, ... (copies of the first, never relaxed), every molecule's conformers to
+one count on the ladder 8, 12, 16, 24, 32, 48, ... (copies of its first), conformers along
+the last axis so one vectorised MMFF94 evaluation serves every item. The compiled
+annealing and L-BFGS loop depend only on (bucket, molecules, conformers): a second call
+of the same shape does not compile again. A large grid is relaxed in passes: after
+`COMPACT_AFTER` iterations the conformers still running move to a smaller grid (shapes
+from the same ladders), so the slowest conformers do not keep the whole batch running.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def _anneal(
     return compiled(_anneal_each, x.shape[0])(grid, key, x, temps, eta)
 
 
-def _relax_in_passes(energies, grid, x, active, relax_steps, gtol):
+def _relax_in_passes(energies, grid, x, active, relax_steps, gtol, passes=None):
     """L-BFGS on the grid's items: a large grid (>= FULL_OPTIMIZATION_ITEMS items)
     runs `COMPACT_AFTER` iterations, then the conformers still running are gathered
     into a smaller grid (molecules and conformers on the ladders, so only a few shapes
@@ -132,8 +135,20 @@ def _relax_in_passes(energies, grid, x, active, relax_steps, gtol):
         chunk = left
         if grid.items >= FULL_OPTIMIZATION_ITEMS and left > COMPACT_AFTER:
             chunk = COMPACT_AFTER
+        t0, c0 = time.perf_counter(), time.process_time()
         res = relax_grid(grid, x, max_steps=chunk, gtol=gtol, active=active)
         p, ei, gi, si = (np.asarray(v) for v in res)
+        if passes is not None:
+            passes.append(
+                {
+                    "molecules": grid.molecules,
+                    "conformers": grid.conformers,
+                    "running": int(active.sum()),
+                    "iterations": int(si.max()),
+                    "seconds": time.perf_counter() - t0,
+                    "cpu_seconds": time.process_time() - c0,
+                }
+            )
         real = where[active]
         pos[real], e[real], gn[real] = p[active], ei[active], gi[active]
         steps[real] += si[active]
@@ -214,7 +229,8 @@ def relax_conformers(
             x, e_ann, rate = _anneal(grid, key, x, np.asarray(temperatures), step_size)
             annealed, acc = np.asarray(e_ann), np.asarray(rate)
         t1, c1 = time.perf_counter(), time.process_time()
-        pos, e, gn, steps = _relax_in_passes(energies, grid, x, active, relax_steps, gtol)
+        passes: list[dict] = []
+        pos, e, gn, steps = _relax_in_passes(energies, grid, x, active, relax_steps, gtol, passes)
     if timings is not None:
         timings["anneal"] = t1 - t0
         timings["relax"] = time.perf_counter() - t1
@@ -223,6 +239,7 @@ def relax_conformers(
         timings["relax_iterations_mean"] = float(np.mean(steps[active]))
         timings["relax_iterations_max"] = int(np.max(steps[active]))
         timings["relax_items"] = int(len(rows))
+        timings["relax_passes"] = passes
     out = []
     for m, (p, c) in enumerate(zip(params, arrays)):
         sl = slice(m * per_mol, m * per_mol + len(c))
