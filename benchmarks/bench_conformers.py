@@ -18,7 +18,7 @@ formaldehyde, methanol, ethanol, acetic acid, glycine, acetone, urea.
     lengths sorted, over the conformers where both reach the same minimum).
 
     PYTHONPATH=$PWD python benchmarks/bench_conformers.py [--conformers 64 256]
-        [--molecules water ethanol ...] [--skip-cold] [--skip-warm]
+        [--molecules water ethanol ...] [--gtol 1e-5] [--skip-cold] [--skip-warm]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _bond_lengths(mol, x):
     return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
 
 
-def warm(names: list[str], num: int, seed: int = 11) -> dict:
+def warm(names: list[str], num: int, seed: int = 11, gtol: float = 1e-5) -> dict:
     """(b) for `num` conformers of every molecule in `names`."""
     import jax
     import numpy as np
@@ -107,7 +107,12 @@ def warm(names: list[str], num: int, seed: int = 11) -> dict:
         t_embed = time.perf_counter() - t0
         timings: dict = {}
         sets = relax_conformers(
-            params, confs, key=jax.random.key(0), relax_steps=relax_steps, timings=timings
+            params,
+            confs,
+            key=jax.random.key(0),
+            relax_steps=relax_steps,
+            gtol=gtol,
+            timings=timings,
         )
         timings["total_cpu"] = time.process_time() - c0
         return time.perf_counter() - t0, t_embed, timings, sets
@@ -158,6 +163,7 @@ def warm(names: list[str], num: int, seed: int = 11) -> dict:
     count = num * len(mols)
     return {
         "conformers_per_molecule": num,
+        "gtol": gtol,
         "molecules": names,
         "idf_s_per_conformer": t_idf / count,
         "rdkit_s_per_conformer": t_rd / count,
@@ -185,6 +191,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Conformers of small molecules: idf vs RDKit")
     ap.add_argument("--conformers", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
+    ap.add_argument(
+        "--gtol", type=float, default=1e-5, help="idf's L-BFGS tolerance, kcal/mol/A (warm)"
+    )
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-warm", action="store_true")
     ap.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
@@ -212,7 +221,7 @@ def main(argv=None):
     if not args.skip_warm:
         out["warm"] = []
         for num in args.conformers:
-            r = warm(args.molecules, num)
+            r = warm(args.molecules, num, gtol=args.gtol)
             out["warm"].append(r)
             print(
                 f"(b) {num} conformers x {len(args.molecules)} molecules: "

@@ -130,13 +130,13 @@ def _relax_in_passes(energies, grid, x, active, relax_steps, gtol, passes=None):
     gn = np.full(grid.items, np.inf)
     steps = np.zeros(grid.items, np.int64)
     where = np.arange(grid.items)  # the item of the full grid each current item is
-    left = relax_steps
+    left, size = relax_steps, grid.items
     while True:
         chunk = left
         if grid.items >= FULL_OPTIMIZATION_ITEMS and left > COMPACT_AFTER:
             chunk = COMPACT_AFTER
         t0, c0 = time.perf_counter(), time.process_time()
-        res = relax_grid(grid, x, max_steps=chunk, gtol=gtol, active=active)
+        res = relax_grid(grid, x, max_steps=chunk, gtol=gtol, active=active, batch_size=size)
         p, ei, gi, si = (np.asarray(v) for v in res)
         if passes is not None:
             passes.append(

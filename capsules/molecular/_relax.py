@@ -42,7 +42,7 @@ compiling takes ~2x less time, running ~3x more (see benchmarks/README.md,
 "Conformers"); a few conformers are compile-bound, many are run-bound. Not used on
 other backends."""
 
-FULL_OPTIMIZATION_ITEMS = 256
+FULL_OPTIMIZATION_ITEMS = 128
 """Batches of at least this many states are compiled with XLA's default optimisation."""
 
 TRACES: collections.Counter[str] = collections.Counter()
@@ -118,14 +118,14 @@ def _check(max_steps, gtol, max_step, x_batch) -> Array:
     return x_batch
 
 
-def _run(batch: Callable, energy: Any, x: Array, max_steps, gtol, max_step, active):
+def _run(batch: Callable, energy: Any, x: Array, max_steps, gtol, max_step, active, size=None):
     n = x.shape[0]
     active = np.ones(n, bool) if active is None else np.asarray(active, bool)
     if active.shape != (n,):
         raise ValueError(f"active must be shaped ({n},), got {active.shape}")
     budget = jnp.asarray(np.where(active, max_steps, 0), jnp.int32)
     scalars = (jnp.asarray(gtol, x.dtype), jnp.asarray(max_step, x.dtype))  # data: no recompiles
-    xr, e, gn, steps = compiled(batch, n)(energy, x, budget, *scalars)
+    xr, e, gn, steps = compiled(batch, n if size is None else size)(energy, x, budget, *scalars)
     # states never relaxed (padding) report inf, not their start
     inf = jnp.asarray(np.where(active, 0.0, np.inf), e.dtype)
     return RelaxResult(xr, e + inf, gn + inf, steps)
@@ -182,13 +182,16 @@ def relax_grid(
     gtol: float = 1e-6,
     max_step: float = MAX_STEP,
     active: np.ndarray | None = None,
+    batch_size: int | None = None,
 ) -> RelaxResult:
     """Like `relax_each` for the items of a `ConformerGrid` (item m * C + c is conformer
     c of molecule m, x_batch shaped (molecules * C, atoms, 3)): every L-BFGS iteration
-    evaluates all items in one vectorised grid evaluation."""
+    evaluates all items in one vectorised grid evaluation. `batch_size` (default the
+    grid's items) picks the compile options (`compiled`): a pass over the tail of a
+    large batch is compiled like the large batch."""
     x_batch = _check(max_steps, gtol, max_step, x_batch)
     if x_batch.shape[0] != grid.items or x_batch.shape[1:] != (grid.atoms, 3):
         raise ValueError(
             f"x_batch must be shaped ({grid.items}, {grid.atoms}, 3), got {x_batch.shape}"
         )
-    return _run(_batch_grid, grid, x_batch, max_steps, gtol, max_step, active)
+    return _run(_batch_grid, grid, x_batch, max_steps, gtol, max_step, active, batch_size)
