@@ -18,7 +18,7 @@ formaldehyde, methanol, ethanol, acetic acid, glycine, acetone, urea.
     lengths sorted, over the conformers where both reach the same minimum).
 
     PYTHONPATH=$PWD python benchmarks/bench_conformers.py [--conformers 64 256]
-        [--molecules water ethanol ...] [--skip-cold] [--skip-warm]
+        [--molecules water ethanol ...] [--gtol 1e-5] [--skip-cold] [--skip-warm]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _bond_lengths(mol, x):
     return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
 
 
-def warm(names: list[str], num: int, seed: int = 11) -> dict:
+def warm(names: list[str], num: int, seed: int = 11, gtol: float = 1e-5) -> dict:
     """(b) for `num` conformers of every molecule in `names`."""
     import jax
     import numpy as np
@@ -101,31 +101,42 @@ def warm(names: list[str], num: int, seed: int = 11) -> dict:
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
 
     def idf_run(relax_steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         params = [mmff_parameters(m) for m in mols]
         confs = [embed_conformers(m, num, seed) for m in mols]
         t_embed = time.perf_counter() - t0
         timings: dict = {}
         sets = relax_conformers(
-            params, confs, key=jax.random.key(0), relax_steps=relax_steps, timings=timings
+            params,
+            confs,
+            key=jax.random.key(0),
+            relax_steps=relax_steps,
+            gtol=gtol,
+            timings=timings,
         )
+        timings["total_cpu"] = time.process_time() - c0
         return time.perf_counter() - t0, t_embed, timings, sets
 
-    idf_run(10)  # compiles the (bucket, conformer count) shapes (the budget is data)
+    # compiles every shape the timed run uses: the (bucket, molecules, conformers) grid
+    # and the smaller grids the still-running conformers are gathered into (the same
+    # starts give the same ones)
+    idf_run(2000)
     traces = dict(_relax.TRACES)
     t_idf, t_idf_embed, timings, sets = idf_run(2000)
     assert dict(_relax.TRACES) == traces, "the timed run compiled again"
 
     t_rd, t_rd_embed, rd_pos, rd_e, rd_gmax, not_conv = 0.0, 0.0, [], [], 0.0, 0
+    c_rd = 0.0
     for m in mols:
         m = Chem.Mol(m)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         params = rdDistGeom.ETKDGv3()
         params.randomSeed = seed
         ids = list(rdDistGeom.EmbedMultipleConfs(m, numConfs=num, params=params))
         t1 = time.perf_counter()
         res = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(m, maxIters=2000)
         t_rd += time.perf_counter() - t0
+        c_rd += time.process_time() - c0
         t_rd_embed += t1 - t0
         not_conv += sum(int(r[0] != 0) for r in res)
         pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
@@ -152,11 +163,17 @@ def warm(names: list[str], num: int, seed: int = 11) -> dict:
     count = num * len(mols)
     return {
         "conformers_per_molecule": num,
+        "gtol": gtol,
         "molecules": names,
         "idf_s_per_conformer": t_idf / count,
         "rdkit_s_per_conformer": t_rd / count,
         "ratio_idf_over_rdkit": t_idf / t_rd,
+        "ratio_cpu_idf_over_rdkit": timings["total_cpu"] / c_rd,
         "idf_relax_s_per_conformer": timings["relax"] / count,
+        "idf_relax_cpu_s_per_conformer": timings["relax_cpu"] / count,
+        "idf_relax_iterations_mean": timings["relax_iterations_mean"],
+        "idf_relax_iterations_max": timings["relax_iterations_max"],
+        "idf_relax_passes": timings["relax_passes"],
         "embed_s_per_conformer": t_idf_embed / count,
         "rdkit_mmff_s_per_conformer": (t_rd - t_rd_embed) / count,
         "same_minimum": int(sum(int(k.sum()) for k in same)),
@@ -174,6 +191,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Conformers of small molecules: idf vs RDKit")
     ap.add_argument("--conformers", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
+    ap.add_argument(
+        "--gtol", type=float, default=1e-5, help="idf's L-BFGS tolerance, kcal/mol/A (warm)"
+    )
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-warm", action="store_true")
     ap.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
@@ -201,22 +221,32 @@ def main(argv=None):
     if not args.skip_warm:
         out["warm"] = []
         for num in args.conformers:
-            r = warm(args.molecules, num)
+            r = warm(args.molecules, num, gtol=args.gtol)
             out["warm"].append(r)
             print(
                 f"(b) {num} conformers x {len(args.molecules)} molecules: "
                 f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
-                f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}), RDKit "
+                f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}, CPU "
+                f"{1e3 * r['idf_relax_cpu_s_per_conformer']:.2f}; L-BFGS iterations mean "
+                f"{r['idf_relax_iterations_mean']:.0f}, max {r['idf_relax_iterations_max']}), RDKit "
                 f"{1e3 * r['rdkit_s_per_conformer']:.2f} (MMFF "
                 f"{1e3 * r['rdkit_mmff_s_per_conformer']:.2f}), embedding "
                 f"{1e3 * r['embed_s_per_conformer']:.2f}; ratio idf/RDKit "
-                f"{r['ratio_idf_over_rdkit']:.1f} (target <= 1); same minimum for "
+                f"{r['ratio_idf_over_rdkit']:.2f} (target <= 1; CPU time "
+                f"{r['ratio_cpu_idf_over_rdkit']:.2f}); same minimum for "
                 f"{r['same_minimum']}/{num * len(args.molecules)}, there max |d bond| "
                 f"{r['max_bond_length_difference_A']:.1e} A (all: "
                 f"{r['max_bond_length_difference_all_A']:.1e}); E(idf) - E(RDKit) in "
                 f"[{r['min_energy_idf_minus_rdkit']:.1e}, {r['max_energy_idf_minus_rdkit']:.1e}]",
                 flush=True,
             )
+            for p in r["idf_relax_passes"]:
+                print(
+                    f"    pass: grid {p['molecules']} x {p['conformers']}, {p['running']} "
+                    f"running, {p['iterations']} iterations, {p['seconds']:.3f} s "
+                    f"({p['cpu_seconds']:.3f} s CPU)",
+                    flush=True,
+                )
     out["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(json.dumps(out, default=float))
 

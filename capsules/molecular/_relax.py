@@ -25,7 +25,9 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from idf_jax.thermo.local_min import lbfgs_until_one
 
-__all__ = ["RelaxResult", "relax", "relax_each", "compiled", "grad_norm", "TRACES"]
+from ._grid import ConformerGrid, GridItem
+
+__all__ = ["RelaxResult", "relax", "relax_each", "relax_grid", "compiled", "grad_norm", "TRACES"]
 
 MAX_STEP = 0.3
 """Default cap on any coordinate's move in one L-BFGS step (length units: angstrom for
@@ -35,22 +37,28 @@ MEMORY = 8
 """L-BFGS memory (pairs kept)."""
 
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
-"""XLA options for the compiled relaxation and annealing on CPU: compiling an MMFF94
-L-BFGS chunk takes ~3x less time (25 s -> 8 s of CPU for a 16-atom bucket), running it
-~1.5x more (see benchmarks/README.md, "Conformers"). Not used on other backends."""
+"""XLA options for small batches on CPU (fewer than `FULL_OPTIMIZATION_ITEMS` states):
+compiling takes ~2x less time, running ~3x more (see benchmarks/README.md,
+"Conformers"); a few conformers are compile-bound, many are run-bound. Not used on
+other backends."""
+
+FULL_OPTIMIZATION_ITEMS = 128
+"""Batches of at least this many states are compiled with XLA's default optimisation."""
 
 TRACES: collections.Counter[str] = collections.Counter()
 """How many times each compiled function was traced (one per compilation)."""
 
-_COMPILED: dict[tuple[Callable, str], Callable] = {}
+_COMPILED: dict[tuple[Callable, str, bool], Callable] = {}
 
 
-def compiled(fn: Callable) -> Callable:
-    """`eqx.filter_jit(fn)` for the current backend, with `CPU_COMPILER_OPTIONS` on CPU."""
+def compiled(fn: Callable, items: int = 0) -> Callable:
+    """`eqx.filter_jit(fn)` for the current backend: on CPU with `CPU_COMPILER_OPTIONS`
+    when the batch has fewer than `FULL_OPTIMIZATION_ITEMS` states (`items`)."""
     backend = jax.default_backend()
-    key = (fn, backend)
+    quick = backend == "cpu" and items < FULL_OPTIMIZATION_ITEMS
+    key = (fn, backend, quick)
     if key not in _COMPILED:
-        opts = dict(CPU_COMPILER_OPTIONS) if backend == "cpu" else None
+        opts = dict(CPU_COMPILER_OPTIONS) if quick else None
         # equinox forwards keyword arguments to jax.jit; its overloads do not list them
         filter_jit = cast(Callable[..., Callable], eqx.filter_jit)
         _COMPILED[key] = filter_jit(fn, compiler_options=opts)
@@ -89,6 +97,14 @@ def _batch_each(energies, x, max_iter, gtol, max_step):
     return jax.vmap(lambda en, xi, n: _one(en, xi, n, gtol, max_step))(energies, x, max_iter)
 
 
+def _batch_grid(grid, x, max_iter, gtol, max_step):
+    TRACES["relax_grid"] += 1
+    items = jnp.arange(x.shape[0])
+    return jax.vmap(lambda i, xi, n: _one(GridItem(grid, i), xi, n, gtol, max_step))(
+        items, x, max_iter
+    )
+
+
 def _check(max_steps, gtol, max_step, x_batch) -> Array:
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
@@ -102,14 +118,14 @@ def _check(max_steps, gtol, max_step, x_batch) -> Array:
     return x_batch
 
 
-def _run(batch: Callable, energy: Any, x: Array, max_steps, gtol, max_step, active):
+def _run(batch: Callable, energy: Any, x: Array, max_steps, gtol, max_step, active, size=None):
     n = x.shape[0]
     active = np.ones(n, bool) if active is None else np.asarray(active, bool)
     if active.shape != (n,):
         raise ValueError(f"active must be shaped ({n},), got {active.shape}")
     budget = jnp.asarray(np.where(active, max_steps, 0), jnp.int32)
     scalars = (jnp.asarray(gtol, x.dtype), jnp.asarray(max_step, x.dtype))  # data: no recompiles
-    xr, e, gn, steps = compiled(batch)(energy, x, budget, *scalars)
+    xr, e, gn, steps = compiled(batch, n if size is None else size)(energy, x, budget, *scalars)
     # states never relaxed (padding) report inf, not their start
     inf = jnp.asarray(np.where(active, 0.0, np.inf), e.dtype)
     return RelaxResult(xr, e + inf, gn + inf, steps)
@@ -156,3 +172,26 @@ def relax_each(
             f"energies need the leading batch axis of x_batch ({x_batch.shape[0]}), got {sizes}"
         )
     return _run(_batch_each, energies, x_batch, max_steps, gtol, max_step, active)
+
+
+def relax_grid(
+    grid: ConformerGrid,
+    x_batch: Float[ArrayLike, "items atoms 3"],
+    *,
+    max_steps: int = 1000,
+    gtol: float = 1e-6,
+    max_step: float = MAX_STEP,
+    active: np.ndarray | None = None,
+    batch_size: int | None = None,
+) -> RelaxResult:
+    """Like `relax_each` for the items of a `ConformerGrid` (item m * C + c is conformer
+    c of molecule m, x_batch shaped (molecules * C, atoms, 3)): every L-BFGS iteration
+    evaluates all items in one vectorised grid evaluation. `batch_size` (default the
+    grid's items) picks the compile options (`compiled`): a pass over the tail of a
+    large batch is compiled like the large batch."""
+    x_batch = _check(max_steps, gtol, max_step, x_batch)
+    if x_batch.shape[0] != grid.items or x_batch.shape[1:] != (grid.atoms, 3):
+        raise ValueError(
+            f"x_batch must be shaped ({grid.items}, {grid.atoms}, 3), got {x_batch.shape}"
+        )
+    return _run(_batch_grid, grid, x_batch, max_steps, gtol, max_step, active, batch_size)

@@ -139,3 +139,40 @@ def test_structures_export_to_ase():
     assert (
         abs(atoms.get_distance(0, 1) - np.linalg.norm(mol.positions[1] - mol.positions[0])) < 1e-12
     )
+
+
+@pytest.mark.slow
+def test_compacted_passes_reach_the_same_minima(monkeypatch):
+    """A large grid runs a first pass, then gathers its still-running conformers into a
+    smaller grid (forced here on a small one): every conformer converges, to the minimum
+    a single pass reaches, and the grid evaluation agrees with the one-molecule energy."""
+    import jax.numpy as jnp
+
+    from capsules.molecular import _conformers, embed_conformers
+    from capsules.molecular._energy import MMFFEnergy
+    from capsules.molecular._grid import ConformerGrid, GridItem
+
+    smiles = ["CCO", "CC(=O)O"]
+    params = [mmff_parameters(s) for s in smiles]
+    confs = [embed_conformers(Chem.AddHs(Chem.MolFromSmiles(s)), 6, 5) for s in smiles]
+    single = _conformers.relax_conformers(params, confs, key=jax.random.key(0))
+    monkeypatch.setattr(_conformers, "FULL_OPTIMIZATION_ITEMS", 8)
+    monkeypatch.setattr(_conformers, "COMPACT_AFTER", 15)
+    timings: dict = {}
+    passes = _conformers.relax_conformers(params, confs, key=jax.random.key(0), timings=timings)
+    assert timings["relax_iterations_max"] > 15  # more than one pass ran
+    for a, b in zip(single, passes):
+        assert np.all(b.grad_norms < 1e-5)
+        same = np.abs(a.energies - b.energies) < 1e-6
+        assert same.mean() >= 0.8, (a.energies, b.energies)
+    # the grid's energy and gradient of every item are the one-molecule module's
+    bucket = merge_buckets([bucket_for(p) for p in params])
+    energies = [MMFFEnergy.from_parameters(p, bucket) for p in params]
+    grid = ConformerGrid.from_energies(energies, 8)
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(16, bucket.atoms, 3)) * 1.5)
+        e, g = jax.vmap(lambda i, xi: jax.value_and_grad(GridItem(grid, i))(xi))(jnp.arange(16), x)
+        for i in (0, 7, 8, 15):
+            e1, g1 = jax.value_and_grad(energies[i // 8])(x[i])
+            np.testing.assert_allclose(e[i], e1, rtol=1e-12)
+            np.testing.assert_allclose(g[i], g1, rtol=1e-9, atol=1e-9)
