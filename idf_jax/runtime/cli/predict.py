@@ -144,9 +144,10 @@ def _header(data: Path) -> list[str]:
         return next(csv.reader(f), [])
 
 
-def _load(checkpoint: Path, data: Path, setpoint: str | None) -> _Loaded:
+def _load(checkpoint: Path, data: Path, setpoint: str | None, command: str) -> _Loaded:
     """The predictor and the CSV's states and control columns, every check done before the
-    model is compiled: the time column, the control columns' units, values and ranges."""
+    model is compiled: the time column, the control columns' units, values and ranges, and
+    (`backtest`) no --setpoint beside a setpoint column."""
     from ...nvp import NVPPredictor
     from ...nvp import checkpoint as ckpt
     from ...nvp.data import read_series_csv
@@ -158,6 +159,13 @@ def _load(checkpoint: Path, data: Path, setpoint: str | None) -> _Loaded:
     meta = ckpt.series_of(ckpt.read_header(str(checkpoint))[0])
     given = parse_setpoint(setpoint, meta)
     columns = control_columns(meta, _header(data), data)
+    if command == "backtest" and columns and given:
+        raise typer.BadParameter(
+            f"{data} has the control column(s) {list(columns.values())}: the backtest "
+            "conditions every forecast on their recorded values; drop --setpoint (or the "
+            "column)",
+            param_hint="--setpoint",
+        )
     pred = None
     if meta is None:  # an old checkpoint: its channels only from the model config
         pred = NVPPredictor(str(checkpoint))
@@ -257,12 +265,12 @@ def predict(
     from ...nvp.backtest import backtest as run_backtest
 
     checkpoint, out = _paths(checkpoint, out, config, "predict")
-    loaded = _load(checkpoint, data, setpoint)
+    loaded = _load(checkpoint, data, setpoint, "predict")
     pred, x = loaded.pred, loaded.x
     res = run_backtest(pred, x, (1,), controls=loaded.model_controls)
     res["units"] = None if pred.series is None else pred.series.units
     nxt = pred.predict_next(x, controls=loaded.given or None)
-    ahead = pred.forecast(x, controls=loaded.given or None, horizon=horizon)
+    ahead = _ahead(pred, x, nxt, loaded.given, horizon)
     assumed = list(ahead["assumed_controls"])
     sources = loaded.used(assumed)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,6 +326,22 @@ def predict(
     con.print(f"wrote {written} and {out / 'forecast.png'}")
 
 
+def _ahead(pred: NVPPredictor, x, nxt: dict, given: dict[str, float], horizon: int) -> dict:
+    """`pred.forecast` of the steps after the last row (its first step is `nxt`, the
+    `predict_next` answer, which serves horizon 1 without compiling the recursion)."""
+    import numpy as np
+
+    if horizon > 1:
+        return pred.forecast(x, controls=given or None, horizon=horizon)
+    ctl = nxt.get("controls", {})
+    return dict(
+        mean=np.array([[nxt[c] for c in pred.channels]]),
+        sd=np.array([[nxt["std"][c] for c in pred.channels]]),
+        controls=np.array([[ctl[c] for c in pred.controls]]).reshape(1, len(pred.controls)),
+        assumed_controls=list(nxt.get("assumed_controls", [])),
+    )
+
+
 def _row(row: int, mu, sd, extra: list[str] | None = None) -> str:
     """One CSV line: the row, then mean and 90 % interval per channel, then `extra`."""
     cells = [str(row)]
@@ -364,14 +388,7 @@ def backtest(
     checkpoint, out = _paths(checkpoint, out, config, "backtest")
     if calibrate is not None and not 0.0 < calibrate < 1.0:
         raise typer.BadParameter("a fraction in (0, 1)", param_hint="--calibrate")
-    loaded = _load(checkpoint, data, setpoint)
-    if loaded.columns and loaded.given:
-        cols = list(loaded.columns.values())
-        raise typer.BadParameter(
-            f"{data} has the control column(s) {cols}: the backtest conditions every "
-            "forecast on their recorded values; drop --setpoint (or the column)",
-            param_hint="--setpoint",
-        )
+    loaded = _load(checkpoint, data, setpoint, "backtest")
     pred, x = loaded.pred, loaded.x
     try:
         res = run_backtest(pred, x, hs, calibrate=calibrate, controls=loaded.model_controls)
