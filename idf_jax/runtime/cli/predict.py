@@ -61,7 +61,11 @@ _CKPT = typer.Option(
     help="NVP checkpoint file",
     show_default="config nvp.checkpoint, in the --config project folder",
 )
-_DATA = typer.Option(..., "--data", help="telemetry CSV (the checkpoint's channels as columns)")
+_DATA = typer.Option(
+    ...,
+    "--data",
+    help="telemetry CSV: the checkpoint's channels as columns, and its controls (setpoint)",
+)
 _SETPOINT = typer.Option(
     None,
     "--setpoint",
