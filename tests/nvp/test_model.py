@@ -108,6 +108,7 @@ def _leaves(m):
     return [np.asarray(a) for a in jax.tree.leaves(eqx.filter(m, eqx.is_inexact_array))]
 
 
+@pytest.mark.slow  # a training epoch and a checkpoint round trip: ~90 s on the loaded 2 cores
 def test_one_epoch_trains_and_checkpoints(tmp_path):
     x, names, spec = _rack_series()
     cfg = NVPConfig(channels=names, window=W, d_model=8, num_heads=2, num_layers=1)
@@ -349,6 +350,7 @@ def test_short_history_edge_padded_for_linear_path(tiny):
     np.testing.assert_allclose(np.asarray(mu), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # two 600-step fits: ~65 s on the loaded 2 cores
 def test_fit_lin_head_learns_nonlinear_channel():
     """Channel a = b_{t-1}^2: the linear path cannot fit it, the correction MLP (stage 2) can;
     steps=0 or a useless fit leaves the model unchanged."""

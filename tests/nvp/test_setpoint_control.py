@@ -178,6 +178,7 @@ def test_ridge_with_known_future_controls():
         RidgeAR.fit(x, o_tr, (1,), lags=3, steps_per_day=96, exog=(5,))
 
 
+@pytest.mark.slow  # four one-day backtests: ~100 s on the loaded 2 cores
 def test_mase_is_of_the_same_order_at_every_setpoint(nvp, old):
     """One-step MASE of the packaged model at 18, 21 and 24 °C on one unseen day; the old
     fixed-18 °C checkpoint, run anyway at 21 °C, is far off."""
