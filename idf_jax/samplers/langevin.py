@@ -20,6 +20,7 @@ from ._base import (
     EnergyFn,
     PyTree,
     Sampler,
+    all_finite,
     as_energy,
     as_param,
     cast,
@@ -250,7 +251,7 @@ def build_underdamped_kernel(
         energy, grad = energy_and_grad(energy_fn, x)
         p = _tree.add_scaled(p, grad, -0.5 * h)
         diverged = is_divergent(energy, grad)
-        accept = ~diverged & ~(energy == jnp.inf) & _tree.all_finite(p)
+        accept = ~diverged & ~(energy == jnp.inf) & all_finite(p)
         new = _tree.select(accept, UnderdampedState(x, p, energy, grad), state)
         info = LangevinInfo(accept.astype(jnp.result_type(state.energy)), accept, diverged)
         return new, info
