@@ -66,10 +66,13 @@ def _key_data(key) -> jax.Array | None:
 def _counters(shape: tuple[int, ...]):
     """(high, low) words of the flat element index, shaped like the output (JAX's layout)."""
     n = int(np.prod(shape, dtype=np.int64))
-    if n >= 2**32:
-        raise ValueError(f"random draw of {n} elements is too large for one key")
     lo = lax.iota(np.uint32, n).reshape(shape) if shape else jnp.zeros((), np.uint32)
     return jnp.zeros(shape, np.uint32), lo
+
+
+def _small(shape: tuple[int, ...]) -> bool:
+    """Fewer than 2**32 elements: the high counter word is 0 (larger draws go to jax.random)."""
+    return int(np.prod(shape, dtype=np.int64)) < 2**32
 
 
 def _bits(kd, shape: tuple[int, ...], width: int):
@@ -99,7 +102,7 @@ def fold_in(key, data):
 def split(key, num: int = 2):
     """`jax.random.split(key, num)` for an integer `num`."""
     kd = _key_data(key)
-    if kd is None or not isinstance(num, int):
+    if kd is None or not isinstance(num, int) or not _small((num,)):
         return jax.random.split(key, num)
     hi, lo = _counters((num,))
     b1, b2 = threefry2x32(kd[0], kd[1], hi, lo)
@@ -117,7 +120,7 @@ def uniform(key, shape: tuple[int, ...] = (), dtype: Any = float, minval=0.0, ma
     """`jax.random.uniform(key, shape, dtype, minval, maxval)`."""
     dtype = jax.dtypes.canonicalize_dtype(dtype)
     shape = tuple(shape)
-    if _key_data(key) is None or dtype not in _FLOATS:
+    if _key_data(key) is None or dtype not in _FLOATS or not _small(shape):
         return jax.random.uniform(key, shape, dtype, minval, maxval)
     return _uniform(key, shape, dtype, minval, maxval)
 
@@ -141,7 +144,7 @@ def normal(key, shape: tuple[int, ...] = (), dtype: Any = float):
     """`jax.random.normal(key, shape, dtype)` (real float types)."""
     dtype = jax.dtypes.canonicalize_dtype(dtype)
     shape = tuple(shape)
-    if _key_data(key) is None or dtype not in _FLOATS:
+    if _key_data(key) is None or dtype not in _FLOATS or not _small(shape):
         return jax.random.normal(key, shape, dtype)
     return _normal(key, shape, dtype)
 
