@@ -12,7 +12,8 @@ best of `repeats`).
 
 Each system also gets compile-once rows (`bench_rebuild`): the same sampler reused, a
 sampler rebuilt per call, a new step size per call, against BlackJAX jitted once with
-the step size as an argument.
+the step size as an argument (`--unrolled-peer` adds BlackJAX compiled with JAX's unrolled
+threefry lowering: the same random-number code on both sides).
 
 Prints chain-steps per second and the ratios time(idf) / time(peer): <= 1.0 means idf is
 no slower than the peer.
@@ -21,6 +22,7 @@ no slower than the peer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from typing import NamedTuple
 
@@ -191,13 +193,20 @@ def bench(name, system, chains, steps, thin, repeats):
     return secs, ratios
 
 
-def bench_rebuild(name, system, chains, steps, thin, calls):
+def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False, repeats=3):
     """Compile once, run many: `calls` runs with a sampler reused, rebuilt, or given a new
     step size each call, against BlackJAX jitted once with the step size as an argument.
 
     Both sides are warmed up by one call first; the rows are the total of `calls` further
-    calls, timed round-robin. A row whose idf side recompiled would show seconds of
+    calls, timed round-robin, best of `repeats`. A row whose idf side recompiled would show seconds of
     compilation per call here.
+
+    idf draws its random numbers with `idf_jax.samplers._random`: the same threefry2x32
+    bits as `jax.random` (tested bit for bit), written so that XLA fuses them; on CPU,
+    JAX lowers its own threefry as a rolled loop, which is what BlackJAX gets. With
+    `unrolled_peer`, one more BlackJAX row is compiled with JAX's unrolled threefry
+    lowering (JAX's default on GPU / TPU), so both sides generate random numbers the
+    same way and the ratio isolates the rest of the step.
     """
     energy, init, p = system()
     key = jax.random.key(0)
@@ -242,7 +251,18 @@ def bench_rebuild(name, system, chains, steps, thin, calls):
 
         runs["blackjax (jit once), same step"] = bj_calls(lambda i: eps0)
         runs["blackjax (jit once), new step per call"] = bj_calls(lambda i: steps_sizes[i])
-    secs = timed_interleaved(runs, 2)
+        if unrolled_peer:
+            with _unrolled_threefry_lowering():
+                bj_u = bj.lower(key, x0, jnp.float32(eps0)).compile()
+
+            def bj_u_calls():
+                out = None
+                for i in range(calls):
+                    out = bj_u(key, x0, jnp.float32(steps_sizes[i]))
+                return out
+
+            runs["blackjax (jit once), new step, unrolled threefry"] = bj_u_calls
+    secs = timed_interleaved(runs, repeats)
     print(f"\n## {name}, compile once / run many: {calls} calls of {chains} chains x {steps} steps")
     print("| runner | seconds for all calls |")
     print("|---|---:|")
@@ -257,7 +277,29 @@ def bench_rebuild(name, system, chains, steps, thin, calls):
             ("idf: new step size per call", new),
         ):
             print(f"- time ratio {row} / blackjax: **{secs[row] / ref:.2f}**")
+        if unrolled_peer:
+            ref = secs["blackjax (jit once), new step, unrolled threefry"]
+            row = "idf: new step size per call"
+            print(
+                f"- time ratio {row} / blackjax with unrolled threefry: **{secs[row] / ref:.2f}**"
+            )
     return secs
+
+
+@contextlib.contextmanager
+def _unrolled_threefry_lowering():
+    """Lower jax.random's threefry on CPU as JAX does on GPU / TPU (unrolled), for the
+    functions compiled inside the block (benchmark diagnostics; private JAX API)."""
+    from jax._src.random import threefry2x32 as tf
+    from jax.interpreters import mlir
+
+    mlir.register_lowering(tf.threefry2x32_p, tf._threefry2x32_lowering_rule, platform="cpu")
+    try:
+        yield
+    finally:
+        mlir.register_lowering(
+            tf.threefry2x32_p, tf._threefry2x32_cpu_lowering_rule, platform="cpu"
+        )
 
 
 def bench_overhead(chains=8, steps=10, calls=20, repeats=5):
@@ -315,6 +357,11 @@ def main():
     )
     ap.add_argument("--calls", type=int, default=5, help="calls per compile-once row")
     ap.add_argument("--chains", type=int, default=1024, help="chains (1024 in the issue)")
+    ap.add_argument(
+        "--unrolled-peer",
+        action="store_true",
+        help="also time BlackJAX compiled with JAX's unrolled threefry lowering",
+    )
     a = ap.parse_args()
     if a.quick:
         bench("Gaussian 100-d (cond 100)", gaussian_100d, 64, 100, 10, 1)
@@ -323,13 +370,15 @@ def main():
     else:
         if a.system in ("all", "gaussian"):
             bench("Gaussian 100-d (cond 100)", gaussian_100d, a.chains, 1000, 10, a.repeats)
-            bench_rebuild("Gaussian 100-d", gaussian_100d, a.chains, 1000, 10, a.calls)
+            bench_rebuild(
+                "Gaussian 100-d", gaussian_100d, a.chains, 1000, 10, a.calls, a.unrolled_peer
+            )
         if a.system in ("all", "lj38"):
             bench("LJ38", lj38, a.chains, 200, 10, a.repeats)
-            bench_rebuild("LJ38", lj38, a.chains, 200, 10, a.calls)
+            bench_rebuild("LJ38", lj38, a.chains, 200, 10, a.calls, a.unrolled_peer)
         if a.system in ("all", "funnel"):
             bench("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.repeats)
-            bench_rebuild("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.calls)
+            bench_rebuild("Funnel 10-d", funnel_10d, a.chains, 1000, 10, a.calls, a.unrolled_peer)
         if a.system in ("all", "overhead"):
             bench_overhead()
 

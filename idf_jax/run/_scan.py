@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import PyTree
+from ..samplers import _random
 from ..samplers._base import Sampler
 
 __all__ = ["init_chains", "scan_chains", "step_chains"]
@@ -28,7 +29,7 @@ def init_chains(sampler: Sampler, x0_batch: PyTree, keys: jax.Array | None = Non
 
 def step_chains(sampler: Sampler, chain_keys: jax.Array, state: Any, i) -> tuple[Any, Any]:
     """One transition of every chain at step index `i` (keys `fold_in(chain_keys[c], i)`)."""
-    keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
+    keys = jax.vmap(_random.fold_in, (0, None))(chain_keys, i)
     return jax.vmap(sampler.step)(keys, state)
 
 

@@ -18,7 +18,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .. import _tree
 from .._checks import ArgumentError, positive, positive_int
 from .._custom_types import EnergyFn, PyTree
 
@@ -35,6 +34,7 @@ __all__ = [
     "check_positive_int",
     "energy_and_grad",
     "float_dtype",
+    "all_finite",
     "is_divergent",
     "safe_log_accept",
 ]
@@ -158,7 +158,22 @@ def is_divergent(energy, grad) -> jax.Array:
     E = +inf is a legitimate zero-density region (a hard wall): it is rejected, not divergent.
     """
     bad_energy = jnp.isnan(energy) | (energy == -jnp.inf)
-    return bad_energy | (jnp.isfinite(energy) & ~_tree.all_finite(grad))
+    return bad_energy | (jnp.isfinite(energy) & ~all_finite(grad))
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+    """True when every float in `tree` is finite (integer leaves always are).
+
+    Computed as one float sum: x - x is 0 for finite x and NaN for inf or NaN, so the
+    sum of x - x is finite exactly when every x is. XLA fuses that sum with its
+    producers; `jnp.all(jnp.isfinite(x))` is a separate boolean reduction (on CPU a
+    reduce-window and a reduce) on the sampler's hot path.
+    """
+    total = jnp.zeros(())
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            total = total + jnp.sum(leaf - leaf).astype(total.dtype)
+    return jnp.isfinite(total)
 
 
 def safe_log_accept(log_ratio) -> jax.Array:

@@ -15,10 +15,12 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .. import _tree
 from .._custom_types import FloatScalar
+from . import _random
 from ._base import (
     EnergyFn,
     PyTree,
     Sampler,
+    all_finite,
     as_energy,
     as_param,
     cast,
@@ -74,7 +76,7 @@ def langevin_init(energy_fn: EnergyFn, position: PyTree) -> LangevinState:
 
 def _langevin_proposal(key, state: LangevinState, step_size, temperature):
     """x' = x - eta * grad E(x) + sqrt(2 eta T) * eps."""
-    noise = _tree.normal_like(key, state.position)
+    noise = _random.normal_like(key, state.position)
     drift = _tree.add_scaled(state.position, state.grad, -step_size)
     return _tree.add_scaled(drift, noise, jnp.sqrt(2.0 * step_size * temperature))
 
@@ -121,7 +123,7 @@ def build_mala_kernel(
 
     def kernel(key: PRNGKeyArray, state: LangevinState, step_size, temperature):
         eta, temp = cast(step_size, state.energy), cast(temperature, state.energy)
-        key_prop, key_acc = jax.random.split(key)
+        key_prop, key_acc = _random.split(key)
         proposal = _langevin_proposal(key_prop, state, eta, temp)
         if project is not None:
             proposal = project(proposal)
@@ -134,7 +136,7 @@ def build_mala_kernel(
         )
         log_ratio = jnp.where(diverged, -jnp.inf, safe_log_accept(log_ratio))
         accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        u = jax.random.uniform(key_acc, dtype=jnp.result_type(state.energy))
+        u = _random.uniform(key_acc, dtype=jnp.result_type(state.energy))
         accept = jnp.log(u) < log_ratio
         new = _tree.select(accept, LangevinState(proposal, energy, grad), state)
         return new, LangevinInfo(accept_prob, accept, diverged)
@@ -249,7 +251,7 @@ def build_underdamped_kernel(
         energy, grad = energy_and_grad(energy_fn, x)
         p = _tree.add_scaled(p, grad, -0.5 * h)
         diverged = is_divergent(energy, grad)
-        accept = ~diverged & ~(energy == jnp.inf) & _tree.all_finite(p)
+        accept = ~diverged & ~(energy == jnp.inf) & all_finite(p)
         new = _tree.select(accept, UnderdampedState(x, p, energy, grad), state)
         info = LangevinInfo(accept.astype(jnp.result_type(state.energy)), accept, diverged)
         return new, info
@@ -259,7 +261,7 @@ def build_underdamped_kernel(
 
 def _momentum_noise(key, position, mass, temperature):
     """p ~ N(0, M T), leaf-wise."""
-    noise = _tree.normal_like(key, position)
+    noise = _random.normal_like(key, position)
     sd = jax.tree.map(lambda m: jnp.sqrt(m * temperature), mass)
     return _tree.mul(noise, sd)
 
