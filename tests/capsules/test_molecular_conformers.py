@@ -145,12 +145,8 @@ def test_structures_export_to_ase():
 def test_compacted_passes_reach_the_same_minima(monkeypatch):
     """A large grid runs a first pass, then gathers its still-running conformers into a
     smaller grid (forced here on a small one): every conformer converges, to the minimum
-    a single pass reaches, and the grid evaluation agrees with the one-molecule energy."""
-    import jax.numpy as jnp
-
+    a single pass reaches."""
     from capsules.molecular import _conformers, embed_conformers
-    from capsules.molecular._energy import MMFFEnergy
-    from capsules.molecular._grid import ConformerGrid, GridItem
 
     smiles = ["CCO", "CC(=O)O"]
     params = [mmff_parameters(s) for s in smiles]
@@ -165,7 +161,17 @@ def test_compacted_passes_reach_the_same_minima(monkeypatch):
         assert np.all(b.grad_norms < 1e-5)
         same = np.abs(a.energies - b.energies) < 1e-6
         assert same.mean() >= 0.8, (a.energies, b.energies)
-    # the grid's energy and gradient of every item are the one-molecule module's
+
+
+def test_grid_energy_and_gradient_are_the_one_molecule_modules():
+    """The conformer grid's energy and gradient of every item equal the one-molecule
+    `MMFFEnergy` (float64) — the minimiser's energy is the differentiable one's."""
+    import jax.numpy as jnp
+
+    from capsules.molecular._energy import MMFFEnergy
+    from capsules.molecular._grid import ConformerGrid, GridItem
+
+    params = [mmff_parameters(s) for s in ["CCO", "CC(=O)O"]]
     bucket = merge_buckets([bucket_for(p) for p in params])
     energies = [MMFFEnergy.from_parameters(p, bucket) for p in params]
     grid = ConformerGrid.from_energies(energies, 8)
