@@ -305,8 +305,17 @@ def sample_equilibrium(
             with one energy evaluation per iteration and a backtracking Armijo search
             spread over iterations; the default, 2-5x fewer evaluations per minimum
             than FIRE on LJ clusters and AB chains) or "fire" (`relax.fire_until_one`).
+        hop_loop: the basin-hopping loop: "sync" (every chain hops at once: perturb,
+            relax, judge), "async" (`thermo.hop_async`: one L-BFGS iteration of every
+            chain per loop iteration, a chain whose relaxation ends is judged and starts
+            its next hop without waiting for the others; local="lbfgs" only) or "auto"
+            (the default: "sync", which measured as fast or faster on this project's
+            CPU benchmarks; see benchmarks/README.md).
+        exchange_every: loop iterations between parallel-tempering exchanges
+            (hop_loop="async"; the sync loop exchanges after every hop).
         chunk_hops: hops per compiled call on the host (progress, checkpoints, timing).
-        stop_at_target: stop once a chain has reached `target` (basin hopping).
+        stop_at_target: stop once a chain has reached `target` (basin hopping): the
+            loop ends in the hop that reached it.
         checkpoint: file to save the search to after every chunk and resume from.
         progress: show a progress bar (basin hopping).
         preset: a preset name or file (above).
@@ -713,10 +722,12 @@ def _resolve_method(method, schedule, record_every, relax) -> str:
 
 
 def _hop_loop(hop_loop, local: str) -> str:
-    """The basin-hopping loop: "async" (`thermo.hop_async`, L-BFGS only) or "sync";
-    "auto": async with L-BFGS, sync with FIRE."""
+    """The basin-hopping loop: "sync" (a whole hop per loop iteration) or "async"
+    (`thermo.hop_async`, one L-BFGS iteration per loop iteration, L-BFGS only); "auto"
+    is "sync": measured on LJ26 and AB-13 (128 chains, 2-core CPU) the async loop spends
+    the same CPU time per local minimum and more wall time (benchmarks/README.md)."""
     if hop_loop == "auto":
-        return "async" if local == "lbfgs" else "sync"
+        return "sync"
     if hop_loop not in _bh.HOP_LOOPS:
         raise ArgumentError(
             "hop_loop", f"hop_loop must be 'auto', 'async' or 'sync', got {hop_loop!r}"

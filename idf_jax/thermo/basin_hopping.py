@@ -25,10 +25,14 @@ first local minima (interquartile range / 1.349); the ladder runs from 0.05 s to
 single temperature is 0.25 s, the population is annealed from s to 0.02 s.
 
 `num_steps` is a budget of energy-and-gradient evaluations per chain (the same unit as
-an annealing step): a chain hops until it has spent it. The loop is a `lax.while_loop`
-over hops, run on the host in chunks of hops (one compiled function for every chunk:
-chunk bounds are data), which gives progress, checkpoints and the wall time to the first
-hit of a target; under `jit` / `vmap` it runs to the end in one call.
+an annealing step): a chain hops until it has spent it. The loop (`loop="sync"`) is a
+`lax.while_loop` over hops, run on the host in chunks of hops (one compiled function for
+every chunk: chunk bounds are data), which gives progress, checkpoints and the wall time
+to the first hit of a target; under `jit` / `vmap` it runs to the end in one call. With
+`stop_at_target` the loop itself stops in the hop that first reaches the target.
+`loop="async"` (`thermo.hop_async`) runs the same search as a loop over L-BFGS
+iterations in which each chain hops on its own clock (chunks: hops of the
+longest-running chain).
 """
 
 from __future__ import annotations

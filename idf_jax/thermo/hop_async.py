@@ -6,22 +6,24 @@ lasts as long as its slowest relaxation, and chains whose relaxation has ended w
 masked, for the others (on LJ and AB chains about half of the evaluated work). Here each
 chain is a small state machine and the loop never waits for a chain:
 
-- PENDING (its last relaxation has ended and been judged): the chain's next hop starts:
-  its current minimum is perturbed with a move (`moves.apply_move`, the chain's own
-  scale) and projected; the perturbed state is FRESH. Moves are applied to at most
-  K = max(8, n / 4) pending chains per iteration (gathered, moved, scattered back: a move
-  costs about an energy evaluation, and few chains need one in any iteration); the
-  others wait an iteration, the rotation of the gathering order keeps that fair;
-- every FRESH or RELAXING chain evaluates E and grad E once, at its start (FRESH: the
-  L-BFGS memory is emptied and the relaxation begins, `local_min.lbfgs_restart`) or at
-  its L-BFGS trial point (`local_min.lbfgs_trial` / `lbfgs_update`: the same iteration
-  as `lbfgs_until_one`'s);
-- a relaxation that has ended in this iteration (|grad| < gtol, the iteration cap, or
-  the line search gave up) is judged at once: Metropolis on the relaxed energy against
-  the chain's current minimum, step-scale adaptation, best state, hop and minimisation
-  counts, first-hit accounting; the chain is PENDING again.
+- every FRESH or RELAXING chain evaluates E and grad E once per iteration, at its start
+  (FRESH: the L-BFGS memory is emptied and the relaxation begins,
+  `local_min.lbfgs_restart`) or at its L-BFGS trial point (`local_min.lbfgs_trial` /
+  `lbfgs_update`: the same iteration as `lbfgs_until_one`'s); a relaxation that ends
+  (|grad| < gtol, relax_steps // 5 iterations, or the line search gave up) is ENDED;
+- every `_SERVICE_EVERY` (4) iterations the ENDED chains are judged: Metropolis on the
+  relaxed energy against the chain's current minimum, step-scale adaptation, best
+  state, hop and minimisation counts, first-hit accounting; they are PENDING. Then the
+  PENDING chains with budget left start their next hop: the current minimum is
+  perturbed with a move (`moves.apply_move`, the chain's own scale) and projected: FRESH.
+  At most K = n (n <= 32) or max(32, n / 4) chains are moved per service (gathered,
+  moved, scattered back; a move costs about an energy evaluation); the others wait for
+  the next service, the rotating gathering order keeps that fair. Judging and moving in
+  batches every few iterations instead of every iteration keeps their cost off the
+  L-BFGS iterations; an ended chain waits at most 3 iterations.
 
-So a hop costs its own relaxation's evaluations and nothing else. A chain starts a hop
+So a hop costs its own relaxation's evaluations and nothing else (chains that wait
+evaluate nothing and count nothing). A chain starts a hop
 only while it has budget left; a hop once started finishes (as in the synchronous loop).
 Parallel tempering exchanges neighbouring rungs' accepted minima (always defined: the
 chain's current minimum) every `exchange_every` iterations, even and odd pairs in turn,
@@ -30,6 +32,7 @@ chain takes its in-flight relaxation (started from that minimum) with it, so eac
 relaxation is still judged against the minimum it left. Population annealing resamples
 the minima whenever the mean hop count passes a multiple of `resample_every`; a chain
 that receives another's minimum drops its in-flight relaxation and starts a new hop.
+With `stop` the loop ends, and evaluates nothing more, once the target is reached.
 Keys: hop h of chain c draws its move and its Metropolis uniform from
 fold_in(split(key, chains)[c], h): a search is reproducible from its key whatever the
 chunking.
@@ -48,16 +51,17 @@ from ..samplers._base import energy_and_grad
 from .local_min import lbfgs_restart, lbfgs_start, lbfgs_trial, lbfgs_update
 from .moves import apply_move
 
-__all__ = ["PENDING", "FRESH", "RELAXING", "init_walk", "async_loop"]
+__all__ = ["PENDING", "FRESH", "RELAXING", "ENDED", "init_walk", "async_loop"]
 
 PyTree = Any
-PENDING, FRESH, RELAXING = 0, 1, 2
+PENDING, FRESH, RELAXING, ENDED = 0, 1, 2, 3
 _MEMORY = 8
+_SERVICE_EVERY = 4  # iterations between judging ended relaxations and starting hops
 
 
 def move_slots(n: int) -> int:
     """How many pending chains get their move in one iteration."""
-    return min(n, max(8, -(-n // 4)))
+    return n if n <= 32 else max(32, -(-n // 4))
 
 
 def init_walk(x_batch: PyTree, gtol) -> dict:
@@ -135,40 +139,15 @@ def async_loop(
         hit_stop = stop & (c.first_hop >= 0)
         return (jnp.max(c.hops) < h_stop) & work_left(c) & ~hit_stop
 
-    def body(c):
+    def judge(c):
+        """Metropolis, scale adaptation and accounting for every ENDED relaxation."""
         w = c.walk
         lb, phase = w["lb"], w["phase"]
-        slots = jnp.arange(n)
-        # A. the next hop of up to k_moves pending chains with budget left
-        want = (phase == PENDING) & (c.n_eval < params.budget)
-        order = (slots + (c.hop * k_moves) % n) % n
-        j = jnp.nonzero(want[order], size=k_moves, fill_value=n)[0]
-        idx = jnp.where(j < n, order[jnp.minimum(j, n - 1)], n)
-        safe = jnp.minimum(idx, n - 1)
-        starts = jax.vmap(perturb)(safe, c.hops[safe] + 1, _take(c.x, safe), c.log_scale[safe])
-        z = lb["z"].at[idx].set(starts, mode="drop")
-        phase = phase.at[idx].set(FRESH, mode="drop")
-        lb = dict(lb, z=z)
-        # B. one evaluation for every chain that is relaxing or starting to
-        fresh = phase == FRESH
-        relaxing = phase == RELAXING
-        evaluating = fresh | relaxing
-        zt, alpha = jax.vmap(trial)(lb)
-        zt = jnp.where(fresh[:, None], z, zt)
-        et, gt = jax.vmap(evaluate)(zt)
-        started = jax.vmap(lbfgs_restart, in_axes=(0, 0, 0, 0, None))(lb, zt, et, gt, params.gtol)
-        stepped = jax.vmap(lbfgs_update, in_axes=(0, 0, 0, 0, 0, None, None))(
-            lb, zt, alpha, et, gt, params.gtol, _MEMORY
-        )
-        lb = _where(fresh, started, _where(relaxing, stepped, lb))
-        n_eval = c.n_eval + evaluating.astype(jnp.int32)
-        ended = evaluating & (lb["done"] | (lb["it"] >= cap))
-        # C. judge the relaxations that ended: Metropolis on the relaxed energy
+        ended = phase == ENDED
         h_now = c.hops + 1  # the hop being judged
         er = jnp.where(jnp.isfinite(lb["e"]), lb["e"], jnp.inf)
-        c = c._replace(n_eval=n_eval)
         temps = temperatures(c)
-        u = jax.vmap(uniform)(slots, h_now)
+        u = jax.vmap(uniform)(jnp.arange(n), h_now)
         acc = ended & (jnp.log(u) < -(er - c.e) / temps)
         x = _where(acc, jax.vmap(unravel)(lb["z"]), c.x)
         e = jnp.where(acc, er, c.e)
@@ -177,51 +156,90 @@ def async_loop(
         lo = jnp.log(params.scale0) - 6.0
         log_scale = jnp.clip(c.log_scale + jnp.where(ended, step, 0.0), lo, lo + 9.0)
         better = e < c.best_e
-        best_x = _where(better, x, c.best_x)
         best_e = jnp.where(better, e, c.best_e)
         hops = c.hops + ended.astype(jnp.int32)
         n_min = c.n_min + ended.astype(jnp.int32)
         hit = best_e <= params.target + params.target_tol
-        hit_hop = jnp.where((c.hit_hop < 0) & hit, hops, c.hit_hop)
         first_now = (c.first_hop < 0) & jnp.any(hit)
-        phase = jnp.where(ended, PENDING, jnp.where(fresh, RELAXING, phase))
-        it = c.hop + 1
-        c = c._replace(
-            hop=it,
+        return c._replace(
             x=x,
             e=e,
-            best_x=best_x,
+            best_x=_where(better, x, c.best_x),
             best_e=best_e,
             log_scale=log_scale,
             accepted=c.accepted + acc.astype(fdt),
             hops=hops,
             n_min=n_min,
-            hit_hop=hit_hop,
+            hit_hop=jnp.where((c.hit_hop < 0) & hit, hops, c.hit_hop),
             first_hop=jnp.where(first_now, jnp.max(hops), c.first_hop),
-            hit_evals=jnp.where(first_now, jnp.sum(n_eval.astype(jnp.float32)), c.hit_evals),
+            hit_evals=jnp.where(first_now, jnp.sum(c.n_eval.astype(jnp.float32)), c.hit_evals),
             hit_mins=jnp.where(first_now, jnp.sum(n_min.astype(jnp.float32)), c.hit_mins),
+            walk=dict(w, phase=jnp.where(ended, PENDING, phase)),
+        )
+
+    def start_hops(c):
+        """The next hop of up to k_moves PENDING chains with budget left: FRESH."""
+        w = c.walk
+        lb, phase = w["lb"], w["phase"]
+        want = (phase == PENDING) & (c.n_eval < params.budget)
+        order = (jnp.arange(n) + (c.hop * k_moves) % n) % n
+        j = jnp.nonzero(want[order], size=k_moves, fill_value=n)[0]
+        idx = jnp.where(j < n, order[jnp.minimum(j, n - 1)], n)
+        safe = jnp.minimum(idx, n - 1)
+        starts = jax.vmap(perturb)(safe, c.hops[safe] + 1, _take(c.x, safe), c.log_scale[safe])
+        lb = dict(lb, z=lb["z"].at[idx].set(starts, mode="drop"))
+        return c._replace(walk=dict(w, lb=lb, phase=phase.at[idx].set(FRESH, mode="drop")))
+
+    def service(c):
+        return start_hops(judge(c))
+
+    def body(c):
+        c = jax.lax.cond(c.hop % _SERVICE_EVERY == 0, service, lambda q: q, c)
+        w = c.walk
+        lb, phase = w["lb"], w["phase"]
+        # one evaluation for every chain that is relaxing or starting to
+        fresh = phase == FRESH
+        relaxing = phase == RELAXING
+        # once the target is reached a stopping search evaluates nothing more
+        evaluating = (fresh | relaxing) & ~(stop & (c.first_hop >= 0))
+        fresh, relaxing = fresh & evaluating, relaxing & evaluating
+        zt, alpha = jax.vmap(trial)(lb)
+        zt = jnp.where(fresh[:, None], lb["z"], zt)
+        et, gt = jax.vmap(evaluate)(zt)
+        started = jax.vmap(lbfgs_restart, in_axes=(0, 0, 0, 0, None))(lb, zt, et, gt, params.gtol)
+        stepped = jax.vmap(lbfgs_update, in_axes=(0, 0, 0, 0, 0, None, None))(
+            lb, zt, alpha, et, gt, params.gtol, _MEMORY
+        )
+        lb = _where(fresh, started, _where(relaxing, stepped, lb))
+        ended = evaluating & (lb["done"] | (lb["it"] >= cap))
+        phase = jnp.where(ended, ENDED, jnp.where(fresh, RELAXING, phase))
+        it = c.hop + 1
+        c = c._replace(
+            hop=it,
+            n_eval=c.n_eval + evaluating.astype(jnp.int32),
             walk=dict(w, lb=lb, phase=phase),
         )
         if kind == "parallel_tempering" and rungs > 1:
             due = (it % params.exchange_every) == 0
             parity = (it // params.exchange_every) % 2
             k_swap = jax.random.fold_in(k_ex_base, it)
-            active = c.n_eval < params.budget
             c = jax.lax.cond(
-                due, lambda q: _exchange(q, temps, active, k_swap, parity, rungs), lambda q: q, c
+                due,
+                lambda q: _exchange(q, temperatures(q), k_swap, parity, rungs, params),
+                lambda q: q,
+                c,
             )
         if kind == "population":
             mean_hops = jnp.mean(c.hops.astype(fdt))
             due = jnp.floor(mean_hops / resample) > c.walk["resampled"]
             k_res = jax.random.fold_in(k_ex_base, it)
-            t_now = temperatures(c)[0]
-            c = jax.lax.cond(due, lambda q: _resample(q, t_now, k_res), lambda q: q, c)
+            c = jax.lax.cond(due, lambda q: _resample(q, temperatures(q)[0], k_res), lambda q: q, c)
         return c
 
     return jax.lax.while_loop(cond, body, carry)
 
 
-def _exchange(c, temps, active, key, parity, rungs):
+def _exchange(c, temps, key, parity, rungs, params):
     """Neighbouring rungs (chain c has rung c % rungs) exchange their minima, each with
     its in-flight relaxation; what belongs to the slot (scale, counts, budget) stays.
     Only chains with budget left exchange (a spent chain takes on no new relaxation)."""
@@ -233,6 +251,7 @@ def _exchange(c, temps, active, key, parity, rungs):
     log_r = (1.0 / temps - 1.0 / temps[up]) * (c.e - c.e[up])
     log_r = jnp.where(jnp.isnan(log_r), -jnp.inf, log_r)
     u = jax.random.uniform(key, (n,), c.e.dtype)
+    active = c.n_eval < params.budget
     swap_lo = lower & active & active[up] & (jnp.log(u) < log_r)
     down = jnp.maximum(idx - 1, 0)
     swap_hi = (rung >= 1) & swap_lo[down]

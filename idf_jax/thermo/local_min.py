@@ -21,6 +21,11 @@ and gradient evaluations each chain made (iterations + 1). A chain stops at
 so that no coordinate moves more than `max_step` (a start with overlapping atoms cannot
 throw them away); `project` (an exact map onto the feasible set) is applied to every
 trial point. Converged chains are masked: they do no further work that counts.
+
+The iteration is also available in pieces for loops that run many relaxations on their
+own clocks (`thermo.hop_async`): `lbfgs_start` / `lbfgs_restart` (a state at a new
+start), `lbfgs_trial` (the next trial point), `lbfgs_update` (the bookkeeping after its
+evaluation); `lbfgs_until_one` is a while loop over trial + evaluation + update.
 """
 
 from __future__ import annotations
