@@ -35,7 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-from global_search import KNOWN, capsule_for, tolerance  # noqa: E402
+from global_search import (  # noqa: E402  # pyright: ignore[reportMissingImports]  (path set above)
+    KNOWN,
+    capsule_for,
+    tolerance,
+)
 
 import idf_jax as idf  # noqa: E402
 
@@ -122,7 +126,7 @@ def run_scipy(name, seed, cap_s, max_evals):
                 niter=10**9,
                 minimizer_kwargs={"method": "L-BFGS-B", "jac": True},
                 callback=callback,
-                seed=seed,
+                seed=seed,  # pyright: ignore[reportCallIssue]  (scipy's legacy keyword, kept: same stream as earlier runs)
             )
             hit = False
         except _Hit:
@@ -151,9 +155,9 @@ def run_ase(name, seed, cap_s):
             dr=0.35,
             optimizer=FIRE,
             fmax=1e-3,
-            logfile=None,
+            logfile=None,  # pyright: ignore[reportArgumentType]  (ASE takes None: no log)
             trajectory=os.path.join(d, "lowest.traj"),
-            optimizer_logfile=None,
+            optimizer_logfile=None,  # pyright: ignore[reportArgumentType]
             local_minima_trajectory=os.path.join(d, "minima.traj"),
         )
         hit = False
