@@ -2,6 +2,8 @@
 every method, reproducibility and chunk invariance, budget and first-hit accounting,
 stop at the target inside the loop, one compilation, jit / vmap, bad arguments."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,7 +104,7 @@ def test_one_compilation_and_jit_vmap():
         calls.append(1)
         return tilted_double_well(x)
 
-    kw = dict(num_steps=300, method="parallel_tempering", hop_loop="async")
+    kw: dict[str, Any] = dict(num_steps=300, method="parallel_tempering", hop_loop="async")
     idf.sample_equilibrium(energy, jax.random.key(0), WRONG_WELL, target=E_MIN, **kw)
     traced = len(calls)
     x1 = jax.random.normal(jax.random.key(9), (8, 2))
