@@ -18,6 +18,7 @@ the same evaluation cap (idf's chains x budget); a run that does not reach the t
 within its cap counts as a miss (its time is the cap, a lower bound).
 
     PYTHONPATH=. python benchmarks/bench_global.py [--instances lj26,ab13] [--seeds 5] [--cap 120]
+        [--hop-loop auto|sync|async]
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-from global_search import KNOWN, capsule_for, tolerance  # noqa: E402
+from global_search import (  # noqa: E402  # pyright: ignore[reportMissingImports]  (path set above)
+    KNOWN,
+    capsule_for,
+    tolerance,
+)
 
 import idf_jax as idf  # noqa: E402
 
@@ -56,7 +61,7 @@ def _lj_numpy(z):
     return e, g.ravel()
 
 
-def run_idf(name, seed, chains, budget):
+def run_idf(name, seed, chains, budget, hop_loop="auto"):
     cap = capsule_for(name)
     known = KNOWN[name]
     k_init, k_run = jax.random.split(jax.random.key(seed))
@@ -72,6 +77,7 @@ def run_idf(name, seed, chains, budget):
         target=known,
         target_tol=tolerance(name, known),
         stop_at_target=True,
+        hop_loop=hop_loop,
     )
     wall = time.perf_counter() - t0
     hit = int(res.first_hit_hop) >= 0
@@ -79,6 +85,8 @@ def run_idf(name, seed, chains, budget):
         "hit": hit,
         "time": float(res.time_to_target) if hit else wall,
         "evals": float(res.hit_evaluations) if hit else float(res.num_evaluations),
+        "after_hit_s": wall - float(res.time_to_target) if hit else float("nan"),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -118,7 +126,7 @@ def run_scipy(name, seed, cap_s, max_evals):
                 niter=10**9,
                 minimizer_kwargs={"method": "L-BFGS-B", "jac": True},
                 callback=callback,
-                seed=seed,
+                seed=seed,  # pyright: ignore[reportCallIssue]  (scipy's legacy keyword, kept: same stream as earlier runs)
             )
             hit = False
         except _Hit:
@@ -147,9 +155,9 @@ def run_ase(name, seed, cap_s):
             dr=0.35,
             optimizer=FIRE,
             fmax=1e-3,
-            logfile=None,
+            logfile=None,  # pyright: ignore[reportArgumentType]  (ASE takes None: no log)
             trajectory=os.path.join(d, "lowest.traj"),
-            optimizer_logfile=None,
+            optimizer_logfile=None,  # pyright: ignore[reportArgumentType]
             local_minima_trajectory=os.path.join(d, "minima.traj"),
         )
         hit = False
@@ -169,13 +177,16 @@ def main():
     ap.add_argument("--budget", type=int, default=100_000)
     ap.add_argument("--cap", type=float, default=120.0, help="wall seconds per peer run")
     ap.add_argument("--no-ase", action="store_true")
+    ap.add_argument(
+        "--hop-loop", default="auto", help="idf basin-hopping loop: auto | sync | async"
+    )
     args = ap.parse_args()
     out = {}
     for name in args.instances.split(","):
-        cold = run_idf(name, 1000, args.chains, args.budget)  # compiles
+        cold = run_idf(name, 1000, args.chains, args.budget, args.hop_loop)  # compiles
         rows = {"idf": [], "scipy": [], "ase": []}
         for seed in range(args.seeds):
-            rows["idf"].append(run_idf(name, seed, args.chains, args.budget))
+            rows["idf"].append(run_idf(name, seed, args.chains, args.budget, args.hop_loop))
             rows["scipy"].append(run_scipy(name, seed, args.cap, args.chains * args.budget))
             if name.startswith("lj") and not args.no_ase:
                 rows["ase"].append(run_ase(name, seed, args.cap))

@@ -25,10 +25,14 @@ first local minima (interquartile range / 1.349); the ladder runs from 0.05 s to
 single temperature is 0.25 s, the population is annealed from s to 0.02 s.
 
 `num_steps` is a budget of energy-and-gradient evaluations per chain (the same unit as
-an annealing step): a chain hops until it has spent it. The loop is a `lax.while_loop`
-over hops, run on the host in chunks of hops (one compiled function for every chunk:
-chunk bounds are data), which gives progress, checkpoints and the wall time to the first
-hit of a target; under `jit` / `vmap` it runs to the end in one call.
+an annealing step): a chain hops until it has spent it. The loop (`loop="sync"`) is a
+`lax.while_loop` over hops, run on the host in chunks of hops (one compiled function for
+every chunk: chunk bounds are data), which gives progress, checkpoints and the wall time
+to the first hit of a target; under `jit` / `vmap` it runs to the end in one call. With
+`stop_at_target` the loop itself stops in the hop that first reaches the target.
+`loop="async"` (`thermo.hop_async`) runs the same search as a loop over L-BFGS
+iterations in which each chain hops on its own clock (chunks: hops of the
+longest-running chain).
 """
 
 from __future__ import annotations
@@ -48,13 +52,22 @@ from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoi
 from ..samplers._base import energy_and_grad
 from . import constraints as _constraints
 from . import relax as _relax
+from .hop_async import PENDING, async_loop, init_walk_jit
 from .local_min import lbfgs_until_one
 from .moves import Move, apply_move
 
-__all__ = ["SEARCH_METHODS", "SearchParams", "SearchCarry", "SearchOutput", "run_search"]
+__all__ = [
+    "SEARCH_METHODS",
+    "HOP_LOOPS",
+    "SearchParams",
+    "SearchCarry",
+    "SearchOutput",
+    "run_search",
+]
 
 PyTree = Any
 SEARCH_METHODS = ("basin_hopping", "parallel_tempering", "population")
+HOP_LOOPS = ("async", "sync")
 _INT_MAX = np.iinfo(np.int32).max
 
 
@@ -74,6 +87,7 @@ class SearchParams(NamedTuple):
     budget: jax.Array  # evaluations per chain
     relax_steps: jax.Array
     key: jax.Array
+    exchange_every: jax.Array  # iterations between tempering exchanges (async loop)
 
 
 class SearchCarry(NamedTuple):
@@ -94,6 +108,7 @@ class SearchCarry(NamedTuple):
     hit_evals: jax.Array  # () evaluations over all chains until then
     hit_mins: jax.Array  # () local minimisations over all chains until then
     t_last: jax.Array  # () temperature at the last resampling (population)
+    walk: Any = None  # the chains' in-flight relaxations (async loop; `hop_async`)
 
 
 class SearchOutput(NamedTuple):
@@ -205,6 +220,7 @@ def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind,
         budget=consts["budget"],
         relax_steps=relax_steps,
         key=consts["key"],
+        exchange_every=consts["exchange_every"],
     )
     evals = (it + 20).astype(jnp.int32)  # the relaxation and the curvature estimate
     carry = SearchCarry(
@@ -261,10 +277,38 @@ def _resample(c: SearchCarry, t_now, key):
 
 @eqx.filter_jit
 def _chunk_jit(
-    energy_fn, cs, project, moves, params, carry, h_stop, *, kind, rungs, resample, local
+    energy_fn,
+    cs,
+    project,
+    moves,
+    params,
+    carry,
+    h_stop,
+    stop,
+    *,
+    kind,
+    rungs,
+    resample,
+    local,
+    loop,
 ):
-    """Hops until hop `h_stop` or until every chain has spent its budget."""
+    """Hops until hop `h_stop`, until every chain has spent its budget, or (`stop`)
+    until the target is reached. `loop="async"`: `hop_async.async_loop`."""
     penalised, proj = _penalised_and_projection(energy_fn, cs, project)
+    if loop == "async":
+        return async_loop(
+            penalised,
+            proj,
+            moves,
+            params,
+            carry,
+            h_stop,
+            stop,
+            kind=kind,
+            rungs=rungs,
+            resample=resample,
+            temperatures=lambda c: chain_temperatures(c, params, kind, rungs),
+        )
     minimise = _local_minimiser(penalised, proj, local)
     n = carry.e.shape[0]
 
@@ -290,7 +334,7 @@ def _chunk_jit(
         return c.n_eval < params.budget
 
     def cond(c: SearchCarry):
-        return (c.hop < h_stop) & jnp.any(active_of(c))
+        return (c.hop < h_stop) & jnp.any(active_of(c)) & ~(stop & (c.first_hop >= 0))
 
     def body(c: SearchCarry):
         h = c.hop + 1
@@ -353,7 +397,8 @@ def polish_jit(energy_fn, cs, project, x, dt0, dt_max, max_step, gtol, *, method
     if method == "lbfgs":
         rx, re = _relax.lbfgs_one_batch(penalised, proj, steps, gtol)(x)
     elif method == "local_lbfgs":
-        lb = jax.vmap(lbfgs_until_one(penalised, proj), in_axes=(0, None, None, None))
+        # a float32 polish below the energy's rounding noise ends when it stops gaining
+        lb = jax.vmap(lbfgs_until_one(penalised, proj, stall=20), in_axes=(0, None, None, None))
         rx, re, _ = lb(x, steps, gtol, max_step.astype(fdt))
     else:
         fire = jax.vmap(_relax.fire_until_one(penalised, proj), (0, None, None, None, None, None))
@@ -372,6 +417,7 @@ def run_search(
     *,
     kind: str,
     local: str,
+    loop: str,
     rungs: int,
     resample_every: int,
     temperature,
@@ -398,11 +444,14 @@ def run_search(
         rungs=rungs,
         local=local,
     )
-    static = dict(kind=kind, rungs=rungs, resample=resample_every, local=local)
+    if loop == "async":
+        carry = carry._replace(walk=init_walk_jit(carry.x, params.gtol))
+    static = dict(kind=kind, rungs=rungs, resample=resample_every, local=local, loop=loop)
+    stop = jnp.asarray(bool(stop_at_target))
     # values closed over by a plain-function energy can be traced without showing in
     # its leaves (vmap over a closure): the init's outputs then are tracers
     if traced or is_traced(ok):
-        carry = _chunk_jit(energy_fn, cs, project, moves, params, carry, _INT_MAX, **static)
+        carry = _chunk_jit(energy_fn, cs, project, moves, params, carry, _INT_MAX, stop, **static)
         return SearchOutput(ok, carry, params, float("nan"), float("nan"))
     if not bool(ok):
         return SearchOutput(ok, carry, params, time.perf_counter() - t_start, float("nan"))
@@ -411,6 +460,7 @@ def run_search(
         meta = {
             "method": kind,
             "local": local,
+            "loop": loop,
             "rungs": rungs,
             "chains": int(carry.e.shape[0]),
             "num_steps": int(params.budget),
@@ -430,10 +480,15 @@ def run_search(
     with bar:
         while True:
             done = bool(np.all(np.asarray(carry.n_eval) >= budget))
+            if carry.walk is not None:  # async: the last hops still in flight finish
+                done = done and bool(np.all(np.asarray(carry.walk["phase"]) == PENDING))
             if done or (stop_at_target and int(carry.first_hop) >= 0):
                 break
-            h_stop = jnp.int32(int(carry.hop) + chunk_hops)
-            carry = _chunk_jit(energy_fn, cs, project, moves, params, carry, h_stop, **static)
+            # sync: carry.hop counts hops; async: iterations (a chunk is chunk_hops hops
+            # of the longest-running chain)
+            done_hops = int(carry.hop) if loop == "sync" else int(np.max(np.asarray(carry.hops)))
+            h_stop = jnp.int32(done_hops + chunk_hops)
+            carry = _chunk_jit(energy_fn, cs, project, moves, params, carry, h_stop, stop, **static)
             if np.isnan(t_hit) and int(carry.first_hop) >= 0:
                 t_hit = time.perf_counter() - t_start
             if checkpoint is not None:

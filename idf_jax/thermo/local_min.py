@@ -21,6 +21,11 @@ and gradient evaluations each chain made (iterations + 1). A chain stops at
 so that no coordinate moves more than `max_step` (a start with overlapping atoms cannot
 throw them away); `project` (an exact map onto the feasible set) is applied to every
 trial point. Converged chains are masked: they do no further work that counts.
+
+The iteration is also available in pieces for loops that run many relaxations on their
+own clocks (`thermo.hop_async`): `lbfgs_start` / `lbfgs_restart` (a state at a new
+start), `lbfgs_trial` (the next trial point), `lbfgs_update` (the bookkeeping after its
+evaluation); `lbfgs_until_one` is a while loop over trial + evaluation + update.
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ from jax.flatten_util import ravel_pytree
 
 from ..samplers._base import energy_and_grad
 
-__all__ = ["lbfgs_until_one", "LOCAL_METHODS"]
+__all__ = [
+    "lbfgs_until_one",
+    "lbfgs_start",
+    "lbfgs_restart",
+    "lbfgs_trial",
+    "lbfgs_update",
+    "LOCAL_METHODS",
+]
 
 PyTree = Any
 LOCAL_METHODS = ("lbfgs", "fire")
@@ -68,15 +80,141 @@ def _two_loop(g, s_mem, y_mem, rho, head, count, memory):
     return -r
 
 
+def lbfgs_start(z0, e0, g0, gtol, memory: int) -> dict:
+    """The L-BFGS state of a relaxation that starts at z0 (flat) with E(z0), grad E(z0):
+    empty memory, direction -grad, full first step; done at once when |grad| < gtol or
+    E(z0) is not finite."""
+    m, n, fdt = int(memory), z0.shape[0], z0.dtype
+    return dict(
+        z=z0,
+        e=e0,
+        g=g0,
+        d=-g0,
+        alpha=jnp.ones((), fdt),
+        S=jnp.zeros((m, n), fdt),
+        Y=jnp.zeros((m, n), fdt),
+        rho=jnp.zeros((m,), fdt),
+        head=jnp.int32(0),
+        count=jnp.int32(0),
+        fails=jnp.int32(0),
+        stall=jnp.int32(0),
+        it=jnp.int32(0),
+        done=(_norm(g0) < gtol) | ~jnp.isfinite(e0),
+    )
+
+
+def lbfgs_restart(c: dict, z0, e0, g0, gtol) -> dict:
+    """`lbfgs_start` reusing the buffers of state `c` (the memory is emptied by its count:
+    the stale pairs, all finite, are masked out of the two-loop recursion)."""
+    fdt = z0.dtype
+    return dict(
+        c,
+        z=z0,
+        e=e0,
+        g=g0,
+        d=-g0,
+        alpha=jnp.ones((), fdt),
+        head=jnp.int32(0),
+        count=jnp.int32(0),
+        fails=jnp.int32(0),
+        stall=jnp.int32(0),
+        it=jnp.int32(0),
+        done=(_norm(g0) < gtol) | ~jnp.isfinite(e0),
+    )
+
+
+def lbfgs_trial(c: dict, max_step):
+    """The next trial point (before any projection) and its step length: z + alpha d,
+    scaled so that no coordinate moves more than `max_step`."""
+    big = jnp.max(jnp.abs(c["alpha"] * c["d"]))
+    alpha = c["alpha"] * jnp.minimum(1.0, max_step / jnp.maximum(big, 1e-30))
+    return c["z"] + alpha * c["d"], alpha
+
+
+def lbfgs_update(c: dict, zt, alpha, et, gt, gtol, memory: int, stall: int | None = None) -> dict:
+    """One L-BFGS iteration's bookkeeping after the evaluation (et, gt) at trial zt:
+    accept (Armijo, or a rounding-level rise with a smaller gradient) or shrink the step,
+    update the memory and the next direction, count the iteration, decide `done`."""
+    m = int(memory)
+    z, e, g, d = c["z"], c["e"], c["g"], c["d"]
+    ulp = jnp.finfo(z.dtype).eps
+    s = zt - z
+    gd = jnp.dot(g, s)
+    finite = jnp.isfinite(et) & jnp.all(jnp.isfinite(gt))
+    # a trial must move and go downhill (a step that underflowed to zero is a failure)
+    armijo = (gd < 0) & (et <= e + _C1 * gd)
+    rounding = (et <= e + 8.0 * ulp * (1.0 + jnp.abs(e))) & (_norm(gt) < _norm(g))
+    ok = finite & jnp.any(s != 0) & (armijo | rounding)
+    # no decrease the energy's precision resolves (stall counting, when asked for)
+    flat = et >= e - 8.0 * ulp * jnp.abs(e)
+    y = gt - g
+    sy = jnp.dot(s, y)
+    store = ok & (sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y)))
+    head, count = c["head"], c["count"]
+    s_mem = jnp.where(store, c["S"].at[head].set(s), c["S"])
+    y_mem = jnp.where(store, c["Y"].at[head].set(y), c["Y"])
+    rho = jnp.where(store, c["rho"].at[head].set(1.0 / jnp.where(store, sy, 1.0)), c["rho"])
+    head = jnp.where(store, (head + 1) % m, head)
+    count = jnp.where(store, jnp.minimum(count + 1, m), count)
+    z = jnp.where(ok, zt, z)
+    e_new = jnp.where(ok, et, e)
+    g = jnp.where(ok, gt, g)
+    fails = jnp.where(ok, 0, c["fails"] + 1)
+    reset = fails == _RESET_AFTER
+    count = jnp.where(reset, 0, count)
+    d_new = _two_loop(g, s_mem, y_mem, rho, head, count, m)
+    descent = (jnp.dot(d_new, g) < 0) & jnp.all(jnp.isfinite(d_new))
+    count = jnp.where(descent, count, 0)
+    d_new = jnp.where(descent, d_new, -g)
+    # rejected: shrink towards the minimum of the quadratic through E(x), g.s, E(x_t)
+    curv = et - e - gd
+    shrink = jnp.where(finite & (curv > 0), -gd / (2.0 * jnp.where(curv > 0, curv, 1.0)), 0.25)
+    shrink = jnp.clip(shrink, 0.1, 0.5)
+    keep_dir = ~ok & ~reset
+    d_next = jnp.where(keep_dir, d, d_new)
+    # after a reset: along -grad, with the length of the last rejected step, shrunk
+    restart = alpha * shrink * jnp.sqrt(jnp.dot(d, d) / jnp.maximum(jnp.dot(g, g), 1e-30))
+    alpha_next = jnp.where(keep_dir, alpha * shrink, jnp.where(reset, restart, 1.0))
+    stalls = jnp.where(flat, c["stall"] + 1, 0)
+    done = (_norm(g) < gtol) | (fails >= _GIVE_UP_AFTER)
+    if stall is not None:
+        done = done | (stalls >= int(stall))
+    return dict(
+        c,
+        z=z,
+        e=e_new,
+        g=g,
+        d=d_next,
+        alpha=alpha_next,
+        S=s_mem,
+        Y=y_mem,
+        rho=rho,
+        head=head,
+        count=count,
+        fails=fails,
+        stall=stalls,
+        it=c["it"] + 1,
+        done=done,
+    )
+
+
+def _norm(g):
+    return jnp.sqrt(jnp.dot(g, g))
+
+
 def lbfgs_until_one(
     energy_fn: Callable[[PyTree], jax.Array],
     project: Callable[[PyTree], PyTree] | None,
     memory: int = 8,
+    stall: int | None = None,
 ):
     """L-BFGS for one state that stops at convergence (see the module docstring).
 
     `one(x0, max_iter, gtol, max_step) -> (x, E, evaluations)`; every argument is data,
-    so one compilation serves every budget, tolerance and step cap.
+    so one compilation serves every budget, tolerance and step cap. `stall`: also stop
+    after this many consecutive iterations whose energy did not fall by more than its
+    float precision resolves (8 ulps): a polish at a tolerance below the energy's
+    rounding noise then ends when it stops gaining, not at `max_iter` (None: never).
     """
     m = int(memory)
 
@@ -85,109 +223,26 @@ def lbfgs_until_one(
             x0 = project(x0)
         z0, unravel = ravel_pytree(x0)
         fdt = z0.dtype
-        n = z0.shape[0]
-        ulp = jnp.finfo(fdt).eps
 
         def f(z):
-            return energy_and_grad(energy_fn, unravel(z))
-
-        def flat_grad(g):
-            return ravel_pytree(g)[0]
+            e, g = energy_and_grad(energy_fn, unravel(z))
+            return e, ravel_pytree(g)[0]
 
         e0, g0 = f(z0)
-        g0 = flat_grad(g0)
         max_step = jnp.asarray(max_step, fdt)
         gtol = jnp.asarray(gtol, fdt)
-
-        def gnorm(g):
-            return jnp.sqrt(jnp.dot(g, g))
 
         def cond(c):
             return (c["it"] < max_iter) & ~c["done"]
 
         def body(c):
-            z, e, g, d = c["z"], c["e"], c["g"], c["d"]
-            big = jnp.max(jnp.abs(c["alpha"] * d))
-            alpha = c["alpha"] * jnp.minimum(1.0, max_step / jnp.maximum(big, 1e-30))
-            zt = z + alpha * d
+            zt, alpha = lbfgs_trial(c, max_step)
             if project is not None:
                 zt = ravel_pytree(project(unravel(zt)))[0]
             et, gt = f(zt)
-            gt = flat_grad(gt)
-            s = zt - z
-            gd = jnp.dot(g, s)
-            finite = jnp.isfinite(et) & jnp.all(jnp.isfinite(gt))
-            # a trial must move and go downhill (a step that underflowed to zero is a failure)
-            armijo = (gd < 0) & (et <= e + _C1 * gd)
-            rounding = (et <= e + 8.0 * ulp * (1.0 + jnp.abs(e))) & (gnorm(gt) < gnorm(g))
-            ok = finite & jnp.any(s != 0) & (armijo | rounding)
-            y = gt - g
-            sy = jnp.dot(s, y)
-            store = ok & (sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y)))
-            head, count = c["head"], c["count"]
-            s_mem = jnp.where(store, c["S"].at[head].set(s), c["S"])
-            y_mem = jnp.where(store, c["Y"].at[head].set(y), c["Y"])
-            rho = jnp.where(store, c["rho"].at[head].set(1.0 / jnp.where(store, sy, 1.0)), c["rho"])
-            head = jnp.where(store, (head + 1) % m, head)
-            count = jnp.where(store, jnp.minimum(count + 1, m), count)
-            z = jnp.where(ok, zt, z)
-            e = jnp.where(ok, et, e)
-            g = jnp.where(ok, gt, g)
-            fails = jnp.where(ok, 0, c["fails"] + 1)
-            reset = fails == _RESET_AFTER
-            count = jnp.where(reset, 0, count)
-            d_new = _two_loop(g, s_mem, y_mem, rho, head, count, m)
-            descent = (jnp.dot(d_new, g) < 0) & jnp.all(jnp.isfinite(d_new))
-            count = jnp.where(descent, count, 0)
-            d_new = jnp.where(descent, d_new, -g)
-            # rejected: shrink towards the minimum of the quadratic through E(x), g.s, E(x_t)
-            curv = et - e - gd
-            shrink = jnp.where(
-                finite & (curv > 0), -gd / (2.0 * jnp.where(curv > 0, curv, 1.0)), 0.25
-            )
-            shrink = jnp.clip(shrink, 0.1, 0.5)
-            keep_dir = ~ok & ~reset
-            d = jnp.where(keep_dir, d, d_new)
-            # after a reset: along -grad, with the length of the last rejected step, shrunk
-            restart = (
-                alpha
-                * shrink
-                * jnp.sqrt(jnp.dot(c["d"], c["d"]) / jnp.maximum(jnp.dot(g, g), 1e-30))
-            )
-            alpha_next = jnp.where(keep_dir, alpha * shrink, jnp.where(reset, restart, 1.0))
-            done = (gnorm(g) < gtol) | (fails >= _GIVE_UP_AFTER)
-            return dict(
-                z=z,
-                e=e,
-                g=g,
-                d=d,
-                alpha=alpha_next,
-                S=s_mem,
-                Y=y_mem,
-                rho=rho,
-                head=head,
-                count=count,
-                fails=fails,
-                it=c["it"] + 1,
-                done=done,
-            )
+            return lbfgs_update(c, zt, alpha, et, gt, gtol, m, stall)
 
-        init = dict(
-            z=z0,
-            e=e0,
-            g=g0,
-            d=-g0,
-            alpha=jnp.ones((), fdt),
-            S=jnp.zeros((m, n), fdt),
-            Y=jnp.zeros((m, n), fdt),
-            rho=jnp.zeros((m,), fdt),
-            head=jnp.int32(0),
-            count=jnp.int32(0),
-            fails=jnp.int32(0),
-            it=jnp.int32(0),
-            done=(gnorm(g0) < gtol) | ~jnp.isfinite(e0),
-        )
-        out = jax.lax.while_loop(cond, body, init)
+        out = jax.lax.while_loop(cond, body, lbfgs_start(z0, e0, g0, gtol, m))
         return unravel(out["z"]), out["e"], out["it"] + 1
 
     return one

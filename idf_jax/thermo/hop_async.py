@@ -1,0 +1,286 @@
+"""Asynchronous basin hopping: one loop iteration is one L-BFGS iteration of every chain.
+
+The synchronous hop loop (`basin_hopping._chunk_jit`) runs a whole hop per iteration:
+perturb every chain, relax every chain to convergence, Metropolis. Under `vmap` a hop
+lasts as long as its slowest relaxation, and chains whose relaxation has ended wait,
+masked, for the others (on LJ and AB chains about half of the evaluated work). Here each
+chain is a small state machine and the loop never waits for a chain:
+
+- every FRESH or RELAXING chain evaluates E and grad E once per iteration, at its start
+  (FRESH: the L-BFGS memory is emptied and the relaxation begins,
+  `local_min.lbfgs_restart`) or at its L-BFGS trial point (`local_min.lbfgs_trial` /
+  `lbfgs_update`: the same iteration as `lbfgs_until_one`'s); a relaxation that ends
+  (|grad| < gtol, relax_steps // 5 iterations, or the line search gave up) is ENDED;
+- every `_SERVICE_EVERY` (4) iterations the ENDED chains are judged: Metropolis on the
+  relaxed energy against the chain's current minimum, step-scale adaptation, best
+  state, hop and minimisation counts, first-hit accounting; they are PENDING. Then the
+  PENDING chains with budget left start their next hop: the current minimum is
+  perturbed with a move (`moves.apply_move`, the chain's own scale) and projected: FRESH.
+  At most K = n (n <= 32) or max(32, n / 4) chains are moved per service (gathered,
+  moved, scattered back; a move costs about an energy evaluation); the others wait for
+  the next service, the rotating gathering order keeps that fair. Judging and moving in
+  batches every few iterations instead of every iteration keeps their cost off the
+  L-BFGS iterations; an ended chain waits at most 3 iterations.
+
+So a hop costs its own relaxation's evaluations and nothing else (chains that wait
+evaluate nothing and count nothing). A chain starts a hop
+only while it has budget left; a hop once started finishes (as in the synchronous loop).
+Parallel tempering exchanges neighbouring rungs' accepted minima (always defined: the
+chain's current minimum) every `exchange_every` iterations, even and odd pairs in turn,
+with the usual probability min(1, exp((1/T_r - 1/T_r+1)(E_r - E_r+1))); an exchanged
+chain takes its in-flight relaxation (started from that minimum) with it, so each
+relaxation is still judged against the minimum it left. Population annealing resamples
+the minima whenever the mean hop count passes a multiple of `resample_every`; a chain
+that receives another's minimum drops its in-flight relaxation and starts a new hop.
+With `stop` the loop ends, and evaluates nothing more, once the target is reached.
+Keys: hop h of chain c draws its move and its Metropolis uniform from
+fold_in(split(key, chains)[c], h): a search is reproducible from its key whatever the
+chunking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ..samplers._base import energy_and_grad
+from .local_min import lbfgs_restart, lbfgs_start, lbfgs_trial, lbfgs_update
+from .moves import apply_move
+
+__all__ = ["PENDING", "FRESH", "RELAXING", "ENDED", "init_walk", "async_loop"]
+
+PyTree = Any
+PENDING, FRESH, RELAXING, ENDED = 0, 1, 2, 3
+_MEMORY = 8
+_SERVICE_EVERY = 4  # iterations between judging ended relaxations and starting hops
+
+
+def move_slots(n: int) -> int:
+    """How many pending chains get their move in one iteration."""
+    return n if n <= 32 else max(32, -(-n // 4))
+
+
+def init_walk(x_batch: PyTree, gtol) -> dict:
+    """The in-flight state of every chain before its first hop: PENDING, an empty L-BFGS
+    state (filled by the chain's first FRESH evaluation)."""
+    flat = jax.vmap(lambda x: ravel_pytree(x)[0])(x_batch)
+    zeros = jnp.zeros((flat.shape[0],), flat.dtype)
+    lb = jax.vmap(lambda z, e: lbfgs_start(z, e, jnp.zeros_like(z), gtol, _MEMORY))(flat, zeros)
+    n = flat.shape[0]
+    return {
+        "lb": lb,
+        "phase": jnp.full((n,), PENDING, jnp.int32),
+        "resampled": jnp.int32(0),
+    }
+
+
+def _bc(mask, leaf):
+    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
+
+
+def _where(mask, a, b):
+    return jax.tree.map(lambda u, v: jnp.where(_bc(mask, u), u, v), a, b)
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda l: l[idx], tree)
+
+
+def async_loop(
+    penalised, proj, moves, params, carry, h_stop, stop, *, kind, rungs, resample, temperatures
+):
+    """Iterations until the longest-running chain has done `h_stop` hops, every chain has
+    spent its budget, or (`stop`) the target has been reached. `temperatures(carry)` gives
+    each chain's Metropolis temperature; `carry.hop` counts iterations."""
+    n = carry.e.shape[0]
+    k_moves = move_slots(n)
+    example = jax.tree.map(lambda l: l[0], carry.x)
+    _, unravel = ravel_pytree(example)
+    fdt = carry.e.dtype
+    keys = jax.random.split(params.key, n + 1)
+    base, k_ex_base = keys[:n], keys[n]
+    cap = jnp.maximum(params.relax_steps // 5, 1)
+
+    def flat(x):
+        return ravel_pytree(x)[0]
+
+    def evaluate(z):
+        e, g = energy_and_grad(penalised, unravel(z))
+        return e, flat(g)
+
+    def hop_key(slot, h):
+        return jax.random.fold_in(base[slot], h)
+
+    def perturb(slot, h, x, log_scale):
+        xn = apply_move(moves, jax.random.fold_in(hop_key(slot, h), 0), x, jnp.exp(log_scale))
+        if proj is not None:
+            xn = proj(xn)
+        return flat(xn)
+
+    def uniform(slot, h):
+        return jax.random.uniform(jax.random.fold_in(hop_key(slot, h), 1), (), fdt)
+
+    def trial(lb):
+        zt, alpha = lbfgs_trial(lb, params.max_step)
+        if proj is not None:
+            zt = flat(proj(unravel(zt)))
+        return zt, alpha
+
+    def work_left(c):
+        w = c.walk
+        has_budget = c.n_eval < params.budget
+        return jnp.any(w["phase"] != PENDING) | jnp.any(has_budget)
+
+    def cond(c):
+        hit_stop = stop & (c.first_hop >= 0)
+        return (jnp.max(c.hops) < h_stop) & work_left(c) & ~hit_stop
+
+    def judge(c):
+        """Metropolis, scale adaptation and accounting for every ENDED relaxation."""
+        w = c.walk
+        lb, phase = w["lb"], w["phase"]
+        ended = phase == ENDED
+        h_now = c.hops + 1  # the hop being judged
+        er = jnp.where(jnp.isfinite(lb["e"]), lb["e"], jnp.inf)
+        temps = temperatures(c)
+        u = jax.vmap(uniform)(jnp.arange(n), h_now)
+        acc = ended & (jnp.log(u) < -(er - c.e) / temps)
+        x = _where(acc, jax.vmap(unravel)(lb["z"]), c.x)
+        e = jnp.where(acc, er, c.e)
+        same = jnp.abs(er - c.e) <= 1e-6 * (1.0 + jnp.abs(c.e))
+        step = params.adapt_rate * jnp.where(same, 1.0, acc.astype(fdt) - params.target_acc)
+        lo = jnp.log(params.scale0) - 6.0
+        log_scale = jnp.clip(c.log_scale + jnp.where(ended, step, 0.0), lo, lo + 9.0)
+        better = e < c.best_e
+        best_e = jnp.where(better, e, c.best_e)
+        hops = c.hops + ended.astype(jnp.int32)
+        n_min = c.n_min + ended.astype(jnp.int32)
+        hit = best_e <= params.target + params.target_tol
+        first_now = (c.first_hop < 0) & jnp.any(hit)
+        return c._replace(
+            x=x,
+            e=e,
+            best_x=_where(better, x, c.best_x),
+            best_e=best_e,
+            log_scale=log_scale,
+            accepted=c.accepted + acc.astype(fdt),
+            hops=hops,
+            n_min=n_min,
+            hit_hop=jnp.where((c.hit_hop < 0) & hit, hops, c.hit_hop),
+            first_hop=jnp.where(first_now, jnp.max(hops), c.first_hop),
+            hit_evals=jnp.where(first_now, jnp.sum(c.n_eval.astype(jnp.float32)), c.hit_evals),
+            hit_mins=jnp.where(first_now, jnp.sum(n_min.astype(jnp.float32)), c.hit_mins),
+            walk=dict(w, phase=jnp.where(ended, PENDING, phase)),
+        )
+
+    def start_hops(c):
+        """The next hop of up to k_moves PENDING chains with budget left: FRESH."""
+        w = c.walk
+        lb, phase = w["lb"], w["phase"]
+        want = (phase == PENDING) & (c.n_eval < params.budget)
+        order = (jnp.arange(n) + (c.hop * k_moves) % n) % n
+        j = jnp.nonzero(want[order], size=k_moves, fill_value=n)[0]
+        idx = jnp.where(j < n, order[jnp.minimum(j, n - 1)], n)
+        safe = jnp.minimum(idx, n - 1)
+        starts = jax.vmap(perturb)(safe, c.hops[safe] + 1, _take(c.x, safe), c.log_scale[safe])
+        lb = dict(lb, z=lb["z"].at[idx].set(starts, mode="drop"))
+        return c._replace(walk=dict(w, lb=lb, phase=phase.at[idx].set(FRESH, mode="drop")))
+
+    def service(c):
+        return start_hops(judge(c))
+
+    def body(c):
+        c = jax.lax.cond(c.hop % _SERVICE_EVERY == 0, service, lambda q: q, c)
+        w = c.walk
+        lb, phase = w["lb"], w["phase"]
+        # one evaluation for every chain that is relaxing or starting to
+        fresh = phase == FRESH
+        relaxing = phase == RELAXING
+        # once the target is reached a stopping search evaluates nothing more
+        evaluating = (fresh | relaxing) & ~(stop & (c.first_hop >= 0))
+        fresh, relaxing = fresh & evaluating, relaxing & evaluating
+        zt, alpha = jax.vmap(trial)(lb)
+        zt = jnp.where(fresh[:, None], lb["z"], zt)
+        et, gt = jax.vmap(evaluate)(zt)
+        started = jax.vmap(lbfgs_restart, in_axes=(0, 0, 0, 0, None))(lb, zt, et, gt, params.gtol)
+        stepped = jax.vmap(lbfgs_update, in_axes=(0, 0, 0, 0, 0, None, None))(
+            lb, zt, alpha, et, gt, params.gtol, _MEMORY
+        )
+        lb = _where(fresh, started, _where(relaxing, stepped, lb))
+        ended = evaluating & (lb["done"] | (lb["it"] >= cap))
+        phase = jnp.where(ended, ENDED, jnp.where(fresh, RELAXING, phase))
+        it = c.hop + 1
+        c = c._replace(
+            hop=it,
+            n_eval=c.n_eval + evaluating.astype(jnp.int32),
+            walk=dict(w, lb=lb, phase=phase),
+        )
+        if kind == "parallel_tempering" and rungs > 1:
+            due = (it % params.exchange_every) == 0
+            parity = (it // params.exchange_every) % 2
+            k_swap = jax.random.fold_in(k_ex_base, it)
+            c = jax.lax.cond(
+                due,
+                lambda q: _exchange(q, temperatures(q), k_swap, parity, rungs, params),
+                lambda q: q,
+                c,
+            )
+        if kind == "population":
+            mean_hops = jnp.mean(c.hops.astype(fdt))
+            due = jnp.floor(mean_hops / resample) > c.walk["resampled"]
+            k_res = jax.random.fold_in(k_ex_base, it)
+            c = jax.lax.cond(due, lambda q: _resample(q, temperatures(q)[0], k_res), lambda q: q, c)
+        return c
+
+    return jax.lax.while_loop(cond, body, carry)
+
+
+def _exchange(c, temps, key, parity, rungs, params):
+    """Neighbouring rungs (chain c has rung c % rungs) exchange their minima, each with
+    its in-flight relaxation; what belongs to the slot (scale, counts, budget) stays.
+    Only chains with budget left exchange (a spent chain takes on no new relaxation)."""
+    n = c.e.shape[0]
+    idx = jnp.arange(n)
+    rung = idx % rungs
+    lower = (rung % 2 == parity) & (rung + 1 < rungs)  # pairs (c, c + 1)
+    up = jnp.minimum(idx + 1, n - 1)
+    log_r = (1.0 / temps - 1.0 / temps[up]) * (c.e - c.e[up])
+    log_r = jnp.where(jnp.isnan(log_r), -jnp.inf, log_r)
+    u = jax.random.uniform(key, (n,), c.e.dtype)
+    active = c.n_eval < params.budget
+    swap_lo = lower & active & active[up] & (jnp.log(u) < log_r)
+    down = jnp.maximum(idx - 1, 0)
+    swap_hi = (rung >= 1) & swap_lo[down]
+    src = jnp.where(swap_lo, up, jnp.where(swap_hi, down, idx))
+    w = c.walk
+    walk = dict(w, lb=_take(w["lb"], src), phase=w["phase"][src])
+    return c._replace(x=_take(c.x, src), e=c.e[src], walk=walk)
+
+
+def _resample(c, t_now, key):
+    """Systematic resampling of the minima with weights exp(-(1/t_now - 1/t_last) E); a
+    chain that receives another's minimum starts a new hop from it."""
+    n = c.e.shape[0]
+    logw = -(1.0 / t_now - 1.0 / c.t_last) * c.e
+    logw = jnp.where(jnp.isfinite(logw), logw, -jnp.inf)
+    wts = jnp.exp(logw - jnp.max(logw))
+    wts = jnp.where(jnp.isfinite(wts), wts, 0.0)
+    tot = jnp.sum(wts)
+    cum = jnp.cumsum(wts) / jnp.where(tot > 0, tot, 1.0)
+    u = (jax.random.uniform(key, (), c.e.dtype) + jnp.arange(n, dtype=c.e.dtype)) / n
+    idx = jnp.clip(jnp.searchsorted(cum, u), 0, n - 1)
+    idx = jnp.where(tot > 0, idx, jnp.arange(n))
+    w = c.walk
+    moved = idx != jnp.arange(n)
+    walk = dict(w, phase=jnp.where(moved, PENDING, w["phase"]), resampled=w["resampled"] + 1)
+    return c._replace(x=_take(c.x, idx), e=c.e[idx], t_last=t_now, walk=walk)
+
+
+@eqx.filter_jit
+def init_walk_jit(x_batch, gtol):
+    """`init_walk`, compiled."""
+    return init_walk(x_batch, gtol)

@@ -1,0 +1,142 @@
+"""The asynchronous hop loop (`thermo.hop_async`, hop_loop="async"): exact minima for
+every method, reproducibility and chunk invariance, budget and first-hit accounting,
+stop at the target inside the loop, one compilation, jit / vmap, bad arguments."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import idf_jax as idf
+from idf_jax._checks import ArgumentError
+from idf_jax.thermo.hop_async import move_slots
+
+SEARCH = ("basin_hopping", "parallel_tempering", "population")
+
+
+def tilted_double_well(x):
+    # global minimum near x0 = -1.04 (E ~ -0.305), local near +0.96 (E ~ +0.294)
+    return (x[0] ** 2 - 1.0) ** 2 + 0.3 * x[0] + x[1] ** 2
+
+
+def _global_min():
+    roots = np.roots([4.0, 0.0, -4.0, 0.3])
+    roots = roots[np.isreal(roots)].real
+    e = (roots**2 - 1) ** 2 + 0.3 * roots
+    return float(e.min()), float(roots[np.argmin(e)])
+
+
+E_MIN, X_MIN = _global_min()
+WRONG_WELL = jnp.tile(jnp.array([[0.96, 0.3]]), (8, 1))  # every chain in the local well
+
+
+def _run(method, key=0, x0=WRONG_WELL, **kw):
+    kw.setdefault("num_steps", 1500)
+    kw.setdefault("target", E_MIN)
+    return idf.sample_equilibrium(
+        tilted_double_well,
+        jax.random.key(key),
+        x0,
+        method=method,
+        target_tol=1e-5,
+        hop_loop="async",
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("method", SEARCH)
+def test_each_method_finds_the_exact_minimum(method):
+    res = _run(method)
+    assert float(res.best_energy) == pytest.approx(E_MIN, abs=1e-5)
+    np.testing.assert_allclose(np.asarray(res.best_position), [X_MIN, 0.0], atol=2e-3)
+    assert int(res.first_hit_hop) >= 1
+    hops = np.asarray(res.hops)
+    assert hops.shape == (8,) and np.all(hops >= 1)
+    # every judged hop is one minimisation; plus the first and the final one per chain
+    assert int(res.num_minimisations) == int(hops.sum()) + 2 * 8
+    # every chain spends its budget; a hop once started finishes: at most one more
+    # relaxation (relax_steps // 5 iterations + its start) per chain
+    evals = float(res.num_evaluations)
+    assert 1500 * 8 <= evals <= (1500 + 500 // 5 + 1) * 8 + 8 * 520
+    assert 0.0 < float(res.acceptance_rate.mean()) <= 1.0
+
+
+def test_reproducible_and_chunk_invariant():
+    a, b = _run("parallel_tempering", 3), _run("parallel_tempering", 3)
+    np.testing.assert_array_equal(np.asarray(a.final_position), np.asarray(b.final_position))
+    np.testing.assert_array_equal(np.asarray(a.hops), np.asarray(b.hops))
+    c = _run("parallel_tempering", 4)
+    assert not np.array_equal(np.asarray(a.final_position), np.asarray(c.final_position))
+    one = _run("basin_hopping", 5, chunk_hops=1)
+    big = _run("basin_hopping", 5, chunk_hops=1000)
+    np.testing.assert_array_equal(np.asarray(one.final_position), np.asarray(big.final_position))
+    np.testing.assert_array_equal(np.asarray(one.hops), np.asarray(big.hops))
+
+
+def test_stop_at_target_inside_the_loop_and_first_hit_accounting():
+    full = _run("basin_hopping", 1)
+    early = _run("basin_hopping", 1, num_steps=50_000, stop_at_target=True)
+    hop = int(early.first_hit_hop)
+    assert hop >= 1
+    # stopped where the target was first reached, not at the end of a chunk of hops
+    assert int(np.max(np.asarray(early.hops))) == hop
+    assert float(early.hit_evaluations) == float(early.num_evaluations)
+    assert float(early.hit_evaluations) < float(full.num_evaluations)
+    assert 0.0 < float(early.time_to_target) <= float(early.wall_time)
+    # the search is the same up to the hit
+    assert int(full.first_hit_hop) == hop
+    assert float(full.hit_evaluations) == float(early.hit_evaluations)
+    never = _run("basin_hopping", 1, num_steps=300, target=E_MIN - 1.0)
+    assert int(never.first_hit_hop) == -1 and float(never.hit_evaluations) == -1.0
+
+
+def test_move_slots():
+    assert move_slots(8) == 8 and move_slots(32) == 32
+    assert move_slots(128) == 32 and move_slots(4096) == 1024
+
+
+def test_one_compilation_and_jit_vmap():
+    calls = []
+
+    def energy(x):
+        calls.append(1)
+        return tilted_double_well(x)
+
+    kw: dict[str, Any] = dict(num_steps=300, method="parallel_tempering", hop_loop="async")
+    idf.sample_equilibrium(energy, jax.random.key(0), WRONG_WELL, target=E_MIN, **kw)
+    traced = len(calls)
+    x1 = jax.random.normal(jax.random.key(9), (8, 2))
+    idf.sample_equilibrium(
+        energy, jax.random.key(1), x1, target=E_MIN + 0.1, temperature=jnp.full((8,), 0.2), **kw
+    )
+    assert len(calls) == traced
+
+    def best(theta, key):
+        res = idf.sample_equilibrium(
+            lambda x: tilted_double_well(x) + (theta - 0.3) * x[0],
+            key,
+            WRONG_WELL,
+            num_steps=1500,
+            method="basin_hopping",
+            hop_loop="async",
+        )
+        return res.best_energy
+
+    np.testing.assert_allclose(float(jax.jit(best)(0.3, jax.random.key(0))), E_MIN, atol=1e-5)
+    es = jax.vmap(best, in_axes=(None, 0))(0.3, jax.random.split(jax.random.key(1), 2))
+    np.testing.assert_allclose(np.asarray(es), E_MIN, atol=1e-5)
+
+
+def test_bad_hop_loop_raises():
+    key = jax.random.key(0)
+    with pytest.raises(ArgumentError, match="hop_loop") as err:
+        idf.sample_equilibrium(tilted_double_well, key, WRONG_WELL, num_steps=5, hop_loop="x")
+    assert err.value.argument == "hop_loop"
+    with pytest.raises(ArgumentError, match="hop_loop"):
+        idf.sample_equilibrium(
+            tilted_double_well, key, WRONG_WELL, num_steps=5, hop_loop="async", local="fire"
+        )
+    with pytest.raises(ArgumentError, match="exchange_every"):
+        idf.sample_equilibrium(tilted_double_well, key, WRONG_WELL, num_steps=5, exchange_every=0)
