@@ -40,7 +40,7 @@ from .._custom_types import PyTree
 from ..run._scan import init_chains, step_chains
 from ..samplers import _metric
 from ..samplers.mclmc import MAMS, MCLMC
-from ._common import check_batch, check_target, da_init, da_update, ess_per_dim, flat_chains
+from ._common import check_batch, check_target, ess_per_dim, flat_chains
 from .window import AdaptationResult, grads_per_step
 
 __all__ = ["MAMS_TARGET", "mams_adapt_run", "mclmc_adapt_run"]
@@ -272,6 +272,8 @@ def mams_adapt_run(
     diagonal_preconditioning: bool = True,
     dense_mass: bool = False,
     l_factor: float = 0.5,
+    tolerance: float = 0.02,
+    min_steps: int = 10,
 ) -> AdaptationResult:
     """Tune an `idf.mams` sampler's step size, L (and inverse mass); module doc.
 
@@ -283,14 +285,20 @@ def mams_adapt_run(
     target = check_target(target_acceptance, MAMS_TARGET)
     sizes = _phases(num_steps, (0.2, 0.2, 0.25, 0.2, 0.15))
     dynamic, static = eqx.partition(sampler, eqx.is_array)
-    out = _mams_jit(
-        static, dynamic, key, x0_batch, target, jnp.float32(l_factor), sizes=sizes, mode=mode
-    )
+    consts = jnp.asarray([l_factor, tolerance, min_steps], jnp.float32)
+    out = _mams_jit(static, dynamic, key, x0_batch, target, consts, sizes=sizes, mode=mode)
     return AdaptationResult(*out)
 
 
-def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mode):
+def _sigma_of_acceptance(acc):
+    """sigma with acceptance 2 Phi(-sigma / 2): dH ~ N(sigma^2 / 2, sigma^2)."""
+    a = jnp.clip(acc, 1e-4, 1.0 - 1e-4)
+    return -2.0 * jax.scipy.special.ndtri(0.5 * a)
+
+
+def _mams_warmup(static, dynamic, key, x0_batch, target, consts, *, sizes, mode):
     sampler = eqx.combine(dynamic, static)
+    l_factor, tol, min_steps = consts[0], consts[1], consts[2]
     na, nb, nc, nd, ne = sizes
     n = jax.tree.leaves(x0_batch)[0].shape[0]
     k_init, k_run = jax.random.split(key)
@@ -303,42 +311,56 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mod
     ratio = jnp.maximum(l0 / eps0, 1.1)
     inv_mass: Any = sampler.inverse_mass
     dense = mode == "dense" or _metric.is_dense(inv_mass, example)
+    sigma_target = _sigma_of_acceptance(target)
 
-    def da_phase(state, eps_start, big_l, inv_mass, start, length, *, scale_l, collect):
-        """Dual averaging of eps (L = ratio * eps when scale_l, else fixed)."""
+    def step_size_phase(state, eps_start, big_l, inv_mass, start, length, *, scale_l, collect):
+        """The pooled step-size update of the module doc, `length` steps at most (all of
+        them when `collect`, else until converged); L = ratio * eps when `scale_l`."""
         shift = jnp.mean(flat_chains(state.position).astype(jnp.float32), axis=0)
+        cap = jnp.float32(jnp.inf) if scale_l else big_l / 1.1
 
-        def body(carry, i):
-            state, da, sums, acc_sum, g = carry
-            eps = (
-                jnp.minimum(jnp.exp(da.log_eps), big_l / 1.1)
-                if not scale_l
-                else jnp.exp(da.log_eps)
-            )
-            length_now = ratio * eps if scale_l else big_l
-            s = _rebuild(sampler, eps, length_now, inv_mass)
+        def cond(carry):
+            i, _, _, _, drift, _, _, _ = carry
+            converged = (i >= min_steps) & (drift < tol)
+            return (i < length) & (collect | ~converged)
+
+        def body(carry):
+            i, state, log_eps, log_eps_avg, drift, sums, acc_avg, g = carry
+            eps = jnp.exp(log_eps)
+            s = _rebuild(sampler, eps, ratio * eps if scale_l else big_l, inv_mass)
             state, info = step_chains(s, chain_keys, state, start + i)
             g = g + jnp.sum(grads_per_step(s, info))
             acc = jnp.asarray(info.acceptance_rate, jnp.float32)
             alpha = jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
-            da = da_update(da, alpha, target)
+            # dH scales like eps^2 at a fixed trajectory length: a damped Newton step on
+            # log sigma, at most x2 up and x4 down per step.
+            delta = 0.25 * jnp.log(sigma_target / _sigma_of_acceptance(alpha))
+            delta = jnp.clip(delta, -jnp.log(4.0), jnp.log(2.0))
+            new = jnp.minimum(log_eps + delta, jnp.log(cap))
+            w = jnp.where(i == 0, 1.0, 0.3)
+            log_eps_avg = (1.0 - w) * log_eps_avg + w * new
+            drift = (1.0 - w) * drift + w * jnp.abs(new - log_eps)
+            acc_avg = (1.0 - w) * acc_avg + w * alpha
             if collect:
                 x = flat_chains(state.position).astype(jnp.float32)
                 sums = _moments_update(sums, x, 1.0, shift)
-            return (state, da, sums, acc_sum + alpha, g), None
+            return (i + 1, state, new, log_eps_avg, drift, sums, acc_avg, g)
 
         z = jnp.zeros((), jnp.float32)
-        carry = (state, da_init(jnp.log(eps_start)), _zero_sums(dim, dense), z, z)
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
-        state, da, sums, acc_sum, g = carry
-        eps = jnp.exp(da.log_eps_bar)
-        if not scale_l:
-            eps = jnp.minimum(eps, big_l / 1.1)
-        return state, eps, sums, acc_sum / length, g
+        log0 = jnp.log(jnp.minimum(eps_start, cap))
+        big = jnp.float32(1e3)
+        carry = (jnp.int32(0), state, log0, log0, big, _zero_sums(dim, dense), z, z)
+        _, state, _, log_eps_avg, _, sums, acc_avg, g = jax.lax.while_loop(cond, body, carry)
+        eps = jnp.minimum(jnp.exp(log_eps_avg), cap)
+        return state, eps, sums, acc_avg, g
 
     # A: step size at L / eps fixed; B: continue, collecting the positions' moments.
-    state, eps, _, _, ga = da_phase(state, eps0, l0, inv_mass, 0, na, scale_l=True, collect=False)
-    state, eps, sums, _, gb = da_phase(state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True)
+    state, eps, _, _, ga = step_size_phase(
+        state, eps0, l0, inv_mass, 0, na, scale_l=True, collect=False
+    )
+    state, eps, sums, _, gb = step_size_phase(
+        state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True
+    )
     big_l_old = ratio * eps
     cov = _covariance(sums)
     if mode != "none":
@@ -349,7 +371,7 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mod
     eps = jnp.minimum(eps * big_l / big_l_old, big_l / 1.1)
     # C: step size at the new L and mass.
     start = na + nb
-    state, eps, _, _, gc = da_phase(
+    state, eps, _, _, gc = step_size_phase(
         state, eps, big_l, inv_mass, start, nc, scale_l=False, collect=False
     )
     # D: L from the effective sample size of a run at the tuned step size.
@@ -367,9 +389,9 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mod
     ess_per_transition = ess_per_transition / (nd * n)
     new_l = jnp.clip(l_factor * big_l / ess_per_transition, eps * 1.1, 2.0 * big_l)
     big_l = jnp.where(jnp.any(finite), new_l, big_l)
-    # E: a last dual averaging of the step size at the final L.
+    # E: the step size at the final L.
     start += nd
-    state, eps, _, acc, ge = da_phase(
+    state, eps, _, acc, ge = step_size_phase(
         state, eps, big_l, inv_mass, start, ne, scale_l=False, collect=False
     )
     grads = jnp.float32(n) + ga + gb + gc + jnp.sum(gd) + ge
