@@ -244,9 +244,10 @@ def _adapt(sampler, key, x0, num_steps: int, method: str | None):
         g = getattr(out, "num_grad_evals", None)
         return None if g is None else jnp.asarray(g, jnp.float32) / n
 
-    if method is None:
+    if method is None:  # the window warm-up's count leaves out the initial gradient
         res = idf.adapt_run(sampler, key, x0, num_steps)
-        return res.sampler, res.positions, cost(res)
+        spent = cost(res)
+        return res.sampler, res.positions, None if spent is None else spent + 1.0
     for fn in (getattr(idf, "adapt_run", None), idf.adapt):
         if fn is None or "method" not in inspect.signature(fn).parameters:
             continue

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import ArgumentError, as_key
+from .._checks import ArgumentError, as_key, positive, positive_int
 from .._custom_types import PyTree
 from ..run._scan import init_chains, step_chains
 from ..samplers import _metric
@@ -151,6 +151,8 @@ def mclmc_adapt_run(
     diagonal_preconditioning: bool = True,
     dense_mass: bool = False,
     l_factor: float = 0.4,
+    tolerance: float = 0.02,
+    min_steps: int = 10,
 ) -> AdaptationResult:
     """Tune an `idf.mclmc` sampler's step size, L (and inverse mass); module doc.
 
@@ -164,7 +166,13 @@ def mclmc_adapt_run(
     if not precond:
         sizes = (sizes[0], sizes[1], 0, sizes[3])
     dynamic, static = eqx.partition(sampler, eqx.is_array)
-    consts = jnp.asarray([desired_energy_var, trust_in_estimate, num_effective_samples, l_factor])
+    positive("tolerance", tolerance)
+    tol = float(tolerance)
+    least = positive_int("min_steps", min_steps)
+    consts = jnp.asarray(
+        [desired_energy_var, trust_in_estimate, num_effective_samples, l_factor, tol, least],
+        jnp.float32,
+    )
     out = _mclmc_jit(static, dynamic, key, x0_batch, consts, sizes=sizes, mode=mode)
     return AdaptationResult(*out)
 
@@ -172,9 +180,12 @@ def mclmc_adapt_run(
 def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
     sampler = eqx.combine(dynamic, static)
     desired, trust, n_eff, l_factor = consts[0], consts[1], consts[2], consts[3]
-    decay = (n_eff - 1.0) / (n_eff + 1.0)
+    tol, min_steps = consts[4], consts[5]
     n1, n2, n2b, n3 = sizes
     n = jax.tree.leaves(x0_batch)[0].shape[0]
+    # The forgetting counts samples over all chains: n_eff of them, at least 3 steps.
+    memory = jnp.maximum(n_eff / n, 3.0)
+    decay = (memory - 1.0) / (memory + 1.0)
     k_init, k_run = jax.random.split(key)
     state = init_chains(sampler, x0_batch, jax.random.split(k_init, n))
     chain_keys = jax.random.split(k_run, n)
@@ -188,10 +199,15 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
     grads = jnp.float32(n)  # the initial gradients
 
     def step_size_phase(state, eps, inv_mass, big_l, start, length, collect):
+        """`length` steps at most: all of them when `collect`, else until converged."""
         shift = jnp.mean(flat_chains(state.position).astype(jnp.float32), axis=0)
 
-        def body(carry, i):
-            state, eps, t, xavg, eps_max, sums, g = carry
+        def cond(carry):
+            i, drift = carry[0], carry[6]
+            return (i < length) & (collect | (i < min_steps) | (drift >= tol))
+
+        def body(carry):
+            i, state, eps, t, xavg, eps_max, drift, sums, g = carry
             s = _rebuild(sampler, eps, big_l, inv_mass)
             state, info = step_chains(s, chain_keys, state, start + i)
             g = g + jnp.sum(grads_per_step(s, info))
@@ -205,15 +221,27 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
             new = jnp.where(t > 0, (xavg / jnp.maximum(t, 1e-30)) ** (-1.0 / 6.0), eps)
             new = jnp.where(jnp.isfinite(new) & (new > 0), new, 0.8 * eps)
             new = jnp.minimum(new, eps_max)
+            change = jnp.abs(jnp.log(new / eps))
+            drift = jnp.where(i == 0, change, 0.7 * drift + 0.3 * change)
             if collect:
                 x = flat_chains(state.position).astype(jnp.float32)
                 sums = _moments_update(sums, x, new, shift)
-            return (state, new, t, xavg, eps_max, sums, g), None
+            return (i + 1, state, new, t, xavg, eps_max, drift, sums, g)
 
         z = jnp.zeros((), jnp.float32)
-        carry = (state, eps, z, z, jnp.float32(jnp.inf), _zero_sums(dim, dense), z)
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
-        state, eps, _, _, _, sums, g = carry
+        big = jnp.float32(1e3)
+        carry = (
+            jnp.int32(0),
+            state,
+            eps,
+            z,
+            z,
+            jnp.float32(jnp.inf),
+            big,
+            _zero_sums(dim, dense),
+            z,
+        )
+        _, state, eps, _, _, _, _, sums, g = jax.lax.while_loop(cond, body, carry)
         return state, eps, sums, g
 
     state, eps, _, g1 = step_size_phase(state, eps, inv_mass, big_l, 0, n1, False)
@@ -285,7 +313,10 @@ def mams_adapt_run(
     target = check_target(target_acceptance, MAMS_TARGET)
     sizes = _phases(num_steps, (0.2, 0.2, 0.25, 0.2, 0.15))
     dynamic, static = eqx.partition(sampler, eqx.is_array)
-    consts = jnp.asarray([l_factor, tolerance, min_steps], jnp.float32)
+    positive("tolerance", tolerance)
+    tol = float(tolerance)
+    least = positive_int("min_steps", min_steps)
+    consts = jnp.asarray([l_factor, tol, least], jnp.float32)
     out = _mams_jit(static, dynamic, key, x0_batch, target, consts, sizes=sizes, mode=mode)
     return AdaptationResult(*out)
 
