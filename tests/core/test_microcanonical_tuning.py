@@ -45,6 +45,7 @@ def test_mclmc_step_size_lands_near_the_published_energy_variance():
     assert 1.5e-4 < per_dim < 2e-3, per_dim
 
 
+@pytest.mark.slow
 def test_mams_step_size_hits_the_acceptance_target_and_stops_early():
     s = idf.mams(gaussian, 0.25 * math.sqrt(D), math.sqrt(D))
     early = idf.adapt_run(s, jax.random.key(1), _x0(), 600, method="mams")
@@ -92,6 +93,7 @@ def test_default_warmup_is_proportional_and_clipped():
     assert e.value.argument == "num_steps"
 
 
+@pytest.mark.slow
 def test_sample_tuned_warmup_follows_the_run():
     x0 = _x0(16)
     short = idf.sample_tuned(gaussian, jax.random.key(1), x0, 200)
