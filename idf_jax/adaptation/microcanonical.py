@@ -4,8 +4,9 @@ MCLMC (Robnik et al. 2023; BlackJAX `mclmc_find_L_and_step_size`), with the stat
 pooled over all chains:
 1. step size from the energy error: with xi = dE^2 / (d * 5e-4) per chain and step,
    weights w = exp(-(log xi / 9)^2 / 2), eps = (sum w xi / eps^6 / sum w)^(-1/6) with an
-   exponential forgetting of 149/151 per step (Var dE ~ eps^6); a divergent step caps
-   eps at 0.8 eps;
+   exponential forgetting of (m - 1) / (m + 1) per step, m = max(150 / chains, 3) (the
+   150 effective samples counted over all chains; Var dE ~ eps^6); a divergent step caps
+   eps at 0.8 eps; the phase stops early once converged (below);
 2. the same, collecting the eps-weighted variance of the positions: L = sqrt(sum var)
    or, with diagonal preconditioning, M^-1 = var and L = sqrt(d), then more step-size
    steps at the new mass (`dense_mass=True`: the eps-weighted (D, D) covariance is
@@ -14,12 +15,20 @@ pooled over all chains:
    averaged over dimensions) of a short run at the tuned parameters.
 
 MAMS (Robnik et al., arXiv 2503.01707; BlackJAX `adjusted_mclmc_find_L_and_step_size`):
-dual averaging of the step size to the mean acceptance 0.9 (L / eps held at its initial
-ratio), then the positions' variance sets M^-1 (diagonal; `dense_mass=True`: their
+the step size tuned to the mean acceptance 0.9 over all chains (L / eps held at its initial
+ratio): the mean acceptance a gives the energy-error scale sigma(a) with a = 2 Phi(-sigma/2)
+(dH ~ N(sigma^2 / 2, sigma^2)), and log eps moves by 0.25 log(sigma(0.9) / sigma(a)) (a
+damped Newton step, dH ~ eps^2 at fixed L; at most x2 up, x4 down), the last steps
+averaged; then the positions' variance sets M^-1 (diagonal; `dense_mass=True`: their
 (D, D) covariance) and L = sqrt(d) (no preconditioning: L = sqrt(sum var / M^-1)),
-dual averaging again at that L, then L = 0.5 L / (effective samples per transition)
-(at most 2 L) from a run at the tuned step size, and a last dual averaging at the final
-L. Phases take 20 / 20 / 25 / 20 / 15 % of the warm-up.
+the step-size update again at that L, then L = 0.5 L / (effective samples per transition)
+(at most 2 L) from a run at the tuned step size, and a last step-size phase at the final
+L. Phases take at most 20 / 20 / 25 / 20
+/ 15 % of the warm-up.
+
+Early stop (both tuners): a step-size phase that collects no moments ends once the
+exponentially smoothed |change of log eps| per step falls below `tolerance` (0.02) after
+`min_steps` (10); its unused steps cost nothing, so `num_steps` is an upper bound.
 
 The sampler passed in gives the initial step size, L and the energy; everything runs
 in one compiled call (jit / vmap safe) and returns arrays.
