@@ -166,7 +166,8 @@ def mclmc_adapt_run(
     """Tune an `idf.mclmc` sampler's step size, L (and inverse mass); module doc.
 
     `dense_mass=True` tunes a dense (D, D) inverse mass (it overrides
-    `diagonal_preconditioning`).
+    `diagonal_preconditioning`). `tolerance` (> 0) and `min_steps` (>= 1) set the early
+    stop of the step-size phases; `num_steps` is the most steps the warm-up takes.
     """
     key = _check(sampler, MCLMC, "mclmc", num_steps, x0_batch, key)
     mode = _mode(diagonal_preconditioning, dense_mass)
@@ -315,7 +316,8 @@ def mams_adapt_run(
     """Tune an `idf.mams` sampler's step size, L (and inverse mass); module doc.
 
     `dense_mass=True` tunes a dense (D, D) inverse mass (it overrides
-    `diagonal_preconditioning`).
+    `diagonal_preconditioning`). `tolerance` (> 0) and `min_steps` (>= 1) set the early
+    stop of the step-size phases; `num_steps` is the most steps the warm-up takes.
     """
     key = _check(sampler, MAMS, "mams", num_steps, x0_batch, key)
     mode = _mode(diagonal_preconditioning, dense_mass)
