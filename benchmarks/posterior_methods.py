@@ -47,6 +47,7 @@ except ImportError:  # the peers are optional: idf rows still run
     blackjax = None
 
 import idf_jax as idf
+from idf_jax.run import tuned as _tuned
 
 __all__ = ["GRAD_FIELDS", "Method", "Plan", "Tuned", "available_methods", "info_grads"]
 
@@ -96,6 +97,11 @@ def info_grads(info: Any, sampler: Any = None) -> jax.Array:
         f"cannot count gradient evaluations: {type(info).__name__} has none of the fields "
         f"{', '.join(GRAD_FIELDS)} and the sampler no `grads_per_step`"
     )
+
+
+def _microcanonical_start(target) -> tuple[float, float]:
+    """(step size, L) = (0.25 sqrt(d), sqrt(d)): the published start, sample_tuned's."""
+    return 0.25 * target.dim**0.5, target.dim**0.5
 
 
 def _idf(name: str) -> Any:
@@ -230,24 +236,47 @@ def _bj_mams_step(target, params, keys, states):
 
 
 def _adapt(sampler, key, x0, num_steps: int, method: str | None):
-    """(tuned sampler, start positions) through `idf.adapt_run` / `idf.adapt`."""
-    if method is None:
+    """(tuned sampler, start positions, the warm-up's gradient evaluations per chain or
+    None) through `idf.adapt_run` / `idf.adapt`."""
+    n = x0.shape[0]
+
+    def cost(out):
+        g = getattr(out, "num_grad_evals", None)
+        return None if g is None else jnp.asarray(g, jnp.float32) / n
+
+    if method is None:  # the window warm-up's count leaves out the initial gradient
         res = idf.adapt_run(sampler, key, x0, num_steps)
-        return res.sampler, res.positions
+        spent = cost(res)
+        return res.sampler, res.positions, None if spent is None else spent + 1.0
     for fn in (getattr(idf, "adapt_run", None), idf.adapt):
         if fn is None or "method" not in inspect.signature(fn).parameters:
             continue
         out = fn(sampler, key, x0, num_steps, method=method)
         if hasattr(out, "sampler"):
-            return getattr(out, "sampler"), getattr(out, "positions", x0)
+            return getattr(out, "sampler"), getattr(out, "positions", x0), cost(out)
         tuned = out[0] if isinstance(out, tuple) else out
-        return tuned, x0  # `adapt` returns no positions: the run starts from x0
+        return tuned, x0, None  # `adapt` returns no positions: the run starts from x0
     raise ValueError(f"idf.adapt takes no `method` argument: cannot tune {method!r}")
 
 
-def _idf_tune(make: Callable[[Any], Any], adapt_method: str | None, fixed_cost: float | None):
+def _window_steps(plan: Plan) -> int:
+    return plan.tune_steps
+
+
+def _microcanonical_steps(plan: Plan) -> int:
+    """The warm-up `idf.sample_tuned` gives a run of `plan.sample_steps` draws."""
+    rule = getattr(_tuned, "default_warmup", None)
+    return plan.tune_steps if rule is None else int(rule("mams", plan.sample_steps))
+
+
+def _idf_tune(
+    make: Callable[[Any], Any],
+    adapt_method: str | None,
+    fixed_cost: float | None,
+    steps: Callable[[Plan], int] = _window_steps,
+):
     def tune(target, key, x0, plan: Plan) -> Tuned:
-        sampler, pos = _adapt(make(target.energy), key, x0, plan.tune_steps, adapt_method)
+        sampler, pos, spent = _adapt(make(target), key, x0, steps(plan), adapt_method)
         k_init, k_probe = jax.random.split(jax.random.fold_in(key, 1))
         n = x0.shape[0]
         states = jax.vmap(sampler.init)(pos, jax.random.split(k_init, n))
@@ -256,8 +285,10 @@ def _idf_tune(make: Callable[[Any], Any], adapt_method: str | None, fixed_cost: 
         else:  # one probe transition tells the cost of a step (counted as tuning)
             _, info = jax.vmap(sampler.step)(jax.random.split(k_probe, n), states)
             per_step = jnp.broadcast_to(info_grads(info, sampler), (n,))
-        grads = per_step * plan.tune_steps + 1.0 + (0.0 if fixed_cost is not None else per_step)
-        return Tuned(sampler, states, grads, per_step)
+        probe = 0.0 if fixed_cost is not None else per_step
+        if spent is None:  # no count from the tuner: its steps at the tuned cost
+            spent = per_step * steps(plan) + 1.0
+        return Tuned(sampler, states, spent + probe, per_step)
 
     return tune
 
@@ -273,8 +304,8 @@ def _idf_step(fixed_cost: float | None):
     return step
 
 
-def _idf_method(name, make, adapt_method, fixed_cost, note) -> Method:
-    tune = _idf_tune(make, adapt_method, fixed_cost)
+def _idf_method(name, make, adapt_method, fixed_cost, note, steps=_window_steps) -> Method:
+    tune = _idf_tune(make, adapt_method, fixed_cost, steps)
     return Method(name, "idf", tune, _idf_step(fixed_cost), _positions, note)
 
 
@@ -307,29 +338,31 @@ def available_methods() -> dict[str, Method]:
             "adjusted_mclmc_find_L_and_step_size, target 0.9",
         )
     out["idf_mala"] = _idf_method(
-        "idf_mala", lambda e: idf.mala(e, 0.1), None, 1.0, "idf.adapt (step size)"
+        "idf_mala", lambda t: idf.mala(t.energy, 0.1), None, 1.0, "idf.adapt (step size)"
     )
     out["idf_hmc"] = _idf_method(
-        "idf_hmc", lambda e: idf.hmc(e, 0.1, 10), None, 10.0, "idf.adapt, 10 leapfrog steps"
+        "idf_hmc", lambda t: idf.hmc(t.energy, 0.1, 10), None, 10.0, "idf.adapt, 10 leapfrog steps"
     )
     if hasattr(idf, "nuts"):
         out["idf_nuts"] = _idf_method(
-            "idf_nuts", lambda e: _idf("nuts")(e, 0.1), None, None, "idf.adapt (window)"
+            "idf_nuts", lambda t: _idf("nuts")(t.energy, 0.1), None, None, "idf.adapt (window)"
         )
     if hasattr(idf, "mclmc"):
         out["idf_mclmc"] = _idf_method(
             "idf_mclmc",
-            lambda e: _idf("mclmc")(e, 0.1, 1.0),
+            lambda t: _idf("mclmc")(t.energy, *_microcanonical_start(t)),
             "mclmc",
             None,
-            "idf.adapt(method='mclmc')",
+            "idf.adapt(method='mclmc'), sample_tuned's warm-up length",
+            _microcanonical_steps,
         )
     if hasattr(idf, "mams"):
         out["idf_mams"] = _idf_method(
             "idf_mams",
-            lambda e: _idf("mams")(e, 0.1, 1.0),
+            lambda t: _idf("mams")(t.energy, *_microcanonical_start(t)),
             "mams",
             None,
-            "idf.adapt(method='mams')",
+            "idf.adapt(method='mams'), sample_tuned's warm-up length",
+            _microcanonical_steps,
         )
     return out

@@ -4,8 +4,9 @@ MCLMC (Robnik et al. 2023; BlackJAX `mclmc_find_L_and_step_size`), with the stat
 pooled over all chains:
 1. step size from the energy error: with xi = dE^2 / (d * 5e-4) per chain and step,
    weights w = exp(-(log xi / 9)^2 / 2), eps = (sum w xi / eps^6 / sum w)^(-1/6) with an
-   exponential forgetting of 149/151 per step (Var dE ~ eps^6); a divergent step caps
-   eps at 0.8 eps;
+   exponential forgetting of (m - 1) / (m + 1) per step, m = max(150 / chains, 3) (the
+   150 effective samples counted over all chains; Var dE ~ eps^6); a divergent step caps
+   eps at 0.8 eps; the phase stops early once converged (below);
 2. the same, collecting the eps-weighted variance of the positions: L = sqrt(sum var)
    or, with diagonal preconditioning, M^-1 = var and L = sqrt(d), then more step-size
    steps at the new mass (`dense_mass=True`: the eps-weighted (D, D) covariance is
@@ -14,12 +15,20 @@ pooled over all chains:
    averaged over dimensions) of a short run at the tuned parameters.
 
 MAMS (Robnik et al., arXiv 2503.01707; BlackJAX `adjusted_mclmc_find_L_and_step_size`):
-dual averaging of the step size to the mean acceptance 0.9 (L / eps held at its initial
-ratio), then the positions' variance sets M^-1 (diagonal; `dense_mass=True`: their
+the step size tuned to the mean acceptance 0.9 over all chains (L / eps held at its initial
+ratio): the mean acceptance a gives the energy-error scale sigma(a) with a = 2 Phi(-sigma/2)
+(dH ~ N(sigma^2 / 2, sigma^2)), and log eps moves by 0.25 log(sigma(0.9) / sigma(a)) (a
+damped Newton step, dH ~ eps^2 at fixed L; at most x2 up, x4 down), the last steps
+averaged; then the positions' variance sets M^-1 (diagonal; `dense_mass=True`: their
 (D, D) covariance) and L = sqrt(d) (no preconditioning: L = sqrt(sum var / M^-1)),
-dual averaging again at that L, then L = 0.5 L / (effective samples per transition)
-(at most 2 L) from a run at the tuned step size, and a last dual averaging at the final
-L. Phases take 20 / 20 / 25 / 20 / 15 % of the warm-up.
+the step-size update again at that L, then L = 0.5 L / (effective samples per transition)
+(at most 2 L) from a run at the tuned step size, and a last step-size phase at the final
+L. Phases take at most 20 / 20 / 25 / 20
+/ 15 % of the warm-up.
+
+Early stop (both tuners): a step-size phase that collects no moments ends once the
+exponentially smoothed |change of log eps| per step falls below `tolerance` (0.02) after
+`min_steps` (10); its unused steps cost nothing, so `num_steps` is an upper bound.
 
 The sampler passed in gives the initial step size, L and the energy; everything runs
 in one compiled call (jit / vmap safe) and returns arrays.
@@ -35,12 +44,12 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import ArgumentError, as_key
+from .._checks import ArgumentError, as_key, positive, positive_int
 from .._custom_types import PyTree
 from ..run._scan import init_chains, step_chains
 from ..samplers import _metric
 from ..samplers.mclmc import MAMS, MCLMC
-from ._common import check_batch, check_target, da_init, da_update, ess_per_dim, flat_chains
+from ._common import check_batch, check_target, ess_per_dim, flat_chains
 from .window import AdaptationResult, grads_per_step
 
 __all__ = ["MAMS_TARGET", "mams_adapt_run", "mclmc_adapt_run"]
@@ -151,11 +160,14 @@ def mclmc_adapt_run(
     diagonal_preconditioning: bool = True,
     dense_mass: bool = False,
     l_factor: float = 0.4,
+    tolerance: float = 0.02,
+    min_steps: int = 10,
 ) -> AdaptationResult:
     """Tune an `idf.mclmc` sampler's step size, L (and inverse mass); module doc.
 
     `dense_mass=True` tunes a dense (D, D) inverse mass (it overrides
-    `diagonal_preconditioning`).
+    `diagonal_preconditioning`). `tolerance` (> 0) and `min_steps` (>= 1) set the early
+    stop of the step-size phases; `num_steps` is the most steps the warm-up takes.
     """
     key = _check(sampler, MCLMC, "mclmc", num_steps, x0_batch, key)
     mode = _mode(diagonal_preconditioning, dense_mass)
@@ -164,7 +176,13 @@ def mclmc_adapt_run(
     if not precond:
         sizes = (sizes[0], sizes[1], 0, sizes[3])
     dynamic, static = eqx.partition(sampler, eqx.is_array)
-    consts = jnp.asarray([desired_energy_var, trust_in_estimate, num_effective_samples, l_factor])
+    positive("tolerance", tolerance)
+    tol = float(tolerance)
+    least = positive_int("min_steps", min_steps)
+    consts = jnp.asarray(
+        [desired_energy_var, trust_in_estimate, num_effective_samples, l_factor, tol, least],
+        jnp.float32,
+    )
     out = _mclmc_jit(static, dynamic, key, x0_batch, consts, sizes=sizes, mode=mode)
     return AdaptationResult(*out)
 
@@ -172,9 +190,12 @@ def mclmc_adapt_run(
 def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
     sampler = eqx.combine(dynamic, static)
     desired, trust, n_eff, l_factor = consts[0], consts[1], consts[2], consts[3]
-    decay = (n_eff - 1.0) / (n_eff + 1.0)
+    tol, min_steps = consts[4], consts[5]
     n1, n2, n2b, n3 = sizes
     n = jax.tree.leaves(x0_batch)[0].shape[0]
+    # The forgetting counts samples over all chains: n_eff of them, at least 3 steps.
+    memory = jnp.maximum(n_eff / n, 3.0)
+    decay = (memory - 1.0) / (memory + 1.0)
     k_init, k_run = jax.random.split(key)
     state = init_chains(sampler, x0_batch, jax.random.split(k_init, n))
     chain_keys = jax.random.split(k_run, n)
@@ -188,10 +209,15 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
     grads = jnp.float32(n)  # the initial gradients
 
     def step_size_phase(state, eps, inv_mass, big_l, start, length, collect):
+        """`length` steps at most: all of them when `collect`, else until converged."""
         shift = jnp.mean(flat_chains(state.position).astype(jnp.float32), axis=0)
 
-        def body(carry, i):
-            state, eps, t, xavg, eps_max, sums, g = carry
+        def cond(carry):
+            i, drift = carry[0], carry[6]
+            return (i < length) & (collect | (i < min_steps) | (drift >= tol))
+
+        def body(carry):
+            i, state, eps, t, xavg, eps_max, drift, sums, g = carry
             s = _rebuild(sampler, eps, big_l, inv_mass)
             state, info = step_chains(s, chain_keys, state, start + i)
             g = g + jnp.sum(grads_per_step(s, info))
@@ -205,15 +231,27 @@ def _mclmc_warmup(static, dynamic, key, x0_batch, consts, *, sizes, mode):
             new = jnp.where(t > 0, (xavg / jnp.maximum(t, 1e-30)) ** (-1.0 / 6.0), eps)
             new = jnp.where(jnp.isfinite(new) & (new > 0), new, 0.8 * eps)
             new = jnp.minimum(new, eps_max)
+            change = jnp.abs(jnp.log(new / eps))
+            drift = jnp.where(i == 0, change, 0.7 * drift + 0.3 * change)
             if collect:
                 x = flat_chains(state.position).astype(jnp.float32)
                 sums = _moments_update(sums, x, new, shift)
-            return (state, new, t, xavg, eps_max, sums, g), None
+            return (i + 1, state, new, t, xavg, eps_max, drift, sums, g)
 
         z = jnp.zeros((), jnp.float32)
-        carry = (state, eps, z, z, jnp.float32(jnp.inf), _zero_sums(dim, dense), z)
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
-        state, eps, _, _, _, sums, g = carry
+        big = jnp.float32(1e3)
+        carry = (
+            jnp.int32(0),
+            state,
+            eps,
+            z,
+            z,
+            jnp.float32(jnp.inf),
+            big,
+            _zero_sums(dim, dense),
+            z,
+        )
+        _, state, eps, _, _, _, _, sums, g = jax.lax.while_loop(cond, body, carry)
         return state, eps, sums, g
 
     state, eps, _, g1 = step_size_phase(state, eps, inv_mass, big_l, 0, n1, False)
@@ -272,25 +310,37 @@ def mams_adapt_run(
     diagonal_preconditioning: bool = True,
     dense_mass: bool = False,
     l_factor: float = 0.5,
+    tolerance: float = 0.02,
+    min_steps: int = 10,
 ) -> AdaptationResult:
     """Tune an `idf.mams` sampler's step size, L (and inverse mass); module doc.
 
     `dense_mass=True` tunes a dense (D, D) inverse mass (it overrides
-    `diagonal_preconditioning`).
+    `diagonal_preconditioning`). `tolerance` (> 0) and `min_steps` (>= 1) set the early
+    stop of the step-size phases; `num_steps` is the most steps the warm-up takes.
     """
     key = _check(sampler, MAMS, "mams", num_steps, x0_batch, key)
     mode = _mode(diagonal_preconditioning, dense_mass)
     target = check_target(target_acceptance, MAMS_TARGET)
     sizes = _phases(num_steps, (0.2, 0.2, 0.25, 0.2, 0.15))
     dynamic, static = eqx.partition(sampler, eqx.is_array)
-    out = _mams_jit(
-        static, dynamic, key, x0_batch, target, jnp.float32(l_factor), sizes=sizes, mode=mode
-    )
+    positive("tolerance", tolerance)
+    tol = float(tolerance)
+    least = positive_int("min_steps", min_steps)
+    consts = jnp.asarray([l_factor, tol, least], jnp.float32)
+    out = _mams_jit(static, dynamic, key, x0_batch, target, consts, sizes=sizes, mode=mode)
     return AdaptationResult(*out)
 
 
-def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mode):
+def _sigma_of_acceptance(acc):
+    """sigma with acceptance 2 Phi(-sigma / 2): dH ~ N(sigma^2 / 2, sigma^2)."""
+    a = jnp.clip(acc, 1e-4, 1.0 - 1e-4)
+    return -2.0 * jax.scipy.special.ndtri(0.5 * a)
+
+
+def _mams_warmup(static, dynamic, key, x0_batch, target, consts, *, sizes, mode):
     sampler = eqx.combine(dynamic, static)
+    l_factor, tol, min_steps = consts[0], consts[1], consts[2]
     na, nb, nc, nd, ne = sizes
     n = jax.tree.leaves(x0_batch)[0].shape[0]
     k_init, k_run = jax.random.split(key)
@@ -303,42 +353,56 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mod
     ratio = jnp.maximum(l0 / eps0, 1.1)
     inv_mass: Any = sampler.inverse_mass
     dense = mode == "dense" or _metric.is_dense(inv_mass, example)
+    sigma_target = _sigma_of_acceptance(target)
 
-    def da_phase(state, eps_start, big_l, inv_mass, start, length, *, scale_l, collect):
-        """Dual averaging of eps (L = ratio * eps when scale_l, else fixed)."""
+    def step_size_phase(state, eps_start, big_l, inv_mass, start, length, *, scale_l, collect):
+        """The pooled step-size update of the module doc, `length` steps at most (all of
+        them when `collect`, else until converged); L = ratio * eps when `scale_l`."""
         shift = jnp.mean(flat_chains(state.position).astype(jnp.float32), axis=0)
+        cap = jnp.float32(jnp.inf) if scale_l else big_l / 1.1
 
-        def body(carry, i):
-            state, da, sums, acc_sum, g = carry
-            eps = (
-                jnp.minimum(jnp.exp(da.log_eps), big_l / 1.1)
-                if not scale_l
-                else jnp.exp(da.log_eps)
-            )
-            length_now = ratio * eps if scale_l else big_l
-            s = _rebuild(sampler, eps, length_now, inv_mass)
+        def cond(carry):
+            i, _, _, _, drift, _, _, _ = carry
+            converged = (i >= min_steps) & (drift < tol)
+            return (i < length) & (collect | ~converged)
+
+        def body(carry):
+            i, state, log_eps, log_eps_avg, drift, sums, acc_avg, g = carry
+            eps = jnp.exp(log_eps)
+            s = _rebuild(sampler, eps, ratio * eps if scale_l else big_l, inv_mass)
             state, info = step_chains(s, chain_keys, state, start + i)
             g = g + jnp.sum(grads_per_step(s, info))
             acc = jnp.asarray(info.acceptance_rate, jnp.float32)
             alpha = jnp.mean(jnp.where(jnp.isfinite(acc), acc, 0.0))
-            da = da_update(da, alpha, target)
+            # dH scales like eps^2 at a fixed trajectory length: a damped Newton step on
+            # log sigma, at most x2 up and x4 down per step.
+            delta = 0.25 * jnp.log(sigma_target / _sigma_of_acceptance(alpha))
+            delta = jnp.clip(delta, -jnp.log(4.0), jnp.log(2.0))
+            new = jnp.minimum(log_eps + delta, jnp.log(cap))
+            w = jnp.where(i == 0, 1.0, 0.3)
+            log_eps_avg = (1.0 - w) * log_eps_avg + w * new
+            drift = (1.0 - w) * drift + w * jnp.abs(new - log_eps)
+            acc_avg = (1.0 - w) * acc_avg + w * alpha
             if collect:
                 x = flat_chains(state.position).astype(jnp.float32)
                 sums = _moments_update(sums, x, 1.0, shift)
-            return (state, da, sums, acc_sum + alpha, g), None
+            return (i + 1, state, new, log_eps_avg, drift, sums, acc_avg, g)
 
         z = jnp.zeros((), jnp.float32)
-        carry = (state, da_init(jnp.log(eps_start)), _zero_sums(dim, dense), z, z)
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(length))
-        state, da, sums, acc_sum, g = carry
-        eps = jnp.exp(da.log_eps_bar)
-        if not scale_l:
-            eps = jnp.minimum(eps, big_l / 1.1)
-        return state, eps, sums, acc_sum / length, g
+        log0 = jnp.log(jnp.minimum(eps_start, cap))
+        big = jnp.float32(1e3)
+        carry = (jnp.int32(0), state, log0, log0, big, _zero_sums(dim, dense), z, z)
+        _, state, _, log_eps_avg, _, sums, acc_avg, g = jax.lax.while_loop(cond, body, carry)
+        eps = jnp.minimum(jnp.exp(log_eps_avg), cap)
+        return state, eps, sums, acc_avg, g
 
     # A: step size at L / eps fixed; B: continue, collecting the positions' moments.
-    state, eps, _, _, ga = da_phase(state, eps0, l0, inv_mass, 0, na, scale_l=True, collect=False)
-    state, eps, sums, _, gb = da_phase(state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True)
+    state, eps, _, _, ga = step_size_phase(
+        state, eps0, l0, inv_mass, 0, na, scale_l=True, collect=False
+    )
+    state, eps, sums, _, gb = step_size_phase(
+        state, eps, l0, inv_mass, na, nb, scale_l=True, collect=True
+    )
     big_l_old = ratio * eps
     cov = _covariance(sums)
     if mode != "none":
@@ -349,7 +413,7 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mod
     eps = jnp.minimum(eps * big_l / big_l_old, big_l / 1.1)
     # C: step size at the new L and mass.
     start = na + nb
-    state, eps, _, _, gc = da_phase(
+    state, eps, _, _, gc = step_size_phase(
         state, eps, big_l, inv_mass, start, nc, scale_l=False, collect=False
     )
     # D: L from the effective sample size of a run at the tuned step size.
@@ -367,9 +431,9 @@ def _mams_warmup(static, dynamic, key, x0_batch, target, l_factor, *, sizes, mod
     ess_per_transition = ess_per_transition / (nd * n)
     new_l = jnp.clip(l_factor * big_l / ess_per_transition, eps * 1.1, 2.0 * big_l)
     big_l = jnp.where(jnp.any(finite), new_l, big_l)
-    # E: a last dual averaging of the step size at the final L.
+    # E: the step size at the final L.
     start += nd
-    state, eps, _, acc, ge = da_phase(
+    state, eps, _, acc, ge = step_size_phase(
         state, eps, big_l, inv_mass, start, ne, scale_l=False, collect=False
     )
     grads = jnp.float32(n) + ga + gb + gc + jnp.sum(gd) + ge

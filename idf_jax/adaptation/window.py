@@ -130,11 +130,13 @@ def _grads_one(sampler: Sampler) -> float:
 
 
 def grads_per_step(sampler: Sampler, info) -> Array:
-    """(chains,) gradient evaluations of one vmapped step: `info.num_grad_evals` when the
-    sampler reports it, else its `num_integration_steps` (HMC) or 1 (Langevin)."""
+    """(chains,) gradient evaluations of one vmapped step: `info.num_grad_evals` or
+    `info.num_integration_steps` (NUTS) when the sampler reports it, else the sampler's
+    `num_integration_steps` (HMC) or 1 (Langevin)."""
     acc = jnp.asarray(info.acceptance_rate)
-    if hasattr(info, "num_grad_evals"):
-        return jnp.asarray(info.num_grad_evals, jnp.float32) * jnp.ones(acc.shape, jnp.float32)
+    for name in ("num_grad_evals", "num_integration_steps"):  # NUTS: its trajectory's
+        if hasattr(info, name):
+            return jnp.asarray(getattr(info, name), jnp.float32) * jnp.ones(acc.shape, jnp.float32)
     return jnp.full(acc.shape, _grads_one(sampler), jnp.float32)
 
 
