@@ -198,7 +198,10 @@ def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False,
     step size each call, against BlackJAX jitted once with the step size as an argument.
 
     Both sides are warmed up by one call first; the rows are the total of `calls` further
-    calls, timed round-robin, best of `repeats`. A row whose idf side recompiled would show seconds of
+    calls, each waited for before the next starts (as a user who reads the draws does;
+    otherwise JAX's asynchronous dispatch overlaps BlackJAX's independent calls on the CPU
+    thread pool, which idf's host-side summary does not allow), timed round-robin, best of
+    `repeats`. A row whose idf side recompiled would show seconds of
     compilation per call here.
 
     idf draws its random numbers with `idf_jax.samplers._random`: the same threefry2x32
@@ -219,7 +222,9 @@ def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False,
         def run():
             out = None
             for i in range(calls):
-                out = idf.sample(make(i), key, x0, steps, thin=thin).positions
+                out = jax.block_until_ready(
+                    idf.sample(make(i), key, x0, steps, thin=thin).positions
+                )
             return out
 
         return run
@@ -244,7 +249,7 @@ def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False,
             def run():
                 out = None
                 for i in range(calls):
-                    out = bj(key, x0, jnp.float32(eps_of(i)))
+                    out = jax.block_until_ready(bj(key, x0, jnp.float32(eps_of(i))))
                 return out
 
             return run
@@ -258,7 +263,7 @@ def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False,
             def bj_u_calls():
                 out = None
                 for i in range(calls):
-                    out = bj_u(key, x0, jnp.float32(steps_sizes[i]))
+                    out = jax.block_until_ready(bj_u(key, x0, jnp.float32(steps_sizes[i])))
                 return out
 
             runs["blackjax (jit once), new step, unrolled threefry"] = bj_u_calls
