@@ -54,6 +54,21 @@ def select(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+def select_rows(mask, on_true, on_false):
+    """Leaf-wise `where(mask, on_true, on_false)` with a per-row mask of shape (n,) (or
+    any leading shape), broadcast over each leaf's trailing axes."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b),
+        on_true,
+        on_false,
+    )
+
+
+def take(tree, idx):
+    """Rows `idx` of every leaf (`leaf[idx]`)."""
+    return jax.tree.map(lambda leaf: leaf[idx], tree)
+
+
 def _is_tree_like(s, x) -> bool:
     """True when `s` is a PyTree with the structure of `x` (not a plain scalar)."""
     if isinstance(s, (int, float)) or getattr(s, "ndim", None) == 0:

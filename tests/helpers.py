@@ -44,3 +44,17 @@ def count_traces(fn):
         return fn(*args, **kwargs)
 
     return wrapped, calls
+
+
+def tilted_double_well(x):
+    """A 2-D energy with two minima: the global one near x0 = -1.04 (E ~ -0.305), a local
+    one near x0 = +0.96 (E ~ +0.294); `double_well_minimum()` gives the exact global."""
+    return (x[0] ** 2 - 1.0) ** 2 + 0.3 * x[0] + x[1] ** 2
+
+
+def double_well_minimum():
+    """(E*, x0*) of `tilted_double_well`'s global minimum, from the cubic's roots."""
+    roots = np.roots([4.0, 0.0, -4.0, 0.3])
+    roots = roots[np.isreal(roots)].real
+    e = (roots**2 - 1) ** 2 + 0.3 * roots
+    return float(e.min()), float(roots[np.argmin(e)])

@@ -550,10 +550,6 @@ def _readout_jit(energy, cs, project, best_x, best_e, target, target_tol, *, imp
     return best_x, raw, viol, b, reached
 
 
-def _bc(mask, leaf):
-    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
-
-
 @eqx.filter_jit
 def _pipeline_jit(
     energy_fn,
@@ -616,7 +612,7 @@ def _pipeline_jit(
         else:
             rx, re = _relax.lbfgs_one_batch(penalised, proj, relax_steps)(best_x)
         better = re < best_e
-        best_x = jax.tree.map(lambda a, b: jnp.where(_bc(better, a), a, b), rx, best_x)
+        best_x = _tree.select_rows(better, rx, best_x)
         best_e = jnp.where(better, re, best_e)
     return ok, carry, trace_e, best_x, best_e, temps
 

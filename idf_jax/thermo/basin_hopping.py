@@ -148,18 +148,6 @@ def _length_scale(x_batch):
     return jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
 
 
-def _bc(mask, leaf):
-    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
-
-
-def _where(mask, a, b):
-    return jax.tree.map(lambda u, v: jnp.where(_bc(mask, u), u, v), a, b)
-
-
-def _take(tree, idx):
-    return jax.tree.map(lambda l: l[idx], tree)
-
-
 def _local_minimiser(penalised, proj, local):
     """`one(x0, dt0, dt_max, max_step, max_iter, gtol) -> (x, E, evaluations)`."""
     if local == "lbfgs":
@@ -257,7 +245,7 @@ def _exchange(c: SearchCarry, temps, active, key, parity, rungs):
     down = jnp.maximum(idx - 1, 0)
     swap_hi = (rung >= 1) & swap_lo[down]
     src = jnp.where(swap_lo, up, jnp.where(swap_hi, down, idx))
-    return c._replace(x=_take(c.x, src), e=c.e[src])
+    return c._replace(x=_tree.take(c.x, src), e=c.e[src])
 
 
 def _resample(c: SearchCarry, t_now, key):
@@ -272,7 +260,7 @@ def _resample(c: SearchCarry, t_now, key):
     u = (jax.random.uniform(key, (), c.e.dtype) + jnp.arange(n, dtype=c.e.dtype)) / n
     idx = jnp.clip(jnp.searchsorted(cum, u), 0, n - 1)
     idx = jnp.where(tot > 0, idx, jnp.arange(n))
-    return c._replace(x=_take(c.x, idx), e=c.e[idx], t_last=t_now)
+    return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], t_last=t_now)
 
 
 @eqx.filter_jit
@@ -344,7 +332,7 @@ def _chunk_jit(
         k_chains, k_swap = jax.random.split(k_hop)
         keys = jax.random.split(k_chains, n)
         xr, er, it, acc = jax.vmap(hop_one)(keys, c.x, c.e, c.log_scale, active, temps)
-        x = _where(acc, xr, c.x)
+        x = _tree.select_rows(acc, xr, c.x)
         e = jnp.where(acc, er, c.e)
         # a hop back into the same minimum moved nothing: the scale grows
         same = jnp.abs(er - c.e) <= 1e-6 * (1.0 + jnp.abs(c.e))
@@ -352,7 +340,7 @@ def _chunk_jit(
         lo = jnp.log(params.scale0) - 6.0
         log_scale = jnp.clip(c.log_scale + jnp.where(active, step, 0.0), lo, lo + 9.0)
         better = e < c.best_e
-        best_x = _where(better, x, c.best_x)
+        best_x = _tree.select_rows(better, x, c.best_x)
         best_e = jnp.where(better, e, c.best_e)
         n_min = c.n_min + active.astype(jnp.int32)
         n_eval = c.n_eval + jnp.where(active, it, 0).astype(jnp.int32)
@@ -404,7 +392,7 @@ def polish_jit(energy_fn, cs, project, x, dt0, dt_max, max_step, gtol, *, method
         fire = jax.vmap(_relax.fire_until_one(penalised, proj), (0, None, None, None, None, None))
         rx, re, _ = fire(x, dt0.astype(fdt), dt_max.astype(fdt), max_step.astype(fdt), steps, gtol)
     better = re < e
-    return _where(better, rx, x), jnp.where(better, re, e)
+    return _tree.select_rows(better, rx, x), jnp.where(better, re, e)
 
 
 def run_search(

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from .. import _tree
 from ..samplers._base import energy_and_grad
 from .local_min import lbfgs_restart, lbfgs_start, lbfgs_trial, lbfgs_update
 from .moves import apply_move
@@ -76,18 +77,6 @@ def init_walk(x_batch: PyTree, gtol) -> dict:
         "phase": jnp.full((n,), PENDING, jnp.int32),
         "resampled": jnp.int32(0),
     }
-
-
-def _bc(mask, leaf):
-    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
-
-
-def _where(mask, a, b):
-    return jax.tree.map(lambda u, v: jnp.where(_bc(mask, u), u, v), a, b)
-
-
-def _take(tree, idx):
-    return jax.tree.map(lambda l: l[idx], tree)
 
 
 def async_loop(
@@ -149,7 +138,7 @@ def async_loop(
         temps = temperatures(c)
         u = jax.vmap(uniform)(jnp.arange(n), h_now)
         acc = ended & (jnp.log(u) < -(er - c.e) / temps)
-        x = _where(acc, jax.vmap(unravel)(lb["z"]), c.x)
+        x = _tree.select_rows(acc, jax.vmap(unravel)(lb["z"]), c.x)
         e = jnp.where(acc, er, c.e)
         same = jnp.abs(er - c.e) <= 1e-6 * (1.0 + jnp.abs(c.e))
         step = params.adapt_rate * jnp.where(same, 1.0, acc.astype(fdt) - params.target_acc)
@@ -164,7 +153,7 @@ def async_loop(
         return c._replace(
             x=x,
             e=e,
-            best_x=_where(better, x, c.best_x),
+            best_x=_tree.select_rows(better, x, c.best_x),
             best_e=best_e,
             log_scale=log_scale,
             accepted=c.accepted + acc.astype(fdt),
@@ -186,7 +175,7 @@ def async_loop(
         j = jnp.nonzero(want[order], size=k_moves, fill_value=n)[0]
         idx = jnp.where(j < n, order[jnp.minimum(j, n - 1)], n)
         safe = jnp.minimum(idx, n - 1)
-        starts = jax.vmap(perturb)(safe, c.hops[safe] + 1, _take(c.x, safe), c.log_scale[safe])
+        starts = jax.vmap(perturb)(safe, c.hops[safe] + 1, _tree.take(c.x, safe), c.log_scale[safe])
         lb = dict(lb, z=lb["z"].at[idx].set(starts, mode="drop"))
         return c._replace(walk=dict(w, lb=lb, phase=phase.at[idx].set(FRESH, mode="drop")))
 
@@ -210,7 +199,7 @@ def async_loop(
         stepped = jax.vmap(lbfgs_update, in_axes=(0, 0, 0, 0, 0, None, None))(
             lb, zt, alpha, et, gt, params.gtol, _MEMORY
         )
-        lb = _where(fresh, started, _where(relaxing, stepped, lb))
+        lb = _tree.select_rows(fresh, started, _tree.select_rows(relaxing, stepped, lb))
         ended = evaluating & (lb["done"] | (lb["it"] >= cap))
         phase = jnp.where(ended, ENDED, jnp.where(fresh, RELAXING, phase))
         it = c.hop + 1
@@ -257,8 +246,8 @@ def _exchange(c, temps, key, parity, rungs, params):
     swap_hi = (rung >= 1) & swap_lo[down]
     src = jnp.where(swap_lo, up, jnp.where(swap_hi, down, idx))
     w = c.walk
-    walk = dict(w, lb=_take(w["lb"], src), phase=w["phase"][src])
-    return c._replace(x=_take(c.x, src), e=c.e[src], walk=walk)
+    walk = dict(w, lb=_tree.take(w["lb"], src), phase=w["phase"][src])
+    return c._replace(x=_tree.take(c.x, src), e=c.e[src], walk=walk)
 
 
 def _resample(c, t_now, key):
@@ -277,7 +266,7 @@ def _resample(c, t_now, key):
     w = c.walk
     moved = idx != jnp.arange(n)
     walk = dict(w, phase=jnp.where(moved, PENDING, w["phase"]), resampled=w["resampled"] + 1)
-    return c._replace(x=_take(c.x, idx), e=c.e[idx], t_last=t_now, walk=walk)
+    return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], t_last=t_now, walk=walk)
 
 
 @eqx.filter_jit

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import double_well_minimum, tilted_double_well
 
 import idf_jax as idf
 from idf_jax._checks import ArgumentError
@@ -16,19 +17,7 @@ from idf_jax.thermo.hop_async import move_slots
 SEARCH = ("basin_hopping", "parallel_tempering", "population")
 
 
-def tilted_double_well(x):
-    # global minimum near x0 = -1.04 (E ~ -0.305), local near +0.96 (E ~ +0.294)
-    return (x[0] ** 2 - 1.0) ** 2 + 0.3 * x[0] + x[1] ** 2
-
-
-def _global_min():
-    roots = np.roots([4.0, 0.0, -4.0, 0.3])
-    roots = roots[np.isreal(roots)].real
-    e = (roots**2 - 1) ** 2 + 0.3 * roots
-    return float(e.min()), float(roots[np.argmin(e)])
-
-
-E_MIN, X_MIN = _global_min()
+E_MIN, X_MIN = double_well_minimum()
 WRONG_WELL = jnp.tile(jnp.array([[0.96, 0.3]]), (8, 1))  # every chain in the local well
 
 
