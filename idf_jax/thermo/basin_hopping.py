@@ -52,7 +52,7 @@ from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoi
 from ..samplers._base import energy_and_grad
 from . import constraints as _constraints
 from . import relax as _relax
-from .hop_async import PENDING, async_loop, init_walk_jit
+from .hop_async import PENDING, async_loop, init_walk_jit, resample_indices
 from .local_min import lbfgs_until_one
 from .moves import Move, apply_move
 
@@ -250,16 +250,7 @@ def _exchange(c: SearchCarry, temps, active, key, parity, rungs):
 
 def _resample(c: SearchCarry, t_now, key):
     """Systematic resampling of the population with weights exp(-(1/t_now - 1/t_last) E)."""
-    n = c.e.shape[0]
-    logw = -(1.0 / t_now - 1.0 / c.t_last) * c.e
-    logw = jnp.where(jnp.isfinite(logw), logw, -jnp.inf)
-    w = jnp.exp(logw - jnp.max(logw))
-    w = jnp.where(jnp.isfinite(w), w, 0.0)
-    tot = jnp.sum(w)
-    cum = jnp.cumsum(w) / jnp.where(tot > 0, tot, 1.0)
-    u = (jax.random.uniform(key, (), c.e.dtype) + jnp.arange(n, dtype=c.e.dtype)) / n
-    idx = jnp.clip(jnp.searchsorted(cum, u), 0, n - 1)
-    idx = jnp.where(tot > 0, idx, jnp.arange(n))
+    idx = resample_indices(c.e, c.t_last, t_now, key)
     return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], t_last=t_now)
 
 

@@ -250,19 +250,27 @@ def _exchange(c, temps, key, parity, rungs, params):
     return c._replace(x=_tree.take(c.x, src), e=c.e[src], walk=walk)
 
 
-def _resample(c, t_now, key):
-    """Systematic resampling of the minima with weights exp(-(1/t_now - 1/t_last) E); a
-    chain that receives another's minimum starts a new hop from it."""
-    n = c.e.shape[0]
-    logw = -(1.0 / t_now - 1.0 / c.t_last) * c.e
+def resample_indices(e, t_last, t_now, key):
+    """Systematic resampling of a population of energies `e` (n,) from temperature `t_last`
+    to `t_now`: weights exp(-(1/t_now - 1/t_last) E), non-finite weights 0; the identity
+    when every weight is 0. Returns the (n,) source index of each slot."""
+    n = e.shape[0]
+    logw = -(1.0 / t_now - 1.0 / t_last) * e
     logw = jnp.where(jnp.isfinite(logw), logw, -jnp.inf)
     wts = jnp.exp(logw - jnp.max(logw))
     wts = jnp.where(jnp.isfinite(wts), wts, 0.0)
     tot = jnp.sum(wts)
     cum = jnp.cumsum(wts) / jnp.where(tot > 0, tot, 1.0)
-    u = (jax.random.uniform(key, (), c.e.dtype) + jnp.arange(n, dtype=c.e.dtype)) / n
+    u = (jax.random.uniform(key, (), e.dtype) + jnp.arange(n, dtype=e.dtype)) / n
     idx = jnp.clip(jnp.searchsorted(cum, u), 0, n - 1)
-    idx = jnp.where(tot > 0, idx, jnp.arange(n))
+    return jnp.where(tot > 0, idx, jnp.arange(n))
+
+
+def _resample(c, t_now, key):
+    """Systematic resampling of the minima (`resample_indices`); a chain that receives
+    another's minimum starts a new hop from it."""
+    n = c.e.shape[0]
+    idx = resample_indices(c.e, c.t_last, t_now, key)
     w = c.walk
     moved = idx != jnp.arange(n)
     walk = dict(w, phase=jnp.where(moved, PENDING, w["phase"]), resampled=w["resampled"] + 1)
