@@ -52,7 +52,7 @@ from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoi
 from ..samplers._base import energy_and_grad
 from . import constraints as _constraints
 from . import relax as _relax
-from .hop_async import PENDING, async_loop, init_walk_jit, resample_indices
+from .hop_async import PENDING, async_loop, exchange_indices, init_walk_jit, resample_indices
 from .local_min import lbfgs_until_one
 from .moves import Move, apply_move
 
@@ -232,19 +232,8 @@ def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind,
 
 
 def _exchange(c: SearchCarry, temps, active, key, parity, rungs):
-    """Replica exchange between neighbouring rungs (chain c has rung c % rungs)."""
-    n = c.e.shape[0]
-    idx = jnp.arange(n)
-    rung = idx % rungs
-    lower = (rung % 2 == parity) & (rung + 1 < rungs)  # pairs (c, c + 1)
-    up = jnp.minimum(idx + 1, n - 1)
-    log_r = (1.0 / temps - 1.0 / temps[up]) * (c.e - c.e[up])
-    log_r = jnp.where(jnp.isnan(log_r), -jnp.inf, log_r)
-    u = jax.random.uniform(key, (n,), c.e.dtype)
-    swap_lo = lower & active & active[up] & (jnp.log(u) < log_r)
-    down = jnp.maximum(idx - 1, 0)
-    swap_hi = (rung >= 1) & swap_lo[down]
-    src = jnp.where(swap_lo, up, jnp.where(swap_hi, down, idx))
+    """Replica exchange between neighbouring rungs (`exchange_indices`)."""
+    src = exchange_indices(c.e, temps, active, key, parity, rungs)
     return c._replace(x=_tree.take(c.x, src), e=c.e[src])
 
 

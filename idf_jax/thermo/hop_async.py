@@ -228,23 +228,30 @@ def async_loop(
     return jax.lax.while_loop(cond, body, carry)
 
 
-def _exchange(c, temps, key, parity, rungs, params):
-    """Neighbouring rungs (chain c has rung c % rungs) exchange their minima, each with
-    its in-flight relaxation; what belongs to the slot (scale, counts, budget) stays.
-    Only chains with budget left exchange (a spent chain takes on no new relaxation)."""
-    n = c.e.shape[0]
+def exchange_indices(e, temps, active, key, parity, rungs):
+    """Replica exchange between neighbouring rungs (chain c has rung c % rungs; pairs
+    (c, c + 1) whose lower rung has the given `parity`), Metropolis on
+    (1/T_c - 1/T_{c+1}) (E_c - E_{c+1}); only pairs of `active` chains swap. Returns the
+    (n,) source index of each slot."""
+    n = e.shape[0]
     idx = jnp.arange(n)
     rung = idx % rungs
-    lower = (rung % 2 == parity) & (rung + 1 < rungs)  # pairs (c, c + 1)
+    lower = (rung % 2 == parity) & (rung + 1 < rungs)
     up = jnp.minimum(idx + 1, n - 1)
-    log_r = (1.0 / temps - 1.0 / temps[up]) * (c.e - c.e[up])
+    log_r = (1.0 / temps - 1.0 / temps[up]) * (e - e[up])
     log_r = jnp.where(jnp.isnan(log_r), -jnp.inf, log_r)
-    u = jax.random.uniform(key, (n,), c.e.dtype)
-    active = c.n_eval < params.budget
+    u = jax.random.uniform(key, (n,), e.dtype)
     swap_lo = lower & active & active[up] & (jnp.log(u) < log_r)
     down = jnp.maximum(idx - 1, 0)
     swap_hi = (rung >= 1) & swap_lo[down]
-    src = jnp.where(swap_lo, up, jnp.where(swap_hi, down, idx))
+    return jnp.where(swap_lo, up, jnp.where(swap_hi, down, idx))
+
+
+def _exchange(c, temps, key, parity, rungs, params):
+    """Neighbouring rungs exchange their minima (`exchange_indices`), each with its
+    in-flight relaxation; what belongs to the slot (scale, counts, budget) stays. Only
+    chains with budget left exchange (a spent chain takes on no new relaxation)."""
+    src = exchange_indices(c.e, temps, c.n_eval < params.budget, key, parity, rungs)
     w = c.walk
     walk = dict(w, lb=_tree.take(w["lb"], src), phase=w["phase"][src])
     return c._replace(x=_tree.take(c.x, src), e=c.e[src], walk=walk)
