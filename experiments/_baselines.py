@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from idf_jax.nvp import physics
 from idf_jax.nvp import simulator as sim
 
 K_GRID = np.arange(0, 17)
@@ -181,3 +182,347 @@ def run_mpc_oracle(params, key, temp_max, uptime, *, burn: int, steps: int, hori
         violations=(bt | bu).sum(),
         max_temp=hot.max(),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# lever-oracle: the state oracle's information, every lever optimised with the simulator.
+
+LEVER_ORACLE_DOC = """lever-oracle: a bound that separates levers from foresight. Information:
+the simulator's hidden workload state after the last interval (AR term, burst level, the
+daily profile, the weather), so its forecast of interval t + j is the conditional mean
+E[d_{t+j} | state_{t-1}] (`expected_demand`), never the next random draw; the uptime headroom
+h and a temperature margin m are tuned on the rule's training weeks (`tune_lever_oracle`).
+Levers, all optimised every interval with the simulator's own physics (`physics.row_interval`)
+as the model over an H-interval horizon: the supply setpoint of this interval (0.25 K grid,
+16-28 °C) and of the rest of the horizon (1 K grid), the power cap (none, or 0.95 of the IT
+power at the high-demand scenario), the servers (ceil((E[d] + h) N) for the row plus 0 or 2
+spare servers) and how they and the load are spread over the racks (uniform, towards the
+cooler racks, towards the row ends or towards its centre; shares follow the servers, so
+every rack keeps the same headroom). A candidate is feasible when, at the mean forecast and
+at the high scenario (E[d_t] + h in this interval, the mean after), no interval of the
+horizon leaves more than 1 - uptime unserved or a rack above temp_max - m; the feasible
+candidate of least energy at the mean forecast is applied (this interval only), the next
+interval re-plans. With `forecast` the true demand path (h = m = 0) the same search is the
+foresight bound `lever-foresight`."""
+
+LEVER_SP0 = np.arange(16.0, 28.0 + 1e-9, 0.25)
+LEVER_SP_REST = np.arange(16.0, 28.0 + 1e-9, 1.0)
+LEVER_PATTERNS = ("uniform", "cool", "ends", "centre")
+LEVER_EXTRA = (0.0, 2.0)
+LEVER_CAPS = (np.inf, 0.95)
+
+
+def workload_path(params, keys):
+    """(ar, burst, demand), each (T,), of the intervals driven by `keys` (T,), drawn exactly
+    as `simulator.step` draws them from the default initial state (the workload is
+    exogenous: no action changes it)."""
+
+    def body(c, xs):
+        ar, b = c
+        kk, t = xs
+        k_ar, k_b, k_s = jax.random.split(kk, 3)
+        ar = params.ar_coef * ar + params.ar_sigma * jax.random.normal(k_ar)
+        jump = (
+            jax.random.bernoulli(k_b, params.burst_prob)
+            * params.burst_size
+            * (0.5 + jax.random.uniform(k_s))
+        )
+        b = 0.7 * b + jump
+        d = jnp.clip(sim.demand_profile(params, t) + ar + b, 0.02, 1.0)
+        return (ar, b), (ar, b, d)
+
+    s0 = sim.init_state(params)
+    steps = jnp.arange(keys.shape[0], dtype=jnp.int32)
+    _, (ar, b, d) = jax.lax.scan(body, (s0.ar, s0.burst), (keys, steps))
+    return ar, b, d
+
+
+def expected_demand(params, ar_prev, burst_prev, step, horizon: int):
+    """(H,) E[d_{t+j} | state_{t-1}], j = 0..H-1, for t = `step`, with the AR term
+    `ar_prev` and burst level `burst_prev` after interval t-1:
+    ``profile(t+j) + phi^{j+1} a + 0.7^{j+1} b + p s (1 - 0.7^{j+1}) / 0.3`` (the jump's mean
+    size is s), clipped to [0.02, 1] as the simulator clips the demand."""
+    j = jnp.arange(horizon, dtype=jnp.float32)
+    mean_jump = params.burst_prob * params.burst_size
+    m = (
+        sim.demand_profile(params, step + jnp.arange(horizon, dtype=jnp.int32))
+        + params.ar_coef ** (j + 1) * ar_prev
+        + 0.7 ** (j + 1) * burst_prev
+        + mean_jump * (1 - 0.7 ** (j + 1)) / 0.3
+    )
+    return jnp.clip(m, 0.02, 1.0)
+
+
+def state_forecasts(params, keys, horizon: int):
+    """(T, H) the lever-oracle's forecasts (`expected_demand`) made before each interval
+    driven by `keys`, from the hidden state after the interval before, and the true demand
+    (T,)."""
+    ar, b, d = workload_path(params, keys)
+    ar_prev = jnp.concatenate([jnp.zeros((1,), ar.dtype), ar[:-1]])
+    b_prev = jnp.concatenate([jnp.zeros((1,), b.dtype), b[:-1]])
+    steps = jnp.arange(keys.shape[0], dtype=jnp.int32)
+    f = jax.vmap(lambda a, bb, t: expected_demand(params, a, bb, t, horizon))(
+        ar_prev, b_prev, steps
+    )
+    return f, d
+
+
+def foresight_forecasts(demand, horizon: int):
+    """(T, H) the true demand of intervals t..t+H-1 (the last value repeated past the end)."""
+    t = demand.shape[0]
+    idx = jnp.minimum(jnp.arange(t)[:, None] + jnp.arange(horizon)[None, :], t - 1)
+    return demand[idx]
+
+
+def spread_servers(total, w, n):
+    """(R,) servers per rack: `total` servers spread in proportion to the weights `w` (R,)
+    by largest remainders, each rack at most `n` (what a full rack cannot take is lost:
+    the plan's uptime check then sees the shortfall)."""
+    r = w.shape[0]
+    q = total * w / jnp.sum(w)
+    base = jnp.floor(q)
+    rest = total - jnp.sum(base)
+    order = jnp.argsort(-(q - base))  # largest remainder first
+    rank = jnp.zeros((r,), jnp.int32).at[order].set(jnp.arange(r, dtype=jnp.int32))
+    return jnp.clip(base + (rank < rest), 0.0, float(n))
+
+
+def _pattern_weights(temps, r):
+    """(P, R) rack weights of `LEVER_PATTERNS` for the rack temperatures `temps` (R,)."""
+    pos = jnp.abs(jnp.arange(r) - (r - 1) / 2.0) / max((r - 1) / 2.0, 1.0)  # 0 centre, 1 ends
+    uniform = jnp.ones((r,))
+    cool = jnp.exp(-(temps - jnp.mean(temps)))  # 1/K: toward the cooler racks
+    ends = 0.8 + 0.4 * pos
+    centre = 1.2 - 0.4 * pos
+    return jnp.stack([uniform, cool, ends, centre])
+
+
+def _lever_candidates():
+    """Stage-1 candidate arrays (sp0, sp_rest, pattern), the full factorial of the setpoint
+    grids and the spreading patterns (no spares, no cap); stage 2 tries the spares and the
+    cap on the stage-1 winner (`lever_action`)."""
+    g = np.meshgrid(LEVER_SP0, LEVER_SP_REST, np.arange(len(LEVER_PATTERNS)), indexing="ij")
+    return tuple(jnp.asarray(x.ravel(), jnp.float32) for x in g)
+
+
+def lever_action(params, temps, fc, t_out, h, margin, temp_max, uptime, cands):
+    """The lever-oracle's action for one interval (`LEVER_ORACLE_DOC`): rack temperatures
+    `temps` (R,) °C, demand forecasts `fc` (H,), outside air `t_out` (H,) °C, headroom `h`
+    (share of all servers), temperature margin `margin` K. Returns (Action, feasible)."""
+    r, n = params.num_racks, params.servers_per_rack
+    big_n = float(r * n)
+    pats = _pattern_weights(temps, r)
+    horizon = fc.shape[0]
+
+    def servers(f, pat, extra):
+        total = jnp.clip(jnp.ceil((f + h) * big_n - 1e-6) + extra, 1.0, big_n)
+        on = spread_servers(total, pats[pat], n)
+        return on, on / jnp.maximum(jnp.sum(on), 1e-9)
+
+    def it_power(d, on, w):
+        _, u = physics.utilisation(d, big_n, on, w)
+        return jnp.sum(on * physics.server_power(u, params.p_idle_kw, params.p_peak_kw))
+
+    def one(sp0, sp_rest, pat, extra, capf):
+        pat = pat.astype(jnp.int32)
+
+        def step_j(carry, j):
+            t_mean, t_high, e, bad = carry
+            f = fc[j]
+            on, w = servers(f, pat, extra)
+            sp = jnp.where(j == 0, sp0, sp_rest)
+            d_high = jnp.where(j == 0, jnp.minimum(f + h, 1.0), f)
+            cap = jnp.where(jnp.isfinite(capf), capf * it_power(d_high, on, w), jnp.inf)
+            lo = physics.row_interval(params, t_mean, f, t_out[j], sp, cap, on, w)
+            hi = physics.row_interval(params, t_high, d_high, t_out[j], sp, cap, on, w)
+            e = e + (lo.power_it + lo.cooling_power) * params.dt / 3600.0
+            over = jnp.maximum(jnp.max(hi.new_temps), jnp.max(lo.new_temps)) - (temp_max - margin)
+            short = jnp.maximum(hi.unserved, lo.unserved) - (1.0 - uptime)
+            bad = bad + jnp.maximum(over, 0.0) + 100.0 * jnp.maximum(short, 0.0)
+            return (lo.new_temps, hi.new_temps, e, bad), None
+
+        (_, _, e, bad), _ = jax.lax.scan(
+            step_j, (temps, temps, jnp.float32(0.0), jnp.float32(0.0)), jnp.arange(horizon)
+        )
+        return e, bad
+
+    def best(sp0, sp_rest, pat, extra, capf):
+        e, bad = jax.vmap(one)(sp0, sp_rest, pat, extra, capf)
+        # the cheapest feasible plan; where none is, the least infeasible one
+        cost = jnp.where(bad <= 0.0, e, 1e9 + 1e4 * bad)
+        return jnp.argmin(cost), cost
+
+    # stage 1: setpoints x spreading patterns; stage 2: spares x cap on the winner
+    sp0, sp_rest, pat = cands
+    zeros = jnp.zeros_like(sp0)
+    k1, _ = best(sp0, sp_rest, pat, zeros, jnp.full_like(sp0, jnp.inf))
+    ex, cf = (jnp.asarray(x.ravel(), jnp.float32) for x in np.meshgrid(LEVER_EXTRA, LEVER_CAPS))
+    m = ex.shape[0]
+    sp0, sp_rest, pat = (jnp.full((m,), x[k1]) for x in (sp0, sp_rest, pat))
+    extra, capf = ex, cf
+    k, cost = best(sp0, sp_rest, pat, extra, capf)
+    feasible = cost < 1e9
+    p = pat[k].astype(jnp.int32)
+    on, w = servers(fc[0], p, extra[k])
+    d_high = jnp.minimum(fc[0] + h, 1.0)
+    cap = jnp.where(jnp.isfinite(capf[k]), capf[k] * it_power(d_high, on, w), jnp.inf)
+    act = sim.Action(
+        setpoint=sp0[k].astype(jnp.float32),
+        power_cap=jnp.asarray(cap, jnp.float32),
+        servers_on=on.astype(jnp.float32),
+        weights=w.astype(jnp.float32),
+    )
+    return act, feasible[k]
+
+
+@functools.partial(jax.jit, static_argnames=("burn", "steps", "horizon"))
+def run_lever_oracle(
+    params, key, forecasts, h, margin, temp_max, uptime, *, burn: int, steps: int, horizon: int
+):
+    """One window (after `burn` steps at the default point) under the lever-oracle with the
+    demand `forecasts` (burn + steps, horizon) (`state_forecasts` or `foresight_forecasts`
+    of the same keys): totals, the mean setpoint, servers on and the levers' use."""
+    keys = jax.random.split(key, burn + steps)  # the plant's keys, as in run_rule
+    state = sim.init_state(params)
+    act0 = sim.default_action(params)
+    cands = _lever_candidates()
+
+    def warm(s, kk):
+        s, _ = sim.step(params, s, act0, kk)
+        return s, None
+
+    state, _ = jax.lax.scan(warm, state, keys[:burn])
+
+    def body(s, t):
+        t_out = sim.outside_temp(params, s.step + jnp.arange(horizon, dtype=jnp.int32))
+        a, ok = lever_action(
+            params, s.temps, forecasts[t], t_out, h, margin, temp_max, uptime, cands
+        )
+        s, obs = sim.step(params, s, a, keys[t])
+        bt, bu = _violation(obs, temp_max, uptime)
+        e = (obs["power"] + obs["cooling_power"]) * params.dt / 3600.0
+        uneven = jnp.max(a.weights) - jnp.min(a.weights) > 1e-3
+        return s, (e, bt, bu, jnp.max(obs["temps"]), a.setpoint, jnp.sum(a.servers_on),
+                   jnp.isfinite(a.power_cap), uneven, ok)  # fmt: skip
+
+    _, (e, bt, bu, hot, sp, on, capped, uneven, ok) = jax.lax.scan(
+        body, state, jnp.arange(burn, burn + steps)
+    )
+    return dict(
+        energy_kwh=e.sum(),
+        viol_temp=bt.sum(),
+        viol_uptime=bu.sum(),
+        violations=(bt | bu).sum(),
+        max_temp=hot.max(),
+        mean_setpoint=sp.mean(),
+        mean_servers_on=on.mean(),
+        capped=capped.sum(),
+        uneven_shares=uneven.sum(),
+        infeasible=(~ok).sum(),
+    )
+
+
+def uptime_headroom(forecasts0, demand, n_total, uptime, grid):
+    """The smallest headroom h on `grid` (ascending) under which ceil((f_t + h) N) servers
+    (at most N) serve every interval's demand d_t within 1 - uptime: `forecasts0` and
+    `demand` are lists of (T,) arrays (the training weeks' one-step forecasts and demand).
+    Exact for every lever-oracle plan (the shares follow the servers: one utilisation)."""
+    for h in grid:
+        ok = True
+        for f, d in zip(forecasts0, demand, strict=True):
+            total = np.clip(np.ceil((f + h) * n_total - 1e-6), 1.0, n_total)
+            unserved = np.clip(1.0 - total / np.maximum(d * n_total, 1e-9), 0.0, 1.0)
+            ok &= bool(np.all(unserved <= 1.0 - uptime))
+        if ok:
+            return float(h)
+    return float(grid[-1])
+
+
+LEVER_MARGINS = (0.0, 0.25, 0.5, 1.0, 1.5)
+
+
+def tune_lever_oracle(station, test_start_day, test_days, seed, temp_max, uptime, *,
+                      burn=192, horizon=8, grid_step=0.0025):  # fmt: skip
+    """(h, margin, train days) of the lever-oracle: h the smallest uptime headroom that
+    serves every training interval (`uptime_headroom`), then the margin of `LEVER_MARGINS`
+    with the least training energy among those with zero violations (fewest violations
+    where none has zero) on the rule's training weeks (`tune_rule`'s days and seeds)."""
+    steps = 7 * 96
+    candidates = np.arange(3, 365, 45)
+    lo, hi = test_start_day - 14, test_start_day + test_days + 14
+    train_days = [int(d) for d in candidates if d + 7 < lo or d > hi][:6]
+    weeks = []
+    for i, day in enumerate(train_days):
+        params = sim.make_params(station=station, start_hour=24.0 * day)
+        key = jax.random.key(10_000 + 97 * seed + i)
+        f, d = state_forecasts(params, jax.random.split(key, burn + steps), horizon)
+        weeks.append((params, key, f, d))
+    n_total = float(weeks[0][0].num_racks * weeks[0][0].servers_per_rack)
+    h = uptime_headroom(
+        [np.asarray(w[2][burn:, 0]) for w in weeks],
+        [np.asarray(w[3][burn:]) for w in weeks],
+        n_total,
+        uptime,
+        np.arange(0.0, 0.5, grid_step),
+    )
+    energy = np.zeros(len(LEVER_MARGINS))
+    nviol = np.zeros(len(LEVER_MARGINS))
+    for params, key, f, _ in weeks:
+        for j, m in enumerate(LEVER_MARGINS):
+            out = run_lever_oracle(
+                params, key, f, h, m, temp_max, uptime, burn=burn, steps=steps, horizon=horizon
+            )
+            energy[j] += float(out["energy_kwh"])
+            nviol[j] += int(out["violations"])
+    j = int(np.lexsort((energy, nviol))[0])
+    return h, float(LEVER_MARGINS[j]), train_days
+
+
+LEVER_BOUND_DOC = """lever-bound: an upper bound on the saving of ANY controller with the lever-oracle's
+information and uptime headroom, whatever it does with the setpoint, the shares, the caps and
+the timing of the servers. Every rack keeps the headroom for its share of a jump,
+on_r >= (f_t + h) N w_r (f_t the hidden state's conditional mean), so the row has at least
+ceil((f_t + h) N) servers on (idle power 0.1 kW each) and every rack's utilisation is
+u_r <= u_max = min(1, d_t / (f_t + h)); with the served work W_r = on_r u_r (at least
+(1 - 0.001) d_t N in all) the dynamic power is
+sum_r on_r (P_peak - P_idle)(2 u_r - u_r^1.4) >= (P_peak - P_idle) W (2 - u_max^0.4).
+Cooling: COP <= max(cop_free, cop_max), the fan always runs, and the CRAHs remove the IT heat
+less at most the envelope leak of racks at temp_max and the heat the racks can store between
+their start temperatures and temp_max."""
+
+
+@functools.partial(jax.jit, static_argnames=("burn", "steps"))
+def lever_energy_bound(params, forecasts0, demand, temps0, h, temp_max, *, burn: int,
+                       steps: int):  # fmt: skip
+    """kWh lower bound of one window (`LEVER_BOUND_DOC`): the one-step forecasts
+    `forecasts0` (burn + steps,) and demand (burn + steps,) of the window's keys, the rack
+    temperatures `temps0` (R,) °C at the end of the burn-in, headroom `h`. Returns a dict of
+    the bound and its IT, cooling and fan parts (kWh)."""
+    r, n = params.num_racks, params.servers_per_rack
+    big_n = float(r * n)
+    f = forecasts0[burn : burn + steps]
+    d = demand[burn : burn + steps]
+    total = jnp.clip(jnp.ceil((f + h) * big_n - 1e-6), 1.0, big_n)
+    u_max = jnp.minimum(1.0, d / jnp.maximum(f + h, 1e-9))
+    served = 0.999 * d * big_n
+    dyn = params.p_peak_kw - params.p_idle_kw
+    it_kw = params.p_idle_kw * total + dyn * served * (2.0 - u_max**0.4)
+    t_out = sim.outside_temp(params, jnp.arange(burn, burn + steps, dtype=jnp.int32))
+    leak_kw = params.envelope_kw_per_k * r * (temp_max - t_out)
+    stored_kj = params.heat_capacity_kj_per_k * jnp.sum(jnp.maximum(temp_max - temps0, 0.0))
+    heat_kj = jnp.maximum(jnp.sum(it_kw - leak_kw) * params.dt - stored_kj, 0.0)
+    it_kwh = jnp.sum(it_kw) * params.dt / 3600.0
+    cool_kwh = heat_kj / jnp.maximum(params.cop_free, params.cop_max) / 3600.0
+    fan_kwh = params.fan_kw * steps * params.dt / 3600.0
+    return dict(
+        energy_kwh=it_kwh + cool_kwh + fan_kwh, it_kwh=it_kwh, cool_kwh=cool_kwh, fan_kwh=fan_kwh
+    )
+
+
+def burn_in_temps(params, keys):
+    """(R,) rack temperatures after the burn-in steps driven by `keys` at the default
+    operating point (the closed loop's burn-in: pass its first `burn` keys)."""
+    act = sim.default_action(params)
+    acts = jax.tree.map(lambda x: jnp.broadcast_to(x, (keys.shape[0],) + x.shape), act)
+    obs = sim._rollout_actions(params, sim.init_state(params), acts, keys)
+    return obs["temps"][-1]

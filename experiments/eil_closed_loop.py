@@ -46,6 +46,13 @@ Controllers
 - state-oracle: a bound, not a controller one could run (`STATE_ORACLE_DOC`): it knows the
   simulator's hidden workload state, so its one-step forecast is the best possible without
   foresight of the next random draw; headroom and setpoint tuned on the same training weeks.
+- lever-oracle: a bound (`_baselines.LEVER_ORACLE_DOC`): the state oracle's information
+  (E[demand | hidden state], a headroom and a temperature margin tuned on the training weeks)
+  with every lever (setpoint per interval, cap, servers, their spread over the racks)
+  optimised each interval over an 8-interval horizon with the simulator's physics as the
+  model. 'lever-foresight': the same search with the true demand path (no headroom): the
+  foresight bound. The three bounds split the gap to 'mpc-oracle': server lever with the
+  hidden state (state-oracle) -> all levers (lever-oracle) -> foresight (lever-foresight).
 
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
@@ -429,8 +436,38 @@ def tune_state_oracle(station, test_start_day, test_days, seed):
     return float(hh[j]), float(ss[j]), days
 
 
+_COUNTS = ("violations", "viol_temp", "viol_uptime", "capped", "uneven_shares", "infeasible")
+
+
 def _totals(out) -> dict:
-    return {k: (float(v) if k in ("energy_kwh", "max_temp") else int(v)) for k, v in out.items()}
+    return {k: (int(v) if k in _COUNTS else float(v)) for k, v in out.items()}
+
+
+LEVER_H = 8  # the lever-oracle's horizon (intervals), as mpc-oracle's
+
+
+def tune_lever_headroom(station, test_start_day, test_days, seed):
+    """The lever-oracle's uptime headroom h (`_baselines.uptime_headroom` on the rule's
+    training weeks, as `tune_lever_oracle` finds it) and the training days."""
+    days = training_days(test_start_day, test_days)
+    fs, ds = [], []
+    for i, day in enumerate(days):
+        p = sim.make_params(station=station, start_hour=24.0 * day)
+        keys = jax.random.split(jax.random.key(10_000 + 97 * seed + i), BURN + WEEK)
+        f, d = _baselines.state_forecasts(p, keys, 1)
+        fs.append(np.asarray(f[BURN:, 0]))
+        ds.append(np.asarray(d[BURN:]))
+        n_total = float(p.num_racks * p.servers_per_rack)
+    h = _baselines.uptime_headroom(fs, ds, n_total, UPTIME, np.arange(0.0, 0.5, CAL_GRID))
+    return h, days
+
+
+def lever_forecasts(params, key, steps, *, foresight: bool):
+    """(BURN + steps, LEVER_H) demand forecasts of the lever bounds: the hidden state's
+    conditional mean (`lever-oracle`) or the true demand path (`lever-foresight`)."""
+    keys = jax.random.split(key, BURN + steps)
+    f, d = _baselines.state_forecasts(params, keys, LEVER_H)
+    return _baselines.foresight_forecasts(d, LEVER_H) if foresight else f
 
 
 def run_setting(station, start_day, days, seed, controllers):
@@ -470,6 +507,33 @@ def run_setting(station, start_day, days, seed, controllers):
             out.update(
                 controller=ctrl, tuned={"headroom": h, "setpoint": sp, "train_days": train_days}
             )
+        elif ctrl in ("lever-oracle", "lever-foresight"):
+            if ctrl == "lever-oracle":
+                h, m, train_days = _baselines.tune_lever_oracle(
+                    station, start_day, days, seed, TEMP_MAX, UPTIME, burn=BURN, horizon=LEVER_H
+                )
+                tuned = {"headroom": h, "margin": m, "train_days": train_days}
+            else:  # perfect foresight of the demand: no headroom, no margin, nothing tuned
+                h, m, tuned = 0.0, 0.0, {}
+            fc = lever_forecasts(params, key, steps, foresight=ctrl == "lever-foresight")
+            out = _totals(
+                _baselines.run_lever_oracle(
+                    params, key, fc, h, m, TEMP_MAX, UPTIME, burn=BURN, steps=steps,
+                    horizon=LEVER_H,
+                )
+            )  # fmt: skip
+            out.update(controller=ctrl, tuned=tuned)
+        elif ctrl == "lever-bound":
+            h, train_days = tune_lever_headroom(station, start_day, days, seed)
+            keys = jax.random.split(key, BURN + steps)
+            f, d = _baselines.state_forecasts(params, keys, 1)
+            temps0 = _baselines.burn_in_temps(params, keys[:BURN])
+            b = _baselines.lever_energy_bound(
+                params, f[:, 0], d, temps0, h, TEMP_MAX, burn=BURN, steps=steps
+            )
+            out = {k: float(v) for k, v in b.items()}
+            out.update(controller=ctrl, violations=0, viol_temp=0, viol_uptime=0, max_temp=TEMP_MAX)
+            out["tuned"] = {"headroom": h, "train_days": train_days}
         elif ctrl == "mpc-oracle":
             out = _totals(
                 _baselines.run_mpc_oracle(params, key, TEMP_MAX, UPTIME, burn=BURN, steps=steps)
