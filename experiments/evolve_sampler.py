@@ -161,13 +161,13 @@ HELD_OUT = ("funnel", "irt_2pl", "logistic_breast_cancer", "banana")
 WARMUP_FRACTIONS = (0.05, 0.1, 0.2)  # a Choice: the warm-up length is a compile-time size
 
 
-def mams_space() -> dict:
+def mams_space(l_factor_lo: float = 0.15) -> dict:
     """The MAMS tuner settings `sample_tuned` takes from a tuner preset."""
     from idf_jax import evolve as ev
 
     return {
         "target_acceptance": ev.Real(0.6, 0.97),
-        "l_factor": ev.Real(0.15, 2.0, log=True),
+        "l_factor": ev.Real(l_factor_lo, 2.0, log=True),
         "warmup_fraction": ev.Choice(list(WARMUP_FRACTIONS)),
     }
 
@@ -225,7 +225,8 @@ def mams_evolve(args) -> dict:
     from benchmarks.posteriors import get_target
     from idf_jax import evolve as ev
 
-    targets = [get_target(n) for n in TRAIN]
+    train = [n for n in args.train.split(",") if n]
+    targets = [get_target(n) for n in train]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     tmp = tempfile.mkdtemp(prefix="mams-evolve-")
     log: list[dict] = []
@@ -247,7 +248,7 @@ def mams_evolve(args) -> dict:
     base = fitness(dict(MAMS_DEFAULT), None)  # also compiles the default warm-up length
     res = ev.minimize(
         fitness,
-        mams_space(),
+        mams_space(args.l_factor_lo),
         jax.random.key(args.seed),
         strategy="CMA_ES",
         population_size=args.population,
@@ -261,7 +262,8 @@ def mams_evolve(args) -> dict:
     command = "PYTHONPATH=. python " + " ".join(["experiments/evolve_sampler.py", *sys.argv[1:]])
     prov = {
         "command": command,
-        "train_targets": list(TRAIN),
+        "train_targets": train,
+        "space": {k: repr(v) for k, v in mams_space(args.l_factor_lo).items()},
         "seeds": seeds,
         "chains": args.chains,
         "draws": args.draws,
@@ -289,8 +291,11 @@ def mams_validate(args) -> dict:
     """The preset against the default on held-out targets (and training targets) and seeds."""
     from benchmarks.posteriors import get_target
 
+    from idf_jax.evolve import read_preset
+
     seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [n for n in args.targets.split(",") if n]
+    trained_on = read_preset(args.preset).get("provenance", {}).get("train_targets", TRAIN)
     rows: dict[str, dict[str, list[dict[str, float]]]] = {}
     for name in names:
         t = get_target(name)
@@ -304,7 +309,7 @@ def mams_validate(args) -> dict:
     for name, ways in rows.items():
         d, p = ways["default"], ways["preset"]
         summary[name] = {
-            "held_out": name in HELD_OUT,
+            "held_out": name not in trained_on,
             "ratio_hm": float(
                 np.exp(
                     np.mean(
@@ -366,6 +371,8 @@ def main() -> None:
     e.add_argument("--chains", type=int, default=16)
     e.add_argument("--draws", type=int, default=2000)
     e.add_argument("--name", default="mams-evolved")
+    e.add_argument("--train", default=",".join(TRAIN), help="training targets")
+    e.add_argument("--l-factor-lo", type=float, default=0.15, help="l_factor's lower bound")
     e.add_argument("--out", default="experiments/results/evolve_sampler")
     v = sub.add_parser("mams-validate", help="a tuner preset against the default")
     v.add_argument("--preset", required=True)
