@@ -20,11 +20,32 @@ preset (no warm-up tuning; the warm-up steps are a burn-in), with its default tu
 x_i^2 (the hardest statistic the MAMS paper's metric uses); cost: gradient evaluations
 per chain, warm-up included (`tuning_grad_evals + sampling_grad_evals`). Correctness:
 max_i (mean x_i^2 - E[x_i^2])^2 / Var[x_i^2] * ESS (about 1 for an unbiased sampler).
+
+MAMS tuner preset (`mams-evolve` / `mams-validate`): `idf.evolve.minimize` over the settings
+of `idf.sample_tuned`'s MAMS tuner (target acceptance, trajectory-length factor l_factor,
+warm-up fraction), each candidate run through `sample_tuned(preset=<candidate>)` itself on
+a TRAINING set (gaussian_k100, eight_schools_noncentered; fixed training seeds shared by
+every candidate), then checked on HELD-OUT targets (funnel, irt_2pl,
+logistic_breast_cancer, banana) and held-out seeds against the hand-set default
+(`method="auto"`: target 0.9, l_factor 0.5, 5 % warm-up):
+
+    PYTHONPATH=. nice -n 5 python experiments/evolve_sampler.py mams-evolve \
+        --generations 8 --population 8 --budget-s 900 \
+        --out experiments/results/evolve_sampler/mams-evolved.json
+    PYTHONPATH=. nice -n 5 python experiments/evolve_sampler.py mams-validate \
+        --preset experiments/results/evolve_sampler/mams-evolved.json --seeds 101,102,103 \
+        --json experiments/results/evolve_sampler/mams-validate.json
+
+Fitness of one run: -log10(ESS_hm / gradients), ESS_hm the harmonic mean over coordinates
+of `idf.ess` of x_i^2 (1 / ESS_hm is the expected b2_avg of the MAMS paper's metric per
+draw: E[b2_i] = 1 / ESS_i), gradients = every chain's, tuning included; a candidate's
+fitness is the mean over training targets and seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -135,6 +156,201 @@ def compare(preset: str, seeds: list[int], chains: int, draws: int, warmup: int)
     }
 
 
+TRAIN = ("gaussian_k100", "eight_schools_noncentered")
+HELD_OUT = ("funnel", "irt_2pl", "logistic_breast_cancer", "banana")
+WARMUP_FRACTIONS = (0.05, 0.1, 0.2)  # a Choice: the warm-up length is a compile-time size
+
+
+def mams_space(l_factor_lo: float = 0.15) -> dict:
+    """The MAMS tuner settings `sample_tuned` takes from a tuner preset."""
+    from idf_jax import evolve as ev
+
+    return {
+        "target_acceptance": ev.Real(0.6, 0.97),
+        "l_factor": ev.Real(l_factor_lo, 2.0, log=True),
+        "warmup_fraction": ev.Choice(list(WARMUP_FRACTIONS)),
+    }
+
+
+MAMS_DEFAULT = {"target_acceptance": 0.9, "l_factor": 0.5, "warmup_fraction": 0.05}
+"""`sample_tuned(method="auto")`'s hand-set MAMS tuning (MAMS_TARGET, l_factor, WARMUP_RULES)."""
+
+
+def _run_mams(target, seed: int, chains: int, draws: int, preset) -> dict[str, float]:
+    """One `sample_tuned` run (preset None: the default) and its efficiency numbers."""
+    import idf_jax as idf
+
+    k_init, k_run = jax.random.split(jax.random.key(seed))
+    x0 = target.init(k_init, chains)
+    kw = {} if preset is None else {"preset": preset}
+    t0 = time.perf_counter()
+    tr = idf.sample_tuned(target.energy, k_run, x0, draws, **kw)
+    jax.block_until_ready(tr.positions)
+    seconds = time.perf_counter() - t0
+    x = np.asarray(tr.positions, np.float64)
+    ess = np.asarray(idf.ess(jnp.asarray(x**2)), np.float64)
+    ess = np.where(np.isfinite(ess) & (ess > 0), ess, 1e-6)
+    tune = float(np.mean(np.asarray(tr.stats["tuning_grad_evals"])))
+    samp = float(np.mean(np.asarray(tr.stats["sampling_grad_evals"])))
+    grads = (tune + samp) * chains
+    hm = float(1.0 / np.mean(1.0 / ess))
+    m2 = np.mean(x**2, axis=(0, 1))
+    b2 = (m2 - target.second_moment) ** 2 / target.var_second_moment
+    return {
+        "fitness": -math.log10(hm / grads),
+        "ess_hm_per_gradient": hm / grads,
+        "ess_min_per_gradient": float(np.min(ess)) / grads,
+        "tuning_grads_per_chain": tune,
+        "sampling_grads_per_chain": samp,
+        "b2_max_times_ess": float(np.max(b2 * ess)),
+        "b2_avg": float(np.mean(b2)),
+        "step_size": float(np.mean(np.asarray(tr.stats["step_size"]))),
+        "L": float(np.mean(np.asarray(tr.stats["L"]))),
+        "seconds": seconds,
+    }
+
+
+def _write_tuner_preset(path, name: str, config: dict, provenance: dict | None = None):
+    from idf_jax import evolve as ev
+
+    return ev.save_preset(
+        path, name, {"method": "mams", **config}, target="sample_tuned", provenance=provenance
+    )
+
+
+def mams_evolve(args) -> dict:
+    """Evolve the MAMS tuner's settings on the training targets; write the preset."""
+    import tempfile
+
+    from benchmarks.posteriors import get_target
+    from idf_jax import evolve as ev
+
+    train = [n for n in args.train.split(",") if n]
+    targets = [get_target(n) for n in train]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    tmp = tempfile.mkdtemp(prefix="mams-evolve-")
+    log: list[dict] = []
+
+    def fitness(p, _key):  # host path: common training seeds for every candidate
+        cfg = {k: float(v) for k, v in p.items()}
+        path = _write_tuner_preset(tmp, f"cand{len(log)}", cfg)
+        runs = {
+            f"{t.name}/{s}": _run_mams(t, s, args.chains, args.draws, path)
+            for t in targets
+            for s in seeds
+        }
+        f = float(np.mean([r["fitness"] for r in runs.values()]))
+        log.append({"config": cfg, "fitness": f, "runs": runs})
+        print(f"eval {len(log)}: {cfg} fitness {f:.4f}", flush=True)
+        return f
+
+    t0 = time.perf_counter()
+    base = fitness(dict(MAMS_DEFAULT), None)  # also compiles the default warm-up length
+    res = ev.minimize(
+        fitness,
+        mams_space(args.l_factor_lo),
+        jax.random.key(args.seed),
+        strategy="CMA_ES",
+        population_size=args.population,
+        num_generations=args.generations,
+        start=dict(MAMS_DEFAULT),
+        traceable=False,
+        time_budget_s=args.budget_s,
+    )
+    seconds = time.perf_counter() - t0
+    best = {k: float(v) for k, v in res.best_params.items()}
+    command = "PYTHONPATH=. python " + " ".join(["experiments/evolve_sampler.py", *sys.argv[1:]])
+    prov = {
+        "command": command,
+        "train_targets": train,
+        "space": {k: repr(v) for k, v in mams_space(args.l_factor_lo).items()},
+        "seeds": seeds,
+        "chains": args.chains,
+        "draws": args.draws,
+        "strategy": res.strategy,
+        "generations": res.num_generations,
+        "evaluations": res.num_evaluations + 1,
+        "budget_s": args.budget_s,
+        "seconds": seconds,
+        "load_average": os.getloadavg()[0],
+        "metric": "-log10(harmonic-mean ESS of x^2 / gradients, tuning included)",
+        "fitness": res.best_fitness,
+        "baseline_config": dict(MAMS_DEFAULT),
+        "baseline_fitness": base,
+    }
+    path = _write_tuner_preset(args.out, args.name, best, prov)
+    out = {"preset": str(path), "best": best, "provenance": prov, "evaluations": log}
+    from idf_jax._io import atomic_write_json
+
+    atomic_write_json(str(path).replace(".json", ".log.json"), out)
+    print(f"best {best} fitness {res.best_fitness:.4f} (default {base:.4f}); {path}", flush=True)
+    return out
+
+
+def mams_validate(args) -> dict:
+    """The preset against the default on held-out targets (and training targets) and seeds."""
+    from benchmarks.posteriors import get_target
+
+    from idf_jax.evolve import read_preset
+
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    names = [n for n in args.targets.split(",") if n]
+    trained_on = read_preset(args.preset).get("provenance", {}).get("train_targets", TRAIN)
+    rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for name in names:
+        t = get_target(name)
+        rows[name] = {"default": [], "preset": []}
+        for s in seeds:
+            for way, p in (("default", None), ("preset", args.preset)):
+                m = _run_mams(t, s, args.chains, args.draws, p)
+                rows[name][way].append(m)
+                print(f"{name} seed {s} {way}: {m}", flush=True)
+    summary = {}
+    for name, ways in rows.items():
+        d, p = ways["default"], ways["preset"]
+        summary[name] = {
+            "held_out": name not in trained_on,
+            "ratio_hm": float(
+                np.exp(
+                    np.mean(
+                        [
+                            np.log(b["ess_hm_per_gradient"] / a["ess_hm_per_gradient"])
+                            for a, b in zip(d, p, strict=True)
+                        ]
+                    )
+                )
+            ),
+            "ratio_min": float(
+                np.exp(
+                    np.mean(
+                        [
+                            np.log(b["ess_min_per_gradient"] / a["ess_min_per_gradient"])
+                            for a, b in zip(d, p, strict=True)
+                        ]
+                    )
+                )
+            ),
+            "default_median_hm": float(np.median([a["ess_hm_per_gradient"] for a in d])),
+            "preset_median_hm": float(np.median([b["ess_hm_per_gradient"] for b in p])),
+            "default_b2xess_max": float(np.max([a["b2_max_times_ess"] for a in d])),
+            "preset_b2xess_max": float(np.max([b["b2_max_times_ess"] for b in p])),
+        }
+        print(f"{name}: {summary[name]}", flush=True)
+    held = [v["ratio_hm"] for n, v in summary.items() if v["held_out"]]
+    out = {
+        "preset": args.preset,
+        "seeds": seeds,
+        "chains": args.chains,
+        "draws": args.draws,
+        "load_average": os.getloadavg()[0],
+        "per_seed": rows,
+        "summary": summary,
+        "held_out_geomean_ratio_hm": float(np.exp(np.mean(np.log(held)))) if held else None,
+    }
+    print(f"held-out geometric-mean ratio (preset / default): {out['held_out_geomean_ratio_hm']}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -146,7 +362,34 @@ def main() -> None:
     c.add_argument("--draws", type=int, default=1000)
     c.add_argument("--warmup", type=int, default=500)
     c.add_argument("--json", default=None, help="write the numbers here")
+    e = sub.add_parser("mams-evolve", help="evolve sample_tuned's MAMS tuner settings")
+    e.add_argument("--generations", type=int, default=8)
+    e.add_argument("--population", type=int, default=8)
+    e.add_argument("--budget-s", type=float, default=900.0)
+    e.add_argument("--seeds", default="0,1,2", help="training seeds (shared by all candidates)")
+    e.add_argument("--seed", type=int, default=0, help="the search's key")
+    e.add_argument("--chains", type=int, default=16)
+    e.add_argument("--draws", type=int, default=2000)
+    e.add_argument("--name", default="mams-evolved")
+    e.add_argument("--train", default=",".join(TRAIN), help="training targets")
+    e.add_argument("--l-factor-lo", type=float, default=0.15, help="l_factor's lower bound")
+    e.add_argument("--out", default="experiments/results/evolve_sampler")
+    v = sub.add_parser("mams-validate", help="a tuner preset against the default")
+    v.add_argument("--preset", required=True)
+    v.add_argument("--seeds", default="101,102,103")
+    v.add_argument("--targets", default=",".join(HELD_OUT + TRAIN))
+    v.add_argument("--chains", type=int, default=16)
+    v.add_argument("--draws", type=int, default=2000)
+    v.add_argument("--json", default=None)
     args, rest = ap.parse_known_args()
+    if args.cmd in ("mams-evolve", "mams-validate"):
+        print(f"load average {os.getloadavg()[0]:.1f}, jax {jax.__version__}", flush=True)
+        out = mams_evolve(args) if args.cmd == "mams-evolve" else mams_validate(args)
+        if getattr(args, "json", None):
+            from idf_jax._io import atomic_write_json
+
+            atomic_write_json(args.json, out)
+        return
     if args.cmd == "evolve":
         raise SystemExit(evolve([a for a in rest if a != "--"]))
     seeds = [int(s) for s in args.seeds.split(",") if s]

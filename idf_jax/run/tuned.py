@@ -13,7 +13,9 @@ step-size phase once it has converged, so they need a small fraction of the draw
 `preset=`: a sampler preset written by `idf evolve sampler` (target "mala" or "hmc",
 config {step_size[, num_integration_steps]}), packaged or a file. No warm-up tuning
 runs then: the preset's settings are used as they are, the `num_warmup` steps are a
-discarded burn-in with them.
+discarded burn-in with them. A tuner preset (target "sample_tuned", config {method:
+"mams", target_acceptance, l_factor, warmup_fraction}) instead sets the MAMS tuner's
+acceptance target, trajectory-length factor and warm-up fraction: the warm-up tuning runs.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ from ._driver import Trace, sample
 __all__ = [
     "SAMPLER_PRESET_TARGETS",
     "TUNED_METHODS",
+    "TUNER_PRESET_TARGET",
     "WARMUP_RULES",
     "default_warmup",
     "read_sampler_preset",
+    "read_tuner_preset",
     "sample_tuned",
     "sampler_presets",
 ]
@@ -79,6 +83,51 @@ def default_warmup(method: str, num_steps: int) -> int:
 
 SAMPLER_PRESET_TARGETS = ("mala", "hmc")
 """The `target` of the presets `sample_tuned(..., preset=)` takes (`idf evolve sampler`)."""
+
+
+TUNER_PRESET_TARGET = "sample_tuned"
+"""The `target` of the tuner presets of `sample_tuned(..., preset=)` (config: method "mams",
+target_acceptance in (0, 1), l_factor > 0, warmup_fraction in (0, 1))."""
+
+
+def read_tuner_preset(preset: str | os.PathLike) -> dict[str, Any] | None:
+    """The checked config of a tuner preset (target `TUNER_PRESET_TARGET`); None when
+    `preset` names an existing preset of another target; ArgumentError("preset") when it
+    is a tuner preset with bad settings (missing files are left to `read_sampler_preset`)."""
+    from .._presets import PRESET_DIR, read_preset
+
+    if not isinstance(preset, (str, os.PathLike)):
+        return None
+    packaged = isinstance(preset, str) and (PRESET_DIR / f"{preset}.json").is_file()
+    if not packaged and not os.path.isfile(preset):
+        return None
+    rec = read_preset(preset)
+    if rec.get("target") != TUNER_PRESET_TARGET:
+        return None
+    config = dict(rec["config"])
+    keys = {"method", "target_acceptance", "l_factor", "warmup_fraction"}
+    unknown = sorted(set(config) - keys)
+    if unknown or config.get("method", "mams") != "mams":
+        raise ArgumentError(
+            "preset",
+            f"tuner preset {str(preset)!r} may set {sorted(keys)} (method 'mams'), "
+            f"got {sorted(config)} with method {config.get('method')!r}",
+        )
+    out: dict[str, Any] = {"method": "mams"}
+    for name, lo, hi in (
+        ("target_acceptance", 0.0, 1.0),
+        ("l_factor", 0.0, math.inf),
+        ("warmup_fraction", 0.0, 1.0),
+    ):
+        if name in config:
+            v = config[name]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo < v < hi
+            if not ok:
+                raise ArgumentError(
+                    "preset", f"tuner preset {str(preset)!r} has {name} {v!r}; not in ({lo}, {hi})"
+                )
+            out[name] = float(v)
+    return out
 
 
 def sampler_presets() -> list[str]:
@@ -209,7 +258,10 @@ def sample_tuned(
         preset: a sampler preset (a packaged name or a file written by `idf evolve
             sampler`): its sampler and settings replace the warm-up tuning (method
             "auto" takes the preset's; another method raises `ArgumentError`; an
-            explicit `num_integration_steps` wins over the preset's).
+            explicit `num_integration_steps` wins over the preset's). A tuner preset
+            (target "sample_tuned") sets the MAMS tuner's target_acceptance, l_factor
+            and warm-up fraction (within the microcanonical warm-up bounds; an explicit
+            `num_warmup` wins) and the tuning runs.
         **sample_kwargs: passed to `idf.sample` (progress, checkpoint, devices, ...).
 
     Returns:
@@ -221,7 +273,18 @@ def sample_tuned(
         With a preset, `tuning_grad_evals` is the burn-in's cost, `tuning_seconds` 0
         (the tuning was paid when the preset was made) and `step_size` the preset's.
     """
-    if preset is not None:
+    tuner: dict[str, Any] = {}
+    tuner_preset = read_tuner_preset(preset) if preset is not None else None
+    if tuner_preset is not None:
+        if method not in ("auto", "mams"):
+            raise ArgumentError(
+                "method",
+                f"preset {str(preset)!r} tunes 'mams'; leave method='auto' or pass "
+                f"method='mams', got {method!r}",
+            )
+        method = "mams"
+        tuner = tuner_preset
+    elif preset is not None:
         num_warmup = 1000 if num_warmup is None else num_warmup
         return _sample_preset(
             energy_fn,
@@ -254,6 +317,10 @@ def sample_tuned(
         method = "mams" if dim >= 2 else ("nuts" if has_nuts else "chees")
     if num_warmup is None:
         num_warmup = default_warmup(method, num_draws * thin)
+        if "warmup_fraction" in tuner:
+            _, fewest, most = WARMUP_RULES["microcanonical"]
+            frac = tuner["warmup_fraction"]
+            num_warmup = int(min(max(round(frac * num_draws * thin), fewest), most))
     k_tune, k_draw = jax.random.split(key)
     eps0, l0 = 0.25 * math.sqrt(dim), math.sqrt(dim)
     if method == "mams":
@@ -282,7 +349,10 @@ def sample_tuned(
 
     traced = is_traced((x0_batch, key, temperature))
     start = time.perf_counter()
-    res = adaptation.adapt_run(sampler, k_tune, x0_batch, num_warmup, method=how)
+    tune_kw = {"l_factor": tuner["l_factor"]} if "l_factor" in tuner else {}
+    res = adaptation.adapt_run(
+        sampler, k_tune, x0_batch, num_warmup, tuner.get("target_acceptance"), method=how, **tune_kw
+    )
     if not traced:
         jax.block_until_ready(res)
     seconds = float("nan") if traced else time.perf_counter() - start

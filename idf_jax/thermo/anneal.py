@@ -471,6 +471,7 @@ def sample_equilibrium(
             cs,
             project,
             best_x,
+            best_e,
             relax_method or "fire",
             relax_steps,
             target,
@@ -764,24 +765,75 @@ def _anneal_accounting(reached, n, num_steps, prerelax, relax_steps, t_last, tra
     )
 
 
+_NEAR_RTOL = 1e-5  # float32 energies this close (relative) to the best may swap order
+
+
+def _near_best(e32, target, target_tol) -> np.ndarray:
+    """Indices of the chains the float64 read-out polishes: those whose float32 energy
+    lies within `_NEAR_RTOL` (relative, ~100 float32 ulps) of the best one (a polish can
+    reorder only these), and those within that slack of `target` + `target_tol` (a polish
+    decides whether they reached it); the best first. Padded with the best chain's index
+    up to a power of two (so at most log2(chains) + 1 polish compilations)."""
+    e = np.asarray(e32, np.float64)
+    e = np.where(np.isnan(e), np.inf, e)
+    order = np.argsort(e, kind="stable")
+    best = e[order[0]]
+    if not np.isfinite(best):  # nothing finite: polish everything
+        return order
+    near = e <= best + _NEAR_RTOL * (1.0 + abs(best))
+    if target is not None:
+        t = float(target) + float(target_tol)
+        near |= e <= t + _NEAR_RTOL * (1.0 + abs(float(target)))
+    idx = order[near[order]]
+    size = 1 << int(np.ceil(np.log2(len(idx))))
+    size = min(size, len(e))
+    return np.concatenate([idx, np.full(size - len(idx), order[0])]).astype(np.int32)
+
+
+@eqx.filter_jit
+def _energies_jit(energy_fn, cs, project, x):
+    """Penalised energies of every chain in x's dtype (NaN -> inf)."""
+    penalised, _ = _constraints.penalised_and_projection(energy_fn, cs, project)
+    e = jax.vmap(penalised)(x)
+    return jnp.where(jnp.isnan(e), jnp.inf, e)
+
+
 def _readout64(
-    energy, cs, project, best_x, relax_method, relax_steps, target, target_tol, *, implicit
+    energy,
+    cs,
+    project,
+    best_x,
+    best_e,
+    relax_method,
+    relax_steps,
+    target,
+    target_tol,
+    *,
+    implicit,
 ):
-    """Final relaxation and read-out in float64 (`jax.enable_x64` scoped to it)."""
+    """Final relaxation and read-out in float64 (`jax.enable_x64` scoped to it).
+
+    Only the chains near the best float32 energy, or near the target, are polished
+    (`_near_best`): a chain further above the best cannot become the best, and it keeps
+    its searched state with its energy recomputed in float64. A polish of a searched
+    minimum lowers its energy by far less than that margin, so the best energy and
+    state are those a polish of every chain would give."""
+    idx = _near_best(best_e, target, target_tol)
     with jax.enable_x64(True):
         x64 = jax.tree.map(lambda l: jnp.asarray(l, jnp.float64), best_x)
         one = jnp.ones((), jnp.float64)
         steps = 4 * relax_steps if relax_method == "fire" else relax_steps
         length = _bh._length_scale(x64)
-        lam = jax.vmap(_relax.curvature_one(_constraints.apply_constraints(energy, cs)))(x64)
+        sub = _tree.take(x64, jnp.asarray(idx))
+        lam = jax.vmap(_relax.curvature_one(_constraints.apply_constraints(energy, cs)))(sub)
         lam = float(np.nanmedian(np.where(np.isfinite(lam) & (lam > 0), lam, np.nan)))
         lam = lam if np.isfinite(lam) and lam > 0 else 1.0
         dt0 = one * 0.1 / np.sqrt(lam)
-        rx, re = _bh.polish_jit(
+        px, pe = _bh.polish_jit(
             detach(energy),
             detach(cs),
             project,
-            x64,
+            sub,
             dt0,
             10.0 * dt0,
             0.1 * length,
@@ -789,6 +841,9 @@ def _readout64(
             method=relax_method,
             steps=steps,
         )
+        at = jnp.asarray(idx)
+        rx = jax.tree.map(lambda a, p: a.at[at].set(p), x64, px)
+        re = _energies_jit(detach(energy), detach(cs), project, x64).at[at].set(pe)
         t = jnp.asarray(jnp.nan if target is None else target, jnp.float64)
         bx, raw, viol, b, reached = _readout_jit(
             energy, cs, project, rx, re, t, jnp.asarray(target_tol, jnp.float64), implicit=implicit
@@ -908,6 +963,7 @@ def _search(
             cs,
             project,
             c.best_x,
+            c.best_e,
             polish,
             relax_steps,
             target,

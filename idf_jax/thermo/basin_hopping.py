@@ -52,7 +52,7 @@ from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoi
 from ..samplers._base import energy_and_grad
 from . import constraints as _constraints
 from . import relax as _relax
-from .hop_async import PENDING, async_loop, exchange_indices, init_walk_jit, resample_indices
+from .hop_async import PENDING, async_loop, exchange_indices, first_relaxation, resample_indices
 from .local_min import lbfgs_until_one
 from .moves import Move, apply_move
 
@@ -157,8 +157,11 @@ def _local_minimiser(penalised, proj, local):
 
 
 @eqx.filter_jit
-def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind, rungs, local):
-    """Clash removal and first local minimum of every chain; the landscape's scales."""
+def _init_jit(
+    energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind, rungs, local, loop
+):
+    """First local minimum of every chain (the async loop: as far as the hop cap gets
+    it, `hop_async.first_relaxation`); the landscape's scales."""
     penalised, proj = _penalised_and_projection(energy_fn, cs, project)
     eg = jax.vmap(lambda x: energy_and_grad(penalised, x))
     if proj is not None:
@@ -172,11 +175,16 @@ def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind,
     dt_s = jnp.sqrt(0.01 * length / jnp.maximum(gn, 1e-30))
     dt_s = jnp.where(jnp.isfinite(dt_s) & (dt_s > 0), dt_s, 1e-6).astype(fdt)
     max_step = 0.1 * length
-    minimise = jax.vmap(
-        _local_minimiser(penalised, proj, local), in_axes=(0, 0, 0, None, None, None)
-    )
-    first_steps = 4 * relax_steps if local == "fire" else relax_steps
-    x, e, it = minimise(x0, dt_s, 100.0 * dt_s, max_step, first_steps, consts["gtol"])
+    walk = None
+    if loop == "async":
+        cap = jnp.maximum(relax_steps // 5, 1)
+        x, e, it, walk = first_relaxation(penalised, proj, x0, cap, consts["gtol"], max_step)
+    else:
+        minimise = jax.vmap(
+            _local_minimiser(penalised, proj, local), in_axes=(0, 0, 0, None, None, None)
+        )
+        first_steps = 4 * relax_steps if local == "fire" else relax_steps
+        x, e, it = minimise(x0, dt_s, 100.0 * dt_s, max_step, first_steps, consts["gtol"])
     e = jnp.where(jnp.isnan(e), jnp.inf, e)
     lam = jax.vmap(_relax.curvature_one(penalised))(x)
     lam = jnp.nanmedian(jnp.where(jnp.isfinite(lam) & (lam > 0), lam, jnp.nan))
@@ -227,6 +235,7 @@ def _init_jit(energy_fn, cs, project, x0, temp_in, relax_steps, consts, *, kind,
         hit_evals=jnp.where(jnp.any(hit), jnp.sum(evals.astype(jnp.float32)), -1.0),
         hit_mins=jnp.where(jnp.any(hit), jnp.float32(n), -1.0),
         t_last=ladder[0],
+        walk=walk,
     )
     return ok, carry, params
 
@@ -411,9 +420,8 @@ def run_search(
         kind=kind,
         rungs=rungs,
         local=local,
+        loop=loop,
     )
-    if loop == "async":
-        carry = carry._replace(walk=init_walk_jit(carry.x, params.gtol))
     static = dict(kind=kind, rungs=rungs, resample=resample_every, local=local, loop=loop)
     stop = jnp.asarray(bool(stop_at_target))
     # values closed over by a plain-function energy can be traced without showing in

@@ -42,17 +42,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .. import _tree
 from ..samplers._base import energy_and_grad
-from .local_min import lbfgs_restart, lbfgs_start, lbfgs_trial, lbfgs_update
+from .local_min import lbfgs_restart, lbfgs_run, lbfgs_trial, lbfgs_update
 from .moves import apply_move
 
-__all__ = ["PENDING", "FRESH", "RELAXING", "ENDED", "init_walk", "async_loop"]
+__all__ = ["PENDING", "FRESH", "RELAXING", "ENDED", "first_relaxation", "async_loop"]
 
 PyTree = Any
 PENDING, FRESH, RELAXING, ENDED = 0, 1, 2, 3
@@ -65,18 +64,26 @@ def move_slots(n: int) -> int:
     return n if n <= 32 else max(32, -(-n // 4))
 
 
-def init_walk(x_batch: PyTree, gtol) -> dict:
-    """The in-flight state of every chain before its first hop: PENDING, an empty L-BFGS
-    state (filled by the chain's first FRESH evaluation)."""
-    flat = jax.vmap(lambda x: ravel_pytree(x)[0])(x_batch)
-    zeros = jnp.zeros((flat.shape[0],), flat.dtype)
-    lb = jax.vmap(lambda z, e: lbfgs_start(z, e, jnp.zeros_like(z), gtol, _MEMORY))(flat, zeros)
-    n = flat.shape[0]
-    return {
+def first_relaxation(penalised, proj, x0, cap, gtol, max_step):
+    """The first local minimisation of every chain, run together under `vmap` for at most
+    `cap` iterations (the hop cap, relax_steps // 5): a chain whose relaxation has not
+    ended by then continues it in the loop, on its own clock, up to relax_steps
+    iterations in all (so no chain waits for the slowest first relaxation, which from a
+    random start can take several times the median). Returns the states (relaxed, or as
+    far as they got), their energies, the evaluations spent and the in-flight state of
+    every chain: RELAXING (and `first`) where the relaxation goes on, else PENDING."""
+    example = jax.tree.map(lambda l: l[0], x0)
+    _, unravel = ravel_pytree(example)
+    run = jax.vmap(lbfgs_run(penalised, proj, _MEMORY), in_axes=(0, None, None, None))
+    lb = run(x0, cap, gtol, max_step)
+    going = ~lb["done"] & jnp.isfinite(lb["e"])
+    walk = {
         "lb": lb,
-        "phase": jnp.full((n,), PENDING, jnp.int32),
+        "phase": jnp.where(going, RELAXING, PENDING).astype(jnp.int32),
+        "first": going,
         "resampled": jnp.int32(0),
     }
+    return jax.vmap(unravel)(lb["z"]), lb["e"], lb["it"] + 1, walk
 
 
 def async_loop(
@@ -133,21 +140,25 @@ def async_loop(
         w = c.walk
         lb, phase = w["lb"], w["phase"]
         ended = phase == ENDED
+        # the end of a chain's first relaxation (continued from `first_relaxation`):
+        # its minimum replaces the partly relaxed start; no hop, no adaptation
+        first = ended & w["first"]
+        hop_end = ended & ~first
         h_now = c.hops + 1  # the hop being judged
         er = jnp.where(jnp.isfinite(lb["e"]), lb["e"], jnp.inf)
         temps = temperatures(c)
         u = jax.vmap(uniform)(jnp.arange(n), h_now)
-        acc = ended & (jnp.log(u) < -(er - c.e) / temps)
+        acc = first | (hop_end & (jnp.log(u) < -(er - c.e) / temps))
         x = _tree.select_rows(acc, jax.vmap(unravel)(lb["z"]), c.x)
         e = jnp.where(acc, er, c.e)
         same = jnp.abs(er - c.e) <= 1e-6 * (1.0 + jnp.abs(c.e))
         step = params.adapt_rate * jnp.where(same, 1.0, acc.astype(fdt) - params.target_acc)
         lo = jnp.log(params.scale0) - 6.0
-        log_scale = jnp.clip(c.log_scale + jnp.where(ended, step, 0.0), lo, lo + 9.0)
+        log_scale = jnp.clip(c.log_scale + jnp.where(hop_end, step, 0.0), lo, lo + 9.0)
         better = e < c.best_e
         best_e = jnp.where(better, e, c.best_e)
-        hops = c.hops + ended.astype(jnp.int32)
-        n_min = c.n_min + ended.astype(jnp.int32)
+        hops = c.hops + hop_end.astype(jnp.int32)
+        n_min = c.n_min + hop_end.astype(jnp.int32)
         hit = best_e <= params.target + params.target_tol
         first_now = (c.first_hop < 0) & jnp.any(hit)
         return c._replace(
@@ -156,14 +167,14 @@ def async_loop(
             best_x=_tree.select_rows(better, x, c.best_x),
             best_e=best_e,
             log_scale=log_scale,
-            accepted=c.accepted + acc.astype(fdt),
+            accepted=c.accepted + (acc & hop_end).astype(fdt),
             hops=hops,
             n_min=n_min,
             hit_hop=jnp.where((c.hit_hop < 0) & hit, hops, c.hit_hop),
             first_hop=jnp.where(first_now, jnp.max(hops), c.first_hop),
             hit_evals=jnp.where(first_now, jnp.sum(c.n_eval.astype(jnp.float32)), c.hit_evals),
             hit_mins=jnp.where(first_now, jnp.sum(n_min.astype(jnp.float32)), c.hit_mins),
-            walk=dict(w, phase=jnp.where(ended, PENDING, phase)),
+            walk=dict(w, phase=jnp.where(ended, PENDING, phase), first=w["first"] & ~ended),
         )
 
     def start_hops(c):
@@ -200,7 +211,9 @@ def async_loop(
             lb, zt, alpha, et, gt, params.gtol, _MEMORY
         )
         lb = _tree.select_rows(fresh, started, _tree.select_rows(relaxing, stepped, lb))
-        ended = evaluating & (lb["done"] | (lb["it"] >= cap))
+        # a first relaxation may run to relax_steps iterations in all, a hop's to cap
+        limit = jnp.where(w["first"], params.relax_steps, cap)
+        ended = evaluating & (lb["done"] | (lb["it"] >= limit))
         phase = jnp.where(ended, ENDED, jnp.where(fresh, RELAXING, phase))
         it = c.hop + 1
         c = c._replace(
@@ -253,7 +266,7 @@ def _exchange(c, temps, key, parity, rungs, params):
     chains with budget left exchange (a spent chain takes on no new relaxation)."""
     src = exchange_indices(c.e, temps, c.n_eval < params.budget, key, parity, rungs)
     w = c.walk
-    walk = dict(w, lb=_tree.take(w["lb"], src), phase=w["phase"][src])
+    walk = dict(w, lb=_tree.take(w["lb"], src), phase=w["phase"][src], first=w["first"][src])
     return c._replace(x=_tree.take(c.x, src), e=c.e[src], walk=walk)
 
 
@@ -280,11 +293,10 @@ def _resample(c, t_now, key):
     idx = resample_indices(c.e, c.t_last, t_now, key)
     w = c.walk
     moved = idx != jnp.arange(n)
-    walk = dict(w, phase=jnp.where(moved, PENDING, w["phase"]), resampled=w["resampled"] + 1)
+    walk = dict(
+        w,
+        phase=jnp.where(moved, PENDING, w["phase"]),
+        first=w["first"] & ~moved,
+        resampled=w["resampled"] + 1,
+    )
     return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], t_last=t_now, walk=walk)
-
-
-@eqx.filter_jit
-def init_walk_jit(x_batch, gtol):
-    """`init_walk`, compiled."""
-    return init_walk(x_batch, gtol)

@@ -25,7 +25,9 @@ trial point. Converged chains are masked: they do no further work that counts.
 The iteration is also available in pieces for loops that run many relaxations on their
 own clocks (`thermo.hop_async`): `lbfgs_start` / `lbfgs_restart` (a state at a new
 start), `lbfgs_trial` (the next trial point), `lbfgs_update` (the bookkeeping after its
-evaluation); `lbfgs_until_one` is a while loop over trial + evaluation + update.
+evaluation); `lbfgs_run` is a while loop over trial + evaluation + update that returns
+the state (a run stopped at its iteration cap can be continued), `lbfgs_until_one` its
+position and energy.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ..samplers._base import energy_and_grad
 
 __all__ = [
     "lbfgs_until_one",
+    "lbfgs_run",
     "lbfgs_start",
     "lbfgs_restart",
     "lbfgs_trial",
@@ -202,23 +205,20 @@ def _norm(g):
     return jnp.sqrt(jnp.dot(g, g))
 
 
-def lbfgs_until_one(
+def lbfgs_run(
     energy_fn: Callable[[PyTree], jax.Array],
     project: Callable[[PyTree], PyTree] | None,
     memory: int = 8,
     stall: int | None = None,
 ):
-    """L-BFGS for one state that stops at convergence (see the module docstring).
-
-    `one(x0, max_iter, gtol, max_step) -> (x, E, evaluations)`; every argument is data,
-    so one compilation serves every budget, tolerance and step cap. `stall`: also stop
-    after this many consecutive iterations whose energy did not fall by more than its
-    float precision resolves (8 ulps): a polish at a tolerance below the energy's
-    rounding noise then ends when it stops gaining, not at `max_iter` (None: never).
-    """
+    """L-BFGS for one state, returning its whole state: `run(x0, max_iter, gtol,
+    max_step) -> state`, the dict of `lbfgs_start` on the flat (`ravel_pytree`)
+    coordinates (z, e, g, memory, it, done: converged or gave up; a run that stopped at
+    `max_iter` has done False and can be continued with `lbfgs_trial` / `lbfgs_update`).
+    `lbfgs_until_one` is this run's position and energy."""
     m = int(memory)
 
-    def one(x0, max_iter, gtol, max_step):
+    def run(x0, max_iter, gtol, max_step):
         if project is not None:
             x0 = project(x0)
         z0, unravel = ravel_pytree(x0)
@@ -242,7 +242,30 @@ def lbfgs_until_one(
             et, gt = f(zt)
             return lbfgs_update(c, zt, alpha, et, gt, gtol, m, stall)
 
-        out = jax.lax.while_loop(cond, body, lbfgs_start(z0, e0, g0, gtol, m))
+        return jax.lax.while_loop(cond, body, lbfgs_start(z0, e0, g0, gtol, m))
+
+    return run
+
+
+def lbfgs_until_one(
+    energy_fn: Callable[[PyTree], jax.Array],
+    project: Callable[[PyTree], PyTree] | None,
+    memory: int = 8,
+    stall: int | None = None,
+):
+    """L-BFGS for one state that stops at convergence (see the module docstring).
+
+    `one(x0, max_iter, gtol, max_step) -> (x, E, evaluations)`; every argument is data,
+    so one compilation serves every budget, tolerance and step cap. `stall`: also stop
+    after this many consecutive iterations whose energy did not fall by more than its
+    float precision resolves (8 ulps): a polish at a tolerance below the energy's
+    rounding noise then ends when it stops gaining, not at `max_iter` (None: never).
+    """
+    run = lbfgs_run(energy_fn, project, memory, stall)
+
+    def one(x0, max_iter, gtol, max_step):
+        out = run(x0, max_iter, gtol, max_step)
+        unravel = ravel_pytree(x0)[1]
         return unravel(out["z"]), out["e"], out["it"] + 1
 
     return one

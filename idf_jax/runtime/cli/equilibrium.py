@@ -63,19 +63,54 @@ def equilibrium(
         None, help="known best energy: report the first hit", show_default="none"
     ),
     progress: bool = typer.Option(False, help="show a progress bar (basin hopping)"),
+    hop_loop: str | None = typer.Option(
+        None,
+        "--hop-loop",
+        help="basin-hopping loop: auto | async | sync",
+        show_default="auto (async with L-BFGS, sync with FIRE)",
+    ),
+    local: str | None = typer.Option(
+        None,
+        "--local",
+        help="basin-hopping local minimiser: lbfgs | fire",
+        show_default="lbfgs",
+    ),
 ):
     """Search a capsule's low-energy states (idf.sample_equilibrium) and save them.
 
-    With --method, --target or --progress the search runs here with the capsule's own
-    moves (`Capsule.moves`) and reports its accounting (local minimisations, energy
-    evaluations, the first hit of --target); otherwise it runs as the service's job.
+    With --method, --target, --progress, --hop-loop or --local the search runs here with
+    the capsule's own moves (`Capsule.moves`) and reports its accounting (local
+    minimisations, energy evaluations, the first hit of --target); otherwise it runs as
+    the service's job.
     For basin hopping --steps is each chain's budget of energy evaluations.
 
     Example: idf equilibrium --capsule molecular.lennard_jones_cluster --param n=13 --chains 64
     """
     import numpy as np
 
+    from ...thermo.basin_hopping import HOP_LOOPS
+    from ...thermo.local_min import LOCAL_METHODS
     from ..service.jobs import EquilibriumJob, run_equilibrium
+
+    if hop_loop is not None and hop_loop not in ("auto", *HOP_LOOPS):
+        raise typer.BadParameter(
+            f"must be one of auto, {', '.join(HOP_LOOPS)}; got {hop_loop!r}",
+            param_hint="--hop-loop",
+        )
+    if local is not None and local not in LOCAL_METHODS:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(LOCAL_METHODS)}; got {local!r}", param_hint="--local"
+        )
+    if method == "anneal" and (hop_loop is not None or local is not None):
+        raise typer.BadParameter(
+            "--hop-loop and --local choose the basin-hopping search; --method anneal has none",
+            param_hint="--method",
+        )
+    if hop_loop == "async" and local == "fire":
+        raise typer.BadParameter(
+            "the async loop runs L-BFGS iterations; --local fire needs --hop-loop sync or auto",
+            param_hint="--hop-loop",
+        )
 
     cfg = load_yaml(config)
     ccap, ceq = cfg.get("capsule", {}) or {}, cfg.get("equilibrium", {}) or {}
@@ -92,10 +127,18 @@ def equilibrium(
     con = console()
     from rich.status import Status
 
-    direct = method is not None or target is not None or progress
+    direct = (
+        method is not None
+        or target is not None
+        or progress
+        or hop_loop is not None
+        or local is not None
+    )
     t0 = time.perf_counter()
     if direct:
-        res, cap, summary = _search_here(job, method or "auto", target, progress)
+        res, cap, summary = _search_here(
+            job, method or "auto", target, progress, hop_loop or "auto", local or "lbfgs"
+        )
     else:
         with Status(
             f"searching {job.chains} chains of {job.capsule} for {job.steps} steps", console=con
@@ -163,7 +206,14 @@ def equilibrium(
     con.print("wrote " + ", ".join(str(p) for p in written))
 
 
-def _search_here(job, method: str, target: float | None, progress: bool):
+def _search_here(
+    job,
+    method: str,
+    target: float | None,
+    progress: bool,
+    hop_loop: str = "auto",
+    local: str = "lbfgs",
+):
     """`idf.sample_equilibrium` on the job's capsule with its moves; (res, capsule, summary)."""
     import jax
     import numpy as np
@@ -185,11 +235,15 @@ def _search_here(job, method: str, target: float | None, progress: bool):
         project=cap.project,
         target=target,
         progress=progress,
+        hop_loop=hop_loop,
+        local=local,
     )
     energies = np.asarray(res.energy, dtype=np.float64)
     summary = {
         "chains": job.chains,
         "method": method,
+        "hop_loop": hop_loop,
+        "local": local,
         "energy_per_chain": [float(v) for v in energies],
         "best_energy": float(res.best_energy),
         "best_chain": int(res.best_chain),
