@@ -77,12 +77,19 @@ def run_rule(params, key, k, sp, temp_max, uptime, *, burn: int, steps: int):
         return (s, obs), (e, bt, bu, jnp.max(obs["temps"]))
 
     _, (e, bt, bu, hot) = jax.lax.scan(body, (state, obs), keys[burn:])
+    return window_totals(e, bt, bu, hot)
+
+
+def window_totals(e, bt, bu, hot, **extra):
+    """Totals of one closed-loop window from its per-interval energies (kWh), temperature
+    and uptime violation flags and hottest-rack temperatures (°C); `extra` added as is."""
     return dict(
         energy_kwh=e.sum(),
         viol_temp=bt.sum(),
         viol_uptime=bu.sum(),
         violations=(bt | bu).sum(),
         max_temp=hot.max(),
+        **extra,
     )
 
 
@@ -408,12 +415,11 @@ def run_lever_oracle(
     _, (e, bt, bu, hot, sp, on, capped, uneven, ok) = jax.lax.scan(
         body, state, jnp.arange(burn, burn + steps)
     )
-    return dict(
-        energy_kwh=e.sum(),
-        viol_temp=bt.sum(),
-        viol_uptime=bu.sum(),
-        violations=(bt | bu).sum(),
-        max_temp=hot.max(),
+    return window_totals(
+        e,
+        bt,
+        bu,
+        hot,
         mean_setpoint=sp.mean(),
         mean_servers_on=on.mean(),
         capped=capped.sum(),

@@ -396,13 +396,7 @@ def run_state_oracle(params, key, h, sp, *, burn: int, steps: int):
         return (s, hot), (e, bt, bu, hot)
 
     _, (e, bt, bu, hot) = jax.lax.scan(body, (state, hot0), keys[burn:])
-    return dict(
-        energy_kwh=e.sum(),
-        viol_temp=bt.sum(),
-        viol_uptime=bu.sum(),
-        violations=(bt | bu).sum(),
-        max_temp=hot.max(),
-    )
+    return _baselines.window_totals(e, bt, bu, hot)
 
 
 STATE_ORACLE_DOC = """state-oracle: knows the simulator's hidden workload state (AR term and
