@@ -290,8 +290,7 @@ def mams_evolve(args) -> dict:
 def mams_validate(args) -> dict:
     """The preset against the default on held-out targets (and training targets) and seeds."""
     from benchmarks.posteriors import get_target
-
-    from idf_jax.evolve import read_preset
+    from idf_jax._presets import read_preset
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [n for n in args.targets.split(",") if n]
