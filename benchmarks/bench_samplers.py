@@ -136,18 +136,34 @@ def bare_runner(energy_fn, step_size, num_steps, thin):
     return jax.jit(run)
 
 
-def timed_interleaved(runs, repeats):
+def timed_interleaved(runs, repeats, rounds=None):
     """Best-of-`repeats` seconds per runner, runners timed round-robin (after one warm-up
-    call each) so that slow drifts of the machine (clock, other load) hit all alike."""
+    call each) so that slow drifts of the machine (clock, other load) hit all alike.
+
+    With a dict `rounds`, it also receives, per runner, the list of (wall s, process CPU s)
+    of every round, so that ratios can be taken round by round (paired)."""
     for f in runs.values():
         jax.block_until_ready(f())
     best = {k: float("inf") for k in runs}
+    per_round = {k: [] for k in runs}
     for _ in range(repeats):
         for k, f in runs.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             jax.block_until_ready(f())
-            best[k] = min(best[k], time.perf_counter() - t0)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            best[k] = min(best[k], wall)
+            per_round[k].append((wall, cpu))
+    if rounds is not None:
+        rounds.update(per_round)
     return best
+
+
+def paired_ratios(rounds, row, ref):
+    """Median over rounds of wall(row) / wall(ref) and of CPU(row) / CPU(ref), each round's
+    two runs timed back to back (robust to the machine's drift between rounds)."""
+    wall = [a[0] / b[0] for a, b in zip(rounds[row], rounds[ref], strict=True)]
+    cpu = [a[1] / b[1] for a, b in zip(rounds[row], rounds[ref], strict=True)]
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def bench(name, system, chains, steps, thin, repeats):
@@ -267,7 +283,8 @@ def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False,
                 return out
 
             runs["blackjax (jit once), new step, unrolled threefry"] = bj_u_calls
-    secs = timed_interleaved(runs, repeats)
+    rounds = {}
+    secs = timed_interleaved(runs, repeats, rounds)
     print(f"\n## {name}, compile once / run many: {calls} calls of {chains} chains x {steps} steps")
     print("| runner | seconds for all calls |")
     print("|---|---:|")
@@ -281,7 +298,22 @@ def bench_rebuild(name, system, chains, steps, thin, calls, unrolled_peer=False,
             ("idf: sampler rebuilt per call", same),
             ("idf: new step size per call", new),
         ):
-            print(f"- time ratio {row} / blackjax: **{secs[row] / ref:.2f}**")
+            ref_name = (
+                "blackjax (jit once), new step per call"
+                if row == "idf: new step size per call"
+                else "blackjax (jit once), same step"
+            )
+            wall, cpu = paired_ratios(rounds, row, ref_name)
+            print(
+                f"- time ratio {row} / blackjax: **{secs[row] / ref:.2f}** (best of {repeats});"
+                f" paired per round, median: wall {wall:.2f}, process CPU {cpu:.2f}"
+            )
+        same_cpu = min(c for _, c in rounds["blackjax (jit once), same step"])
+        new_cpu = min(c for _, c in rounds["blackjax (jit once), new step per call"])
+        print(
+            f"- blackjax's two runners of identical work: wall {same:.3f} / {new:.3f} s,"
+            f" CPU {same_cpu:.3f} / {new_cpu:.3f} s"
+        )
         if unrolled_peer:
             ref = secs["blackjax (jit once), new step, unrolled threefry"]
             row = "idf: new step size per call"
