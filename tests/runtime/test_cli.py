@@ -335,3 +335,55 @@ def test_sample_with_a_sampler_preset_equals_its_settings(capsys, tmp_path):
     assert rc == 2 and "--preset" in err and "is for mala" in err
     rc, _, err = run(capsys, *common, "--preset", "no-such-preset")
     assert rc == 2 and "no preset 'no-such-preset'" in err and err.count("\n") == 1
+
+
+def test_sample_with_a_tuner_preset_runs_sample_tuned(capsys, tmp_path):
+    import jax
+
+    import idf_jax as idf
+    from idf_jax._presets import save_preset
+    from idf_jax.runtime.service.jobs import build_capsule
+
+    config = {"method": "mams", "target_acceptance": 0.8, "l_factor": 0.3, "warmup_fraction": 0.1}
+    path = save_preset(tmp_path / "tuner.json", "tuner", config, target="sample_tuned")
+    common = ["sample", "--capsule", NAME, "--param", "dim=3", "--chains", "4", "--steps", "1500"]
+    common += ["--seed", "2", "--no-progress", "--no-plots"]
+    rc, _, err = run(capsys, *common, "--preset", str(path), "--out", str(tmp_path / "a"))
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["sampler"] == "mams" and summary["draws"] == 1350  # 10 % warm-up: 150
+    assert summary["tuned"]["step_size"] > 0 and summary["tuned"]["tuning_grad_evals"] > 0
+    # the very call `idf.sample_tuned(preset=...)` on the job's chains and key
+    cap = build_capsule(NAME, {"dim": 3})
+    k_init, k_run = jax.random.split(jax.random.key(2))
+    want = idf.sample_tuned(
+        cap.energy_fn, k_run, cap.init(k_init, 4), 1350, num_warmup=150, preset=path
+    )
+    with np.load(tmp_path / "a" / "samples.npz") as a:
+        np.testing.assert_allclose(a["position_x"], np.asarray(want.positions), rtol=1e-6)
+        # N(0, I_3) at T = 1: <E> = 3 / 2
+        assert abs(float(np.mean(a["energies"])) - 1.5) < 0.3, float(np.mean(a["energies"]))
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--sampler", "hmc"], "tuner preset (sampler mams)"),
+        (["--step-size", "0.1"], "--step-size would not be used"),
+        (["--steps", "80"], "--steps: sampler 'mams' tunes for 100 warm-up steps"),
+    ],
+)
+def test_sample_tuner_preset_conflicts_are_one_line_errors(capsys, tmp_path, extra, needle):
+    from idf_jax._presets import save_preset
+
+    path = save_preset(tmp_path / "t.json", "t", {"method": "mams"}, target="sample_tuned")
+    args = ["sample", "--capsule", NAME, "--chains", "2", "--steps", "300", "--no-progress"]
+    rc, _, err = run(capsys, *args, "--no-plots", "--preset", str(path), *extra)
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_sample_bad_tuner_preset_names_the_setting(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"target": "sample_tuned", "config": {"l_factor": -1.0}}))
+    rc, _, err = run(capsys, "sample", "--capsule", NAME, "--preset", str(bad), "--no-progress")
+    assert rc == 2 and "--preset" in err and "l_factor -1.0" in err, err

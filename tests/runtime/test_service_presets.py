@@ -29,6 +29,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 GRPC_AUTH = [("authorization", f"Bearer {API_KEY}")]
 # one job shape (the service caches the compiled sampler): the tests share it
 JOB = dict(capsule=NAME, params={"dim": 3}, chains=4, steps=120, burn_in=20, seed=5)
+TUNER = {"method": "mams", "target_acceptance": 0.8, "l_factor": 0.3, "warmup_fraction": 0.1}
 
 
 def _free_port() -> int:
@@ -46,6 +47,9 @@ def service(tmp_path_factory):
     save_preset(presets, "gauss-hmc", {"step_size": 0.3, "num_integration_steps": 5}, target="hmc")
     save_preset(presets, "anneal-here", {"num_steps": 10}, target="sample_equilibrium")
     (presets / "broken.json").write_text(json.dumps({"target": "mala", "config": {}}))
+    save_preset(presets, "gauss-tuner", TUNER, target="sample_tuned")
+    save_preset(presets, "tuner-bad", {"method": "mams", "l_factor": -1.0}, target="sample_tuned")
+    save_preset(presets, "tuner-extra", {"step_size": 0.2}, target="sample_tuned")
     cfg = ServiceConfig(
         api_keys=(API_KEY,),
         nvp_model_path=None,
@@ -112,6 +116,11 @@ def test_request_fields_win_over_the_preset(service):
         (dict(preset="anneal-here"), "not a sampler"),
         (dict(preset="broken"), "must set step_size"),
         (dict(preset="gauss-mala", sampler="hmc"), "the request sets sampler 'hmc'"),
+        (dict(preset="tuner-bad"), "has l_factor -1.0"),
+        (dict(preset="tuner-extra"), "may set"),
+        (dict(preset="gauss-tuner", sampler="hmc"), "the request sets sampler 'hmc'"),
+        (dict(preset="gauss-tuner", step_size=0.5), "step_size would not be used"),
+        (dict(preset="gauss-tuner", num_integration_steps=4), "num_integration_steps would"),
         (dict(preset="../state/presets/gauss-mala"), "pattern"),
         (dict(preset="/etc/passwd"), "pattern"),
     ],
@@ -153,6 +162,73 @@ def test_grpc_sample_takes_a_preset(service):
     want = http.post("/v1/sample", json=dict(JOB, preset="gauss-mala")).json()["summary"]
     assert got["preset"] == want["preset"] and got["energy_mean"] == want["energy_mean"]
     bad = pb.sampling_pb2.SampleRequest(capsule=NAME, preset="lj13-anneal")
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Sample(bad, metadata=GRPC_AUTH, timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith("preset"), e.value.details()
+
+
+def test_tuner_preset_runs_sample_tuned_without_blocking_the_server(service, tmp_path):
+    """A tuner preset: the worker runs `idf.sample_tuned(preset=...)` (MAMS tuned with the
+    preset's settings); /healthz keeps answering while the job compiles and runs."""
+    import jax
+
+    import idf_jax as idf
+    from idf_jax.runtime.service.jobs import build_capsule
+
+    http, _ = service
+    job = dict(JOB, steps=600, burn_in=0, preset="gauss-tuner")
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.update(r=http.post("/v1/sample", json=job)))
+    t.start()
+    probes = 0
+    with httpx.Client(base_url=str(http.base_url), timeout=5) as probe:
+        while t.is_alive():
+            assert probe.get("/healthz").status_code == 200
+            probes += 1
+            time.sleep(0.05)
+    t.join()
+    r = out["r"]
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert probes >= 5, probes  # the job took a compile at least; the loop stayed free
+    assert res["sampler"] == "mams"
+    summary = res["summary"]
+    assert summary["preset"] == {"name": "gauss-tuner", "sampler": "mams", **TUNER}
+    # warm-up round(0.1 * 600) = 60, raised to the tuner's least 100: 500 draws
+    assert summary["draws"] == 500 and summary["tuned"]["step_size"] > 0
+    assert abs(summary["energy_mean"] - 1.5) < 0.4, summary  # N(0, I_3): <E> = 3 / 2
+    # the same numbers as `sample_tuned` called here on the job's chains and key
+    path = save_preset(tmp_path, "same", TUNER, target="sample_tuned")
+    cap = build_capsule(NAME, {"dim": 3})
+    k_init, k_run = jax.random.split(jax.random.key(JOB["seed"]))
+    x0 = cap.init(k_init, JOB["chains"])
+    want = idf.sample_tuned(cap.energy_fn, k_run, x0, 500, num_warmup=100, preset=path)
+    assert summary["energy_mean"] == pytest.approx(float(want.energies.mean()), rel=1e-4)
+
+
+def test_tuner_preset_with_too_few_steps_is_422_naming_steps(service):
+    http, _ = service
+    r = http.post("/v1/sample", json=dict(JOB, steps=90, burn_in=0, preset="gauss-tuner"))
+    assert r.status_code == 422, r.text
+    loc, msg = _error(r)
+    assert loc[-1] == "steps" and "100 warm-up steps" in msg, (loc, msg)
+    bad = http.post("/v1/jobs", json={"kind": "sample", "payload": dict(JOB, preset="tuner-bad")})
+    assert bad.status_code == 422 and _error(bad)[0] == ["body", "payload.preset"], bad.text
+
+
+def test_grpc_sample_takes_a_tuner_preset(service):
+    _, channel = service
+    pb = generated()
+    stub = pb.sampling_grpc.SamplingStub(channel)
+    fields = {k: v for k, v in JOB.items() if k != "params"}
+    req = pb.sampling_pb2.SampleRequest(preset="gauss-tuner", **fields)
+    req.params.update(JOB["params"])
+    resp = stub.Sample(req, metadata=GRPC_AUTH, timeout=300)
+    got = MessageToDict(resp.summary)
+    assert resp.sampler == "mams" and got["preset"]["l_factor"] == TUNER["l_factor"]
+    assert got["draws"] == 100  # burn_in 20 is the warm-up: 120 - 20 draws
+    bad = pb.sampling_pb2.SampleRequest(capsule=NAME, preset="gauss-tuner", sampler="ula")
     with pytest.raises(grpc.RpcError) as e:
         stub.Sample(bad, metadata=GRPC_AUTH, timeout=60)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

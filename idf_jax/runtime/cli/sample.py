@@ -30,7 +30,10 @@ def sample(
         None, "--config", "-c", help="project config.yaml", show_default="none"
     ),
     sampler: str | None = typer.Option(
-        None, help="mala | ula | underdamped | hmc", show_default="config sampler.kind, else mala"
+        None,
+        help="mala | ula | underdamped | hmc | mams (idf.sample_tuned: MAMS tuned on the "
+        "chains during --burn-in; 0: the tuner's warm-up)",
+        show_default="config sampler.kind, else mala",
     ),
     chains: int | None = typer.Option(None, min=1, show_default="config sample.chains, else 16"),
     steps: int | None = typer.Option(
@@ -58,7 +61,8 @@ def sample(
     preset: str | None = typer.Option(
         None,
         help="sampler preset (a packaged name or a file written by `idf evolve sampler`): "
-        "its sampler, step size and leapfrog steps, unless given here",
+        "its sampler, step size and leapfrog steps, unless given here; or a tuner preset "
+        "(target sample_tuned): sampler mams with the preset's tuner settings",
         show_default="config sampler.preset, else none",
     ),
     out: Path | None = typer.Option(
@@ -84,7 +88,40 @@ def sample(
     )
     name, params = capsule_and_params(capsule, param, ccap)
     preset = pick(preset, csam, "preset", None)
+    tuner = None
     if preset is not None:
+        from ..._checks import ArgumentError
+        from ...run.tuned import read_sampler_preset, read_tuner_preset
+
+        try:
+            tuner = read_tuner_preset(preset)
+        except ArgumentError as e:
+            raise typer.BadParameter(str(e), param_hint="--preset") from None
+    if tuner is not None:  # MAMS tuned with the preset's settings (idf.sample_tuned)
+        kind = pick(sampler, csam, "kind", "mams")
+        if kind != "mams":
+            raise typer.BadParameter(
+                f"preset {preset!r} is a tuner preset (sampler mams), not for the sampler "
+                f"{kind!r}; leave --sampler out or pass --sampler mams",
+                param_hint="--preset",
+            )
+        unused = [
+            flag
+            for flag, v in (
+                ("--step-size", step_size),
+                ("--friction", friction),
+                ("--integration-steps", integration_steps),
+            )
+            if v is not None
+        ]
+        if unused:
+            raise typer.BadParameter(
+                f"preset {preset!r} is a tuner preset: the MAMS tuner chooses the step size "
+                f"and trajectory length, so {', '.join(unused)} would not be used",
+                param_hint="--preset",
+            )
+        csam = {**csam, "kind": "mams"}
+    elif preset is not None:
         from ..._checks import ArgumentError
         from ...run.tuned import read_sampler_preset
 
@@ -113,6 +150,7 @@ def sample(
         friction=pick(friction, csam, "friction", 1.0),
         num_integration_steps=pick(integration_steps, csam, "num_integration_steps", 10),
         seed=pick(seed, csmp, "seed", 0),
+        preset=None if tuner is None else str(preset),
     )
     out_dir = project_path(out, config, csmp, "out", "results/sample")
     build_capsule(job.capsule, job.params)  # fail fast on a bad capsule or parameters

@@ -8,6 +8,15 @@ kind of state all come from the `Capsule` record. A capsule whose `state_kind` i
 at the job's temperature whatever gradient sampler the job names; annealing needs
 continuous states. Built samplers are cached per job description, so a repeated job
 reuses the compiled chunk runners of `idf.sample` instead of recompiling.
+
+Sampler "mams" is `idf.sample_tuned(method="mams")`: the MAMS tuner adapts the step size
+and trajectory length on the chains during the `burn_in` steps (0: the tuner's own
+warm-up, `mams_warmup`), then the remaining steps are drawn. `preset` names a tuner preset
+(target "sample_tuned", written by `experiments/evolve_sampler.py mams-evolve` or
+`idf.evolve.save_preset`) whose target acceptance, trajectory-length factor and warm-up
+fraction the tuner uses; step_size, friction and num_integration_steps are not used. The
+tuned sampler is built per job (the tuning is part of the run); its energy function is
+cached per capsule instance, so a repeated job (any seed or preset) reuses the compiles.
 """
 
 from __future__ import annotations
@@ -44,13 +53,16 @@ __all__ = [
     "SampleJob",
     "EquilibriumJob",
     "build_capsule",
+    "mams_warmup",
     "run_sample",
     "run_equilibrium",
     "summarize_trace",
     "equilibrium_available",
+    "tuner_config",
 ]
 
-SAMPLERS = ("mala", "ula", "underdamped", "hmc")
+SAMPLERS = ("mala", "ula", "underdamped", "hmc", "mams")
+"""Job samplers; "mams" is `idf.sample_tuned(method="mams")` (tuned on the chains)."""
 
 
 class JobError(ValueError):
@@ -71,6 +83,8 @@ class SampleJob:
     step_size: sampler step (units of the state); temperature: kT in energy units;
     friction: underdamped Langevin friction (1/time); num_integration_steps: HMC leapfrog
     steps per trajectory. steps counts burn-in; (steps - burn_in) must be divisible by thin.
+    sampler "mams": burn_in is the tuner's warm-up (0: `mams_warmup`); preset: a tuner
+    preset (packaged name or file path) for `idf.sample_tuned(preset=...)`, or None.
     """
 
     capsule: str
@@ -85,6 +99,7 @@ class SampleJob:
     friction: float = 1.0
     num_integration_steps: int = 10
     seed: int = 0
+    preset: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +209,7 @@ class _LRU:
 
 
 _SAMPLER_CACHE = _LRU(32)
+_ENERGY_CACHE = _LRU(32)
 
 
 def _make_sampler(job: SampleJob, capsule: Capsule) -> Sampler:
@@ -286,12 +302,16 @@ def run_sample(
     `before_run(chains, draws, dimensions)` is called once the job is checked against
     `limits`, before anything is sampled (a caller's own size checks)."""
     _check_job(job)
+    if job.sampler == "mams":
+        job = dataclasses.replace(job, burn_in=mams_warmup(job))
     capsule = build_capsule(job.capsule, job.params)
     dims = state_size(capsule)
     if limits is not None:
         check_limits(job, dims, limits)
     if before_run is not None:
         before_run(job.chains, (job.steps - job.burn_in) // job.thin, dims)
+    if job.sampler == "mams":
+        return _run_tuned(job, capsule, progress, callback), capsule
     cache = _SAMPLER_CACHE if cache is None else cache
     key_ = _sampler_key(job, capsule.state_kind)
     sampler = cache.get_or_make(key_, lambda: _make_sampler(job, capsule))
@@ -312,6 +332,100 @@ def run_sample(
     except ValueError as e:
         raise JobError(_guess_field_run(str(e)), str(e)) from e
     return trace, capsule
+
+
+def mams_warmup(job: SampleJob) -> int:
+    """The warm-up (tuning) steps of a "mams" job: its burn_in when > 0, else the tuner's
+    rule: round(f * steps) clipped to [100, 1000] (f: the preset's warmup_fraction, else
+    0.05; `idf_jax.run.tuned.WARMUP_RULES`), lengthened so that thin divides the rest.
+    A 422 `JobError("steps")` when no draw would be left."""
+    from ...run.tuned import WARMUP_RULES
+
+    if job.burn_in > 0:
+        return job.burn_in
+    fraction, fewest, most = WARMUP_RULES["microcanonical"]
+    if job.preset is not None:
+        fraction = tuner_config(job.preset).get("warmup_fraction", fraction)
+    warmup = int(min(max(round(fraction * job.steps), fewest), most))
+    if job.steps - warmup < job.thin:
+        raise JobError(
+            "steps",
+            f"sampler 'mams' tunes for {warmup} warm-up steps; steps ({job.steps}) must be at "
+            f"least {warmup + job.thin}, or set burn_in (the warm-up) yourself",
+        )
+    return job.steps - job.thin * ((job.steps - warmup) // job.thin)
+
+
+def tuner_config(preset: str) -> dict[str, Any]:
+    """The checked settings of the tuner preset `preset` (a packaged name or a file path);
+    a 422 `JobError("preset")` for a missing file, another kind of preset or bad settings."""
+    from ..._checks import ArgumentError
+    from ...run.tuned import TUNER_PRESET_TARGET, read_tuner_preset
+
+    try:
+        config = read_tuner_preset(preset)
+    except ArgumentError as e:
+        raise JobError("preset", str(e).removeprefix("preset: ")) from e
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise JobError("preset", f"cannot read preset {preset!r}: {e}") from e
+    if config is None:
+        raise JobError(
+            "preset",
+            f"{preset!r} is not a tuner preset (target {TUNER_PRESET_TARGET!r}) "
+            "that sampler 'mams' takes",
+        )
+    return config
+
+
+def _run_tuned(
+    job: SampleJob,
+    capsule: Capsule,
+    progress: bool,
+    callback: Callable[[int, int], None] | None,
+) -> Trace:
+    """A "mams" job: `idf.sample_tuned(method="mams", preset=job.preset)` on the chains."""
+    from ..._checks import ArgumentError
+    from ...run.tuned import sample_tuned
+
+    if capsule.state_kind == "spins":
+        raise JobError(
+            "sampler",
+            f"capsule {capsule.name} has spin states; sampler 'mams' needs continuous ones "
+            "(spin lattices are sampled by block Gibbs: name any other sampler)",
+        )
+    if capsule.project is not None:
+        raise JobError(
+            "sampler",
+            f"capsule {capsule.name} has a projection, which sampler 'mams' does not apply; "
+            "use mala, ula, underdamped or hmc",
+        )
+    if job.preset is not None:
+        tuner_config(job.preset)  # a clear 422 before anything compiles
+    # one energy function per capsule instance: the tuned samplers built from it are then
+    # equal PyTrees (their settings traced), so a repeated job reuses the compiled runs
+    energy_fn = _ENERGY_CACHE.get_or_make(
+        (job.capsule, _freeze(job.params)),
+        lambda: apply_constraints(capsule.energy_fn, capsule.constraints),
+    )
+    k_init, k_run = jax.random.split(jax.random.key(job.seed))
+    x0 = _initial_states(capsule, k_init, job.chains)
+    try:
+        return sample_tuned(
+            energy_fn,
+            k_run,
+            x0,
+            (job.steps - job.burn_in) // job.thin,
+            method="mams",
+            num_warmup=job.burn_in,
+            temperature=job.temperature,
+            thin=job.thin,
+            preset=job.preset,
+            progress=progress,
+            callback=callback,
+        )
+    except ArgumentError as e:
+        field = {"x0_batch": "params", "num_draws": "steps", "num_warmup": "burn_in"}
+        raise JobError(field.get(e.argument, e.argument), str(e)) from e
 
 
 def _sampler_key(job: SampleJob, state_kind: StateKind) -> tuple:
@@ -394,6 +508,12 @@ def summarize_trace(trace: Trace) -> dict[str, Any]:
         out["mean_abs_energy_error"] = _num(
             np.mean(np.asarray(trace.stats["mean_abs_energy_error"]))
         )
+    if "tuning_grad_evals" in trace.stats:  # an `idf.sample_tuned` run: what it tuned, its cost
+        out["tuned"] = {
+            k: _num(np.mean(np.asarray(trace.stats[k])))
+            for k in ("step_size", "L", "tuning_grad_evals", "sampling_grad_evals")
+            if k in trace.stats
+        }
     return out
 
 

@@ -94,7 +94,12 @@ class SampleRequest(_Model):
 
     capsule: Name = Field(description="registry name, e.g. molecular.lennard_jones_cluster")
     params: dict[Name, ParamValue] = Field(default_factory=dict, description="capsule parameters")
-    sampler: Literal["mala", "ula", "underdamped", "hmc"] = "mala"
+    sampler: Literal["mala", "ula", "underdamped", "hmc", "mams"] = Field(
+        "mala",
+        description="mams: idf.sample_tuned(method='mams'), tuned on the chains during "
+        "burn_in (0: the tuner's warm-up); step_size, friction and num_integration_steps "
+        "are then not used",
+    )
     chains: int = Field(16, ge=1, description="number of chains (limit: service config)")
     steps: int = Field(1000, ge=1, description="steps per chain, burn-in included")
     thin: int = Field(1, ge=1)
@@ -112,7 +117,8 @@ class SampleRequest(_Model):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
         description="a sampler preset by name (packaged, or presets/<name>.json in the "
         "state directory; written by `idf evolve sampler`): its sampler, step_size and "
-        "num_integration_steps, unless the request sets them",
+        "num_integration_steps, unless the request sets them; or a tuner preset (target "
+        "sample_tuned): sampler mams with the preset's tuner settings",
     )
 
 

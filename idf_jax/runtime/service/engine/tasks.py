@@ -129,12 +129,15 @@ def _sample(payload, limits, emit, should_stop, state_dir: Path | None) -> dict[
     import jax
     import numpy as np
 
-    from ..presets import preset_summary, with_preset
+    from ..presets import preset_file, preset_summary, with_preset
     from ..schemas import SampleRequest
 
     req = with_preset(validated(SampleRequest, payload), state_dir)
     check_params(req.params, limits)
-    job = SampleJob(**req.model_dump(exclude={"return_positions", "preset"}))
+    job = SampleJob(
+        **req.model_dump(exclude={"return_positions", "preset"}),
+        preset=preset_file(req, state_dir),  # a tuner preset's file, for sampler "mams"
+    )
 
     def callback(done: int, total: int) -> None:
         if should_stop():
@@ -163,7 +166,7 @@ def _sample(payload, limits, emit, should_stop, state_dir: Path | None) -> dict[
         "elapsed_s": time.perf_counter() - t0,
     }
     if req.preset is not None:
-        out["summary"]["preset"] = preset_summary(req)
+        out["summary"]["preset"] = preset_summary(req, state_dir)
     if req.return_positions != "none":
         pos = trace.positions
         if req.return_positions == "final":
