@@ -53,6 +53,14 @@ Controllers
   model. 'lever-foresight': the same search with the true demand path (no headroom): the
   foresight bound. The three bounds split the gap to 'mpc-oracle': server lever with the
   hidden state (state-oracle) -> all levers (lever-oracle) -> foresight (lever-foresight).
+- lever-bound: no controller, a number (`_baselines.LEVER_BOUND_DOC`, `LEVER_BOUND_LP_DOC`):
+  a lower bound on the window's energy for any controller with the lever-oracle's
+  information and uptime safety, whatever it does with the levers (analytic IT bound; the
+  cooling bounded analytically and by a linear programme over the heat-removal path, the
+  larger of the two reported). `experiments/eil_bound_table.py` tabulates it.
+- eil-mpc-cal-t: eil-mpc-cal with the interval-1 temperature margin calibrated on the
+  training weeks (`calibrate_temp_margin`) and the later intervals held at the mean forecast
+  with that margin alone, as the lever-oracle holds them.
 
 Constraint violations (all controllers): an interval with unserved demand > 0.1 % (uptime 0.999)
 or any rack above 32 °C.
