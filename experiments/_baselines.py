@@ -484,44 +484,210 @@ def tune_lever_oracle(station, test_start_day, test_days, seed, temp_max, uptime
     return h, float(LEVER_MARGINS[j]), train_days
 
 
-LEVER_BOUND_DOC = """lever-bound: an upper bound on the saving of ANY controller with the lever-oracle's
-information and uptime headroom, whatever it does with the setpoint, the shares, the caps and
-the timing of the servers. Every rack keeps the headroom for its share of a jump,
-on_r >= (f_t + h) N w_r (f_t the hidden state's conditional mean), so the row has at least
-ceil((f_t + h) N) servers on (idle power 0.1 kW each) and every rack's utilisation is
-u_r <= u_max = min(1, d_t / (f_t + h)); with the served work W_r = on_r u_r (at least
-(1 - 0.001) d_t N in all) the dynamic power is
-sum_r on_r (P_peak - P_idle)(2 u_r - u_r^1.4) >= (P_peak - P_idle) W (2 - u_max^0.4).
-Cooling: COP <= max(cop_free, cop_max), the fan always runs, and the CRAHs remove the IT heat
-less at most the envelope leak of racks at temp_max and the heat the racks can store between
-their start temperatures and temp_max."""
+LEVER_BOUND_DOC = """lever-bound: a lower bound on the energy (so an upper bound on the saving)
+of ANY controller that (A1) has at most the lever-oracle's information: the hidden workload
+state after the last interval, never the next random draw, so its best forecast is
+f_t = E[d_t | state] (the noise, AR draw plus jump, is independent of the state); (A2) keeps
+the uptime safety calibrated on the training weeks: every rack has servers for its share of
+the design demand D_t = min(f_t + h, 1), on_r >= D_t N w_r (h the smallest headroom with no
+training interval short of servers, `uptime_headroom`; a burst scales every rack's work, so
+serving D_t needs it on every rack); (A3) switches whole servers (the simulator accepts
+fractions: `energy_kwh_continuous` drops the rounding); (A4) has 0 violations in the window
+(unserved <= 1 - uptime, every rack <= temp_max at the end of every interval). Whatever it
+does with the setpoint, the shares, the caps and the timing of the servers:
+IT: the row has at least ceil(D_t N) servers on (idle power P_idle each), every rack's
+utilisation is u_r <= u_max = min(1, d_t / D_t), and the served work W = sum_r on_r f u_r
+(f the cap's throttle) is at least uptime d_t N, so the dynamic power
+sum_r on_r f (P_peak - P_idle)(2 u_r - u_r^1.4) = (P_peak - P_idle) sum_r W_r (2 - u_r^0.4)
+>= (P_peak - P_idle) W (2 - u_max^0.4).
+Cooling: the row's exact heat balance summed over the window,
+sum_t Q_t dt = sum_t [P_IT,t - g_env sum_r (T_r,t - T_out,t)] dt - C sum_r (T_r,end - T_r,0),
+with T_r,t <= temp_max for t >= 1 (A4) and T_r,0 the burn-in's end (the same for every
+controller), bounds the heat removed from below; COP <= max(cop_free, cop_max) and the fan
+always runs. The cooling part is the loose one (it grants the economiser's COP at every
+interval)."""
 
 
 @functools.partial(jax.jit, static_argnames=("burn", "steps"))
-def lever_energy_bound(params, forecasts0, demand, temps0, h, temp_max, *, burn: int,
-                       steps: int):  # fmt: skip
+def lever_energy_bound(params, forecasts0, demand, temps0, h, temp_max, uptime=0.999, *,
+                       burn: int, steps: int):  # fmt: skip
     """kWh lower bound of one window (`LEVER_BOUND_DOC`): the one-step forecasts
     `forecasts0` (burn + steps,) and demand (burn + steps,) of the window's keys, the rack
-    temperatures `temps0` (R,) °C at the end of the burn-in, headroom `h`. Returns a dict of
-    the bound and its IT, cooling and fan parts (kWh)."""
+    temperatures `temps0` (R,) °C at the end of the burn-in, headroom `h` (share of all
+    servers). Returns a dict of the bound (whole servers, A3) and its IT, cooling and fan
+    parts, and the bound without A3 (`energy_kwh_continuous`), all kWh."""
     r, n = params.num_racks, params.servers_per_rack
     big_n = float(r * n)
     f = forecasts0[burn : burn + steps]
     d = demand[burn : burn + steps]
-    total = jnp.clip(jnp.ceil((f + h) * big_n - 1e-6), 1.0, big_n)
-    u_max = jnp.minimum(1.0, d / jnp.maximum(f + h, 1e-9))
-    served = 0.999 * d * big_n
+    design = jnp.minimum(f + h, 1.0)  # no rack can hold more than all its servers
+    u_max = jnp.minimum(1.0, d / jnp.maximum(design, 1e-9))
+    served = uptime * d * big_n
     dyn = params.p_peak_kw - params.p_idle_kw
-    it_kw = params.p_idle_kw * total + dyn * served * (2.0 - u_max**0.4)
+    dyn_kw = dyn * served * (2.0 - u_max**0.4)
     t_out = sim.outside_temp(params, jnp.arange(burn, burn + steps, dtype=jnp.int32))
+    # envelope leak at the start temperatures: exact in the first interval, at most
+    # temp_max in every later one (negative, heat flowing in, when T_out > temp_max)
     leak_kw = params.envelope_kw_per_k * r * (temp_max - t_out)
-    stored_kj = params.heat_capacity_kj_per_k * jnp.sum(jnp.maximum(temp_max - temps0, 0.0))
-    heat_kj = jnp.maximum(jnp.sum(it_kw - leak_kw) * params.dt - stored_kj, 0.0)
-    it_kwh = jnp.sum(it_kw) * params.dt / 3600.0
-    cool_kwh = heat_kj / jnp.maximum(params.cop_free, params.cop_max) / 3600.0
+    leak_kw = leak_kw.at[0].set(params.envelope_kw_per_k * jnp.sum(temps0 - t_out[0]))
+    stored_kj = params.heat_capacity_kj_per_k * jnp.sum(temp_max - temps0)
+    cop_hi = jnp.maximum(params.cop_free, params.cop_max)
     fan_kwh = params.fan_kw * steps * params.dt / 3600.0
+
+    def parts(total):
+        it_kw = params.p_idle_kw * total + dyn_kw
+        heat_kj = jnp.maximum(jnp.sum(it_kw - leak_kw) * params.dt - stored_kj, 0.0)
+        return jnp.sum(it_kw) * params.dt / 3600.0, heat_kj / cop_hi / 3600.0
+
+    it_kwh, cool_kwh = parts(jnp.clip(jnp.ceil(design * big_n - 1e-6), 1.0, big_n))
+    it_c, cool_c = parts(design * big_n)
     return dict(
-        energy_kwh=it_kwh + cool_kwh + fan_kwh, it_kwh=it_kwh, cool_kwh=cool_kwh, fan_kwh=fan_kwh
+        energy_kwh=it_kwh + cool_kwh + fan_kwh,
+        it_kwh=it_kwh,
+        cool_kwh=cool_kwh,
+        fan_kwh=jnp.asarray(fan_kwh),
+        energy_kwh_continuous=it_c + cool_c + fan_kwh,
+        it_kw_t=params.p_idle_kw * jnp.clip(jnp.ceil(design * big_n - 1e-6), 1.0, big_n) + dyn_kw,
+    )
+
+
+LEVER_BOUND_LP_DOC = """lever-bound (LP): the same assumptions A1-A4 as `LEVER_BOUND_DOC` plus (A5) every
+supply setpoint >= sp_min (16 °C: the lowest any controller of this study uses; the simulator
+itself has no limit), with the cooling bounded per interval instead of at the economiser's
+COP throughout. Heat is removed only from racks warmer than the supply air, and every rack
+is at most temp_max when an interval starts (A4), so sp_t < temp_max wherever Q_t > 0 and
+the row removes Q_t <= UA sum_r (T_r - sp_t)_+ <= R UA (temp_max - sp_t): the setpoint is at
+most temp_max - Q_t / (R UA), and since the COP never falls as the setpoint rises
+(`physics.cop`) the cooling electricity of the interval is at least
+g_t(Q_t) = Q_t / COP(T_out,t, temp_max - Q_t / (R UA)) (the economiser only while
+T_out,t < temp_max - Q_t / (R UA) - 4). The LP charges each interval the largest of a set of
+lines under g_t (the lower convex hull of g_t's lower staircase on a grid of Q: g_t grows
+with Q, so every such line stays under g_t). The rack
+update is a convex combination of the rack, its neighbours, the supply air and the outside
+air plus the server heat (dt (UA + 2G + g_env) / C < 1, checked by `make_params`), so no rack
+falls below T_low = min(start temperatures, sp_min, coldest outside air of the window). The
+bound is then the linear programme, over the row's heat-removal path Q_t in [0, capacity],
+IT power P_t >= the analytic IT bound, and the sum of rack temperatures S_t in
+[R T_low, R temp_max] with the row's exact balance
+S_{t+1} = S_t + dt / C [P_t - Q_t - g_env (S_t - R T_out,t)]:
+min sum_t [P_t + y_t] dt + fan, y_t above every line of interval t (HiGHS,
+`scipy.optimize.linprog`). It lets heat be
+stored or pre-cooled wherever that pays, within the racks' temperature range."""
+
+
+def _lower_hull(x, y):
+    """(slopes, intercepts) of the lower convex hull of the points (x, y), x ascending."""
+    hull = []
+    for p in zip(x, y, strict=True):
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    h = np.asarray(hull)
+    slope = np.diff(h[:, 1]) / np.diff(h[:, 0])
+    return slope, h[:-1, 1] - slope * h[:-1, 0]
+
+
+def cooling_cost_lines(params, t_out, t_cap, *, points: int = 241):
+    """Lines (slope (T, K) kW/kW, intercept (T, K) kW, padded by repeating the last) under
+    each interval's least cooling electricity g_t(Q) (kW; `LEVER_BOUND_LP_DOC`) for heat
+    removal Q in [0, capacity]: the lower convex hull of the staircase points
+    (Q_{i+1}, g_t(Q_i)) and (0, 0), which lie on or under g_t because g_t grows with Q."""
+    q = np.linspace(0.0, float(params.cooling_capacity_kw), points)
+    r_ua = params.num_racks * float(params.ua_kw_per_k)
+    out = []
+    for to, tc in zip(np.asarray(t_out), np.asarray(t_cap), strict=True):
+        sp = tc - q[1:] / r_ua
+        c = np.asarray(
+            physics.cop(jnp.asarray(to), jnp.asarray(sp), params.cop_carnot_fraction,
+                        params.cop_max, params.cop_free),
+            np.float64,
+        )  # fmt: skip
+        g = q[1:] / c  # g at the grid points (increasing in Q)
+        xs = np.concatenate([[0.0], q[1:]])
+        ys = np.concatenate([[0.0], np.concatenate([[0.0], g[:-1]])])  # g(Q_i) at Q_{i+1}
+        out.append(_lower_hull(xs, ys))
+    k = max(len(a) for a, _ in out)
+    slope = np.stack([np.pad(a, (0, k - len(a)), mode="edge") for a, _ in out])
+    icpt = np.stack([np.pad(b, (0, k - len(b)), mode="edge") for _, b in out])
+    return slope, icpt
+
+
+def lever_energy_bound_lp(params, it_kw, temps0, temp_max, *, burn: int, sp_min: float = 16.0):
+    """kWh lower bound of one window (`LEVER_BOUND_LP_DOC`) from the per-interval IT power
+    bound `it_kw` (T,) kW (`lever_energy_bound(...)["it_kw_t"]`), the rack temperatures
+    `temps0` (R,) °C after the burn-in, the window starting at simulator step `burn`.
+    Returns a dict (kWh) with the bound, its IT, cooling and fan parts, and T_low (°C)."""
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    p_lb = np.asarray(it_kw, np.float64)
+    t = p_lb.shape[0]
+    r = params.num_racks
+    temps0 = np.asarray(temps0, np.float64)
+    dt, c = float(params.dt), float(params.heat_capacity_kj_per_k)
+    g_env = float(params.envelope_kw_per_k)
+    t_out = np.asarray(
+        sim.outside_temp(params, jnp.arange(burn, burn + t, dtype=jnp.int32)), np.float64
+    )
+    t_cap = np.full((t,), float(temp_max))
+    t_cap[0] = max(float(temp_max), float(np.max(temps0)))
+    slope, icpt = cooling_cost_lines(params, t_out, t_cap)
+    k = slope.shape[1]
+    t_low = min(float(np.min(temps0)), float(sp_min), float(np.min(t_out)))
+    # variables: P_0..P_{T-1}, Q_0..Q_{T-1}, S_1..S_T (sum of rack temps), y_0..y_{T-1}
+    a = dt / c
+    rows, cols, vals = [], [], []
+    b = np.zeros(t)
+    for i in range(t):
+        # S_{i+1} - (1 - a g) S_i - a P_i + a Q_i = a g R T_out,i  (S_0 known)
+        rows += [i, i, i]
+        cols += [i, t + i, 2 * t + i]
+        vals += [-a, a, 1.0]
+        b[i] = a * g_env * r * t_out[i]
+        if i == 0:
+            b[i] += (1.0 - a * g_env) * float(np.sum(temps0))
+        else:
+            rows.append(i)
+            cols.append(2 * t + i - 1)
+            vals.append(-(1.0 - a * g_env))
+    a_eq = sparse.csr_matrix((vals, (rows, cols)), shape=(t, 4 * t))
+    # y_i >= slope_ik Q_i + icpt_ik  <=>  slope_ik Q_i - y_i <= -icpt_ik
+    ii = np.repeat(np.arange(t), k)
+    ub_rows = np.arange(t * k)
+    a_ub = sparse.csr_matrix(
+        (
+            np.concatenate([slope.ravel(), -np.ones(t * k)]),
+            (np.concatenate([ub_rows, ub_rows]), np.concatenate([t + ii, 3 * t + ii])),
+        ),
+        shape=(t * k, 4 * t),
+    )
+    cost = np.concatenate([np.full(t, dt / 3600.0), np.zeros(2 * t), np.full(t, dt / 3600.0)])
+    bounds = (
+        [(float(x), None) for x in p_lb]
+        + [(0.0, float(params.cooling_capacity_kw))] * t
+        + [(r * t_low, r * float(temp_max))] * t
+        + [(0.0, None)] * t
+    )
+    res = linprog(
+        cost, A_ub=a_ub, b_ub=-icpt.ravel(), A_eq=a_eq, b_eq=b, bounds=bounds, method="highs"
+    )
+    fan_kwh = float(params.fan_kw) * t * dt / 3600.0
+    if res.status != 0:
+        nan = float("nan")
+        return dict(energy_kwh=nan, it_kwh=nan, cool_kwh=nan, fan_kwh=fan_kwh, t_low=t_low)
+    x = res.x
+    it_kwh = float(np.sum(x[:t]) * dt / 3600.0)
+    cool_kwh = float(np.sum(x[3 * t :]) * dt / 3600.0)
+    return dict(
+        energy_kwh=it_kwh + cool_kwh + fan_kwh,
+        it_kwh=it_kwh,
+        cool_kwh=cool_kwh,
+        fan_kwh=fan_kwh,
+        t_low=t_low,
     )
 
 

@@ -438,8 +438,12 @@ class MPCPlanner(eqx.Module):
     How EIL's MPC mode (`idf_jax.eil.mpc_mode`) builds the inputs: `max_error` (the uptime
     headroom also covers the largest backtested under-prediction of the demand, not only
     ``max(z sigma_h, floor)``), `pool` (round servers for the whole row, `MPCInputs.pool`),
-    `stored` (count the stored-heat term). These become traced inputs: changing them does
-    not recompile."""
+    `stored` (count the stored-heat term), `temp_margin` (a fixed interval-1 temperature
+    margin [K], e.g. calibrated on training weeks, `mpc_mode.calibrated_temp_margin`; None:
+    learned online from the plan's own errors) and `temp_z` (the quantile ``z_T`` of the
+    later intervals' check ``temp_max - max(temp_margin, z_T sigma_T)``; None:
+    ``min(z_uptime, 3)``; 0 holds them at the mean forecast with the margin alone, as the
+    lever-oracle does). These become traced inputs: changing them does not recompile."""
 
     horizon: int = eqx.field(static=True)
     chains: int = eqx.field(static=True)
@@ -448,6 +452,8 @@ class MPCPlanner(eqx.Module):
     max_error: bool = eqx.field(static=True)
     pool: bool = eqx.field(static=True)
     stored: bool = eqx.field(static=True)
+    temp_margin: float | None = eqx.field(static=True)
+    temp_z: float | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -459,6 +465,8 @@ class MPCPlanner(eqx.Module):
         max_error: bool = True,
         pool: bool = True,
         stored: bool = True,
+        temp_margin: float | None = None,
+        temp_z: float | None = None,
     ):
         self.horizon = positive_int("horizon", horizon)
         self.chains = positive_int("chains", chains)
@@ -470,6 +478,17 @@ class MPCPlanner(eqx.Module):
             if not isinstance(v, bool | np.bool_):
                 raise ArgumentError(name, f"{name} must be True or False, got {v!r}")
         self.max_error, self.pool, self.stored = bool(max_error), bool(pool), bool(stored)
+        for name, v in (("temp_margin", temp_margin), ("temp_z", temp_z)):
+            ok = v is None or (
+                isinstance(v, int | float | np.floating | np.integer)
+                and not isinstance(v, bool)
+                and np.isfinite(v)
+                and v >= 0
+            )
+            if not ok:
+                raise ArgumentError(name, f"{name} must be None or a finite number >= 0, got {v!r}")
+        self.temp_margin = None if temp_margin is None else float(temp_margin)
+        self.temp_z = None if temp_z is None else float(temp_z)
 
     def check(self, model: PlantModel, inputs: MPCInputs) -> None:
         """ArgumentError unless every array of `inputs` has the shape this planner and

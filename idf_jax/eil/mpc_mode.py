@@ -15,7 +15,11 @@ Calibration. `replay_uptime` replays a demand series through the same forecaster
 same backtest cadence as a live source and returns, per decision, the interval-1 forecast,
 the learned part of the headroom and the demand that followed: the smallest floor that
 would have kept every interval served (`calibrated_floor`) is then chosen on training weeks,
-the way a rule's spare servers are tuned.
+the way a rule's spare servers are tuned. `replay_outside_error` does the same for the
+outside-air forecaster (the one exogenous input of the interval-1 temperature check besides
+the demand, which the calibrated headroom covers): `calibrated_temp_margin` turns its
+largest under-prediction on training weeks into the interval-1 temperature margin
+(`MPCPlanner(temp_margin=...)`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._checks import ArgumentError
 from .calibration import z_of
 from .forecast import SeasonalForecaster, check_period
 from .mpc import MPCInputs, MPCPlan, MPCPlanner, MPCResult
@@ -36,6 +41,8 @@ __all__ = [
     "DemandPath",
     "MPCSource",
     "calibrated_floor",
+    "calibrated_temp_margin",
+    "replay_outside_error",
     "replay_uptime",
     "report",
     "uptime_headroom",
@@ -119,6 +126,37 @@ def calibrated_floor(
     return float(np.ceil(need / grid - 1e-9) * grid)
 
 
+def replay_outside_error(t_out: np.ndarray, burn: int, period: int = 96) -> np.ndarray:
+    """(T - burn,) one-step errors ``actual - forecast`` [K] of the outside-air forecaster of
+    a live source (`SeasonalForecaster`, as `MPCSource` keeps it) whose sensed outside
+    temperatures are `t_out` (T,): decision t has seen ``t_out[:burn + t]``."""
+    x = np.asarray(t_out, np.float64)
+    if x.ndim != 1 or not 0 < burn < x.shape[0]:
+        raise ArgumentError("burn", f"need a (T,) series and 0 < burn < T, got {x.shape}, {burn}")
+    fc = SeasonalForecaster(period)
+    for v in x[:burn]:
+        fc.append(float(v))
+    err = np.zeros(x.shape[0] - burn)
+    for t in range(err.shape[0]):
+        err[t] = x[burn + t] - float(fc.forecast(1)[0])
+        fc.append(float(x[burn + t]))
+    return err
+
+
+def calibrated_temp_margin(
+    errors: list[np.ndarray], gain_k_per_k: float, *, floor: float = 0.1, factor: float = 1.1
+) -> float:
+    """Interval-1 temperature margin [K] from training weeks' outside-air forecast errors
+    (`replay_outside_error`): ``max(floor, factor * gain * max(0, largest error))``, with
+    ``gain = g_env dt / C`` (K of rack temperature per K of outside air over one interval:
+    a warmer outside leaks less heat out, `physics.rack_temperatures`); `factor` as the
+    online margin's 1.1."""
+    if not np.isfinite(gain_k_per_k) or gain_k_per_k < 0:
+        raise ArgumentError("gain_k_per_k", f"gain_k_per_k must be >= 0, got {gain_k_per_k}")
+    worst = max((float(np.max(e)) for e in errors if np.size(e)), default=0.0)
+    return float(max(floor, factor * gain_k_per_k * max(0.0, worst)))
+
+
 class MPCSource:
     """What the MPC mode keeps for one source (module doc)."""
 
@@ -195,6 +233,9 @@ class MPCSource:
         floor = z * float(self.cfg.demand_sigma)
         head = uptime_headroom(sig, q, z, floor, planner.max_error)
         margin, t_sd = self.temp_margins()
+        if planner.temp_margin is not None:
+            margin = planner.temp_margin
+        z_t = min(z, 3.0) if planner.temp_z is None else planner.temp_z
         if self.plan is None:
             warm = MPCPlan(
                 np.full((h,), float(cur.setpoint), f32),
@@ -215,7 +256,7 @@ class MPCSource:
             temp_max=f32(limits.temp_max),
             temp_margin=f32(margin),
             temp_sigma=f32(t_sd),
-            z_temp=f32(min(z, 3.0)),
+            z_temp=f32(z_t),
             ratio=f32(ratio),
             sp_lo=f32(setpoint_range[0]),
             sp_hi=f32(setpoint_range[1]),

@@ -106,3 +106,73 @@ def test_lever_oracle_lowers_the_setpoint_when_hot():
     rule = B.run_rule(hot, key, 2.0, 27.0, 32.0, 0.999, **kw)
     assert int(rule["viol_temp"]) > 0
     assert int(out["violations"]) == 0 and float(out["mean_setpoint"]) < 27.0
+
+
+def test_bound_holds_when_the_design_demand_saturates():
+    # demand near 1 with headroom h: f + h > 1, a rack holds at most all its servers, so
+    # its utilisation is d (not d / (f + h)): the IT bound must stay below the IT power of
+    # every interval of a run with all servers on (a controller the bound covers)
+    full = sim.make_params(
+        start_hour=24.0 * 180 + 12.0, ar_sigma=0.0, burst_prob=0.0, demand_base=0.62
+    )
+    key = jax.random.key(4)
+    kw = dict(burn=BURN, steps=STEPS)
+    keys = jax.random.split(key, BURN + STEPS)
+    f, d = B.state_forecasts(full, keys, 1)
+    h = 0.3
+    assert float(jnp.max(f[BURN:, 0])) + h > 1.1  # saturated intervals in the window
+    temps0 = B.burn_in_temps(full, keys[:BURN])
+    bound = B.lever_energy_bound(full, f[:, 0], d, temps0, h, 32.0, 0.999, **kw)
+    r = full.num_racks
+    act = sim.default_action(full)._replace(weights=jnp.full((r,), 1.0 / r))
+    acts = jax.tree.map(lambda x: jnp.broadcast_to(x, (BURN + STEPS,) + x.shape), act)
+    obs = sim._rollout_actions(full, sim.init_state(full), acts, keys)
+    assert float(jnp.max(obs["unserved"][BURN:])) <= 1e-3
+    it = np.asarray(obs["power"][BURN:])
+    assert np.all(np.asarray(bound["it_kw_t"]) <= it + 1e-4)
+    assert float(bound["it_kwh"]) <= float(np.sum(it)) * full.dt / 3600.0
+
+
+def test_cooling_lines_stay_under_the_least_cooling_power():
+    params = sim.make_params()
+    t_out = np.array([-5.0, 20.0, 27.5, 31.0])
+    t_cap = np.full(4, 32.0)
+    slope, icpt = B.cooling_cost_lines(params, t_out, t_cap)
+    q = np.linspace(1e-3, float(params.cooling_capacity_kw), 2001)
+    r_ua = params.num_racks * float(params.ua_kw_per_k)
+    for i, to in enumerate(t_out):
+        c = np.asarray(
+            sim.physics.cop(jnp.asarray(to), jnp.asarray(32.0 - q / r_ua), 0.45, 8.0, 15.0)
+        )
+        g = q / c
+        lines = np.max(slope[i][None, :] * q[:, None] + icpt[i][None, :], axis=1)
+        assert np.all(lines <= g + 1e-9)
+    # a hot interval: no economiser above small Q, so the lines bind well above Q / 15
+    assert np.max(slope[3]) > 1.0 / 8.0 and np.max(slope[0]) <= 1.0 / 15.0 + 1e-9
+
+
+def test_lp_bound_on_a_hot_noise_free_plant():
+    # 30 °C outside all week: the economiser never runs at the heat the row makes, so the
+    # LP (chiller COP) is above the analytic bound (economiser COP) and below a real run
+    hot = sim.make_params(start_hour=24.0 * 180, ar_sigma=0.0, burst_prob=0.0)
+    hot = eqx_set_weather(hot, 30.0)
+    key = jax.random.key(5)
+    kw = dict(burn=BURN, steps=STEPS)
+    keys = jax.random.split(key, BURN + STEPS)
+    f, d = B.state_forecasts(hot, keys, H)
+    temps0 = B.burn_in_temps(hot, keys[:BURN])
+    bound = B.lever_energy_bound(hot, f[:, 0], d, temps0, 0.0, 32.0, 0.999, **kw)
+    lp = B.lever_energy_bound_lp(hot, bound["it_kw_t"], temps0, 32.0, burn=BURN)
+    assert lp["cool_kwh"] > 1.3 * float(bound["cool_kwh"])
+    out = B.run_lever_oracle(hot, key, f, 0.0, 0.0, 32.0, 0.999, horizon=H, **kw)
+    assert int(out["violations"]) == 0
+    assert lp["energy_kwh"] <= float(out["energy_kwh"])
+    rule = B.run_rule(hot, key, 2.0, 24.0, 32.0, 0.999, **kw)
+    assert int(rule["violations"]) == 0 and lp["energy_kwh"] <= float(rule["energy_kwh"])
+
+
+def eqx_set_weather(params, t_c):
+    """`params` with a constant outside air of `t_c` °C."""
+    import equinox as eqx
+
+    return eqx.tree_at(lambda p: p.t_out_hourly, params, jnp.full_like(params.t_out_hourly, t_c))

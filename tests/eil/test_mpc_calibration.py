@@ -142,3 +142,68 @@ def test_planner_options_checked():
     assert e.value.argument == "pool"
     p = MPCPlanner(4, max_error=False, pool=False, stored=False)
     assert (p.max_error, p.pool, p.stored) == (False, False, False)
+
+
+def test_replay_outside_error_and_margin_by_hand():
+    from idf_jax.eil.mpc_mode import calibrated_temp_margin, replay_outside_error
+
+    t = np.arange(96 * 3)
+    x = 10.0 + 5.0 * np.sin(2 * np.pi * t / 96)
+    err = replay_outside_error(x, 96 * 2)
+    assert err.shape == (96,) and np.max(np.abs(err)) < 0.5  # a clean daily cycle
+    # a heat wave the forecaster cannot know: the error is the jump
+    y = x.copy()
+    y[200] += 4.0
+    e2 = replay_outside_error(y, 96 * 2)
+    assert e2[8] == pytest.approx(err[8] + 4.0, abs=1e-9)
+    gain = 0.05 * 900.0 / 1800.0  # g_env dt / C
+    m = calibrated_temp_margin([err, e2], gain)
+    assert m == pytest.approx(max(0.1, 1.1 * gain * float(np.max(e2))))
+    assert calibrated_temp_margin([np.array([-1.0])], gain) == 0.1  # never under: the floor
+    with pytest.raises(ArgumentError) as e:
+        replay_outside_error(x, 0)
+    assert e.value.argument == "burn"
+    with pytest.raises(ArgumentError) as e:
+        calibrated_temp_margin([err], -1.0)
+    assert e.value.argument == "gain_k_per_k"
+
+
+def test_planner_temperature_options():
+    p = MPCPlanner(4, temp_margin=0.1, temp_z=0.0)
+    assert (p.temp_margin, p.temp_z) == (0.1, 0.0)
+    assert MPCPlanner(4).temp_margin is None and MPCPlanner(4).temp_z is None
+    for bad in (-0.1, float("nan"), True, "0.1"):
+        with pytest.raises(ArgumentError) as e:
+            MPCPlanner(4, temp_margin=bad)  # type: ignore[arg-type]
+        assert e.value.argument == "temp_margin"
+    with pytest.raises(ArgumentError) as e:
+        MPCPlanner(4, temp_z=float("inf"))
+    assert e.value.argument == "temp_z"
+
+
+def test_source_inputs_take_the_fixed_temperature_margin(model):
+    """MPCSource.inputs: a planner's fixed margin and z_T replace the learned ones."""
+    from types import SimpleNamespace
+
+    from idf_jax.eil.mpc_mode import MPCSource
+    from idf_jax.eil.plant import PlantState
+    from idf_jax.eil.presets import row_source
+    from idf_jax.eil.store import EnergyReading
+
+    cfg = row_source(demand_sigma=0.05)
+    hist = [
+        EnergyReading("row-1", 900.0 * i, 900.0, {"outside_temp": 10.0, "demand": 0.5})
+        for i in range(10)
+    ]
+    latest = hist[-1]
+    state = PlantState(np.full((R,), 27.0, f32), f32(0.5), f32(10.0))
+    cur = PlantAction(f32(20.0), f32(np.inf), np.full((R,), 40.0, f32), np.full((R,), 0.25, f32))
+    limits = SimpleNamespace(uptime=0.999, temp_max=32.0)
+    args = (model, latest, state, cur, (1.0, 0.0, 0.0), limits, 1.0, (16.0, 27.0), 0.0, 0.0)
+    src = MPCSource(cfg, hist, [0.5] * 10)
+    inp, info = src.inputs(MPCPlanner(H), *args)
+    assert float(inp.temp_margin) == 0.5 and float(inp.z_temp) == pytest.approx(3.0)
+    src = MPCSource(cfg, hist, [0.5] * 10)
+    inp, info = src.inputs(MPCPlanner(H, temp_margin=0.1, temp_z=0.0), *args)
+    assert float(inp.temp_margin) == pytest.approx(0.1) and float(inp.z_temp) == 0.0
+    assert info["temp_margin"] == pytest.approx(0.1)
