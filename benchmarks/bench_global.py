@@ -18,7 +18,7 @@ the same evaluation cap (idf's chains x budget); a run that does not reach the t
 within its cap counts as a miss (its time is the cap, a lower bound).
 
     PYTHONPATH=. python benchmarks/bench_global.py [--instances lj26,ab13] [--seeds 5] [--cap 120]
-        [--hop-loop auto|sync|async]
+        [--hop-loop auto|sync|async] [--no-scipy] [--no-ase] [--seed0 0]
 """
 
 from __future__ import annotations
@@ -177,6 +177,8 @@ def main():
     ap.add_argument("--budget", type=int, default=100_000)
     ap.add_argument("--cap", type=float, default=120.0, help="wall seconds per peer run")
     ap.add_argument("--no-ase", action="store_true")
+    ap.add_argument("--no-scipy", action="store_true", help="idf only (e.g. chain-count studies)")
+    ap.add_argument("--seed0", type=int, default=0, help="first seed")
     ap.add_argument(
         "--hop-loop", default="auto", help="idf basin-hopping loop: auto | sync | async"
     )
@@ -185,9 +187,10 @@ def main():
     for name in args.instances.split(","):
         cold = run_idf(name, 1000, args.chains, args.budget, args.hop_loop)  # compiles
         rows = {"idf": [], "scipy": [], "ase": []}
-        for seed in range(args.seeds):
+        for seed in range(args.seed0, args.seed0 + args.seeds):
             rows["idf"].append(run_idf(name, seed, args.chains, args.budget, args.hop_loop))
-            rows["scipy"].append(run_scipy(name, seed, args.cap, args.chains * args.budget))
+            if not args.no_scipy:
+                rows["scipy"].append(run_scipy(name, seed, args.cap, args.chains * args.budget))
             if name.startswith("lj") and not args.no_ase:
                 rows["ase"].append(run_ase(name, seed, args.cap))
             print(name, seed, {k: v[-1] for k, v in rows.items() if v}, flush=True)
@@ -198,6 +201,7 @@ def main():
                     "success": f"{sum(r['hit'] for r in rs)}/{len(rs)}",
                     "median_s": float(np.median([r["time"] for r in rs])),
                     "times": [round(r["time"], 2) for r in rs],
+                    "evals": [float(f"{r['evals']:.3g}") for r in rs],
                     "hits": [bool(r["hit"]) for r in rs],
                 }
         if rows["idf"]:
