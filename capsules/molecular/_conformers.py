@@ -7,9 +7,13 @@ own) and laid out as a `ConformerGrid`: molecules padded to a count on the ladde
 one count on the ladder 8, 12, 16, 24, 32, 48, ... (copies of its first), conformers along
 the last axis so one vectorised MMFF94 evaluation serves every item. The compiled
 annealing and L-BFGS loop depend only on (bucket, molecules, conformers): a second call
-of the same shape does not compile again. A large grid is relaxed in passes: after
-`COMPACT_AFTER` iterations the conformers still running move to a smaller grid (shapes
-from the same ladders), so the slowest conformers do not keep the whole batch running.
+of the same shape does not compile again. The L-BFGS runs on a `PackedGrid`
+(`_packed`: the molecules' own term tables packed densely, padded once to a size
+ladder), first in float32 to |grad| < `FLOAT32_GTOL`, then in float64 to the tolerance,
+the L-BFGS memory carried over; a large grid is relaxed in passes: when fewer than
+`COMPACT_BELOW` of its items still run they move, with their memory, to a smaller
+packed grid (shapes from the same ladders), so the slowest conformers do not keep the
+whole batch running.
 """
 
 from __future__ import annotations
@@ -27,13 +31,22 @@ import idf_jax as idf
 from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets
 from ._grid import ConformerGrid, GridItem
 from ._mmff import MMFFParameters
-from ._relax import FULL_OPTIMIZATION_ITEMS, TRACES, compiled, relax_grid
+from ._packed import (
+    PackedLayout,
+    _cost,
+    cast_state,
+    compact,
+    normalise,
+    pack,
+    packed_lbfgs,
+    packed_resume,
+    packed_start,
+    restore,
+    to_packed,
+)
+from ._relax import FULL_OPTIMIZATION_ITEMS, MAX_STEP, MEMORY, TRACES, compiled
 
 __all__ = ["ConformerSet", "relax_conformers", "item_bucket", "molecule_bucket"]
-
-COMPACT_AFTER = 100
-"""L-BFGS iterations of a large grid before its still-running conformers are gathered
-into a smaller one (`_relax_in_passes`)."""
 
 TARGET_ACCEPTANCE = 0.57
 ADAPT_RATE = 0.05
@@ -118,62 +131,6 @@ def _anneal(
     return compiled(_anneal_each, x.shape[0])(grid, key, x, temps, eta)
 
 
-def _relax_in_passes(energies, grid, x, active, relax_steps, gtol, passes=None):
-    """L-BFGS on the grid's items: a large grid (>= FULL_OPTIMIZATION_ITEMS items)
-    runs `COMPACT_AFTER` iterations, then the conformers still running are gathered
-    into a smaller grid (molecules and conformers on the ladders, so only a few shapes
-    ever compile) that continues from where they are with a fresh L-BFGS memory, and so
-    on: the slow tail does not pay for the whole batch. Returns numpy (positions,
-    energies, grad norms, iterations) of every item."""
-    pos = np.asarray(x).copy()
-    e = np.full(grid.items, np.inf)
-    gn = np.full(grid.items, np.inf)
-    steps = np.zeros(grid.items, np.int64)
-    where = np.arange(grid.items)  # the item of the full grid each current item is
-    left, size = relax_steps, grid.items
-    while True:
-        chunk = left
-        if grid.items >= FULL_OPTIMIZATION_ITEMS and left > COMPACT_AFTER:
-            chunk = COMPACT_AFTER
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = relax_grid(grid, x, max_steps=chunk, gtol=gtol, active=active, batch_size=size)
-        p, ei, gi, si = (np.asarray(v) for v in res)
-        if passes is not None:
-            passes.append(
-                {
-                    "molecules": grid.molecules,
-                    "conformers": grid.conformers,
-                    "running": int(active.sum()),
-                    "iterations": int(si.max()),
-                    "seconds": time.perf_counter() - t0,
-                    "cpu_seconds": time.process_time() - c0,
-                }
-            )
-        real = where[active]
-        pos[real], e[real], gn[real] = p[active], ei[active], gi[active]
-        steps[real] += si[active]
-        left -= chunk
-        running = active & (si >= chunk) & ~(gi < gtol)
-        if left <= 0 or not running.any():
-            return pos, e, gn, steps
-        # the running items, grouped by molecule, in a smaller grid
-        mol = np.arange(grid.items) // grid.conformers
-        groups = [np.flatnonzero(running & (mol == m)) for m in range(grid.molecules)]
-        groups = [(m, g) for m, g in enumerate(groups) if len(g)]
-        per_mol = item_bucket(max(len(g) for _, g in groups))
-        num_real = len(groups)
-        groups += [groups[0]] * (molecule_bucket(num_real) - num_real)  # never relaxed
-        sel, act = [], []
-        for k, (_, g) in enumerate(groups):
-            sel.append(np.concatenate([g, np.full(per_mol - len(g), g[0])]))
-            act.append((np.arange(per_mol) < len(g)) & (k < num_real))
-        sel, act = np.concatenate(sel), np.concatenate(act)
-        energies = [energies[m] for m, _ in groups]
-        grid = ConformerGrid.from_energies(energies, per_mol)
-        x = jnp.asarray(p[sel])
-        where, active = where[sel], act
-
-
 def relax_conformers(
     params: list[MMFFParameters],
     conformers: list[np.ndarray],
@@ -230,7 +187,19 @@ def relax_conformers(
             annealed, acc = np.asarray(e_ann), np.asarray(rate)
         t1, c1 = time.perf_counter(), time.process_time()
         passes: list[dict] = []
-        pos, e, gn, steps = _relax_in_passes(energies, grid, x, active, relax_steps, gtol, passes)
+        full = pack(params, list(range(len(params))), num_mols, per_mol)
+        valid = active.reshape(num_mols, per_mol)
+        xs = np.asarray(x).reshape(num_mols, per_mol, bucket.atoms, 3)
+        st = _relax_packed(params, full, xs, valid, relax_steps, gtol, passes)
+    pos = np.zeros((num_mols, per_mol, bucket.atoms, 3))
+    g2 = np.zeros((num_mols, per_mol))
+    for m, (o, n) in enumerate(zip(full.offset, full.natoms)):
+        pos[m, :, :n] = np.transpose(st["z"][o : o + n], (2, 0, 1))
+        g2[m] = np.sum(st["g"][o : o + n] ** 2, axis=(0, 1))
+    pos = pos.reshape(num_mols * per_mol, bucket.atoms, 3)
+    e = np.where(valid, st["e"], np.inf).reshape(-1)
+    gn = np.where(valid, np.sqrt(g2), np.inf).reshape(-1)
+    steps = st["it"].reshape(-1)
     if timings is not None:
         timings["anneal"] = t1 - t0
         timings["relax"] = time.perf_counter() - t1
@@ -245,3 +214,121 @@ def relax_conformers(
         sl = slice(m * per_mol, m * per_mol + len(c))
         out.append(ConformerSet(pos[sl, : p.num_atoms], e[sl], gn[sl], annealed[sl], acc[sl]))
     return out
+
+
+FLOAT32_GTOL = 1e-3
+"""|grad E| (kcal/mol/A) the float32 passes relax to before the float64 polish."""
+
+COMPACT_BELOW = 0.4
+"""A pass on a large grid stops when fewer than this fraction of its items still run;
+they continue in a smaller packed grid when that is cheaper (`_relax_packed`)."""
+
+
+def _packed_start(grid, z0, budget, gtol):
+    TRACES["packed_start"] += 1
+    return packed_start(grid, z0, budget, gtol, MEMORY)
+
+
+def _packed_resume(grid, c, gtol):
+    TRACES["packed_resume"] += 1
+    return packed_resume(grid, c, gtol)
+
+
+def _packed_run(grid, c, gtol, max_step, stop_below):
+    TRACES["packed_run"] += 1
+    return packed_lbfgs(grid, c, gtol, max_step, stop_below)
+
+
+def _sub_layout(params, full: PackedLayout, running: np.ndarray):
+    """The cheapest packed layout (`_cost`) of the running items of `full`: C' columns
+    from the conformer ladder, each molecule in as many slots as its running items
+    need (slots on the molecule ladder). Returns (layout, src, select, valid): new slot
+    k holds columns select[k] of slot src[k] of `full`, valid[k] False for padding."""
+    best = None
+    cols_of = {m: np.flatnonzero(running[m]) for m in range(full.grid.molecules)}
+    cols_of = {m: c for m, c in cols_of.items() if len(c)}
+    width = 8
+    while True:
+        src, chunks = [], []
+        for m, c in cols_of.items():
+            for start in range(0, len(c), width):
+                src.append(m)
+                chunks.append(c[start : start + width])
+        slots = molecule_bucket(len(src))
+        layout = pack(params, [int(full.slot_mol[m]) for m in src], slots, width)
+        if best is None or _cost(layout) < _cost(best[0]):
+            select = np.zeros((slots, width), np.int64)
+            valid = np.zeros((slots, width), bool)
+            for k, c in enumerate(chunks):
+                select[k] = np.concatenate([c, np.full(width - len(c), c[0])])
+                valid[k, : len(c)] = True
+            src_a = np.array(src + [-1] * (slots - len(src)))
+            best = (layout, src_a, select, valid)
+        if width >= full.grid.conformers:
+            return best
+        width = item_bucket(width + 1)
+
+
+def _relax_packed(params, full: PackedLayout, x, valid, relax_steps, gtol, passes=None):
+    """L-BFGS of every valid item of the packed layout `full` from x (slots, C, n, 3):
+    float32 to |grad| < FLOAT32_GTOL, then float64 to gtol, the memory kept throughout.
+    A pass on a large grid (>= FULL_OPTIMIZATION_ITEMS items) stops when fewer than
+    COMPACT_BELOW of its items run; those continue in a smaller packed grid (written
+    back into the full state after each pass) when its cost is below 0.7x. Returns the
+    full state (host numpy)."""
+    grid = full.grid
+    items = grid.molecules * grid.conformers
+    budget = np.where(valid, relax_steps, 0).astype(np.int32)
+    master: dict | None = None
+    for dtype, tol in ((jnp.float32, max(gtol, FLOAT32_GTOL)), (jnp.float64, gtol)):
+        tol_a = jnp.asarray(tol, dtype)
+        if master is None:
+            z0 = jnp.asarray(to_packed(full, np.asarray(x)), dtype)
+            c = compiled(_packed_start, items)(grid, z0, jnp.asarray(budget), tol_a)
+        else:
+            c = compiled(_packed_resume, items)(grid, cast_state(master, dtype), tol_a)
+        master = normalise(c)
+        layout, keep = full, valid
+        src = select = np.zeros((0, 0), np.int64)  # set when the layout is not `full`
+        large = items >= FULL_OPTIMIZATION_ITEMS
+        final = not large
+        first = True
+        while True:
+            running = ~master["done"] & (master["it"] < master["budget"]) & valid
+            if not running.any():
+                break
+            if not first:
+                cand = _sub_layout(params, full, running)
+                final = not _cost(cand[0]) < 0.7 * _cost(layout)
+                if not final:
+                    layout, src, select, keep = cand
+            first = False
+            c = master if layout is full else compact(full, layout, master, src, select, keep)
+            g = layout.grid
+            stop = 0 if final else int(COMPACT_BELOW * running.sum())
+            t0, c0 = time.perf_counter(), time.process_time()
+            c, k = compiled(_packed_run, items)(
+                g, cast_state(c, dtype), tol_a, jnp.asarray(MAX_STEP, dtype), jnp.int32(stop)
+            )
+            c = normalise(c)
+            if layout is full:
+                master = c
+            else:
+                restore(full, layout, master, c, src, select, keep)
+            if passes is not None:
+                passes.append(
+                    {
+                        "dtype": jnp.dtype(dtype).name,
+                        "molecules": g.molecules,
+                        "conformers": g.conformers,
+                        "atoms": g.atoms,
+                        "running": int(running.sum()),
+                        "iterations": int(k),
+                        "seconds": time.perf_counter() - t0,
+                        "cpu_seconds": time.process_time() - c0,
+                    }
+                )
+            if final:
+                break
+    assert master is not None
+    return master

@@ -59,6 +59,12 @@ def _rdkit_best(smiles: str, num: int = 8):
     return rd, x, res[best][1]
 
 
+def embed_conformers_for(smiles: str, num: int) -> np.ndarray:
+    from capsules.molecular import embed_conformers
+
+    return embed_conformers(Chem.AddHs(Chem.MolFromSmiles(smiles)), num, 7)
+
+
 def test_many_molecules_match_rdkit_geometry_and_compile_once():
     opt = MolecularDiffusionCapsule(num_chains=2, num_steps=50)
     mols = opt.generate_equilibrium_structures(SMILES, num_conformers=8, key=jax.random.key(1))
@@ -150,13 +156,14 @@ def test_compacted_passes_reach_the_same_minima(monkeypatch):
 
     smiles = ["CCO", "CC(=O)O"]
     params = [mmff_parameters(s) for s in smiles]
-    confs = [embed_conformers(Chem.AddHs(Chem.MolFromSmiles(s)), 6, 5) for s in smiles]
+    confs = [embed_conformers(Chem.AddHs(Chem.MolFromSmiles(s)), 16, 5) for s in smiles]
     single = _conformers.relax_conformers(params, confs, key=jax.random.key(0))
     monkeypatch.setattr(_conformers, "FULL_OPTIMIZATION_ITEMS", 8)
-    monkeypatch.setattr(_conformers, "COMPACT_AFTER", 15)
+    monkeypatch.setattr(_conformers, "COMPACT_BELOW", 0.3)
     timings: dict = {}
     passes = _conformers.relax_conformers(params, confs, key=jax.random.key(0), timings=timings)
-    assert timings["relax_iterations_max"] > 15  # more than one pass ran
+    shapes = {(p["dtype"], p["molecules"], p["conformers"]) for p in timings["relax_passes"]}
+    assert len(shapes) > 2, timings["relax_passes"]  # smaller grids in both dtypes ran
     for a, b in zip(single, passes):
         assert np.all(b.grad_norms < 1e-5)
         same = np.abs(a.energies - b.energies) < 1e-6
@@ -182,3 +189,99 @@ def test_grid_energy_and_gradient_are_the_one_molecule_modules():
             e1, g1 = jax.value_and_grad(energies[i // 8])(x[i])
             np.testing.assert_allclose(e[i], e1, rtol=1e-12)
             np.testing.assert_allclose(g[i], g1, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_packed_energy_and_gradient_are_the_one_molecule_modules(dtype):
+    """The packed layout (molecules' own tables one after the other, conformers on the
+    last axis) gives every item the one-molecule `MMFFEnergy` energy and gradient:
+    float64 to rounding, float32 to its precision."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from capsules.molecular._energy import MMFFEnergy, exact_bucket
+    from capsules.molecular._packed import pack, to_packed
+
+    smiles = ["O", "CCO", "CC(=O)O", "NC(N)=O", "C=O"]
+    params = [mmff_parameters(s) for s in smiles]
+    layout = pack(params, [0, 1, 2, 3, 4], 6, 8)  # one empty slot
+    n = max(p.num_atoms for p in params)
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = rng.normal(size=(6, 8, n, 3)) * 1.2
+        z = jnp.asarray(to_packed(layout, x), dtype)
+        e, g = eqx.filter_jit(layout.grid.value_and_grad)(z)
+        assert e.dtype == jnp.dtype(dtype) and g.shape == (layout.grid.atoms, 3, 8)
+        np.testing.assert_array_equal(np.asarray(e)[5], 0.0)  # the empty slot
+        for m, p in enumerate(params):
+            one = MMFFEnergy.from_parameters(p, exact_bucket(p))
+            o, k = layout.offset[m], p.num_atoms
+            for c in (0, 3, 7):
+                e1, g1 = jax.value_and_grad(one)(jnp.asarray(x[m, c, :k], jnp.float64))
+                gi = np.asarray(g)[o : o + k, :, c]
+                if dtype == "float64":
+                    np.testing.assert_allclose(e[m, c], e1, rtol=1e-12, atol=1e-10)
+                    np.testing.assert_allclose(gi, g1, rtol=1e-9, atol=1e-9)
+                else:
+                    scale = float(np.max(np.abs(g1)))
+                    np.testing.assert_allclose(e[m, c], e1, rtol=1e-4, atol=1e-3)
+                    np.testing.assert_allclose(gi, g1, atol=1e-4 * scale + 1e-3)
+
+
+def test_packed_compaction_moves_items_and_their_memory_exactly():
+    """Moving running items (and their L-BFGS memory) to a smaller packed grid and back
+    is exact, and the moved items continue where they were (same energies)."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from capsules.molecular import _conformers
+    from capsules.molecular._packed import (
+        compact,
+        normalise,
+        pack,
+        packed_lbfgs,
+        packed_start,
+        restore,
+        to_packed,
+    )
+
+    smiles = ["CCO", "O", "CC(C)=O"]
+    params = [mmff_parameters(s) for s in smiles]
+    confs = [embed_conformers_for(s, 12) for s in smiles]
+    full = pack(params, [0, 1, 2], 3, 12)
+    n = max(p.num_atoms for p in params)
+    x = np.zeros((3, 12, n, 3))
+    for m, c in enumerate(confs):
+        x[m, :, : c.shape[1]] = c
+    with jax.enable_x64(True):
+        start = eqx.filter_jit(lambda g, z, b: packed_start(g, z, b, 1e-5, 8))
+        c0 = start(full.grid, jnp.asarray(to_packed(full, x)), np.full((3, 12), 30))
+        c1, k = eqx.filter_jit(packed_lbfgs)(full.grid, c0, 1e-5, 0.3, 0)
+        master = normalise(c1)
+        assert int(k) == 30 and np.all(master["it"][[0, 2]] == 30)  # water converged
+        running = np.zeros((3, 12), bool)
+        running[0, [1, 4, 5]] = running[2, [0, 2, 3, 4, 5, 6, 7, 8, 9, 11]] = True
+        small, src, select, valid = _conformers._sub_layout(params, full, running)
+        assert small.grid.molecules * small.grid.conformers < 36
+        moved = compact(full, small, master, src, select, valid)
+        e_small, _ = eqx.filter_jit(small.grid.value_and_grad)(jnp.asarray(moved["z"]))
+        np.testing.assert_allclose(np.asarray(e_small)[valid], moved["e"][valid], rtol=1e-12)
+        back = {k: v.copy() for k, v in master.items()}
+        for key in back:
+            if key != "head":
+                back[key][...] = 0
+        restore(full, small, back, moved, src, select, valid)
+        for key in ("z", "S", "Y", "rho", "e", "alpha", "it"):
+            a, b = master[key], back[key]
+            if key in (
+                "z",
+                "S",
+                "Y",
+            ):  # row arrays: compare the running items' columns per molecule
+                for m in range(3):
+                    o, na = full.offset[m], full.natoms[m]
+                    np.testing.assert_array_equal(
+                        b[..., o : o + na, :, running[m]], a[..., o : o + na, :, running[m]]
+                    )
+            else:
+                np.testing.assert_array_equal(b[..., running], a[..., running])
