@@ -151,17 +151,23 @@ def test_jobs_route_takes_a_preset(service):
     assert _error(bad)[0] == ["body", "payload.preset"]
 
 
-def test_grpc_sample_takes_a_preset(service):
-    http, channel = service
+def _grpc_request(channel, preset):
+    """A Sampling stub on `channel` and the JOB request with `preset`."""
     pb = generated()
     stub = pb.sampling_grpc.SamplingStub(channel)
     fields = {k: v for k, v in JOB.items() if k != "params"}
-    req = pb.sampling_pb2.SampleRequest(preset="gauss-mala", **fields)
+    req = pb.sampling_pb2.SampleRequest(preset=preset, **fields)
     req.params.update(JOB["params"])
+    return stub, req
+
+
+def test_grpc_sample_takes_a_preset(service):
+    http, channel = service
+    stub, req = _grpc_request(channel, "gauss-mala")
     got = MessageToDict(stub.Sample(req, metadata=GRPC_AUTH, timeout=300).summary)
     want = http.post("/v1/sample", json=dict(JOB, preset="gauss-mala")).json()["summary"]
     assert got["preset"] == want["preset"] and got["energy_mean"] == want["energy_mean"]
-    bad = pb.sampling_pb2.SampleRequest(capsule=NAME, preset="lj13-anneal")
+    bad = generated().sampling_pb2.SampleRequest(capsule=NAME, preset="lj13-anneal")
     with pytest.raises(grpc.RpcError) as e:
         stub.Sample(bad, metadata=GRPC_AUTH, timeout=60)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -219,16 +225,12 @@ def test_tuner_preset_with_too_few_steps_is_422_naming_steps(service):
 
 def test_grpc_sample_takes_a_tuner_preset(service):
     _, channel = service
-    pb = generated()
-    stub = pb.sampling_grpc.SamplingStub(channel)
-    fields = {k: v for k, v in JOB.items() if k != "params"}
-    req = pb.sampling_pb2.SampleRequest(preset="gauss-tuner", **fields)
-    req.params.update(JOB["params"])
+    stub, req = _grpc_request(channel, "gauss-tuner")
     resp = stub.Sample(req, metadata=GRPC_AUTH, timeout=300)
     got = MessageToDict(resp.summary)
     assert resp.sampler == "mams" and got["preset"]["l_factor"] == TUNER["l_factor"]
     assert got["draws"] == 100  # burn_in 20 is the warm-up: 120 - 20 draws
-    bad = pb.sampling_pb2.SampleRequest(capsule=NAME, preset="gauss-tuner", sampler="ula")
+    bad = generated().sampling_pb2.SampleRequest(capsule=NAME, preset="gauss-tuner", sampler="ula")
     with pytest.raises(grpc.RpcError) as e:
         stub.Sample(bad, metadata=GRPC_AUTH, timeout=60)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
