@@ -32,16 +32,20 @@ from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets
 from ._grid import ConformerGrid, GridItem
 from ._mmff import MMFFParameters
 from ._packed import (
+    MoleculeTables,
     PackedLayout,
     _cost,
     cast_state,
     compact,
+    molecule_tables,
     normalise,
     pack,
     packed_lbfgs,
     packed_resume,
+    packed_sizes,
     packed_start,
     restore,
+    sizes_cost,
     to_packed,
 )
 from ._relax import FULL_OPTIMIZATION_ITEMS, MAX_STEP, MEMORY, TRACES, compiled
@@ -187,10 +191,11 @@ def relax_conformers(
             annealed, acc = np.asarray(e_ann), np.asarray(rate)
         t1, c1 = time.perf_counter(), time.process_time()
         passes: list[dict] = []
-        full = pack(params, list(range(len(params))), num_mols, per_mol)
+        cache: dict[int, MoleculeTables] = {}
+        full = pack(params, list(range(len(params))), num_mols, per_mol, cache)
         valid = active.reshape(num_mols, per_mol)
         xs = np.asarray(x).reshape(num_mols, per_mol, bucket.atoms, 3)
-        st = _relax_packed(params, full, xs, valid, relax_steps, gtol, passes)
+        st = _relax_packed(params, full, xs, valid, relax_steps, gtol, passes, cache)
     pos = np.zeros((num_mols, per_mol, bucket.atoms, 3))
     g2 = np.zeros((num_mols, per_mol))
     for m, (o, n) in enumerate(zip(full.offset, full.natoms)):
@@ -239,14 +244,20 @@ def _packed_run(grid, c, gtol, max_step, stop_below):
     return packed_lbfgs(grid, c, gtol, max_step, stop_below)
 
 
-def _sub_layout(params, full: PackedLayout, running: np.ndarray):
+def _sub_layout(params, full: PackedLayout, running: np.ndarray, cache: dict | None = None):
     """The cheapest packed layout (`_cost`) of the running items of `full`: C' columns
     from the conformer ladder, each molecule in as many slots as its running items
     need (slots on the molecule ladder). Returns (layout, src, select, valid): new slot
-    k holds columns select[k] of slot src[k] of `full`, valid[k] False for padding."""
+    k holds columns select[k] of slot src[k] of `full`, valid[k] False for padding.
+    cache: `pack`'s molecule tables (index -> `MoleculeTables`), filled as needed."""
+    cache = {} if cache is None else cache
     best = None
     cols_of = {m: np.flatnonzero(running[m]) for m in range(full.grid.molecules)}
     cols_of = {m: c for m, c in cols_of.items() if len(c)}
+    for m in cols_of:
+        i = int(full.slot_mol[m])
+        if i not in cache:
+            cache[i] = molecule_tables(params[i])
     width = 8
     while True:
         src, chunks = [], []
@@ -255,21 +266,26 @@ def _sub_layout(params, full: PackedLayout, running: np.ndarray):
                 src.append(m)
                 chunks.append(c[start : start + width])
         slots = molecule_bucket(len(src))
-        layout = pack(params, [int(full.slot_mol[m]) for m in src], slots, width)
-        if best is None or _cost(layout) < _cost(best[0]):
-            select = np.zeros((slots, width), np.int64)
-            valid = np.zeros((slots, width), bool)
-            for k, c in enumerate(chunks):
-                select[k] = np.concatenate([c, np.full(width - len(c), c[0])])
-                valid[k, : len(c)] = True
-            src_a = np.array(src + [-1] * (slots - len(src)))
-            best = (layout, src_a, select, valid)
+        tables: list[MoleculeTables] = [cache[int(full.slot_mol[m])] for m in src]
+        atoms, _, rows = packed_sizes(tables, width)
+        cost = sizes_cost(slots, atoms, width, rows)
+        if best is None or cost < best[0]:
+            best = (cost, src, chunks, slots, width)
         if width >= full.grid.conformers:
-            return best
+            break
         width = item_bucket(width + 1)
+    _, src, chunks, slots, width = best
+    layout = pack(params, [int(full.slot_mol[m]) for m in src], slots, width, cache)
+    select = np.zeros((slots, width), np.int64)
+    valid = np.zeros((slots, width), bool)
+    for k, c in enumerate(chunks):
+        select[k] = np.concatenate([c, np.full(width - len(c), c[0])])
+        valid[k, : len(c)] = True
+    src_a = np.array(src + [-1] * (slots - len(src)))
+    return layout, src_a, select, valid
 
 
-def _relax_packed(params, full: PackedLayout, x, valid, relax_steps, gtol, passes=None):
+def _relax_packed(params, full: PackedLayout, x, valid, relax_steps, gtol, passes=None, cache=None):
     """L-BFGS of every valid item of the packed layout `full` from x (slots, C, n, 3):
     float32 to |grad| < FLOAT32_GTOL, then float64 to gtol, the memory kept throughout.
     A pass on a large grid (>= FULL_OPTIMIZATION_ITEMS items) stops when fewer than
@@ -280,6 +296,7 @@ def _relax_packed(params, full: PackedLayout, x, valid, relax_steps, gtol, passe
     items = grid.molecules * grid.conformers
     budget = np.where(valid, relax_steps, 0).astype(np.int32)
     master: dict | None = None
+    cache = {} if cache is None else cache
     for dtype, tol in ((jnp.float32, max(gtol, FLOAT32_GTOL)), (jnp.float64, gtol)):
         tol_a = jnp.asarray(tol, dtype)
         if master is None:
@@ -298,7 +315,7 @@ def _relax_packed(params, full: PackedLayout, x, valid, relax_steps, gtol, passe
             if not running.any():
                 break
             if not first:
-                cand = _sub_layout(params, full, running)
+                cand = _sub_layout(params, full, running, cache)
                 final = not _cost(cand[0]) < 0.7 * _cost(layout)
                 if not final:
                     layout, src, select, keep = cand

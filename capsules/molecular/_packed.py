@@ -40,6 +40,9 @@ __all__ = [
     "PackedGrid",
     "PackedLayout",
     "pack",
+    "MoleculeTables",
+    "molecule_tables",
+    "packed_sizes",
     "size_ladder",
     "packed_start",
     "packed_resume",
@@ -154,39 +157,75 @@ class PackedLayout(NamedTuple):
     natoms: np.ndarray
 
 
+class MoleculeTables(NamedTuple):
+    """One molecule's own (unpadded) term tables as host numpy, for `pack`: natoms;
+    tables: name -> (index (rows, width), params name -> (rows, ...))."""
+
+    natoms: int
+    tables: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]
+
+
+def molecule_tables(p: MMFFParameters) -> MoleculeTables:
+    """The term tables `pack` concatenates, of one molecule (its exact bucket)."""
+    e = MMFFEnergy.from_parameters(p, exact_bucket(p))
+    tables = {}
+    for name in TABLES:
+        t = e.tables[name]
+        index = np.asarray(t.index).reshape(-1, TABLE_WIDTH[name])
+        tables[name] = (index, {k: np.asarray(t.params[k]) for k in TABLE_PARAMS[name]})
+    return MoleculeTables(int(p.num_atoms), tables)
+
+
+def packed_sizes(tables: Sequence[MoleculeTables], conformers: int) -> tuple[int, int, dict]:
+    """(atoms, conformers, name -> rows) of the packed grid of these molecules' tables
+    (the padded sizes `pack` gives, without building it)."""
+    atoms = size_ladder(sum(t.natoms for t in tables))
+    rows = {n: size_ladder(sum(len(t.tables[n][0]) for t in tables)) for n in TABLES}
+    return atoms, int(conformers), rows
+
+
 def pack(
-    params: Sequence[MMFFParameters], molecules: Sequence[int], slots: int, conformers: int
+    params: Sequence[MMFFParameters],
+    molecules: Sequence[int],
+    slots: int,
+    conformers: int,
+    cache: dict[int, MoleculeTables] | None = None,
 ) -> PackedLayout:
     """The packed grid of molecules `params[i] for i in molecules` in `slots` molecule
-    slots (>= len(molecules); the rest empty) x `conformers` conformers."""
+    slots (>= len(molecules); the rest empty) x `conformers` conformers. cache: index ->
+    `molecule_tables(params[index])`, filled as needed (reuse it across calls on the
+    same `params`)."""
     if not molecules or slots < len(molecules):
         raise ValueError("a packed grid needs at least one molecule and enough slots")
-    energies = [MMFFEnergy.from_parameters(params[i], exact_bucket(params[i])) for i in molecules]
-    natoms = np.array([params[i].num_atoms for i in molecules] + [0] * (slots - len(molecules)))
+    cache = {} if cache is None else cache
+    for i in molecules:
+        if i not in cache:
+            cache[i] = molecule_tables(params[i])
+    mols = [cache[i] for i in molecules]
+    natoms = np.array([t.natoms for t in mols] + [0] * (slots - len(molecules)))
     offset = np.concatenate([[0], np.cumsum(natoms)[:-1]]).astype(np.int64)
     atoms = size_ladder(int(natoms.sum()))
     tables, row_mol = {}, {}
     for name in TABLES:
-        parts = [e.tables[name] for e in energies]
-        counts = [int(np.shape(t.mask)[0]) for t in parts]
+        parts = [t.tables[name] for t in mols]
+        counts = [len(ix) for ix, _ in parts]
         size = size_ladder(sum(counts))
         missing = size - sum(counts)
         width = TABLE_WIDTH[name]
         index = np.concatenate(
-            [np.asarray(t.index).reshape(-1, width) + offset[m] for m, t in enumerate(parts)]
+            [ix + offset[m] for m, (ix, _) in enumerate(parts)]
             + [np.zeros((missing, width), np.int64)]
         ).astype(np.int32)
         params_: dict[str, ArrayLike] = {}
         for key in TABLE_PARAMS[name]:
-            vals = [np.asarray(t.params[key]) for t in parts]
+            vals = [pr[key] for _, pr in parts]
             tail = vals[0].shape[1:]
             fill = np.full((missing, *tail), _PAD_VALUE.get(key, 0), vals[0].dtype)
             params_[key] = np.concatenate([*vals, fill])
         mask = np.arange(size) < sum(counts)
         tables[name] = TermTable(index=index, mask=mask, params=params_)
-        owner = np.concatenate(
-            [np.full(k, m) for m, k in enumerate(counts)] + [np.full(missing, -1)]
-        )
+        owner = np.repeat(np.arange(len(counts) + 1), [*counts, missing])
+        owner[sum(counts) :] = -1
         row_mol[name] = (owner[None, :] == np.arange(slots)[:, None]).astype(np.float64)
     dd_mol = np.array(
         [bool(params[i].distance_dielectric) for i in molecules]
@@ -195,8 +234,7 @@ def pack(
     pair_owner = np.argmax(row_mol["pair"], axis=0)
     pair_dd = dd_mol[pair_owner] & tables["pair"].mask
     slot = np.full(atoms, slots, np.int32)
-    for m in range(slots):
-        slot[offset[m] : offset[m] + natoms[m]] = m
+    slot[: int(natoms.sum())] = np.repeat(np.arange(slots), natoms)
     atom_mol = (slot[None, :] == np.arange(slots)[:, None]).astype(np.float64)
     grid = PackedGrid(tables, row_mol, pair_dd, atom_mol, slot, slots, int(conformers), atoms)
     slot_mol = np.array(list(molecules) + [-1] * (slots - len(molecules)))
@@ -484,9 +522,15 @@ def restore(
 
 
 def _cost(layout: PackedLayout) -> float:
-    """Relative cost of one iteration on a layout: the terms (~100 flops per packed row
-    and conformer) and the L-BFGS's ~35 per-item dot products, each a (molecules,
-    atoms) x (atoms, C) product."""
+    """Relative cost of one iteration on a layout (`sizes_cost` of its grid's sizes)."""
     g = layout.grid
-    rows = g.atoms + sum(int(np.shape(t.mask)[0]) for t in g.tables.values())
-    return float(g.conformers * (100 * rows + 35 * g.molecules * g.atoms))
+    rows = {n: int(np.shape(t.mask)[0]) for n, t in g.tables.items()}
+    return sizes_cost(g.molecules, g.atoms, g.conformers, rows)
+
+
+def sizes_cost(molecules: int, atoms: int, conformers: int, rows: dict) -> float:
+    """Relative cost of one iteration on a packed grid of these sizes: the terms (~100
+    flops per packed row and conformer) and the L-BFGS's ~35 per-item dot products,
+    each a (molecules, atoms) x (atoms, C) product."""
+    total = atoms + sum(rows.values())
+    return float(conformers * (100 * total + 35 * molecules * atoms))
