@@ -445,7 +445,14 @@ def packed_lbfgs(grid: PackedGrid, c: dict, gtol, max_step, stop_below) -> tuple
 
 
 def cast_state(c: dict, dtype) -> dict:
-    """State c with its floating arrays in `dtype`."""
+    """State c with its floating arrays in `dtype` (on device). A host (numpy) state is
+    cast on the host and moved in one `device_put`."""
+    if all(isinstance(v, np.ndarray | np.generic) for v in c.values()):
+        dt = np.dtype(dtype)
+        host = {
+            k: (v.astype(dt) if np.issubdtype(v.dtype, np.floating) else v) for k, v in c.items()
+        }
+        return jax.device_put(host)
     return {
         k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v)
         for k, v in c.items()
