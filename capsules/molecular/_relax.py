@@ -25,9 +25,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from idf_jax.thermo.local_min import lbfgs_until_one
 
-from ._grid import ConformerGrid, GridItem
-
-__all__ = ["RelaxResult", "relax", "relax_each", "relax_grid", "compiled", "grad_norm", "TRACES"]
+__all__ = ["RelaxResult", "relax", "relax_each", "compiled", "grad_norm", "TRACES"]
 
 MAX_STEP = 0.3
 """Default cap on any coordinate's move in one L-BFGS step (length units: angstrom for
@@ -97,14 +95,6 @@ def _batch_each(energies, x, max_iter, gtol, max_step):
     return jax.vmap(lambda en, xi, n: _one(en, xi, n, gtol, max_step))(energies, x, max_iter)
 
 
-def _batch_grid(grid, x, max_iter, gtol, max_step):
-    TRACES["relax_grid"] += 1
-    items = jnp.arange(x.shape[0])
-    return jax.vmap(lambda i, xi, n: _one(GridItem(grid, i), xi, n, gtol, max_step))(
-        items, x, max_iter
-    )
-
-
 def _check(max_steps, gtol, max_step, x_batch) -> Array:
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
@@ -118,14 +108,14 @@ def _check(max_steps, gtol, max_step, x_batch) -> Array:
     return x_batch
 
 
-def _run(batch: Callable, energy: Any, x: Array, max_steps, gtol, max_step, active, size=None):
+def _run(batch: Callable, energy: Any, x: Array, max_steps, gtol, max_step, active):
     n = x.shape[0]
     active = np.ones(n, bool) if active is None else np.asarray(active, bool)
     if active.shape != (n,):
         raise ValueError(f"active must be shaped ({n},), got {active.shape}")
     budget = jnp.asarray(np.where(active, max_steps, 0), jnp.int32)
     scalars = (jnp.asarray(gtol, x.dtype), jnp.asarray(max_step, x.dtype))  # data: no recompiles
-    xr, e, gn, steps = compiled(batch, n if size is None else size)(energy, x, budget, *scalars)
+    xr, e, gn, steps = compiled(batch, n)(energy, x, budget, *scalars)
     # states never relaxed (padding) report inf, not their start
     inf = jnp.asarray(np.where(active, 0.0, np.inf), e.dtype)
     return RelaxResult(xr, e + inf, gn + inf, steps)
@@ -172,26 +162,3 @@ def relax_each(
             f"energies need the leading batch axis of x_batch ({x_batch.shape[0]}), got {sizes}"
         )
     return _run(_batch_each, energies, x_batch, max_steps, gtol, max_step, active)
-
-
-def relax_grid(
-    grid: ConformerGrid,
-    x_batch: Float[ArrayLike, "items atoms 3"],
-    *,
-    max_steps: int = 1000,
-    gtol: float = 1e-6,
-    max_step: float = MAX_STEP,
-    active: np.ndarray | None = None,
-    batch_size: int | None = None,
-) -> RelaxResult:
-    """Like `relax_each` for the items of a `ConformerGrid` (item m * C + c is conformer
-    c of molecule m, x_batch shaped (molecules * C, atoms, 3)): every L-BFGS iteration
-    evaluates all items in one vectorised grid evaluation. `batch_size` (default the
-    grid's items) picks the compile options (`compiled`): a pass over the tail of a
-    large batch is compiled like the large batch."""
-    x_batch = _check(max_steps, gtol, max_step, x_batch)
-    if x_batch.shape[0] != grid.items or x_batch.shape[1:] != (grid.atoms, 3):
-        raise ValueError(
-            f"x_batch must be shaped ({grid.items}, {grid.atoms}, 3), got {x_batch.shape}"
-        )
-    return _run(_batch_grid, grid, x_batch, max_steps, gtol, max_step, active, batch_size)
