@@ -206,6 +206,35 @@ def test_cancel_with_delete_and_by_disconnecting(server):
     assert body["status"] == "cancelled"
 
 
+def test_cancel_takes_effect_during_a_mams_warm_up(server):
+    """A "mams" job tunes in one compiled call before it draws anything (no progress yet);
+    DELETE then stops it within the grace period by replacing its worker, and the next
+    job runs."""
+    c = server.client
+    _wait_worker(server)
+    tuned = dict(
+        capsule=NAME,
+        params={"dim": 32},
+        chains=256,
+        steps=60_000,
+        burn_in=50_000,
+        thin=100,
+        sampler="mams",
+    )
+    job_id = c.post("/v1/jobs", json={"kind": "sample", "payload": tuned}).json()["id"]
+    _wait_status(c, job_id, {"running"})
+    time.sleep(1.0)
+    body = c.get(f"/v1/jobs/{job_id}").json()
+    assert body["status"] == "running" and body["progress"] == 0.0  # not drawing yet
+    replaced = _engine(server).stats()["replaced"]
+    t0 = time.monotonic()
+    d = c.delete(f"/v1/jobs/{job_id}").json()
+    assert d["cancelled"] and d["status"] == "cancelled" and time.monotonic() - t0 < 15
+    assert _engine(server).stats()["replaced"] == replaced + 1
+    after = c.post("/v1/jobs", json={"kind": "sample", "payload": SMALL}).json()["id"]
+    assert _wait_status(c, after, {"done", "failed", "cancelled", "timeout"})["status"] == "done"
+
+
 def test_full_queue_answers_429_with_retry_after(server):
     c = server.client
     _wait_worker(server)
