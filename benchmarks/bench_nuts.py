@@ -89,6 +89,9 @@ def run(target: str, chains: int, transitions: int, repeats: int) -> dict:
         "blackjax nuts (vmap)": lambda: bj_run(key, x0),
         "idf.nuts in idf.sample (vmap)": lambda: idf.sample(sampler, key, x0, transitions),
         "idf.sample_nuts_desync": lambda: idf.sample_nuts_desync(sampler, key, x0, transitions),
+        "idf.sample_nuts_desync(restart_every=4)": lambda: idf.sample_nuts_desync(
+            sampler, key, x0, transitions, restart_every=4
+        ),
     }
     log: dict[str, list] = {}
     outs = {name: _timed(fn, {}, name) for name, fn in runners.items()}  # compile + warm up
@@ -111,7 +114,7 @@ def run(target: str, chains: int, transitions: int, repeats: int) -> dict:
         rows[name] = dict(wall=wall, cpu=cpu, steps=steps, ess=ess)
         if name.startswith("blackjax"):
             rows[name]["lockstep"] = lockstep
-        if name == "idf.sample_nuts_desync":
+        if name.startswith("idf.sample_nuts_desync"):
             rows[name]["iterations"] = int(out.stats["num_iterations"])
     return rows
 

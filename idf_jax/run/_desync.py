@@ -27,12 +27,23 @@ from jaxtyping import Array, PRNGKeyArray
 from .._checks import ArgumentError, as_key, nonnegative_int
 from ..samplers._base import check_positive_int
 from ..samplers.langevin import LangevinState
-from ..samplers.nuts import NUTS, NUTSWork, _advance, _finish, _start
+from ..samplers.nuts import (
+    NUTS,
+    NUTSWork,
+    _advance,
+    _draws,
+    _finish,
+    _leaf,
+    _merge,
+    _start,
+    _start_drawn,
+)
 from ._driver import Trace
 
 __all__ = ["sample_nuts_desync"]
 
 PyTree = Any
+_TABLE_MAX_ELEMENTS = 2**26  # pre-drawn transition inputs: at most 256 MB in float32
 
 
 class _Chain(NamedTuple):
@@ -44,6 +55,7 @@ class _Chain(NamedTuple):
     sums: Array  # (5,) acceptance, accepted, steps, depth, turning over recorded draws
     num_divergent: Array
     num_grad: Array  # leapfrog steps taken (gradient evaluations), burn-in included
+    final: tuple  # (x, E, grad E) flat, at the end of transition `total` (restart_every == 1)
 
 
 def _run(
@@ -78,6 +90,7 @@ def _run(
             jnp.zeros((5,), jnp.float32),
             z,
             z,
+            (x, work.prop.e, work.prop.g),
         )
 
     def advance_one(c: _Chain) -> _Chain:
@@ -112,6 +125,74 @@ def _run(
             c.sums + jnp.where(record, stats, 0.0),
             c.num_divergent + (finished & info.diverged).astype(jnp.int32),
             c.num_grad,
+            c.final,
+        )
+
+    # restart_every == 1: every transition's random inputs (momentum noise, directions,
+    # leaf-stream key) drawn in one vectorised batch before the loop when they fit, so a
+    # restart is a gather (one Threefry restart per chain per iteration cost ~1.5x the
+    # leapfrog iteration itself on CPU). Row t of chain c: transition t + 1's key
+    # fold_in(chain_keys[c], t + 1), the key `idf.sample` uses.
+    flat_dim = ops.inv_mass.shape[0]
+    table = None
+    if restart_every == 1 and n * total * (flat_dim + 3) <= _TABLE_MAX_ELEMENTS:
+        x_like = jnp.zeros((flat_dim,), ops.inv_mass.dtype)
+        ts = jnp.arange(1, total + 1)
+        table = jax.vmap(
+            lambda ck: jax.vmap(lambda t: _draws(jax.random.fold_in(ck, t), x_like))(ts)
+        )(chain_keys)
+
+    def step_one(ck, c: _Chain, tab) -> _Chain:
+        # restart_every == 1, one iteration per chain: restart (if the previous iteration
+        # ended the transition), merge (if the previous leaf completed a subtree), record
+        # (if that merge ended the transition), then one leapfrog leaf, unmasked. Every
+        # select of the machine state reads a predicate carried from the previous
+        # iteration: a predicate computed in the same iteration is re-evaluated inside
+        # each of the ~30 select fusions by XLA:CPU (2-3x the iteration's cost), and
+        # `optimization_barrier` does not stop that there. The leaf of an iteration that
+        # ends a transition is wasted (overwritten by the restart): L + 1 iterations per
+        # transition of L leapfrogs. Chains past `total` keep running unrecorded.
+        w = c.work
+        t = c.t
+        if tab is None:
+            draws = _draws(jax.random.fold_in(ck, t), w.prop.x)
+        else:  # transition t's random inputs, drawn before the loop (row t - 1)
+            draws = jax.tree.map(lambda a: a[jnp.clip(t - 1, 0, total - 1)], tab)
+        restart = _start_drawn(ops, draws, w.prop.x, w.prop.e, w.prop.g)
+        w = jax.tree.map(lambda r, old: jnp.where(c.work.done, r, old), restart, w)
+        do_merge = c.work.sub_done & ~c.work.done
+        w = jax.tree.map(lambda m, old: jnp.where(do_merge, m, old), _merge(ops, w), w)
+        finished = w.done
+        live = t < total
+        record = finished & live & (t >= burn_in)
+        _, info = _finish(ops, w)
+        idx = jnp.where(record, t - burn_in, num_draws)  # out of range: dropped
+        stats = jnp.stack(
+            [
+                info.acceptance_rate.astype(jnp.float32),
+                info.is_accepted.astype(jnp.float32),
+                info.num_integration_steps.astype(jnp.float32),
+                info.tree_depth.astype(jnp.float32),
+                info.is_turning.astype(jnp.float32),
+            ]
+        )
+        last = finished & (t == total - 1)
+        final = jax.tree.map(
+            lambda new, old: jnp.where(last, new, old), (w.prop.x, w.prop.e, w.prop.g), c.final
+        )
+        leafed = _leaf(ops, w)
+        # the finished transition's counters, kept for nothing: the restart replaces all
+        leafed = leafed._replace(done=w.done)
+        return _Chain(
+            leafed,
+            t + finished.astype(jnp.int32),
+            c.positions.at[idx].set(w.prop.x, mode="drop"),
+            c.energies.at[idx].set(w.prop.e, mode="drop"),
+            c.divergences.at[idx].set(info.diverged, mode="drop"),
+            c.sums + jnp.where(record, stats, 0.0),
+            c.num_divergent + (finished & live & info.diverged).astype(jnp.int32),
+            c.num_grad + (live & ~finished).astype(jnp.int32),
+            final,
         )
 
     chains = jax.vmap(init_one)(chain_keys, x0_batch)
@@ -125,6 +206,8 @@ def _run(
         # the restart (a momentum draw per chain) is paid once per block, and a finished
         # chain idles at most restart_every - 1 iterations
         i, c = carry
+        if restart_every == 1:
+            return i + 1, jax.vmap(step_one)(chain_keys, c, table)
         c = jax.lax.fori_loop(0, restart_every, lambda _, c: jax.vmap(advance_one)(c), c)
         return i + restart_every, jax.vmap(restart_one)(chain_keys, c)
 
@@ -143,9 +226,16 @@ def _run(
         num_gradient_evals=chains.num_grad,
         num_iterations=iterations,
     )
-    final = jax.vmap(lambda w: (ops.unravel(w.prop.x), w.prop.e, ops.unravel(w.prop.g)), in_axes=0)(
-        chains.work
-    )
+    if restart_every == 1:
+        fx, fe, fg = chains.final
+        # a chain stopped by max_iterations before `total` ends where its work stands
+        early = chains.t < total
+        fx = jnp.where(early[:, None], chains.work.prop.x, fx)
+        fe = jnp.where(early, chains.work.prop.e, fe)
+        fg = jnp.where(early[:, None], chains.work.prop.g, fg)
+    else:
+        fx, fe, fg = chains.work.prop.x, chains.work.prop.e, chains.work.prop.g
+    final = jax.vmap(lambda x, e, g: (ops.unravel(x), e, ops.unravel(g)))(fx, fe, fg)
     return Trace(
         unravel(chains.positions), chains.energies, stats, LangevinState(*final), chains.divergences
     )
@@ -166,7 +256,7 @@ def sample_nuts_desync(
     *,
     burn_in: int = 0,
     max_iterations: int | None = None,
-    restart_every: int = 4,
+    restart_every: int = 1,
 ) -> Trace:
     """Run NUTS on every chain of `x0_batch`, each chain at its own pace.
 
@@ -185,9 +275,12 @@ def sample_nuts_desync(
         max_iterations: a cap on loop iterations (leapfrog steps per chain, the gradient
             budget); chains not done by then have NaN in their missing draws and
             `stats['num_draws_done']` says how many they made. Default: no practical cap.
-        restart_every: finished chains record their draw and start the next transition
-            every this many iterations (a chain idles at most restart_every - 1
-            iterations; the restart's momentum draw is paid once per block).
+        restart_every: 1 (default): a chain that ends its transition records it and
+            restarts in the next iteration (one idle leaf per transition), with every
+            transition's random inputs drawn in bulk before the loop when they fit in
+            2^26 numbers. k > 1: finished chains record and restart every k iterations
+            (idling up to k - 1), the whole machine state masked every iteration (the
+            earlier scheme; slower on CPU, kept for comparison).
 
     Returns:
         A `Trace`: positions (chains, draws, ...), energies, divergences (chains, draws),

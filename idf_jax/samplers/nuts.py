@@ -238,19 +238,33 @@ def _key_words(key) -> Array:
     return data[:2] if data.shape[0] >= 2 else jnp.concatenate([data, ~data])[:2]
 
 
-def _start(ops: _Ops, key, x, e, g) -> NUTSWork:
+def _draws(key, x) -> tuple[Array, Array, Array]:
+    """The random inputs of one transition from its key: standard-normal momentum noise
+    (shaped like x), the direction bits (bit k: depth k grows forward) and the two
+    Threefry key words of the leaf stream. Drawn ahead in bulk by the desynchronised driver."""
     k_mom, k_dir, k_tree = jax.random.split(key, 3)
+    z = jax.random.normal(k_mom, x.shape, x.dtype)
+    directions = jax.random.bits(k_dir, (), jnp.uint32).astype(jnp.int32)
+    return z, directions, _key_words(k_tree)
+
+
+def _start(ops: _Ops, key, x, e, g) -> NUTSWork:
+    return _start_drawn(ops, _draws(key, x), x, e, g)
+
+
+def _start_drawn(ops: _Ops, draws, x, e, g) -> NUTSWork:
+    """A new transition from (x, E, grad E) with the random inputs `draws` of `_draws`."""
+    z, directions, key_words = draws
     d = ops.max_depth
-    p0 = jax.random.normal(k_mom, x.shape, x.dtype) * jnp.sqrt(ops.temperature / ops.inv_mass)
+    p0 = z * jnp.sqrt(ops.temperature / ops.inv_mass)
     h0 = e + 0.5 * jnp.sum(ops.inv_mass * p0 * p0)
-    directions = jax.random.bits(k_dir, (), jnp.uint32).astype(jnp.int32)  # bit k: depth k forward
     pt = _Point(x, p0, g, e)
     zero = jnp.zeros((), x.dtype)
     ninf = jnp.asarray(-jnp.inf, x.dtype)
     i0 = jnp.zeros((), jnp.int32)
     f = jnp.zeros((), bool)
     return NUTSWork(
-        key=_key_words(k_tree),
+        key=key_words,
         h0=h0,
         directions=directions,
         left=pt,
