@@ -43,7 +43,7 @@ from ._driver import Trace
 __all__ = ["sample_nuts_desync"]
 
 PyTree = Any
-_TABLE_MAX_ELEMENTS = 2**26  # pre-drawn transition inputs: at most 256 MB in float32
+_TABLE_MAX_ELEMENTS = 2**24  # pre-drawn transition inputs: at most 64 MB in float32
 
 
 class _Chain(NamedTuple):
