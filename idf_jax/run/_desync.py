@@ -46,6 +46,19 @@ PyTree = Any
 _TABLE_MAX_ELEMENTS = 2**24  # pre-drawn transition inputs: at most 64 MB in float32
 
 
+def _stats(info) -> Array:
+    """(5,) float32: acceptance rate, accepted, leapfrog steps, tree depth, turning."""
+    return jnp.stack(
+        [
+            info.acceptance_rate.astype(jnp.float32),
+            info.is_accepted.astype(jnp.float32),
+            info.num_integration_steps.astype(jnp.float32),
+            info.tree_depth.astype(jnp.float32),
+            info.is_turning.astype(jnp.float32),
+        ]
+    )
+
+
 class _Chain(NamedTuple):
     work: NUTSWork
     t: Array  # transitions completed
@@ -107,15 +120,7 @@ def _run(
         record = finished & (c.t >= burn_in)
         idx = jnp.where(record, c.t - burn_in, num_draws)  # out of range: dropped
         restart = _start(ops, jax.random.fold_in(ck, c.t + 1), w.prop.x, w.prop.e, w.prop.g)
-        stats = jnp.stack(
-            [
-                info.acceptance_rate.astype(jnp.float32),
-                info.is_accepted.astype(jnp.float32),
-                info.num_integration_steps.astype(jnp.float32),
-                info.tree_depth.astype(jnp.float32),
-                info.is_turning.astype(jnp.float32),
-            ]
-        )
+        stats = _stats(info)
         return _Chain(
             jax.tree.map(lambda r, old: jnp.where(finished, r, old), restart, w),
             c.t + finished.astype(jnp.int32),
@@ -167,15 +172,7 @@ def _run(
         record = finished & live & (t >= burn_in)
         _, info = _finish(ops, w)
         idx = jnp.where(record, t - burn_in, num_draws)  # out of range: dropped
-        stats = jnp.stack(
-            [
-                info.acceptance_rate.astype(jnp.float32),
-                info.is_accepted.astype(jnp.float32),
-                info.num_integration_steps.astype(jnp.float32),
-                info.tree_depth.astype(jnp.float32),
-                info.is_turning.astype(jnp.float32),
-            ]
-        )
+        stats = _stats(info)
         last = finished & (t == total - 1)
         final = jax.tree.map(
             lambda new, old: jnp.where(last, new, old), (w.prop.x, w.prop.e, w.prop.g), c.final
