@@ -237,6 +237,7 @@ def sample_tuned(
     thin: int = 1,
     num_integration_steps: int = 10,
     preset: str | os.PathLike | None = None,
+    max_grad_evals: int | None = None,
     **sample_kwargs: Any,
 ) -> Trace:
     """Tune a sampler for `energy_fn` on the chains of `x0_batch`, then draw from it.
@@ -262,6 +263,13 @@ def sample_tuned(
             (target "sample_tuned") sets the MAMS tuner's target_acceptance, l_factor
             and warm-up fraction (within the microcanonical warm-up bounds; an explicit
             `num_warmup` wins) and the tuning runs.
+        max_grad_evals: the most gradient evaluations the draws may take, all chains
+            together (None: no bound). Checked once the warm-up has tuned the sampler,
+            before any draw, from its mean gradients per transition (MAMS: L / step_size
+            times the integrator's gradients per step; HMC: its leapfrog steps); over it,
+            `ArgumentError("max_grad_evals")`. Needs concrete values (not under jit /
+            vmap) and a method with a set mean ("mams", "mclmc", "hmc", "mala"); the
+            warm-up itself is not bounded by it.
         **sample_kwargs: passed to `idf.sample` (progress, checkpoint, devices, ...).
 
     Returns:
@@ -285,6 +293,12 @@ def sample_tuned(
         method = "mams"
         tuner = tuner_preset
     elif preset is not None:
+        if max_grad_evals is not None:
+            raise ArgumentError(
+                "max_grad_evals",
+                "max_grad_evals bounds a tuned run's draws; a sampler preset's cost is "
+                "known before the call: (num_warmup + num_draws * thin) * chains * steps",
+            )
         num_warmup = 1000 if num_warmup is None else num_warmup
         return _sample_preset(
             energy_fn,
@@ -311,6 +325,8 @@ def sample_tuned(
     key = as_key(key)
     n = _num_chains(x0_batch, "sample_tuned tunes gradient-based samplers")
     dim = ravel_pytree(jax.tree.map(lambda l: l[0], x0_batch))[0].shape[0]
+    if max_grad_evals is not None:
+        max_grad_evals = positive_int("max_grad_evals", max_grad_evals)
     if method == "auto":
         # MAMS needs a state of dimension >= 2; a scalar state gets NUTS (or ChEES).
         has_nuts = importlib.util.find_spec("idf_jax.samplers.nuts") is not None
@@ -348,6 +364,17 @@ def sample_tuned(
         sampler, how = _nuts_factory(energy_fn, temperature), "window"
 
     traced = is_traced((x0_batch, key, temperature))
+    if max_grad_evals is not None:
+        if traced:
+            raise ArgumentError(
+                "max_grad_evals", "max_grad_evals needs concrete values; not under jit / vmap"
+            )
+        if method not in _MEAN_GRADS_KNOWN:
+            raise ArgumentError(
+                "max_grad_evals",
+                f"method {method!r} has no set mean of gradients per transition; "
+                f"max_grad_evals takes one of {list(_MEAN_GRADS_KNOWN)}",
+            )
     start = time.perf_counter()
     tune_kw = {"l_factor": tuner["l_factor"]} if "l_factor" in tuner else {}
     res = adaptation.adapt_run(
@@ -356,6 +383,16 @@ def sample_tuned(
     if not traced:
         jax.block_until_ready(res)
     seconds = float("nan") if traced else time.perf_counter() - start
+    if max_grad_evals is not None:
+        per = _mean_grads_per_transition(res.sampler)
+        need = n * num_draws * thin * per
+        if need > max_grad_evals:
+            raise ArgumentError(
+                "max_grad_evals",
+                f"the tuned {method} sampler takes {per:.4g} gradient evaluations per "
+                f"transition, so {n} chains x {num_draws * thin} transitions need "
+                f"{need:.4g}, over max_grad_evals={max_grad_evals}; draw fewer",
+            )
     trace = sample(res.sampler, k_draw, res.positions, num_draws * thin, thin=thin, **sample_kwargs)
     stats = dict(trace.stats)
     ones = jnp.ones((n,), jnp.float32)
@@ -370,6 +407,24 @@ def sample_tuned(
         if name in res.params:
             stats[name] = ones * res.params[name]
     return trace._replace(stats=stats)
+
+
+_MEAN_GRADS_KNOWN = ("mams", "mclmc", "hmc", "mala")
+
+
+def _mean_grads_per_transition(sampler: Any) -> float:
+    """Mean gradient evaluations of one transition of a concrete sampler: MAMS
+    g max(L / step_size, 1) (jittered: E[n] = L / step_size; else ceil), MCLMC g, HMC its
+    leapfrog steps, Langevin 1; g the integrator's gradients per step."""
+    from ..samplers.mclmc import INTEGRATORS, MAMS, MCLMC, mean_integration_steps
+
+    if isinstance(sampler, MAMS):
+        g = INTEGRATORS[sampler.integrator][1]
+        mu = float(mean_integration_steps(sampler.step_size, sampler.L))
+        return g * (mu if sampler.jitter else math.ceil(mu))
+    if isinstance(sampler, MCLMC):
+        return float(INTEGRATORS[sampler.integrator][1])
+    return float(getattr(sampler, "num_integration_steps", 1))
 
 
 def _sample_preset(

@@ -52,7 +52,9 @@ class Limits:
 
     max_dimensions: size of one chain's state (number of scalars).
     max_chains, max_steps: chains and steps (burn-in included) of one sampling job.
-    max_work: chains * steps * dimensions of one job (the cost of a job, its time).
+    max_work: chains * steps * dimensions * gradient evaluations per step of one job
+        (the cost of a job, its time): HMC counts its `num_integration_steps`; a "mams"
+        job's draws are checked once its warm-up has tuned the trajectory length.
     max_trace_values: chains * draws * dimensions a sampling job keeps (its memory: 4 bytes
         each in float32, so the default 50 M is 200 MB of positions).
     max_draws_returned: chains * draws * dimensions a response may carry back.

@@ -177,6 +177,15 @@ def check_limits(job: SampleJob | EquilibriumJob, dims: int, limits: Limits) -> 
             f"chains * steps * dimensions = {work}, over the limit max_work={limits.max_work}",
             413,
         )
+    if isinstance(job, SampleJob) and job.sampler == "hmc":
+        work *= job.num_integration_steps  # gradient evaluations per step
+        if work > limits.max_work:
+            raise JobError(
+                "num_integration_steps",
+                f"chains * steps * dimensions * num_integration_steps = {work}, over the "
+                f"limit max_work={limits.max_work}",
+                413,
+            )
     if isinstance(job, SampleJob):
         kept = job.chains * ((job.steps - job.burn_in) // job.thin) * max(dims, 1)
         if kept > limits.max_trace_values:
@@ -311,7 +320,8 @@ def run_sample(
     if before_run is not None:
         before_run(job.chains, (job.steps - job.burn_in) // job.thin, dims)
     if job.sampler == "mams":
-        return _run_tuned(job, capsule, progress, callback), capsule
+        max_grads = None if limits is None else limits.max_work // max(dims, 1)
+        return _run_tuned(job, capsule, progress, callback, max_grads), capsule
     cache = _SAMPLER_CACHE if cache is None else cache
     key_ = _sampler_key(job, capsule.state_kind)
     sampler = cache.get_or_make(key_, lambda: _make_sampler(job, capsule))
@@ -382,8 +392,13 @@ def _run_tuned(
     capsule: Capsule,
     progress: bool,
     callback: Callable[[int, int], None] | None,
+    max_grad_evals: int | None = None,
 ) -> Trace:
-    """A "mams" job: `idf.sample_tuned(method="mams", preset=job.preset)` on the chains."""
+    """A "mams" job: `idf.sample_tuned(method="mams", preset=job.preset)` on the chains.
+
+    `max_grad_evals` (max_work / dimensions) bounds the draws' gradient evaluations, which
+    are known once the warm-up has tuned L / step_size: over it, a 413 naming "steps"
+    before any draw."""
     from ..._checks import ArgumentError
     from ...run.tuned import sample_tuned
 
@@ -420,10 +435,13 @@ def _run_tuned(
             temperature=job.temperature,
             thin=job.thin,
             preset=job.preset,
+            max_grad_evals=max_grad_evals,
             progress=progress,
             callback=callback,
         )
     except ArgumentError as e:
+        if e.argument == "max_grad_evals":
+            raise JobError("steps", str(e).removeprefix("max_grad_evals: "), 413) from e
         field = {"x0_batch": "params", "num_draws": "steps", "num_warmup": "burn_in"}
         raise JobError(field.get(e.argument, e.argument), str(e)) from e
 
