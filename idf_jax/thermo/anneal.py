@@ -1087,7 +1087,7 @@ def _cat(parts, rest=None):
     return jax.tree.map(lambda *l: jnp.concatenate(l), *parts)
 
 
-def _first_hit(runs):
+def _first_hit(runs) -> dict[str, Any]:
     """First-hit accounting over consecutive batches: the first batch (in order) that
     reached the target; its own hit counts plus every evaluation and minimisation of
     all earlier batches; the time from the first batch's start."""

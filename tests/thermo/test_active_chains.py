@@ -165,7 +165,7 @@ def test_checkpoint_per_batch(tmp_path):
         _run(x0, key=1, active_chains=4, checkpoint=path)
 
 
-def test_op_count_and_the_rule():
+def test_op_count():
     def loop(x):
         return jax.lax.fori_loop(0, 10, lambda i, s: s + jnp.sum(jnp.sin(x) * x), 0.0)
 
