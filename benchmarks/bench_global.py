@@ -19,6 +19,7 @@ within its cap counts as a miss (its time is the cap, a lower bound).
 
     PYTHONPATH=. python benchmarks/bench_global.py [--instances lj26,ab13] [--seeds 5] [--cap 120]
         [--hop-loop auto|sync|async] [--no-scipy] [--no-ase] [--seed0 0]
+        [--active-chains rule|N|rule,128]
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _lj_numpy(z):
     return e, g.ravel()
 
 
-def run_idf(name, seed, chains, budget, hop_loop="auto"):
+def run_idf(name, seed, chains, budget, hop_loop="auto", active_chains=None):
     cap = capsule_for(name)
     known = KNOWN[name]
     k_init, k_run = jax.random.split(jax.random.key(seed))
@@ -78,6 +79,7 @@ def run_idf(name, seed, chains, budget, hop_loop="auto"):
         target_tol=tolerance(name, known),
         stop_at_target=True,
         hop_loop=hop_loop,
+        active_chains=active_chains,
     )
     wall = time.perf_counter() - t0
     hit = int(res.first_hit_hop) >= 0
@@ -182,19 +184,33 @@ def main():
     ap.add_argument(
         "--hop-loop", default="auto", help="idf basin-hopping loop: auto | sync | async"
     )
+    ap.add_argument(
+        "--active-chains",
+        default="rule",
+        help="idf active_chains: 'rule' (the default rule) or an int; a comma list runs "
+        "each side by side (e.g. 'rule,128': the rule against all 128 chains at once); "
+        "the first is the 'idf' row",
+    )
     args = ap.parse_args()
+    actives = [None if a == "rule" else int(a) for a in args.active_chains.split(",")]
+    labels = ["idf"] + [f"idf_active{a or 'rule'}" for a in actives[1:]]
     out = {}
     for name in args.instances.split(","):
-        cold = run_idf(name, 1000, args.chains, args.budget, args.hop_loop)  # compiles
-        rows = {"idf": [], "scipy": [], "ase": []}
+        colds = [
+            run_idf(name, 1000, args.chains, args.budget, args.hop_loop, a) for a in actives
+        ]  # compiles
+        cold = colds[0]
+        rows = {lab: [] for lab in labels} | {"scipy": [], "ase": []}
         for seed in range(args.seed0, args.seed0 + args.seeds):
-            rows["idf"].append(run_idf(name, seed, args.chains, args.budget, args.hop_loop))
+            for lab, a in zip(labels, actives):
+                rows[lab].append(run_idf(name, seed, args.chains, args.budget, args.hop_loop, a))
             if not args.no_scipy:
                 rows["scipy"].append(run_scipy(name, seed, args.cap, args.chains * args.budget))
             if name.startswith("lj") and not args.no_ase:
                 rows["ase"].append(run_ase(name, seed, args.cap))
             print(name, seed, {k: v[-1] for k, v in rows.items() if v}, flush=True)
         summary = {"idf_cold_s": cold["time"], "load_avg": os.getloadavg()[0]}
+        summary["idf_cold_s_each"] = [round(c["time"], 2) for c in colds]
         for peer, rs in rows.items():
             if rs:
                 summary[peer] = {
@@ -209,6 +225,9 @@ def main():
             for peer in ("scipy", "ase"):
                 if peer in summary:
                     summary[peer]["median_over_idf"] = summary[peer]["median_s"] / t_idf
+                    for lab in labels[1:]:
+                        t = summary[lab]["median_s"]
+                        summary[peer][f"median_over_{lab}"] = summary[peer]["median_s"] / t
         out[name] = summary
         print(name, json.dumps(summary), flush=True)
     print(json.dumps({"args": vars(args), "results": out}, indent=1))

@@ -73,7 +73,8 @@ class EquilibriumResult(NamedTuple):
     num_evaluations: () energy-and-gradient evaluations over all chains.
     hops: (chains,) basin-hopping steps each chain made (0 for annealing).
     first_hit_hop: () the hop at which a chain first came within `target_tol` of
-        `target` (0: already the first minima; -1: never or no target). Annealing
+        `target` (0: already the first minima; -1: never or no target; a search in
+        batches, `active_chains`: the hop within the batch that hit). Annealing
         checks the target only at its end (hop 1 when reached).
     hit_minimisations, hit_evaluations: () local minimisations and evaluations over
         all chains until that first hit (-1 when never reached).
@@ -204,6 +205,7 @@ def sample_equilibrium(
     stop_at_target: bool = False,
     checkpoint: str | None = None,
     progress: bool = False,
+    active_chains: int | None = None,
     preset: str | os.PathLike | None = None,
 ) -> EquilibriumResult:
     """Search every chain of `x0_batch` for the lowest energy; relax to the nearest minimum.
@@ -316,8 +318,21 @@ def sample_equilibrium(
         chunk_hops: hops per compiled call on the host (progress, checkpoints, timing).
         stop_at_target: stop once a chain has reached `target` (basin hopping): the
             loop ends in the hop that reached it.
-        checkpoint: file to save the search to after every chunk and resume from.
+        checkpoint: file to save the search to after every chunk and resume from
+            (a search run in batches, `active_chains`, saves batch b to
+            `<checkpoint>.batch<b>`).
         progress: show a progress bar (basin hopping).
+        active_chains: basin hopping: how many chains are searched at a time. When the
+            chains given exceed it, the search runs on consecutive batches of that many
+            chains (batch b with key fold_in(key, b), each chain with its full budget
+            `num_steps`; with `stop_at_target` on the host, no batch after the one that
+            reached the target runs, and the chains it never reached report their start,
+            0 hops). The first-hit accounting counts every evaluation and minimisation
+            of the earlier batches; `first_hit_hop` is the hop within the batch that hit.
+            None (default): a fixed rule from the per-chain cost
+            (`basin_hopping.active_chain_rule`: operations of one energy-and-gradient
+            evaluation counted from its jaxpr; on CPU, 32 chains for LJ26 / LJ31, 128 for
+            AB-13, all chains on an accelerator). An int overrides it (>= 1).
         preset: a preset name or file (above).
 
     Returns:
@@ -409,6 +424,7 @@ def sample_equilibrium(
             stop_at_target=stop_at_target,
             checkpoint=checkpoint,
             progress=progress,
+            active_chains=active_chains,
             traced=traced,
             t_call=t_call,
         )
@@ -882,6 +898,7 @@ def _search(
     stop_at_target,
     checkpoint,
     progress,
+    active_chains,
     traced,
     t_call,
 ) -> EquilibriumResult:
@@ -900,7 +917,13 @@ def _search(
         and not hasattr(checkpoint, "__fspath__")
     ):
         raise ArgumentError("checkpoint", f"checkpoint must be a file path, got {checkpoint!r}")
-    rungs = _rungs(n, replicas) if kind == "parallel_tempering" else 1
+    a = _active_chains(
+        active_chains,
+        n,
+        lambda: _bh.chain_cost(detach(energy), detach(cs), project, example, traced=traced),
+    )
+    size = _batch_size(n, a)
+    rungs = _rungs(size, replicas) if kind == "parallel_tempering" else 1
     want = {"basin_hopping": (), "parallel_tempering": (rungs,), "population": (2,)}[kind]
     if temperature is not None:
         t = jnp.asarray(temperature)
@@ -928,42 +951,63 @@ def _search(
         "key": key,
         "exchange_every": jnp.int32(exchange_every),
     }
-    out = _bh.run_search(
-        detach(energy),
-        detach(cs),
-        project,
-        move_set,
-        key,
-        jax.lax.stop_gradient(x0),
-        kind=kind,
-        local=local,
-        loop=loop,
-        rungs=rungs,
-        resample_every=resample_every,
-        temperature=temperature,
-        consts=consts,
-        relax_steps=relax_steps,
-        traced=traced,
-        chunk_hops=chunk_hops,
-        stop_at_target=stop_at_target,
-        checkpoint=None if checkpoint is None else str(checkpoint),
-        progress=progress,
-    )
-    if not is_traced(out.ok) and not bool(out.ok):
+    batches = _batch_bounds(n, size)
+    batched = len(batches) > 1
+    runs = []  # (search output, seconds from the first batch's start)
+    t_first = time.perf_counter()
+    for b, (lo, hi) in enumerate(batches):
+        # batch b: its own key, its own chains (each with the full per-chain budget)
+        kb = jax.random.fold_in(key, b) if batched else key
+        xb = jax.tree.map(lambda l: l[lo:hi], x0) if batched else x0
+        t_b = time.perf_counter() - t_first
+        out = _bh.run_search(
+            detach(energy),
+            detach(cs),
+            project,
+            move_set,
+            kb,
+            jax.lax.stop_gradient(xb),
+            kind=kind,
+            local=local,
+            loop=loop,
+            rungs=rungs,
+            resample_every=resample_every,
+            temperature=temperature,
+            consts=dict(consts, key=kb),
+            relax_steps=relax_steps,
+            traced=traced,
+            chunk_hops=chunk_hops,
+            stop_at_target=stop_at_target,
+            checkpoint=_batch_checkpoint(checkpoint, b, batched),
+            progress=progress,
+        )
+        runs.append((out, t_b))
+        # on the host a search stopping at the target ends with the batch that reached it
+        concrete = not is_traced(out.carry.first_hop)
+        if stop_at_target and concrete and int(out.carry.first_hop) >= 0:
+            break
+    oks = [out.ok for out, _ in runs]
+    ok = oks[0] if len(oks) == 1 else jnp.any(jnp.stack(oks))
+    if not is_traced(ok) and not bool(ok):
         raise ArgumentError("x0_batch", "every initial state has a non-finite energy or gradient")
-    c, p = out.carry, out.params
+    searched = batches[len(runs) - 1][1]  # chains [0, searched) were searched
+    rest = jax.tree.map(lambda l: l[searched:], x0) if searched < n else None
     implicit = True
     # the final polish uses the search's own L-BFGS (far cheaper than 4 x relax_steps
     # FIRE steps) unless the call asked for optax's L-BFGS (relax="lbfgs"); FIRE needs
     # ~4x the iterations of a quasi-Newton method, L-BFGS does not
     polish = "local_lbfgs" if local == "lbfgs" and relax_method == "fire" else relax_method
+    # chains a stopped search never reached keep their start (hops 0, no minimisation)
+    e_rest = None if rest is None else _energies_jit(detach(energy), detach(cs), project, rest)
+    best_x = _cat([out.carry.best_x for out, _ in runs], rest)
+    best_e = _cat([out.carry.best_e for out, _ in runs], e_rest)
     if precision == "float64":
         best_x, raw, viol, b, reached = _readout64(
             energy,
             cs,
             project,
-            c.best_x,
-            c.best_e,
+            best_x,
+            best_e,
             polish,
             relax_steps,
             target,
@@ -973,23 +1017,41 @@ def _search(
     else:
         gtol = jnp.asarray(1e-10 if fdt == jnp.float64 else 1e-5, fdt)
         steps = 4 * relax_steps if polish == "fire" else relax_steps
-        px, pe = _bh.polish_jit(
-            detach(energy),
-            detach(cs),
-            project,
-            c.best_x,
-            p.dt0,
-            p.dt_max,
-            p.max_step,
-            gtol,
-            method=polish,
-            steps=steps,
-        )
+        polished = [
+            _bh.polish_jit(
+                detach(energy),
+                detach(cs),
+                project,
+                out.carry.best_x,
+                out.params.dt0,
+                out.params.dt_max,
+                out.params.max_step,
+                gtol,
+                method=polish,
+                steps=steps,
+            )
+            for out, _ in runs
+        ]
+        px = _cat([q[0] for q in polished], rest)
+        pe = _cat([q[1] for q in polished], e_rest)
         best_x, raw, viol, b, reached = _readout_jit(
             energy, cs, project, px, pe, consts["target"], consts["target_tol"], implicit=implicit
         )
-    temps = _bh.chain_temperatures(c, p, kind, rungs)
-    hops = jnp.maximum(c.hops, 1)
+    carries = [out.carry for out, _ in runs]
+    n_rest = n - searched
+
+    def per_chain(field, fill, dtype):
+        pad = None if rest is None else jnp.full((n_rest,), fill, dtype)
+        return _cat([getattr(c, field).astype(dtype) for c in carries], pad)
+
+    temps = _cat(
+        [_bh.chain_temperatures(out.carry, out.params, kind, rungs) for out, _ in runs],
+        None if rest is None else jnp.full((n_rest,), jnp.nan, fdt),
+    )
+    hops_c = per_chain("hops", 0, jnp.int32)
+    n_min = per_chain("n_min", 0, jnp.int32)
+    n_eval = per_chain("n_eval", 0, jnp.int32)
+    acc = _first_hit(runs)
     return EquilibriumResult(
         position=best_x,
         energy=raw,
@@ -999,19 +1061,104 @@ def _search(
         best_chain=b,
         reached=reached,
         num_reached=jnp.sum(reached),
-        final_position=c.x,
+        final_position=_cat([c.x for c in carries], rest),
         energy_trace=jnp.zeros((n, 0), jnp.float32),
         temperatures=jnp.zeros((0,), jnp.float32),
-        acceptance_rate=c.accepted / hops,
-        step_size=jnp.exp(c.log_scale),
-        num_minimisations=jnp.sum(c.n_min) + n,
-        num_evaluations=jnp.sum(c.n_eval.astype(jnp.float32)),
-        hops=c.hops,
-        first_hit_hop=c.first_hop,
-        hit_minimisations=c.hit_mins,
-        hit_evaluations=c.hit_evals,
-        time_to_target=jnp.float32(out.time_to_target),
+        acceptance_rate=per_chain("accepted", 0.0, fdt) / jnp.maximum(hops_c, 1),
+        step_size=jnp.exp(per_chain("log_scale", jnp.nan, fdt)),
+        num_minimisations=jnp.sum(n_min) + searched,
+        num_evaluations=jnp.sum(n_eval.astype(jnp.float32)),
+        hops=hops_c,
+        first_hit_hop=acc["first_hit_hop"],
+        hit_minimisations=acc["hit_minimisations"],
+        hit_evaluations=acc["hit_evaluations"],
+        time_to_target=jnp.float32(acc["time_to_target"]),
         fraction_reached=jnp.mean(reached.astype(jnp.float32)),
         wall_time=jnp.float32(float("nan") if traced else time.perf_counter() - t_call),
         search_temperature=temps,
     )
+
+
+def _cat(parts, rest=None):
+    """Chain-axis concatenation of per-batch PyTrees (and of the unsearched `rest`)."""
+    parts = list(parts) + ([] if rest is None else [rest])
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda *l: jnp.concatenate(l), *parts)
+
+
+def _first_hit(runs) -> dict[str, Any]:
+    """First-hit accounting over consecutive batches: the first batch (in order) that
+    reached the target; its own hit counts plus every evaluation and minimisation of
+    all earlier batches; the time from the first batch's start."""
+    carries = [out.carry for out, _ in runs]
+    if len(carries) == 1:
+        c, out = carries[0], runs[0][0]
+        return dict(
+            first_hit_hop=c.first_hop,
+            hit_minimisations=c.hit_mins,
+            hit_evaluations=c.hit_evals,
+            time_to_target=out.time_to_target,
+        )
+    first = jnp.stack([c.first_hop for c in carries])
+    hit = first >= 0
+    j = jnp.argmax(hit)
+    any_hit = jnp.any(hit)
+    tot_e = jnp.stack([jnp.sum(c.n_eval.astype(jnp.float32)) for c in carries])
+    tot_m = jnp.stack([jnp.sum(c.n_min.astype(jnp.float32)) for c in carries])
+    prior_e = jnp.cumsum(tot_e) - tot_e
+    prior_m = jnp.cumsum(tot_m) - tot_m
+    hit_e = jnp.stack([c.hit_evals for c in carries])
+    hit_m = jnp.stack([c.hit_mins for c in carries])
+    t_hit = float("nan")
+    if not is_traced(any_hit) and bool(any_hit):
+        out, t_b = runs[int(j)]
+        t_hit = t_b + out.time_to_target
+    return dict(
+        first_hit_hop=jnp.where(any_hit, first[j], -1).astype(jnp.int32),
+        hit_minimisations=jnp.where(any_hit, prior_m[j] + hit_m[j], -1.0),
+        hit_evaluations=jnp.where(any_hit, prior_e[j] + hit_e[j], -1.0),
+        time_to_target=t_hit,
+    )
+
+
+def _batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive (lo, hi) chain ranges of `size` chains (the last may be shorter)."""
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def _batch_size(n: int, a: int) -> int:
+    """Chains per batch for at most `a` active chains: the largest divisor of n in
+    [a / 2, a] (equal batches share one compiled search), else `a` (a shorter last
+    batch compiles once more)."""
+    if a >= n:
+        return n
+    for k in range(a, max(a // 2, 1) - 1, -1):
+        if n % k == 0:
+            return k
+    return a
+
+
+def _batch_checkpoint(checkpoint, b: int, batched: bool):
+    """Batch b's checkpoint file: the given path, or `<path>.batch<b>` when batched."""
+    if checkpoint is None:
+        return None
+    return f"{checkpoint}.batch{b}" if batched else str(checkpoint)
+
+
+def _active_chains(active_chains, n: int, cost_fn) -> int:
+    """Chains run at a time: `active_chains` (an int >= 1; at most n) or the rule
+    (`basin_hopping.active_chain_rule` on the per-chain cost)."""
+    if active_chains is None:
+        if n <= _bh.ACTIVE_MIN:
+            return n
+        return _bh.active_chain_rule(cost_fn(), n)
+    if isinstance(active_chains, bool) or not isinstance(active_chains, (int, np.integer)):
+        raise ArgumentError(
+            "active_chains", f"active_chains must be None or an int >= 1, got {active_chains!r}"
+        )
+    if active_chains < 1:
+        raise ArgumentError(
+            "active_chains", f"active_chains must be None or an int >= 1, got {active_chains!r}"
+        )
+    return int(min(active_chains, n))

@@ -63,12 +63,20 @@ __all__ = [
     "SearchCarry",
     "SearchOutput",
     "run_search",
+    "chain_cost",
+    "active_chain_rule",
 ]
 
 PyTree = Any
 SEARCH_METHODS = ("basin_hopping", "parallel_tempering", "population")
 HOP_LOOPS = ("async", "sync")
 _INT_MAX = np.iinfo(np.int32).max
+# active-chain rule (`active_chain_rule`): operations of one loop iteration over all
+# active chains at which the per-chain work is taken to dominate the loop's fixed cost
+# (CPU), and the fewest chains a batch is cut to
+ACTIVE_WORK = 1.0e6
+ACTIVE_MIN = 32
+_LBFGS_OPS_PER_COORD = 16 * 8  # two-loop recursion and memory update, memory 8
 
 
 class SearchParams(NamedTuple):
@@ -117,6 +125,89 @@ class SearchOutput(NamedTuple):
     params: SearchParams
     wall_time: float
     time_to_target: float
+
+
+def _op_count(jaxpr) -> int:
+    """Operations of a jaxpr: output elements of every elementwise op, 2 m n k for a
+    dot_general, input elements for a reduction; a scan counts its body `length` times,
+    a while loop its body once (its trip count is data), a cond its dearest branch."""
+    from jax.extend import core as jcore
+
+    def sub(v):
+        if isinstance(v, jcore.ClosedJaxpr):
+            return [v.jaxpr]
+        if isinstance(v, jcore.Jaxpr):
+            return [v]
+        if isinstance(v, (tuple, list)):
+            return [j for u in v for j in sub(u)]
+        return []
+
+    def size(v):
+        return int(np.prod(getattr(v.aval, "shape", ()) or (1,)))
+
+    total = 0
+    for eq in jaxpr.eqns:
+        name, p = eq.primitive.name, eq.params
+        if name == "scan":
+            total += int(p["length"]) * _op_count(p["jaxpr"].jaxpr)
+        elif name == "cond":
+            total += max(_op_count(b.jaxpr) for b in p["branches"])
+        elif subs := [j for v in p.values() for j in sub(v)]:
+            total += sum(_op_count(j) for j in subs)
+        elif name == "dot_general":
+            (contract, _), _ = p["dimension_numbers"]
+            k = int(np.prod([eq.invars[0].aval.shape[i] for i in contract]))
+            total += 2 * k * sum(size(v) for v in eq.outvars)
+        elif name.startswith(("reduce", "arg", "cum")):
+            total += sum(size(v) for v in eq.invars)
+        else:
+            total += sum(size(v) for v in eq.outvars)
+    return total
+
+
+def _chain_cost_value(energy_fn, cs, project, example) -> int:
+    penalised, _ = _penalised_and_projection(energy_fn, cs, project)
+    spec = jax.tree.map(lambda l: jax.ShapeDtypeStruct(jnp.shape(l), jnp.result_type(l)), example)
+    closed = jax.make_jaxpr(lambda x: energy_and_grad(penalised, x))(spec)
+    dim = sum(int(np.prod(jnp.shape(l))) for l in jax.tree.leaves(example))
+    return _op_count(closed.jaxpr) + _LBFGS_OPS_PER_COORD * dim
+
+
+@eqx.filter_jit
+def _chain_cost_jit(energy_fn, cs, project, example):
+    # the count is fixed at trace time; jit caches it per structure like the search
+    return jnp.asarray(float(_chain_cost_value(energy_fn, cs, project, example)), jnp.float32)
+
+
+def chain_cost(energy_fn, cs, project, example, *, traced: bool = False) -> int:
+    """Per-chain work of one asynchronous loop iteration, in operations (`_op_count` of
+    one energy-and-gradient evaluation of the penalised energy, counted from its jaxpr,
+    plus the L-BFGS update's ~128 operations per coordinate). A fixed property of the
+    energy and the state's shape, not a timing; counted once per structure (cached with
+    the compiled search; under an outer trace counted again)."""
+    if traced:
+        return _chain_cost_value(energy_fn, cs, project, example)
+    return int(_chain_cost_jit(energy_fn, cs, project, example))
+
+
+def active_chain_rule(cost: float, n: int, backend: str | None = None) -> int:
+    """How many chains the search runs at a time, from the per-chain cost (`chain_cost`).
+
+    One iteration of the loop costs a fixed overhead plus `cost` per active chain. The
+    time to a first hit is (iterations to it) x (cost of an iteration); where the hit
+    comes after about the same number of iterations whatever the chain count (measured
+    on LJ26 and LJ31, benchmarks/README.md "Global search"), chains beyond what makes
+    the per-chain work dominate an iteration only slow each iteration down. The rule:
+    the smallest power of two A with A x cost >= ACTIVE_WORK (1e6 operations), at least
+    ACTIVE_MIN (32), at most n. Cheap energies (AB-13, ~1.1e4 operations: 128) keep many
+    chains, LJ26 / LJ31 (3.3e4 / 4.2e4: 32) are cut to 32. On an accelerator (not
+    measured) every chain runs at once."""
+    backend = jax.default_backend() if backend is None else backend
+    if backend != "cpu" or n <= ACTIVE_MIN:
+        return n
+    want = ACTIVE_WORK / max(float(cost), 1.0)
+    a = 1 << max(int(np.ceil(np.log2(max(want, 1.0)))), 0)
+    return int(min(max(a, ACTIVE_MIN), n))
 
 
 def _penalised_and_projection(energy_fn, cs, project):
