@@ -115,26 +115,6 @@ def _split_out(out, has_aux: bool):
     return out[0], out[1]
 
 
-def _detect(fitness_fn, space: Space, key, has_aux, descriptor_fn) -> Exception | None:
-    """None when the fitness (and descriptors) trace as JAX code, else the error."""
-    values = space.decode(space.centre())
-
-    def probe(v, k):
-        f, aux = _split_out(fitness_fn(v, k), has_aux)
-        d = _as_descriptor(descriptor_fn(v, aux)) if descriptor_fn is not None else None
-        return jnp.asarray(f), d
-
-    try:
-        f, _ = jax.eval_shape(probe, values, key)
-    except ArgumentError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure to trace means "host"
-        return e
-    if f.shape != ():
-        raise ArgumentError("fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}")
-    return None
-
-
 def minimize(
     fitness_fn: Callable[..., Any],
     space: Space | Mapping[str, Dimension],
@@ -277,6 +257,7 @@ def minimize(
             strategy_kwargs,
             batch_size,
             loop,
+            key,
         )
         _ENGINES[sig] = engine
         while len(_ENGINES) > _MAX_ENGINES:
@@ -438,19 +419,17 @@ class _Engine:
         strategy_kwargs,
         batch_size=None,
         loop="scan",
+        key=None,
     ):
         self.batch_size, self.loop = batch_size, loop
+        key = jax.random.key(0) if key is None else key
         self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive)
         self.es, self.name = self.steps.es, self.steps.name
         self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
         self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn
         self.pop_based = is_population_based(self.es)
-        probe_key = jax.random.key(0)
-        err = (
-            _detect(fitness_fn, sp, probe_key, has_aux, descriptor_fn)
-            if traceable is not False
-            else None
-        )
+        self._eval = jax.jit(self._eval_traced)
+        err = self._trace_eval(key) if traceable is not False else None
         if traceable is True and err is not None:
             raise ArgumentError(
                 "fitness_fn",
@@ -465,7 +444,6 @@ class _Engine:
             )
         self.use_jax = traceable is not False and err is None
         self._decode = jax.jit(sp.decode_batch)
-        self._eval = jax.jit(self._eval_traced)
         self._ask = jax.jit(self._ask_fn)
         self._tell = jax.jit(self._tell_fn)
         self._chunks: dict[int, Callable] = {}
@@ -473,6 +451,24 @@ class _Engine:
         self._fresh_dist = jax.jit(self._fresh_dist_fn)
         self.readout = jax.jit(sp.decode)
         self.centre = sp.centre()
+
+    def _trace_eval(self, key) -> Exception | None:
+        """Trace the population evaluation once, at the shapes the search will call it
+        with: None when the fitness (and descriptors) trace as JAX code, else the error.
+
+        This trace is the only one of the fitness: `jax.jit` keeps it, so the compiled
+        evaluation (Python loop) and the scan (which calls the same jitted evaluation)
+        lower it without tracing `fitness_fn` again.
+        """
+        z = jax.ShapeDtypeStruct((self.pop, self.sp.dim), jnp.float32)
+        k = jax.eval_shape(lambda kk: jax.random.split(jax.random.fold_in(kk, 0), 3)[1], key)
+        try:
+            self._eval.trace(z, k)
+        except ArgumentError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to trace means "host"
+            return e
+        return None
 
     def params(self, init_std: float, overrides):
         ck = (init_std, repr(sorted((overrides or {}).items())))
@@ -503,7 +499,11 @@ class _Engine:
 
         def one(v, kk):
             f, aux = _split_out(self.fitness_fn(v, kk), self.has_aux)
-            f = jnp.asarray(f, jnp.float32).reshape(())
+            if jnp.shape(f) != ():
+                raise ArgumentError(
+                    "fitness_fn", f"fitness_fn must return a scalar, got shape {jnp.shape(f)}"
+                )
+            f = jnp.asarray(f, jnp.float32)
             d = (
                 _as_descriptor(self.descriptor_fn(v, aux))
                 if self.descriptor_fn is not None
@@ -594,7 +594,7 @@ class _Engine:
 
                     def step(c2):
                         z, state, k_eval = self._ask_fn(c2.state, g, k_run, params)
-                        f, d = self._eval_traced(z, k_eval)
+                        f, d = self._eval(z, k_eval)  # the detection's trace, reused
                         return self._tell_fn(c2, state, g, z, f, d, k_run, params)
 
                     if not masked:
