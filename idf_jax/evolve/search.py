@@ -13,6 +13,8 @@ dimension) and shared by every search: a search then compiles its fitness and no
 else, for ~1 ms of dispatch per generation. A fitness that JAX cannot trace (it calls
 NumPy on its inputs, runs a simulator, reads files) is evaluated on the host, one
 generation at a time, with Python values; the strategy's ask / tell stay compiled.
+`fitness_fn` is traced once per search: the trace that decides whether it is JAX code is
+the one the jitted population evaluation keeps and the loop or the scan lowers.
 
 Randomness: generation g uses `fold_in(key, g)`, so a chunked, checkpointed or resumed
 search gives the numbers of an uninterrupted one with the same chunking.
