@@ -3,10 +3,11 @@
 A JAX-traceable fitness is evaluated for the whole population in one `vmap` (or, with
 `batch_size=b`, b candidates at a time in a `lax.map`: XLA then compiles the fitness for
 b candidates, not the population, which costs less compile time where the fitness is a
-whole sampler run), and the generations run in one `jax.lax.scan` inside one `jax.jit`:
-one compilation per search (a progress bar, checkpoints, a time budget or a callback cut
-the scan into chunks of equal length, the last one masked when they do not divide the
-generations, so the compiled chunk is reused). With `loop="python"` the generations are
+whole sampler run; b = 1 is a plain `lax.map`, no vmap), and the generations run in one
+`jax.lax.scan` inside one `jax.jit`: one compilation per search (a progress bar,
+checkpoints, a time budget or a callback cut the scan into chunks of equal length, the
+last one masked when they do not divide the generations, so the compiled chunk is
+reused). With `loop="python"` the generations are
 a Python loop over one compiled ask, the compiled population evaluation and one compiled
 tell, and the ask / tell are compiled once per process for a (strategy, population,
 dimension) and shared by every search: a search then compiles its fitness and nothing
@@ -186,8 +187,8 @@ def minimize(
         batch_size: JAX fitness only: evaluate the population `batch_size` candidates at
             a time (a `lax.map` over groups, each group one vmap; it must divide the
             population size). None: the whole population in one vmap, the fastest to
-            run; 1: one candidate at a time, the cheapest to compile (a sampler-run
-            fitness compiles about 2x faster unbatched, see benchmarks/README.md).
+            run; 1: one candidate at a time in a plain `lax.map` (no vmap), the cheapest
+            to compile: about what the fitness alone costs (see benchmarks/README.md).
         loop: JAX fitness only: "scan" (the generations in one compiled `lax.scan`, the
             fastest per generation) or "python" (a Python loop over the compiled
             generation's parts; the strategy's ask / tell compiled once per process and
@@ -515,6 +516,11 @@ class _Engine:
 
         if self.batch_size is None:
             f, d = jax.vmap(one)(values, keys)
+        elif self.batch_size == 1:
+            # a plain lax.map (a scan over candidates), not a vmap of one candidate per
+            # step: the fitness compiles as it does alone (a vmap of size 1 still
+            # batches every op, ~15% more compile for a sampler run)
+            f, d = jax.lax.map(lambda a: one(*a), (values, keys))
         else:
             f, d = jax.lax.map(lambda a: one(*a), (values, keys), batch_size=self.batch_size)
         return jnp.where(jnp.isnan(f), jnp.inf, f), d
