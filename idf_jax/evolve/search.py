@@ -349,6 +349,11 @@ class _Steps:
         self.archive = archive
         self.ask = jax.jit(self.ask_fn)
         self.tell = jax.jit(self.tell_fn)
+        self.init = jax.jit(self.init_fn)
+
+    def init_fn(self, k_init, start_z, params):
+        """A distribution-based strategy's state at `start_z` (strongly typed leaves)."""
+        return _strong(self.es.init(k_init, start_z, params))
 
     def ask_fn(self, state, g, k_run, params):
         k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
@@ -383,6 +388,22 @@ def _shared_steps(strategy, pop, dim, strategy_kwargs, archive) -> _Steps:
     while len(_STEPS) > _MAX_STEPS:
         _STEPS.pop(next(iter(_STEPS)))
     return steps
+
+
+_DECODERS: dict[str, Callable] = {}
+
+
+def _shared_decode(sp: Space) -> Callable:
+    """`jax.jit(sp.decode)`, one per space description: the read-out of the best point
+    is compiled once per process, not once per search."""
+    sig = repr(sp.describe())
+    fn = _DECODERS.pop(sig, None)
+    if fn is None:
+        fn = jax.jit(sp.decode)
+    _DECODERS[sig] = fn  # most recently used last
+    while len(_DECODERS) > _MAX_STEPS:
+        _DECODERS.pop(next(iter(_DECODERS)))
+    return fn
 
 
 def _default_chunk(G: int) -> int:
@@ -451,8 +472,7 @@ class _Engine:
         self._tell = jax.jit(self._tell_fn)
         self._chunks: dict[int, Callable] = {}
         self._params: dict[tuple, Any] = {}
-        self._fresh_dist = jax.jit(self._fresh_dist_fn)
-        self.readout = jax.jit(sp.decode)
+        self.readout = _shared_decode(sp)
         self.centre = sp.centre()
 
     def _trace_eval(self, key) -> Exception | None:
@@ -564,13 +584,15 @@ class _Engine:
             c.hist_gen_mean.at[g].set(mean),
         )
 
-    def _fresh_dist_fn(self, k_init, start_z, params) -> _Carry:
+    def _fresh_dist(self, k_init, start_z, params) -> _Carry:
+        """The strategy's state from the shared compiled init (nothing compiled per
+        search); the rest of the carry is built as strongly typed arrays."""
         sp, G = self.sp, self.G
         arch0 = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
         inf = jnp.full((G,), jnp.inf, jnp.float32)
-        state = self.es.init(k_init, start_z, params)
-        c = _Carry(state, start_z, jnp.asarray(jnp.inf, jnp.float32), arch0, inf, inf, inf)
-        return _strong(c)
+        start_z = jnp.asarray(start_z, jnp.float32)
+        state = self.steps.init(k_init, start_z, params)
+        return _Carry(state, start_z, jnp.full((), jnp.inf, jnp.float32), arch0, inf, inf, inf)
 
     def fresh(self, k_init, start_z, params) -> _Carry:
         """The carry before generation 0 (population-based: an evaluated random start)."""

@@ -259,6 +259,10 @@ def test_python_loop_matches_the_scan_and_shares_ask_tell_between_searches():
         rosenbrock_3, SPHERE, jax.random.key(1), loop="python", population_size=8, num_generations=4
     )
     assert steps.tell._cache_size() == before == 1
+    # the strategy's init and the read-out of the best point are shared too: a search
+    # with a new fitness and another number of generations compiles its evaluation only
+    assert steps.init._cache_size() == 1
+    assert search._shared_decode(ev.Space(SPHERE))._cache_size() == 1
     with pytest.raises(ArgumentError) as e:
         ev.minimize(sphere, SPHERE, jax.random.key(0), loop="unrolled")
     assert e.value.argument == "loop"
