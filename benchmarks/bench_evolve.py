@@ -1,6 +1,7 @@
 """idf.evolve.minimize against Optuna (TPE) and against evosax called directly, at several budgets.
 
 Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks sampler]
+          [--seeds 0,1,2] [--repeats 3]
           [--batch-size N|vmap]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from typing import Any
 
@@ -230,6 +232,12 @@ def main():
         "--seeds", default=None, help="comma-separated seeds, a row per seed (default: --seed)"
     )
     ap.add_argument("--tasks", default="rosenbrock,mixed,sampler")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timed runs per row (fresh closures each, sides alternating first); medians",
+    )
     ap.add_argument("--no-direct", action="store_true", help="skip evosax called directly")
     ap.add_argument(
         "--batch-size",
@@ -269,11 +277,24 @@ def main():
             options["loop"] = args.loop
         if options:
             title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
-        (bi, ci, wi, n, pi), kc_i = _compiled(run_idf, space, fit, evals, args.pop, seed, **options)
-        la_idf = os.getloadavg()[0]
-        _, space, fit = TASKS[name]()
-        (bo, to, po), kc_o = _compiled(run_optuna, space, fit, n, seed)
+        n = max(1, evals // args.pop) * args.pop
+        times: dict[str, list[float]] = {k: [] for k in ("ci", "wi", "to", "kc_i", "kc_o")}
         bd = cd = wd = float("nan")
+        for rep in range(args.repeats):
+            # every repeat: fresh closures for both sides, the side that goes first
+            # alternating, so a burst of load from outside hits both sides alike
+            for side in ("idf", "optuna") if rep % 2 == 0 else ("optuna", "idf"):
+                _, space, fit = TASKS[name]()
+                if side == "idf":
+                    (bi, ci, wi, n, pi), kc_i = _compiled(
+                        run_idf, space, fit, evals, args.pop, seed, **options
+                    )
+                    times["ci"].append(ci), times["wi"].append(wi), times["kc_i"].append(kc_i)
+                    la_idf = os.getloadavg()[0]
+                else:
+                    (bo, to, po), kc_o = _compiled(run_optuna, space, fit, n, seed)
+                    times["to"].append(to), times["kc_o"].append(kc_o)
+        ci, wi, to, kc_i, kc_o = (statistics.median(times[k]) for k in times)
         if not args.no_direct:
             _, space, fit = TASKS[name]()
             bd, cd, wd = run_evosax_direct(space, fit, n, args.pop, seed)
