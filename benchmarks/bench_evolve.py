@@ -1,6 +1,7 @@
 """idf.evolve.minimize against Optuna (TPE) and against evosax called directly, at several budgets.
 
 Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks sampler]
+          [--seeds 0,1,2] [--repeats 3]
           [--batch-size N|vmap]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from typing import Any
 
@@ -126,8 +128,21 @@ def _compiled(fn, *args, **kwargs):
     return out, _compile_s[0] - before
 
 
+HELD_OUT_KEYS = 64
+
+
+def held_out(space, fit, params, seed):
+    """Mean fitness of `params` over HELD_OUT_KEYS fresh keys (not timed): a side's
+    "best" on a noisy fitness is the luckiest of its evaluations; this is what its
+    answer is worth."""
+    sp = ev.Space(space)
+    p = sp.decode(sp.encode(params))
+    keys = jax.random.split(jax.random.key(10_000 + seed), HELD_OUT_KEYS)
+    return float(jnp.mean(jax.jit(jax.vmap(fit, in_axes=(None, 0)))(p, keys)))
+
+
 def run_idf(space, fit, evals, pop, seed, **options):
-    """(best, wall incl. compile, warm wall, evaluations) of one idf search."""
+    """(best, wall incl. compile, warm wall, evaluations, best params) of one idf search."""
     gens = max(1, evals // pop)
     kw: dict[str, Any] = dict(population_size=pop, num_generations=gens, **options)
     t0 = time.perf_counter()
@@ -136,11 +151,11 @@ def run_idf(space, fit, evals, pop, seed, **options):
     t0 = time.perf_counter()
     ev.minimize(fit, space, jax.random.key(seed + 100), **kw)
     warm = time.perf_counter() - t0
-    return res.best_fitness, cold, warm, gens * pop
+    return res.best_fitness, cold, warm, gens * pop, res.best_params
 
 
 def run_optuna(space, fit, evals, seed):
-    """(best, wall: the fitness's jit compile and the whole study)."""
+    """(best, wall: the fitness's jit compile and the whole study, best params)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -165,7 +180,8 @@ def run_optuna(space, fit, evals, seed):
 
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=evals)
-    return study.best_value, time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    return study.best_value, wall, study.best_params
 
 
 def run_evosax_direct(space, fit, evals, pop, seed, std_init=0.25):
@@ -212,7 +228,16 @@ def main():
     )
     ap.add_argument("--pop", type=int, default=16, help="population size (idf and evosax)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds", default=None, help="comma-separated seeds, a row per seed (default: --seed)"
+    )
     ap.add_argument("--tasks", default="rosenbrock,mixed,sampler")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timed runs per row (fresh closures each, sides alternating first); medians",
+    )
     ap.add_argument("--no-direct", action="store_true", help="skip evosax called directly")
     ap.add_argument(
         "--batch-size",
@@ -225,6 +250,7 @@ def main():
     )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",") if b]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     import evosax.algorithms  # noqa: F401 - imports are not what is measured
     import optuna  # noqa: F401
 
@@ -240,49 +266,73 @@ def main():
     monitoring.register_event_duration_secs_listener(_on_event)
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, jax {jax.__version__}")
     rows = []
-    for name in args.tasks.split(","):
-        for evals in budgets:
-            title, space, fit = TASKS[name]()  # a fresh closure per budget and side
-            options: dict[str, Any] = dict(IDF_OPTIONS.get(name, {}))
-            if args.batch_size is not None:
-                options["batch_size"] = None if args.batch_size == "vmap" else int(args.batch_size)
-            if args.loop is not None:
-                options["loop"] = args.loop
-            if options:
-                title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
-            (bi, ci, wi, n), kc_i = _compiled(
-                run_idf, space, fit, evals, args.pop, args.seed, **options
-            )
-            la_idf = os.getloadavg()[0]
-            _, space, fit = TASKS[name]()
-            (bo, to), kc_o = _compiled(run_optuna, space, fit, n, args.seed)
-            bd = cd = wd = float("nan")
-            if not args.no_direct:
+    for name, evals, seed in (
+        (n, e, s) for n in args.tasks.split(",") for e in budgets for s in seeds
+    ):
+        title, space, fit = TASKS[name]()  # a fresh closure per budget and side
+        options: dict[str, Any] = dict(IDF_OPTIONS.get(name, {}))
+        if args.batch_size is not None:
+            options["batch_size"] = None if args.batch_size == "vmap" else int(args.batch_size)
+        if args.loop is not None:
+            options["loop"] = args.loop
+        if options:
+            title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
+        n = max(1, evals // args.pop) * args.pop
+        times: dict[str, list[float]] = {k: [] for k in ("ci", "wi", "to", "kc_i", "kc_o")}
+        bd = cd = wd = float("nan")
+        for rep in range(args.repeats):
+            # every repeat: fresh closures for both sides, the side that goes first
+            # alternating, so a burst of load from outside hits both sides alike
+            for side in ("idf", "optuna") if rep % 2 == 0 else ("optuna", "idf"):
                 _, space, fit = TASKS[name]()
-                bd, cd, wd = run_evosax_direct(space, fit, n, args.pop, args.seed)
-            la = os.getloadavg()[0]
-            la_s = f"{la_idf:.0f}/{la:.0f}"
-            rows.append((title, n, bi, ci, wi, bo, to, bd, cd, wd, la_s, kc_i, kc_o))
-            print(
-                f"{title}: {n} evals | idf best {bi:.4g} wall {ci:.2f} s incl. compile "
-                f"(warm {wi:.3f} s; JAX trace+lower+compile {kc_i:.2f} s) | optuna TPE best "
-                f"{bo:.4g} wall {to:.2f} s (trace+lower+compile {kc_o:.2f} s) | "
-                f"idf/optuna {ci / to:.3f} | idf best <= optuna: {bi <= bo} | evosax direct "
-                f"best {bd:.4g} cold {cd:.2f} s warm {wd:.3f} s | load {la:.1f}",
-                flush=True,
-            )
+                if side == "idf":
+                    (bi, ci, wi, n, pi), kc_i = _compiled(
+                        run_idf, space, fit, evals, args.pop, seed, **options
+                    )
+                    times["ci"].append(ci), times["wi"].append(wi), times["kc_i"].append(kc_i)
+                    la_idf = os.getloadavg()[0]
+                else:
+                    (bo, to, po), kc_o = _compiled(run_optuna, space, fit, n, seed)
+                    times["to"].append(to), times["kc_o"].append(kc_o)
+        ci, wi, to, kc_i, kc_o = (statistics.median(times[k]) for k in times)
+        if not args.no_direct:
+            _, space, fit = TASKS[name]()
+            bd, cd, wd = run_evosax_direct(space, fit, n, args.pop, seed)
+        la = os.getloadavg()[0]
+        la_s = f"{la_idf:.0f}/{la:.0f}"
+        rows.append(
+            [title, n, seed, bi, ci, wi, bo, to, bd, cd, wd, la_s, kc_i, kc_o, name, pi, po]
+        )
+        print(
+            f"{title}: {n} evals, seed {seed} | idf best {bi:.4g} wall {ci:.2f} s incl. compile "
+            f"(warm {wi:.3f} s; JAX trace+lower+compile {kc_i:.2f} s) | optuna TPE best "
+            f"{bo:.4g} wall {to:.2f} s (trace+lower+compile {kc_o:.2f} s) | "
+            f"idf/optuna {ci / to:.3f} | idf best <= optuna: {bi <= bo} | evosax direct "
+            f"best {bd:.4g} cold {cd:.2f} s warm {wd:.3f} s | load {la:.1f}",
+            flush=True,
+        )
+    # the answers re-evaluated after every timed run (their compiles would otherwise sit
+    # in the process between timed rows)
+    for row in rows:
+        name, pi, po, seed = row[14], row[15], row[16], row[2]
+        _, space, fit = TASKS[name]()
+        row[14:] = [held_out(space, fit, pi, seed), held_out(space, fit, po, seed)]
     print(
-        "\n| task | evals | idf best | idf wall s (compile incl.) | idf warm s | Optuna TPE best "
+        "\n| task | evals | seed | idf best | idf wall s (compile incl.) | idf warm s | Optuna TPE best "
         "| Optuna wall s | idf / Optuna wall | <= 0.5x and best <= Optuna | evosax best "
-        "| evosax cold s | evosax warm s | load | idf compile s | Optuna compile s |"
+        "| evosax cold s | evosax warm s | load | idf compile s | Optuna compile s "
+        "| floor: Optuna compile / Optuna wall | held-out mean idf | held-out mean Optuna |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")
-    for title, n, bi, ci, wi, bo, to, bd, cd, wd, la, kc_i, kc_o in rows:
+    print(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:"
+        "|---:|---:|"
+    )
+    for title, n, seed, bi, ci, wi, bo, to, bd, cd, wd, la, kc_i, kc_o, hi, ho in rows:
         ok = "yes" if (ci <= 0.5 * to and bi <= bo) else "no"
         print(
-            f"| {title} | {n} | {bi:.4g} | {ci:.2f} | {wi:.3f} | {bo:.4g} | {to:.2f} "
+            f"| {title} | {n} | {seed} | {bi:.4g} | {ci:.2f} | {wi:.3f} | {bo:.4g} | {to:.2f} "
             f"| {ci / to:.3f} | {ok} | {bd:.4g} | {cd:.2f} | {wd:.3f} | {la} "
-            f"| {kc_i:.2f} | {kc_o:.2f} |"
+            f"| {kc_i:.2f} | {kc_o:.2f} | {kc_o / to:.3f} | {hi:.4g} | {ho:.4g} |"
         )
 
 

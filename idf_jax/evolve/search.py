@@ -3,16 +3,19 @@
 A JAX-traceable fitness is evaluated for the whole population in one `vmap` (or, with
 `batch_size=b`, b candidates at a time in a `lax.map`: XLA then compiles the fitness for
 b candidates, not the population, which costs less compile time where the fitness is a
-whole sampler run), and the generations run in one `jax.lax.scan` inside one `jax.jit`:
-one compilation per search (a progress bar, checkpoints, a time budget or a callback cut
-the scan into chunks of equal length, the last one masked when they do not divide the
-generations, so the compiled chunk is reused). With `loop="python"` the generations are
+whole sampler run; b = 1 is a plain `lax.map`, no vmap), and the generations run in one
+`jax.lax.scan` inside one `jax.jit`: one compilation per search (a progress bar,
+checkpoints, a time budget or a callback cut the scan into chunks of equal length, the
+last one masked when they do not divide the generations, so the compiled chunk is
+reused). With `loop="python"` the generations are
 a Python loop over one compiled ask, the compiled population evaluation and one compiled
 tell, and the ask / tell are compiled once per process for a (strategy, population,
 dimension) and shared by every search: a search then compiles its fitness and nothing
 else, for ~1 ms of dispatch per generation. A fitness that JAX cannot trace (it calls
 NumPy on its inputs, runs a simulator, reads files) is evaluated on the host, one
 generation at a time, with Python values; the strategy's ask / tell stay compiled.
+`fitness_fn` is traced once per search: the trace that decides whether it is JAX code is
+the one the jitted population evaluation keeps and the loop or the scan lowers.
 
 Randomness: generation g uses `fold_in(key, g)`, so a chunked, checkpointed or resumed
 search gives the numbers of an uninterrupted one with the same chunking.
@@ -115,26 +118,6 @@ def _split_out(out, has_aux: bool):
     return out[0], out[1]
 
 
-def _detect(fitness_fn, space: Space, key, has_aux, descriptor_fn) -> Exception | None:
-    """None when the fitness (and descriptors) trace as JAX code, else the error."""
-    values = space.decode(space.centre())
-
-    def probe(v, k):
-        f, aux = _split_out(fitness_fn(v, k), has_aux)
-        d = _as_descriptor(descriptor_fn(v, aux)) if descriptor_fn is not None else None
-        return jnp.asarray(f), d
-
-    try:
-        f, _ = jax.eval_shape(probe, values, key)
-    except ArgumentError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure to trace means "host"
-        return e
-    if f.shape != ():
-        raise ArgumentError("fitness_fn", f"fitness_fn must return a scalar, got shape {f.shape}")
-    return None
-
-
 def minimize(
     fitness_fn: Callable[..., Any],
     space: Space | Mapping[str, Dimension],
@@ -204,8 +187,8 @@ def minimize(
         batch_size: JAX fitness only: evaluate the population `batch_size` candidates at
             a time (a `lax.map` over groups, each group one vmap; it must divide the
             population size). None: the whole population in one vmap, the fastest to
-            run; 1: one candidate at a time, the cheapest to compile (a sampler-run
-            fitness compiles about 2x faster unbatched, see benchmarks/README.md).
+            run; 1: one candidate at a time in a plain `lax.map` (no vmap), the cheapest
+            to compile: about what the fitness alone costs (see benchmarks/README.md).
         loop: JAX fitness only: "scan" (the generations in one compiled `lax.scan`, the
             fastest per generation) or "python" (a Python loop over the compiled
             generation's parts; the strategy's ask / tell compiled once per process and
@@ -277,6 +260,7 @@ def minimize(
             strategy_kwargs,
             batch_size,
             loop,
+            key,
         )
         _ENGINES[sig] = engine
         while len(_ENGINES) > _MAX_ENGINES:
@@ -365,6 +349,11 @@ class _Steps:
         self.archive = archive
         self.ask = jax.jit(self.ask_fn)
         self.tell = jax.jit(self.tell_fn)
+        self.init = jax.jit(self.init_fn)
+
+    def init_fn(self, k_init, start_z, params):
+        """A distribution-based strategy's state at `start_z` (strongly typed leaves)."""
+        return _strong(self.es.init(k_init, start_z, params))
 
     def ask_fn(self, state, g, k_run, params):
         k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
@@ -399,6 +388,22 @@ def _shared_steps(strategy, pop, dim, strategy_kwargs, archive) -> _Steps:
     while len(_STEPS) > _MAX_STEPS:
         _STEPS.pop(next(iter(_STEPS)))
     return steps
+
+
+_DECODERS: dict[str, Callable] = {}
+
+
+def _shared_decode(sp: Space) -> Callable:
+    """`jax.jit(sp.decode)`, one per space description: the read-out of the best point
+    is compiled once per process, not once per search."""
+    sig = repr(sp.describe())
+    fn = _DECODERS.pop(sig, None)
+    if fn is None:
+        fn = jax.jit(sp.decode)
+    _DECODERS[sig] = fn  # most recently used last
+    while len(_DECODERS) > _MAX_STEPS:
+        _DECODERS.pop(next(iter(_DECODERS)))
+    return fn
 
 
 def _default_chunk(G: int) -> int:
@@ -438,19 +443,17 @@ class _Engine:
         strategy_kwargs,
         batch_size=None,
         loop="scan",
+        key=None,
     ):
         self.batch_size, self.loop = batch_size, loop
+        key = jax.random.key(0) if key is None else key
         self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive)
         self.es, self.name = self.steps.es, self.steps.name
         self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
         self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn
         self.pop_based = is_population_based(self.es)
-        probe_key = jax.random.key(0)
-        err = (
-            _detect(fitness_fn, sp, probe_key, has_aux, descriptor_fn)
-            if traceable is not False
-            else None
-        )
+        self._eval = jax.jit(self._eval_traced)
+        err = self._trace_eval(key) if traceable is not False else None
         if traceable is True and err is not None:
             raise ArgumentError(
                 "fitness_fn",
@@ -465,14 +468,30 @@ class _Engine:
             )
         self.use_jax = traceable is not False and err is None
         self._decode = jax.jit(sp.decode_batch)
-        self._eval = jax.jit(self._eval_traced)
         self._ask = jax.jit(self._ask_fn)
         self._tell = jax.jit(self._tell_fn)
         self._chunks: dict[int, Callable] = {}
         self._params: dict[tuple, Any] = {}
-        self._fresh_dist = jax.jit(self._fresh_dist_fn)
-        self.readout = jax.jit(sp.decode)
+        self.readout = _shared_decode(sp)
         self.centre = sp.centre()
+
+    def _trace_eval(self, key) -> Exception | None:
+        """Trace the population evaluation once, at the shapes the search will call it
+        with: None when the fitness (and descriptors) trace as JAX code, else the error.
+
+        This trace is the only one of the fitness: `jax.jit` keeps it, so the compiled
+        evaluation (Python loop) and the scan (which calls the same jitted evaluation)
+        lower it without tracing `fitness_fn` again.
+        """
+        z = jax.ShapeDtypeStruct((self.pop, self.sp.dim), jnp.float32)
+        k = jax.eval_shape(lambda kk: jax.random.split(jax.random.fold_in(kk, 0), 3)[1], key)
+        try:
+            self._eval.trace(z, k)
+        except ArgumentError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to trace means "host"
+            return e
+        return None
 
     def params(self, init_std: float, overrides):
         ck = (init_std, repr(sorted((overrides or {}).items())))
@@ -503,7 +522,11 @@ class _Engine:
 
         def one(v, kk):
             f, aux = _split_out(self.fitness_fn(v, kk), self.has_aux)
-            f = jnp.asarray(f, jnp.float32).reshape(())
+            if jnp.shape(f) != ():
+                raise ArgumentError(
+                    "fitness_fn", f"fitness_fn must return a scalar, got shape {jnp.shape(f)}"
+                )
+            f = jnp.asarray(f, jnp.float32)
             d = (
                 _as_descriptor(self.descriptor_fn(v, aux))
                 if self.descriptor_fn is not None
@@ -513,6 +536,11 @@ class _Engine:
 
         if self.batch_size is None:
             f, d = jax.vmap(one)(values, keys)
+        elif self.batch_size == 1:
+            # a plain lax.map (a scan over candidates), not a vmap of one candidate per
+            # step: the fitness compiles as it does alone (a vmap of size 1 still
+            # batches every op, ~15% more compile for a sampler run)
+            f, d = jax.lax.map(lambda a: one(*a), (values, keys))
         else:
             f, d = jax.lax.map(lambda a: one(*a), (values, keys), batch_size=self.batch_size)
         return jnp.where(jnp.isnan(f), jnp.inf, f), d
@@ -556,13 +584,15 @@ class _Engine:
             c.hist_gen_mean.at[g].set(mean),
         )
 
-    def _fresh_dist_fn(self, k_init, start_z, params) -> _Carry:
+    def _fresh_dist(self, k_init, start_z, params) -> _Carry:
+        """The strategy's state from the shared compiled init (nothing compiled per
+        search); the rest of the carry is built as strongly typed arrays."""
         sp, G = self.sp, self.G
         arch0 = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
         inf = jnp.full((G,), jnp.inf, jnp.float32)
-        state = self.es.init(k_init, start_z, params)
-        c = _Carry(state, start_z, jnp.asarray(jnp.inf, jnp.float32), arch0, inf, inf, inf)
-        return _strong(c)
+        start_z = jnp.asarray(start_z, jnp.float32)
+        state = self.steps.init(k_init, start_z, params)
+        return _Carry(state, start_z, jnp.full((), jnp.inf, jnp.float32), arch0, inf, inf, inf)
 
     def fresh(self, k_init, start_z, params) -> _Carry:
         """The carry before generation 0 (population-based: an evaluated random start)."""
@@ -594,7 +624,7 @@ class _Engine:
 
                     def step(c2):
                         z, state, k_eval = self._ask_fn(c2.state, g, k_run, params)
-                        f, d = self._eval_traced(z, k_eval)
+                        f, d = self._eval(z, k_eval)  # the detection's trace, reused
                         return self._tell_fn(c2, state, g, z, f, d, k_run, params)
 
                     if not masked:

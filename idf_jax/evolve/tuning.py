@@ -354,9 +354,19 @@ def ess_per_chain_jax(draws: Float[Array, "chains draws dim"]) -> Float[Array, "
     rho = 1.0 - (w - jnp.mean(acov, axis=0)) / jnp.maximum(var_plus, 1e-30)
     m = n // 2
     pairs = rho[0 : 2 * m : 2] + rho[1 : 2 * m : 2]
-    keep = jnp.cumprod(pairs > 0, axis=0)
-    pairs = jax.lax.cummin(jnp.where(keep > 0, pairs, 0.0), axis=0)  # initial monotone
-    tau = -1.0 + 2.0 * jnp.sum(pairs * keep, axis=0)
+
+    # Geyer's initial positive and monotone sequence in one pass over the lags: a lax.scan
+    # (cumprod / cummin lower to an associative scan on CPU, ~25% more compile time for
+    # this estimator, which is compiled inside every sampler-tuning fitness)
+    def initial_monotone(carry, p):
+        alive, low = carry
+        alive = alive & (p > 0)
+        low = jnp.where(alive, jnp.minimum(low, p), 0.0)
+        return (alive, low), (alive, low)
+
+    start = (jnp.ones(pairs.shape[1:], bool), jnp.full(pairs.shape[1:], jnp.inf, pairs.dtype))
+    _, (keep, pairs) = jax.lax.scan(initial_monotone, start, pairs)
+    tau = -1.0 + 2.0 * jnp.sum(jnp.where(keep, pairs, 0.0), axis=0)
     tau = jnp.maximum(tau, 1.0 / jnp.log10(jnp.maximum(c * n, 10.0)))
     return c * n / tau
 

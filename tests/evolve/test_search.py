@@ -87,8 +87,9 @@ def test_one_compilation_per_search_even_when_chunked():
         callback=lambda done, best: None,
     )
     assert res.num_generations == 9
-    # one trace for detection (eval_shape) and one for the compiled chunk, reused 5 times
-    assert len(calls) == 2
+    # one trace of the fitness: detection's trace is the one the compiled chunk lowers
+    # (reused 5 times)
+    assert len(calls) == 1
     # a new key and new strategy parameters are data: the compiled search is reused
     again = ev.minimize(
         fit,
@@ -99,7 +100,7 @@ def test_one_compilation_per_search_even_when_chunked():
         init_std=0.1,
         callback=lambda done, best: None,
     )
-    assert len(calls) == 2 and again.best_params != res.best_params
+    assert len(calls) == 1 and again.best_params != res.best_params
 
 
 def test_host_callback_path_matches_and_gets_python_values():
@@ -134,6 +135,27 @@ def test_traceable_true_on_host_code_is_a_clear_error():
             num_generations=2,
         )
     assert e.value.argument == "fitness_fn"
+
+
+def test_a_fitness_that_is_not_scalar_is_refused_on_both_paths():
+    vector = lambda p, k: jnp.stack([p["x0"], p["x1"]])  # noqa: E731
+    for traceable in (None, False):
+        with pytest.raises(ArgumentError, match="scalar") as e:
+            ev.minimize(vector, SPHERE, jax.random.key(0), traceable=traceable, num_generations=2)
+        assert e.value.argument == "fitness_fn"
+
+
+@pytest.mark.parametrize("strategy", ["CMA_ES", "PSO"])
+def test_the_fitness_is_traced_once_per_search_with_a_legacy_key(strategy):
+    # a uint32 key (jax.random.PRNGKey) and a population-based strategy: detection traces
+    # at the shapes the search calls the evaluation with, so nothing is traced twice
+    fit, calls = count_traces(rosenbrock)
+    space = {f"x{i}": ev.Real(-2.0, 2.0) for i in range(4)}
+    res = ev.minimize(
+        fit, space, jax.random.PRNGKey(2), strategy=strategy, population_size=8, num_generations=6
+    )
+    assert res.traceable and len(calls) == 1
+    assert np.isfinite(res.best_fitness)
 
 
 def test_checkpoint_resume_equals_uninterrupted(tmp_path):
@@ -202,10 +224,10 @@ def test_batch_size_evaluates_the_same_population_in_groups():
         np.testing.assert_allclose(
             res.history["best_fitness"], whole.history["best_fitness"], rtol=1e-4, atol=1e-7
         )
-    # per batch size: one trace for detection and one for the compiled search
-    assert len(calls) == 4
+    # per batch size one trace (detection's, lowered by the compiled search)
+    assert len(calls) == 2
     ev.minimize(fit, SPHERE, jax.random.key(4), batch_size=4, **kw)
-    assert len(calls) == 4
+    assert len(calls) == 2
     with pytest.raises(ArgumentError) as e:
         ev.minimize(sphere, SPHERE, jax.random.key(0), batch_size=3, **kw)
     assert e.value.argument == "batch_size" and "divide" in str(e.value)
@@ -221,7 +243,7 @@ def test_python_loop_matches_the_scan_and_shares_ask_tell_between_searches():
     scan = ev.minimize(sphere, SPHERE, jax.random.key(9), **kw)
     fit, calls = count_traces(sphere)
     res = ev.minimize(fit, SPHERE, jax.random.key(9), loop="python", **kw)
-    assert len(calls) == 2  # detection, and the compiled population evaluation
+    assert len(calls) == 1  # detection's trace is the compiled evaluation's
     np.testing.assert_allclose(res.best_fitness, scan.best_fitness, rtol=1e-5, atol=1e-9)
     for name in ("best_fitness", "generation_best", "generation_mean"):
         np.testing.assert_allclose(res.history[name], scan.history[name], rtol=1e-4, atol=1e-7)
@@ -237,6 +259,10 @@ def test_python_loop_matches_the_scan_and_shares_ask_tell_between_searches():
         rosenbrock_3, SPHERE, jax.random.key(1), loop="python", population_size=8, num_generations=4
     )
     assert steps.tell._cache_size() == before == 1
+    # the strategy's init and the read-out of the best point are shared too: a search
+    # with a new fitness and another number of generations compiles its evaluation only
+    assert steps.init._cache_size() == 1
+    assert search._shared_decode(ev.Space(SPHERE))._cache_size() == 1
     with pytest.raises(ArgumentError) as e:
         ev.minimize(sphere, SPHERE, jax.random.key(0), loop="unrolled")
     assert e.value.argument == "loop"
