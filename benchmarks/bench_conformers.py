@@ -95,10 +95,11 @@ def warm(
     gtol: float = 1e-5,
     caps: tuple[int | None, ...] = (None,),
     repeats: int = 1,
+    f32_tols: tuple[float | None, ...] = (None,),
 ) -> list[dict]:
     """(b) for `num` conformers of every molecule in `names`: one result per float32
-    iteration cap in `caps` (None: the library's default; 2000: unbounded), every
-    variant and RDKit timed `repeats` times, alternated, in this one process."""
+    iteration cap in `caps` (None: the library's default; 2000: unbounded) and float32
+    tolerance in `f32_tols` (None: the default), every variant and RDKit timed `repeats` times, alternated, in this one process."""
     import jax
     import numpy as np
     from rdkit import Chem
@@ -109,7 +110,10 @@ def warm(
     smiles = [MOLECULES[n] for n in names]
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
 
-    def idf_run(relax_steps, cap):
+    variants = [(cap, tol) for cap in caps for tol in f32_tols]
+
+    def idf_run(relax_steps, variant):
+        cap, tol = variant
         t0, c0 = time.perf_counter(), time.process_time()
         params = [mmff_parameters(m) for m in mols]
         confs = [embed_conformers(m, num, seed) for m in mols]
@@ -122,6 +126,7 @@ def warm(
             relax_steps=relax_steps,
             gtol=gtol,
             float32_max_iter=cap,
+            float32_gtol=tol,
             timings=timings,
         )
         timings["total_cpu"] = time.process_time() - c0
@@ -154,14 +159,14 @@ def warm(
     # compiles every shape the timed runs use: the (bucket, molecules, conformers) grid
     # and the smaller grids the still-running conformers are gathered into (the same
     # starts and cap give the same ones)
-    for cap in caps:
-        idf_run(2000, cap)
+    for v in variants:
+        idf_run(2000, v)
     traces = dict(_relax.TRACES)
-    runs: dict = {cap: [] for cap in caps}
+    runs: dict = {v: [] for v in variants}
     rd_runs = []
     for _ in range(repeats):
-        for cap in caps:
-            runs[cap].append(idf_run(2000, cap))
+        for v in variants:
+            runs[v].append(idf_run(2000, v))
         rd_runs.append(rdkit_run())
     assert dict(_relax.TRACES) == traces, "the timed runs compiled again"
     t_rd = float(np.mean([r[0] for r in rd_runs]))
@@ -170,11 +175,12 @@ def warm(
     _, _, _, rd_pos, rd_e, rd_gmax, not_conv = rd_runs[-1]
     count = num * len(mols)
     out = []
-    for cap in caps:
-        t_idf = float(np.mean([r[0] for r in runs[cap]]))
-        t_idf_embed = float(np.mean([r[1] for r in runs[cap]]))
-        tims = [r[2] for r in runs[cap]]
-        timings, sets = tims[-1], runs[cap][-1][3]
+    for cap, tol in variants:
+        r_v = runs[(cap, tol)]
+        t_idf = float(np.mean([r[0] for r in r_v]))
+        t_idf_embed = float(np.mean([r[1] for r in r_v]))
+        tims = [r[2] for r in r_v]
+        timings, sets = tims[-1], r_v[-1][3]
 
         def mean(key, tims=tims):
             return float(np.mean([t[key] for t in tims]))
@@ -198,10 +204,11 @@ def warm(
                 "conformers_per_molecule": num,
                 "gtol": gtol,
                 "float32_max_iter": cap,
+                "float32_gtol": tol,
                 "repeats": repeats,
                 "molecules": names,
                 "idf_s_per_conformer": t_idf / count,
-                "idf_s_per_conformer_runs": [r[0] / count for r in runs[cap]],
+                "idf_s_per_conformer_runs": [r[0] / count for r in r_v],
                 "rdkit_s_per_conformer": t_rd / count,
                 "ratio_idf_over_rdkit": t_idf / t_rd,
                 "ratio_cpu_idf_over_rdkit": mean("total_cpu") / c_rd,
@@ -243,6 +250,13 @@ def main(argv=None):
         help="float32 L-BFGS iteration caps to compare in this process (2000: unbounded; "
         "default: the library's FLOAT32_MAX_ITER)",
     )
+    ap.add_argument(
+        "--float32-gtol",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="float32 stage tolerances to compare (default: the library's FLOAT32_GTOL)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each, alternated")
     ap.add_argument("--seed", type=int, default=11, help="ETKDG seed (warm)")
     ap.add_argument("--skip-cold", action="store_true")
@@ -279,11 +293,12 @@ def main(argv=None):
                 gtol=args.gtol,
                 caps=tuple(args.float32_max_iter),
                 repeats=args.repeats,
+                f32_tols=tuple(args.float32_gtol),
             ):
                 out["warm"].append(r)
                 print(
                     f"(b) {num} conformers x {len(args.molecules)} molecules, float32 cap "
-                    f"{r['float32_max_iter']} (seed {args.seed}, load now "
+                    f"{r['float32_max_iter']}, float32 gtol {r['float32_gtol']} (seed {args.seed}, load now "
                     f"{os.getloadavg()[0]:.1f}): "
                     f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
                     f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}, CPU "

@@ -146,6 +146,7 @@ def relax_conformers(
     relax_steps: int = 2000,
     gtol: float = 1e-5,
     float32_max_iter: int | None = None,
+    float32_gtol: float | None = None,
     timings: dict | None = None,
 ) -> list[ConformerSet]:
     """Anneal (when `temperatures`, one kT in kcal/mol per MALA step, is given) and then
@@ -156,13 +157,18 @@ def relax_conformers(
     annealing and relaxing (wall clock, and CPU time of this process as `*_cpu`).
     `float32_max_iter`: L-BFGS iterations a conformer may spend in the float32 passes
     before it moves on to the float64 stage with its memory (default `FLOAT32_MAX_ITER`;
-    at most `relax_steps`, which bounds both stages together).
+    at most `relax_steps`, which bounds both stages together). `float32_gtol`: the
+    |grad| (kcal/mol/A) the float32 stage relaxes to (default `FLOAT32_GTOL`; never
+    below gtol).
     """
     f32_cap = FLOAT32_MAX_ITER if float32_max_iter is None else float32_max_iter
     if isinstance(f32_cap, bool) or not isinstance(f32_cap, int | np.integer) or f32_cap < 0:
         raise ArgumentError(
             "float32_max_iter", f"must be a non-negative integer, got {float32_max_iter!r}"
         )
+    f32_gtol = FLOAT32_GTOL if float32_gtol is None else float32_gtol
+    if not (isinstance(f32_gtol, float | int) and np.isfinite(f32_gtol) and f32_gtol > 0):
+        raise ArgumentError("float32_gtol", f"must be a positive number, got {float32_gtol!r}")
     if len(params) != len(conformers) or not params:
         raise ValueError("need one conformer array per molecule (and at least one molecule)")
     bucket = merge_buckets([bucket_for(p) for p in params])
@@ -207,7 +213,17 @@ def relax_conformers(
         valid = active.reshape(num_mols, per_mol)
         xs = np.asarray(x).reshape(num_mols, per_mol, bucket.atoms, 3)
         st = _relax_packed(
-            params, full, xs, valid, relax_steps, gtol, passes, cache, int(f32_cap), stages
+            params,
+            full,
+            xs,
+            valid,
+            relax_steps,
+            gtol,
+            passes,
+            cache,
+            int(f32_cap),
+            stages,
+            float(f32_gtol),
         )
     pos = np.zeros((num_mols, per_mol, bucket.atoms, 3))
     g2 = np.zeros((num_mols, per_mol))
@@ -318,13 +334,14 @@ def _relax_packed(
     cache=None,
     float32_max_iter=None,
     stages=None,
+    float32_gtol=None,
 ):
     """L-BFGS of every valid item of the packed layout `full` from x (slots, C, n, 3):
-    float32 to |grad| < FLOAT32_GTOL (at most `float32_max_iter` iterations per item,
-    default `FLOAT32_MAX_ITER`), then float64 to gtol (relax_steps iterations per item
-    in all), the memory kept throughout. `stages`, when given, receives the per-item
-    float32 iterations ("float32_iterations") and which items the cap stopped
-    ("float32_capped").
+    float32 to |grad| < float32_gtol (default FLOAT32_GTOL; at most `float32_max_iter`
+    iterations per item, default `FLOAT32_MAX_ITER`), then float64 to gtol (relax_steps
+    iterations per item in all), the memory kept throughout. `stages`, when given,
+    receives the per-item float32 iterations ("float32_iterations") and which items
+    the cap stopped ("float32_capped").
     A pass on a large grid (>= FULL_OPTIMIZATION_ITEMS items) stops when fewer than
     COMPACT_BELOW of its items run; those continue in a smaller packed grid (written
     back into the full state after each pass) when its cost is below 0.7x. Returns the
@@ -336,7 +353,8 @@ def _relax_packed(
     budget32 = np.minimum(budget, cap).astype(np.int32)
     master: dict | None = None
     cache = {} if cache is None else cache
-    for dtype, tol in ((jnp.float32, max(gtol, FLOAT32_GTOL)), (jnp.float64, gtol)):
+    tol32 = max(gtol, FLOAT32_GTOL if float32_gtol is None else float(float32_gtol))
+    for dtype, tol in ((jnp.float32, tol32), (jnp.float64, gtol)):
         tol_a = jnp.asarray(tol, dtype)
         if master is None:
             z0 = jnp.asarray(to_packed(full, np.asarray(x)), dtype)
