@@ -107,7 +107,7 @@ def warm(
 
     from capsules.molecular import _relax, embed_conformers, mmff_parameters, relax_conformers
 
-    smiles = [MOLECULES[n] for n in names]
+    smiles = [MOLECULES.get(n, n) for n in names]  # a name, or a SMILES (--smiles)
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
 
     variants = [(cap, tol) for cap in caps for tol in f32_tols]
@@ -259,10 +259,15 @@ def main(argv=None):
     )
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each, alternated")
     ap.add_argument("--seed", type=int, default=11, help="ETKDG seed (warm)")
+    ap.add_argument(
+        "--smiles", nargs="+", default=None, help="other molecules (warm), instead of --molecules"
+    )
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-warm", action="store_true")
     ap.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.smiles:
+        args.molecules = list(args.smiles)
     if args.cold_child:
         print(json.dumps(cold_child()))
         return
