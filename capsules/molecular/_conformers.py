@@ -257,7 +257,7 @@ def relax_conformers(
 FLOAT32_GTOL = 1e-3
 """|grad E| (kcal/mol/A) the float32 passes relax to before the float64 polish."""
 
-FLOAT32_MAX_ITER = 150
+FLOAT32_MAX_ITER = 80
 """Default cap on a conformer's float32 L-BFGS iterations: one that has not reached
 `FLOAT32_GTOL` by then continues in the float64 stage (with its memory) instead of
 keeping a float32 tail pass running (see benchmarks/README.md, "Conformers")."""
