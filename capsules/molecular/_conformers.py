@@ -9,8 +9,9 @@ the last axis so one vectorised MMFF94 evaluation serves every item. The compile
 annealing and L-BFGS loop depend only on (bucket, molecules, conformers): a second call
 of the same shape does not compile again. The L-BFGS runs on a `PackedGrid`
 (`_packed`: the molecules' own term tables packed densely, padded once to a size
-ladder), first in float32 to |grad| < `FLOAT32_GTOL`, then in float64 to the tolerance,
-the L-BFGS memory carried over; a large grid is relaxed in passes: when fewer than
+ladder), first in float32 to |grad| < `FLOAT32_GTOL` (at most `FLOAT32_MAX_ITER`
+iterations per conformer), then in float64 to the tolerance, the L-BFGS memory carried
+over; a large grid is relaxed in passes: when fewer than
 `COMPACT_BELOW` of its items still run they move, with their memory, to a smaller
 packed grid (shapes from the same ladders), so the slowest conformers do not keep the
 whole batch running.

@@ -335,3 +335,5 @@ def test_float32_cap_hands_over_to_float64_with_the_same_minima():
     with pytest.raises(ArgumentError, match="float32_max_iter") as err:
         _conformers.relax_conformers(params, confs, key=jax.random.key(0), float32_max_iter=-1)
     assert err.value.argument == "float32_max_iter"
+    with pytest.raises(ArgumentError, match="float32_gtol"):
+        _conformers.relax_conformers(params, confs, key=jax.random.key(0), float32_gtol=0.0)
