@@ -88,8 +88,18 @@ def _bond_lengths(mol, x):
     return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
 
 
-def warm(names: list[str], num: int, seed: int = 11, gtol: float = 1e-5) -> dict:
-    """(b) for `num` conformers of every molecule in `names`."""
+def warm(
+    names: list[str],
+    num: int,
+    seed: int = 11,
+    gtol: float = 1e-5,
+    caps: tuple[int | None, ...] = (None,),
+    repeats: int = 1,
+    f32_tols: tuple[float | None, ...] = (None,),
+) -> list[dict]:
+    """(b) for `num` conformers of every molecule in `names`: one result per float32
+    iteration cap in `caps` (None: the library's default; 2000: unbounded) and float32
+    tolerance in `f32_tols` (None: the default), every variant and RDKit timed `repeats` times, alternated, in this one process."""
     import jax
     import numpy as np
     from rdkit import Chem
@@ -97,10 +107,13 @@ def warm(names: list[str], num: int, seed: int = 11, gtol: float = 1e-5) -> dict
 
     from capsules.molecular import _relax, embed_conformers, mmff_parameters, relax_conformers
 
-    smiles = [MOLECULES[n] for n in names]
+    smiles = [MOLECULES.get(n, n) for n in names]  # a name, or a SMILES (--smiles)
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
 
-    def idf_run(relax_steps):
+    variants = [(cap, tol) for cap in caps for tol in f32_tols]
+
+    def idf_run(relax_steps, variant):
+        cap, tol = variant
         t0, c0 = time.perf_counter(), time.process_time()
         params = [mmff_parameters(m) for m in mols]
         confs = [embed_conformers(m, num, seed) for m in mols]
@@ -112,79 +125,114 @@ def warm(names: list[str], num: int, seed: int = 11, gtol: float = 1e-5) -> dict
             key=jax.random.key(0),
             relax_steps=relax_steps,
             gtol=gtol,
+            float32_max_iter=cap,
+            float32_gtol=tol,
             timings=timings,
         )
         timings["total_cpu"] = time.process_time() - c0
         return time.perf_counter() - t0, t_embed, timings, sets
 
-    # compiles every shape the timed run uses: the (bucket, molecules, conformers) grid
+    def rdkit_run():
+        t_rd, t_rd_embed, rd_pos, rd_e, rd_gmax, not_conv = 0.0, 0.0, [], [], 0.0, 0
+        c_rd = 0.0
+        for m in mols:
+            m = Chem.Mol(m)
+            t0, c0 = time.perf_counter(), time.process_time()
+            params = rdDistGeom.ETKDGv3()
+            params.randomSeed = seed
+            ids = list(rdDistGeom.EmbedMultipleConfs(m, numConfs=num, params=params))
+            t1 = time.perf_counter()
+            res = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(m, maxIters=2000)
+            t_rd += time.perf_counter() - t0
+            c_rd += time.process_time() - c0
+            t_rd_embed += t1 - t0
+            not_conv += sum(int(r[0] != 0) for r in res)
+            pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
+            rd_pos.append(pos[np.arange(num) % len(ids)])
+            rd_e.append(np.array([r[1] for r in res])[np.arange(num) % len(ids)])
+            props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m)
+            for i in ids:
+                ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(m, props, confId=i)
+                rd_gmax = max(rd_gmax, float(np.linalg.norm(ff.CalcGrad())))
+        return t_rd, t_rd_embed, c_rd, rd_pos, rd_e, rd_gmax, not_conv
+
+    # compiles every shape the timed runs use: the (bucket, molecules, conformers) grid
     # and the smaller grids the still-running conformers are gathered into (the same
-    # starts give the same ones)
-    idf_run(2000)
+    # starts and cap give the same ones)
+    for v in variants:
+        idf_run(2000, v)
     traces = dict(_relax.TRACES)
-    t_idf, t_idf_embed, timings, sets = idf_run(2000)
-    assert dict(_relax.TRACES) == traces, "the timed run compiled again"
-
-    t_rd, t_rd_embed, rd_pos, rd_e, rd_gmax, not_conv = 0.0, 0.0, [], [], 0.0, 0
-    c_rd = 0.0
-    for m in mols:
-        m = Chem.Mol(m)
-        t0, c0 = time.perf_counter(), time.process_time()
-        params = rdDistGeom.ETKDGv3()
-        params.randomSeed = seed
-        ids = list(rdDistGeom.EmbedMultipleConfs(m, numConfs=num, params=params))
-        t1 = time.perf_counter()
-        res = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(m, maxIters=2000)
-        t_rd += time.perf_counter() - t0
-        c_rd += time.process_time() - c0
-        t_rd_embed += t1 - t0
-        not_conv += sum(int(r[0] != 0) for r in res)
-        pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
-        rd_pos.append(pos[np.arange(num) % len(ids)])
-        rd_e.append(np.array([r[1] for r in res])[np.arange(num) % len(ids)])
-        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m)
-        for i in ids:
-            ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(m, props, confId=i)
-            rd_gmax = max(rd_gmax, float(np.linalg.norm(ff.CalcGrad())))
-
-    # the same start can end in different minima (the two optimisers take different
-    # paths), or in the same one with equivalent atoms swapped (a methyl turned by 120
-    # degrees): bond lengths are compared sorted, over the conformers whose energies agree
-    d_energy = [s.energies - e for s, e in zip(sets, rd_e)]
-    same = [np.abs(d) < 1e-4 for d in d_energy]
-    d_bond = [
-        np.max(
-            np.abs(np.sort(_bond_lengths(m, s.positions)) - np.sort(_bond_lengths(m, p))),
-            axis=-1,
-        )
-        for m, s, p in zip(mols, sets, rd_pos)
-    ]
-    d_same = max(float(np.max(d[k], initial=0.0)) for d, k in zip(d_bond, same))
+    runs: dict = {v: [] for v in variants}
+    rd_runs = []
+    for _ in range(repeats):
+        for v in variants:
+            runs[v].append(idf_run(2000, v))
+        rd_runs.append(rdkit_run())
+    assert dict(_relax.TRACES) == traces, "the timed runs compiled again"
+    t_rd = float(np.mean([r[0] for r in rd_runs]))
+    t_rd_embed = float(np.mean([r[1] for r in rd_runs]))
+    c_rd = float(np.mean([r[2] for r in rd_runs]))
+    _, _, _, rd_pos, rd_e, rd_gmax, not_conv = rd_runs[-1]
     count = num * len(mols)
-    return {
-        "conformers_per_molecule": num,
-        "gtol": gtol,
-        "molecules": names,
-        "idf_s_per_conformer": t_idf / count,
-        "rdkit_s_per_conformer": t_rd / count,
-        "ratio_idf_over_rdkit": t_idf / t_rd,
-        "ratio_cpu_idf_over_rdkit": timings["total_cpu"] / c_rd,
-        "idf_relax_s_per_conformer": timings["relax"] / count,
-        "idf_relax_cpu_s_per_conformer": timings["relax_cpu"] / count,
-        "idf_relax_iterations_mean": timings["relax_iterations_mean"],
-        "idf_relax_iterations_max": timings["relax_iterations_max"],
-        "idf_relax_passes": timings["relax_passes"],
-        "embed_s_per_conformer": t_idf_embed / count,
-        "rdkit_mmff_s_per_conformer": (t_rd - t_rd_embed) / count,
-        "same_minimum": int(sum(int(k.sum()) for k in same)),
-        "max_bond_length_difference_A": d_same,
-        "max_bond_length_difference_all_A": max(float(np.max(d)) for d in d_bond),
-        "max_energy_idf_minus_rdkit": float(max(np.max(d) for d in d_energy)),
-        "min_energy_idf_minus_rdkit": float(min(np.min(d) for d in d_energy)),
-        "idf_max_grad_norm": float(max(np.max(s.grad_norms) for s in sets)),
-        "rdkit_max_grad_norm": rd_gmax,
-        "rdkit_not_converged": not_conv,
-    }
+    out = []
+    for cap, tol in variants:
+        r_v = runs[(cap, tol)]
+        t_idf = float(np.mean([r[0] for r in r_v]))
+        t_idf_embed = float(np.mean([r[1] for r in r_v]))
+        tims = [r[2] for r in r_v]
+        timings, sets = tims[-1], r_v[-1][3]
+
+        def mean(key, tims=tims):
+            return float(np.mean([t[key] for t in tims]))
+
+        # the same start can end in different minima (the two optimisers take different
+        # paths), or in the same one with equivalent atoms swapped (a methyl turned by
+        # 120 degrees): bond lengths are compared sorted, over the conformers whose
+        # energies agree
+        d_energy = [s.energies - e for s, e in zip(sets, rd_e)]
+        same = [np.abs(d) < 1e-4 for d in d_energy]
+        d_bond = [
+            np.max(
+                np.abs(np.sort(_bond_lengths(m, s.positions)) - np.sort(_bond_lengths(m, p))),
+                axis=-1,
+            )
+            for m, s, p in zip(mols, sets, rd_pos)
+        ]
+        d_same = max(float(np.max(d[k], initial=0.0)) for d, k in zip(d_bond, same))
+        out.append(
+            {
+                "conformers_per_molecule": num,
+                "gtol": gtol,
+                "float32_max_iter": cap,
+                "float32_gtol": tol,
+                "repeats": repeats,
+                "molecules": names,
+                "idf_s_per_conformer": t_idf / count,
+                "idf_s_per_conformer_runs": [r[0] / count for r in r_v],
+                "rdkit_s_per_conformer": t_rd / count,
+                "ratio_idf_over_rdkit": t_idf / t_rd,
+                "ratio_cpu_idf_over_rdkit": mean("total_cpu") / c_rd,
+                "idf_relax_s_per_conformer": mean("relax") / count,
+                "idf_relax_cpu_s_per_conformer": mean("relax_cpu") / count,
+                "idf_relax_iterations_mean": timings["relax_iterations_mean"],
+                "idf_relax_iterations_max": timings["relax_iterations_max"],
+                "idf_float32_iterations_mean": timings["relax_float32_iterations_mean"],
+                "idf_float32_iterations_max": timings["relax_float32_iterations_max"],
+                "idf_float32_capped": timings["relax_float32_capped"],
+                "idf_relax_passes": timings["relax_passes"],
+                "embed_s_per_conformer": t_idf_embed / count,
+                "rdkit_mmff_s_per_conformer": (t_rd - t_rd_embed) / count,
+                "same_minimum": int(sum(int(k.sum()) for k in same)),
+                "max_bond_length_difference_A": d_same,
+                "max_bond_length_difference_all_A": max(float(np.max(d)) for d in d_bond),
+                "max_energy_idf_minus_rdkit": float(max(np.max(d) for d in d_energy)),
+                "min_energy_idf_minus_rdkit": float(min(np.min(d) for d in d_energy)),
+                "idf_max_grad_norm": float(max(np.max(s.grad_norms) for s in sets)),
+                "rdkit_max_grad_norm": rd_gmax,
+                "rdkit_not_converged": not_conv,
+            }
+        )
+    return out
 
 
 def main(argv=None):
@@ -194,10 +242,32 @@ def main(argv=None):
     ap.add_argument(
         "--gtol", type=float, default=1e-5, help="idf's L-BFGS tolerance, kcal/mol/A (warm)"
     )
+    ap.add_argument(
+        "--float32-max-iter",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="float32 L-BFGS iteration caps to compare in this process (2000: unbounded; "
+        "default: the library's FLOAT32_MAX_ITER)",
+    )
+    ap.add_argument(
+        "--float32-gtol",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="float32 stage tolerances to compare (default: the library's FLOAT32_GTOL)",
+    )
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs of each, alternated")
+    ap.add_argument("--seed", type=int, default=11, help="ETKDG seed (warm)")
+    ap.add_argument(
+        "--smiles", nargs="+", default=None, help="other molecules (warm), instead of --molecules"
+    )
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-warm", action="store_true")
     ap.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.smiles:
+        args.molecules = list(args.smiles)
     if args.cold_child:
         print(json.dumps(cold_child()))
         return
@@ -221,32 +291,44 @@ def main(argv=None):
     if not args.skip_warm:
         out["warm"] = []
         for num in args.conformers:
-            r = warm(args.molecules, num, gtol=args.gtol)
-            out["warm"].append(r)
-            print(
-                f"(b) {num} conformers x {len(args.molecules)} molecules: "
-                f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
-                f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}, CPU "
-                f"{1e3 * r['idf_relax_cpu_s_per_conformer']:.2f}; L-BFGS iterations mean "
-                f"{r['idf_relax_iterations_mean']:.0f}, max {r['idf_relax_iterations_max']}), RDKit "
-                f"{1e3 * r['rdkit_s_per_conformer']:.2f} (MMFF "
-                f"{1e3 * r['rdkit_mmff_s_per_conformer']:.2f}), embedding "
-                f"{1e3 * r['embed_s_per_conformer']:.2f}; ratio idf/RDKit "
-                f"{r['ratio_idf_over_rdkit']:.2f} (target <= 1; CPU time "
-                f"{r['ratio_cpu_idf_over_rdkit']:.2f}); same minimum for "
-                f"{r['same_minimum']}/{num * len(args.molecules)}, there max |d bond| "
-                f"{r['max_bond_length_difference_A']:.1e} A (all: "
-                f"{r['max_bond_length_difference_all_A']:.1e}); E(idf) - E(RDKit) in "
-                f"[{r['min_energy_idf_minus_rdkit']:.1e}, {r['max_energy_idf_minus_rdkit']:.1e}]",
-                flush=True,
-            )
-            for p in r["idf_relax_passes"]:
+            for r in warm(
+                args.molecules,
+                num,
+                seed=args.seed,
+                gtol=args.gtol,
+                caps=tuple(args.float32_max_iter),
+                repeats=args.repeats,
+                f32_tols=tuple(args.float32_gtol),
+            ):
+                out["warm"].append(r)
                 print(
-                    f"    pass: grid {p['molecules']} x {p['conformers']}, {p['running']} "
-                    f"running, {p['iterations']} iterations, {p['seconds']:.3f} s "
-                    f"({p['cpu_seconds']:.3f} s CPU)",
+                    f"(b) {num} conformers x {len(args.molecules)} molecules, float32 cap "
+                    f"{r['float32_max_iter']}, float32 gtol {r['float32_gtol']} (seed {args.seed}, load now "
+                    f"{os.getloadavg()[0]:.1f}): "
+                    f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
+                    f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}, CPU "
+                    f"{1e3 * r['idf_relax_cpu_s_per_conformer']:.2f}; L-BFGS iterations mean "
+                    f"{r['idf_relax_iterations_mean']:.0f}, max {r['idf_relax_iterations_max']}), RDKit "
+                    f"{1e3 * r['rdkit_s_per_conformer']:.2f} (MMFF "
+                    f"{1e3 * r['rdkit_mmff_s_per_conformer']:.2f}), embedding "
+                    f"{1e3 * r['embed_s_per_conformer']:.2f}; ratio idf/RDKit "
+                    f"{r['ratio_idf_over_rdkit']:.2f} (target <= 1; CPU time "
+                    f"{r['ratio_cpu_idf_over_rdkit']:.2f}); same minimum for "
+                    f"{r['same_minimum']}/{num * len(args.molecules)}, there max |d bond| "
+                    f"{r['max_bond_length_difference_A']:.1e} A (all: "
+                    f"{r['max_bond_length_difference_all_A']:.1e}); E(idf) - E(RDKit) in "
+                    f"[{r['min_energy_idf_minus_rdkit']:.1e}, {r['max_energy_idf_minus_rdkit']:.1e}]; "
+                    f"float32 iterations mean {r['idf_float32_iterations_mean']:.0f}, max "
+                    f"{r['idf_float32_iterations_max']}, {r['idf_float32_capped']} capped",
                     flush=True,
                 )
+                for p in r["idf_relax_passes"]:
+                    print(
+                        f"    pass: {p['dtype']} grid {p['molecules']} x {p['conformers']}, {p['running']} "
+                        f"running, {p['iterations']} iterations, {p['seconds']:.3f} s "
+                        f"({p['cpu_seconds']:.3f} s CPU)",
+                        flush=True,
+                    )
     out["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(json.dumps(out, default=float))
 

@@ -9,8 +9,9 @@ the last axis so one vectorised MMFF94 evaluation serves every item. The compile
 annealing and L-BFGS loop depend only on (bucket, molecules, conformers): a second call
 of the same shape does not compile again. The L-BFGS runs on a `PackedGrid`
 (`_packed`: the molecules' own term tables packed densely, padded once to a size
-ladder), first in float32 to |grad| < `FLOAT32_GTOL`, then in float64 to the tolerance,
-the L-BFGS memory carried over; a large grid is relaxed in passes: when fewer than
+ladder), first in float32 to |grad| < `FLOAT32_GTOL` (at most `FLOAT32_MAX_ITER`
+iterations per conformer), then in float64 to the tolerance, the L-BFGS memory carried
+over; a large grid is relaxed in passes: when fewer than
 `COMPACT_BELOW` of its items still run they move, with their memory, to a smaller
 packed grid (shapes from the same ladders), so the slowest conformers do not keep the
 whole batch running.
@@ -27,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 import idf_jax as idf
+from idf_jax._checks import ArgumentError
 
 from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets
 from ._grid import ConformerGrid, GridItem
@@ -144,6 +146,8 @@ def relax_conformers(
     step_size: float = 2e-4,
     relax_steps: int = 2000,
     gtol: float = 1e-5,
+    float32_max_iter: int | None = None,
+    float32_gtol: float | None = None,
     timings: dict | None = None,
 ) -> list[ConformerSet]:
     """Anneal (when `temperatures`, one kT in kcal/mol per MALA step, is given) and then
@@ -152,7 +156,20 @@ def relax_conformers(
     params[i] is molecule i's MMFF94 parameters, conformers[i] its (C_i, n_i, 3)
     starting coordinates in angstrom. `timings`, when given, receives the seconds spent
     annealing and relaxing (wall clock, and CPU time of this process as `*_cpu`).
+    `float32_max_iter`: L-BFGS iterations a conformer may spend in the float32 passes
+    before it moves on to the float64 stage with its memory (default `FLOAT32_MAX_ITER`;
+    at most `relax_steps`, which bounds both stages together). `float32_gtol`: the
+    |grad| (kcal/mol/A) the float32 stage relaxes to (default `FLOAT32_GTOL`; never
+    below gtol).
     """
+    f32_cap = FLOAT32_MAX_ITER if float32_max_iter is None else float32_max_iter
+    if isinstance(f32_cap, bool) or not isinstance(f32_cap, int | np.integer) or f32_cap < 0:
+        raise ArgumentError(
+            "float32_max_iter", f"must be a non-negative integer, got {float32_max_iter!r}"
+        )
+    f32_gtol = FLOAT32_GTOL if float32_gtol is None else float32_gtol
+    if not (isinstance(f32_gtol, float | int) and np.isfinite(f32_gtol) and f32_gtol > 0):
+        raise ArgumentError("float32_gtol", f"must be a positive number, got {float32_gtol!r}")
     if len(params) != len(conformers) or not params:
         raise ValueError("need one conformer array per molecule (and at least one molecule)")
     bucket = merge_buckets([bucket_for(p) for p in params])
@@ -191,11 +208,24 @@ def relax_conformers(
             annealed, acc = np.asarray(e_ann), np.asarray(rate)
         t1, c1 = time.perf_counter(), time.process_time()
         passes: list[dict] = []
+        stages: dict = {}
         cache: dict[int, MoleculeTables] = {}
         full = pack(params, list(range(len(params))), num_mols, per_mol, cache)
         valid = active.reshape(num_mols, per_mol)
         xs = np.asarray(x).reshape(num_mols, per_mol, bucket.atoms, 3)
-        st = _relax_packed(params, full, xs, valid, relax_steps, gtol, passes, cache)
+        st = _relax_packed(
+            params,
+            full,
+            xs,
+            valid,
+            relax_steps,
+            gtol,
+            passes,
+            cache,
+            int(f32_cap),
+            stages,
+            float(f32_gtol),
+        )
     pos = np.zeros((num_mols, per_mol, bucket.atoms, 3))
     g2 = np.zeros((num_mols, per_mol))
     for m, (o, n) in enumerate(zip(full.offset, full.natoms)):
@@ -214,6 +244,10 @@ def relax_conformers(
         timings["relax_iterations_max"] = int(np.max(steps[active]))
         timings["relax_items"] = int(len(rows))
         timings["relax_passes"] = passes
+        it32 = stages["float32_iterations"].reshape(-1)[active]
+        timings["relax_float32_iterations_mean"] = float(np.mean(it32))
+        timings["relax_float32_iterations_max"] = int(np.max(it32))
+        timings["relax_float32_capped"] = int(np.sum(stages["float32_capped"].reshape(-1)[active]))
     out = []
     for m, (p, c) in enumerate(zip(params, arrays)):
         sl = slice(m * per_mol, m * per_mol + len(c))
@@ -223,6 +257,11 @@ def relax_conformers(
 
 FLOAT32_GTOL = 1e-3
 """|grad E| (kcal/mol/A) the float32 passes relax to before the float64 polish."""
+
+FLOAT32_MAX_ITER = 80
+"""Default cap on a conformer's float32 L-BFGS iterations: one that has not reached
+`FLOAT32_GTOL` by then continues in the float64 stage (with its memory) instead of
+keeping a float32 tail pass running (see benchmarks/README.md, "Conformers")."""
 
 COMPACT_BELOW = 0.4
 """A pass on a large grid stops when fewer than this fraction of its items still run;
@@ -285,24 +324,49 @@ def _sub_layout(params, full: PackedLayout, running: np.ndarray, cache: dict | N
     return layout, src_a, select, valid
 
 
-def _relax_packed(params, full: PackedLayout, x, valid, relax_steps, gtol, passes=None, cache=None):
+def _relax_packed(
+    params,
+    full: PackedLayout,
+    x,
+    valid,
+    relax_steps,
+    gtol,
+    passes=None,
+    cache=None,
+    float32_max_iter=None,
+    stages=None,
+    float32_gtol=None,
+):
     """L-BFGS of every valid item of the packed layout `full` from x (slots, C, n, 3):
-    float32 to |grad| < FLOAT32_GTOL, then float64 to gtol, the memory kept throughout.
+    float32 to |grad| < float32_gtol (default FLOAT32_GTOL; at most `float32_max_iter`
+    iterations per item, default `FLOAT32_MAX_ITER`), then float64 to gtol (relax_steps
+    iterations per item in all), the memory kept throughout. `stages`, when given,
+    receives the per-item float32 iterations ("float32_iterations") and which items
+    the cap stopped ("float32_capped").
     A pass on a large grid (>= FULL_OPTIMIZATION_ITEMS items) stops when fewer than
     COMPACT_BELOW of its items run; those continue in a smaller packed grid (written
     back into the full state after each pass) when its cost is below 0.7x. Returns the
     full state (host numpy)."""
     grid = full.grid
     items = grid.molecules * grid.conformers
+    cap = FLOAT32_MAX_ITER if float32_max_iter is None else int(float32_max_iter)
     budget = np.where(valid, relax_steps, 0).astype(np.int32)
+    budget32 = np.minimum(budget, cap).astype(np.int32)
     master: dict | None = None
     cache = {} if cache is None else cache
-    for dtype, tol in ((jnp.float32, max(gtol, FLOAT32_GTOL)), (jnp.float64, gtol)):
+    tol32 = max(gtol, FLOAT32_GTOL if float32_gtol is None else float(float32_gtol))
+    for dtype, tol in ((jnp.float32, tol32), (jnp.float64, gtol)):
         tol_a = jnp.asarray(tol, dtype)
         if master is None:
             z0 = jnp.asarray(to_packed(full, np.asarray(x)), dtype)
-            c = compiled(_packed_start, items)(grid, z0, jnp.asarray(budget), tol_a)
+            c = compiled(_packed_start, items)(grid, z0, jnp.asarray(budget32), tol_a)
         else:
+            # the float32 budget spent: every item continues to the whole budget
+            capped = valid & ~master["done"] & (master["it"] >= budget32)
+            if stages is not None:
+                stages["float32_iterations"] = master["it"].copy()
+                stages["float32_capped"] = capped
+            master["budget"] = budget
             c = compiled(_packed_resume, items)(grid, cast_state(master, dtype), tol_a)
         master = normalise(c)
         layout, keep = full, valid

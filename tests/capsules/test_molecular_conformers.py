@@ -34,6 +34,13 @@ def _bonds(mol: Molecule, rd) -> np.ndarray:
     )
 
 
+def _bond_array(rd, x: np.ndarray) -> np.ndarray:
+    """(..., bonds) bond lengths of positions x (..., atoms, 3) of RDKit molecule rd."""
+    i = np.array([b.GetBeginAtomIdx() for b in rd.GetBonds()])
+    j = np.array([b.GetEndAtomIdx() for b in rd.GetBonds()])
+    return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
+
+
 def _rdkit_minimum_from(mol: Molecule):
     """RDKit's MMFF94 optimisation started from our structure: (positions, energy)."""
     rd = Chem.AddHs(Chem.MolFromSmiles(mol.smiles))
@@ -285,3 +292,48 @@ def test_packed_compaction_moves_items_and_their_memory_exactly():
                     )
             else:
                 np.testing.assert_array_equal(b[..., running], a[..., running])
+
+
+def test_float32_cap_hands_over_to_float64_with_the_same_minima():
+    """Conformers that have not reached the float32 tolerance after `float32_max_iter`
+    iterations go on in float64 (with their memory): every conformer still converges to
+    the float64 tolerance, to the minimum the unbounded float32 stage reaches; a cap of 0
+    is float64 throughout. A bad cap names the argument."""
+    from capsules.molecular import _conformers, embed_conformers
+    from idf_jax._checks import ArgumentError
+
+    smiles = ["CCO", "NCC(=O)O"]
+    params = [mmff_parameters(s) for s in smiles]
+    rds = {s: Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles}
+    confs = [embed_conformers(rds[s], 8, 13) for s in smiles]
+    runs = {}
+    for cap in (2000, 10, 0):
+        timings: dict = {}
+        sets = _conformers.relax_conformers(
+            params, confs, key=jax.random.key(0), float32_max_iter=cap, timings=timings
+        )
+        runs[cap] = (sets, timings)
+    assert runs[2000][1]["relax_float32_capped"] == 0
+    assert runs[10][1]["relax_float32_iterations_max"] <= 10
+    assert runs[10][1]["relax_float32_capped"] > 0  # the hand-over happened
+    assert runs[0][1]["relax_float32_iterations_max"] == 0
+    assert {p["dtype"] for p in runs[0][1]["relax_passes"]} == {"float64"}
+    for cap in (10, 0):
+        for smi, a, b in zip(smiles, runs[2000][0], runs[cap][0]):
+            assert np.all(b.grad_norms < 1e-5), (cap, b.grad_norms)
+            same = np.abs(a.energies - b.energies) < 1e-6
+            assert same.mean() >= 0.75, (cap, a.energies, b.energies)
+            assert abs(a.energies.min() - b.energies.min()) < 1e-6, cap
+            # the same minimum up to a rigid motion: bond lengths (sorted: a methyl
+            # may end turned by 120 degrees) agree
+            np.testing.assert_allclose(
+                np.sort(_bond_array(rds[smi], b.positions[same]), axis=-1),
+                np.sort(_bond_array(rds[smi], a.positions[same]), axis=-1),
+                atol=1e-4,
+                err_msg=f"{cap} {smi}",
+            )
+    with pytest.raises(ArgumentError, match="float32_max_iter") as err:
+        _conformers.relax_conformers(params, confs, key=jax.random.key(0), float32_max_iter=-1)
+    assert err.value.argument == "float32_max_iter"
+    with pytest.raises(ArgumentError, match="float32_gtol"):
+        _conformers.relax_conformers(params, confs, key=jax.random.key(0), float32_gtol=0.0)
