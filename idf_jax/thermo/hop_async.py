@@ -9,7 +9,8 @@ chain is a small state machine and the loop never waits for a chain:
 - every FRESH or RELAXING chain evaluates E and grad E once per iteration, at its start
   (FRESH: the L-BFGS memory is emptied and the relaxation begins,
   `local_min.lbfgs_restart`) or at its L-BFGS trial point (`local_min.lbfgs_trial` /
-  `lbfgs_update`: the same iteration as `lbfgs_until_one`'s); a relaxation that ends
+  `lbfgs_update`: the same iteration as `lbfgs_until_one`'s, with 16 memory pairs where
+  the synchronous loop keeps 8: see `_MEMORY`); a relaxation that ends
   (|grad| < gtol, relax_steps // 5 iterations, or the line search gave up) is ENDED;
 - every `_SERVICE_EVERY` (4) iterations the ENDED chains are judged: Metropolis on the
   relaxed energy against the chain's current minimum, step-scale adaptation, best
