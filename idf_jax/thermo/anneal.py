@@ -331,8 +331,8 @@ def sample_equilibrium(
             of the earlier batches; `first_hit_hop` is the hop within the batch that hit.
             None (default): a fixed rule from the per-chain cost
             (`basin_hopping.active_chain_rule`: operations of one energy-and-gradient
-            evaluation counted from its jaxpr; on CPU, 32 chains for LJ26 / LJ31, 128 for
-            AB-13, all chains on an accelerator). An int overrides it (>= 1).
+            evaluation counted from its jaxpr; on CPU, batches of 128 chains for LJ26,
+            LJ31 and AB-13, all chains on an accelerator). An int overrides it (>= 1).
         preset: a preset name or file (above).
 
     Returns:

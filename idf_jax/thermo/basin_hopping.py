@@ -52,6 +52,7 @@ from ..run._checkpoint import _key_fingerprint, _load_checkpoint, _save_checkpoi
 from ..samplers._base import energy_and_grad
 from . import constraints as _constraints
 from . import relax as _relax
+from .hop_async import _MEMORY as _HOP_MEMORY
 from .hop_async import PENDING, async_loop, exchange_indices, first_relaxation, resample_indices
 from .local_min import lbfgs_until_one
 from .moves import Move, apply_move
@@ -73,10 +74,13 @@ HOP_LOOPS = ("async", "sync")
 _INT_MAX = np.iinfo(np.int32).max
 # active-chain rule (`active_chain_rule`): operations of one loop iteration over all
 # active chains at which the per-chain work is taken to dominate the loop's fixed cost
-# (CPU), and the fewest chains a batch is cut to
+# (CPU), and the fewest chains a batch is cut to: 128, because with the hop loop's L-BFGS
+# memory 16 smaller batches reached LJ31's record later than 128 chains at once on 10 of
+# 10 seeds' medians (32: trapped in a wrong funnel; 64: 2-4x slower), while LJ26 gained
+# 1.6-2.4x from 32-64 (benchmarks/README.md, "active_chains")
 ACTIVE_WORK = 1.0e6
-ACTIVE_MIN = 32
-_LBFGS_OPS_PER_COORD = 16 * 8  # two-loop recursion and memory update, memory 8
+ACTIVE_MIN = 128
+_LBFGS_OPS_PER_COORD = 16 * _HOP_MEMORY  # two-loop recursion and memory update
 
 
 class SearchParams(NamedTuple):
@@ -199,9 +203,9 @@ def active_chain_rule(cost: float, n: int, backend: str | None = None) -> int:
     on LJ26 and LJ31, benchmarks/README.md "Global search"), chains beyond what makes
     the per-chain work dominate an iteration only slow each iteration down. The rule:
     the smallest power of two A with A x cost >= ACTIVE_WORK (1e6 operations), at least
-    ACTIVE_MIN (32), at most n. Cheap energies (AB-13, ~1.1e4 operations: 128) keep many
-    chains, LJ26 / LJ31 (3.3e4 / 4.2e4: 32) are cut to 32. On an accelerator (not
-    measured) every chain runs at once."""
+    ACTIVE_MIN (128), at most n: 128 chains at a time for AB-13, LJ26 and LJ31 alike
+    (~1.2e4 to 4.4e4 operations), more for energies under ~8e3 operations. On an
+    accelerator (not measured) every chain runs at once."""
     backend = jax.default_backend() if backend is None else backend
     if backend != "cpu" or n <= ACTIVE_MIN:
         return n

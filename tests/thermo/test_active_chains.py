@@ -183,9 +183,11 @@ def test_op_count():
 
 def test_rule_from_per_chain_cost():
     rule = bh.active_chain_rule
-    assert rule(3.3e4, 128, "cpu") == 32  # LJ26-like cost: cut to 32
+    assert rule(3.3e4, 256, "cpu") == 128  # LJ26-like cost: cut to ACTIVE_MIN = 128
+    assert rule(3.3e4, 128, "cpu") == 128
     assert rule(1.1e4, 128, "cpu") == 128  # AB-13-like cost: all 128
     assert rule(1.1e4, 256, "cpu") == 128
+    assert rule(4e3, 1024, "cpu") == 256  # cheap: 256 x 4e3 >= 1e6
     assert rule(1e3, 256, "cpu") == 256
     assert rule(1e7, 256, "cpu") == bh.ACTIVE_MIN
     assert rule(3.3e4, 16, "cpu") == 16
@@ -210,9 +212,9 @@ def test_rule_on_the_measured_instances():
 
     lj26, lj31 = lennard_jones_cluster(26), lennard_jones_cluster(31)
     ab13 = biomedical.ab_protein(biomedical.fibonacci_sequence(13))
-    assert bh.active_chain_rule(cost(lj26), 128, "cpu") == 32
-    assert bh.active_chain_rule(cost(lj31), 128, "cpu") == 32
-    assert bh.active_chain_rule(cost(ab13), 128, "cpu") == 128
+    assert bh.active_chain_rule(cost(lj26), 256, "cpu") == 128
+    assert bh.active_chain_rule(cost(lj31), 256, "cpu") == 128
+    assert bh.active_chain_rule(cost(ab13), 256, "cpu") == 128
     assert cost(lj26) < cost(lj31)
 
 
