@@ -63,12 +63,10 @@ def _timed(fn, repeats_log, name):
     return out
 
 
-def run(target: str, chains: int, transitions: int, repeats: int, seed: int = 0) -> dict:
-    energy, init, eps, hard = {"gaussian": gaussian, "funnel": funnel}[target]()
-    key = jax.random.key(seed)
-    x0 = init(jax.random.key(1), chains)
-    d = x0.shape[1]
-
+def blackjax_runner(energy, eps: float, d: int, chains: int, transitions: int):
+    """BlackJAX NUTS (identity mass) vmapped over chains in a jitted scan, the key an
+    argument: `run(key, x0) -> (positions (chains, transitions, d), leapfrogs
+    (transitions, chains))`."""
     bj = blackjax.nuts(lambda x: -energy(x), eps, jnp.ones(d))
 
     @jax.jit
@@ -84,6 +82,16 @@ def run(target: str, chains: int, transitions: int, repeats: int, seed: int = 0)
         _, (xs, n) = jax.lax.scan(body, state, jnp.arange(transitions))
         return jnp.swapaxes(xs, 0, 1), n
 
+    return bj_run
+
+
+def run(target: str, chains: int, transitions: int, repeats: int, seed: int = 0) -> dict:
+    energy, init, eps, hard = {"gaussian": gaussian, "funnel": funnel}[target]()
+    key = jax.random.key(seed)
+    x0 = init(jax.random.key(1), chains)
+    d = x0.shape[1]
+
+    bj_run = blackjax_runner(energy, eps, d, chains, transitions)
     sampler = idf.nuts(energy, eps)
     runners = {
         "blackjax nuts (vmap)": lambda: bj_run(key, x0),

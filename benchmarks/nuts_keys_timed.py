@@ -16,9 +16,7 @@ import os
 import sys
 import time
 
-import blackjax
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bench_nuts  # noqa: E402
@@ -38,22 +36,7 @@ def main() -> None:
     ]()
     chains, transitions = args.chains, args.transitions
     x0 = init(jax.random.key(1), chains)
-    d = x0.shape[1]
-    bj = blackjax.nuts(lambda x: -energy(x), eps, jnp.ones(d))
-
-    @jax.jit
-    def bj_run(key, x0):
-        state = jax.vmap(bj.init)(x0)
-        keys = jax.random.split(key, chains)
-
-        def body(s, i):
-            ks = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
-            s, info = jax.vmap(bj.step)(ks, s)
-            return s, (s.position, info.num_integration_steps)
-
-        _, (xs, n) = jax.lax.scan(body, state, jnp.arange(transitions))
-        return xs, n
-
+    bj_run = bench_nuts.blackjax_runner(energy, eps, x0.shape[1], chains, transitions)
     sampler = idf.nuts(energy, eps)
     sides = {
         "blackjax": lambda k: bj_run(k, x0),
