@@ -161,20 +161,24 @@ def _state_ok(state) -> jax.Array:
     return ok
 
 
-def _step(sampler: Sampler, has_energy_error: bool, chain_keys, carry: _Carry, i, counting):
+def _step(sampler: Sampler, has_energy_error: bool, chain_keys, carry: _Carry, i, valid, counting):
     """One transition of every (local) chain at global step index `i`.
 
     A divergent proposal is a rejection (the samplers keep the old state) and is counted;
-    only a chain whose own state is non-finite is frozen.
+    only a chain whose own state is non-finite is frozen. `valid` (traced bool) is False
+    for the padding steps before step 0 (see `_blocks`): they change nothing. `counting`
+    (traced bool) is True after burn-in: only then do steps enter the sums and the trace's
+    divergence flags.
     """
     new_state, info = step_chains(sampler, chain_keys, carry.state, i)
     diverged = getattr(info, "diverged", None)
     if diverged is None:
         diverged = ~jnp.isfinite(new_state.energy)
     diverged = jnp.reshape(diverged, (diverged.shape[0], -1)).any(axis=1)
-    frozen = carry.frozen | ~_state_ok(new_state)
+    frozen = carry.frozen | (~_state_ok(new_state) & valid)
+    keep = frozen | ~valid
     state = jax.tree.map(
-        lambda old, new: jnp.where(_bcast(frozen, old), old, new), carry.state, new_state
+        lambda old, new: jnp.where(_bcast(keep, old), old, new), carry.state, new_state
     )
     active = ~frozen & counting
     sums = jax.tree.map(
@@ -191,12 +195,12 @@ def _step(sampler: Sampler, has_energy_error: bool, chain_keys, carry: _Carry, i
         ee_max = jnp.maximum(carry.ee_abs_max, jnp.where(active, abs_de, 0.0))
     else:
         ee_sum, ee_max = carry.ee_abs_sum, carry.ee_abs_max
-    counted = diverged & ~frozen
+    counted = diverged & ~frozen & valid
     return carry._replace(
         state=state,
         frozen=frozen,
         num_divergent=carry.num_divergent + counted.astype(jnp.int32),
-        div_since=carry.div_since | counted,
+        div_since=carry.div_since | (counted & counting),
         active_steps=carry.active_steps + active.astype(jnp.int32),
         sums=sums,
         hist=hist,
@@ -216,35 +220,38 @@ def _nan_where(mask, x):
     return jnp.where(_bcast(mask, x), jnp.asarray(jnp.nan, x.dtype), x)
 
 
-def _burn(sampler, has_ee, chain_keys, carry, start, *, num):
-    def body(c, j):
-        return _step(sampler, has_ee, chain_keys, c, start + j, jnp.asarray(False)), None
+def _blocks(sampler, has_ee, thin, chain_keys, carry, block0, pre, num_burn_blocks, *, num):
+    """Blocks `block0 .. block0 + num - 1` of `thin` steps each; one draw per block.
 
-    carry, _ = jax.lax.scan(body, carry, jnp.arange(num, dtype=jnp.int32))
-    return carry
+    The whole run is one sequence of blocks, burn-in included, so the sampler's step is
+    traced and compiled once (a separate burn-in loop compiled it twice). Global step
+    `s = b * thin + j - pre` for step j of block b: the first `pre = nb * thin - burn_in`
+    steps (< thin) are padding that changes nothing, so the `nb` burn-in blocks hold
+    exactly `burn_in` steps and block `nb + d` ends on draw d's step. Every block writes
+    its last state to row `max(b - nb, 0)` of the buffers: burn-in blocks scribble on row
+    0, which draw 0 then overwrites, at the cost of one row write per block (as before).
+    """
+    burn_in = num_burn_blocks * thin - pre
 
-
-def _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, *, num):
-    def draw(c, d):
+    def block(c, b):
         def inner(c, j):
-            step_index = start + d * thin + j
-            return _step(sampler, has_ee, chain_keys, c, step_index, jnp.asarray(True)), None
+            s = b * thin + j - pre
+            return _step(sampler, has_ee, chain_keys, c, s, s >= 0, s >= burn_in), None
 
         c, _ = jax.lax.scan(inner, c, jnp.arange(thin, dtype=jnp.int32))
+        row = jnp.maximum(b - num_burn_blocks, 0)
         frozen = c.frozen
         positions = jax.tree.map(
-            lambda b, x: jax.lax.dynamic_update_index_in_dim(
-                b, _nan_where(frozen, x), draw0 + d, axis=1
+            lambda buf, x: jax.lax.dynamic_update_index_in_dim(
+                buf, _nan_where(frozen, x), row, axis=1
             ),
             c.positions,
             c.state.position,
         )
         energies = jax.lax.dynamic_update_index_in_dim(
-            c.energies, _nan_where(frozen, c.state.energy), draw0 + d, axis=1
+            c.energies, _nan_where(frozen, c.state.energy), row, axis=1
         )
-        divergences = jax.lax.dynamic_update_index_in_dim(
-            c.divergences, c.div_since, draw0 + d, axis=1
-        )
+        divergences = jax.lax.dynamic_update_index_in_dim(c.divergences, c.div_since, row, axis=1)
         c = c._replace(
             positions=positions,
             energies=energies,
@@ -253,41 +260,42 @@ def _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, *, num):
         )
         return c, None
 
-    carry, _ = jax.lax.scan(draw, carry, jnp.arange(num, dtype=jnp.int32))
+    carry, _ = jax.lax.scan(block, carry, block0 + jnp.arange(num, dtype=jnp.int32))
     return carry
 
 
 def _run_chunk(
-    static, dynamic, key_data, carry, start, draw0, *, num, thin, has_ee, mesh, burn, impl
+    static, dynamic, key_data, carry, block0, pre, num_burn_blocks, *, num, thin, has_ee, mesh, impl
 ):
-    """A chunk of `num` burn-in steps or `num` draws, on one device or sharded.
+    """`num` consecutive blocks (see `_blocks`), on one device or sharded.
 
-    The chain keys travel as raw key data (`impl` names the PRNG): a typed key array
-    returned from or passed to a jitted function is re-validated on the host every call
-    (~0.5 ms), raw uint32 data is not.
+    `block0`, `pre` and `num_burn_blocks` are traced int32 scalars: a new burn-in length
+    that keeps the number of blocks does not recompile. The chain keys travel as raw key
+    data (`impl` names the PRNG): a typed key array returned from or passed to a jitted
+    function is re-validated on the host every call (~0.5 ms), raw uint32 data is not.
     """
     sampler = eqx.combine(dynamic, static)
 
-    def local(key_data, carry, start, draw0):
+    def local(key_data, carry, block0, pre, num_burn_blocks):
         chain_keys = jax.random.wrap_key_data(key_data, impl=impl)
-        if burn:
-            return _burn(sampler, has_ee, chain_keys, carry, start, num=num)
-        return _keep(sampler, has_ee, thin, chain_keys, carry, start, draw0, num=num)
+        return _blocks(
+            sampler, has_ee, thin, chain_keys, carry, block0, pre, num_burn_blocks, num=num
+        )
 
     if mesh is None:
-        return local(key_data, carry, start, draw0)
+        return local(key_data, carry, block0, pre, num_burn_blocks)
     chains = PartitionSpec("chains")
     f = jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(chains, chains, PartitionSpec(), PartitionSpec()),
+        in_specs=(chains, chains, PartitionSpec(), PartitionSpec(), PartitionSpec()),
         out_specs=chains,
         # Sampler code is written for one chain and knows nothing of the mesh; chains
         # never communicate, so skip varying-axis checks. The sampler's parameters are
         # closed over: they are replicated on every device.
         check_vma=False,
     )
-    return f(key_data, carry, start, draw0)
+    return f(key_data, carry, block0, pre, num_burn_blocks)
 
 
 # Compiled once per (sampler structure, static fields, shapes, dtypes, chunk sizes): a
@@ -295,23 +303,23 @@ def _run_chunk(
 _run_chunk_jit = jax.jit(
     _run_chunk,
     static_argnums=(0,),
-    static_argnames=("num", "thin", "has_ee", "mesh", "burn", "impl"),
+    static_argnames=("num", "thin", "has_ee", "mesh", "impl"),
     donate_argnums=(3,),
 )
 # Under an outer jit / vmap / grad the carry is a tracer: nothing to donate.
 _run_chunk_traced = jax.jit(
     _run_chunk,
     static_argnums=(0,),
-    static_argnames=("num", "thin", "has_ee", "mesh", "burn", "impl"),
+    static_argnames=("num", "thin", "has_ee", "mesh", "impl"),
 )
 
 
 # --------------------------------------------------------------------------- driver
 
 
-def _default_chunk(num_draws: int, thin: int, burn_in: int) -> tuple[int, int]:
-    """(burn-in steps per chunk, draws per chunk) giving about 50 chunks per phase."""
-    return max(1, -(-burn_in // 50)), max(1, -(-num_draws // 50))
+def _default_chunk(num_blocks: int) -> int:
+    """Blocks (of `thin` steps) per chunk giving about 50 chunks per run."""
+    return max(1, -(-num_blocks // 50))
 
 
 def sample(
@@ -381,12 +389,14 @@ def sample(
     )
 
     chunked = progress or checkpoint is not None or callback is not None or chunk_draws is not None
-    burn_chunk, draw_chunk = _default_chunk(num_draws, thin, burn_in)
+    # The run as blocks of `thin` steps, one draw per block, burn-in blocks first; the
+    # first `pre` (< thin) steps of block 0 are padding (see `_blocks`).
+    num_burn_blocks = -(-burn_in // thin)
+    pre = num_burn_blocks * thin - burn_in
+    num_blocks = num_burn_blocks + num_draws
+    block_chunk = _default_chunk(num_blocks) if chunked else num_blocks
     if chunk_draws is not None:
-        draw_chunk = check_positive_int("chunk_draws", chunk_draws)
-        burn_chunk = max(1, draw_chunk * thin)
-    if not chunked:
-        burn_chunk, draw_chunk = max(burn_in, 1), num_draws
+        block_chunk = check_positive_int("chunk_draws", chunk_draws)
 
     steps_done = 0
     meta: dict[str, Any] = {}
@@ -407,8 +417,7 @@ def sample(
             thin=thin,
             burn_in=burn_in,
             key=_key_fingerprint(key),
-            burn_chunk=burn_chunk,
-            draw_chunk=draw_chunk,
+            block_chunk=block_chunk,
             layout=str(jax.tree.structure(carry)),
         )
         if os.path.exists(checkpoint):
@@ -416,22 +425,21 @@ def sample(
             if mesh is not None:
                 carry = _to_global(carry, sharding)
 
+    blocks_done = (steps_done + pre) // thin if steps_done else 0
     bar = _Progress(num_steps, steps_done) if progress else None
     try:
-        while steps_done < num_steps:
-            if steps_done < burn_in:
-                num = min(burn_chunk, burn_in - steps_done)
-                carry = chunk(
-                    chain_keys, carry, np.int32(steps_done), np.int32(0), num=num, burn=True
-                )
-                steps_done += num
-            else:
-                draw0 = (steps_done - burn_in) // thin
-                num = min(draw_chunk, num_draws - draw0)
-                carry = chunk(
-                    chain_keys, carry, np.int32(steps_done), np.int32(draw0), num=num, burn=False
-                )
-                steps_done += num * thin
+        while blocks_done < num_blocks:
+            num = min(block_chunk, num_blocks - blocks_done)
+            carry = chunk(
+                chain_keys,
+                carry,
+                np.int32(blocks_done),
+                np.int32(pre),
+                np.int32(num_burn_blocks),
+                num=num,
+            )
+            blocks_done += num
+            steps_done = blocks_done * thin - pre
             if chunked:
                 jax.block_until_ready(carry)
             if checkpoint is not None:
