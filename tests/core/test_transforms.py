@@ -90,6 +90,28 @@ def test_sample_rebuilt_sampler_does_not_retrace(key):
     assert len(traces) == first
 
 
+def test_burn_in_does_not_compile_the_step_again(key):
+    """Burn-in and draws are one loop: the step is traced as often with burn-in as without,
+    a new burn-in length with the same number of blocks reuses the executable, and the
+    draws equal those of the same steps run without a separate burn-in phase."""
+    E, traces = count_traces(quad)
+    idf.sample(idf.mala(E, 0.1), key, X0, 40, burn_in=0)
+    without = len(traces)
+    E2, traces2 = count_traces(quad)
+    idf.sample(idf.mala(E2, 0.1), key, X0, 40, burn_in=20)
+    assert len(traces2) == without
+    # burn_in 9 and 11 with thin 4 both give 3 burn-in blocks + 6 draws: no new trace
+    idf.sample(idf.mala(E2, 0.1), key, X0, 33, thin=4, burn_in=9)
+    seen = len(traces2)
+    idf.sample(idf.mala(E2, 0.1), key, X0, 35, thin=4, burn_in=11)
+    assert len(traces2) == seen
+    # thinning after a burn-in that thin does not divide: the kept states are exactly the
+    # states of an unthinned run at steps burn_in + thin - 1, burn_in + 2 thin - 1, ...
+    a = idf.sample(idf.mala(quad, 0.1), key, X0, 37, thin=4, burn_in=13)
+    b = idf.sample(idf.mala(quad, 0.1), key, X0, 37, thin=1, burn_in=0)
+    np.testing.assert_array_equal(np.asarray(a.positions), np.asarray(b.positions)[:, 13 + 3 :: 4])
+
+
 def test_sample_jit_vmap_grad_over_temperature(key):
     def mean_energy(T):
         return idf.sample(idf.mala(quad, 0.1, T), key, X0, 60).energies.mean()
