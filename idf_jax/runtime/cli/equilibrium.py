@@ -75,10 +75,18 @@ def equilibrium(
         help="basin-hopping local minimiser: lbfgs | fire",
         show_default="lbfgs",
     ),
+    active_chains: int | None = typer.Option(
+        None,
+        "--active-chains",
+        min=1,
+        help="basin hopping: chains searched at a time (more chains run as batches)",
+        show_default="a rule from the energy's cost per evaluation",
+    ),
 ):
     """Search a capsule's low-energy states (idf.sample_equilibrium) and save them.
 
-    With --method, --target, --progress, --hop-loop or --local the search runs here with
+    With --method, --target, --progress, --hop-loop, --local or --active-chains the search
+    runs here with
     the capsule's own moves (`Capsule.moves`) and reports its accounting (local
     minimisations, energy evaluations, the first hit of --target); otherwise it runs as
     the service's job.
@@ -104,6 +112,11 @@ def equilibrium(
     if method == "anneal" and (hop_loop is not None or local is not None):
         raise typer.BadParameter(
             "--hop-loop and --local choose the basin-hopping search; --method anneal has none",
+            param_hint="--method",
+        )
+    if method == "anneal" and active_chains is not None:
+        raise typer.BadParameter(
+            "--active-chains batches the basin-hopping search; --method anneal has none",
             param_hint="--method",
         )
     if hop_loop == "async" and local == "fire":
@@ -133,11 +146,18 @@ def equilibrium(
         or progress
         or hop_loop is not None
         or local is not None
+        or active_chains is not None
     )
     t0 = time.perf_counter()
     if direct:
         res, cap, summary = _search_here(
-            job, method or "auto", target, progress, hop_loop or "auto", local or "lbfgs"
+            job,
+            method or "auto",
+            target,
+            progress,
+            hop_loop or "auto",
+            local or "lbfgs",
+            active_chains,
         )
     else:
         with Status(
@@ -213,6 +233,7 @@ def _search_here(
     progress: bool,
     hop_loop: str = "auto",
     local: str = "lbfgs",
+    active_chains: int | None = None,
 ):
     """`idf.sample_equilibrium` on the job's capsule with its moves; (res, capsule, summary)."""
     import jax
@@ -237,6 +258,7 @@ def _search_here(
         progress=progress,
         hop_loop=hop_loop,
         local=local,
+        active_chains=active_chains,
     )
     energies = np.asarray(res.energy, dtype=np.float64)
     summary = {
@@ -244,6 +266,7 @@ def _search_here(
         "method": method,
         "hop_loop": hop_loop,
         "local": local,
+        "active_chains": active_chains,
         "energy_per_chain": [float(v) for v in energies],
         "best_energy": float(res.best_energy),
         "best_chain": int(res.best_chain),
