@@ -28,11 +28,14 @@ budget per instance), fitness the mean over instances of log10(ERT) (`metric="er
 of `idf.evolve.tune_equilibrium`: a run that never reaches the record costs its whole
 budget, twice over when no run of that instance reaches it). It writes the preset and
 the search record to experiments/results/<name>.preset.json and
-evolve_<name>_search.{json,md}; the preset is then measured by this script's default
+evolve_<name>_search.{json,md}, then re-ranks the search's `--validate-top` best
+configurations and the defaults on validation seeds from 100 (`validate`; alone:
+`--validate --name NAME`) and keeps the best of them there as the preset, which is then
+measured by this script's default
 mode on held-out seeds and held-out instances:
 
     nice -n 5 env PYTHONPATH=. python experiments/evolve_equilibrium.py --search \\
-        --train lj13,lj19,thomson32,ab8 --name multi-hopping --budget-s 3300
+        --train lj13,lj19,thomson32,ab8 --name multi-hopping --budget-s 3000
 
 Each call measures the instances it is given and merges them into
 experiments/results/evolve_equilibrium.json (rows keyed by instance and configuration),
@@ -227,6 +230,98 @@ def search(args) -> None:
         os.path.join(OUT, f"evolve_{args.name}_search.md"), ("\n".join(lines) + "\n").encode()
     )
     print(f"wrote {preset}")
+    if args.validate_top > 0:
+        validate(args)
+
+
+VALIDATION_SEED0 = 100  # validation seeds: neither training (0..) nor held-out (1000..)
+
+
+def validate(args) -> None:
+    """Re-rank the search's best configurations on fresh validation seeds.
+
+    The training fitness of the search's winner is optimistic (the best of many noisy
+    scores on the same seeds); the `--validate-top` best distinct configurations of the
+    search log and the defaults are scored again on `--validate-seeds` seeds from
+    VALIDATION_SEED0, same instances, chains and budgets, and the best of them on
+    these seeds becomes the preset (rewritten with the validation in its provenance).
+    """
+    rec_path = os.path.join(OUT, f"evolve_{args.name}_search.json")
+    rec = json.loads(open(rec_path).read())
+    prov = rec["provenance"]
+    tasks = [
+        _task(name, prov["chains"], int(v["num_steps"])) for name, v in prov["instances"].items()
+    ]
+    seeds = list(range(VALIDATION_SEED0, VALIDATION_SEED0 + args.validate_seeds))
+    ranked, seen = [], set()
+    for e in sorted(rec["log"][1:], key=lambda e: e["fitness"]):
+        k = json.dumps(e["config"], sort_keys=True)
+        if k not in seen:
+            seen.add(k)
+            ranked.append(e)
+        if len(ranked) == args.validate_top:
+            break
+    base = rec["log"][0]
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    rows = []
+    for label, e in [("defaults", base)] + [(f"train #{i + 1}", e) for i, e in enumerate(ranked)]:
+        f, det = ev.tuning.equilibrium_fitness(e["config"], tasks, seeds, metric="ert_mean")
+        rows.append(
+            {"label": label, "config": e["config"], "train_fitness": e["fitness"],
+             "fitness": f, "tasks": det["tasks"]}
+        )  # fmt: skip
+        print(f"validate {label}: train {e['fitness']:.4f} validation {f:.4f}", flush=True)
+    best = min(rows[1:], key=lambda r: r["fitness"])
+    val = {
+        "command": "python experiments/evolve_equilibrium.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seeds": seeds,
+        "load_start": load0,
+        "seconds": time.perf_counter() - t0,
+        "rows": rows,
+        "selected": best["label"],
+        "beats_defaults_on_validation": best["fitness"] < rows[0]["fitness"],
+    }
+    rec["validation"] = val
+    atomic_write_json(rec_path, rec)
+    ev.save_preset(
+        os.path.join(OUT, f"{args.name}.preset.json"),
+        args.name,
+        best["config"],
+        provenance={**prov, "validation": {k: v for k, v in val.items() if k != "rows"},
+                    "validation_fitness": best["fitness"],
+                    "validation_baseline_fitness": rows[0]["fitness"]},
+    )  # fmt: skip
+    md = os.path.join(OUT, f"evolve_{args.name}_search.md")
+    lines = [
+        open(md).read().rstrip(),
+        "",
+        f"## Validation ({val['date']}, load {load0:.1f}, {val['seconds']:.0f} s): "
+        f"`{val['command']}`",
+        "",
+        f"The {len(ranked)} best distinct configurations of the search and the defaults, "
+        f"scored again on validation seeds {seeds[0]}-{seeds[-1]} (same instances, chains, "
+        f"budgets); the preset is the best of them here: **{best['label']}**"
+        + ("" if val["beats_defaults_on_validation"] else " (it does not beat the defaults here)")
+        + ".",
+        "",
+        "| configuration | training fitness | validation fitness | "
+        + " | ".join(f"{t.name} runs / ERT" for t in tasks)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(tasks),
+    ]
+    for r in rows:
+        cells = " | ".join(
+            f"{r['tasks'][t.name]['runs_reached']}/{r['tasks'][t.name]['seed_runs']} / "
+            f"{r['tasks'][t.name]['ert']:.4g}"
+            for t in tasks
+        )
+        cfg = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r["config"].items()}
+        lines.append(
+            f"| {r['label']} `{cfg}` | {r['train_fitness']:.4f} | {r['fitness']:.4f} | {cells} |"
+        )
+    atomic_write_bytes(md, ("\n".join(lines) + "\n").encode())
+    print(f"validated: {best['label']} -> {args.name}.preset.json")
 
 
 def _call(cap, record, cfg, seed, chains):
@@ -371,16 +466,34 @@ def main():
     ap.add_argument("--search-key", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="search checkpoint file (resume)")
     ap.add_argument("--name", default="multi-hopping", help="preset name")
+    ap.add_argument("--validate-top", type=int, default=6, help="configurations re-ranked")
+    ap.add_argument("--validate-seeds", type=int, default=16)
+    ap.add_argument(
+        "--validate", action="store_true", help="only the validation of a finished search"
+    )
     args = ap.parse_args()
     if args.search:
         search(args)
         return
+    if args.validate:
+        validate(args)
+        return
     budgets = dict(kv.split("=") for kv in args.budget.split(",") if kv)
     seeds = list(range(HELD_OUT_SEED0, HELD_OUT_SEED0 + args.seeds))
     json_path = os.path.join(OUT, "evolve_equilibrium.json")
-    data = {"rows": {}, "meta": {"calls": [], "configs": {}}}
-    if os.path.isfile(json_path):
-        data = json.loads(open(json_path).read())
+    mine: dict = {"rows": {}, "configs": {}}  # this call's rows, merged into the file
+
+    def merged(call: dict | None = None) -> dict:
+        """The file as it is now (another call may have written it) with this call's rows."""
+        data = {"rows": {}, "meta": {"calls": [], "configs": {}}}
+        if os.path.isfile(json_path):
+            data = json.loads(open(json_path).read())
+        data["rows"].update(mine["rows"])
+        data["meta"]["configs"].update(mine["configs"])
+        if call is not None:
+            data["meta"]["calls"].append(call)
+        return data
+
     load0, t_start = os.getloadavg()[0], time.perf_counter()
     for inst in args.instances.split(","):
         cap, record = instance(inst)
@@ -398,16 +511,16 @@ def main():
                 budget=cfg["num_steps"],
                 load=os.getloadavg()[0],
             )
-            data["rows"][f"{inst}|{name}"] = r
-            data["meta"]["configs"][name] = cfg
+            mine["rows"][f"{inst}|{name}"] = r
+            mine["configs"][name] = cfg
             print(
                 f"{inst} {name}: reached {r['reached']}/{r['seeds']} ERT {r['ert']:.4g} "
                 f"s/run {r['s_per_run']:.2f} first {r['first_call_s']:.1f} best {r['best']:.6f} "
                 f"load {r['load']:.1f}",
                 flush=True,
             )
-            atomic_write_json(json_path, data)
-    data["meta"]["calls"].append(
+            atomic_write_json(json_path, merged())
+    data = merged(
         {
             "command": "python experiments/evolve_equilibrium.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
