@@ -73,7 +73,7 @@ HOPPING = ("auto", "basin_hopping", "parallel_tempering", "population")
 # Thomson records beyond the capsule's closed forms: the table of Wikipedia's "Thomson
 # problem" (best known energies, Wales' Cambridge Cluster Database)
 THOMSON_RECORDS = {24: 223.347074052, 32: 412.261274651, 72: 2255.001190975}
-# 2-D AB model, Fibonacci length 8 (ABBABBAB's prefix ... BABABBAB): no published value at
+# 2-D AB model, Fibonacci length 8 (BABABBAB): no published value at
 # hand; the lowest energy of 3 runs of 32 chains x 20 000 evaluations of the defaults
 # (seeds 500-502, 2026-12-03), which all three reached (-1.4681642 .. -1.4681654): a
 # measured reference, used for training only (held-out AB-13 has the published record)
@@ -396,7 +396,8 @@ def write_md(rows: dict, meta: dict) -> str:
         "# Evolved presets vs hand-set defaults (`experiments/evolve_equilibrium.py`)",
         "",
         "Generated from experiments/results/evolve_equilibrium.json (the script merges every "
-        "call's rows). Held-out seeds from 1000 (the searches used seeds 0-2); success = a "
+        "call's rows). Held-out seeds from 1000 (the searches used seeds below 100, the "
+        "validation of `--search` seeds 100-115); success = a "
         "chain within 1e-3 of the record; runs stop at the record. ERT = evaluations of all "
         "runs (until the first hit, or all they spent) per run that reached the record. "
         "Wall times on a shared 2-core CPU machine (load average in the last column), "
