@@ -19,8 +19,11 @@ running time to the record, the standard measure of benchmarking studies (COCO /
               first reached the record, or all it spent when it did not)
               / max(runs that reached it, 0.5)
 
-plus the same gap term when no run reached it. A run is one seed of one task (all its
-chains); the evaluations are the function's exact counts (`hit_evaluations`,
+plus the same gap term when no run reached it. `metric="ert_mean"` scores several tasks
+of different sizes evenly: the mean over tasks of each task's own log10(ERT) (its gap
+term added where none of its runs reached the record), i.e. the log of the geometric
+mean ERT, so the largest instance does not outweigh the others. A run is one seed of
+one task (all its chains); the evaluations are the function's exact counts (`hit_evaluations`,
 `num_evaluations` of its result), and the runs stop at the record (`stop_at_target=True`
 where the function takes it), so a configuration that finds the record early is cheap.
 
@@ -62,7 +65,7 @@ __all__ = [
     "tune_sampler",
 ]
 
-METRICS = ("evaluations", "energy", "ert")
+METRICS = ("evaluations", "energy", "ert", "ert_mean")
 """The fitness measures of `equilibrium_fitness` (module docstring)."""
 
 EQUILIBRIUM_METHODS = ("anneal", "basin_hopping", "parallel_tempering", "population")
@@ -122,7 +125,10 @@ class EquilibriumTask(NamedTuple):
     """A public instance with a known record: what a configuration is measured on.
 
     energy_fn, init(key, chains) -> x0_batch, target (the record energy), and the
-    capsule's constraints / project; name for reports; chains per run.
+    capsule's constraints / project; name for reports; chains per run; num_steps: this
+    task's budget (evaluations per chain for basin hopping), overriding the
+    configuration's `num_steps` (None: the configuration's), so tasks of different sizes
+    can share one search.
     """
 
     name: str
@@ -133,6 +139,7 @@ class EquilibriumTask(NamedTuple):
     project: Callable | None = None
     chains: int = 16
     target_tol: float = 1e-3
+    num_steps: int | None = None
 
 
 def equilibrium_fitness(
@@ -147,24 +154,28 @@ def equilibrium_fitness(
     """(fitness, details) of one configuration over every task and seed (host code).
 
     details: successes, runs (chains x seeds x tasks), evaluations, gap, seconds; with
-    metric="ert" also `runs_reached` (seeds x tasks that reached the record), `seed_runs`
-    and `ert`.
+    metric="ert" or "ert_mean" also `runs_reached` (seeds x tasks that reached the
+    record), `seed_runs`, `ert` (pooled over tasks) and `tasks` (per task name: its
+    runs_reached, seed_runs, ert, gap and fitness term).
     """
     if fn is None:
         from ..thermo.anneal import sample_equilibrium as fn
     if metric not in METRICS:
         raise ArgumentError("metric", f"metric must be one of {list(METRICS)}, got {metric!r}")
     kw = {**dict(fixed or {}), **dict(config)}
-    if metric == "ert" and "stop_at_target" in _accepted(fn):
+    ert_like = metric in ("ert", "ert_mean")
+    if ert_like and "stop_at_target" in _accepted(fn):
         kw.setdefault("stop_at_target", True)
-    steps = int(kw.get("num_steps", 1000))
-    kw["num_steps"] = steps
     pre = int(kw.get("prerelax_steps", 100))
     rel = int(kw.get("relax_steps", 500))
     successes, evals, runs, gaps = 0, 0, 0, []
     ert_spent, runs_reached, seed_runs = 0, 0, 0
+    per_task: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     for task in tasks:
+        steps = int(task.num_steps if task.num_steps is not None else kw.get("num_steps", 1000))
+        kw["num_steps"] = steps
+        t_spent, t_reached, t_gaps = 0, 0, []
         for seed in seeds:
             k_init, k_run = jax.random.split(jax.random.key(int(seed)))
             x0 = task.init(k_init, task.chains)
@@ -183,23 +194,35 @@ def equilibrium_fitness(
             evals += bound
             runs += task.chains
             seed_runs += 1
-            if metric == "ert":
+            if ert_like:
                 spent = _count(getattr(res, "num_evaluations", None), bound)
                 if int(res.num_reached) > 0:
-                    runs_reached += 1
+                    t_reached += 1
                     spent = _count(getattr(res, "hit_evaluations", None), spent)
-                ert_spent += spent
+                t_spent += spent
             best = float(res.best_energy)
             gap = (best - task.target) / max(abs(task.target), 1.0)
-            gaps.append(gap if math.isfinite(gap) else 1.0)
+            t_gaps.append(gap if math.isfinite(gap) else 1.0)
+        gaps += t_gaps
+        ert_spent += t_spent
+        runs_reached += t_reached
+        t_ert = t_spent / max(t_reached, 0.5)
+        t_gap = float(np.mean(t_gaps))
+        per_task[task.name] = {
+            "runs_reached": t_reached,
+            "seed_runs": len(seeds),
+            "ert": t_ert,
+            "gap": t_gap,
+            "fitness": _log_ert(t_ert, t_gap, t_reached),
+        }
     gap = float(np.mean(gaps))
     ert = ert_spent / max(runs_reached, 0.5)
     if metric == "energy":
         fitness = gap
     elif metric == "ert":
-        fitness = math.log10(max(ert, 1.0)) + (
-            min(max(gap, 0.0), 1.0) if runs_reached == 0 else 0.0
-        )
+        fitness = _log_ert(ert, gap, runs_reached)
+    elif metric == "ert_mean":
+        fitness = float(np.mean([t["fitness"] for t in per_task.values()]))
     else:
         fitness = math.log10(evals / max(successes, 0.5)) + (
             min(max(gap, 0.0), 1.0) if successes == 0 else 0.0
@@ -211,11 +234,22 @@ def equilibrium_fitness(
         "gap": gap,
         "seconds": time.perf_counter() - t0,
     }
-    if metric == "ert":
+    if ert_like:
         details.update(
-            {"runs_reached": runs_reached, "seed_runs": seed_runs, "ert": ert, "spent": ert_spent}
+            {
+                "runs_reached": runs_reached,
+                "seed_runs": seed_runs,
+                "ert": ert,
+                "spent": ert_spent,
+                "tasks": per_task,
+            }
         )
     return fitness, details
+
+
+def _log_ert(ert: float, gap: float, reached: int) -> float:
+    """log10(ERT), plus the gap term (clipped to [0, 1]) when no run reached the record."""
+    return math.log10(max(ert, 1.0)) + (min(max(gap, 0.0), 1.0) if reached == 0 else 0.0)
 
 
 def _count(value: Any, fallback: int) -> int:
@@ -242,16 +276,20 @@ def tune_equilibrium(
     fn: Callable | None = None,
     progress: bool = False,
     checkpoint: str | None = None,
+    on_evaluation: Callable[[float, dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> tuple[EvolveResult, dict[str, Any]]:
     """Evolve `sample_equilibrium`'s configuration on `tasks` (see the module docstring).
 
     The search starts from the function's own defaults (where they lie in the space)
     and is evaluated on the host (each configuration is a compiled `sample_equilibrium`
     call; its compile cache is reused across configurations with the same static sizes).
+    `on_evaluation(fitness, config, details)` is called after every configuration
+    (the baseline first), e.g. to log a long search.
 
     Returns:
         (the `EvolveResult`, a report: the baseline's fitness and details under the
-        defaults, the best configuration's details, seeds, tasks, seconds).
+        defaults, the best configuration's details, every evaluated configuration
+        (`evaluated`: fitness, config, details, in order), seeds, tasks, seconds).
     """
     if fn is None:
         from ..thermo.anneal import sample_equilibrium as fn
@@ -282,11 +320,15 @@ def tune_equilibrium(
     base_fit, base_details = equilibrium_fitness(
         start, tasks, seeds, fn=fn, metric=metric, fixed=fixed
     )
+    if on_evaluation is not None:
+        on_evaluation(base_fit, dict(start), base_details)
     evaluated: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
 
     def fitness(params, _key):
         f, det = equilibrium_fitness(params, tasks, seeds, fn=fn, metric=metric, fixed=fixed)
         evaluated.append((f, dict(params), det))
+        if on_evaluation is not None:
+            on_evaluation(f, dict(params), det)
         return f
 
     remaining = (
@@ -320,6 +362,7 @@ def tune_equilibrium(
         "best_config": best,
         "best_fitness": best_fit,
         "best": best_det,
+        "evaluated": [{"fitness": f, "config": c, "details": d} for f, c, d in evaluated],
         "seeds": seeds,
         "tasks": [t.name for t in tasks],
         "metric": metric,

@@ -194,3 +194,60 @@ def test_ert_metric_counts_evaluations_until_the_first_hit():
     with pytest.raises(ArgumentError) as e:
         tuning.equilibrium_fitness({"num_steps": 1}, [task], [0], fn=fake, metric="bogus")
     assert e.value.argument == "metric"
+
+
+def test_ert_mean_weighs_every_task_evenly_with_its_own_budget():
+    """metric="ert_mean": mean over tasks of each task's log10(ERT), each task run with
+    its own `num_steps`; a task none of whose runs reached the record costs twice what
+    it spent plus the gap term; `on_evaluation` sees every configuration."""
+    budgets = []
+
+    def fake(energy_fn, key, x0_batch, *, num_steps, adapt_rate=0.05, constraints=None,
+             project=None, target=None, target_tol=1e-3, stop_at_target=False):  # fmt: skip
+        budgets.append(num_steps)
+        if num_steps == 10:  # the small task: always hit after 100 evaluations
+            return _HitRes(1, target, 500, 100)
+        if adapt_rate < 0.02:  # the large task: hit after 10 000 only with a small rate
+            return _HitRes(1, target, 40000, 10000)
+        return _HitRes(0, target + 0.5, 40000, -1)
+
+    def task(name, steps):
+        return ev.EquilibriumTask(
+            name, lambda x: jnp.sum(x**2), lambda k, c: jnp.zeros((c, 2)), target=-1.0,
+            chains=4, num_steps=steps,
+        )  # fmt: skip
+
+    tasks = [task("small", 10), task("large", 1000)]
+    f, det = tuning.equilibrium_fitness(
+        {"num_steps": 7, "adapt_rate": 0.01}, tasks, [0, 1], fn=fake, metric="ert_mean"
+    )
+    assert budgets == [10, 10, 1000, 1000]  # each task's own budget, not the config's
+    assert det["tasks"]["small"]["ert"] == pytest.approx(100.0)
+    assert det["tasks"]["large"]["ert"] == pytest.approx(10000.0)
+    assert f == pytest.approx((2.0 + 4.0) / 2)  # geometric mean ERT 1000; pooled: 5050
+    f_pool, _ = tuning.equilibrium_fitness(
+        {"adapt_rate": 0.01}, tasks, [0, 1], fn=fake, metric="ert"
+    )
+    assert f_pool == pytest.approx(np.log10(20200 / 4))
+    f_fail, det = tuning.equilibrium_fitness(
+        {"adapt_rate": 0.1}, tasks, [0, 1], fn=fake, metric="ert_mean"
+    )
+    large = det["tasks"]["large"]
+    assert large["runs_reached"] == 0 and large["ert"] == pytest.approx(80000 / 0.5)
+    assert large["fitness"] == pytest.approx(np.log10(160000) + 0.5)
+    assert f_fail == pytest.approx((2.0 + large["fitness"]) / 2) and f_fail > f
+    seen = []
+    res, report = ev.tune_equilibrium(
+        tasks,
+        jax.random.key(0),
+        seeds=[0],
+        space={"adapt_rate": ev.Real(0.005, 0.5, log=True)},
+        metric="ert_mean",
+        fn=fake,
+        population_size=6,
+        num_generations=4,
+        on_evaluation=lambda fit, cfg, d: seen.append((fit, cfg)),
+    )
+    assert len(seen) == 1 + len(report["evaluated"]) == 1 + res.num_evaluations
+    assert report["best_config"]["adapt_rate"] < 0.02
+    assert report["best_fitness"] == pytest.approx(3.0)
