@@ -274,8 +274,10 @@ FLOAT32_MAX_ITER = 80
 `FLOAT32_GTOL` by then continues in the float64 stage (with its memory) instead of
 keeping a float32 tail pass running (see benchmarks/README.md, "Conformers")."""
 
-MEMORY = 8
-"""Default L-BFGS memory (pairs kept per conformer) of `relax_conformers`."""
+MEMORY = 16
+"""Default L-BFGS memory (pairs kept per conformer) of `relax_conformers`: 16 takes
+~30 % fewer iterations than 8 on small molecules (3n <= 36 coordinates), the float64
+stage ~2.5x fewer (see benchmarks/README.md, "L-BFGS memory 16")."""
 
 COMPACT_BELOW = 0.4
 """A pass on a large grid stops when fewer than this fraction of its items still run;
