@@ -5,7 +5,7 @@ float32 and float64, on the packed grid of the benchmark molecules x C conformer
 the state where the float64 stage starts (after the float32 stage, cap 80).
 
     PYTHONPATH=$PWD python benchmarks/profile_packed_lbfgs.py [--conformers 64]
-        [--seed 11] [--iterations 50] [--repeats 20]
+        [--seed 11] [--iterations 50] [--repeats 20] [--memory 16]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from rdkit import Chem
 
 from capsules.molecular import embed_conformers, mmff_parameters
+from capsules.molecular._conformers import MEMORY
 from capsules.molecular._packed import (
     _direction,
     _step,
@@ -32,7 +33,7 @@ from capsules.molecular._packed import (
     packed_start,
     to_packed,
 )
-from capsules.molecular._relax import MAX_STEP, MEMORY
+from capsules.molecular._relax import MAX_STEP
 
 BENCHMARK = ["O", "N", "C", "C=O", "CO", "CCO", "CC(=O)O", "NCC(=O)O", "CC(C)=O", "NC(N)=O"]
 
@@ -54,6 +55,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--memory", type=int, default=MEMORY, help="L-BFGS memory")
     args = ap.parse_args(argv)
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in BENCHMARK]
     params = [mmff_parameters(m) for m in mols]
@@ -67,12 +69,18 @@ def main(argv=None):
         x[m, :, : cf.shape[1]] = cf
     budget = np.zeros((slots, c), np.int32)
     budget[: len(params)] = 80
-    out: dict = {"load_average": os.getloadavg(), "grid": {}, "float32": {}, "float64": {}}
+    out: dict = {
+        "load_average": os.getloadavg(),
+        "memory": args.memory,
+        "grid": {},
+        "float32": {},
+        "float64": {},
+    }
     g = layout.grid
     out["grid"] = {"molecules": g.molecules, "atoms": g.atoms, "conformers": g.conformers}
     with jax.enable_x64(True):
         z0 = jnp.asarray(to_packed(layout, x), jnp.float32)
-        st = jax.jit(packed_start, static_argnums=4)(g, z0, jnp.asarray(budget), 1e-3, MEMORY)
+        st = jax.jit(packed_start, static_argnums=4)(g, z0, jnp.asarray(budget), 1e-3, args.memory)
         st, _ = jax.jit(packed_lbfgs)(g, st, 1e-3, MAX_STEP, 0)
         host = normalise(st)
         for dtype in (jnp.float32, jnp.float64):
@@ -80,7 +88,7 @@ def main(argv=None):
             cs = cast_state(dict(host, budget=np.full_like(host["budget"], 10**6)), dtype)
             cs = jax.jit(packed_resume)(g, cs, jnp.asarray(0.0, dtype))  # gtol 0: all run
             z = cs["z"]
-            vg = jax.jit(g.value_and_grad)
+            vg = jax.jit(lambda grid, z: grid.value_and_grad(z))
             direction = jax.jit(_direction, static_argnums=())
             step = jax.jit(_step)
             zero = jnp.asarray(0.0, dtype)
@@ -92,8 +100,10 @@ def main(argv=None):
                 return packed_lbfgs(g, c_, zero, ms, 0)
 
             r = {
-                "value_and_grad": _time(vg, z, repeats=args.repeats),
-                "energy": _time(jax.jit(g.energies), z, repeats=args.repeats),
+                "value_and_grad": _time(vg, g, z, repeats=args.repeats),
+                "energy": _time(
+                    jax.jit(lambda grid, z: grid.energies(z)), g, z, repeats=args.repeats
+                ),
                 "direction": _time(
                     direction,
                     g,
@@ -110,7 +120,9 @@ def main(argv=None):
             }
             for k in (10, 30):
                 zk = jnp.tile(z, (1, 1, k))
-                r[f"value_and_grad_x{k}_columns"] = _time(vg, zk, repeats=max(3, args.repeats // 4))
+                r[f"value_and_grad_x{k}_columns"] = _time(
+                    vg, g, zk, repeats=max(3, args.repeats // 4)
+                )
             out[name] = r
             print(
                 f"{name}: E+grad {1e3 * r['value_and_grad']:.2f} ms (E alone "
