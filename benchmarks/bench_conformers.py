@@ -18,7 +18,8 @@ formaldehyde, methanol, ethanol, acetic acid, glycine, acetone, urea.
     lengths sorted, over the conformers where both reach the same minimum).
 
     PYTHONPATH=$PWD python benchmarks/bench_conformers.py [--conformers 64 256]
-        [--molecules water ethanol ...] [--gtol 1e-5] [--skip-cold] [--skip-warm]
+        [--molecules water ethanol ...] [--gtol 1e-5 1e-3] [--memory 8 16] [--skip-cold]
+        [--skip-warm]
 """
 
 from __future__ import annotations
