@@ -18,7 +18,8 @@ formaldehyde, methanol, ethanol, acetic acid, glycine, acetone, urea.
     lengths sorted, over the conformers where both reach the same minimum).
 
     PYTHONPATH=$PWD python benchmarks/bench_conformers.py [--conformers 64 256]
-        [--molecules water ethanol ...] [--gtol 1e-5] [--skip-cold] [--skip-warm]
+        [--molecules water ethanol ...] [--gtol 1e-5 1e-3] [--memory 8 16] [--skip-cold]
+        [--skip-warm]
 """
 
 from __future__ import annotations
@@ -92,14 +93,16 @@ def warm(
     names: list[str],
     num: int,
     seed: int = 11,
-    gtol: float = 1e-5,
+    gtols: tuple[float, ...] = (1e-5,),
     caps: tuple[int | None, ...] = (None,),
     repeats: int = 1,
     f32_tols: tuple[float | None, ...] = (None,),
+    memories: tuple[int | None, ...] = (None,),
 ) -> list[dict]:
-    """(b) for `num` conformers of every molecule in `names`: one result per float32
-    iteration cap in `caps` (None: the library's default; 2000: unbounded) and float32
-    tolerance in `f32_tols` (None: the default), every variant and RDKit timed `repeats` times, alternated, in this one process."""
+    """(b) for `num` conformers of every molecule in `names`: one result per tolerance
+    in `gtols` (kcal/mol/A), float32 iteration cap in `caps` (None: the library's
+    default; 2000: unbounded) and float32 tolerance in `f32_tols` (None: the default),
+    every variant and RDKit timed `repeats` times, alternated, in this one process."""
     import jax
     import numpy as np
     from rdkit import Chem
@@ -110,10 +113,16 @@ def warm(
     smiles = [MOLECULES.get(n, n) for n in names]  # a name, or a SMILES (--smiles)
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
 
-    variants = [(cap, tol) for cap in caps for tol in f32_tols]
+    variants = [
+        (gtol, cap, tol, mem)
+        for gtol in gtols
+        for cap in caps
+        for tol in f32_tols
+        for mem in memories
+    ]
 
     def idf_run(relax_steps, variant):
-        cap, tol = variant
+        gtol, cap, tol, mem = variant
         t0, c0 = time.perf_counter(), time.process_time()
         params = [mmff_parameters(m) for m in mols]
         confs = [embed_conformers(m, num, seed) for m in mols]
@@ -127,6 +136,7 @@ def warm(
             gtol=gtol,
             float32_max_iter=cap,
             float32_gtol=tol,
+            memory=mem,
             timings=timings,
         )
         timings["total_cpu"] = time.process_time() - c0
@@ -175,8 +185,9 @@ def warm(
     _, _, _, rd_pos, rd_e, rd_gmax, not_conv = rd_runs[-1]
     count = num * len(mols)
     out = []
-    for cap, tol in variants:
-        r_v = runs[(cap, tol)]
+    first_sets = runs[variants[0]][-1][3]
+    for gtol, cap, tol, mem in variants:
+        r_v = runs[(gtol, cap, tol, mem)]
         t_idf = float(np.mean([r[0] for r in r_v]))
         t_idf_embed = float(np.mean([r[1] for r in r_v]))
         tims = [r[2] for r in r_v]
@@ -199,12 +210,28 @@ def warm(
             for m, s, p in zip(mols, sets, rd_pos)
         ]
         d_same = max(float(np.max(d[k], initial=0.0)) for d, k in zip(d_bond, same))
+        # against the first variant (the same starts, idf's other tolerance or cap)
+        d_e_first = [s.energies - f.energies for s, f in zip(sets, first_sets)]
+        same_first = [np.abs(d) < 1e-4 for d in d_e_first]
+        d_bond_first = max(
+            float(
+                np.max(
+                    np.abs(
+                        np.sort(_bond_lengths(m, s.positions))
+                        - np.sort(_bond_lengths(m, f.positions))
+                    )[k],
+                    initial=0.0,
+                )
+            )
+            for m, s, f, k in zip(mols, sets, first_sets, same_first)
+        )
         out.append(
             {
                 "conformers_per_molecule": num,
                 "gtol": gtol,
                 "float32_max_iter": cap,
                 "float32_gtol": tol,
+                "memory": mem,
                 "repeats": repeats,
                 "molecules": names,
                 "idf_s_per_conformer": t_idf / count,
@@ -219,6 +246,8 @@ def warm(
                 "idf_float32_iterations_mean": timings["relax_float32_iterations_mean"],
                 "idf_float32_iterations_max": timings["relax_float32_iterations_max"],
                 "idf_float32_capped": timings["relax_float32_capped"],
+                "idf_float64_iterations_mean": timings["relax_float64_iterations_mean"],
+                "idf_float64_iterations_quantiles": timings["relax_float64_iterations_quantiles"],
                 "idf_relax_passes": timings["relax_passes"],
                 "embed_s_per_conformer": t_idf_embed / count,
                 "rdkit_mmff_s_per_conformer": (t_rd - t_rd_embed) / count,
@@ -227,6 +256,11 @@ def warm(
                 "max_bond_length_difference_all_A": max(float(np.max(d)) for d in d_bond),
                 "max_energy_idf_minus_rdkit": float(max(np.max(d) for d in d_energy)),
                 "min_energy_idf_minus_rdkit": float(min(np.min(d) for d in d_energy)),
+                "same_minimum_as_first_variant": int(sum(int(k.sum()) for k in same_first)),
+                "max_bond_length_difference_first_variant_A": d_bond_first,
+                "max_abs_energy_difference_first_variant": float(
+                    max(np.max(np.abs(d)) for d in d_e_first)
+                ),
                 "idf_max_grad_norm": float(max(np.max(s.grad_norms) for s in sets)),
                 "rdkit_max_grad_norm": rd_gmax,
                 "rdkit_not_converged": not_conv,
@@ -240,7 +274,11 @@ def main(argv=None):
     ap.add_argument("--conformers", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
     ap.add_argument(
-        "--gtol", type=float, default=1e-5, help="idf's L-BFGS tolerance, kcal/mol/A (warm)"
+        "--gtol",
+        type=float,
+        nargs="+",
+        default=[1e-5],
+        help="idf's L-BFGS tolerances to compare, kcal/mol/A (warm)",
     )
     ap.add_argument(
         "--float32-max-iter",
@@ -256,6 +294,13 @@ def main(argv=None):
         nargs="+",
         default=[None],
         help="float32 stage tolerances to compare (default: the library's FLOAT32_GTOL)",
+    )
+    ap.add_argument(
+        "--memory",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="L-BFGS memories to compare (default: the library's MEMORY)",
     )
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each, alternated")
     ap.add_argument("--seed", type=int, default=11, help="ETKDG seed (warm)")
@@ -295,15 +340,17 @@ def main(argv=None):
                 args.molecules,
                 num,
                 seed=args.seed,
-                gtol=args.gtol,
+                gtols=tuple(args.gtol),
                 caps=tuple(args.float32_max_iter),
                 repeats=args.repeats,
                 f32_tols=tuple(args.float32_gtol),
+                memories=tuple(args.memory),
             ):
                 out["warm"].append(r)
                 print(
-                    f"(b) {num} conformers x {len(args.molecules)} molecules, float32 cap "
-                    f"{r['float32_max_iter']}, float32 gtol {r['float32_gtol']} (seed {args.seed}, load now "
+                    f"(b) {num} conformers x {len(args.molecules)} molecules, gtol "
+                    f"{r['gtol']:.0e}, float32 cap "
+                    f"{r['float32_max_iter']}, float32 gtol {r['float32_gtol']}, memory {r['memory']} (seed {args.seed}, load now "
                     f"{os.getloadavg()[0]:.1f}): "
                     f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
                     f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}, CPU "
@@ -319,7 +366,13 @@ def main(argv=None):
                     f"{r['max_bond_length_difference_all_A']:.1e}); E(idf) - E(RDKit) in "
                     f"[{r['min_energy_idf_minus_rdkit']:.1e}, {r['max_energy_idf_minus_rdkit']:.1e}]; "
                     f"float32 iterations mean {r['idf_float32_iterations_mean']:.0f}, max "
-                    f"{r['idf_float32_iterations_max']}, {r['idf_float32_capped']} capped",
+                    f"{r['idf_float32_iterations_max']}, {r['idf_float32_capped']} capped; "
+                    f"float64 iterations mean {r['idf_float64_iterations_mean']:.1f}, "
+                    f"quantiles 50/90/99/100% {r['idf_float64_iterations_quantiles']}; "
+                    f"idf max |grad| {r['idf_max_grad_norm']:.1e}, RDKit {r['rdkit_max_grad_norm']:.1e}; "
+                    f"vs the first variant: same minimum {r['same_minimum_as_first_variant']}, "
+                    f"max |d bond| there {r['max_bond_length_difference_first_variant_A']:.1e} A, "
+                    f"max |dE| {r['max_abs_energy_difference_first_variant']:.1e}",
                     flush=True,
                 )
                 for p in r["idf_relax_passes"]:
