@@ -218,3 +218,20 @@ def test_checkpoint_resume(tmp_path):
     np.testing.assert_array_equal(np.asarray(again.final_position), np.asarray(full.final_position))
     with pytest.raises(ValueError, match="different run"):
         _run("parallel_tempering", 3, num_steps=800, checkpoint=path)
+
+
+def test_default_temperature_scale_ignores_clashing_minima():
+    # first minima: a physical band of spread 1 and, above it, steric clashes at ~1e3
+    # (over half of AB-34's random starts relax into such states): the spread that sets
+    # the default ladder is the band's, not the clashes'
+    from idf_jax.thermo.basin_hopping import _robust_spread
+
+    band = np.random.default_rng(0).normal(-5.0, 1.0, 4000)
+    clash = 1000.0 + 300.0 * np.random.default_rng(1).random(6000)
+    s = float(_robust_spread(jnp.asarray(np.concatenate([band, clash]), jnp.float32)))
+    assert s == pytest.approx(1.0, rel=0.1)
+    # without outliers it is IQR / 1.349; equal energies fall back to 1% of |median|
+    plain = float(_robust_spread(jnp.asarray(band, jnp.float32)))
+    q25, q75 = np.percentile(band, [25, 75])
+    assert plain == pytest.approx((q75 - q25) / 1.349, rel=1e-4)
+    assert float(_robust_spread(jnp.full((16,), 200.0))) == pytest.approx(2.0)
