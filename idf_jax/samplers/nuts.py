@@ -186,7 +186,7 @@ class NUTS(Sampler):
         # Two nested loops (doublings, then the leaves of one subtree), as BlackJAX's
         # iterative NUTS; `advance` is the same machine flattened to one leaf per call.
         def subtree(w):
-            w = jax.lax.while_loop(lambda v: ~v.sub_done, lambda v: _leaf(ops, v), w)
+            w = jax.lax.while_loop(lambda v: ~v.sub_done, lambda v: _leaf(ops, v, True), w)
             return _merge(ops, w)
 
         work = jax.lax.while_loop(lambda w: ~w.done, subtree, work)
@@ -325,7 +325,7 @@ def _advance(ops: _Ops, w: NUTSWork) -> NUTSWork:
     return _where(w.sub_done, _merge(ops, w), w)
 
 
-def _leaf(ops: _Ops, w: NUTSWork) -> NUTSWork:
+def _leaf(ops: _Ops, w: NUTSWork, looped: bool = False) -> NUTSWork:
     """One leapfrog step from the growing end of the subtree, its multinomial sampling
     and the U-turn checks of the sub-subtrees that end at the new leaf."""
     inv_mass, temp = ops.inv_mass, ops.temperature
@@ -358,9 +358,7 @@ def _leaf(ops: _Ops, w: NUTSWork) -> NUTSWork:
     # never needs this leaf's own write. Checkpoint k is the row [v_k, c_k, a_k] with the
     # velocity v_k = M^-1 p_k, c_k = rho_k - p_k / 2 and a_k = v_k . c_k at its leaf; the
     # span from checkpoint k to this leaf has r = h - c_k with h = rho - p / 2, so
-    # v_k . r = v_k . h - a_k and v . r = v . h - c_k . v. All checkpoints are checked at
-    # once, masked: no inner loop (its iterations and the copies of the checkpoints into
-    # its carry cost more than the arithmetic on CPU).
+    # v_k . r = v_k . h - a_k and v . r = v . h - c_k . v.
     d = inv_mass.shape[0]
     idx_min, idx_max = _ckpt_idxs(w.n)
     even = (w.n % 2) == 0
@@ -369,16 +367,40 @@ def _leaf(ops: _Ops, w: NUTSWork) -> NUTSWork:
     half = sub_rho - 0.5 * p
     vh = jnp.sum(v * half)
     ck = w.ck
-    # both sums of products in one variadic reduce: XLA:CPU hands a plain batched
-    # multiply-reduce of this shape to a YNNPACK fusion that costs ~5x the whole check
-    zero = jnp.zeros((), dt)
-    s_left, s_right = jax.lax.reduce(
-        (ck[:, :d] * half[None, :], ck[:, d : 2 * d] * v[None, :]), (zero, zero), _add_pairs, (1,)
-    )
-    t_left = s_left - ck[:, 2 * d]
-    t_right = vh - s_right
     in_range = (i >= idx_min) & (i <= idx_max)
-    sub_turn = jnp.any(in_range & ((t_left <= 0) | (t_right <= 0)))
+    if looped:
+        # Only the checkpoints idx_max down to idx_min, stopping at the first U-turn
+        # (NumPyro / BlackJAX): ~1 row per leaf on average. Best in lock-step, where all
+        # active chains are at the same leaf of the same subtree (masked: 1.07x the time
+        # on the funnel, 1.16x on a 100-d Gaussian, 128 chains, CPU).
+        def turned(k):
+            row = ck[k]
+            return (jnp.sum(row[:d] * half) - row[2 * d] <= 0) | (
+                vh - jnp.sum(row[d : 2 * d] * v) <= 0
+            )
+
+        def body(c):
+            k, _ = c
+            return k - 1, turned(k)
+
+        _, sub_turn = jax.lax.while_loop(
+            lambda c: (c[0] >= idx_min) & ~c[1], body, (idx_max, jnp.zeros((), bool))
+        )
+    else:
+        # All checkpoints at once, masked, no inner loop: for chains at different leaves
+        # (the desynchronised driver). Both sums of products in one variadic reduce:
+        # XLA:CPU hands a plain batched multiply-reduce of this shape to a YNNPACK
+        # fusion that costs ~5x the whole check.
+        zero = jnp.zeros((), dt)
+        s_left, s_right = jax.lax.reduce(
+            (ck[:, :d] * half[None, :], ck[:, d : 2 * d] * v[None, :]),
+            (zero, zero),
+            _add_pairs,
+            (1,),
+        )
+        t_left = s_left - ck[:, 2 * d]
+        t_right = vh - s_right
+        sub_turn = jnp.any(in_range & ((t_left <= 0) | (t_right <= 0)))
     # one-hot write, not a scatter: under vmap the index differs between chains
     write = ((i == idx_max) & even)[:, None]
     ck = jnp.where(write, jnp.concatenate([v, half, vh[None]])[None, :], ck)
