@@ -63,6 +63,7 @@ PENDING, FRESH, RELAXING, ENDED = 0, 1, 2, 3
 # over seeds 0-19, 17/20 -> 20/20 reached; benchmarks/README.md, Global search).
 _MEMORY = 16
 _SERVICE_EVERY = 4  # iterations between judging ended relaxations and starting hops
+_MEM_KEYS = ("S", "Y", "rho")  # the L-BFGS memory leaves of a relaxation's state
 
 
 def move_slots(n: int) -> int:
@@ -213,10 +214,18 @@ def async_loop(
         zt = jnp.where(fresh[:, None], lb["z"], zt)
         et, gt = jax.vmap(evaluate)(zt)
         started = jax.vmap(lbfgs_restart, in_axes=(0, 0, 0, 0, None))(lb, zt, et, gt, params.gtol)
-        stepped = jax.vmap(lbfgs_update, in_axes=(0, 0, 0, 0, 0, None, None))(
-            lb, zt, alpha, et, gt, params.gtol, _MEMORY
+        stepped = jax.vmap(lbfgs_update, in_axes=(0, 0, 0, 0, 0, None, None, None, 0))(
+            lb, zt, alpha, et, gt, params.gtol, _MEMORY, None, relaxing
         )
-        lb = _tree.select_rows(fresh, started, _tree.select_rows(relaxing, stepped, lb))
+        # the memory (chains, 16, dim) is written in place by the relaxing chains only
+        # (`write`) and left alone by a restart: taken as is, not selected (a copy)
+        mem = {k: stepped[k] for k in _MEM_KEYS}
+        small = {k: v for k, v in lb.items() if k not in _MEM_KEYS}
+        pick = {k: started[k] for k in small}
+        pick = _tree.select_rows(
+            fresh, pick, _tree.select_rows(relaxing, {k: stepped[k] for k in small}, small)
+        )
+        lb = dict(pick, **mem)
         # a first relaxation may run to relax_steps iterations in all, a hop's to cap
         limit = jnp.where(w["first"], params.relax_steps, cap)
         ended = evaluating & (lb["done"] | (lb["it"] >= limit))

@@ -134,10 +134,25 @@ def lbfgs_trial(c: dict, max_step):
     return c["z"] + alpha * c["d"], alpha
 
 
-def lbfgs_update(c: dict, zt, alpha, et, gt, gtol, memory: int, stall: int | None = None) -> dict:
+def lbfgs_update(
+    c: dict,
+    zt,
+    alpha,
+    et,
+    gt,
+    gtol,
+    memory: int,
+    stall: int | None = None,
+    write=True,
+) -> dict:
     """One L-BFGS iteration's bookkeeping after the evaluation (et, gt) at trial zt:
     accept (Armijo, or a rounding-level rise with a smaller gradient) or shrink the step,
-    update the memory and the next direction, count the iteration, decide `done`."""
+    update the memory and the next direction, count the iteration, decide `done`.
+
+    The memory (S, Y, rho) is written one row in place (row `head`), never copied.
+    `write` (bool scalar): where False the memory leaves come back unchanged and the
+    other leaves are not meaningful (for a caller that discards this update: it can keep
+    the returned S, Y, rho instead of selecting them, which would copy the whole memory)."""
     m = int(memory)
     z, e, g, d = c["z"], c["e"], c["g"], c["d"]
     ulp = jnp.finfo(z.dtype).eps
@@ -154,9 +169,11 @@ def lbfgs_update(c: dict, zt, alpha, et, gt, gtol, memory: int, stall: int | Non
     sy = jnp.dot(s, y)
     store = ok & (sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y)))
     head, count = c["head"], c["count"]
-    s_mem = jnp.where(store, c["S"].at[head].set(s), c["S"])
-    y_mem = jnp.where(store, c["Y"].at[head].set(y), c["Y"])
-    rho = jnp.where(store, c["rho"].at[head].set(1.0 / jnp.where(store, sy, 1.0)), c["rho"])
+    # row-sized selects written in place (a select of the whole memory would copy it)
+    put = store & write
+    s_mem = c["S"].at[head].set(jnp.where(put, s, c["S"][head]))
+    y_mem = c["Y"].at[head].set(jnp.where(put, y, c["Y"][head]))
+    rho = c["rho"].at[head].set(jnp.where(put, 1.0 / jnp.where(store, sy, 1.0), c["rho"][head]))
     head = jnp.where(store, (head + 1) % m, head)
     count = jnp.where(store, jnp.minimum(count + 1, m), count)
     z = jnp.where(ok, zt, z)
