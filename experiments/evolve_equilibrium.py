@@ -4,7 +4,8 @@ For every instance (LJ clusters with their Cambridge Cluster Database records, T
 problems, the 2-D AB protein model of the length-13 Fibonacci sequence), every configuration (the defaults: method "auto" = parallel tempering of
 basin hopping; plain basin hopping; each evolved preset) and every held-out seed (never
 used in a search), one `sample_equilibrium` run of `--chains` chains from the capsule's
-random starts, stopping once a chain is within 1e-3 of the record (`stop_at_target`).
+random starts, with the capsule's `moves` for every basin-hopping configuration (as
+`idf equilibrium` passes them; the search's tasks carry them too), stopping once a chain is within 1e-3 of the record (`stop_at_target`).
 
 Reported per (instance, configuration), the measures of benchmarking studies (COCO):
 - runs that reached the record / seeds (a run = one seed, all its chains);
