@@ -4,7 +4,8 @@ For every instance (LJ clusters with their Cambridge Cluster Database records, T
 problems, the 2-D AB protein model of the length-13 Fibonacci sequence), every configuration (the defaults: method "auto" = parallel tempering of
 basin hopping; plain basin hopping; each evolved preset) and every held-out seed (never
 used in a search), one `sample_equilibrium` run of `--chains` chains from the capsule's
-random starts, stopping once a chain is within 1e-3 of the record (`stop_at_target`).
+random starts, with the capsule's `moves` for every basin-hopping configuration (as
+`idf equilibrium` passes them; the search's tasks carry them too), stopping once a chain is within 1e-3 of the record (`stop_at_target`).
 
 Reported per (instance, configuration), the measures of benchmarking studies (COCO):
 - runs that reached the record / seeds (a run = one seed, all its chains);
@@ -128,6 +129,7 @@ def _task(name: str, chains: int, budget: int) -> ev.EquilibriumTask:
         project=cap.project,
         chains=chains,
         num_steps=budget,
+        moves=cap.moves,  # the capsule's moves, as `idf equilibrium` passes them
     )
 
 
@@ -327,6 +329,9 @@ def validate(args) -> None:
 def _call(cap, record, cfg, seed, chains):
     k_init, k_run = jax.random.split(jax.random.key(seed))
     x0 = cap.init(k_init, chains)
+    # the capsule's moves for every basin-hopping configuration, as `idf equilibrium` and
+    # the search (`EquilibriumTask.moves`) pass them; annealing takes none
+    moves = cap.moves if ev.tuning._hopping(cfg) else None
     t0 = time.perf_counter()
     res = idf.sample_equilibrium(
         cap.energy_fn,
@@ -336,7 +341,7 @@ def _call(cap, record, cfg, seed, chains):
         project=cap.project,
         target=record,
         stop_at_target=True,
-        **cfg,
+        **{"moves": moves, **cfg},
     )
     jax.block_until_ready(res.best_energy)
     secs = time.perf_counter() - t0
@@ -370,6 +375,12 @@ def run(cap, record, cfg, seeds, chains):
     }
 
 
+# Appended to the name of every basin-hopping configuration, whose runs get the capsule's
+# moves (since 2026-12-04); the rows of earlier calls, named without it, ran without them
+# (the default Gaussian kick of every coordinate).
+MOVES_TAG = " + capsule moves"
+
+
 def configs_for(preset_names: list[str], budget: int) -> dict[str, dict]:
     out = {
         "defaults (auto = parallel tempering)": {"num_steps": budget},
@@ -383,7 +394,7 @@ def configs_for(preset_names: list[str], budget: int) -> dict[str, dict]:
         if cfg.get("method", "auto") in HOPPING:
             cfg["num_steps"] = budget  # the instance's budget, not the search's
         out[f"preset {rec['name']}"] = cfg
-    return out
+    return {(k + MOVES_TAG if ev.tuning._hopping(c) else k): c for k, c in out.items()}
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -401,7 +412,11 @@ def write_md(rows: dict, meta: dict) -> str:
         "chain within 1e-3 of the record; runs stop at the record. ERT = evaluations of all "
         "runs (until the first hit, or all they spent) per run that reached the record. "
         "Wall times on a shared 2-core CPU machine (load average in the last column), "
-        "noisy; evaluations are exact.",
+        "noisy; evaluations are exact. Configurations named with "
+        f"`{MOVES_TAG.strip()}` got the capsule's basin-hopping moves (`Capsule.moves`: "
+        "LJ `cluster_move`, Thomson `sphere_move`, AB 2-D `chain_move_2d`), as "
+        "`idf equilibrium` passes them; rows without it (calls before 2026-12-04) ran "
+        "with the default Gaussian kick.",
         "",
         "Calls:",
     ]

@@ -128,7 +128,9 @@ class EquilibriumTask(NamedTuple):
     capsule's constraints / project; name for reports; chains per run; num_steps: this
     task's budget (evaluations per chain for basin hopping), overriding the
     configuration's `num_steps` (None: the configuration's), so tasks of different sizes
-    can share one search.
+    can share one search. moves: the capsule's basin-hopping moves (`Capsule.moves`),
+    passed to every basin-hopping run as the CLI passes them (`idf equilibrium`), and
+    left out where the configuration anneals (annealing takes no moves).
     """
 
     name: str
@@ -140,6 +142,7 @@ class EquilibriumTask(NamedTuple):
     chains: int = 16
     target_tol: float = 1e-3
     num_steps: int | None = None
+    moves: Any = None
 
 
 def equilibrium_fitness(
@@ -164,8 +167,10 @@ def equilibrium_fitness(
         raise ArgumentError("metric", f"metric must be one of {list(METRICS)}, got {metric!r}")
     kw = {**dict(fixed or {}), **dict(config)}
     ert_like = metric in ("ert", "ert_mean")
-    if ert_like and "stop_at_target" in _accepted(fn):
+    accepted = _accepted(fn)
+    if ert_like and "stop_at_target" in accepted:
         kw.setdefault("stop_at_target", True)
+    hopping = _hopping(kw)
     pre = int(kw.get("prerelax_steps", 100))
     rel = int(kw.get("relax_steps", 500))
     successes, evals, runs, gaps = 0, 0, 0, []
@@ -176,6 +181,14 @@ def equilibrium_fitness(
         steps = int(task.num_steps if task.num_steps is not None else kw.get("num_steps", 1000))
         kw["num_steps"] = steps
         t_spent, t_reached, t_gaps = 0, 0, []
+        extra = {}
+        if task.moves is not None and hopping:
+            if "moves" not in accepted:
+                raise ArgumentError(
+                    "tasks", f"task {task.name!r} has moves; {getattr(fn, '__name__', 'fn')} "
+                    "takes none",
+                )  # fmt: skip
+            extra["moves"] = task.moves
         for seed in seeds:
             k_init, k_run = jax.random.split(jax.random.key(int(seed)))
             x0 = task.init(k_init, task.chains)
@@ -187,7 +200,7 @@ def equilibrium_fitness(
                 project=task.project,
                 target=task.target,
                 target_tol=task.target_tol,
-                **kw,
+                **{**extra, **kw},  # moves in `fixed` / the config win
             )
             successes += int(res.num_reached)
             bound = task.chains * (pre + steps + rel)
@@ -245,6 +258,21 @@ def equilibrium_fitness(
             }
         )
     return fitness, details
+
+
+def _hopping(kw: Mapping[str, Any]) -> bool:
+    """Whether `sample_equilibrium` called with `kw` runs basin hopping (takes moves):
+    any method but "anneal", and "auto" unless the call asks for annealing (a schedule,
+    `record_every` or relax=False; `thermo.anneal._resolve_method`)."""
+    method = kw.get("method", "auto")
+    if method == "auto":
+        asks_anneal = (
+            kw.get("schedule") is not None
+            or kw.get("record_every") is not None
+            or kw.get("relax", True) is False
+        )
+        return not asks_anneal
+    return method != "anneal"
 
 
 def _log_ert(ert: float, gap: float, reached: int) -> float:

@@ -251,3 +251,64 @@ def test_ert_mean_weighs_every_task_evenly_with_its_own_budget():
     assert len(seen) == 1 + len(report["evaluated"]) == 1 + res.num_evaluations
     assert report["best_config"]["adapt_rate"] < 0.02
     assert report["best_fitness"] == pytest.approx(3.0)
+
+
+def test_task_moves_reach_every_basin_hopping_run_and_no_annealing_run():
+    """`EquilibriumTask.moves` (a capsule's moves) is passed to every run whose method is
+    basin hopping, as `idf equilibrium` passes `Capsule.moves`, and left out where the
+    configuration anneals; `fixed` moves win; a function without `moves` is an error."""
+    seen = []
+
+    def fake(energy_fn, key, x0_batch, *, num_steps, method="auto", moves=None,
+             schedule=None, constraints=None, project=None, target=0.0, target_tol=1e-3,
+             stop_at_target=False):  # fmt: skip
+        if method == "anneal" and moves is not None:
+            raise ArgumentError("moves", "annealing takes no moves")
+        seen.append(moves)
+        return _HitRes(1, target, 100, 50)
+
+    def move(key, x, scale):
+        return x
+
+    def other(key, x, scale):
+        return -x
+
+    task = ev.EquilibriumTask(
+        "toy", lambda x: jnp.sum(x**2), lambda k, c: jnp.zeros((c, 2)), target=-1.0,
+        chains=4, moves=move,
+    )  # fmt: skip
+    for cfg in ({}, {"method": "auto"}, {"method": "parallel_tempering"}, {"method": "population"}):
+        seen.clear()
+        tuning.equilibrium_fitness({"num_steps": 5, **cfg}, [task], [0, 1], fn=fake, metric="ert")
+        assert seen == [move, move]
+    for cfg in ({"method": "anneal"}, {"method": "auto", "schedule": 1.0}):
+        seen.clear()
+        tuning.equilibrium_fitness({"num_steps": 5, **cfg}, [task], [0], fn=fake, metric="ert")
+        assert seen == [None]
+    seen.clear()
+    tuning.equilibrium_fitness({"num_steps": 5}, [task], [0], fn=fake, fixed={"moves": other})
+    assert seen == [other]
+    with pytest.raises(ArgumentError) as e:
+        tuning.equilibrium_fitness({"num_steps": 100}, [task], [0], fn=fake_equilibrium)
+    assert e.value.argument == "tasks"
+
+
+def test_task_moves_reach_a_real_search_as_passing_them_by_hand_does():
+    """On a real `sample_equilibrium` a task's moves are the capsule's moves: the fitness
+    run spends exactly what a direct call with `moves=capsule.moves` spends."""
+    from capsules import plasma
+
+    cap = plasma.thomson(5)
+    task = ev.EquilibriumTask(
+        "thomson5", cap.energy_fn, cap.init, plasma.THOMSON_MINIMA[5], project=cap.project,
+        chains=4, num_steps=300, moves=cap.moves,
+    )  # fmt: skip
+    _, det = tuning.equilibrium_fitness({"replicas": 4}, [task], [3], metric="ert")
+    k_init, k_run = jax.random.split(jax.random.key(3))
+    res = idf.sample_equilibrium(
+        cap.energy_fn, k_run, cap.init(k_init, 4), num_steps=300, replicas=4,
+        project=cap.project, target=task.target, stop_at_target=True, moves=cap.moves,
+    )  # fmt: skip
+    reached = int(res.num_reached) > 0
+    assert det["runs_reached"] == int(reached)
+    assert det["spent"] == int(res.hit_evaluations if reached else res.num_evaluations)

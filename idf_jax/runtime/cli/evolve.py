@@ -137,6 +137,7 @@ def equilibrium(
         constraints=tuple(cap.constraints),
         project=cap.project,
         chains=chains,
+        moves=cap.moves,  # to every basin-hopping run, as `idf equilibrium` passes them
     )
     space = ev.equilibrium_space(
         include=[s.strip() for s in include.split(",") if s.strip()] if include else None
