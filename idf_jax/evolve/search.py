@@ -60,6 +60,11 @@ class EvolveResult(NamedTuple):
     num_generations: generations run (fewer than asked when stopped early).
     traceable: True when the fitness ran as JAX code (one jit(vmap)), False on the host.
     strategy: the evosax algorithm's name.
+    mean_params: the search distribution's mean at the end, decoded like `best_params`
+        (distribution-based strategies: CMA-ES, SNES, Open_ES, ...; None for population-
+        based ones: PSO, DE, GA). On a noisy fitness this is the recommendation to use:
+        `best_params` is the luckiest of many noisy evaluations (its `best_fitness` is
+        biased low), while the mean is fitted to all of them.
     """
 
     best_params: dict[str, Any]
@@ -70,6 +75,7 @@ class EvolveResult(NamedTuple):
     num_generations: int
     traceable: bool
     strategy: str
+    mean_params: dict[str, Any] | None = None
 
 
 class _Carry(NamedTuple):
@@ -316,6 +322,12 @@ def minimize(
         bar.close()
 
     best_params = sp.to_python(jax.tree.map(np.asarray, engine.readout(carry.best_z)))
+    mean_z = None if engine.pop_based else getattr(carry.state, "mean", None)
+    mean_params = (
+        None
+        if mean_z is None
+        else sp.to_python(jax.tree.map(np.asarray, engine.readout(jnp.asarray(mean_z))))
+    )
     arch_out = None
     if archive is not None and carry.archive is not None:
         arch_out = elites(
@@ -334,6 +346,7 @@ def minimize(
         num_generations=done,
         traceable=use_jax,
         strategy=strategy_name,
+        mean_params=mean_params,
     )
 
 

@@ -34,6 +34,30 @@ def test_sphere_known_optimum():
     assert res.num_evaluations == 40 * ev.default_population_size(3)
 
 
+def test_mean_params_is_the_search_distribution_decoded():
+    # CMA-ES's mean converges on the optimum; decoded with the space's types and bounds
+    res = ev.minimize(sphere, SPHERE, jax.random.key(0), num_generations=40)
+    np.testing.assert_allclose(list(res.mean_params.values()), 0.5, atol=1e-3)
+    mixed = ev.minimize(_mixed, MIXED, jax.random.key(2), population_size=16, num_generations=60)
+    m = mixed.mean_params
+    assert isinstance(m["n"], int) and isinstance(m["x"], float)
+    assert m["kind"] in ("a", "b", "c") and m["m"] in (0.5, 2.0) and 1e-3 <= m["x"] <= 10.0
+    assert m["n"] == 3 and m["kind"] == "b" and m["m"] == 2.0
+
+
+def test_mean_params_averages_out_a_noisy_fitness():
+    # on a noisy fitness best_fitness is the luckiest draw (far below the true minimum, 0)
+    # while the mean is fitted to every evaluation: it lands near the optimum
+    def noisy(p, key):
+        return (p["x"] - 1.0) ** 2 + 0.3 * jax.random.normal(key)
+
+    res = ev.minimize(
+        noisy, {"x": ev.Real(-4.0, 4.0)}, jax.random.key(3), population_size=16, num_generations=60
+    )
+    assert res.best_fitness < -0.5
+    assert abs(res.mean_params["x"] - 1.0) < 0.3
+
+
 def test_rosenbrock_known_optimum():
     space = {f"x{i}": ev.Real(-2.0, 2.0) for i in range(4)}
     res = ev.minimize(rosenbrock, space, jax.random.key(1), population_size=16, num_generations=250)
@@ -191,6 +215,8 @@ def test_other_strategies_from_evosax():
     for name in ("SNES", "PSO"):
         res = ev.minimize(sphere, SPHERE, jax.random.key(8), strategy=name, num_generations=40)
         assert res.best_fitness < 0.05, name
+        # a distribution mean only where the strategy has one
+        assert (res.mean_params is None) == (name == "PSO"), name
     assert "CMA_ES" in ev.available_strategies()
 
 
