@@ -21,6 +21,8 @@ Bond lengths are exactly 1 by parametrisation: in 2-D the state is the N-2 bend 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -173,6 +175,7 @@ def chain_move_2d(key: PRNGKeyArray, x: Float[Array, " m"], scale) -> Float[Arra
     return _first_clear(cands)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def self_avoiding_bends_2d(
     key: PRNGKeyArray, num_chains: int, m: int, bound: float = 1.5
 ) -> Float[Array, "c m"]:

@@ -180,9 +180,9 @@ def test_chain_move_2d_draws_clash_free_moves_of_one_kind():
         clear = jax.vmap(biomedical._nonbonded_clearance_2d)
         return moved, once, clear(moved), clear(once)
 
-    x = cap.init(jax.random.key(0), 16)
+    x = cap.init(jax.random.key(0), 8)
     moved, once, c_moved, c_once = map(
-        np.asarray, run(x, jax.random.split(jax.random.key(1), (16, 32)))
+        np.asarray, run(x, jax.random.split(jax.random.key(1), (8, 32)))
     )
     lim = biomedical._CLEAR_2D
     assert np.mean(c_once < lim) > 0.2  # pivots and crankshafts often land on the chain
