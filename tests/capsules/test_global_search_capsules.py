@@ -127,10 +127,65 @@ def test_chain_move_2d_has_crankshafts_that_keep_the_tail_direction():
 
     x = jax.random.uniform(jax.random.key(0), (11,), minval=-1.0, maxval=1.0)
     keys = jax.random.split(jax.random.key(1), 300)
-    y = jax.vmap(lambda k: chain_move_2d(k, x, jnp.float32(0.0)))(keys)
+    y = jax.jit(jax.vmap(lambda k: chain_move_2d(k, x, jnp.float32(0.0))))(keys)
     changed = np.sum(np.abs(np.asarray(y) - np.asarray(x)) > 1e-6, axis=1)
     # the tail's direction is the sum of the bend angles: a crankshaft keeps it
     kept = np.abs(np.sum(np.asarray(y), axis=1) - float(jnp.sum(x))) < 1e-5
     crank = kept & (changed == 2)
     assert 0.2 < np.mean(crank) < 0.5  # one move kind in three
     assert np.all(changed <= 3)  # every move kind touches at most 3 angles (scale 0)
+
+
+@pytest.mark.parametrize("n", [5, 13, 34, 55])
+def test_ab_2d_starts_are_clash_free(n):
+    """The 2-D capsule's `init` grows self-avoiding chains: every non-bonded pair at least
+    `_CLEAR_2D` apart (fully random bends put 55 % of AB-34 starts closer than 0.5), bends
+    within the drawing range, and the starts are distinct draws."""
+    from capsules import biomedical
+
+    cap = biomedical.ab_protein(biomedical.fibonacci_sequence(n))
+    x0 = jax.jit(cap.init, static_argnums=1)(jax.random.key(n), 64)
+    assert x0.shape == (64, n - 2) and x0.dtype == jnp.float32
+    clear = np.asarray(jax.jit(jax.vmap(biomedical._nonbonded_clearance_2d))(x0))
+    assert np.all(clear >= biomedical._CLEAR_2D)
+    assert np.all(np.abs(np.asarray(x0)) < 1.5)
+    assert np.unique(np.round(np.asarray(x0), 5), axis=0).shape[0] == 64
+    assert np.all(np.isfinite(np.asarray(jax.jit(jax.vmap(cap.energy_fn))(x0))))
+    # the clearance agrees with the monomer positions `decode` gives
+    pos = cap.decode(x0[0])["positions"]
+    d = np.linalg.norm(pos[:, None] - pos[None, :], axis=-1)[np.triu_indices(n, 2)]
+    assert float(np.min(d)) == pytest.approx(float(clear[0]), abs=1e-4)
+
+
+def test_chain_move_2d_draws_clash_free_moves_of_one_kind():
+    """`chain_move_2d` returns, of its draws of one move kind, the first that does not
+    clash: from AB-34 starts its moves clash far less often than single draws, and where
+    a single draw of its kind (the same first key) is clear, it is the move."""
+    from capsules import biomedical
+
+    cap = biomedical.ab_protein(biomedical.fibonacci_sequence(34))
+    scale = jnp.float32(0.05)
+
+    def single(k, xi):  # one draw, the kind drawn as chain_move_2d draws it
+        k_kind, k_tries = jax.random.split(k)
+        kind = jax.random.randint(k_kind, (), 0, 3)
+        first = jax.random.split(k_tries, biomedical._TRIES_2D)[0]
+        return biomedical._chain_move_2d_kind(first, xi, scale, kind)
+
+    @jax.jit
+    def run(x, keys):
+        each = lambda f: jax.vmap(lambda ks, xi: jax.vmap(lambda k: f(k, xi))(ks))(keys, x)  # noqa: E731
+        moved = each(lambda k, xi: biomedical.chain_move_2d(k, xi, scale)).reshape(-1, 32)
+        once = each(single).reshape(-1, 32)
+        clear = jax.vmap(biomedical._nonbonded_clearance_2d)
+        return moved, once, clear(moved), clear(once)
+
+    x = cap.init(jax.random.key(0), 8)
+    moved, once, c_moved, c_once = map(
+        np.asarray, run(x, jax.random.split(jax.random.key(1), (8, 32)))
+    )
+    lim = biomedical._CLEAR_2D
+    assert np.mean(c_once < lim) > 0.2  # pivots and crankshafts often land on the chain
+    assert np.mean(c_moved < lim) < 0.25 * np.mean(c_once < lim)
+    first_ok = c_once >= lim
+    np.testing.assert_array_equal(moved[first_ok], once[first_ok])
