@@ -310,8 +310,9 @@ def main(argv=None):
         "--method",
         nargs="+",
         default=["lbfgs"],
-        choices=["lbfgs", "bfgs"],
-        help="relaxations to compare in this process: L-BFGS, dense BFGS per conformer",
+        choices=["lbfgs", "bfgs", "lbfgs_bfgs"],
+        help="relaxations to compare in this process: L-BFGS, dense BFGS per conformer, "
+        "L-BFGS in float32 then dense BFGS in float64",
     )
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each, alternated")
     ap.add_argument("--seed", type=int, default=11, help="ETKDG seed (warm)")

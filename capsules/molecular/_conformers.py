@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 import idf_jax as idf
 from idf_jax._checks import ArgumentError
 
-from ._dense_bfgs import bfgs_resume, bfgs_start, packed_bfgs, slot_map
+from ._dense_bfgs import bfgs_from_lbfgs, bfgs_resume, bfgs_start, packed_bfgs, slot_map
 from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets
 from ._grid import ConformerGrid, GridItem
 from ._mmff import MMFFParameters
@@ -164,10 +164,12 @@ def relax_conformers(
     at most `relax_steps`, which bounds both stages together). `float32_gtol`: the
     |grad| (kcal/mol/A) the float32 stage relaxes to (default `FLOAT32_GTOL`; never
     below gtol). `memory`: L-BFGS pairs kept per conformer (default `MEMORY`; a shape:
-    each value compiles once). `method`: "lbfgs" (the default) or "bfgs", a dense
+    each value compiles once). `method`: "lbfgs" (the default), "bfgs", a dense
     inverse Hessian per conformer (`_dense_bfgs`: (3 n)^2 entries, n the largest
-    molecule's atoms on the size ladder; `memory` unused), with the same line search,
-    tolerances and float32 -> float64 stages.
+    molecule's atoms rounded up to even; `memory` unused), with the same line search,
+    tolerances and float32 -> float64 stages, or "lbfgs_bfgs": L-BFGS in the float32
+    stage, the dense BFGS in the float64 polish (its matrix built from the L-BFGS
+    memory).
     """
     if method not in METHODS:
         raise ArgumentError("method", f"must be one of {METHODS}, got {method!r}")
@@ -287,8 +289,10 @@ MEMORY = 16
 ~30 % fewer iterations than 8 on small molecules (3n <= 36 coordinates), the float64
 stage ~2.5x fewer (see benchmarks/README.md, "L-BFGS memory 16")."""
 
-METHODS = ("lbfgs", "bfgs")
-"""The relaxations `relax_conformers` offers: L-BFGS, or a dense BFGS per conformer."""
+METHODS = ("lbfgs", "bfgs", "lbfgs_bfgs")
+"""The relaxations `relax_conformers` offers: L-BFGS, a dense BFGS per conformer, or
+L-BFGS in the float32 stage and a dense BFGS (its matrix built from the L-BFGS memory)
+in the float64 polish."""
 
 COMPACT_BELOW = 0.4
 """A pass on a large grid stops when fewer than this fraction of its items still run;
@@ -318,6 +322,11 @@ def _bfgs_start(grid, smap, z0, budget, gtol):
 def _bfgs_resume(grid, smap, c, gtol):
     TRACES["bfgs_resume"] += 1
     return bfgs_resume(grid, smap, c, gtol)
+
+
+def _bfgs_handover(grid, smap, c, gtol):
+    TRACES["bfgs_handover"] += 1
+    return bfgs_from_lbfgs(grid, smap, c, gtol)
 
 
 def _bfgs_run(grid, smap, c, gtol, max_step, stop_below):
@@ -386,8 +395,9 @@ def _relax_packed(
     iterations per item, default `FLOAT32_MAX_ITER`), then float64 to gtol (relax_steps
     iterations per item in all), the memory kept throughout. `stages`, when given,
     receives the per-item float32 iterations ("float32_iterations") and which items
-    the cap stopped ("float32_capped"). method: "lbfgs" (`memory` pairs) or "bfgs" (a
-    dense inverse Hessian per item, `_dense_bfgs`).
+    the cap stopped ("float32_capped"). method: "lbfgs" (`memory` pairs), "bfgs" (a
+    dense inverse Hessian per item, `_dense_bfgs`) or "lbfgs_bfgs" (L-BFGS in float32,
+    then the dense BFGS from the L-BFGS memory in float64).
     A pass on a large grid (>= FULL_OPTIMIZATION_ITEMS items) stops when fewer than
     COMPACT_BELOW of its items run; those continue in a smaller packed grid (written
     back into the full state after each pass) when its cost is below 0.7x. Returns the
@@ -400,9 +410,10 @@ def _relax_packed(
     master: dict | None = None
     cache = {} if cache is None else cache
     tol32 = max(gtol, FLOAT32_GTOL if float32_gtol is None else float(float32_gtol))
-    dense = method == "bfgs"
     for dtype, tol in ((jnp.float32, tol32), (jnp.float64, gtol)):
         tol_a = jnp.asarray(tol, dtype)
+        handover = method == "lbfgs_bfgs" and dtype == jnp.float64
+        dense = method == "bfgs" or handover
         if master is None:
             z0 = jnp.asarray(to_packed(full, np.asarray(x)), dtype)
             mem = MEMORY if memory is None else int(memory)
@@ -419,7 +430,9 @@ def _relax_packed(
                 stages["float32_capped"] = capped
             master["budget"] = budget
             cm = cast_state(master, dtype)
-            if dense:
+            if handover:
+                c = compiled(_bfgs_handover, items)(grid, slot_map(full), cm, tol_a)
+            elif dense:
                 c = compiled(_bfgs_resume, items)(grid, slot_map(full), cm, tol_a)
             else:
                 c = compiled(_packed_resume, items)(grid, cm, tol_a)

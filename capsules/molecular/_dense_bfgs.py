@@ -2,8 +2,9 @@
 
 Every item (slot m, conformer c) of a `PackedGrid` carries its own inverse Hessian
 approximation H of size K x K, K = 3 `slot_atoms(layout)` (the largest molecule of the
-layout, on the size ladder 8, 12, 16, 24, 32, ...): the matrices of all items form one
-(molecules, C, K, K) array, block-diagonal over the molecules of the packed grid. A
+layout, rounded up to an even atom count up to 16, then on the size ladder): the
+matrices of all items form one (molecules, C, K, K) array, block-diagonal over the
+molecules of the packed grid. A
 slot's local coordinates are its atoms in packed order, x y z each (`SlotMap`); the
 coordinates past a molecule's own 3 n_m are padding, where H, the gradient and every
 step are 0, so padded atoms never move.
@@ -43,6 +44,7 @@ __all__ = [
     "slot_map",
     "bfgs_start",
     "bfgs_resume",
+    "bfgs_from_lbfgs",
     "packed_bfgs",
 ]
 
@@ -145,6 +147,37 @@ def bfgs_resume(grid: PackedGrid, smap: SlotMap, c: dict, gtol) -> dict:
         fails=jnp.zeros_like(c["fails"]),
         done=(gn < gtol) | ~jnp.isfinite(e),
     )
+
+
+def bfgs_from_lbfgs(grid: PackedGrid, smap: SlotMap, c: dict, gtol) -> dict:
+    """The dense BFGS state continuing the L-BFGS state c (`packed_start` /
+    `packed_lbfgs`'s, ring buffer at head 0: `normalise`d): H is the inverse Hessian
+    L-BFGS applies implicitly, (gamma I) updated by the stored pairs oldest first (a
+    pair with rho 0 is absent), written out; then `bfgs_resume`."""
+    dt = c["z"].dtype
+    eye = smap.identity(grid.conformers, dt)
+    h0 = jnp.asarray(c["gamma"], dt)[..., None, None] * eye
+
+    def add(h, pair):
+        s_p, y_p, r_p = pair
+        ss_, ys = smap.to_slots(s_p), smap.to_slots(y_p)
+        hy = _hv(h, ys)
+        r = r_p[..., None]
+        coef = (r * r * jnp.sum(ys * hy, -1, keepdims=True) + r)[..., None]
+        h_up = (
+            h
+            - r[..., None]
+            * (ss_[..., :, None] * hy[..., None, :] + hy[..., :, None] * ss_[..., None, :])
+            + coef * ss_[..., :, None] * ss_[..., None, :]
+        )
+        return jnp.where((r_p > 0)[..., None, None], h_up, h), None
+
+    h, _ = jax.lax.scan(add, h0, (c["S"], c["Y"], c["rho"]))
+    fresh = jnp.all(jnp.asarray(c["rho"]) <= 0, axis=0)
+    keep = ("z", "e", "g", "d", "alpha", "fails", "it", "done", "budget")
+    state = {k: c[k] for k in keep}
+    state.update(H=jnp.where(fresh[..., None, None], eye, h), fresh=fresh)
+    return bfgs_resume(grid, smap, state, gtol)
 
 
 def _step(grid: PackedGrid, smap: SlotMap, c: dict, gtol, max_step) -> dict:

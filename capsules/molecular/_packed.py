@@ -270,8 +270,11 @@ SLOT_KEYS = ("H",)
 
 def slot_atoms(layout: PackedLayout) -> int:
     """Atoms per slot of the dense BFGS matrices of a layout (`_dense_bfgs`): its
-    largest molecule's atom count on the size ladder (8, 12, 16, 24, 32, ...)."""
-    return size_ladder(int(np.max(layout.natoms)))
+    largest molecule's atom count rounded up to an even number up to 16, then on the
+    size ladder (24, 32, 40, ...): the matrices' cost grows with its square, so the
+    steps are finer than the table ladder's."""
+    n = int(np.max(layout.natoms))
+    return max(2, n + n % 2) if n <= 16 else size_ladder(n)
 
 
 def _two_loop(grid: PackedGrid, g, S, Y, rho, gamma, head):
