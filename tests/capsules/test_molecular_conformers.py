@@ -386,8 +386,8 @@ def _rdkit_relaxed_from(smiles: str, x: np.ndarray):
 
 
 def test_dense_bfgs_reaches_the_lbfgs_and_rdkit_minima_and_compiles_once():
-    """`method="bfgs"` (a dense inverse Hessian per conformer) changes the path, not the
-    minima: every conformer converges to the float64 tolerance, the best energy per
+    """`method="bfgs"` (a dense inverse Hessian per conformer) and "lbfgs_bfgs" (L-BFGS
+    in float32, the dense BFGS in float64) change the path, not the minima: every conformer converges to the float64 tolerance, the best energy per
     molecule is L-BFGS's, bond lengths agree where the energies do, and RDKit's own
     optimiser started at the best structure stays there. A second set of molecules of
     the same bucket and grid sizes compiles nothing; a bad method names the argument."""
@@ -399,9 +399,13 @@ def test_dense_bfgs_reaches_the_lbfgs_and_rdkit_minima_and_compiles_once():
     confs = [embed_conformers_for(s, 8) for s in SMILES]
     runs = {
         m: _conformers.relax_conformers(params, confs, key=jax.random.key(0), method=m)
-        for m in ("lbfgs", "bfgs")
+        for m in ("lbfgs", "bfgs", "lbfgs_bfgs")
     }
-    for smi, a, b in zip(SMILES, runs["lbfgs"], runs["bfgs"]):
+    for smi, a, b in [
+        (smi, a, b)
+        for m in ("bfgs", "lbfgs_bfgs")
+        for smi, a, b in zip(SMILES, runs["lbfgs"], runs[m])
+    ]:
         assert b.positions.dtype == np.float64 and b.energies.dtype == np.float64
         assert np.all(a.grad_norms < 1e-5) and np.all(b.grad_norms < 1e-5), smi
         assert abs(a.energies.min() - b.energies.min()) < 1e-6, smi
@@ -494,3 +498,52 @@ def test_dense_bfgs_state_is_masked_symmetric_and_compacts_exactly():
         g2 = np.asarray(small.grid.dot(jnp.asarray(c2["g"]), jnp.asarray(c2["g"])))
         assert np.all(np.sqrt(g2[valid]) < 1e-5)
         assert np.all(c2["e"][valid] <= moved["e"][valid] + 1e-9)
+
+
+def test_dense_matrix_from_the_lbfgs_memory_gives_the_lbfgs_direction():
+    """The dense BFGS state built from an L-BFGS state (the float32 -> float64 hand-over
+    of method "lbfgs_bfgs") holds the matrix the two-loop recursion applies: the same
+    direction -H g at the same point (float64, to rounding)."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from capsules.molecular._dense_bfgs import bfgs_from_lbfgs, slot_map
+    from capsules.molecular._packed import (
+        _direction,
+        normalise,
+        pack,
+        packed_lbfgs,
+        packed_start,
+        to_packed,
+    )
+
+    smiles = ["CCO", "O", "NCC(=O)O"]
+    params = [mmff_parameters(s) for s in smiles]
+    confs = [embed_conformers_for(s, 8) for s in smiles]
+    full = pack(params, [0, 1, 2], 3, 8)
+    n = max(p.num_atoms for p in params)
+    x = np.zeros((3, 8, n, 3))
+    for m, c in enumerate(confs):
+        x[m, :, : c.shape[1]] = c
+    with jax.enable_x64(True):
+        start = eqx.filter_jit(lambda g, z, b: packed_start(g, z, b, 1e-5, 8))
+        c0 = start(full.grid, jnp.asarray(to_packed(full, x)), np.full((3, 8), 12))
+        c1, _ = eqx.filter_jit(packed_lbfgs)(full.grid, c0, 1e-5, 0.3, 0)
+        lb = normalise(c1)  # 12 iterations: a full ring buffer of 8 pairs, rolled
+        st = eqx.filter_jit(bfgs_from_lbfgs)(full.grid, slot_map(full), jax.device_put(lb), 1e-5)
+        d_lb, _, _ = eqx.filter_jit(_direction)(
+            full.grid,
+            jnp.asarray(lb["g"]),
+            jnp.asarray(lb["S"]),
+            jnp.asarray(lb["Y"]),
+            jnp.asarray(lb["rho"]),
+            jnp.asarray(lb["gamma"]),
+            jnp.int32(0),
+        )
+        run = ~lb["done"]
+        assert run.sum() >= 8 and not np.any(np.asarray(st["fresh"])[run])
+        for m in (0, 2):  # water has converged
+            o, k = full.offset[m], full.natoms[m]
+            a = np.asarray(st["d"])[o : o + k][..., run[m]]
+            b = np.asarray(d_lb)[o : o + k][..., run[m]]
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
