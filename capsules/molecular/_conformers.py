@@ -14,7 +14,10 @@ iterations per conformer), then in float64 to the tolerance, the L-BFGS memory c
 over; a large grid is relaxed in passes: when fewer than
 `COMPACT_BELOW` of its items still run they move, with their memory, to a smaller
 packed grid (shapes from the same ladders), so the slowest conformers do not keep the
-whole batch running.
+whole batch running. `method="bfgs"` runs the same stages with a dense inverse Hessian
+per conformer instead of the L-BFGS memory (`_dense_bfgs`), `"lbfgs_bfgs"` L-BFGS in
+float32 and the dense BFGS in float64 (see benchmarks/README.md, "Dense per-conformer
+BFGS": the same minima, not faster; L-BFGS stays the default).
 """
 
 from __future__ import annotations
