@@ -18,8 +18,8 @@ formaldehyde, methanol, ethanol, acetic acid, glycine, acetone, urea.
     lengths sorted, over the conformers where both reach the same minimum).
 
     PYTHONPATH=$PWD python benchmarks/bench_conformers.py [--conformers 64 256]
-        [--molecules water ethanol ...] [--gtol 1e-5 1e-3] [--memory 8 16] [--skip-cold]
-        [--skip-warm]
+        [--molecules water ethanol ...] [--gtol 1e-5 1e-3] [--memory 8 16]
+        [--method lbfgs bfgs] [--skip-cold] [--skip-warm]
 """
 
 from __future__ import annotations
@@ -98,11 +98,12 @@ def warm(
     repeats: int = 1,
     f32_tols: tuple[float | None, ...] = (None,),
     memories: tuple[int | None, ...] = (None,),
+    methods: tuple[str, ...] = ("lbfgs",),
 ) -> list[dict]:
     """(b) for `num` conformers of every molecule in `names`: one result per tolerance
     in `gtols` (kcal/mol/A), float32 iteration cap in `caps` (None: the library's
-    default; 2000: unbounded) and float32 tolerance in `f32_tols` (None: the default),
-    every variant and RDKit timed `repeats` times, alternated, in this one process."""
+    default; 2000: unbounded), float32 tolerance in `f32_tols` (None: the default),
+    L-BFGS memory in `memories` and method in `methods` ("lbfgs", "bfgs"), every variant and RDKit timed `repeats` times, alternated, in this one process."""
     import jax
     import numpy as np
     from rdkit import Chem
@@ -114,7 +115,8 @@ def warm(
     mols = [Chem.AddHs(Chem.MolFromSmiles(s)) for s in smiles]
 
     variants = [
-        (gtol, cap, tol, mem)
+        (gtol, cap, tol, mem, method)
+        for method in methods
         for gtol in gtols
         for cap in caps
         for tol in f32_tols
@@ -122,7 +124,7 @@ def warm(
     ]
 
     def idf_run(relax_steps, variant):
-        gtol, cap, tol, mem = variant
+        gtol, cap, tol, mem, method = variant
         t0, c0 = time.perf_counter(), time.process_time()
         params = [mmff_parameters(m) for m in mols]
         confs = [embed_conformers(m, num, seed) for m in mols]
@@ -137,6 +139,7 @@ def warm(
             float32_max_iter=cap,
             float32_gtol=tol,
             memory=mem,
+            method=method,
             timings=timings,
         )
         timings["total_cpu"] = time.process_time() - c0
@@ -186,8 +189,8 @@ def warm(
     count = num * len(mols)
     out = []
     first_sets = runs[variants[0]][-1][3]
-    for gtol, cap, tol, mem in variants:
-        r_v = runs[(gtol, cap, tol, mem)]
+    for gtol, cap, tol, mem, method in variants:
+        r_v = runs[(gtol, cap, tol, mem, method)]
         t_idf = float(np.mean([r[0] for r in r_v]))
         t_idf_embed = float(np.mean([r[1] for r in r_v]))
         tims = [r[2] for r in r_v]
@@ -232,6 +235,7 @@ def warm(
                 "float32_max_iter": cap,
                 "float32_gtol": tol,
                 "memory": mem,
+                "method": method,
                 "repeats": repeats,
                 "molecules": names,
                 "idf_s_per_conformer": t_idf / count,
@@ -302,6 +306,14 @@ def main(argv=None):
         default=[None],
         help="L-BFGS memories to compare (default: the library's MEMORY)",
     )
+    ap.add_argument(
+        "--method",
+        nargs="+",
+        default=["lbfgs"],
+        choices=["lbfgs", "bfgs", "lbfgs_bfgs"],
+        help="relaxations to compare in this process: L-BFGS, dense BFGS per conformer, "
+        "L-BFGS in float32 then dense BFGS in float64",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each, alternated")
     ap.add_argument("--seed", type=int, default=11, help="ETKDG seed (warm)")
     ap.add_argument(
@@ -345,12 +357,14 @@ def main(argv=None):
                 repeats=args.repeats,
                 f32_tols=tuple(args.float32_gtol),
                 memories=tuple(args.memory),
+                methods=tuple(args.method),
             ):
                 out["warm"].append(r)
                 print(
                     f"(b) {num} conformers x {len(args.molecules)} molecules, gtol "
                     f"{r['gtol']:.0e}, float32 cap "
-                    f"{r['float32_max_iter']}, float32 gtol {r['float32_gtol']}, memory {r['memory']} (seed {args.seed}, load now "
+                    f"{r['float32_max_iter']}, float32 gtol {r['float32_gtol']}, memory {r['memory']}, "
+                    f"method {r['method']} (seed {args.seed}, load now "
                     f"{os.getloadavg()[0]:.1f}): "
                     f"idf {1e3 * r['idf_s_per_conformer']:.2f} ms/conformer "
                     f"(relax {1e3 * r['idf_relax_s_per_conformer']:.2f}, CPU "

@@ -14,7 +14,10 @@ iterations per conformer), then in float64 to the tolerance, the L-BFGS memory c
 over; a large grid is relaxed in passes: when fewer than
 `COMPACT_BELOW` of its items still run they move, with their memory, to a smaller
 packed grid (shapes from the same ladders), so the slowest conformers do not keep the
-whole batch running.
+whole batch running. `method="bfgs"` runs the same stages with a dense inverse Hessian
+per conformer instead of the L-BFGS memory (`_dense_bfgs`), `"lbfgs_bfgs"` L-BFGS in
+float32 and the dense BFGS in float64 (see benchmarks/README.md, "Dense per-conformer
+BFGS": the same minima, not faster; L-BFGS stays the default).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 import idf_jax as idf
 from idf_jax._checks import ArgumentError
 
+from ._dense_bfgs import bfgs_from_lbfgs, bfgs_resume, bfgs_start, packed_bfgs, slot_map
 from ._energy import MMFFEnergy, bucket_for, dummy_positions, merge_buckets
 from ._grid import ConformerGrid, GridItem
 from ._mmff import MMFFParameters
@@ -149,6 +153,7 @@ def relax_conformers(
     float32_max_iter: int | None = None,
     float32_gtol: float | None = None,
     memory: int | None = None,
+    method: str = "lbfgs",
     timings: dict | None = None,
 ) -> list[ConformerSet]:
     """Anneal (when `temperatures`, one kT in kcal/mol per MALA step, is given) and then
@@ -162,8 +167,15 @@ def relax_conformers(
     at most `relax_steps`, which bounds both stages together). `float32_gtol`: the
     |grad| (kcal/mol/A) the float32 stage relaxes to (default `FLOAT32_GTOL`; never
     below gtol). `memory`: L-BFGS pairs kept per conformer (default `MEMORY`; a shape:
-    each value compiles once).
+    each value compiles once). `method`: "lbfgs" (the default), "bfgs", a dense
+    inverse Hessian per conformer (`_dense_bfgs`: (3 n)^2 entries, n the largest
+    molecule's atoms rounded up to even; `memory` unused), with the same line search,
+    tolerances and float32 -> float64 stages, or "lbfgs_bfgs": L-BFGS in the float32
+    stage, the dense BFGS in the float64 polish (its matrix built from the L-BFGS
+    memory).
     """
+    if method not in METHODS:
+        raise ArgumentError("method", f"must be one of {METHODS}, got {method!r}")
     f32_cap = FLOAT32_MAX_ITER if float32_max_iter is None else float32_max_iter
     if isinstance(f32_cap, bool) or not isinstance(f32_cap, int | np.integer) or f32_cap < 0:
         raise ArgumentError(
@@ -231,6 +243,7 @@ def relax_conformers(
             stages,
             float(f32_gtol),
             int(mem),
+            method,
         )
     pos = np.zeros((num_mols, per_mol, bucket.atoms, 3))
     g2 = np.zeros((num_mols, per_mol))
@@ -279,6 +292,11 @@ MEMORY = 16
 ~30 % fewer iterations than 8 on small molecules (3n <= 36 coordinates), the float64
 stage ~2.5x fewer (see benchmarks/README.md, "L-BFGS memory 16")."""
 
+METHODS = ("lbfgs", "bfgs", "lbfgs_bfgs")
+"""The relaxations `relax_conformers` offers: L-BFGS, a dense BFGS per conformer, or
+L-BFGS in the float32 stage and a dense BFGS (its matrix built from the L-BFGS memory)
+in the float64 polish."""
+
 COMPACT_BELOW = 0.4
 """A pass on a large grid stops when fewer than this fraction of its items still run;
 they continue in a smaller packed grid when that is cheaper (`_relax_packed`)."""
@@ -297,6 +315,26 @@ def _packed_resume(grid, c, gtol):
 def _packed_run(grid, c, gtol, max_step, stop_below):
     TRACES["packed_run"] += 1
     return packed_lbfgs(grid, c, gtol, max_step, stop_below)
+
+
+def _bfgs_start(grid, smap, z0, budget, gtol):
+    TRACES["bfgs_start"] += 1
+    return bfgs_start(grid, smap, z0, budget, gtol)
+
+
+def _bfgs_resume(grid, smap, c, gtol):
+    TRACES["bfgs_resume"] += 1
+    return bfgs_resume(grid, smap, c, gtol)
+
+
+def _bfgs_handover(grid, smap, c, gtol):
+    TRACES["bfgs_handover"] += 1
+    return bfgs_from_lbfgs(grid, smap, c, gtol)
+
+
+def _bfgs_run(grid, smap, c, gtol, max_step, stop_below):
+    TRACES["bfgs_run"] += 1
+    return packed_bfgs(grid, smap, c, gtol, max_step, stop_below)
 
 
 def _sub_layout(params, full: PackedLayout, running: np.ndarray, cache: dict | None = None):
@@ -353,13 +391,16 @@ def _relax_packed(
     stages=None,
     float32_gtol=None,
     memory=None,
+    method="lbfgs",
 ):
     """L-BFGS of every valid item of the packed layout `full` from x (slots, C, n, 3):
     float32 to |grad| < float32_gtol (default FLOAT32_GTOL; at most `float32_max_iter`
     iterations per item, default `FLOAT32_MAX_ITER`), then float64 to gtol (relax_steps
     iterations per item in all), the memory kept throughout. `stages`, when given,
     receives the per-item float32 iterations ("float32_iterations") and which items
-    the cap stopped ("float32_capped").
+    the cap stopped ("float32_capped"). method: "lbfgs" (`memory` pairs), "bfgs" (a
+    dense inverse Hessian per item, `_dense_bfgs`) or "lbfgs_bfgs" (L-BFGS in float32,
+    then the dense BFGS from the L-BFGS memory in float64).
     A pass on a large grid (>= FULL_OPTIMIZATION_ITEMS items) stops when fewer than
     COMPACT_BELOW of its items run; those continue in a smaller packed grid (written
     back into the full state after each pass) when its cost is below 0.7x. Returns the
@@ -374,10 +415,16 @@ def _relax_packed(
     tol32 = max(gtol, FLOAT32_GTOL if float32_gtol is None else float(float32_gtol))
     for dtype, tol in ((jnp.float32, tol32), (jnp.float64, gtol)):
         tol_a = jnp.asarray(tol, dtype)
+        handover = method == "lbfgs_bfgs" and dtype == jnp.float64
+        dense = method == "bfgs" or handover
         if master is None:
             z0 = jnp.asarray(to_packed(full, np.asarray(x)), dtype)
             mem = MEMORY if memory is None else int(memory)
-            c = compiled(_packed_start, items)(grid, z0, jnp.asarray(budget32), tol_a, mem)
+            b32 = jnp.asarray(budget32)
+            if dense:
+                c = compiled(_bfgs_start, items)(grid, slot_map(full), z0, b32, tol_a)
+            else:
+                c = compiled(_packed_start, items)(grid, z0, b32, tol_a, mem)
         else:
             # the float32 budget spent: every item continues to the whole budget
             capped = valid & ~master["done"] & (master["it"] >= budget32)
@@ -385,7 +432,13 @@ def _relax_packed(
                 stages["float32_iterations"] = master["it"].copy()
                 stages["float32_capped"] = capped
             master["budget"] = budget
-            c = compiled(_packed_resume, items)(grid, cast_state(master, dtype), tol_a)
+            cm = cast_state(master, dtype)
+            if handover:
+                c = compiled(_bfgs_handover, items)(grid, slot_map(full), cm, tol_a)
+            elif dense:
+                c = compiled(_bfgs_resume, items)(grid, slot_map(full), cm, tol_a)
+            else:
+                c = compiled(_packed_resume, items)(grid, cm, tol_a)
         master = normalise(c)
         layout, keep = full, valid
         src = select = np.zeros((0, 0), np.int64)  # set when the layout is not `full`
@@ -406,9 +459,11 @@ def _relax_packed(
             g = layout.grid
             stop = 0 if final else int(COMPACT_BELOW * running.sum())
             t0, c0 = time.perf_counter(), time.process_time()
-            c, k = compiled(_packed_run, items)(
-                g, cast_state(c, dtype), tol_a, jnp.asarray(MAX_STEP, dtype), jnp.int32(stop)
-            )
+            args = (cast_state(c, dtype), tol_a, jnp.asarray(MAX_STEP, dtype), jnp.int32(stop))
+            if dense:
+                c, k = compiled(_bfgs_run, items)(g, slot_map(layout), *args)
+            else:
+                c, k = compiled(_packed_run, items)(g, *args)
             c = normalise(c)
             if layout is full:
                 master = c

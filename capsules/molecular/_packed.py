@@ -54,6 +54,8 @@ __all__ = [
     "compact",
     "ROW_KEYS",
     "ITEM_KEYS",
+    "SLOT_KEYS",
+    "slot_atoms",
 ]
 
 _C1 = 1e-4
@@ -261,6 +263,18 @@ ITEM_KEYS = ("e", "alpha", "gamma", "fails", "it", "done", "budget")
 MEM_ITEM_KEYS = ("rho",)
 """(memory, molecules, C): 1 / s.y of each stored pair, 0 for a slot the item has no
 pair in (a rejected or curvature-failing step, or a cleared memory)."""
+SLOT_KEYS = ("H",)
+"""(molecules, C, K, K): the dense BFGS state's per-item inverse Hessians
+(`_dense_bfgs`), K = 3 `slot_atoms(layout)`, each molecule's 3 n first."""
+
+
+def slot_atoms(layout: PackedLayout) -> int:
+    """Atoms per slot of the dense BFGS matrices of a layout (`_dense_bfgs`): its
+    largest molecule's atom count rounded up to an even number up to 16, then on the
+    size ladder (24, 32, 40, ...): the matrices' cost grows with its square, so the
+    steps are finer than the table ladder's."""
+    n = int(np.max(layout.natoms))
+    return max(2, n + n % 2) if n <= 16 else size_ladder(n)
 
 
 def _two_loop(grid: PackedGrid, g, S, Y, rho, gamma, head):
@@ -416,6 +430,8 @@ def normalise(c: dict) -> dict:
     """Host copy (numpy) of state c with its ring buffer rolled so that head = 0 (the
     pairs keep their order), so states of different runs can be mixed."""
     out: dict[str, np.ndarray] = {k: np.array(v) for k, v in c.items()}
+    if "head" not in out:  # no ring buffer (the dense BFGS state)
+        return out
     h = int(out["head"])
     for k in (*MEM_ROW_KEYS, *MEM_ITEM_KEYS):
         out[k] = np.roll(out[k], -h, axis=0)
@@ -472,14 +488,22 @@ def compact(
     select: (new slots, new C) the old column of each new item; valid: (new slots,
     new C) False for padding items (set done, budget 0)."""
     ng = new.grid
-    out: dict[str, np.ndarray] = {"head": np.zeros((), np.int32)}
+    out: dict[str, np.ndarray] = {}
     for k, v in c.items():
         v = np.asarray(v)
         if k == "head":
             if int(v) != 0:
                 raise ValueError("compact a normalised state (head 0)")
+            out[k] = np.zeros((), np.int32)
             continue
-        if k in ROW_KEYS or k in MEM_ROW_KEYS:
+        if k in SLOT_KEYS:
+            kk = 3 * slot_atoms(new)
+            w = np.zeros((ng.molecules, ng.conformers, kk, kk), v.dtype)
+            for m, s in enumerate(src):
+                if s >= 0:
+                    n3 = 3 * int(new.natoms[m])
+                    w[m, :, :n3, :n3] = v[s][select[m]][:, :n3, :n3]
+        elif k in ROW_KEYS or k in MEM_ROW_KEYS:
             lead = v.shape[:-3]
             w = np.zeros((*lead, ng.atoms, 3, ng.conformers), v.dtype)
             for m, s in enumerate(src):
@@ -509,7 +533,7 @@ def restore(
     """Write the valid items of state c (layout `small`, its slot k holding columns
     select[k] of slot src[k] of `big`) back into `master` (layout `big`, host numpy,
     in place)."""
-    if int(master["head"]) != 0 or int(c["head"]) != 0:
+    if int(master.get("head", 0)) != 0 or int(c.get("head", 0)) != 0:
         raise ValueError("restore normalised states (head 0)")
     for k, v in c.items():
         if k == "head":
@@ -521,7 +545,10 @@ def restore(
                 continue
             cols = select[m][valid[m]]
             keep = np.flatnonzero(valid[m])
-            if k in ROW_KEYS or k in MEM_ROW_KEYS:
+            if k in SLOT_KEYS:
+                n3 = 3 * int(small.natoms[m])
+                w[s, cols, :n3, :n3] = v[m, keep, :n3, :n3]
+            elif k in ROW_KEYS or k in MEM_ROW_KEYS:
                 o, n, oo = small.offset[m], small.natoms[m], big.offset[s]
                 w[..., oo : oo + n, :, cols] = v[..., o : o + n, :, keep]
             else:

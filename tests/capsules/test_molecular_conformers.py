@@ -369,3 +369,181 @@ def test_lbfgs_memory_is_a_shape_and_reaches_the_same_minima():
         with pytest.raises(ArgumentError, match="memory") as err:
             _conformers.relax_conformers(params, confs, key=jax.random.key(0), memory=bad)
         assert err.value.argument == "memory"
+
+
+def _rdkit_relaxed_from(smiles: str, x: np.ndarray):
+    """RDKit's MMFF94 optimisation of molecule `smiles` started at x: (energy there,
+    energy after, positions after)."""
+    rd = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    conf = Chem.Conformer(rd.GetNumAtoms())
+    for i, p in enumerate(x):
+        conf.SetAtomPosition(i, p.tolist())
+    rd.AddConformer(conf, assignId=True)
+    ff = H.MMFFGetMoleculeForceField(rd, H.MMFFGetMoleculeProperties(rd))
+    e_here = ff.CalcEnergy()
+    ff.Minimize(maxIts=10000, forceTol=1e-8, energyTol=1e-12)
+    return e_here, ff.CalcEnergy(), rd.GetConformer().GetPositions()
+
+
+def test_dense_bfgs_reaches_the_lbfgs_and_rdkit_minima_and_compiles_once():
+    """`method="bfgs"` (a dense inverse Hessian per conformer) and "lbfgs_bfgs" (L-BFGS
+    in float32, the dense BFGS in float64) change the path, not the minima: every conformer converges to the float64 tolerance, the best energy per
+    molecule is L-BFGS's, bond lengths agree where the energies do, and RDKit's own
+    optimiser started at the best structure stays there. A second set of molecules of
+    the same bucket and grid sizes compiles nothing; a bad method names the argument."""
+    from capsules.molecular import _conformers
+    from idf_jax._checks import ArgumentError
+
+    params = [mmff_parameters(s) for s in SMILES]
+    rds = {s: Chem.AddHs(Chem.MolFromSmiles(s)) for s in SMILES + SAME_BUCKET}
+    confs = [embed_conformers_for(s, 8) for s in SMILES]
+    runs = {
+        m: _conformers.relax_conformers(params, confs, key=jax.random.key(0), method=m)
+        for m in ("lbfgs", "bfgs", "lbfgs_bfgs")
+    }
+    for smi, a, b in [
+        (smi, a, b)
+        for m in ("bfgs", "lbfgs_bfgs")
+        for smi, a, b in zip(SMILES, runs["lbfgs"], runs[m])
+    ]:
+        assert b.positions.dtype == np.float64 and b.energies.dtype == np.float64
+        assert np.all(a.grad_norms < 1e-5) and np.all(b.grad_norms < 1e-5), smi
+        assert abs(a.energies.min() - b.energies.min()) < 1e-6, smi
+        same = np.abs(a.energies - b.energies) < 1e-6
+        assert same.mean() >= 0.75, (smi, a.energies, b.energies)
+        np.testing.assert_allclose(
+            np.sort(_bond_array(rds[smi], b.positions[same]), axis=-1),
+            np.sort(_bond_array(rds[smi], a.positions[same]), axis=-1),
+            atol=1e-4,
+            err_msg=smi,
+        )
+        best = b.positions[int(np.argmin(b.energies))]
+        e_here, e_rd, x_rd = _rdkit_relaxed_from(smi, best)
+        assert abs(e_here - b.energies.min()) < 1e-5 and e_rd > e_here - 1e-5, smi
+        np.testing.assert_allclose(
+            _bond_array(rds[smi], best), _bond_array(rds[smi], x_rd), atol=1e-4, err_msg=smi
+        )
+    # other molecules, the same merged bucket, packed sizes and slot size: no compile
+    other = [mmff_parameters(s) for s in SAME_BUCKET]
+    before = dict(TRACES)
+    again = _conformers.relax_conformers(
+        other,
+        [embed_conformers_for(s, 8) for s in SAME_BUCKET],
+        key=jax.random.key(1),
+        method="bfgs",
+    )
+    assert dict(TRACES) == before
+    assert before["bfgs_run"] >= 1 and before["bfgs_start"] >= 1
+    for smi, s in zip(SAME_BUCKET, again):
+        assert np.all(s.grad_norms < 1e-5), smi
+        e_here, e_rd, _ = _rdkit_relaxed_from(smi, s.positions[int(np.argmin(s.energies))])
+        assert abs(e_here - s.energies.min()) < 1e-5 and e_rd > e_here - 1e-5, smi
+    with pytest.raises(ArgumentError, match="method") as err:
+        _conformers.relax_conformers(params, confs, key=jax.random.key(0), method="newton")
+    assert err.value.argument == "method"
+
+
+def test_dense_bfgs_state_is_masked_symmetric_and_compacts_exactly():
+    """The dense BFGS inverse Hessians stay symmetric and zero on padded coordinates
+    (padded atoms never move), and moving running items with their matrices to a
+    smaller packed grid and back is exact."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from capsules.molecular import _conformers
+    from capsules.molecular._dense_bfgs import bfgs_start, packed_bfgs, slot_map
+    from capsules.molecular._packed import compact, normalise, pack, restore, to_packed
+
+    smiles = ["CCO", "O", "CC(C)=O"]
+    params = [mmff_parameters(s) for s in smiles]
+    confs = [embed_conformers_for(s, 12) for s in smiles]
+    full = pack(params, [0, 1, 2], 3, 12)
+    n = max(p.num_atoms for p in params)
+    x = np.zeros((3, 12, n, 3))
+    for m, c in enumerate(confs):
+        x[m, :, : c.shape[1]] = c
+    with jax.enable_x64(True):
+        smap = slot_map(full)
+        start = eqx.filter_jit(lambda g, s, z, b: bfgs_start(g, s, z, b, 1e-5))
+        c0 = start(full.grid, smap, jnp.asarray(to_packed(full, x)), np.full((3, 12), 12))
+        c1, k = eqx.filter_jit(packed_bfgs)(full.grid, smap, c0, 1e-5, 0.3, 0)
+        master = normalise(c1)
+        assert int(k) == 12 and "head" not in master
+        h = master["H"]
+        assert h.shape == (3, 12, 3 * smap.slot_atoms, 3 * smap.slot_atoms)
+        np.testing.assert_allclose(h, np.swapaxes(h, -1, -2), rtol=1e-10, atol=1e-12)
+        for m, p in enumerate(params):
+            k3 = 3 * p.num_atoms
+            assert np.all(h[m, :, k3:, :] == 0) and np.all(h[m, :, :, k3:] == 0)
+            # positive definite on the molecule's own coordinates
+            assert np.all(np.linalg.eigvalsh(h[m, :, :k3, :k3]) > 0)
+        running = np.zeros((3, 12), bool)
+        running[0, [1, 4, 5]] = running[2, [0, 2, 3, 4, 5, 6, 7, 8, 9, 11]] = True
+        small, src, select, valid = _conformers._sub_layout(params, full, running)
+        moved = compact(full, small, master, src, select, valid)
+        assert moved["H"].shape[-1] == 3 * slot_map(small).slot_atoms
+        back = {key: np.zeros_like(v) for key, v in master.items()}
+        restore(full, small, back, moved, src, select, valid)
+        for m, p in enumerate(params):
+            r = running[m]
+            np.testing.assert_array_equal(back["H"][m, r], master["H"][m, r])
+            np.testing.assert_array_equal(back["fresh"][m, r], master["fresh"][m, r])
+        # the moved items continue in the small grid (a larger budget) to the tolerance
+        moved["budget"] = np.where(valid, 400, 0).astype(np.int32)
+        c2, k2 = eqx.filter_jit(packed_bfgs)(
+            small.grid, slot_map(small), jax.device_put(moved), 1e-5, 0.3, 0
+        )
+        c2 = normalise(c2)
+        assert int(k2) >= 1 and np.all(c2["done"][valid])
+        g2 = np.asarray(small.grid.dot(jnp.asarray(c2["g"]), jnp.asarray(c2["g"])))
+        assert np.all(np.sqrt(g2[valid]) < 1e-5)
+        assert np.all(c2["e"][valid] <= moved["e"][valid] + 1e-9)
+
+
+def test_dense_matrix_from_the_lbfgs_memory_gives_the_lbfgs_direction():
+    """The dense BFGS state built from an L-BFGS state (the float32 -> float64 hand-over
+    of method "lbfgs_bfgs") holds the matrix the two-loop recursion applies: the same
+    direction -H g at the same point (float64, to rounding)."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from capsules.molecular._dense_bfgs import bfgs_from_lbfgs, slot_map
+    from capsules.molecular._packed import (
+        _direction,
+        normalise,
+        pack,
+        packed_lbfgs,
+        packed_start,
+        to_packed,
+    )
+
+    smiles = ["CCO", "O", "NCC(=O)O"]
+    params = [mmff_parameters(s) for s in smiles]
+    confs = [embed_conformers_for(s, 8) for s in smiles]
+    full = pack(params, [0, 1, 2], 3, 8)
+    n = max(p.num_atoms for p in params)
+    x = np.zeros((3, 8, n, 3))
+    for m, c in enumerate(confs):
+        x[m, :, : c.shape[1]] = c
+    with jax.enable_x64(True):
+        start = eqx.filter_jit(lambda g, z, b: packed_start(g, z, b, 1e-5, 8))
+        c0 = start(full.grid, jnp.asarray(to_packed(full, x)), np.full((3, 8), 12))
+        c1, _ = eqx.filter_jit(packed_lbfgs)(full.grid, c0, 1e-5, 0.3, 0)
+        lb = normalise(c1)  # 12 iterations: a full ring buffer of 8 pairs, rolled
+        st = eqx.filter_jit(bfgs_from_lbfgs)(full.grid, slot_map(full), jax.device_put(lb), 1e-5)
+        d_lb, _, _ = eqx.filter_jit(_direction)(
+            full.grid,
+            jnp.asarray(lb["g"]),
+            jnp.asarray(lb["S"]),
+            jnp.asarray(lb["Y"]),
+            jnp.asarray(lb["rho"]),
+            jnp.asarray(lb["gamma"]),
+            jnp.int32(0),
+        )
+        run = ~lb["done"]
+        assert run.sum() >= 8 and not np.any(np.asarray(st["fresh"])[run])
+        for m in (0, 2):  # water has converged
+            o, k = full.offset[m], full.natoms[m]
+            a = np.asarray(st["d"])[o : o + k][..., run[m]]
+            b = np.asarray(d_lb)[o : o + k][..., run[m]]
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
