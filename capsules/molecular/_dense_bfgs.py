@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._packed import _C1, _GIVE_UP_AFTER, _RESET_AFTER, PackedGrid, PackedLayout, slot_atoms
+from ._packed import PackedGrid, PackedLayout, line_advance, line_trial, slot_atoms
 
 __all__ = [
     "SlotMap",
@@ -181,33 +181,13 @@ def bfgs_from_lbfgs(grid: PackedGrid, smap: SlotMap, c: dict, gtol) -> dict:
 
 
 def _step(grid: PackedGrid, smap: SlotMap, c: dict, gtol, max_step) -> dict:
-    z, e, g, d, alpha = c["z"], c["e"], c["g"], c["d"], c["alpha"]
+    """One dense-BFGS iteration of every item (the line search: `_packed.line_trial`,
+    `_packed.line_advance`)."""
     H, fresh = c["H"], c["fresh"]
-    dt = z.dtype
-    active = ~c["done"] & (c["it"] < c["budget"])
-    # trial: no coordinate of an item moves more than max_step
-    big = grid.item_max(jnp.abs(grid.spread(alpha) * d))
-    alpha = alpha * jnp.minimum(1.0, max_step / jnp.maximum(big, 1e-30))
-    zt = z + grid.spread(alpha) * d
-    et, gt = grid.value_and_grad(zt)
-    ulp = jnp.finfo(dt).eps
-    s = zt - z
-    y = gt - g
-    gd, ss, gtgt, gg, sy, yy, dd = grid.dots(
-        (g, s), (s, s), (gt, gt), (g, g), (s, y), (y, y), (d, d)
-    )
-    finite = jnp.isfinite(et) & jnp.isfinite(gtgt)
-    armijo = (gd < 0) & (et <= e + _C1 * gd)
-    rounding = (et <= e + 8.0 * ulp * (1.0 + jnp.abs(e))) & (gtgt < gg)
-    ok = finite & (ss > 0) & (armijo | rounding)
-    store = ok & (sy > 1e-10 * jnp.sqrt(ss * yy))
-    okr = grid.spread(ok) > 0
-    z_new = jnp.where(okr, zt, z)
-    e_new = jnp.where(ok, et, e)
-    g_new = jnp.where(okr, gt, g)
-    gg_new = jnp.where(ok, gtgt, gg)
-    fails = jnp.where(ok, 0, c["fails"] + 1)
-    reset = active & (fails == _RESET_AFTER)
+    dt = c["z"].dtype
+    t = line_trial(grid, c, max_step)
+    active, store, s, y, sy, yy = t["active"], t["store"], t["s"], t["y"], t["sy"], t["yy"]
+    g_new, reset = t["g_new"], t["reset"]
     # the direction -H+ g_new from one product of the old H with [g_new, y]
     upd = active & store
     gs, ss_, ys = smap.to_slots(g_new), smap.to_slots(s), smap.to_slots(y)
@@ -236,28 +216,9 @@ def _step(grid: PackedGrid, smap: SlotMap, c: dict, gtol, max_step) -> dict:
     H = jnp.where(clear[..., None, None], eye, jnp.where(upd[..., None, None], h_up, H))
     fresh = jnp.where(clear, True, jnp.where(upd, False, fresh))
     d_new = smap.from_slots(ds)
-    curv = et - e - gd
-    shrink = jnp.where(finite & (curv > 0), -gd / (2.0 * jnp.where(curv > 0, curv, 1.0)), 0.25)
-    shrink = jnp.clip(shrink, 0.1, 0.5)
-    keep_dir = ~ok & ~reset
-    d_next = jnp.where(grid.spread(keep_dir) > 0, d, d_new)
-    restart = alpha * shrink * jnp.sqrt(dd / jnp.maximum(gg_new, 1e-30))
-    alpha_next = jnp.where(keep_dir, alpha * shrink, jnp.where(reset, restart, 1.0))
-    done = (jnp.sqrt(gg_new) < gtol) | (fails >= _GIVE_UP_AFTER)
-    ar = grid.spread(active) > 0
-    return dict(
-        z=jnp.where(ar, z_new, z),
-        e=jnp.where(active, e_new, e),
-        g=jnp.where(ar, g_new, g),
-        d=jnp.where(ar, d_next, d),
-        alpha=jnp.where(active, alpha_next, c["alpha"]),
-        H=H,
-        fresh=fresh,
-        fails=jnp.where(active, fails, c["fails"]),
-        it=jnp.where(active, c["it"] + 1, c["it"]),
-        done=jnp.where(active, done, c["done"]),
-        budget=c["budget"],
-    )
+    out = line_advance(grid, c, t, d_new, gtol)
+    out.update(H=H, fresh=fresh)
+    return out
 
 
 def packed_bfgs(

@@ -353,18 +353,21 @@ def packed_resume(grid: PackedGrid, c: dict, gtol) -> dict:
     )
 
 
-def _step(grid: PackedGrid, c: dict, gtol, max_step) -> dict:
+def line_trial(grid: PackedGrid, c: dict, max_step) -> dict:
+    """The trial point of one line-search iteration of state c, shared by the L-BFGS
+    (`_step`) and the dense BFGS (`_dense_bfgs._step`): z_t = z + alpha d with alpha cut
+    so that no coordinate of an item moves more than max_step; accepted (`ok`) on the
+    Armijo condition E(z_t) <= E(z) + c1 alpha g.d (or a rounding-level rise with a
+    smaller gradient); the pair s = z_t - z, y = g_t - g is stored (`store`) when
+    s.y > 1e-10 |s||y|. Returns the trial, its dot products and those flags."""
     z, e, g, d, alpha = c["z"], c["e"], c["g"], c["d"], c["alpha"]
-    S, Y, rho, gamma, head = c["S"], c["Y"], c["rho"], c["gamma"], c["head"]
-    m = S.shape[0]
-    dt = z.dtype
     active = ~c["done"] & (c["it"] < c["budget"])
     # trial: no coordinate of an item moves more than max_step
     big = grid.item_max(jnp.abs(grid.spread(alpha) * d))
     alpha = alpha * jnp.minimum(1.0, max_step / jnp.maximum(big, 1e-30))
     zt = z + grid.spread(alpha) * d
     et, gt = grid.value_and_grad(zt)
-    ulp = jnp.finfo(dt).eps
+    ulp = jnp.finfo(z.dtype).eps
     s = zt - z
     y = gt - g
     gd, ss, gtgt, gg, sy, yy, dd = grid.dots(
@@ -375,6 +378,70 @@ def _step(grid: PackedGrid, c: dict, gtol, max_step) -> dict:
     rounding = (et <= e + 8.0 * ulp * (1.0 + jnp.abs(e))) & (gtgt < gg)
     ok = finite & (ss > 0) & (armijo | rounding)
     store = ok & (sy > 1e-10 * jnp.sqrt(ss * yy))
+    okr = grid.spread(ok) > 0
+    fails = jnp.where(ok, 0, c["fails"] + 1)
+    return dict(
+        active=active,
+        alpha=alpha,
+        zt=zt,
+        et=et,
+        gt=gt,
+        s=s,
+        y=y,
+        gd=gd,
+        sy=sy,
+        yy=yy,
+        dd=dd,
+        finite=finite,
+        ok=ok,
+        store=store,
+        z_new=jnp.where(okr, zt, z),
+        e_new=jnp.where(ok, et, e),
+        g_new=jnp.where(okr, gt, g),
+        gg_new=jnp.where(ok, gtgt, gg),
+        fails=fails,
+        reset=active & (fails == _RESET_AFTER),
+    )
+
+
+def line_advance(grid: PackedGrid, c: dict, t: dict, d_new, gtol) -> dict:
+    """The rest of one line-search iteration after trial t (`line_trial`), given the new
+    quasi-Newton direction d_new: a rejected trial keeps the direction and shrinks the
+    step (the quadratic fit's minimum, clipped to [0.1, 0.5]), a reset restarts along
+    d_new, an accepted trial starts the next line search at alpha = 1; items stop at
+    |g| < gtol or after `_GIVE_UP_AFTER` rejections in a row. Returns the shared part of
+    the state (the caller adds its memory)."""
+    e, d = c["e"], c["d"]
+    alpha, ok, reset, finite, gd = t["alpha"], t["ok"], t["reset"], t["finite"], t["gd"]
+    active, fails, gg_new = t["active"], t["fails"], t["gg_new"]
+    curv = t["et"] - e - gd
+    shrink = jnp.where(finite & (curv > 0), -gd / (2.0 * jnp.where(curv > 0, curv, 1.0)), 0.25)
+    shrink = jnp.clip(shrink, 0.1, 0.5)
+    keep_dir = ~ok & ~reset
+    d_next = jnp.where(grid.spread(keep_dir) > 0, d, d_new)
+    restart = alpha * shrink * jnp.sqrt(t["dd"] / jnp.maximum(gg_new, 1e-30))
+    alpha_next = jnp.where(keep_dir, alpha * shrink, jnp.where(reset, restart, 1.0))
+    done = (jnp.sqrt(gg_new) < gtol) | (fails >= _GIVE_UP_AFTER)
+    ar = grid.spread(active) > 0
+    return dict(
+        z=jnp.where(ar, t["z_new"], c["z"]),
+        e=jnp.where(active, t["e_new"], e),
+        g=jnp.where(ar, t["g_new"], c["g"]),
+        d=jnp.where(ar, d_next, d),
+        alpha=jnp.where(active, alpha_next, c["alpha"]),
+        fails=jnp.where(active, fails, c["fails"]),
+        it=jnp.where(active, c["it"] + 1, c["it"]),
+        done=jnp.where(active, done, c["done"]),
+        budget=c["budget"],
+    )
+
+
+def _step(grid: PackedGrid, c: dict, gtol, max_step) -> dict:
+    """One L-BFGS iteration of every item (see `line_trial`, `line_advance`)."""
+    S, Y, rho, gamma, head = c["S"], c["Y"], c["rho"], c["gamma"], c["head"]
+    m = S.shape[0]
+    t = line_trial(grid, c, max_step)
+    active, store, s, y, sy, yy = t["active"], t["store"], t["s"], t["y"], t["sy"], t["yy"]
     # the pair enters slot head (for items that store it; the rest keep their slot,
     # an active item that does not store loses that slot's pair)
     write = grid.spread(active & store) > 0
@@ -387,43 +454,15 @@ def _step(grid: PackedGrid, c: dict, gtol, max_step) -> dict:
     rho = jax.lax.dynamic_update_index_in_dim(rho, jnp.where(active, r_new, r_old), head, 0)
     gamma = jnp.where(active & store, sy / jnp.where(yy > 0, yy, 1.0), gamma)
     head = (head + 1) % m
-    okr = grid.spread(ok) > 0
-    z_new = jnp.where(okr, zt, z)
-    e_new = jnp.where(ok, et, e)
-    g_new = jnp.where(okr, gt, g)
-    gg_new = jnp.where(ok, gtgt, gg)
-    fails = jnp.where(ok, 0, c["fails"] + 1)
-    reset = active & (fails == _RESET_AFTER)
+    reset = t["reset"]
     rho = jnp.where(reset[None], 0.0, rho)
     gamma = jnp.where(reset, 1.0, gamma)
-    d_new, rho_d, gamma_d = _direction(grid, g_new, S, Y, rho, gamma, head)
+    d_new, rho_d, gamma_d = _direction(grid, t["g_new"], S, Y, rho, gamma, head)
     rho = jnp.where(active[None], rho_d, rho)
     gamma = jnp.where(active, gamma_d, gamma)
-    curv = et - e - gd
-    shrink = jnp.where(finite & (curv > 0), -gd / (2.0 * jnp.where(curv > 0, curv, 1.0)), 0.25)
-    shrink = jnp.clip(shrink, 0.1, 0.5)
-    keep_dir = ~ok & ~reset
-    d_next = jnp.where(grid.spread(keep_dir) > 0, d, d_new)
-    restart = alpha * shrink * jnp.sqrt(dd / jnp.maximum(gg_new, 1e-30))
-    alpha_next = jnp.where(keep_dir, alpha * shrink, jnp.where(reset, restart, 1.0))
-    done = (jnp.sqrt(gg_new) < gtol) | (fails >= _GIVE_UP_AFTER)
-    ar = grid.spread(active) > 0
-    return dict(
-        z=jnp.where(ar, z_new, z),
-        e=jnp.where(active, e_new, e),
-        g=jnp.where(ar, g_new, g),
-        d=jnp.where(ar, d_next, d),
-        alpha=jnp.where(active, alpha_next, c["alpha"]),
-        gamma=gamma,
-        S=S,
-        Y=Y,
-        rho=rho,
-        head=head,
-        fails=jnp.where(active, fails, c["fails"]),
-        it=jnp.where(active, c["it"] + 1, c["it"]),
-        done=jnp.where(active, done, c["done"]),
-        budget=c["budget"],
-    )
+    out = line_advance(grid, c, t, d_new, gtol)
+    out.update(gamma=gamma, S=S, Y=Y, rho=rho, head=head)
+    return out
 
 
 def normalise(c: dict) -> dict:
