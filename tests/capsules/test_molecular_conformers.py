@@ -235,6 +235,27 @@ def test_packed_energy_and_gradient_are_the_one_molecule_modules(dtype):
                     np.testing.assert_allclose(gi, g1, atol=1e-4 * scale + 1e-3)
 
 
+def _run_packed_lbfgs(params, smiles, conformers, budget):
+    """(pack, state, iterations run): `conformers` ETKDG conformers of each molecule
+    packed into one grid and relaxed by `budget` L-BFGS iterations (memory 8, float64:
+    call inside `jax.enable_x64(True)`)."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from capsules.molecular._packed import pack, packed_lbfgs, packed_start, to_packed
+
+    confs = [embed_conformers_for(s, conformers) for s in smiles]
+    full = pack(params, list(range(len(smiles))), len(smiles), conformers)
+    n = max(p.num_atoms for p in params)
+    x = np.zeros((len(smiles), conformers, n, 3))
+    for m, c in enumerate(confs):
+        x[m, :, : c.shape[1]] = c
+    start = eqx.filter_jit(lambda g, z, b: packed_start(g, z, b, 1e-5, 8))
+    c0 = start(full.grid, jnp.asarray(to_packed(full, x)), np.full(x.shape[:2], budget))
+    c1, k = eqx.filter_jit(packed_lbfgs)(full.grid, c0, 1e-5, 0.3, 0)
+    return full, c1, k
+
+
 def test_packed_compaction_moves_items_and_their_memory_exactly():
     """Moving running items (and their L-BFGS memory) to a smaller packed grid and back
     is exact, and the moved items continue where they were (same energies)."""
@@ -245,25 +266,13 @@ def test_packed_compaction_moves_items_and_their_memory_exactly():
     from capsules.molecular._packed import (
         compact,
         normalise,
-        pack,
-        packed_lbfgs,
-        packed_start,
         restore,
-        to_packed,
     )
 
     smiles = ["CCO", "O", "CC(C)=O"]
     params = [mmff_parameters(s) for s in smiles]
-    confs = [embed_conformers_for(s, 12) for s in smiles]
-    full = pack(params, [0, 1, 2], 3, 12)
-    n = max(p.num_atoms for p in params)
-    x = np.zeros((3, 12, n, 3))
-    for m, c in enumerate(confs):
-        x[m, :, : c.shape[1]] = c
     with jax.enable_x64(True):
-        start = eqx.filter_jit(lambda g, z, b: packed_start(g, z, b, 1e-5, 8))
-        c0 = start(full.grid, jnp.asarray(to_packed(full, x)), np.full((3, 12), 30))
-        c1, k = eqx.filter_jit(packed_lbfgs)(full.grid, c0, 1e-5, 0.3, 0)
+        full, c1, k = _run_packed_lbfgs(params, smiles, 12, 30)
         master = normalise(c1)
         assert int(k) == 30 and np.all(master["it"][[0, 2]] == 30)  # water converged
         running = np.zeros((3, 12), bool)
@@ -511,24 +520,12 @@ def test_dense_matrix_from_the_lbfgs_memory_gives_the_lbfgs_direction():
     from capsules.molecular._packed import (
         _direction,
         normalise,
-        pack,
-        packed_lbfgs,
-        packed_start,
-        to_packed,
     )
 
     smiles = ["CCO", "O", "NCC(=O)O"]
     params = [mmff_parameters(s) for s in smiles]
-    confs = [embed_conformers_for(s, 8) for s in smiles]
-    full = pack(params, [0, 1, 2], 3, 8)
-    n = max(p.num_atoms for p in params)
-    x = np.zeros((3, 8, n, 3))
-    for m, c in enumerate(confs):
-        x[m, :, : c.shape[1]] = c
     with jax.enable_x64(True):
-        start = eqx.filter_jit(lambda g, z, b: packed_start(g, z, b, 1e-5, 8))
-        c0 = start(full.grid, jnp.asarray(to_packed(full, x)), np.full((3, 8), 12))
-        c1, _ = eqx.filter_jit(packed_lbfgs)(full.grid, c0, 1e-5, 0.3, 0)
+        full, c1, _ = _run_packed_lbfgs(params, smiles, 8, 12)
         lb = normalise(c1)  # 12 iterations: a full ring buffer of 8 pairs, rolled
         st = eqx.filter_jit(bfgs_from_lbfgs)(full.grid, slot_map(full), jax.device_put(lb), 1e-5)
         d_lb, _, _ = eqx.filter_jit(_direction)(
