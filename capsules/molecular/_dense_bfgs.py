@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._packed import PackedGrid, PackedLayout, line_advance, line_trial, slot_atoms
+from ._packed import PackedGrid, PackedLayout, line_advance, line_trial, run_steps, slot_atoms
 
 __all__ = [
     "SlotMap",
@@ -226,19 +226,5 @@ def packed_bfgs(
 ) -> tuple[dict, Array]:
     """Run dense BFGS iterations on state c until no item runs (done, or its budget
     spent) or fewer than `stop_below` items still run. Returns (state, iterations)."""
-    gtol = jnp.asarray(gtol, c["z"].dtype)
-    max_step = jnp.asarray(max_step, c["z"].dtype)
-
-    def running(c):
-        return jnp.sum(~c["done"] & (c["it"] < c["budget"]))
-
-    def cond(carry):
-        c, _ = carry
-        n = running(c)
-        return (n > 0) & (n >= stop_below)
-
-    def body(carry):
-        c, k = carry
-        return _step(grid, smap, c, gtol, max_step), k + 1
-
-    return jax.lax.while_loop(cond, body, (c, jnp.int32(0)))
+    step = lambda c, gt, ms: _step(grid, smap, c, gt, ms)  # noqa: E731
+    return run_steps(step, c, gtol, max_step, stop_below)

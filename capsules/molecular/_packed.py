@@ -478,25 +478,29 @@ def normalise(c: dict) -> dict:
     return out
 
 
-def packed_lbfgs(grid: PackedGrid, c: dict, gtol, max_step, stop_below) -> tuple[dict, Array]:
-    """Run L-BFGS iterations on state c until no item runs (done, or its budget spent)
-    or fewer than `stop_below` items still run. Returns (state, iterations run)."""
+def run_steps(step, c: dict, gtol, max_step, stop_below) -> tuple[dict, Array]:
+    """Apply `step(c, gtol, max_step)` to state c in a `while_loop` until no item runs
+    (done, or its budget spent) or fewer than `stop_below` items still run. Returns
+    (state, iterations run). Shared by the L-BFGS and the dense BFGS."""
     gtol = jnp.asarray(gtol, c["z"].dtype)
     max_step = jnp.asarray(max_step, c["z"].dtype)
 
-    def running(c):
-        return jnp.sum(~c["done"] & (c["it"] < c["budget"]))
-
     def cond(carry):
         c, _ = carry
-        n = running(c)
+        n = jnp.sum(~c["done"] & (c["it"] < c["budget"]))
         return (n > 0) & (n >= stop_below)
 
     def body(carry):
         c, k = carry
-        return _step(grid, c, gtol, max_step), k + 1
+        return step(c, gtol, max_step), k + 1
 
     return jax.lax.while_loop(cond, body, (c, jnp.int32(0)))
+
+
+def packed_lbfgs(grid: PackedGrid, c: dict, gtol, max_step, stop_below) -> tuple[dict, Array]:
+    """Run L-BFGS iterations on state c until no item runs (done, or its budget spent)
+    or fewer than `stop_below` items still run. Returns (state, iterations run)."""
+    return run_steps(lambda c, gt, ms: _step(grid, c, gt, ms), c, gtol, max_step, stop_below)
 
 
 def cast_state(c: dict, dtype) -> dict:
