@@ -262,16 +262,12 @@ def equilibrium_fitness(
 
 def _hopping(kw: Mapping[str, Any]) -> bool:
     """Whether `sample_equilibrium` called with `kw` runs basin hopping (takes moves):
-    any method but "anneal", and "auto" unless the call asks for annealing (a schedule,
-    `record_every` or relax=False; `thermo.anneal._resolve_method`)."""
-    method = kw.get("method", "auto")
-    if method == "auto":
-        asks_anneal = (
-            kw.get("schedule") is not None
-            or kw.get("record_every") is not None
-            or kw.get("relax", True) is False
-        )
-        return not asks_anneal
+    the method it resolves to (`thermo.anneal._resolve_method`) is not "anneal"."""
+    from ..thermo.anneal import _resolve_method
+
+    method = _resolve_method(
+        kw.get("method", "auto"), kw.get("schedule"), kw.get("record_every"), kw.get("relax", True)
+    )
     return method != "anneal"
 
 
