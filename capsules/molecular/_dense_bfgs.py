@@ -36,7 +36,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._packed import PackedGrid, PackedLayout, line_advance, line_trial, run_steps, slot_atoms
+from ._packed import (
+    PackedGrid,
+    PackedLayout,
+    line_advance,
+    line_start,
+    line_trial,
+    run_steps,
+    slot_atoms,
+)
 
 __all__ = [
     "SlotMap",
@@ -99,23 +107,12 @@ def slot_map(layout: PackedLayout) -> SlotMap:
 def bfgs_start(grid: PackedGrid, smap: SlotMap, z0, budget, gtol) -> dict:
     """The state of a relaxation of every item from z0 (atoms, 3, C): H = I, direction
     -grad. budget: (molecules, C) iterations each item may run (0: never)."""
-    e0, g0 = grid.value_and_grad(z0)
-    dt = z0.dtype
-    shape = (grid.molecules, grid.conformers)
-    gn = jnp.sqrt(grid.dot(g0, g0))
-    return dict(
-        z=z0,
-        e=e0,
-        g=g0,
-        d=-g0,
-        alpha=jnp.ones(shape, dt),
-        H=smap.identity(grid.conformers, dt),
-        fresh=jnp.ones(shape, bool),
-        fails=jnp.zeros(shape, jnp.int32),
-        it=jnp.zeros(shape, jnp.int32),
-        done=(gn < gtol) | ~jnp.isfinite(e0),
-        budget=jnp.asarray(budget, jnp.int32),
+    c = line_start(grid, z0, budget, gtol)
+    c.update(
+        H=smap.identity(grid.conformers, z0.dtype),
+        fresh=jnp.ones((grid.molecules, grid.conformers), bool),
     )
+    return c
 
 
 def _hv(H, v):

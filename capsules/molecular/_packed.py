@@ -308,11 +308,12 @@ def _direction(grid: PackedGrid, g, S, Y, rho, gamma, head):
     return d, jnp.where(descent[None], rho, 0.0), jnp.where(descent, gamma, 1.0)
 
 
-def packed_start(grid: PackedGrid, z0, budget, gtol, memory: int) -> dict:
-    """The state of a relaxation of every item from z0 (atoms, 3, C): empty memory,
-    direction -grad. budget: (molecules, C) iterations each item may run (0: never)."""
+def line_start(grid: PackedGrid, z0, budget, gtol) -> dict:
+    """The line-search part of a fresh state from z0 (atoms, 3, C), shared by the L-BFGS
+    (`packed_start`) and the dense BFGS (`_dense_bfgs.bfgs_start`): energy, gradient,
+    direction -grad, step 1. budget: (molecules, C) iterations each item may run (0:
+    never); items already below gtol start done."""
     e0, g0 = grid.value_and_grad(z0)
-    m, dt = int(memory), z0.dtype
     shape = (grid.molecules, grid.conformers)
     gn = jnp.sqrt(grid.dot(g0, g0))
     return dict(
@@ -320,17 +321,28 @@ def packed_start(grid: PackedGrid, z0, budget, gtol, memory: int) -> dict:
         e=e0,
         g=g0,
         d=-g0,
-        alpha=jnp.ones(shape, dt),
-        gamma=jnp.ones(shape, dt),
-        S=jnp.zeros((m, *z0.shape), dt),
-        Y=jnp.zeros((m, *z0.shape), dt),
-        rho=jnp.zeros((m, *shape), dt),
-        head=jnp.int32(0),
+        alpha=jnp.ones(shape, z0.dtype),
         fails=jnp.zeros(shape, jnp.int32),
         it=jnp.zeros(shape, jnp.int32),
         done=(gn < gtol) | ~jnp.isfinite(e0),
         budget=jnp.asarray(budget, jnp.int32),
     )
+
+
+def packed_start(grid: PackedGrid, z0, budget, gtol, memory: int) -> dict:
+    """The state of a relaxation of every item from z0 (atoms, 3, C): empty memory,
+    direction -grad. budget: (molecules, C) iterations each item may run (0: never)."""
+    m, dt = int(memory), z0.dtype
+    shape = (grid.molecules, grid.conformers)
+    c = line_start(grid, z0, budget, gtol)
+    c.update(
+        gamma=jnp.ones(shape, dt),
+        S=jnp.zeros((m, *z0.shape), dt),
+        Y=jnp.zeros((m, *z0.shape), dt),
+        rho=jnp.zeros((m, *shape), dt),
+        head=jnp.int32(0),
+    )
+    return c
 
 
 def packed_resume(grid: PackedGrid, c: dict, gtol) -> dict:
