@@ -78,8 +78,9 @@ def build_hmc_kernel(
 
     `kernel(key, state, step_size, temperature, inverse_mass) -> (state, info)`: momenta
     p ~ N(0, T M), `num_integration_steps` leapfrog steps, accepted with probability
-    min(1, exp(-dH / T)). A trajectory ending at a NaN energy or non-finite gradient, or
-    with |dH| / T > 1000 (Stan's convention), is divergent: rejected and flagged.
+    min(1, exp(-dH / T)). A trajectory ending at a NaN energy, a non-finite gradient or
+    position, or with |dH| / T > 1000 (Stan's convention), is divergent: rejected and
+    flagged.
     """
 
     kinetic = _metric.kinetic
@@ -94,7 +95,10 @@ def build_hmc_kernel(
         )
         energy_error = (energy + kinetic(p, inv_mass)) - (state.energy + kinetic(p0, inv_mass))
         energy_error = jnp.where(jnp.isnan(energy_error), jnp.inf, energy_error)
-        diverged = is_divergent(energy, grad) | (
+        # A non-finite end position is divergent too: with E finite there (a bounded
+        # energy after an overflow) dH can be finite, and the chain would be accepted
+        # into an unusable state and freeze. One fused sum with the gradient's check.
+        diverged = is_divergent(energy, (grad, x)) | (
             jnp.abs(energy_error) / temp > DIVERGENCE_THRESHOLD
         )
         log_ratio = jnp.where(diverged, -jnp.inf, safe_log_accept(-energy_error / temp))

@@ -71,3 +71,21 @@ def test_float64_run_keeps_its_dtype(key):
         x, e = idf.relax(lambda x: jnp.sum((x - 1.0) ** 2), x0, num_steps=50)
         assert x.dtype == jnp.float64
         np.testing.assert_allclose(np.asarray(x), 1.0, atol=1e-6)
+
+
+def _flat_far(x):
+    # 0 with a zero gradient at 0 and at +-inf: a leapfrog step that overflows to inf
+    # has dH = 0 and a finite energy and gradient there
+    t = jnp.tanh(x)
+    return jnp.sum(t**2 * (1.0 - t**2))
+
+
+def test_hmc_trajectory_overflowing_to_inf_is_a_divergent_rejection(key):
+    # Before the fix the overflowed end point (E and dH finite) was accepted and every
+    # chain froze at inf; now it is a counted divergence and the chains carry on.
+    sampler = idf.hmc(_flat_far, 1e24, 1, inverse_mass=1e30)
+    tr = idf.sample(sampler, key, jnp.zeros((4, 3)), 20)
+    assert not np.any(np.asarray(tr.stats["frozen"]))
+    assert np.all(np.isfinite(np.asarray(tr.positions)))
+    assert np.all(np.asarray(tr.stats["num_divergent"]) > 10)
+    assert np.all(np.asarray(tr.stats["acceptance_rate"]) < 0.5)
