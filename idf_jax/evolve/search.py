@@ -480,8 +480,9 @@ class _Steps:
         """Restart the strategy when its run has stagnated.
 
         The run has stagnated when its best fitness has not improved by more than
-        `tol` (relative) for `patience` generations, or when the
-        population has collapsed (every coordinate's spread below 1e-6 box units).
+        `tol` (relative) for `patience` generations, or when the population has
+        collapsed (every coordinate's spread below 1e-6 box units: left alone, CMA-ES's
+        spread reaches 0 and its mean turns NaN).
         A restart re-initialises the strategy (`es.init`, the spread `init_std` again)
         at the best point found so far ("best") or at a uniform point of the box
         ("random"); the population size is unchanged, so nothing recompiles, and no
