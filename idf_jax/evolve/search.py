@@ -210,11 +210,12 @@ def minimize(
     The population size stays the same (IPOP's doubling would change the compiled
     shapes), a restart spends no evaluation, and it happens inside the one compiled
     search (a `jnp.where` over the strategy state), so the budget is population x
-    generations as without restarts and nothing recompiles. The best point is kept
-    across runs. Off by default: on the budgets measured (32 and 64 generations of 16)
-    restarts fired on runs that were still improving and lost more than they found
-    (benchmarks/README.md, evolve, 2026-12-04); they pay on longer searches stuck in
-    one basin.
+    generations as without restarts and nothing recompiles (the restart test is
+    compiled in only when restarts are on: a search without them costs what it did).
+    The best point is kept across runs. Off by default: on the budgets measured (32
+    and 64 generations of 16) restarts fired on runs that were still improving and
+    lost more than they found (benchmarks/README.md, evolve, 2026-12-04); they pay on
+    longer searches stuck in one basin.
 
     Example:
         >>> space = {"x": idf.evolve.Real(-5, 5), "n": idf.evolve.Int(1, 8)}
@@ -325,6 +326,7 @@ def minimize(
         repr(sorted((strategy_kwargs or {}).items())),
         batch_size,
         loop,
+        restarts != "off",
     )
     engine = _ENGINES.get(sig)
     if engine is None:
@@ -342,6 +344,7 @@ def minimize(
             batch_size,
             loop,
             key,
+            restarts != "off",
         )
         _ENGINES[sig] = engine
         while len(_ENGINES) > _MAX_ENGINES:
@@ -439,12 +442,15 @@ class _Steps:
     the scan and jitted for the Python loop; shared by every search with the same
     (strategy, population, dimension, constructor arguments, archive grid)."""
 
-    def __init__(self, strategy, pop, dim, strategy_kwargs, archive):
+    def __init__(self, strategy, pop, dim, strategy_kwargs, archive, restarts=False):
         self.es, _, self.name = make_strategy(
             strategy, pop, dim, init_std=1.0, strategy_kwargs=strategy_kwargs
         )
         self.archive = archive
         self.pop_based = is_population_based(self.es)
+        # the restart test is compiled in only where restarts are on (its mode, patience
+        # and tolerance are data): a search without restarts compiles what it did before
+        self.restarts = restarts and not self.pop_based
         self.ask = jax.jit(self.ask_fn)
         self.tell = jax.jit(self.tell_fn)
         self.init = jax.jit(self.init_fn)
@@ -472,7 +478,7 @@ class _Steps:
         mean = jnp.where(jnp.any(fin), mean, jnp.inf)
         best_f = jnp.where(better, f[i], best_f)
         best_z = jnp.where(better, z[i], best_z)
-        if not self.pop_based:
+        if self.restarts:
             state, rs = self._restart(state, rs, z, f[i], best_z, k_tell, params)
         return state, best_z, best_f, arch, rs, f[i], mean
 
@@ -522,11 +528,18 @@ _STEPS: dict[tuple, _Steps] = {}
 _MAX_STEPS = 16
 
 
-def _shared_steps(strategy, pop, dim, strategy_kwargs, archive) -> _Steps:
-    sig = (strategy, pop, dim, repr(sorted((strategy_kwargs or {}).items())), archive)
+def _shared_steps(strategy, pop, dim, strategy_kwargs, archive, restarts=False) -> _Steps:
+    sig = (
+        strategy,
+        pop,
+        dim,
+        repr(sorted((strategy_kwargs or {}).items())),
+        archive,
+        bool(restarts),
+    )
     steps = _STEPS.pop(sig, None)
     if steps is None:
-        steps = _Steps(strategy, pop, dim, strategy_kwargs, archive)
+        steps = _Steps(strategy, pop, dim, strategy_kwargs, archive, restarts)
     _STEPS[sig] = steps  # most recently used last
     while len(_STEPS) > _MAX_STEPS:
         _STEPS.pop(next(iter(_STEPS)))
@@ -587,10 +600,11 @@ class _Engine:
         batch_size=None,
         loop="scan",
         key=None,
+        restarts=False,
     ):
         self.batch_size, self.loop = batch_size, loop
         key = jax.random.key(0) if key is None else key
-        self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive)
+        self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive, restarts)
         self.es, self.name = self.steps.es, self.steps.name
         self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
         self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn

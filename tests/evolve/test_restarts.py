@@ -96,15 +96,18 @@ def test_one_compilation_per_search_with_restarts():
     engine = next(e for e in search._ENGINES.values() if e.fitness_fn is fit)
     (chunk,) = engine._chunks.values()
     assert len(calls) == 1 and chunk._cache_size() == 1
-    # restarts, their patience and tolerance are data: another setting or none, and
-    # another key, reuse what was compiled
+    # the restart mode, patience and tolerance are data: another setting and another key
+    # reuse what was compiled
     ev.minimize(fit, LINE, jax.random.key(3), restarts="best", restart_patience=5, **kw)
-    ev.minimize(fit, LINE, jax.random.key(3), **kw)
     assert len(calls) == 1 and chunk._cache_size() == 1
+    # without restarts the restart test is not compiled in: another search, compiled once
+    ev.minimize(fit, LINE, jax.random.key(3), **kw)
+    ev.minimize(fit, LINE, jax.random.key(4), **kw)
+    assert len(calls) == 2
     # the Python loop's shared tell carries the restarts too: compiled once
     ev.minimize(fit, LINE, jax.random.key(3), restarts="random", loop="python", **kw)
-    ev.minimize(fit, LINE, jax.random.key(4), loop="python", **kw)
-    tell = search._shared_steps("CMA_ES", 8, 1, None, None).tell
+    ev.minimize(fit, LINE, jax.random.key(4), restarts="best", loop="python", **kw)
+    tell = search._shared_steps("CMA_ES", 8, 1, None, None, True).tell
     assert getattr(tell, "_cache_size")() == 1
 
 
