@@ -2,7 +2,7 @@
 
 Run:  PYTHONPATH=. python benchmarks/bench_evolve.py [--budgets 256,512,1024] [--tasks sampler]
           [--seeds 0,1,2] [--repeats 3]
-          [--batch-size N|vmap]
+          [--batch-size N|vmap] [--restarts off|best|random] [--choice-encoding index|onehot]
 
 Three JAX-traceable tasks, each with the same number of fitness evaluations on every
 side (idf: population x generations; Optuna: trials; evosax direct: population x
@@ -66,13 +66,16 @@ def rosenbrock_task():
     return "Rosenbrock 10-d", space, fit
 
 
+CHOICE_ENCODING: dict[str, str] = {}  # --choice-encoding: Choice(encoding=...) for every side
+
+
 def mixed_task():
     space = {
         **{f"r{i}": ev.Real(1e-3, 1e3, log=True) for i in range(4)},
         "n": ev.Int(1, 20),
         "m": ev.Int(-5, 5),
-        "kind": ev.Choice(["a", "b", "c", "d"]),
-        "scale": ev.Choice([0.5, 1.0, 2.0]),
+        "kind": ev.Choice(["a", "b", "c", "d"], **CHOICE_ENCODING),
+        "scale": ev.Choice([0.5, 1.0, 2.0], **CHOICE_ENCODING),
     }
     opt = jnp.array([0.01, 0.1, 10.0, 100.0])
 
@@ -264,7 +267,21 @@ def main():
     ap.add_argument(
         "--loop", choices=["scan", "python"], default=None, help="idf's loop for every task"
     )
+    ap.add_argument(
+        "--restarts",
+        choices=["off", "best", "random"],
+        default=None,
+        help="idf's restarts= for every task (default: minimize's)",
+    )
+    ap.add_argument(
+        "--choice-encoding",
+        choices=["index", "onehot"],
+        default=None,
+        help="the mixed task's Choice encoding (default: Choice's); Optuna is unaffected",
+    )
     args = ap.parse_args()
+    if args.choice_encoding is not None:
+        CHOICE_ENCODING["encoding"] = args.choice_encoding
     budgets = [int(b) for b in args.budgets.split(",") if b]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     import evosax.algorithms  # noqa: F401 - imports are not what is measured
@@ -291,6 +308,8 @@ def main():
             options["batch_size"] = None if args.batch_size == "vmap" else int(args.batch_size)
         if args.loop is not None:
             options["loop"] = args.loop
+        if args.restarts is not None:
+            options["restarts"] = args.restarts
         if options:
             title += " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
         n = max(1, evals // args.pop) * args.pop

@@ -22,6 +22,7 @@ from .presets import preset_record as preset_record
 from .presets import save_preset as save_preset
 from .search import EvolveResult as EvolveResult
 from .search import default_population_size as default_population_size
+from .search import default_restart_patience as default_restart_patience
 from .search import minimize as minimize
 from .space import Choice as Choice
 from .space import Int as Int
@@ -47,6 +48,7 @@ __all__ = [
     "available_presets",
     "available_strategies",
     "default_population_size",
+    "default_restart_patience",
     "equilibrium_space",
     "load_preset",
     "minimize",

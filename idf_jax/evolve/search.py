@@ -42,7 +42,7 @@ from .archive import Archive, MapElites, archive_insert, elites
 from .space import Dimension, Space, as_space
 from .strategies import is_population_based, make_strategy
 
-__all__ = ["EvolveResult", "minimize", "default_population_size"]
+__all__ = ["EvolveResult", "minimize", "default_population_size", "default_restart_patience"]
 
 _log = logging.getLogger("idf_jax.evolve")
 
@@ -64,7 +64,9 @@ class EvolveResult(NamedTuple):
         (distribution-based strategies: CMA-ES, SNES, Open_ES, ...; None for population-
         based ones: PSO, DE, GA). On a noisy fitness this is the recommendation to use:
         `best_params` is the luckiest of many noisy evaluations (its `best_fitness` is
-        biased low), while the mean is fitted to all of them.
+        biased low), while the mean is fitted to all of them. After restarts: the mean
+        of the run that found the best point.
+    num_restarts: restarts made (`restarts=`).
     """
 
     best_params: dict[str, Any]
@@ -76,6 +78,37 @@ class EvolveResult(NamedTuple):
     traceable: bool
     strategy: str
     mean_params: dict[str, Any] | None = None
+    num_restarts: int = 0
+
+
+class _Restart(NamedTuple):
+    """The restart bookkeeping carried through the generations (present, unused, when
+    restarts are off)."""
+
+    run_best: jax.Array  # the current run's best fitness
+    stall: jax.Array  # generations since it last improved
+    count: jax.Array  # restarts so far
+    ans_mean: jax.Array  # the closed run with the best run_best: its final mean
+    ans_f: jax.Array  # and that run_best
+
+    @staticmethod
+    def fresh(start_z) -> _Restart:
+        inf = jnp.full((), jnp.inf, jnp.float32)
+        zero = jnp.zeros((), jnp.int32)
+        return _Restart(inf, zero, zero, jnp.asarray(start_z, jnp.float32), inf)
+
+
+class _Params(NamedTuple):
+    """What a search passes to its compiled functions: the evosax params and the restart
+    settings (data, so searches that differ in them share the compiled search)."""
+
+    es: Any
+    restart_mode: jax.Array  # int32: 0 off, 1 "best", 2 "random"
+    patience: jax.Array  # int32: generations without improvement before a restart
+    tol: jax.Array  # float32: relative improvement that resets the patience
+
+
+_RESTART_MODES = {"off": 0, "best": 1, "random": 2}
 
 
 class _Carry(NamedTuple):
@@ -86,12 +119,20 @@ class _Carry(NamedTuple):
     hist_best: jax.Array
     hist_gen_best: jax.Array
     hist_gen_mean: jax.Array
+    restart: _Restart
 
 
 def default_population_size(dim: int) -> int:
     """CMA-ES's default 4 + floor(3 ln d), at least 8, rounded up to even (Open_ES)."""
     n = max(8, 4 + int(3 * math.log(max(dim, 1))))
     return n + (n % 2)
+
+
+def default_restart_patience(dim: int, pop: int) -> int:
+    """Generations without improvement before a restart: 10 + ceil(10 d / population)
+    (CMA-ES's stagnation window 10 + ceil(30 d / population) [Hansen 2009], a third of
+    it: the budgets here are tens of generations, not thousands)."""
+    return 10 + math.ceil(10 * max(dim, 1) / pop)
 
 
 def _strong(tree):
@@ -147,16 +188,34 @@ def minimize(
     strategy_params: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     loop: str = "scan",
+    restarts: str = "off",
+    restart_patience: int | None = None,
+    restart_tol: float = 1e-3,
 ) -> EvolveResult:
     """Minimise `fitness_fn(params, key) -> scalar` over `space` with an evosax strategy.
 
     The strategy searches the encoded box of `space` (see `idf_jax.evolve.space`: reals
-    by (log-)affine maps, ints by rounding, choices by argmax over one-hot logits);
+    by (log-)affine maps, ints by rounding, choices by binning an index or by argmax over
+    one-hot logits);
     every candidate is decoded to `params`, a dict name -> value, and evaluated with its
     own key (split from the generation's key). Lower fitness is better; NaN counts as
     +inf. Distribution-based strategies start at `start` (default: the middle of every
     range) with spread `init_std` (box units, where the algorithm has `std_init`);
     population-based ones first evaluate a uniform random population.
+
+    With `restarts="best"` or `"random"` a distribution-based strategy is re-initialised
+    when its run stagnates (no relative improvement of `restart_tol` in the run's best
+    fitness for `restart_patience` generations, or a collapsed population): at the best
+    point so far or at a uniform point of the box, with the spread `init_std` again.
+    The population size stays the same (IPOP's doubling would change the compiled
+    shapes), a restart spends no evaluation, and it happens inside the one compiled
+    search (a `jnp.where` over the strategy state), so the budget is population x
+    generations as without restarts and nothing recompiles (the restart test is
+    compiled in only when restarts are on: a search without them costs what it did).
+    The best point is kept across runs. Off by default: on the budgets measured (32
+    and 64 generations of 16) restarts fired on runs that were still improving and
+    lost more than they found (benchmarks/README.md, evolve, 2026-12-04); they pay on
+    longer searches stuck in one basin.
 
     Example:
         >>> space = {"x": idf.evolve.Real(-5, 5), "n": idf.evolve.Int(1, 8)}
@@ -200,6 +259,12 @@ def minimize(
             generation's parts; the strategy's ask / tell compiled once per process and
             shared by every search of that strategy, population and dimension, so a
             search compiles only its fitness: the cheapest to start).
+        restarts: "off", "best" (restart at the best point so far: a local restart that
+            keeps what was learnt about the other coordinates) or "random" (at a uniform
+            point of the box). Distribution-based strategies only.
+        restart_patience: generations without improvement before a restart (default
+            `default_restart_patience(dim, population)`).
+        restart_tol: the relative improvement of the run's best fitness that counts.
 
     Returns:
         An `EvolveResult`.
@@ -228,6 +293,17 @@ def minimize(
         positive("time_budget_s", time_budget_s)
     if loop not in ("scan", "python"):
         raise ArgumentError("loop", f"loop must be 'scan' or 'python', got {loop!r}")
+    if restarts not in _RESTART_MODES:
+        raise ArgumentError(
+            "restarts", f"restarts must be one of {sorted(_RESTART_MODES)}, got {restarts!r}"
+        )
+    patience = (
+        default_restart_patience(sp.dim, pop)
+        if restart_patience is None
+        else positive_int("restart_patience", restart_patience)
+    )
+    if not (isinstance(restart_tol, (int, float)) and 0.0 <= restart_tol < 1.0):
+        raise ArgumentError("restart_tol", f"restart_tol must be in [0, 1), got {restart_tol!r}")
     if batch_size is not None:
         batch_size = positive_int("batch_size", batch_size)
         if pop % batch_size:
@@ -250,6 +326,7 @@ def minimize(
         repr(sorted((strategy_kwargs or {}).items())),
         batch_size,
         loop,
+        restarts != "off",
     )
     engine = _ENGINES.get(sig)
     if engine is None:
@@ -267,13 +344,19 @@ def minimize(
             batch_size,
             loop,
             key,
+            restarts != "off",
         )
         _ENGINES[sig] = engine
         while len(_ENGINES) > _MAX_ENGINES:
             _ENGINES.pop(next(iter(_ENGINES)))
     else:
         _ENGINES[sig] = _ENGINES.pop(sig)  # most recently used last
-    params = engine.params(float(init_std), strategy_params)
+    if restarts != "off" and engine.pop_based:
+        raise ArgumentError(
+            "restarts",
+            f"restarts re-initialise a search distribution; {engine.name} is population-based",
+        )
+    params = engine.params(float(init_std), strategy_params, restarts, patience, restart_tol)
     strategy_name, use_jax, G = engine.name, engine.use_jax, num_generations
     k_init, k_run = jax.random.split(key)
     start_z = sp.encode(start) if start is not None else engine.centre
@@ -323,6 +406,9 @@ def minimize(
 
     best_params = sp.to_python(jax.tree.map(np.asarray, engine.readout(carry.best_z)))
     mean_z = None if engine.pop_based else getattr(carry.state, "mean", None)
+    rs = carry.restart
+    if mean_z is not None and float(rs.run_best) > float(rs.ans_f):
+        mean_z = rs.ans_mean  # an earlier run found the best point: its mean
     mean_params = (
         None
         if mean_z is None
@@ -347,6 +433,7 @@ def minimize(
         traceable=use_jax,
         strategy=strategy_name,
         mean_params=mean_params,
+        num_restarts=int(rs.count),
     )
 
 
@@ -355,28 +442,33 @@ class _Steps:
     the scan and jitted for the Python loop; shared by every search with the same
     (strategy, population, dimension, constructor arguments, archive grid)."""
 
-    def __init__(self, strategy, pop, dim, strategy_kwargs, archive):
+    def __init__(self, strategy, pop, dim, strategy_kwargs, archive, restarts=False):
         self.es, _, self.name = make_strategy(
             strategy, pop, dim, init_std=1.0, strategy_kwargs=strategy_kwargs
         )
         self.archive = archive
+        self.pop_based = is_population_based(self.es)
+        # the restart test is compiled in only where restarts are on (its mode, patience
+        # and tolerance are data): a search without restarts compiles what it did before
+        self.restarts = restarts and not self.pop_based
         self.ask = jax.jit(self.ask_fn)
         self.tell = jax.jit(self.tell_fn)
         self.init = jax.jit(self.init_fn)
 
-    def init_fn(self, k_init, start_z, params):
+    def init_fn(self, k_init, start_z, params: _Params):
         """A distribution-based strategy's state at `start_z` (strongly typed leaves)."""
-        return _strong(self.es.init(k_init, start_z, params))
+        return _strong(self.es.init(k_init, start_z, params.es))
 
-    def ask_fn(self, state, g, k_run, params):
+    def ask_fn(self, state, g, k_run, params: _Params):
         k_ask, k_eval, _ = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        z, state = self.es.ask(k_ask, state, params)
+        z, state = self.es.ask(k_ask, state, params.es)
         return z, state, k_eval
 
-    def tell_fn(self, best_z, best_f, arch, state, g, z, f, d, k_run, params):
-        """(state, best_z, best_f, archive, this generation's best and mean fitness)."""
+    def tell_fn(self, best_z, best_f, arch, rs, state, g, z, f, d, k_run, params: _Params):
+        """(state, best_z, best_f, archive, restart state, this generation's best and
+        mean fitness)."""
         _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        state, _ = self.es.tell(k_tell, z, f, state, params)
+        state, _ = self.es.tell(k_tell, z, f, state, params.es)
         i = jnp.argmin(f)
         better = f[i] < best_f
         if self.archive is not None and arch is not None and d is not None:
@@ -385,18 +477,69 @@ class _Steps:
         mean = jnp.sum(jnp.where(fin, f, 0.0)) / jnp.maximum(jnp.sum(fin), 1)
         mean = jnp.where(jnp.any(fin), mean, jnp.inf)
         best_f = jnp.where(better, f[i], best_f)
-        return state, jnp.where(better, z[i], best_z), best_f, arch, f[i], mean
+        best_z = jnp.where(better, z[i], best_z)
+        if self.restarts:
+            state, rs = self._restart(state, rs, z, f[i], best_z, k_tell, params)
+        return state, best_z, best_f, arch, rs, f[i], mean
+
+    def _restart(self, state, rs: _Restart, z, gen_best, best_z, key, params: _Params):
+        """Restart the strategy when its run has stagnated.
+
+        The run has stagnated when its best fitness has not improved by more than
+        `tol` (relative) for `patience` generations, or when the population has
+        collapsed (every coordinate's spread below 1e-6 box units: left alone, CMA-ES's
+        spread reaches 0 and its mean turns NaN).
+        A restart re-initialises the strategy (`es.init`, the spread `init_std` again)
+        at the best point found so far ("best") or at a uniform point of the box
+        ("random"); the population size is unchanged, so nothing recompiles, and no
+        evaluation is spent on it: the next generation is the new run's first.
+        """
+        rb = rs.run_best
+        improved = jnp.logical_or(~jnp.isfinite(rb), gen_best < rb - params.tol * jnp.abs(rb))
+        run_best = jnp.minimum(rb, gen_best)
+        stall = jnp.where(improved, 0, rs.stall + 1)
+        collapsed = jnp.max(jnp.std(z, axis=0)) < 1e-6
+        go = (params.restart_mode > 0) & ((stall >= params.patience) | collapsed)
+        k_mean, k_init = jax.random.split(jax.random.fold_in(key, 1))
+        centre = jnp.where(
+            params.restart_mode == 2,
+            jax.random.uniform(k_mean, best_z.shape, jnp.float32),
+            best_z,
+        )
+        # the closed run's mean is the answer kept if its best stays the best of all runs
+        mean = getattr(state, "mean", None)
+        new = self.es.init(k_init, centre, params.es)
+        state = jax.tree.map(
+            lambda a, b: jnp.where(go, jnp.asarray(a, jnp.asarray(b).dtype), b), new, state
+        )
+        keep = go & (run_best <= rs.ans_f)
+        ans_mean = rs.ans_mean if mean is None else jnp.where(keep, mean, rs.ans_mean)
+        rs = _Restart(
+            jnp.where(go, jnp.inf, run_best).astype(jnp.float32),
+            jnp.where(go, 0, stall).astype(jnp.int32),
+            (rs.count + go).astype(jnp.int32),
+            ans_mean.astype(jnp.float32),
+            jnp.where(keep, run_best, rs.ans_f).astype(jnp.float32),
+        )
+        return state, rs
 
 
 _STEPS: dict[tuple, _Steps] = {}
 _MAX_STEPS = 16
 
 
-def _shared_steps(strategy, pop, dim, strategy_kwargs, archive) -> _Steps:
-    sig = (strategy, pop, dim, repr(sorted((strategy_kwargs or {}).items())), archive)
+def _shared_steps(strategy, pop, dim, strategy_kwargs, archive, restarts=False) -> _Steps:
+    sig = (
+        strategy,
+        pop,
+        dim,
+        repr(sorted((strategy_kwargs or {}).items())),
+        archive,
+        bool(restarts),
+    )
     steps = _STEPS.pop(sig, None)
     if steps is None:
-        steps = _Steps(strategy, pop, dim, strategy_kwargs, archive)
+        steps = _Steps(strategy, pop, dim, strategy_kwargs, archive, restarts)
     _STEPS[sig] = steps  # most recently used last
     while len(_STEPS) > _MAX_STEPS:
         _STEPS.pop(next(iter(_STEPS)))
@@ -457,10 +600,11 @@ class _Engine:
         batch_size=None,
         loop="scan",
         key=None,
+        restarts=False,
     ):
         self.batch_size, self.loop = batch_size, loop
         key = jax.random.key(0) if key is None else key
-        self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive)
+        self.steps = _shared_steps(strategy, pop, sp.dim, strategy_kwargs, archive, restarts)
         self.es, self.name = self.steps.es, self.steps.name
         self.sp, self.fitness_fn, self.pop, self.G = sp, fitness_fn, pop, G
         self.has_aux, self.archive, self.descriptor_fn = has_aux, archive, descriptor_fn
@@ -506,13 +650,18 @@ class _Engine:
             return e
         return None
 
-    def params(self, init_std: float, overrides):
+    def params(self, init_std: float, overrides, restarts="off", patience=1, tol=0.0):
         ck = (init_std, repr(sorted((overrides or {}).items())))
         if ck not in self._params:
             self._params[ck] = self._make_params(init_std, overrides)
             while len(self._params) > 16:
                 self._params.pop(next(iter(self._params)))
-        return self._params[ck]
+        return _Params(
+            self._params[ck],
+            jnp.asarray(_RESTART_MODES[restarts], jnp.int32),
+            jnp.asarray(patience, jnp.int32),
+            jnp.asarray(tol, jnp.float32),
+        )
 
     def _make_params(self, init_std: float, overrides):
         p = self.es.default_params
@@ -584,8 +733,8 @@ class _Engine:
         return self.steps.ask_fn(state, g, k_run, params)
 
     def _tell_fn(self, c: _Carry, state, g, z, f, d, k_run, params) -> _Carry:
-        state, best_z, best_f, arch, gen_best, mean = self.steps.tell_fn(
-            c.best_z, c.best_f, c.archive, state, g, z, f, d, k_run, params
+        state, best_z, best_f, arch, rs, gen_best, mean = self.steps.tell_fn(
+            c.best_z, c.best_f, c.archive, c.restart, state, g, z, f, d, k_run, params
         )
         return _Carry(
             state,
@@ -595,6 +744,7 @@ class _Engine:
             c.hist_best.at[g].set(best_f),
             c.hist_gen_best.at[g].set(gen_best),
             c.hist_gen_mean.at[g].set(mean),
+            rs,
         )
 
     def _fresh_dist(self, k_init, start_z, params) -> _Carry:
@@ -605,7 +755,8 @@ class _Engine:
         inf = jnp.full((G,), jnp.inf, jnp.float32)
         start_z = jnp.asarray(start_z, jnp.float32)
         state = self.steps.init(k_init, start_z, params)
-        return _Carry(state, start_z, jnp.full((), jnp.inf, jnp.float32), arch0, inf, inf, inf)
+        inf0 = jnp.full((), jnp.inf, jnp.float32)
+        return _Carry(state, start_z, inf0, arch0, inf, inf, inf, _Restart.fresh(start_z))
 
     def fresh(self, k_init, start_z, params) -> _Carry:
         """The carry before generation 0 (population-based: an evaluated random start)."""
@@ -616,12 +767,13 @@ class _Engine:
         z0 = jax.random.uniform(k_init, (self.pop, sp.dim), jnp.float32)
         z0 = z0.at[0].set(start_z)
         f0, d0 = self.evaluate(z0, jax.random.fold_in(k_init, 1))
-        state = self.es.init(k_init, z0, f0, params)
+        state = self.es.init(k_init, z0, f0, params.es)
         i = jnp.argmin(f0)
         arch = Archive.empty(self.archive, sp.dim) if self.archive is not None else None
         if self.archive is not None and arch is not None and d0 is not None:
             arch = archive_insert(self.archive, arch, z0, f0, d0)
-        return _strong_jit(_Carry(state, z0[i], f0[i], arch, inf, inf, inf))
+        rs = _Restart.fresh(z0[i])
+        return _strong_jit(_Carry(state, z0[i], f0[i], arch, inf, inf, inf, rs))
 
     def _chunk_fn(self, chunk: int):
         if chunk not in self._chunks:
@@ -655,13 +807,14 @@ class _Engine:
         the history written on the host once per chunk."""
         steps = self.steps
         state, best_z, best_f, arch = carry.state, carry.best_z, carry.best_f, carry.archive
+        rs = carry.restart
         gens, rows = range(done, min(done + chunk, self.G)), []
         for g in gens:
             gg = jnp.asarray(g, jnp.int32)
             z, state, k_eval = steps.ask(state, gg, k_run, params)
             f, d = self._eval(z, k_eval)
-            state, best_z, best_f, arch, gen_best, mean = steps.tell(
-                best_z, best_f, arch, state, gg, z, f, d, k_run, params
+            state, best_z, best_f, arch, rs, gen_best, mean = steps.tell(
+                best_z, best_f, arch, rs, state, gg, z, f, d, k_run, params
             )
             rows.append((best_f, gen_best, mean))
         hist = [
@@ -672,7 +825,8 @@ class _Engine:
             vals = np.asarray(jax.device_get(rows), np.float32)  # (generations, 3)
             for j in range(3):
                 hist[j][gens.start : gens.stop] = vals[:, j]
-        return _Carry(state, best_z, best_f, arch, *(jnp.asarray(h) for h in hist))
+        h_best, h_gen, h_mean = (jnp.asarray(h) for h in hist)
+        return _Carry(state, best_z, best_f, arch, h_best, h_gen, h_mean, rs)
 
     def run(self, carry: _Carry, done: int, chunk: int, k_run, params) -> _Carry:
         """Generations done .. done + chunk - 1 (those < G)."""

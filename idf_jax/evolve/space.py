@@ -10,8 +10,14 @@ Then, per dimension:
 - `Int(lo, hi)` (both inclusive): the (log-)affine map onto [lo - 0.5, hi + 0.5], rounded
   and clipped, so every integer owns an equal share of the box (an equal share of the
   log-box with `log=True`).
-- `Choice(options)`: one coordinate per option (one-hot logits); the chosen option is the
-  argmax. Options are unordered, so no option sits "between" two others.
+- `Choice(options)`: one coordinate cut into len(options) equal bins (the default,
+  `encoding="index"`, like an `Int`), or with `encoding="onehot"` one coordinate per
+  option (logits; the argmax is chosen, so no option sits "between" two others). The
+  index is the default because it searched better in what was measured
+  (benchmarks/README.md, evolve, 2026-12-04): one-hot logits add a coordinate per option
+  (13 instead of 8 on the benchmark's mixed space) and, once CMA-ES's spread has shrunk,
+  the logits of a wrong option can stay ahead on a flat fitness (no signal tells the
+  strategy to move them), which left seed 1 of that benchmark at a wrong option.
 
 A JAX fitness receives a dict of arrays: reals as float32, ints as int32, a `Choice` as
 the option itself when every option is a number (float32 / int32 / bool), else as the
@@ -91,9 +97,15 @@ class Int:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """One of `options` (any Python values; numbers reach a JAX fitness as themselves)."""
+    """One of `options` (any Python values; numbers reach a JAX fitness as themselves).
+
+    `encoding`: "onehot" (one coordinate per option, the argmax wins: no option sits
+    between two others) or "index" (one coordinate cut into len(options) equal bins, like
+    an `Int`: fewer coordinates, but the options get an order).
+    """
 
     options: Sequence[Any]
+    encoding: str = "index"
 
     def check(self, name: str) -> None:
         if isinstance(self.options, (str, bytes)) or not isinstance(self.options, Sequence):
@@ -102,10 +114,14 @@ class Choice:
             )
         if len(self.options) == 0:
             raise ArgumentError(name, f"{name}: Choice needs at least one option, got []")
+        if self.encoding not in ("onehot", "index"):
+            raise ArgumentError(
+                name, f"{name}: Choice encoding must be 'onehot' or 'index', got {self.encoding!r}"
+            )
 
     @property
     def width(self) -> int:
-        return len(self.options)
+        return len(self.options) if self.encoding == "onehot" else 1
 
     @property
     def numeric(self) -> bool:
@@ -158,8 +174,9 @@ class Space:
     def encode(self, values: Mapping[str, Any]) -> Float[Array, " dim"]:
         """A point of the box that decodes to `values` (names not given: the centre).
 
-        Reals and ints map to their (log-)affine position, a `Choice` to logits 0.6 for
-        the option and 0.4 for the others. Values outside a range raise `ArgumentError`.
+        Reals and ints map to their (log-)affine position, a `Choice` to the middle of
+        its option's bin (one-hot: logits 0.6 for the option and 0.4 for the others).
+        Values outside a range raise `ArgumentError`.
         """
         unknown = sorted(set(values) - set(self.dims))
         if unknown:
@@ -171,8 +188,11 @@ class Space:
                 matches = [i for i, o in enumerate(d.options) if o == v]
                 if not matches:
                     raise ArgumentError(name, f"{name}: {v!r} is not one of {list(d.options)}")
-                z[s] = 0.4
-                z[s.start + matches[0]] = 0.6
+                if d.encoding == "index":
+                    z[s] = (matches[0] + 0.5) / len(d.options)
+                else:
+                    z[s] = 0.4
+                    z[s.start + matches[0]] = 0.6
                 continue
             x = _number(name, "the value", v)
             lo, hi = (d.lo, d.hi) if isinstance(d, Real) else (d.lo - 0.5, d.hi + 0.5)
@@ -206,7 +226,11 @@ class Space:
                     v = lo + s[0] * (hi - lo)
                 out[name] = jnp.clip(jnp.round(v), d.lo, d.hi).astype(jnp.int32)
             else:
-                idx = jnp.argmax(s).astype(jnp.int32)
+                if d.encoding == "index":
+                    k = len(d.options)
+                    idx = jnp.clip(jnp.floor(s[0] * k), 0, k - 1).astype(jnp.int32)
+                else:
+                    idx = jnp.argmax(s).astype(jnp.int32)
                 if d.numeric:
                     table = np.asarray(d.options)
                     if table.dtype.kind == "f":
@@ -250,6 +274,8 @@ class Space:
                 out[name] = {
                     "choice": [o if isinstance(o, (int, float, str)) else str(o) for o in d.options]
                 }
+                if d.encoding != "index":
+                    out[name]["encoding"] = d.encoding
             else:
                 out[name] = {type(d).__name__.lower(): [d.lo, d.hi], "log": d.log}
         return out
