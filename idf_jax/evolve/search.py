@@ -468,7 +468,16 @@ class _Steps:
         """(state, best_z, best_f, archive, restart state, this generation's best and
         mean fitness)."""
         _, _, k_tell = jax.random.split(jax.random.fold_in(k_run, g), 3)
-        state, _ = self.es.tell(k_tell, z, f, state, params.es)
+        new_state, _ = self.es.tell(k_tell, z, f, state, params.es)
+        # A distribution whose spread has collapsed to 0 (a flat fitness: every candidate
+        # equal) gets a NaN mean from CMA-ES's update; keep the last state with a finite
+        # mean instead, so `mean_params` stays a point of the space (the search then
+        # samples that point until a restart or the end of its budget).
+        mean_new = getattr(new_state, "mean", None)
+        if mean_new is not None:
+            ok = jnp.all(jnp.isfinite(mean_new))
+            new_state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_state, state)
+        state = new_state
         i = jnp.argmin(f)
         better = f[i] < best_f
         if self.archive is not None and arch is not None and d is not None:

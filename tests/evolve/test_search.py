@@ -58,6 +58,22 @@ def test_mean_params_averages_out_a_noisy_fitness():
     assert abs(res.mean_params["x"] - 1.0) < 0.3
 
 
+def test_mean_params_stays_in_the_space_when_the_spread_collapses():
+    # A flat fitness (every candidate near 0 scores 0) collapses CMA-ES's spread to 0 and
+    # its update then gives a NaN mean; the search keeps the last finite one, so the
+    # answer decodes to a point of the space (NaN once decoded n = 0, outside Int(1, 8)).
+    space = {"x": ev.Real(-5.0, 5.0), "n": ev.Int(1, 8)}
+    res = ev.minimize(
+        lambda p, k: jnp.round(p["x"]) ** 2 + 0.0 * p["n"],
+        space,
+        jax.random.key(0),
+        num_generations=300,
+    )
+    m = res.mean_params
+    assert res.best_fitness == 0.0
+    assert np.isfinite(m["x"]) and abs(m["x"]) < 0.5 and 1 <= m["n"] <= 8
+
+
 def test_rosenbrock_known_optimum():
     space = {f"x{i}": ev.Real(-2.0, 2.0) for i in range(4)}
     res = ev.minimize(rosenbrock, space, jax.random.key(1), population_size=16, num_generations=250)
