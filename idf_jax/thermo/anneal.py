@@ -188,7 +188,7 @@ def sample_equilibrium(
     target: float | Array | None = None,
     target_tol: float | Array = 1e-3,
     relax_steps: int = 500,
-    hop_cap: int | str = "fixed",
+    hop_cap: int | str = "adapt",
     restart_every: int | None = None,
     prerelax_steps: int = 100,
     record_every: int | None = None,
@@ -288,11 +288,12 @@ def sample_equilibrium(
             annealing (per step), 0.2 for basin hopping (per hop).
         target: known best energy; `reached` counts chains within `target_tol` of it.
         relax_steps: iterations of the relaxation.
-        hop_cap: iterations of one hop's L-BFGS relaxation (local="lbfgs"): "fixed"
-            (relax_steps // 5), "adapt" (the async loop starts at relax_steps // 5 and
-            doubles the cap, up to relax_steps, whenever more than half of the last
-            `chains` hop relaxations ended at it unconverged: `thermo.hop_async`; the
-            sync loop keeps relax_steps // 5), or an int (that fixed cap, >= 1).
+        hop_cap: iterations of one hop's L-BFGS relaxation (local="lbfgs"): "adapt"
+            (the default: the async loop starts at relax_steps // 5 and doubles the
+            cap, up to relax_steps, whenever more than half of the last `chains` hop
+            relaxations ended at it unconverged, `thermo.hop_async`; the sync loop keeps
+            relax_steps // 5), "fixed" (relax_steps // 5, the rule before 2026-12-04), or
+            an int (that fixed cap, >= 1).
         restart_every: parallel tempering with the async loop: every this many hops
             (mean per chain) the worst quarter of the tempering groups, by the lowest
             energy each has found, restart from the minima of as many of the best

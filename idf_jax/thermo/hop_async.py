@@ -25,10 +25,11 @@ chain is a small state machine and the loop never waits for a chain:
 
 The hop cap starts at `params.hop_cap` (relax_steps // 5) and doubles, up to
 `params.hop_cap_max`, whenever more than half of the last n judged hop relaxations (n the
-chains) ended at it unconverged (`_grow_cap`): a landscape whose minima L-BFGS reaches in
-fewer iterations keeps its cap (LJ26, LJ31, Thomson 72, AB-13 run bit-identical), a stiff
-one (AB-34: median ~490 iterations, none within 100) gets relaxations that end at minima,
-so Metropolis compares minima. hop_cap_max = hop_cap: a fixed cap.
+chains) ended at it unconverged (`_grow_cap`): where most hops end at minima within it the
+cap stays (AB-13: bit-identical to the fixed cap on 10 of 10 seeds), a stiff landscape
+(AB-34: median ~490 iterations to converge, none within 100) gets relaxations that end
+at minima, so Metropolis compares minima (LJ26 and LJ31 raise it to 200 or so;
+benchmarks/README.md, "AB-34: a hop cap that grows"). hop_cap_max = hop_cap: a fixed cap.
 
 So a hop costs its own relaxation's evaluations and nothing else (chains that wait
 evaluate nothing and count nothing). A chain starts a hop
