@@ -186,8 +186,9 @@ def async_loop(
         hit = best_e <= params.target + params.target_tol
         first_now = (c.first_hop < 0) & jnp.any(hit)
         # a hop relaxation that ended without converging (done) stopped at the cap
-        judged = w["judged"] + jnp.sum(hop_end.astype(jnp.int32))
-        capped = w["capped"] + jnp.sum((hop_end & ~lb["done"]).astype(jnp.int32))
+        # (int32 sums: under x64 a plain sum would widen the loop's carry)
+        judged = w["judged"] + jnp.sum(hop_end, dtype=jnp.int32)
+        capped = w["capped"] + jnp.sum(hop_end & ~lb["done"], dtype=jnp.int32)
         return c._replace(
             x=x,
             e=e,
@@ -301,8 +302,8 @@ def _grow_cap(walk, window, cap_max):
     return dict(
         walk,
         cap=jnp.maximum(cap, walk["cap"]).astype(jnp.int32),
-        judged=jnp.where(full, zero, walk["judged"]),
-        capped=jnp.where(full, zero, walk["capped"]),
+        judged=jnp.where(full, zero, walk["judged"]).astype(jnp.int32),
+        capped=jnp.where(full, zero, walk["capped"]).astype(jnp.int32),
     )
 
 
