@@ -19,7 +19,7 @@ within its cap counts as a miss (its time is the cap, a lower bound).
 
     PYTHONPATH=. python benchmarks/bench_global.py [--instances lj26,ab13] [--seeds 5] [--cap 120]
         [--hop-loop auto|sync|async] [--no-scipy] [--no-ase] [--seed0 0]
-        [--active-chains rule|N|rule,128] [--cold-budget N]
+        [--active-chains rule|N|rule,128] [--cold-budget N] [--idf-kw JSON]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _lj_numpy(z):
     return e, g.ravel()
 
 
-def run_idf(name, seed, chains, budget, hop_loop="auto", active_chains=None):
+def run_idf(name, seed, chains, budget, hop_loop="auto", active_chains=None, extra=None):
     cap = capsule_for(name)
     known = KNOWN[name]
     k_init, k_run = jax.random.split(jax.random.key(seed))
@@ -80,6 +80,7 @@ def run_idf(name, seed, chains, budget, hop_loop="auto", active_chains=None):
         stop_at_target=True,
         hop_loop=hop_loop,
         active_chains=active_chains,
+        **(extra or {}),
     )
     wall = time.perf_counter() - t0
     hit = int(res.first_hit_hop) >= 0
@@ -199,20 +200,30 @@ def main():
         "each side by side (e.g. 'rule,128': the rule against all 128 chains at once); "
         "the first is the 'idf' row",
     )
+    ap.add_argument(
+        "--idf-kw",
+        default="{}",
+        help="extra keyword arguments of the idf call, as JSON (e.g. '{\"relax_steps\": 2500}')",
+    )
     args = ap.parse_args()
+    extra = json.loads(args.idf_kw)
     actives = [None if a == "rule" else int(a) for a in args.active_chains.split(",")]
     labels = ["idf"] + [f"idf_active{a or 'rule'}" for a in actives[1:]]
     out = {}
     for name in args.instances.split(","):
         colds = [
-            run_idf(name, 1000, args.chains, args.cold_budget or args.budget, args.hop_loop, a)
+            run_idf(
+                name, 1000, args.chains, args.cold_budget or args.budget, args.hop_loop, a, extra
+            )
             for a in actives
         ]  # compiles
         cold = colds[0]
         rows = {lab: [] for lab in labels} | {"scipy": [], "ase": []}
         for seed in range(args.seed0, args.seed0 + args.seeds):
             for lab, a in zip(labels, actives):
-                rows[lab].append(run_idf(name, seed, args.chains, args.budget, args.hop_loop, a))
+                rows[lab].append(
+                    run_idf(name, seed, args.chains, args.budget, args.hop_loop, a, extra)
+                )
             if not args.no_scipy:
                 rows["scipy"].append(run_scipy(name, seed, args.cap, args.chains * args.budget))
             if name.startswith("lj") and not args.no_ase:

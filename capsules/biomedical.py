@@ -94,14 +94,40 @@ def ab_coordinates(x, dim: int):
     return jnp.stack(_coordinate_rows(x, dim), axis=-1)
 
 
+def _distinct_slots(draws, m: int):
+    """Three distinct indices of 0..m-1 from `draws` uniform in 0..m-1, 0..m-2, 0..m-3
+    (bounds max(., 1)): the second and third skip the indices already drawn, so every
+    ordered triple of distinct indices is equally likely (sampling without replacement).
+    For m < 3 the slots past m - 1 fall outside 0..m-1 (they then pick nothing)."""
+    a1 = draws[1] + (draws[1] >= draws[0])
+    lo, hi = jnp.minimum(draws[0], a1), jnp.maximum(draws[0], a1)
+    a2 = draws[2] + (draws[2] >= lo)
+    return draws[0], a1, a2 + (a2 >= hi)
+
+
+def _slot_bounds(m: int) -> list[int]:
+    return [m, max(m - 1, 1), max(m - 2, 1)]
+
+
+def _distinct_picks(key: PRNGKeyArray, m: int, count) -> Array:
+    """(m,) bool mask of min(`count`, m) distinct indices of 0..m-1 (count 1-3), every
+    such set equally likely (`_distinct_slots`, the first `count` kept): the distribution
+    of `jax.random.permutation(key, m) < count`, from three integer draws instead of a
+    sort of m random keys (which, under the moves' vmap, was ~60 % of a 2-D chain move)."""
+    a0, a1, a2 = _distinct_slots(jax.random.randint(key, (3,), 0, jnp.array(_slot_bounds(m))), m)
+    idx = jnp.arange(m)
+    return (idx == a0) | ((idx == a1) & (count >= 2)) | ((idx == a2) & (count >= 3))
+
+
 def pivot_move_2d(key: PRNGKeyArray, x: Float[Array, " m"], scale) -> Float[Array, " m"]:
-    """Pivot move for a 2-D chain in bend angles: 1-3 randomly chosen angles redrawn
-    uniformly in [-pi, pi) (the chain folds at new places, the rest of the fold is kept),
-    then N(0, scale^2) added to every angle."""
+    """Pivot move for a 2-D chain in bend angles: 1-3 randomly chosen angles (every set
+    of that many equally likely: `_distinct_picks`) redrawn uniformly in [-pi, pi) (the
+    chain folds at new places, the rest of the fold is kept), then N(0, scale^2) added
+    to every angle."""
     k_new, k_noise, k_count, k_pick = jax.random.split(key, 4)
     m = x.shape[0]
     count = jax.random.randint(k_count, (), 1, 4)
-    pick = jax.random.permutation(k_pick, m) < count
+    pick = _distinct_picks(k_pick, m, count)
     new = jax.random.uniform(k_new, x.shape, x.dtype, minval=-np.pi, maxval=np.pi)
     return jnp.where(pick, new, x) + scale * jax.random.normal(k_noise, x.shape, x.dtype)
 
@@ -135,20 +161,44 @@ def _first_clear(cands: Float[Array, "t m"]) -> Float[Array, " m"]:
 
 
 def _chain_move_2d_kind(key, x, scale, kind):
-    """One draw of `chain_move_2d`'s move `kind` (0 pivot, 1 crankshaft, 2 local)."""
-    k_pivot, k_i, k_j, k_d, k_loc, k_noise = jax.random.split(key, 6)
+    """One draw of `chain_move_2d`'s move `kind` (0 pivot, 1 crankshaft, 2 local). Every
+    kind's candidate is formed (under vmap `kind` is data), so the random numbers are
+    the few each needs, drawn in three calls: the pivot's count (1-3), its three distinct
+    slots (`_distinct_slots`) and their three new angles; the crankshaft's / local
+    refold's first angle i, span (1-3) and turn d; the local refold's three normals and
+    the noise on every angle."""
+    k_int, k_uni, k_norm = jax.random.split(key, 3)
     m = x.shape[0]
     idx = jnp.arange(m)
-    pivot = pivot_move_2d(k_pivot, x, 0.0)
-    i = jax.random.randint(k_i, (), 0, m)
-    span = jax.random.randint(k_j, (), 1, 4)
+    ints = jax.random.randint(
+        k_int, (6,), jnp.array([1, 0, 0, 0, 0, 1]), jnp.array([4, *_slot_bounds(m), m, 4])
+    )
+    count, i, span = ints[0], ints[4], ints[5]
+    a0, a1, a2 = _distinct_slots(ints[1:4], m)
+    u = jax.random.uniform(k_uni, (4,), x.dtype, minval=-np.pi, maxval=np.pi)
+    g = jax.random.normal(k_norm, (m + 3,), x.dtype)
+    # pivot: angles a0 (and a1, a2 as count asks) redrawn uniformly in [-pi, pi)
+    pivot = jnp.where(
+        idx == a0,
+        u[1],
+        jnp.where((idx == a1) & (count >= 2), u[2], jnp.where((idx == a2) & (count >= 3), u[3], x)),
+    )
     j = jnp.minimum(i + span, m - 1)
-    d = jax.random.uniform(k_d, (), x.dtype, minval=-np.pi, maxval=np.pi)
+    d = u[0]
     crank = x + jnp.where(idx == i, d, 0.0) - jnp.where((idx == j) & (j != i), d, 0.0)
-    near = (idx >= i) & (idx < i + span)
-    local = x + jnp.where(near, 4.0 * scale * jax.random.normal(k_loc, x.shape, x.dtype), 0.0)
+    # local: N(0, (4 scale)^2) on angles i .. i + span - 1 (those that exist)
+    near = jnp.where(
+        idx == i,
+        g[m],
+        jnp.where(
+            (idx == i + 1) & (span >= 2),
+            g[m + 1],
+            jnp.where((idx == i + 2) & (span >= 3), g[m + 2], 0.0),
+        ),
+    )
+    local = x + 4.0 * scale * near
     y = jnp.where(kind == 0, pivot, jnp.where(kind == 1, crank, local))
-    return y + scale * jax.random.normal(k_noise, x.shape, x.dtype)
+    return y + scale * g[:m]
 
 
 def chain_move_2d(key: PRNGKeyArray, x: Float[Array, " m"], scale) -> Float[Array, " m"]:

@@ -188,6 +188,8 @@ def sample_equilibrium(
     target: float | Array | None = None,
     target_tol: float | Array = 1e-3,
     relax_steps: int = 500,
+    hop_cap: int | str = "adapt",
+    restart_every: int | None = None,
     prerelax_steps: int = 100,
     record_every: int | None = None,
     t_end_ratio: float | Array = 1e-2,
@@ -223,8 +225,8 @@ def sample_equilibrium(
       then each chain's budget of energy-and-gradient evaluations (a chain hops until
       it has spent it), `relax_steps` the most iterations of one local minimisation
       (it stops at |grad| < `relax_gtol`; with local="lbfgs" a hop's relaxation is
-      capped at relax_steps // 5: L-BFGS needs ~5x fewer iterations than FIRE, and
-      under vmap every hop lasts as long as its slowest chain).
+      capped by `hop_cap`, relax_steps // 5 to start with: L-BFGS needs ~5x fewer
+      iterations than FIRE, and under vmap every hop lasts as long as its slowest chain).
     - "anneal": annealed MALA, described below.
     - "auto" (default): "anneal" when the call asks for it (a `schedule`,
       `record_every`, or `relax=False`), otherwise "parallel_tempering".
@@ -286,6 +288,16 @@ def sample_equilibrium(
             annealing (per step), 0.2 for basin hopping (per hop).
         target: known best energy; `reached` counts chains within `target_tol` of it.
         relax_steps: iterations of the relaxation.
+        hop_cap: iterations of one hop's L-BFGS relaxation (local="lbfgs"): "adapt"
+            (the default: the async loop starts at relax_steps // 5 and doubles the
+            cap, up to relax_steps, whenever more than half of the last `chains` hop
+            relaxations ended at it unconverged, `thermo.hop_async`; the sync loop keeps
+            relax_steps // 5), "fixed" (relax_steps // 5, the rule before 2026-12-04), or
+            an int (that fixed cap, >= 1).
+        restart_every: parallel tempering with the async loop: every this many hops
+            (mean per chain) the worst quarter of the tempering groups, by the lowest
+            energy each has found, restart from the minima of as many of the best
+            groups (`thermo.hop_async.restart_indices`). None (default): never.
         prerelax_steps: FIRE steps before annealing (0: none).
         record_every: record the energy of every chain every this many steps (anneal).
         t_end_ratio: final / initial temperature of the default schedule.
@@ -416,6 +428,8 @@ def sample_equilibrium(
             hop_loop=hop_loop,
             exchange_every=exchange_every,
             relax_steps=relax_steps,
+            hop_cap=hop_cap,
+            restart_every=restart_every,
             target=target,
             target_tol=target_tol,
             target_acceptance=target_acceptance,
@@ -754,6 +768,21 @@ def _hop_loop(hop_loop, local: str) -> str:
     return hop_loop
 
 
+def _hop_caps(hop_cap, relax_steps: int) -> tuple[int, int]:
+    """(first, largest) hop cap of `sample_equilibrium`'s `hop_cap` argument."""
+    base = max(relax_steps // 5, 1)
+    if isinstance(hop_cap, str):
+        if hop_cap == "fixed":
+            return base, base
+        if hop_cap == "adapt":
+            return base, max(relax_steps, base)
+        raise ArgumentError(
+            "hop_cap", f"hop_cap must be 'fixed', 'adapt' or an int >= 1, got {hop_cap!r}"
+        )
+    cap = check_positive_int("hop_cap", hop_cap)
+    return cap, cap
+
+
 def _rungs(n: int, replicas: int) -> int:
     """The largest divisor of the chain count that is <= `replicas`."""
     r = max(1, min(int(replicas), n))
@@ -890,6 +919,8 @@ def _search(
     hop_loop,
     exchange_every,
     relax_steps,
+    hop_cap,
+    restart_every,
     target,
     target_tol,
     target_acceptance,
@@ -911,6 +942,15 @@ def _search(
     exchange_every = check_positive_int("exchange_every", exchange_every)
     check_positive("relax_gtol", relax_gtol)
     loop = _hop_loop(hop_loop, local)
+    cap0, cap_max = _hop_caps(hop_cap, relax_steps)
+    if restart_every is not None:
+        restart_every = check_positive_int("restart_every", restart_every)
+        if kind != "parallel_tempering" or loop != "async":
+            raise ArgumentError(
+                "restart_every",
+                "restart_every restarts tempering groups: method='parallel_tempering' "
+                f"(or 'auto') with the async hop loop, got method={kind!r}, loop={loop!r}",
+            )
     if (
         checkpoint is not None
         and not isinstance(checkpoint, (str, bytes))
@@ -950,6 +990,9 @@ def _search(
         "budget": jnp.int32(num_steps),
         "key": key,
         "exchange_every": jnp.int32(exchange_every),
+        "hop_cap": jnp.int32(cap0),
+        "hop_cap_max": jnp.int32(cap_max),
+        "restart_every": jnp.int32(restart_every or 0),
     }
     batches = _batch_bounds(n, size)
     batched = len(batches) > 1

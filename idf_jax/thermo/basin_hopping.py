@@ -101,6 +101,9 @@ class SearchParams(NamedTuple):
     gtol: jax.Array
     budget: jax.Array  # evaluations per chain
     relax_steps: jax.Array
+    hop_cap: jax.Array  # iterations of one hop's L-BFGS relaxation (the async loop's start)
+    hop_cap_max: jax.Array  # the most the async loop may raise it to (`hop_async._grow_cap`)
+    restart_every: jax.Array  # hops between restarts of the worst tempering groups (0: none)
     key: jax.Array
     exchange_every: jax.Array  # iterations between tempering exchanges (async loop)
 
@@ -288,8 +291,9 @@ def _init_jit(
     max_step = 0.1 * length
     walk = None
     if loop == "async":
-        cap = jnp.maximum(relax_steps // 5, 1)
-        x, e, it, walk = first_relaxation(penalised, proj, x0, cap, consts["gtol"], max_step)
+        x, e, it, walk = first_relaxation(
+            penalised, proj, x0, consts["hop_cap"], consts["gtol"], max_step
+        )
     else:
         minimise = jax.vmap(
             _local_minimiser(penalised, proj, local), in_axes=(0, 0, 0, None, None, None)
@@ -326,6 +330,9 @@ def _init_jit(
         gtol=consts["gtol"].astype(fdt),
         budget=consts["budget"],
         relax_steps=relax_steps,
+        hop_cap=consts["hop_cap"],
+        hop_cap_max=consts["hop_cap_max"],
+        restart_every=consts["restart_every"],
         key=consts["key"],
         exchange_every=consts["exchange_every"],
     )
@@ -406,8 +413,8 @@ def _chunk_jit(
         if proj is not None:
             xn = proj(xn)
         # under vmap a hop lasts as long as its slowest relaxation: L-BFGS, which needs
-        # ~5x fewer iterations than FIRE, gets a cap of relax_steps // 5 per hop
-        cap = params.relax_steps if local == "fire" else jnp.maximum(params.relax_steps // 5, 1)
+        # ~5x fewer iterations than FIRE, gets the hop cap (relax_steps // 5; fixed here)
+        cap = params.relax_steps if local == "fire" else params.hop_cap
         max_iter = jnp.where(active, cap, 0)
         xr, er, it = minimise(xn, params.dt0, params.dt_max, params.max_step, max_iter, params.gtol)
         er = jnp.where(jnp.isfinite(er), er, jnp.inf)
@@ -552,6 +559,8 @@ def run_search(
             "chains": int(carry.e.shape[0]),
             "num_steps": int(params.budget),
             "relax_steps": relax_steps,
+            "hop_cap": [int(consts["hop_cap"]), int(consts["hop_cap_max"])],
+            "restart_every": int(consts["restart_every"]),
             "shapes": [list(np.shape(l)) for l in jax.tree.leaves(x0)],
             "key": _key_fingerprint(key),
         }

@@ -11,7 +11,7 @@ chain is a small state machine and the loop never waits for a chain:
   `local_min.lbfgs_restart`) or at its L-BFGS trial point (`local_min.lbfgs_trial` /
   `lbfgs_update`: the same iteration as `lbfgs_until_one`'s, with 16 memory pairs where
   the synchronous loop keeps 8: see `_MEMORY`); a relaxation that ends
-  (|grad| < gtol, relax_steps // 5 iterations, or the line search gave up) is ENDED;
+  (|grad| < gtol, the hop cap's iterations, or the line search gave up) is ENDED;
 - every `_SERVICE_EVERY` (4) iterations the ENDED chains are judged: Metropolis on the
   relaxed energy against the chain's current minimum, step-scale adaptation, best
   state, hop and minimisation counts, first-hit accounting; they are PENDING. Then the
@@ -23,6 +23,14 @@ chain is a small state machine and the loop never waits for a chain:
   batches every few iterations instead of every iteration keeps their cost off the
   L-BFGS iterations; an ended chain waits at most 3 iterations.
 
+The hop cap starts at `params.hop_cap` (relax_steps // 5) and doubles, up to
+`params.hop_cap_max`, whenever more than half of the last n judged hop relaxations (n the
+chains) ended at it unconverged (`_grow_cap`): where most hops end at minima within it the
+cap stays (AB-13: bit-identical to the fixed cap on 10 of 10 seeds), a stiff landscape
+(AB-34: median ~490 iterations to converge, none within 100) gets relaxations that end
+at minima, so Metropolis compares minima (LJ26 and LJ31 raise it to 200 or so;
+benchmarks/README.md, "AB-34: a hop cap that grows"). hop_cap_max = hop_cap: a fixed cap.
+
 So a hop costs its own relaxation's evaluations and nothing else (chains that wait
 evaluate nothing and count nothing). A chain starts a hop
 only while it has budget left; a hop once started finishes (as in the synchronous loop).
@@ -33,7 +41,11 @@ chain takes its in-flight relaxation (started from that minimum) with it, so eac
 relaxation is still judged against the minimum it left. Population annealing resamples
 the minima whenever the mean hop count passes a multiple of `resample_every`; a chain
 that receives another's minimum drops its in-flight relaxation and starts a new hop.
-With `stop` the loop ends, and evaluates nothing more, once the target is reached.
+With `params.restart_every` > 0 (parallel tempering, two groups or more) the worst
+quarter of the tempering groups, by the lowest energy each has found, restart from the
+best groups' minima whenever the mean hop count passes a multiple of it
+(`restart_indices`). With `stop` the loop ends, and evaluates nothing more, once the
+target is reached.
 Keys: hop h of chain c draws its move and its Metropolis uniform from
 fold_in(split(key, chains)[c], h): a search is reproducible from its key whatever the
 chunking.
@@ -89,6 +101,12 @@ def first_relaxation(penalised, proj, x0, cap, gtol, max_step):
         "phase": jnp.where(going, RELAXING, PENDING).astype(jnp.int32),
         "first": going,
         "resampled": jnp.int32(0),
+        "restarted": jnp.int32(0),  # restarts of the worst tempering groups (`_restart_groups`)
+        # the hop cap now, and the hop relaxations judged / ended at it unconverged
+        # since it was last reviewed (`_grow_cap`)
+        "cap": jnp.asarray(cap, jnp.int32),
+        "judged": jnp.int32(0),
+        "capped": jnp.int32(0),
     }
     return jax.vmap(unravel)(lb["z"]), lb["e"], lb["it"] + 1, walk
 
@@ -106,7 +124,6 @@ def async_loop(
     fdt = carry.e.dtype
     keys = jax.random.split(params.key, n + 1)
     base, k_ex_base = keys[:n], keys[n]
-    cap = jnp.maximum(params.relax_steps // 5, 1)
 
     def flat(x):
         return ravel_pytree(x)[0]
@@ -168,6 +185,10 @@ def async_loop(
         n_min = c.n_min + hop_end.astype(jnp.int32)
         hit = best_e <= params.target + params.target_tol
         first_now = (c.first_hop < 0) & jnp.any(hit)
+        # a hop relaxation that ended without converging (done) stopped at the cap
+        # (int32 sums: under x64 a plain sum would widen the loop's carry)
+        judged = w["judged"] + jnp.sum(hop_end, dtype=jnp.int32)
+        capped = w["capped"] + jnp.sum(hop_end & ~lb["done"], dtype=jnp.int32)
         return c._replace(
             x=x,
             e=e,
@@ -181,8 +202,17 @@ def async_loop(
             first_hop=jnp.where(first_now, jnp.max(hops), c.first_hop),
             hit_evals=jnp.where(first_now, jnp.sum(c.n_eval.astype(jnp.float32)), c.hit_evals),
             hit_mins=jnp.where(first_now, jnp.sum(n_min.astype(jnp.float32)), c.hit_mins),
-            walk=dict(w, phase=jnp.where(ended, PENDING, phase), first=w["first"] & ~ended),
+            walk=dict(
+                w,
+                phase=jnp.where(ended, PENDING, phase),
+                first=w["first"] & ~ended,
+                judged=judged,
+                capped=capped,
+            ),
         )
+
+    def grow_cap(c):
+        return c._replace(walk=_grow_cap(c.walk, n, params.hop_cap_max))
 
     def start_hops(c):
         """The next hop of up to k_moves PENDING chains with budget left: FRESH."""
@@ -198,7 +228,7 @@ def async_loop(
         return c._replace(walk=dict(w, lb=lb, phase=phase.at[idx].set(FRESH, mode="drop")))
 
     def service(c):
-        return start_hops(judge(c))
+        return start_hops(grow_cap(judge(c)))
 
     def body(c):
         c = jax.lax.cond(c.hop % _SERVICE_EVERY == 0, service, lambda q: q, c)
@@ -226,8 +256,8 @@ def async_loop(
             fresh, pick, _tree.select_rows(relaxing, {k: stepped[k] for k in small}, small)
         )
         lb = dict(pick, **mem)
-        # a first relaxation may run to relax_steps iterations in all, a hop's to cap
-        limit = jnp.where(w["first"], params.relax_steps, cap)
+        # a first relaxation may run to relax_steps iterations in all, a hop's to the cap
+        limit = jnp.where(w["first"], params.relax_steps, w["cap"])
         ended = evaluating & (lb["done"] | (lb["it"] >= limit))
         phase = jnp.where(ended, ENDED, jnp.where(fresh, RELAXING, phase))
         it = c.hop + 1
@@ -246,6 +276,11 @@ def async_loop(
                 lambda q: q,
                 c,
             )
+        if kind == "parallel_tempering" and 1 < rungs < n:
+            every = params.restart_every
+            mean_hops = jnp.mean(c.hops.astype(fdt))
+            due = (every > 0) & (jnp.floor(mean_hops / jnp.maximum(every, 1)) > c.walk["restarted"])
+            c = jax.lax.cond(due, lambda q: _restart_groups(q, rungs), lambda q: q, c)
         if kind == "population":
             mean_hops = jnp.mean(c.hops.astype(fdt))
             due = jnp.floor(mean_hops / resample) > c.walk["resampled"]
@@ -254,6 +289,22 @@ def async_loop(
         return c
 
     return jax.lax.while_loop(cond, body, carry)
+
+
+def _grow_cap(walk, window, cap_max):
+    """Review the hop cap once `window` hop relaxations have been judged since the last
+    review: doubled (at most `cap_max`) when more than half of them ended at it without
+    converging, else kept; the counts start again. Never lowered."""
+    full = walk["judged"] >= window
+    grow = full & (2 * walk["capped"] > walk["judged"])
+    cap = jnp.where(grow, jnp.minimum(2 * walk["cap"], cap_max), walk["cap"])
+    zero = jnp.int32(0)
+    return dict(
+        walk,
+        cap=jnp.maximum(cap, walk["cap"]).astype(jnp.int32),
+        judged=jnp.where(full, zero, walk["judged"]).astype(jnp.int32),
+        capped=jnp.where(full, zero, walk["capped"]).astype(jnp.int32),
+    )
 
 
 def exchange_indices(e, temps, active, key, parity, rungs):
@@ -299,6 +350,37 @@ def resample_indices(e, t_last, t_now, key):
     u = (jax.random.uniform(key, (), e.dtype) + jnp.arange(n, dtype=e.dtype)) / n
     idx = jnp.clip(jnp.searchsorted(cum, u), 0, n - 1)
     return jnp.where(tot > 0, idx, jnp.arange(n))
+
+
+def restart_indices(best_e, rungs):
+    """Source slot of every chain when the worst quarter (at least one) of the tempering
+    groups (chains g * rungs .. g * rungs + rungs - 1), ranked by the lowest energy any
+    of their chains has found, take on the chains of as many of the best groups, rung by
+    rung (the k-th worst group copies the k-th best); the others keep theirs."""
+    n = best_e.shape[0]
+    groups = n // rungs
+    g_best = jnp.min(jnp.where(jnp.isnan(best_e), jnp.inf, best_e).reshape(groups, rungs), axis=1)
+    order = jnp.argsort(g_best, stable=True)
+    k = max(1, groups // 4)
+    src = jnp.arange(groups).at[order[groups - k :][::-1]].set(order[:k])
+    return (src[:, None] * rungs + jnp.arange(rungs)[None, :]).reshape(n)
+
+
+def _restart_groups(c, rungs):
+    """The worst tempering groups restart from the best groups' minima (`restart_indices`);
+    a chain that receives another's minimum drops its in-flight relaxation and starts a
+    new hop from it (as after a resampling); scales, counts and bests stay with the slot."""
+    n = c.e.shape[0]
+    idx = restart_indices(c.best_e, rungs)
+    w = c.walk
+    moved = idx != jnp.arange(n)
+    walk = dict(
+        w,
+        phase=jnp.where(moved, PENDING, w["phase"]),
+        first=w["first"] & ~moved,
+        restarted=w["restarted"] + 1,
+    )
+    return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], walk=walk)
 
 
 def _resample(c, t_now, key):

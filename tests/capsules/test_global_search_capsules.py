@@ -189,3 +189,68 @@ def test_chain_move_2d_draws_clash_free_moves_of_one_kind():
     assert np.mean(c_moved < lim) < 0.25 * np.mean(c_once < lim)
     first_ok = c_once >= lim
     np.testing.assert_array_equal(moved[first_ok], once[first_ok])
+
+
+@pytest.mark.parametrize("m", [1, 2, 5])
+def test_distinct_picks_draw_every_set_equally_often(m):
+    """`_distinct_picks` (the pivots' choice of 1-3 angles, three integer draws without
+    replacement) has the distribution of `permutation(m) < count`: min(count, m) distinct
+    angles, every set of that size equally likely."""
+    import itertools
+
+    from capsules import biomedical
+
+    draws = 6000
+    keys = jax.random.split(jax.random.key(m), draws)
+    for count in (1, 2, 3):
+        f = jax.jit(jax.vmap(lambda k, c=count: biomedical._distinct_picks(k, m, c)))
+        picks = np.asarray(f(keys))
+        size = min(count, m)
+        assert np.all(picks.sum(axis=1) == size)
+        sets = list(itertools.combinations(range(m), size))
+        seen = {s: 0 for s in sets}
+        for row in picks:
+            seen[tuple(int(i) for i in np.flatnonzero(row))] += 1
+        p = 1.0 / len(sets)
+        sd = np.sqrt(draws * p * (1 - p))
+        for s, k in seen.items():
+            assert abs(k - draws * p) <= 5 * sd + 1e-9, (count, s, k)
+
+
+def test_chain_move_2d_kinds_have_their_distributions():
+    """One draw of each `chain_move_2d` kind, 6000 times on an 11-angle chain: pivots
+    redraw 1, 2 or 3 angles (a third each; every angle alike; new angles uniform in
+    [-pi, pi)), crankshafts turn angle i by d and angle j = min(i + 1..3, m - 1) by -d
+    (i uniform; j = i: only angle i), local refolds add N(0, (4 s)^2) on i .. i + span - 1, N(0, s^2) on all."""
+    from capsules import biomedical
+
+    m, draws = 11, 6000
+    x = jax.random.uniform(jax.random.key(0), (m,), minval=-1.0, maxval=1.0)
+    keys = jax.random.split(jax.random.key(1), draws)
+    one = jax.jit(
+        jax.vmap(biomedical._chain_move_2d_kind, in_axes=(0, None, None, None)),
+    )
+    xs = np.asarray(x)
+    y = np.asarray(one(keys, x, jnp.float32(0.0), 0))
+    changed = np.abs(y - xs) > 1e-7
+    counts = np.bincount(changed.sum(axis=1), minlength=4)
+    assert counts[0] == 0 and counts[4:].sum() == 0
+    np.testing.assert_allclose(counts[1:4] / draws, 1 / 3, atol=0.03)
+    np.testing.assert_allclose(changed.mean(axis=0), 2.0 / m, atol=0.03)  # E[count] / m
+    new = y[changed]
+    assert np.all(np.abs(new) <= np.pi)
+    np.testing.assert_allclose([new.mean(), new.var()], [0.0, np.pi**2 / 3], atol=0.1)
+
+    y = np.asarray(one(keys, x, jnp.float32(0.0), 1))
+    d = y - xs
+    first = np.argmax(np.abs(d) > 1e-7, axis=1)
+    np.testing.assert_allclose(np.bincount(first, minlength=m) / draws, 1 / m, atol=0.02)
+    inner = first < m - 1  # i = m - 1 has no partner: the last bond alone turns
+    np.testing.assert_allclose(d[inner].sum(axis=1), 0.0, atol=1e-5)  # the tail keeps its direction
+    assert np.all((np.abs(d[inner]) > 1e-7).sum(axis=1) == 2)
+
+    s = 0.05
+    d = np.asarray(one(keys, x, jnp.float32(s), 2)) - xs
+    k = np.arange(m)
+    p_near = sum(np.minimum(span, k + 1) for span in (1, 2, 3)) / (3 * m)
+    np.testing.assert_allclose(d.var(axis=0) / s**2, 1 + 16 * p_near, rtol=0.12)

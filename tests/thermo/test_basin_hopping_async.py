@@ -13,6 +13,7 @@ from helpers import double_well_minimum, tilted_double_well
 import idf_jax as idf
 from idf_jax._checks import ArgumentError
 from idf_jax.thermo import hop_async
+from idf_jax.thermo.basin_hopping import run_search as _RUN_SEARCH
 from idf_jax.thermo.hop_async import move_slots
 from idf_jax.thermo.local_min import lbfgs_run
 
@@ -153,3 +154,87 @@ def test_bad_hop_loop_raises():
         )
     with pytest.raises(ArgumentError, match="exchange_every"):
         idf.sample_equilibrium(tilted_double_well, key, WRONG_WELL, num_steps=5, exchange_every=0)
+
+
+def test_grow_cap_doubles_when_most_hops_end_at_it():
+    walk = {"cap": jnp.int32(100), "judged": jnp.int32(127), "capped": jnp.int32(127)}
+    same = hop_async._grow_cap(walk, 128, 500)  # window not full: nothing changes
+    assert [int(same[k]) for k in ("cap", "judged", "capped")] == [100, 127, 127]
+    up = hop_async._grow_cap(dict(walk, judged=jnp.int32(130), capped=jnp.int32(66)), 128, 500)
+    assert [int(up[k]) for k in ("cap", "judged", "capped")] == [200, 0, 0]
+    kept = hop_async._grow_cap(dict(walk, judged=jnp.int32(130), capped=jnp.int32(65)), 128, 500)
+    assert [int(kept[k]) for k in ("cap", "judged", "capped")] == [100, 0, 0]
+    top = hop_async._grow_cap(dict(walk, cap=jnp.int32(400), judged=jnp.int32(128)), 128, 500)
+    assert int(top["cap"]) == 500
+    fixed = hop_async._grow_cap(dict(walk, judged=jnp.int32(128)), 128, 100)
+    assert int(fixed["cap"]) == 100
+
+
+def _final_caps(monkeypatch, **kw):
+    """`_run`'s result and the hop cap each batch ended with."""
+    from idf_jax.thermo import basin_hopping
+
+    caps = []
+
+    def spy(*a, **k):
+        out = _RUN_SEARCH(*a, **k)
+        caps.append(int(out.carry.walk["cap"]))
+        return out
+
+    monkeypatch.setattr(basin_hopping, "run_search", spy)
+    return _run("parallel_tempering", 2, **kw), caps
+
+
+def test_adaptive_hop_cap(monkeypatch):
+    """hop_cap="adapt": where hop relaxations converge within relax_steps // 5 the
+    search is bit-identical to the fixed cap; where they end at it (relax_steps 5: a cap
+    of one iteration) the cap doubles up to relax_steps; an int is a fixed cap."""
+    fixed, c_fixed = _final_caps(monkeypatch, hop_cap="fixed")
+    adapt, c_adapt = _final_caps(monkeypatch, hop_cap="adapt")
+    assert c_fixed == c_adapt == [100]
+    for f in ("final_position", "hops", "best_energy"):
+        np.testing.assert_array_equal(np.asarray(getattr(fixed, f)), np.asarray(getattr(adapt, f)))
+    _, c = _final_caps(monkeypatch, hop_cap="fixed", relax_steps=5)
+    assert c == [1]
+    res, c = _final_caps(monkeypatch, hop_cap="adapt", relax_steps=5)
+    assert c == [5]
+    assert float(res.best_energy) == pytest.approx(E_MIN, abs=1e-5)
+    _, c = _final_caps(monkeypatch, hop_cap=3)
+    assert c == [3]
+    with pytest.raises(ArgumentError, match="hop_cap") as err:
+        _run("parallel_tempering", hop_cap="grow")
+    assert err.value.argument == "hop_cap"
+    with pytest.raises(ArgumentError, match="hop_cap"):
+        _run("parallel_tempering", hop_cap=0)
+
+
+def test_restart_indices_copy_the_best_groups_into_the_worst():
+    # 8 groups of 2 rungs; group bests 5, 1, 7, 3, 0, 6, 2, 4 (one chain at NaN)
+    g = jnp.array([5.0, 1.0, 7.0, 3.0, 0.0, 6.0, 2.0, 4.0])
+    best_e = jnp.stack([g, g + 10.0], axis=1).reshape(16).at[5].set(jnp.nan)
+    src = np.asarray(hop_async.restart_indices(best_e, 2))
+    want = np.arange(16).reshape(8, 2)
+    want[2], want[5] = want[4], want[1]  # worst (7) <- best (0), next (6) <- next (1)
+    np.testing.assert_array_equal(src, want.reshape(16))
+    np.testing.assert_array_equal(hop_async.restart_indices(best_e[:4], 2), [2, 3, 2, 3])
+
+
+def test_restart_every_restarts_groups_and_still_finds_the_minimum(monkeypatch):
+    from idf_jax.thermo import basin_hopping
+
+    walks = []
+
+    def spy(*a, **k):
+        out = _RUN_SEARCH(*a, **k)
+        walks.append(out.carry.walk)
+        return out
+
+    monkeypatch.setattr(basin_hopping, "run_search", spy)
+    res = _run("parallel_tempering", 4, replicas=2, restart_every=2)
+    assert int(walks[0]["restarted"]) == int(np.mean(np.asarray(res.hops)) // 2) >= 2
+    assert float(res.best_energy) == pytest.approx(E_MIN, abs=1e-5)
+    with pytest.raises(ArgumentError, match="restart_every") as err:
+        _run("population", restart_every=2)
+    assert err.value.argument == "restart_every"
+    with pytest.raises(ArgumentError, match="restart_every"):
+        _run("parallel_tempering", restart_every=0)
