@@ -370,30 +370,25 @@ def _restart_groups(c, rungs):
     """The worst tempering groups restart from the best groups' minima (`restart_indices`);
     a chain that receives another's minimum drops its in-flight relaxation and starts a
     new hop from it (as after a resampling); scales, counts and bests stay with the slot."""
-    n = c.e.shape[0]
-    idx = restart_indices(c.best_e, rungs)
-    w = c.walk
-    moved = idx != jnp.arange(n)
-    walk = dict(
-        w,
-        phase=jnp.where(moved, PENDING, w["phase"]),
-        first=w["first"] & ~moved,
-        restarted=w["restarted"] + 1,
-    )
-    return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], walk=walk)
+    return _take_minima(c, restart_indices(c.best_e, rungs), "restarted")
 
 
 def _resample(c, t_now, key):
     """Systematic resampling of the minima (`resample_indices`); a chain that receives
     another's minimum starts a new hop from it."""
-    n = c.e.shape[0]
-    idx = resample_indices(c.e, c.t_last, t_now, key)
+    c = _take_minima(c, resample_indices(c.e, c.t_last, t_now, key), "resampled")
+    return c._replace(t_last=t_now)
+
+
+def _take_minima(c, idx, counter: str):
+    """Chain i takes chain idx[i]'s minimum; a chain that received another's starts a
+    new hop from it (its in-flight relaxation dropped); `walk[counter]` counts the event."""
+    moved = idx != jnp.arange(c.e.shape[0])
     w = c.walk
-    moved = idx != jnp.arange(n)
     walk = dict(
         w,
         phase=jnp.where(moved, PENDING, w["phase"]),
         first=w["first"] & ~moved,
-        resampled=w["resampled"] + 1,
+        **{counter: w[counter] + 1},
     )
-    return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], t_last=t_now, walk=walk)
+    return c._replace(x=_tree.take(c.x, idx), e=c.e[idx], walk=walk)
